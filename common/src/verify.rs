@@ -1,0 +1,365 @@
+//! The invariant checker (DESIGN.md section 7) shared by `mason local` and the simulator.
+//!
+//! Feed it what was bound (committed batches, or single grants in the direct baseline) and
+//! what clients were told, then [`Checker::finish`] checks, per space:
+//! - Unique: no number is bound twice (ranges never overlap);
+//! - Contiguous: the bound numbers are exactly `0..=max`;
+//! - Once: a (client, seq) is bound at most once;
+//! - FIFO: for one client and one space, a later op has a larger number;
+//! - Stable: every acknowledged number is the one bound to that op.
+
+use crate::record::BoundBatch;
+use crate::types::SpaceMask;
+use std::collections::HashMap;
+use std::fmt;
+
+/// A broken invariant, with enough detail to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.invariant, self.detail)
+    }
+}
+
+fn violation(invariant: &'static str, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+/// Per-space totals of a run that passed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Per space: how many numbers are bound (0..count), and how many of them are noops.
+    pub numbers: Vec<u64>,
+    pub noops: Vec<u64>,
+    pub ops: u64,
+    pub acked: u64,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ok unique contiguous stable once fifo; ops={} acked={}",
+            self.ops, self.acked
+        )?;
+        for (s, (n, z)) in self.numbers.iter().zip(&self.noops).enumerate() {
+            write!(f, " s{s}=0..{n}(noops={z})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct OpsOf {
+    /// (seq, mask, offset into `numbers`)
+    entries: Vec<(u64, u64, u32)>,
+    numbers: Vec<u64>,
+}
+
+impl OpsOf {
+    fn push(&mut self, seq: u64, mask: SpaceMask, nums: &[u64]) {
+        self.entries.push((seq, mask.0, self.numbers.len() as u32));
+        self.numbers.extend_from_slice(nums);
+    }
+    fn nums(&self, i: usize) -> &[u64] {
+        let (_, m, off) = self.entries[i];
+        let off = off as usize;
+        &self.numbers[off..off + SpaceMask(m).len()]
+    }
+    /// Sorts entries by seq (stable, so the first of duplicates stays first).
+    fn sort(&mut self) {
+        self.entries.sort_by_key(|e| e.0);
+    }
+}
+
+/// Collects bindings and acknowledgements; checks them in [`Checker::finish`].
+pub struct Checker {
+    spaces: u32,
+    ranges: Vec<Vec<(u64, u64)>>,
+    taken: Vec<u64>,
+    bound: HashMap<u64, OpsOf>,
+    acked: HashMap<u64, OpsOf>,
+    ops: u64,
+    acks: u64,
+}
+
+impl Checker {
+    pub fn new(spaces: u32) -> Checker {
+        Checker {
+            spaces,
+            ranges: vec![Vec::new(); spaces as usize],
+            taken: vec![0; spaces as usize],
+            bound: HashMap::new(),
+            acked: HashMap::new(),
+            ops: 0,
+            acks: 0,
+        }
+    }
+
+    fn check_mask(&self, mask: SpaceMask, what: &str) -> Result<(), Violation> {
+        if mask.within(self.spaces) {
+            Ok(())
+        } else {
+            Err(violation(
+                "Unique",
+                format!("{what} touches {mask:?}, beyond {} spaces", self.spaces),
+            ))
+        }
+    }
+
+    /// Records one committed batch: its ranges and the numbers of its ops.
+    pub fn bind_batch(&mut self, b: &BoundBatch) -> Result<(), Violation> {
+        let mask = SpaceMask(b.space_mask);
+        self.check_mask(mask, &format!("group {} batch {}", b.group, b.batch_id))?;
+        let mut ops = Vec::new();
+        b.for_each_op(|c, s, m, n| ops.push((c, s, m, n.to_vec())))
+            .map_err(|e| violation("Unique", format!("group {}: {e}", b.group)))?;
+        for ((s, base), count) in mask.iter().zip(&b.bases).zip(&b.counts) {
+            if *count > 0 {
+                self.ranges[s as usize].push((*base, u64::from(*count)));
+            }
+        }
+        for (c, s, m, n) in ops {
+            self.bind_op_numbers(c, s, m, &n);
+        }
+        Ok(())
+    }
+
+    fn bind_op_numbers(&mut self, client: u64, seq: u64, mask: SpaceMask, nums: &[u64]) {
+        for s in mask.iter() {
+            self.taken[s as usize] += 1;
+        }
+        self.ops += 1;
+        self.bound.entry(client).or_default().push(seq, mask, nums);
+    }
+
+    /// Records an op bound on its own (the direct baseline: one grant per op).
+    pub fn bind_op(
+        &mut self,
+        client: u64,
+        seq: u64,
+        mask: SpaceMask,
+        nums: &[u64],
+    ) -> Result<(), Violation> {
+        self.check_mask(mask, &format!("client {client} op {seq}"))?;
+        if nums.len() != mask.len() {
+            return Err(violation(
+                "Unique",
+                format!("client {client} op {seq}: {} numbers for {mask:?}", nums.len()),
+            ));
+        }
+        for (s, n) in mask.iter().zip(nums) {
+            self.ranges[s as usize].push((*n, 1));
+        }
+        self.bind_op_numbers(client, seq, mask, nums);
+        Ok(())
+    }
+
+    /// Records an answer a client received.
+    pub fn ack(&mut self, client: u64, seq: u64, mask: SpaceMask, nums: &[u64]) {
+        self.acks += 1;
+        self.acked.entry(client).or_default().push(seq, mask, nums);
+    }
+
+    pub fn finish(mut self) -> Result<Report, Violation> {
+        let mut report = Report {
+            ops: self.ops,
+            acked: self.acks,
+            ..Report::default()
+        };
+        for (s, ranges) in self.ranges.iter_mut().enumerate() {
+            ranges.sort_unstable();
+            let mut next = 0u64;
+            for &(base, count) in ranges.iter() {
+                if base < next {
+                    return Err(violation(
+                        "Unique",
+                        format!("space {s}: number {base} bound twice"),
+                    ));
+                }
+                if base > next {
+                    return Err(violation(
+                        "Contiguous",
+                        format!("space {s}: hole {next}..{base} (bound up to {})", {
+                            ranges.last().map(|r| r.0 + r.1).unwrap_or(0)
+                        }),
+                    ));
+                }
+                next = base + count;
+            }
+            report.numbers.push(next);
+            report.noops.push(next - self.taken[s]);
+        }
+        let mut clients: Vec<u64> = self.bound.keys().copied().collect();
+        clients.sort_unstable();
+        for c in &clients {
+            let Some(ops) = self.bound.get_mut(c) else {
+                continue;
+            };
+            ops.sort();
+            check_once_fifo(*c, ops)?;
+        }
+        let mut acked: Vec<u64> = self.acked.keys().copied().collect();
+        acked.sort_unstable();
+        let empty = OpsOf::default();
+        for c in acked {
+            let Some(acks) = self.acked.get_mut(&c) else {
+                continue;
+            };
+            acks.sort();
+            let bound = self.bound.get(&c).unwrap_or(&empty);
+            check_stable(c, acks, bound)?;
+        }
+        Ok(report)
+    }
+}
+
+fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
+    let mut last: [Option<u64>; 64] = [None; 64];
+    let mut prev_seq = None;
+    for i in 0..ops.entries.len() {
+        let (seq, mask, _) = ops.entries[i];
+        if prev_seq == Some(seq) {
+            return Err(violation(
+                "Once",
+                format!("client {client} op {seq} bound twice"),
+            ));
+        }
+        prev_seq = Some(seq);
+        for (s, n) in SpaceMask(mask).iter().zip(ops.nums(i)) {
+            if let Some(p) = last[s as usize] {
+                if *n <= p {
+                    return Err(violation(
+                        "FIFO",
+                        format!("client {client} space {s}: op {seq} got {n}, an earlier op got {p}"),
+                    ));
+                }
+            }
+            last[s as usize] = Some(*n);
+        }
+    }
+    Ok(())
+}
+
+fn check_stable(client: u64, acks: &OpsOf, bound: &OpsOf) -> Result<(), Violation> {
+    for i in 0..acks.entries.len() {
+        let (seq, mask, _) = acks.entries[i];
+        let Ok(j) = bound.entries.binary_search_by_key(&seq, |e| e.0) else {
+            return Err(violation(
+                "Stable",
+                format!("client {client} op {seq} was acknowledged but never bound"),
+            ));
+        };
+        if bound.entries[j].1 != mask || bound.nums(j) != acks.nums(i) {
+            return Err(violation(
+                "Stable",
+                format!(
+                    "client {client} op {seq} acknowledged {:?} but bound {:?}",
+                    acks.nums(i),
+                    bound.nums(j)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the replicas of one group applied the same batches (each log a prefix of
+/// the longest) and returns the longest.
+pub fn agree(group: u32, logs: Vec<Vec<BoundBatch>>) -> Result<Vec<BoundBatch>, Violation> {
+    let longest = logs.iter().map(Vec::len).max().unwrap_or(0);
+    let Some(best) = logs.iter().position(|l| l.len() == longest) else {
+        return Ok(Vec::new());
+    };
+    for (r, log) in logs.iter().enumerate() {
+        if let Some(i) = (0..log.len()).find(|&i| log[i] != logs[best][i]) {
+            return Err(violation(
+                "Stable",
+                format!(
+                    "group {group}: replica {r} and replica {best} applied different batches at position {i}"
+                ),
+            ));
+        }
+    }
+    Ok(logs.into_iter().nth(best).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: u64, bases: Vec<u64>, counts: Vec<u32>, ops: &[(u64, u64, u64)]) -> BoundBatch {
+        BoundBatch {
+            group: 0,
+            batch_id: id,
+            epoch: 1,
+            space_mask: SpaceMask::first(bases.len() as u32).0,
+            bases,
+            counts,
+            op_clients: ops.iter().map(|o| o.0).collect(),
+            op_seqs: ops.iter().map(|o| o.1).collect(),
+            op_masks: ops.iter().map(|o| o.2).collect(),
+        }
+    }
+
+    #[test]
+    fn good_run_passes_with_noops_counted() {
+        let mut c = Checker::new(2);
+        c.bind_batch(&batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11), (1, 2, 0b01)]))
+            .unwrap();
+        c.bind_batch(&batch(2, vec![2, 1], vec![2, 1], &[(2, 1, 0b01)]))
+            .unwrap();
+        c.ack(1, 1, SpaceMask(0b11), &[0, 0]);
+        c.ack(1, 2, SpaceMask(0b01), &[1]);
+        c.ack(2, 1, SpaceMask(0b01), &[2]);
+        let r = c.finish().unwrap();
+        assert_eq!(r.numbers, vec![4, 2]);
+        assert_eq!(r.noops, vec![1, 1]);
+    }
+
+    #[test]
+    fn each_invariant_can_fail() {
+        let mut c = Checker::new(1);
+        c.bind_batch(&batch(1, vec![0], vec![2], &[])).unwrap();
+        c.bind_batch(&batch(2, vec![1], vec![1], &[])).unwrap();
+        assert_eq!(c.finish().unwrap_err().invariant, "Unique");
+
+        let mut c = Checker::new(1);
+        c.bind_batch(&batch(1, vec![0], vec![2], &[])).unwrap();
+        c.bind_batch(&batch(2, vec![3], vec![1], &[])).unwrap();
+        assert_eq!(c.finish().unwrap_err().invariant, "Contiguous");
+
+        let mut c = Checker::new(1);
+        c.bind_batch(&batch(1, vec![0], vec![2], &[(1, 1, 1), (1, 1, 1)]))
+            .unwrap();
+        assert_eq!(c.finish().unwrap_err().invariant, "Once");
+
+        let mut c = Checker::new(1);
+        c.bind_batch(&batch(1, vec![0], vec![2], &[(1, 2, 1), (1, 1, 1)]))
+            .unwrap();
+        assert_eq!(c.finish().unwrap_err().invariant, "FIFO");
+
+        let mut c = Checker::new(1);
+        c.bind_batch(&batch(1, vec![0], vec![1], &[(1, 1, 1)])).unwrap();
+        c.ack(1, 1, SpaceMask(1), &[7]);
+        assert_eq!(c.finish().unwrap_err().invariant, "Stable");
+
+        let mut c = Checker::new(1);
+        c.ack(1, 1, SpaceMask(1), &[0]);
+        assert_eq!(c.finish().unwrap_err().invariant, "Stable");
+    }
+
+    #[test]
+    fn replicas_must_agree() {
+        let a = batch(1, vec![0], vec![1], &[]);
+        let b = batch(2, vec![1], vec![1], &[]);
+        let c = batch(2, vec![5], vec![1], &[]);
+        assert_eq!(agree(0, vec![vec![a.clone()], vec![a.clone(), b.clone()]]).unwrap().len(), 2);
+        assert!(agree(0, vec![vec![a.clone(), c], vec![a, b]]).is_err());
+    }
+}
