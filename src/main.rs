@@ -1,1 +1,170 @@
-fn main() {}
+//! The one `mason` binary: a subcommand per role (sequencer, proxy, client) and per tool
+//! (local cluster, sequencer benchmark).
+
+mod args;
+mod local;
+mod report;
+
+use anyhow::Context;
+use args::{BenchSeqArgs, ClientArgs, Cmd, ProxyArgs, SequencerArgs};
+use clap::Parser;
+use mason_common::transport::{Tcp, Transport};
+use std::sync::{Arc, Mutex};
+
+fn main() {
+    let cli = args::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let code = match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<i32> {
+    match cmd {
+        Cmd::Sequencer(a) => sequencer(a).map(|_| 0),
+        Cmd::Proxy(a) => proxy(a).map(|_| 0),
+        Cmd::Client(a) => client(a).map(|_| 0),
+        Cmd::Local(a) => local::run(a),
+        Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
+    }
+}
+
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
+    let rt = runtime(a.threads)?;
+    rt.block_on(async move {
+        let seq = mason_sequencer::Sequencer::new(mason_sequencer::SequencerConfig {
+            spaces: a.spaces,
+            epoch: a.epoch,
+            window: a.window as usize,
+            ..Default::default()
+        });
+        let listener = Tcp.bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+        tracing::info!(listen = %a.listen, spaces = a.spaces, epoch = a.epoch, "sequencer up");
+        tokio::select! {
+            _ = mason_sequencer::server::serve(listener, Arc::new(Mutex::new(seq)), a.max_frame) => {}
+            _ = terminated() => {}
+        }
+        Ok(())
+    })
+}
+
+fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
+    let listen = *a
+        .peers
+        .get(a.replica as usize)
+        .context("--replica is not an index into --peers")?;
+    let rt = runtime(a.threads)?;
+    rt.block_on(async move {
+        let listener = Tcp.bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let cfg = mason_proxy::node::NodeConfig {
+            replica: a.replica,
+            groups: (0..a.groups).collect(),
+            peers: a.peers.clone(),
+            sequencer: a.sequencer,
+            data_dir: a.data_dir.clone(),
+            record_dir: a.record_dir.clone(),
+            fsync: a.knobs.fsync.on(),
+            tick: std::time::Duration::from_millis(a.knobs.tick_ms),
+            replica_cfg: mason_proxy::ReplicaConfig {
+                spaces: a.spaces,
+                max_batch_ops: a.knobs.max_batch as usize,
+                max_outstanding: a.knobs.max_outstanding as usize,
+                batch_delay_us: a.knobs.batch_delay_us,
+                election_ticks: a.knobs.election_ticks as usize,
+                heartbeat_ticks: a.knobs.heartbeat_ticks as usize,
+                ..Default::default()
+            },
+            max_frame: a.max_frame,
+        };
+        tracing::info!(replica = a.replica, groups = a.groups, %listen, fsync = a.knobs.fsync.on(), "proxy up");
+        mason_proxy::node::run(cfg, Arc::new(Tcp), listener, terminated()).await
+    })
+}
+
+fn client(a: ClientArgs) -> anyhow::Result<()> {
+    let rt = runtime(a.runtime_threads)?;
+    let out = a.out.clone();
+    let index = a.index;
+    let cfg = a.load_config();
+    let result = rt.block_on(mason_client::load::run(Arc::new(Tcp), cfg));
+    if result.unanswered > 0 {
+        tracing::warn!(
+            unanswered = result.unanswered,
+            "ops left unanswered after the drain"
+        );
+    }
+    std::fs::create_dir_all(&out)?;
+    mason_client::load::write_results(&out, index, &result)
+        .with_context(|| format!("writing results under {}", out.display()))?;
+    println!("{}", result.dat_line());
+    Ok(())
+}
+
+fn bench_sequencer(a: BenchSeqArgs) -> anyhow::Result<()> {
+    let cfg = mason_sequencer::bench::BenchConfig {
+        spaces: a.spaces,
+        batch: a.batch,
+        groups: a.groups,
+        duration: a.duration,
+    };
+    let r = match a.addr {
+        None => mason_sequencer::bench::in_process(&cfg),
+        Some(addr) => {
+            let rt = runtime(a.threads)?;
+            rt.block_on(mason_sequencer::bench::over_network(
+                Arc::new(Tcp),
+                addr,
+                &cfg,
+                a.pipeline,
+            ))?
+        }
+    };
+    println!(
+        "sequencer {}: spaces={} batch={} groups={} requests/s={:.0} numbers/s={:.0}",
+        if a.addr.is_some() {
+            "over tcp"
+        } else {
+            "in process"
+        },
+        a.spaces,
+        a.batch,
+        a.groups,
+        r.requests_per_sec(),
+        r.numbers_per_sec()
+    );
+    Ok(())
+}

@@ -46,7 +46,11 @@ impl SpaceMask {
         if !self.contains(space) {
             return None;
         }
-        let below = if space == 0 { 0 } else { self.0 & ((1u64 << space) - 1) };
+        let below = if space == 0 {
+            0
+        } else {
+            self.0 & ((1u64 << space) - 1)
+        };
         Some(below.count_ones() as usize)
     }
 }

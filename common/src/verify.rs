@@ -44,7 +44,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ok unique contiguous stable once fifo; ops={} acked={}",
+            "unique contiguous stable once fifo; ops={} acked={}",
             self.ops, self.acked
         )?;
         for (s, (n, z)) in self.numbers.iter().zip(&self.noops).enumerate() {
@@ -150,7 +150,10 @@ impl Checker {
         if nums.len() != mask.len() {
             return Err(violation(
                 "Unique",
-                format!("client {client} op {seq}: {} numbers for {mask:?}", nums.len()),
+                format!(
+                    "client {client} op {seq}: {} numbers for {mask:?}",
+                    nums.len()
+                ),
             ));
         }
         for (s, n) in mask.iter().zip(nums) {
@@ -236,7 +239,9 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
                 if *n <= p {
                     return Err(violation(
                         "FIFO",
-                        format!("client {client} space {s}: op {seq} got {n}, an earlier op got {p}"),
+                        format!(
+                            "client {client} space {s}: op {seq} got {n}, an earlier op got {p}"
+                        ),
                     ));
                 }
             }
@@ -310,8 +315,13 @@ mod tests {
     #[test]
     fn good_run_passes_with_noops_counted() {
         let mut c = Checker::new(2);
-        c.bind_batch(&batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11), (1, 2, 0b01)]))
-            .unwrap();
+        c.bind_batch(&batch(
+            1,
+            vec![0, 0],
+            vec![2, 1],
+            &[(1, 1, 0b11), (1, 2, 0b01)],
+        ))
+        .unwrap();
         c.bind_batch(&batch(2, vec![2, 1], vec![2, 1], &[(2, 1, 0b01)]))
             .unwrap();
         c.ack(1, 1, SpaceMask(0b11), &[0, 0]);
@@ -345,7 +355,8 @@ mod tests {
         assert_eq!(c.finish().unwrap_err().invariant, "FIFO");
 
         let mut c = Checker::new(1);
-        c.bind_batch(&batch(1, vec![0], vec![1], &[(1, 1, 1)])).unwrap();
+        c.bind_batch(&batch(1, vec![0], vec![1], &[(1, 1, 1)]))
+            .unwrap();
         c.ack(1, 1, SpaceMask(1), &[7]);
         assert_eq!(c.finish().unwrap_err().invariant, "Stable");
 
@@ -359,7 +370,12 @@ mod tests {
         let a = batch(1, vec![0], vec![1], &[]);
         let b = batch(2, vec![1], vec![1], &[]);
         let c = batch(2, vec![5], vec![1], &[]);
-        assert_eq!(agree(0, vec![vec![a.clone()], vec![a.clone(), b.clone()]]).unwrap().len(), 2);
+        assert_eq!(
+            agree(0, vec![vec![a.clone()], vec![a.clone(), b.clone()]])
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(agree(0, vec![vec![a.clone(), c], vec![a, b]]).is_err());
     }
 }

@@ -1,2 +1,10 @@
-//! placeholder
-use raft as _; use protobuf as _; use slog as _;
+//! A mason proxy: replicas of proxy groups. Each [`Replica`] is a state machine (no I/O)
+//! around a raft-rs `RawNode`; [`node`] drives the replicas one process hosts over real
+//! sockets and files.
+
+pub mod entry;
+pub mod node;
+pub mod replica;
+pub mod wal;
+
+pub use replica::{Action, ConnId, Replica, ReplicaConfig};

@@ -1,1 +1,12 @@
-//! placeholder
+//! The mason sequencer: one counter per sequence space and an epoch. A request asks for
+//! ranges for a whole batch of one proxy group; the same (group, batch id) asked again
+//! gets the same ranges back, marked as a repeat (at-most-once).
+//!
+//! [`Sequencer`] is the state machine (no I/O, no clock); `server` drives it over a
+//! [`Transport`](mason_common::transport::Transport); `bench` measures it.
+
+pub mod bench;
+pub mod server;
+mod state;
+
+pub use state::{Sequencer, SequencerConfig};

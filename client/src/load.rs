@@ -1,0 +1,251 @@
+//! Closed-loop load: `threads` clients per process, each with `concurrency` ops in flight.
+//! Latencies of ops completed inside the measured window (after the warm-up) go into one
+//! HDR histogram; every answer is kept (compactly) for the verification.
+
+use crate::driver::{Client, ClientConfig, MultiSeq, Target};
+use bytes::Bytes;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use mason_common::record::{AckChunk, RecordWriter};
+use mason_common::transport::Transport;
+use mason_common::types::SpaceMask;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which spaces each op touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpSpaces {
+    /// Every space.
+    All,
+    /// This many distinct spaces, chosen at random per op.
+    Count(u32),
+    /// A random non-empty subset per op.
+    Random,
+}
+
+impl std::str::FromStr for OpSpaces {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(OpSpaces::All),
+            "random" => Ok(OpSpaces::Random),
+            n => match n.parse::<u32>() {
+                Ok(k) if (1..=64).contains(&k) => Ok(OpSpaces::Count(k)),
+                _ => Err(format!("'{s}' is not all, random, or a count 1..=64")),
+            },
+        }
+    }
+}
+
+impl OpSpaces {
+    pub fn pick(self, spaces: u32, rng: &mut impl Rng) -> SpaceMask {
+        match self {
+            OpSpaces::All => SpaceMask::first(spaces),
+            OpSpaces::Random => loop {
+                let m = SpaceMask(rng.gen::<u64>() & SpaceMask::first(spaces).0);
+                if !m.is_empty() {
+                    return m;
+                }
+            },
+            OpSpaces::Count(k) => {
+                let k = k.min(spaces);
+                let mut m = 0u64;
+                while m.count_ones() < k {
+                    m |= 1u64 << rng.gen_range(0..spaces);
+                }
+                SpaceMask(m)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// This load process's index; its clients get ids `index * 65536 + t + 1`.
+    pub index: u32,
+    pub threads: u32,
+    pub concurrency: u32,
+    /// Proxy replica addresses (every process hosts a replica of every group), or empty
+    /// for the direct baseline.
+    pub proxies: Vec<SocketAddr>,
+    pub groups: u32,
+    pub sequencer: SocketAddr,
+    pub spaces: u32,
+    pub op_spaces: OpSpaces,
+    pub payload: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub retry_timeout: Duration,
+    /// How long to wait for unanswered ops after the run before giving up on them.
+    pub drain: Duration,
+}
+
+pub struct LoadResult {
+    /// Ops completed inside the measured window.
+    pub ops: u64,
+    /// Latencies (ns) of those ops.
+    pub hist: Histogram<u64>,
+    pub re_tx: u64,
+    pub window: Duration,
+    /// Every answer received, one chunk per client.
+    pub acks: Vec<AckChunk>,
+    /// Ops still unanswered when the drain ended.
+    pub unanswered: u64,
+}
+
+impl LoadResult {
+    /// Mason's per-client line: `mrps,p50,p99,p999,p9999,num_re_tx` (Mops/s, us).
+    pub fn dat_line(&self) -> String {
+        dat_line(self.ops, self.window, &self.hist, self.re_tx)
+    }
+}
+
+/// Formats `mrps,p50,p99,p999,p9999,num_re_tx` from counts and a histogram in ns.
+pub fn dat_line(ops: u64, window: Duration, hist: &Histogram<u64>, re_tx: u64) -> String {
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "{:.6},{:.1},{:.1},{:.1},{:.1},{}",
+        ops as f64 / window.as_secs_f64().max(1e-9) / 1e6,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        us(0.9999),
+        re_tx
+    )
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // 1 ns to 100 s at 3 significant digits: constant, valid bounds.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+struct Shared {
+    hist: Histogram<u64>,
+    ops: u64,
+    acks: AckChunk,
+    unanswered: u64,
+}
+
+pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
+    let start = Instant::now();
+    let measure_from = start + cfg.warmup;
+    let end = measure_from + cfg.duration;
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    let mut shared_all = Vec::new();
+    for t in 0..cfg.threads {
+        let client_id = u64::from(cfg.index) * 65536 + u64::from(t) + 1;
+        let target = if cfg.proxies.is_empty() {
+            Target::Direct {
+                sequencer: cfg.sequencer,
+            }
+        } else {
+            Target::Group {
+                group: ((u64::from(cfg.index) * u64::from(cfg.threads) + u64::from(t))
+                    % u64::from(cfg.groups.max(1))) as u32,
+                replicas: cfg.proxies.clone(),
+            }
+        };
+        let client = Client::start(
+            transport.clone(),
+            ClientConfig {
+                client_id,
+                target,
+                retry_timeout: cfg.retry_timeout,
+            },
+        );
+        let shared = Arc::new(Mutex::new(Shared {
+            hist: new_histogram(),
+            ops: 0,
+            acks: AckChunk {
+                client_id,
+                ..AckChunk::default()
+            },
+            unanswered: 0,
+        }));
+        for c in 0..cfg.concurrency {
+            let client = client.clone();
+            let shared = shared.clone();
+            let cfg = cfg.clone();
+            let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
+            let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    let mask = cfg.op_spaces.pick(cfg.spaces, &mut rng);
+                    let t0 = Instant::now();
+                    let r = tokio::time::timeout(
+                        (end - t0) + cfg.drain,
+                        client.sequence(mask, payload.clone()),
+                    )
+                    .await;
+                    let t1 = Instant::now();
+                    let mut s = match shared.lock() {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    };
+                    match r {
+                        Ok(Ok(MultiSeq { seq, mask, numbers })) => {
+                            s.acks.push(seq, mask, &numbers);
+                            if t0 >= measure_from && t1 <= end {
+                                s.ops += 1;
+                                let ns = t1.duration_since(t0).as_nanos() as u64;
+                                let _ = s.hist.record(ns.max(1));
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "op failed");
+                        }
+                        Err(_) => {
+                            s.unanswered += 1;
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        clients.push(client);
+        shared_all.push(shared);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut result = LoadResult {
+        ops: 0,
+        hist: new_histogram(),
+        re_tx: clients.iter().map(Client::retransmissions).sum(),
+        window: cfg.duration,
+        acks: Vec::new(),
+        unanswered: 0,
+    };
+    for s in shared_all {
+        if let Ok(mut s) = s.lock() {
+            result.ops += s.ops;
+            let _ = result.hist.add(&s.hist);
+            result.unanswered += s.unanswered;
+            result.acks.push(std::mem::take(&mut s.acks));
+        }
+    }
+    result
+}
+
+/// Writes `client-N.dat`, `client-N.hist` (HDR V2) and `acks-N.bin` under `dir`.
+pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<()> {
+    std::fs::write(
+        dir.join(format!("client-{index}.dat")),
+        format!("{}\n", r.dat_line()),
+    )?;
+    let mut buf = Vec::new();
+    V2Serializer::new()
+        .serialize(&r.hist, &mut buf)
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    std::fs::write(dir.join(format!("client-{index}.hist")), buf)?;
+    let mut w = RecordWriter::create(&dir.join(format!("acks-{index}.bin")))?;
+    for a in &r.acks {
+        w.append(a)?;
+    }
+    w.flush()
+}

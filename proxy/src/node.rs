@@ -1,0 +1,429 @@
+//! The proxy runtime: one process hosts replica `r` of several groups (as Mason ran one
+//! replica of 8 groups per proxy machine). It listens for clients and for its peers' Raft
+//! messages, keeps reconnecting links to its peers and to the sequencer, and runs one task
+//! per hosted group that feeds that group's [`Replica`] and carries out its actions: WAL
+//! writes (fdatasync'd when `fsync` is on), sends, answers and bound-number records.
+
+use crate::replica::{Action, ConnId, Replica, ReplicaConfig};
+use crate::wal::Wal;
+use anyhow::Context;
+use bytes::Bytes;
+use mason_common::frame::{spawn_writer, FrameReader, FrameTx};
+use mason_common::msg::{Body, ClientOp, ClientReply, Frame, RaftMsg, ReplyStatus, SeqReply};
+use mason_common::record::RecordWriter;
+use mason_common::transport::{Listener, Transport};
+use raft::Storage;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This process's replica index, 0..peers.len().
+    pub replica: u32,
+    /// The groups this process hosts a replica of.
+    pub groups: Vec<u32>,
+    /// Every replica process's address, by replica index (this one's included).
+    pub peers: Vec<SocketAddr>,
+    pub sequencer: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Where to write `bound-g<G>-r<R>.bin`, the record of every applied batch.
+    pub record_dir: Option<PathBuf>,
+    pub fsync: bool,
+    /// One Raft tick.
+    pub tick: Duration,
+    /// Template for every hosted replica (group and replica are filled in).
+    pub replica_cfg: ReplicaConfig,
+    pub max_frame: usize,
+}
+
+enum Event {
+    Client {
+        conn: ConnId,
+        tx: FrameTx,
+        op: ClientOp,
+    },
+    Raft(Bytes),
+    Seq(SeqReply),
+    SeqConnected,
+    Shutdown(oneshot::Sender<()>),
+}
+
+type Inboxes = Arc<HashMap<u32, mpsc::UnboundedSender<Event>>>;
+
+/// Runs the node until `shutdown` resolves, then flushes every group's records.
+pub async fn run(
+    cfg: NodeConfig,
+    transport: Arc<dyn Transport>,
+    listener: Box<dyn Listener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let mut senders = HashMap::new();
+    let mut receivers = Vec::new();
+    for &g in &cfg.groups {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.insert(g, tx);
+        receivers.push((g, rx));
+    }
+    let inboxes: Inboxes = Arc::new(senders);
+
+    let mut peer_links = Vec::new();
+    for (i, addr) in cfg.peers.iter().enumerate() {
+        if i as u32 == cfg.replica {
+            peer_links.push(None);
+        } else {
+            peer_links.push(Some(spawn_link(
+                transport.clone(),
+                *addr,
+                cfg.max_frame,
+                || {},
+                |_| {},
+            )));
+        }
+    }
+    let peer_links = Arc::new(peer_links);
+    let seq_link = {
+        let on_connect = inboxes.clone();
+        let on_frame = inboxes.clone();
+        spawn_link(
+            transport.clone(),
+            cfg.sequencer,
+            cfg.max_frame,
+            move || {
+                for tx in on_connect.values() {
+                    let _ = tx.send(Event::SeqConnected);
+                }
+            },
+            move |f| match f.body {
+                Some(Body::SeqReply(r)) => {
+                    if let Some(tx) = on_frame.get(&r.group) {
+                        let _ = tx.send(Event::Seq(r));
+                    }
+                }
+                other => tracing::warn!(?other, "unexpected frame from the sequencer"),
+            },
+        )
+    };
+
+    let mut tasks = Vec::new();
+    for (g, rx) in receivers {
+        let (wal, storage) = Wal::open(
+            &cfg.data_dir.join(format!("g{g}.wal")),
+            cfg.fsync,
+            (1..=cfg.peers.len() as u64).collect(),
+        )
+        .with_context(|| format!("opening the wal of group {g}"))?;
+        let fresh = storage.last_index().unwrap_or(0) == 0
+            && storage
+                .initial_state()
+                .map(|s| s.hard_state.term)
+                .unwrap_or(0)
+                == 0;
+        let mut rcfg = cfg.replica_cfg.clone();
+        rcfg.group = g;
+        rcfg.replica = cfg.replica;
+        rcfg.replicas = cfg.peers.len() as u32;
+        rcfg.campaign_on_start = fresh && cfg.replica == 0;
+        let replica = Replica::new(rcfg, storage).context("starting raft")?;
+        let record = match &cfg.record_dir {
+            Some(d) => Some(RecordWriter::create(
+                &d.join(format!("bound-g{g}-r{}.bin", cfg.replica)),
+            )?),
+            None => None,
+        };
+        let group = GroupTask {
+            replica,
+            wal,
+            record,
+            conns: HashMap::new(),
+            peer_links: peer_links.clone(),
+            seq_link: seq_link.clone(),
+            tick: cfg.tick,
+            fsync: cfg.fsync,
+        };
+        tasks.push(tokio::spawn(group.run(rx)));
+    }
+
+    let accept = tokio::spawn(accept_loop(listener, inboxes.clone(), cfg.max_frame));
+    shutdown.await;
+    accept.abort();
+    for tx in inboxes.values() {
+        let (done, wait) = oneshot::channel();
+        if tx.send(Event::Shutdown(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn accept_loop(mut listener: Box<dyn Listener>, inboxes: Inboxes, max_frame: usize) {
+    let next_conn = Arc::new(AtomicU64::new(1));
+    loop {
+        match listener.accept().await {
+            Ok(conn) => {
+                let id = next_conn.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(serve_conn(conn, id, inboxes.clone(), max_frame));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads one incoming connection: client ops and peers' Raft messages go to their group.
+async fn serve_conn(
+    conn: mason_common::transport::Connection,
+    id: ConnId,
+    inboxes: Inboxes,
+    max_frame: usize,
+) {
+    let peer = conn.peer.clone();
+    let tx = spawn_writer(conn.write, peer.clone());
+    let mut reader = FrameReader::new(conn.read, max_frame);
+    while let Some(frame) = reader.next().await {
+        match frame {
+            Ok(Frame {
+                body: Some(Body::ClientOp(op)),
+            }) => match inboxes.get(&op.group) {
+                Some(inbox) => {
+                    let _ = inbox.send(Event::Client {
+                        conn: id,
+                        tx: tx.clone(),
+                        op,
+                    });
+                }
+                None => {
+                    let _ = tx.send(Frame::new(Body::ClientReply(ClientReply {
+                        client_id: op.client_id,
+                        client_seq: op.client_seq,
+                        status: ReplyStatus::Invalid as i32,
+                        leader_hint: 0,
+                        space_mask: 0,
+                        numbers: Vec::new(),
+                    })));
+                }
+            },
+            Ok(Frame {
+                body: Some(Body::Raft(m)),
+            }) => match inboxes.get(&m.group) {
+                Some(inbox) => {
+                    let _ = inbox.send(Event::Raft(m.data));
+                }
+                None => {
+                    tracing::warn!(%peer, group = m.group, "raft message for a group not hosted here")
+                }
+            },
+            Ok(other) => {
+                tracing::warn!(%peer, ?other, "closing connection: unexpected frame for a proxy");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: malformed frame");
+                return;
+            }
+        }
+    }
+}
+
+/// A connection that is re-established whenever it breaks. Frames sent while it is down
+/// are dropped (Raft and the sequencer protocol tolerate loss; both retry).
+fn spawn_link(
+    transport: Arc<dyn Transport>,
+    addr: SocketAddr,
+    max_frame: usize,
+    on_connect: impl Fn() + Send + 'static,
+    on_frame: impl Fn(Frame) + Send + Sync + 'static,
+) -> FrameTx {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+    let on_frame = Arc::new(on_frame);
+    tokio::spawn(async move {
+        loop {
+            let conn = match transport.connect(addr).await {
+                Ok(c) => c,
+                Err(_) => {
+                    while rx.try_recv().is_ok() {}
+                    if rx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let (dead_tx, mut dead) = oneshot::channel::<()>();
+            let on_frame = on_frame.clone();
+            let mut reader = FrameReader::new(conn.read, max_frame);
+            let read_task = tokio::spawn(async move {
+                while let Some(Ok(f)) = reader.next().await {
+                    on_frame(f);
+                }
+                let _ = dead_tx.send(());
+            });
+            on_connect();
+            let mut write = conn.write;
+            let mut buf = bytes::BytesMut::with_capacity(64 << 10);
+            loop {
+                tokio::select! {
+                    f = rx.recv() => {
+                        let Some(f) = f else {
+                            read_task.abort();
+                            return;
+                        };
+                        mason_common::frame::encode_into(&f, &mut buf);
+                        while buf.len() < (256 << 10) {
+                            match rx.try_recv() {
+                                Ok(f) => mason_common::frame::encode_into(&f, &mut buf),
+                                Err(_) => break,
+                            }
+                        }
+                        let r = tokio::io::AsyncWriteExt::write_all(&mut write, &buf).await;
+                        buf.clear();
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    _ = &mut dead => break,
+                }
+            }
+            read_task.abort();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tx
+}
+
+struct GroupTask {
+    replica: Replica,
+    wal: Wal,
+    record: Option<RecordWriter>,
+    conns: HashMap<ConnId, FrameTx>,
+    peer_links: Arc<Vec<Option<FrameTx>>>,
+    seq_link: FrameTx,
+    tick: Duration,
+    fsync: bool,
+}
+
+impl GroupTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let start = Instant::now();
+        let us = |t: Instant| t.duration_since(start).as_micros() as u64;
+        let mut next_tick = start + self.tick;
+        let mut next_flush = start + Duration::from_millis(100);
+        let mut out = Vec::new();
+        loop {
+            let mut wake = next_tick;
+            if let Some(d) = self.replica.next_deadline() {
+                wake = wake.min(start + Duration::from_micros(d));
+            }
+            let first = tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => Some(ev),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => None,
+            };
+            let mut evs = first.into_iter().collect::<Vec<_>>();
+            while evs.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(ev) => evs.push(ev),
+                    Err(_) => break,
+                }
+            }
+            for ev in evs {
+                match ev {
+                    Event::Client { conn, tx, op } => {
+                        self.conns.entry(conn).or_insert(tx);
+                        self.replica.on_client_op(conn, op, &mut out);
+                    }
+                    Event::Raft(data) => self.replica.on_raft(&data),
+                    Event::Seq(r) => self.replica.on_seq_reply(r),
+                    Event::SeqConnected => self.replica.on_seq_connected(&mut out),
+                    Event::Shutdown(done) => {
+                        self.execute(&mut out);
+                        if let Some(r) = self.record.as_mut() {
+                            let _ = r.flush();
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.replica.tick(us(now), &mut out);
+                next_tick += self.tick;
+                if next_tick < now {
+                    next_tick = now + self.tick;
+                }
+            }
+            self.replica.flush(us(now), &mut out);
+            self.execute(&mut out);
+            if now >= next_flush {
+                if let Some(r) = self.record.as_mut() {
+                    let _ = r.flush();
+                }
+                next_flush = now + Duration::from_millis(100);
+            }
+        }
+    }
+
+    fn execute(&mut self, out: &mut Vec<Action>) {
+        for a in out.drain(..) {
+            match a {
+                Action::Persist {
+                    hard_state,
+                    entries,
+                } => {
+                    let wal = &mut self.wal;
+                    let r = if self.fsync {
+                        tokio::task::block_in_place(|| wal.append(hard_state.as_ref(), &entries))
+                    } else {
+                        wal.append(hard_state.as_ref(), &entries)
+                    };
+                    if let Err(e) = r {
+                        // Acknowledging what is not durable would break the protocol: stop.
+                        tracing::error!(error = %e, "wal write failed; exiting");
+                        std::process::exit(1);
+                    }
+                }
+                Action::SendRaft { to, data } => {
+                    if let Some(Some(link)) = self.peer_links.get(to as usize) {
+                        let group = self.group();
+                        let _ = link.send(Frame::new(Body::Raft(RaftMsg { group, data })));
+                    }
+                }
+                Action::SendSeq(req) => {
+                    let _ = self.seq_link.send(Frame::new(Body::GetSeq(req)));
+                }
+                Action::Reply { conn, reply } => {
+                    if let Some(tx) = self.conns.get(&conn) {
+                        if tx.send(Frame::new(Body::ClientReply(reply))).is_err() {
+                            self.conns.remove(&conn);
+                        }
+                    }
+                }
+                Action::Bound(b) => {
+                    if let Some(r) = self.record.as_mut() {
+                        if let Err(e) = r.append(&b) {
+                            tracing::error!(error = %e, "writing the bound record");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn group(&self) -> u32 {
+        self.replica.group()
+    }
+}

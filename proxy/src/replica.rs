@@ -1,0 +1,720 @@
+//! One proxy replica of one group, as a state machine: events in (client ops, Raft
+//! messages, sequencer answers, ticks carrying the time), [`Action`]s out (persist, send,
+//! answer, record). No I/O, no clock, no randomness beyond raft-rs's own seeded election
+//! jitter.
+//!
+//! The leader batches client ops in client-seq order per client (FIFO hold-back), asks the
+//! sequencer for a whole batch at once (at most `max_outstanding` batch ids past the last
+//! committed one), proposes each answered batch through Raft in batch-id order, and answers
+//! clients when the batch is applied. Every replica applies the same batches and keeps the
+//! per-client dedup state (Once). A new leader first applies everything up to its own first
+//! entry, then re-asks the sequencer, with zero counts, for every batch id its predecessor
+//! may have used, and commits whatever ranges come back as noops (DESIGN.md section 4).
+
+use crate::entry::{BatchEntry, OpEntry};
+use bytes::Bytes;
+use mason_common::msg::{ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply, SeqStatus};
+use mason_common::record::BoundBatch;
+use mason_common::types::SpaceMask;
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::{Entry, HardState, Message};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Identifies a client connection to the runtime that drives this replica.
+pub type ConnId = u64;
+
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub group: u32,
+    /// This replica's index in its group, 0..replicas. Its Raft id is index + 1.
+    pub replica: u32,
+    pub replicas: u32,
+    pub spaces: u32,
+    /// Ops per batch at most.
+    pub max_batch_ops: usize,
+    /// K: batch ids in use past the last committed one, at most.
+    pub max_outstanding: usize,
+    /// A batch waits at most this long for more ops (0: it closes as soon as the input is
+    /// drained).
+    pub batch_delay_us: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Re-send a sequencer request unanswered for this long.
+    pub seq_retry_us: u64,
+    /// Seed for raft-rs's randomized election timeout is derived from the group and id.
+    pub campaign_on_start: bool,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            group: 0,
+            replica: 0,
+            replicas: 3,
+            spaces: 1,
+            max_batch_ops: 4096,
+            max_outstanding: 8,
+            batch_delay_us: 0,
+            election_ticks: 20,
+            heartbeat_ticks: 2,
+            seq_retry_us: 500_000,
+            campaign_on_start: false,
+        }
+    }
+}
+
+/// What the runtime must do, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// Make these durable (per the fsync setting) before doing any later action.
+    Persist {
+        hard_state: Option<HardState>,
+        entries: Vec<Entry>,
+    },
+    /// A Raft message to replica `to` (an index, not a Raft id).
+    SendRaft {
+        to: u32,
+        data: Bytes,
+    },
+    SendSeq(GetSeq),
+    Reply {
+        conn: ConnId,
+        reply: ClientReply,
+    },
+    /// A batch was applied: record what it bound.
+    Bound(BoundBatch),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+}
+
+/// Per-client state derived from the committed log (identical on every replica).
+#[derive(Default)]
+struct Applied {
+    max_seq: u64,
+    answers: BTreeMap<u64, (u64, Vec<u64>)>,
+}
+
+enum Stage {
+    Requested { sent_at: u64 },
+    Answered(SeqReply),
+    Proposed,
+}
+
+struct Inflight {
+    id: u64,
+    ops: Vec<OpEntry>,
+    request: GetSeq,
+    stage: Stage,
+}
+
+struct LeaderClient {
+    next_seq: u64,
+    held: BTreeMap<u64, OpEntry>,
+    conn: ConnId,
+}
+
+/// Volatile state of a leader for one term.
+struct Leader {
+    term: u64,
+    start_index: u64,
+    started: bool,
+    next_batch_id: u64,
+    inflight: VecDeque<Inflight>,
+    open: VecDeque<OpEntry>,
+    open_since: u64,
+    clients: HashMap<u64, LeaderClient>,
+    waiting: Vec<(ConnId, ClientOp)>,
+}
+
+const MAX_HELD_PER_CLIENT: usize = 1 << 14;
+const MAX_WAITING: usize = 1 << 16;
+
+pub struct Replica {
+    cfg: ReplicaConfig,
+    node: RawNode<MemStorage>,
+    now: u64,
+    applied_index: u64,
+    last_batch_id: u64,
+    clients: HashMap<u64, Applied>,
+    leader: Option<Leader>,
+}
+
+impl Replica {
+    /// A replica over `storage` (fresh, or replayed from its log).
+    pub fn new(cfg: ReplicaConfig, storage: MemStorage) -> Result<Replica, ReplicaError> {
+        let rcfg = raft::Config {
+            id: u64::from(cfg.replica) + 1,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        rcfg.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut node = RawNode::new(&rcfg, storage, &logger)?;
+        if cfg.campaign_on_start {
+            node.campaign()?;
+        }
+        Ok(Replica {
+            cfg,
+            node,
+            now: 0,
+            applied_index: 0,
+            last_batch_id: 0,
+            clients: HashMap::new(),
+            leader: None,
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// Whether this replica leads and has finished taking over from its predecessor.
+    pub fn is_serving(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| l.started)
+    }
+
+    pub fn group(&self) -> u32 {
+        self.cfg.group
+    }
+
+    pub fn last_batch_id(&self) -> u64 {
+        self.last_batch_id
+    }
+
+    /// The earliest time (us) at which [`Replica::flush`] has something to do on its own.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let l = self.leader.as_ref()?;
+        if l.open.is_empty() || l.inflight.len() >= self.cfg.max_outstanding {
+            return None;
+        }
+        Some(l.open_since + self.cfg.batch_delay_us)
+    }
+
+    /// One Raft tick, at time `now` (us).
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Action>) {
+        self.now = self.now.max(now);
+        self.node.tick();
+        let retry = self.cfg.seq_retry_us;
+        if let Some(l) = self.leader.as_mut() {
+            for b in l.inflight.iter_mut() {
+                if let Stage::Requested { sent_at } = &mut b.stage {
+                    if now.saturating_sub(*sent_at) >= retry {
+                        *sent_at = now;
+                        out.push(Action::SendSeq(b.request.clone()));
+                    }
+                }
+            }
+        }
+        self.flush(now, out);
+    }
+
+    pub fn on_raft(&mut self, data: &[u8]) {
+        match Message::parse_from_bytes(data) {
+            Ok(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(group = self.cfg.group, error = %e, "raft step");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = self.cfg.group, error = %e, "undecodable raft message")
+            }
+        }
+    }
+
+    /// The connection to the sequencer was (re)established: re-send what is unanswered.
+    pub fn on_seq_connected(&mut self, out: &mut Vec<Action>) {
+        if let Some(l) = self.leader.as_mut() {
+            for b in l.inflight.iter_mut() {
+                if let Stage::Requested { sent_at } = &mut b.stage {
+                    *sent_at = self.now;
+                    out.push(Action::SendSeq(b.request.clone()));
+                }
+            }
+        }
+    }
+
+    pub fn on_seq_reply(&mut self, reply: SeqReply) {
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if let Some(b) = l.inflight.iter_mut().find(|b| b.id == reply.batch_id) {
+            if matches!(b.stage, Stage::Requested { .. }) {
+                b.stage = Stage::Answered(reply);
+            }
+        }
+    }
+
+    fn reply(status: ReplyStatus, op: &ClientOp, hint: u32) -> ClientReply {
+        ClientReply {
+            client_id: op.client_id,
+            client_seq: op.client_seq,
+            status: status as i32,
+            leader_hint: hint,
+            space_mask: 0,
+            numbers: Vec::new(),
+        }
+    }
+
+    pub fn on_client_op(&mut self, conn: ConnId, op: ClientOp, out: &mut Vec<Action>) {
+        let mask = SpaceMask(op.space_mask);
+        if op.group != self.cfg.group || mask.is_empty() || !mask.within(self.cfg.spaces) {
+            out.push(Action::Reply {
+                conn,
+                reply: Self::reply(ReplyStatus::Invalid, &op, 0),
+            });
+            return;
+        }
+        let hint = self.node.raft.leader_id as u32;
+        let Some(l) = self.leader.as_mut() else {
+            out.push(Action::Reply {
+                conn,
+                reply: Self::reply(ReplyStatus::NotLeader, &op, hint),
+            });
+            return;
+        };
+        if !l.started {
+            if l.waiting.len() < MAX_WAITING {
+                l.waiting.push((conn, op));
+            }
+            return;
+        }
+        let applied = self.clients.entry(op.client_id).or_default();
+        if op.client_seq <= applied.max_seq {
+            if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
+                out.push(Action::Reply {
+                    conn,
+                    reply: ClientReply {
+                        client_id: op.client_id,
+                        client_seq: op.client_seq,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        space_mask: *m,
+                        numbers: nums.clone(),
+                    },
+                });
+            }
+            return;
+        }
+        let lc = l
+            .clients
+            .entry(op.client_id)
+            .or_insert_with(|| LeaderClient {
+                next_seq: applied.max_seq + 1,
+                held: BTreeMap::new(),
+                conn,
+            });
+        lc.conn = conn;
+        let entry = OpEntry {
+            client_id: op.client_id,
+            client_seq: op.client_seq,
+            space_mask: op.space_mask,
+            payload: op.payload,
+            acked_below: op.acked_below,
+        };
+        if op.client_seq < lc.next_seq {
+            return; // already batched: answered when its batch applies
+        }
+        if op.client_seq > lc.next_seq {
+            if lc.held.len() < MAX_HELD_PER_CLIENT {
+                lc.held.insert(op.client_seq, entry);
+            }
+            return;
+        }
+        if l.open.is_empty() {
+            l.open_since = self.now;
+        }
+        l.open.push_back(entry);
+        lc.next_seq += 1;
+        while let Some(e) = lc.held.remove(&lc.next_seq) {
+            l.open.push_back(e);
+            lc.next_seq += 1;
+        }
+    }
+
+    /// Called after a burst of events: closes batches, proposes answered ones, and handles
+    /// Raft's output.
+    pub fn flush(&mut self, now: u64, out: &mut Vec<Action>) {
+        self.now = self.now.max(now);
+        self.drive_raft(out);
+        self.sync_role(out);
+        self.close_batches(out);
+        self.propose_answered(out);
+        self.drive_raft(out);
+        self.sync_role(out);
+    }
+
+    fn sync_role(&mut self, out: &mut Vec<Action>) {
+        let term = self.node.raft.term;
+        let leading = self.is_leader();
+        if self
+            .leader
+            .as_ref()
+            .is_some_and(|l| !leading || l.term != term)
+        {
+            self.step_down(out);
+        }
+        if leading && self.leader.is_none() {
+            self.leader = Some(Leader {
+                term,
+                start_index: self.node.raft.raft_log.last_index(),
+                started: false,
+                next_batch_id: 0,
+                inflight: VecDeque::new(),
+                open: VecDeque::new(),
+                open_since: self.now,
+                clients: HashMap::new(),
+                waiting: Vec::new(),
+            });
+        }
+        self.maybe_start(out);
+    }
+
+    /// Leadership is lost: tell every client with ops in flight to look elsewhere.
+    fn step_down(&mut self, out: &mut Vec<Action>) {
+        let Some(l) = self.leader.take() else {
+            return;
+        };
+        let hint = self.node.raft.leader_id as u32;
+        for (client, lc) in l.clients {
+            out.push(Action::Reply {
+                conn: lc.conn,
+                reply: ClientReply {
+                    client_id: client,
+                    client_seq: 0,
+                    status: ReplyStatus::NotLeader as i32,
+                    leader_hint: hint,
+                    space_mask: 0,
+                    numbers: Vec::new(),
+                },
+            });
+        }
+        for (conn, op) in l.waiting {
+            out.push(Action::Reply {
+                conn,
+                reply: Self::reply(ReplyStatus::NotLeader, &op, hint),
+            });
+        }
+    }
+
+    /// Once everything before this term's first entry is applied, the predecessor's batch
+    /// ids are known: re-ask each with zero counts, and only then take new ops.
+    fn maybe_start(&mut self, out: &mut Vec<Action>) {
+        let applied = self.applied_index;
+        let k = self.cfg.max_outstanding as u64;
+        let all = SpaceMask::first(self.cfg.spaces);
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if l.started || applied < l.start_index {
+            return;
+        }
+        l.started = true;
+        let first = self.last_batch_id + 1;
+        for id in first..first + k {
+            let request = GetSeq {
+                epoch: 0,
+                group: self.cfg.group,
+                batch_id: id,
+                space_mask: all.0,
+                counts: vec![0; all.len()],
+            };
+            out.push(Action::SendSeq(request.clone()));
+            l.inflight.push_back(Inflight {
+                id,
+                ops: Vec::new(),
+                request,
+                stage: Stage::Requested { sent_at: self.now },
+            });
+        }
+        l.next_batch_id = first + k;
+        tracing::info!(
+            group = self.cfg.group,
+            term = l.term,
+            last_batch = self.last_batch_id,
+            "leading; re-asking the predecessor's batch ids"
+        );
+        let waiting = std::mem::take(&mut l.waiting);
+        for (conn, op) in waiting {
+            self.on_client_op(conn, op, out);
+        }
+    }
+
+    fn close_batches(&mut self, out: &mut Vec<Action>) {
+        let now = self.now;
+        let cfg = &self.cfg;
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        while l.started
+            && !l.open.is_empty()
+            && l.inflight.len() < cfg.max_outstanding
+            && (l.open.len() >= cfg.max_batch_ops
+                || now.saturating_sub(l.open_since) >= cfg.batch_delay_us)
+        {
+            let n = l.open.len().min(cfg.max_batch_ops);
+            let ops: Vec<OpEntry> = l.open.drain(..n).collect();
+            let mut mask = 0u64;
+            for o in &ops {
+                mask |= o.space_mask;
+            }
+            let mask = SpaceMask(mask);
+            let mut counts = vec![0u32; mask.len()];
+            for o in &ops {
+                for s in SpaceMask(o.space_mask).iter() {
+                    if let Some(i) = mask.index_of(s) {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            let id = l.next_batch_id;
+            l.next_batch_id += 1;
+            let request = GetSeq {
+                epoch: 0,
+                group: cfg.group,
+                batch_id: id,
+                space_mask: mask.0,
+                counts,
+            };
+            out.push(Action::SendSeq(request.clone()));
+            l.inflight.push_back(Inflight {
+                id,
+                ops,
+                request,
+                stage: Stage::Requested { sent_at: now },
+            });
+            l.open_since = now;
+        }
+    }
+
+    fn propose_answered(&mut self, out: &mut Vec<Action>) {
+        let mut abdicate = false;
+        if let Some(l) = self.leader.as_mut() {
+            for b in l.inflight.iter_mut() {
+                let reply = match &b.stage {
+                    Stage::Proposed => continue,
+                    Stage::Requested { .. } => break,
+                    Stage::Answered(r) => r.clone(),
+                };
+                if !covers(&reply, &b.request) {
+                    tracing::warn!(
+                        group = self.cfg.group,
+                        batch = b.id,
+                        status = reply.status,
+                        "sequencer answer does not cover the batch; handing leadership over"
+                    );
+                    abdicate = true;
+                    break;
+                }
+                let entry = BatchEntry {
+                    epoch: reply.epoch,
+                    batch_id: b.id,
+                    space_mask: reply.space_mask,
+                    bases: reply.bases,
+                    counts: reply.counts,
+                    ops: b.ops.clone(),
+                };
+                if let Err(e) = self.node.propose(Vec::new(), entry.encode_to_vec()) {
+                    tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
+                    break;
+                }
+                b.stage = Stage::Proposed;
+            }
+        }
+        if abdicate {
+            let next = (self.cfg.replica + 1) % self.cfg.replicas + 1;
+            self.node.transfer_leader(u64::from(next));
+            self.step_down(out);
+        }
+    }
+
+    fn drive_raft(&mut self, out: &mut Vec<Action>) {
+        if !self.node.has_ready() {
+            return;
+        }
+        let mut rd = self.node.ready();
+        self.send_all(rd.take_messages(), out);
+        if !rd.snapshot().is_empty() {
+            tracing::warn!(
+                group = self.cfg.group,
+                "snapshots are not produced by this version; ignoring one"
+            );
+        }
+        let committed = rd.take_committed_entries();
+        self.apply(committed, out);
+        let entries = rd.entries().clone();
+        let hard_state = rd.hs().cloned();
+        {
+            let store = self.node.store().clone();
+            let mut core = store.wl();
+            if !entries.is_empty() {
+                if let Err(e) = core.append(&entries) {
+                    tracing::error!(group = self.cfg.group, error = %e, "append to raft storage");
+                }
+            }
+            if let Some(hs) = &hard_state {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        if !entries.is_empty() || hard_state.is_some() {
+            out.push(Action::Persist {
+                hard_state,
+                entries,
+            });
+        }
+        self.send_all(rd.take_persisted_messages(), out);
+        let mut light = self.node.advance(rd);
+        if let Some(c) = light.commit_index() {
+            self.node.store().wl().mut_hard_state().set_commit(c);
+        }
+        self.send_all(light.take_messages(), out);
+        let committed = light.take_committed_entries();
+        self.apply(committed, out);
+        self.node.advance_apply();
+    }
+
+    fn send_all(&self, msgs: Vec<Message>, out: &mut Vec<Action>) {
+        for m in msgs {
+            let to = m.to;
+            match m.write_to_bytes() {
+                Ok(b) if to >= 1 => out.push(Action::SendRaft {
+                    to: (to - 1) as u32,
+                    data: Bytes::from(b),
+                }),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "encode raft message"),
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action>) {
+        for e in entries {
+            self.applied_index = e.index;
+            if e.data.is_empty() {
+                continue;
+            }
+            match BatchEntry::decode(&e.data[..]) {
+                Ok(b) => self.apply_batch(b, out),
+                Err(err) => {
+                    tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
+                }
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, b: BatchEntry, out: &mut Vec<Action>) {
+        if b.batch_id <= self.last_batch_id {
+            tracing::error!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                last = self.last_batch_id,
+                "batch id committed twice; ignoring the second"
+            );
+            return;
+        }
+        if b.batch_id != self.last_batch_id + 1 {
+            tracing::error!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                last = self.last_batch_id,
+                "batch ids not dense"
+            );
+        }
+        self.last_batch_id = b.batch_id;
+        let mut kept = Vec::with_capacity(b.ops.len());
+        let mut dups = Vec::new();
+        for o in &b.ops {
+            let a = self.clients.entry(o.client_id).or_default();
+            if o.client_seq <= a.max_seq {
+                dups.push(o);
+            } else {
+                a.max_seq = o.client_seq;
+                kept.push(o);
+            }
+        }
+        let bound = b.bound(self.cfg.group, &kept);
+        let mut numbered = Vec::with_capacity(kept.len());
+        if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
+            tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
+        }
+        for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
+            let a = self.clients.entry(*c).or_default();
+            a.answers.insert(*s, (*m, n.clone()));
+            let keep = a.answers.split_off(&o.acked_below);
+            a.answers = keep;
+        }
+        out.push(Action::Bound(bound));
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if !l.started {
+            return;
+        }
+        if l.inflight.front().is_some_and(|f| f.id == b.batch_id) {
+            l.inflight.pop_front();
+        }
+        for (c, s, m, n) in numbered {
+            if let Some(lc) = l.clients.get(&c) {
+                out.push(Action::Reply {
+                    conn: lc.conn,
+                    reply: ClientReply {
+                        client_id: c,
+                        client_seq: s,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        space_mask: m,
+                        numbers: n,
+                    },
+                });
+            }
+        }
+        for o in dups {
+            let cached = self
+                .clients
+                .get(&o.client_id)
+                .and_then(|a| a.answers.get(&o.client_seq));
+            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.client_id), cached) {
+                out.push(Action::Reply {
+                    conn: lc.conn,
+                    reply: ClientReply {
+                        client_id: o.client_id,
+                        client_seq: o.client_seq,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        space_mask: *m,
+                        numbers: n.clone(),
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Whether a sequencer answer gives the batch every number it asked for.
+fn covers(reply: &SeqReply, req: &GetSeq) -> bool {
+    if reply.status != SeqStatus::Ok as i32 {
+        return false;
+    }
+    let have = SpaceMask(reply.space_mask);
+    if reply.bases.len() != have.len() || reply.counts.len() != have.len() {
+        return false;
+    }
+    SpaceMask(req.space_mask)
+        .iter()
+        .zip(&req.counts)
+        .all(|(s, want)| match have.index_of(s) {
+            Some(i) => reply.counts[i] >= *want,
+            None => *want == 0,
+        })
+}

@@ -1,0 +1,133 @@
+//! Sequencer capacity: the state machine alone on one core, and a server over the network
+//! driven by pipelined, batched requests. Both report numbers handed out per second.
+
+use crate::{Sequencer, SequencerConfig};
+use mason_common::frame::{spawn_writer, FrameReader, DEFAULT_MAX_FRAME};
+use mason_common::msg::{Body, Frame, GetSeq, SeqStatus};
+use mason_common::transport::Transport;
+use mason_common::types::SpaceMask;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub spaces: u32,
+    /// Numbers asked per space per request (a proxy batch's size).
+    pub batch: u32,
+    pub groups: u32,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    pub requests: u64,
+    pub numbers: u64,
+    pub elapsed: Duration,
+}
+
+impl BenchResult {
+    pub fn requests_per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn numbers_per_sec(&self) -> f64 {
+        self.numbers as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn request(cfg: &BenchConfig, group: u32, batch_id: u64) -> GetSeq {
+    let mask = SpaceMask::first(cfg.spaces);
+    GetSeq {
+        epoch: 1,
+        group,
+        batch_id,
+        space_mask: mask.0,
+        counts: vec![cfg.batch; mask.len()],
+    }
+}
+
+/// Drives the state machine directly on this thread.
+pub fn in_process(cfg: &BenchConfig) -> BenchResult {
+    let mut seq = Sequencer::new(SequencerConfig {
+        spaces: cfg.spaces,
+        ..SequencerConfig::default()
+    });
+    let groups = cfg.groups.max(1);
+    let mut reqs: Vec<GetSeq> = (0..groups).map(|g| request(cfg, g, 0)).collect();
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut id = 0u64;
+    loop {
+        for r in reqs.iter_mut() {
+            r.batch_id = id;
+            let reply = seq.handle(r);
+            std::hint::black_box(&reply);
+        }
+        id += 1;
+        n += u64::from(groups);
+        if n % 65536 < u64::from(groups) && start.elapsed() >= cfg.duration {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    BenchResult {
+        requests: n,
+        numbers: n * u64::from(cfg.batch) * u64::from(cfg.spaces),
+        elapsed,
+    }
+}
+
+/// Opens `cfg.groups` connections (one group each) with `pipeline` requests in flight.
+pub async fn over_network(
+    transport: Arc<dyn Transport>,
+    addr: SocketAddr,
+    cfg: &BenchConfig,
+    pipeline: usize,
+) -> anyhow::Result<BenchResult> {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop_at = Instant::now() + cfg.duration;
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for g in 0..cfg.groups.max(1) {
+        let conn = transport.connect(addr).await?;
+        let tx = spawn_writer(conn.write, conn.peer.clone());
+        let mut rx = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);
+        let cfg = cfg.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut next_id = 0u64;
+            for _ in 0..pipeline {
+                next_id += 1;
+                let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+            }
+            let mut outstanding = pipeline;
+            while outstanding > 0 {
+                match rx.next().await {
+                    Some(Ok(Frame {
+                        body: Some(Body::SeqReply(r)),
+                    })) if r.status == SeqStatus::Ok as i32 => {
+                        outstanding -= 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        if Instant::now() < stop_at {
+                            next_id += 1;
+                            outstanding += 1;
+                            let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed();
+    let requests = done.load(Ordering::Relaxed);
+    Ok(BenchResult {
+        requests,
+        numbers: requests * u64::from(cfg.batch) * u64::from(cfg.spaces),
+        elapsed,
+    })
+}

@@ -1,0 +1,305 @@
+//! Command-line flags of every subcommand. Bad values are refused by clap with a one-line
+//! error and exit code 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mason_client::load::{LoadConfig, OpSpaces};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mason",
+    version,
+    about = "Scalable, contiguous multi-sequencing"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run a whole cluster on loopback, load it, and verify every number.
+    Local(LocalArgs),
+    /// Run the sequencer.
+    Sequencer(SequencerArgs),
+    /// Run one proxy process: replica R of groups 0..G.
+    Proxy(ProxyArgs),
+    /// Run one closed-loop load process.
+    Client(ClientArgs),
+    /// Measure the sequencer's capacity (in process, or over TCP with --addr).
+    BenchSequencer(BenchSeqArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum System {
+    /// Clients -> Raft proxy groups -> sequencer, one request per batch.
+    Mason,
+    /// Clients -> sequencer, one request per op (the baseline).
+    Direct,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+/// Seconds, fractional allowed, more than zero.
+pub fn positive_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("'{s}': must be more than 0 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Seconds, fractional allowed, zero or more.
+pub fn secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(format!("'{s}': must be 0 seconds or more"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn spaces() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=64)
+}
+
+/// Knobs shared by the proxy processes, whoever starts them.
+#[derive(Args, Debug, Clone)]
+pub struct ProxyKnobs {
+    /// Make each Raft write durable (fdatasync) before acknowledging it.
+    #[arg(long, value_enum, default_value = "on")]
+    pub fsync: OnOff,
+    /// Ops per batch at most.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_batch: u64,
+    /// K: sequencer requests (batch ids) in flight per group at most.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_outstanding: u64,
+    /// A batch waits at most this long for more ops; 0 closes it as soon as the input is
+    /// drained.
+    #[arg(long, default_value_t = 0)]
+    pub batch_delay_us: u64,
+    /// One Raft tick, in milliseconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub tick_ms: u64,
+    /// Raft election timeout, in ticks (randomized up to twice this).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub election_ticks: u64,
+    /// Raft heartbeat interval, in ticks.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub heartbeat_ticks: u64,
+}
+
+impl ProxyKnobs {
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--fsync".into(),
+            if self.fsync.on() { "on" } else { "off" }.into(),
+            "--max-batch".into(),
+            self.max_batch.to_string(),
+            "--max-outstanding".into(),
+            self.max_outstanding.to_string(),
+            "--batch-delay-us".into(),
+            self.batch_delay_us.to_string(),
+            "--tick-ms".into(),
+            self.tick_ms.to_string(),
+            "--election-ticks".into(),
+            self.election_ticks.to_string(),
+            "--heartbeat-ticks".into(),
+            self.heartbeat_ticks.to_string(),
+        ]
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    #[arg(long, value_enum, default_value = "mason")]
+    pub system: System,
+    /// Proxy groups (each 3 replicas; 3 proxy processes host one replica of every group).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    /// Sequence spaces, 1..=64.
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    /// Which spaces each op touches: all, random (a random non-empty subset), or a count.
+    #[arg(long, default_value = "all")]
+    pub op_spaces: OpSpaces,
+    /// Client processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub clients: u32,
+    /// Clients (each its own op sequence) per client process.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub client_threads: u32,
+    /// Ops in flight per client.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Payload bytes per op.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Measured seconds.
+    #[arg(long, default_value = "5", value_parser = positive_secs)]
+    pub duration: Duration,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value = "1", value_parser = secs)]
+    pub warmup: Duration,
+    /// Results directory (default: results/<system>-g<G>-s<S>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Clients move to another replica after this long without an answer.
+    #[arg(long, default_value = "1", value_parser = positive_secs)]
+    pub retry_timeout: Duration,
+    /// SIGKILL proxy process 2 (a follower: process 0 starts every group's first election)
+    /// this many seconds after the clients start.
+    #[arg(long, value_parser = positive_secs)]
+    pub kill_follower: Option<Duration>,
+    /// Restart the killed follower from its data directory this many seconds after the
+    /// clients start.
+    #[arg(long, value_parser = positive_secs, requires = "kill_follower")]
+    pub restart_follower: Option<Duration>,
+    #[command(flatten)]
+    pub proxy: ProxyKnobs,
+}
+
+#[derive(Args, Debug)]
+pub struct SequencerArgs {
+    #[arg(long)]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    #[arg(long, default_value_t = 1)]
+    pub epoch: u64,
+    /// Batch ids remembered per group for at-most-once answers.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub window: u64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// This process's index into --peers.
+    #[arg(long)]
+    pub replica: u32,
+    /// Every proxy process's address, by replica index, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<SocketAddr>,
+    /// Host a replica of groups 0..G.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    #[arg(long)]
+    pub sequencer: SocketAddr,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Write bound-g<G>-r<R>.bin records of every applied batch here.
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    #[command(flatten)]
+    pub knobs: ProxyKnobs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    #[arg(long, default_value_t = 0)]
+    pub index: u32,
+    #[arg(long, value_enum, default_value = "mason")]
+    pub system: System,
+    /// Proxy processes' addresses, by replica index, comma-separated (mason system).
+    #[arg(long, value_delimiter = ',')]
+    pub proxies: Vec<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    #[arg(long)]
+    pub sequencer: SocketAddr,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    #[arg(long, default_value = "all")]
+    pub op_spaces: OpSpaces,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub threads: u32,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    #[arg(long, default_value = "1", value_parser = secs)]
+    pub warmup: Duration,
+    #[arg(long, default_value = "5", value_parser = positive_secs)]
+    pub duration: Duration,
+    #[arg(long, default_value = "1", value_parser = positive_secs)]
+    pub retry_timeout: Duration,
+    #[arg(long, default_value = "15", value_parser = positive_secs)]
+    pub drain: Duration,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub runtime_threads: usize,
+}
+
+impl ClientArgs {
+    pub fn load_config(&self) -> LoadConfig {
+        LoadConfig {
+            index: self.index,
+            threads: self.threads,
+            concurrency: self.concurrency,
+            proxies: if self.system == System::Mason {
+                self.proxies.clone()
+            } else {
+                Vec::new()
+            },
+            groups: self.groups,
+            sequencer: self.sequencer,
+            spaces: self.spaces,
+            op_spaces: self.op_spaces,
+            payload: self.payload,
+            warmup: self.warmup,
+            duration: self.duration,
+            retry_timeout: self.retry_timeout,
+            drain: self.drain,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSeqArgs {
+    /// A running sequencer to load over TCP; without it the state machine is driven in
+    /// process, on one core.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    /// Numbers per space per request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Groups (connections, over TCP).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub groups: u32,
+    /// Requests in flight per connection (over TCP).
+    #[arg(long, default_value_t = 8)]
+    pub pipeline: usize,
+    #[arg(long, default_value = "3", value_parser = positive_secs)]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}

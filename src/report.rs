@@ -1,0 +1,102 @@
+//! Results of a run: per-client lines, the aggregate over merged histograms, and the
+//! verification of every bound and acknowledged number.
+
+use anyhow::Context;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+use mason_common::record::{read_records, AckChunk, BoundBatch};
+use mason_common::verify::{agree, Checker, Report, Violation};
+use std::path::Path;
+
+/// `aggregate-throughput 50 99 99.9 99.99` values: summed Mops/s and percentiles (us) of
+/// the merged histograms.
+pub fn aggregate(dir: &Path, clients: u32) -> anyhow::Result<(Vec<String>, String)> {
+    let mut lines = Vec::new();
+    let mut mops = 0.0;
+    let mut merged: Option<Histogram<u64>> = None;
+    for i in 0..clients {
+        let dat = std::fs::read_to_string(dir.join(format!("client-{i}.dat")))
+            .with_context(|| format!("client {i} left no client-{i}.dat"))?;
+        let line = dat.trim().to_string();
+        mops += line
+            .split(',')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("client-{i}.dat: bad line '{line}'"))?;
+        lines.push(line);
+        let bytes = std::fs::read(dir.join(format!("client-{i}.hist")))?;
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| anyhow::anyhow!("client-{i}.hist: {e:?}"))?;
+        match merged.as_mut() {
+            Some(m) => m
+                .add(&h)
+                .map_err(|e| anyhow::anyhow!("merging histograms: {e:?}"))?,
+            None => merged = Some(h),
+        }
+    }
+    let h = merged.context("no clients")?;
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let agg = format!(
+        "{:.6} {:.1} {:.1} {:.1} {:.1}",
+        mops,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        us(0.9999)
+    );
+    Ok((lines, agg))
+}
+
+/// Checks every invariant over the records a run left in `dir`.
+pub fn verify(
+    dir: &Path,
+    spaces: u32,
+    groups: Option<(u32, u32)>,
+    clients: u32,
+) -> anyhow::Result<Result<Report, Violation>> {
+    let mut checker = Checker::new(spaces);
+    let mut acks = Vec::new();
+    for i in 0..clients {
+        let (chunks, torn) = read_records::<AckChunk>(&dir.join(format!("acks-{i}.bin")))
+            .with_context(|| format!("reading acks-{i}.bin"))?;
+        anyhow::ensure!(!torn, "acks-{i}.bin is torn");
+        acks.extend(chunks);
+    }
+    let mut malformed = None;
+    for chunk in &acks {
+        let ok = chunk.for_each(|seq, mask, nums| {
+            if groups.is_none() {
+                if let Err(v) = checker.bind_op(chunk.client_id, seq, mask, nums) {
+                    malformed.get_or_insert(v);
+                }
+            }
+            checker.ack(chunk.client_id, seq, mask, nums);
+        });
+        anyhow::ensure!(ok, "malformed ack chunk of client {}", chunk.client_id);
+    }
+    if let Some(v) = malformed {
+        return Ok(Err(v));
+    }
+    if let Some((groups, replicas)) = groups {
+        for g in 0..groups {
+            let mut logs = Vec::new();
+            for r in 0..replicas {
+                let p = dir.join(format!("bound-g{g}-r{r}.bin"));
+                let (log, _torn) = read_records::<BoundBatch>(&p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                logs.push(log);
+            }
+            let log = match agree(g, logs) {
+                Ok(l) => l,
+                Err(v) => return Ok(Err(v)),
+            };
+            for b in &log {
+                if let Err(v) = checker.bind_batch(b) {
+                    return Ok(Err(v));
+                }
+            }
+        }
+    }
+    Ok(checker.finish())
+}
