@@ -171,6 +171,9 @@ pub struct LocalArgs {
     /// clients start.
     #[arg(long, value_parser = positive_secs, requires = "kill_follower")]
     pub restart_follower: Option<Duration>,
+    /// Tokio worker threads in each process of the cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub process_threads: u32,
     #[command(flatten)]
     pub proxy: ProxyKnobs,
 }

@@ -107,6 +107,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             s(seq_addr),
             s("--spaces"),
             s(a.spaces),
+            s("--threads"),
+            s(a.process_threads),
         ],
         &logs.join("sequencer.log"),
         false,
@@ -131,6 +133,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             out.join("data").join(format!("r{r}")).display().to_string(),
             s("--record-dir"),
             out.display().to_string(),
+            s("--threads"),
+            s(a.process_threads),
         ];
         v.extend(a.proxy.to_args());
         v
@@ -182,6 +186,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             s(a.retry_timeout.as_secs_f64()),
             s("--out"),
             out.display().to_string(),
+            s("--runtime-threads"),
+            s(a.process_threads),
         ];
         if mason {
             v.push(s("--proxies"));

@@ -651,8 +651,14 @@ impl Replica {
         for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
             let a = self.clients.entry(*c).or_default();
             a.answers.insert(*s, (*m, n.clone()));
-            let keep = a.answers.split_off(&o.acked_below);
-            a.answers = keep;
+            // The client holds every answer below `acked_below`: forget them.
+            while a
+                .answers
+                .first_key_value()
+                .is_some_and(|(seq, _)| *seq < o.acked_below)
+            {
+                a.answers.pop_first();
+            }
         }
         out.push(Action::Bound(bound));
         let Some(l) = self.leader.as_mut() else {

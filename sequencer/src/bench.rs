@@ -89,7 +89,13 @@ pub async fn over_network(
     let stop_at = Instant::now() + cfg.duration;
     let mut tasks = Vec::new();
     let start = Instant::now();
-    for g in 0..cfg.groups.max(1) {
+    // Fresh group ids per run: a sequencer refuses batch ids it has already moved past.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as u32).wrapping_mul(64))
+        .unwrap_or(0);
+    for i in 0..cfg.groups.max(1) {
+        let g = base.wrapping_add(i);
         let conn = transport.connect(addr).await?;
         let tx = spawn_writer(conn.write, conn.peer.clone());
         let mut rx = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);

@@ -1,0 +1,648 @@
+//! Group tests: three [`Replica`]s of one proxy group and a real [`Sequencer`], wired by a
+//! deterministic in-memory network (no threads, no sockets; time is a `u64` of microseconds
+//! advanced by hand, with a Raft tick every 10 ms). They cover the normal path (DESIGN.md
+//! section 3: batching, FIFO hold-back, dedup, at most K outstanding sequencer requests),
+//! proxy-leader failover (section 4: the new leader re-asks its predecessor's batch ids with
+//! zero counts and commits the ranges as noops) and the invariants of section 7 (Unique,
+//! Contiguous, Stable, Once, FIFO) via `mason_common::verify`, plus replica agreement.
+//!
+//! Raft-rs draws election timeouts from `thread_rng`, so which follower wins an election
+//! varies between runs; the tests hold for any winner.
+
+use bytes::Bytes;
+use mason_common::msg::{ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply};
+use mason_common::record::BoundBatch;
+use mason_common::types::SpaceMask;
+use mason_common::verify::{agree, Checker, Report};
+use mason_proxy::{Action, ConnId, Replica, ReplicaConfig};
+use mason_sequencer::{Sequencer, SequencerConfig};
+use raft::prelude::ConfState;
+use raft::storage::MemStorage;
+use std::collections::VecDeque;
+
+const TICK: u64 = 10_000;
+const N: usize = 3;
+
+/// The group, its sequencer and the network between them.
+struct Net {
+    reps: Vec<Replica>,
+    k: u64,
+    seq: Sequencer,
+    now: u64,
+    raft: VecDeque<(usize, usize, Bytes)>,
+    seq_replies: VecDeque<(usize, SeqReply)>,
+    /// Sequencer answers held back (the sequencer has already handled the request).
+    held: Vec<(usize, SeqReply)>,
+    hold_seq: bool,
+    /// Everything to or from the replica is dropped.
+    cut: [bool; N],
+    /// The replica's outgoing Raft messages are dropped.
+    mute: [bool; N],
+    /// Raft messages to the replica are dropped.
+    deaf: [bool; N],
+    /// Per replica, what it applied (its `Bound` actions), in order.
+    bound: Vec<Vec<BoundBatch>>,
+    /// Every client reply: (replica, conn, reply).
+    replies: Vec<(usize, ConnId, ClientReply)>,
+    /// Every request the sequencer answered: (replica, request, answer).
+    asks: Vec<(usize, GetSeq, SeqReply)>,
+}
+
+fn op(client: u64, seq: u64, mask: u64) -> ClientOp {
+    ClientOp {
+        client_id: client,
+        client_seq: seq,
+        group: 0,
+        space_mask: mask,
+        payload: Bytes::new(),
+        acked_below: 0,
+    }
+}
+
+impl Net {
+    fn new(tpl: ReplicaConfig) -> Net {
+        let reps = (0..N as u32)
+            .map(|i| {
+                let cfg = ReplicaConfig {
+                    group: 0,
+                    replica: i,
+                    replicas: N as u32,
+                    campaign_on_start: i == 0,
+                    ..tpl.clone()
+                };
+                let store =
+                    MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+                Replica::new(cfg, store).expect("replica")
+            })
+            .collect();
+        let seq = Sequencer::new(SequencerConfig {
+            spaces: tpl.spaces,
+            epoch: 1,
+            ..Default::default()
+        });
+        let mut net = Net {
+            reps,
+            k: tpl.max_outstanding as u64,
+            seq,
+            now: 0,
+            raft: VecDeque::new(),
+            seq_replies: VecDeque::new(),
+            held: Vec::new(),
+            hold_seq: false,
+            cut: [false; N],
+            mute: [false; N],
+            deaf: [false; N],
+            bound: vec![Vec::new(); N],
+            replies: Vec::new(),
+            asks: Vec::new(),
+        };
+        for r in 0..N {
+            net.on(r, |rep, now, out| rep.flush(now, out));
+        }
+        net.settle();
+        net
+    }
+
+    /// Runs one event on replica `r`, flushes it, and routes what it did.
+    fn on(&mut self, r: usize, f: impl FnOnce(&mut Replica, u64, &mut Vec<Action>)) {
+        let mut out = Vec::new();
+        f(&mut self.reps[r], self.now, &mut out);
+        self.reps[r].flush(self.now, &mut out);
+        self.route(r, out);
+    }
+
+    fn last_bound(&self, r: usize) -> u64 {
+        self.bound[r].last().map_or(0, |b| b.batch_id)
+    }
+
+    /// Routes actions in order, checking on the way: batch ids applied densely, and every
+    /// sequencer request within K ids past the last batch applied before it.
+    fn route(&mut self, r: usize, out: Vec<Action>) {
+        for a in out {
+            match a {
+                Action::Persist { .. } => {}
+                Action::SendRaft { to, data } => {
+                    if !self.cut[r] && !self.mute[r] {
+                        self.raft.push_back((r, to as usize, data));
+                    }
+                }
+                Action::SendSeq(req) => {
+                    let last = self.last_bound(r);
+                    assert!(
+                        req.batch_id > last && req.batch_id <= last + self.k,
+                        "replica {r} asked for batch {} with {last} applied, K={}",
+                        req.batch_id,
+                        self.k
+                    );
+                    if self.cut[r] {
+                        continue;
+                    }
+                    let rep = self.seq.handle(&req);
+                    self.asks.push((r, req, rep.clone()));
+                    if self.hold_seq {
+                        self.held.push((r, rep));
+                    } else {
+                        self.seq_replies.push_back((r, rep));
+                    }
+                }
+                Action::Reply { conn, reply } => self.replies.push((r, conn, reply)),
+                Action::Bound(b) => {
+                    let last = self.last_bound(r);
+                    assert_eq!(b.batch_id, last + 1, "replica {r}: batch ids not dense");
+                    self.bound[r].push(b);
+                }
+            }
+        }
+    }
+
+    /// Delivers queued messages until none is left.
+    fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            if let Some((from, to, data)) = self.raft.pop_front() {
+                if !self.cut[from] && !self.cut[to] && !self.deaf[to] {
+                    self.on(to, |rep, _, _| rep.on_raft(&data));
+                }
+            } else if let Some((r, rep)) = self.seq_replies.pop_front() {
+                if !self.cut[r] {
+                    self.on(r, |x, _, _| x.on_seq_reply(rep));
+                }
+            } else {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    fn advance(&mut self, us: u64) {
+        let end = self.now + us;
+        while self.now + TICK <= end {
+            self.now += TICK;
+            for r in 0..N {
+                let mut out = Vec::new();
+                self.reps[r].tick(self.now, &mut out);
+                self.route(r, out);
+            }
+            self.settle();
+        }
+    }
+
+    fn serving(&self) -> Option<usize> {
+        (0..N).find(|&r| !self.cut[r] && self.reps[r].is_serving())
+    }
+
+    /// Ticks until a replica that is not cut off serves; returns it.
+    fn elect(&mut self) -> usize {
+        for _ in 0..1000 {
+            if let Some(l) = self.serving() {
+                return l;
+            }
+            self.advance(TICK);
+        }
+        panic!("no leader elected");
+    }
+
+    /// Elects a leader and lets its start-up batches commit everywhere.
+    fn start(tpl: ReplicaConfig) -> (Net, usize) {
+        let mut net = Net::new(tpl);
+        let l = net.elect();
+        net.advance(5 * TICK);
+        (net, l)
+    }
+
+    /// Delivers `ops` to replica `r` in one burst (conn = client id), then one flush.
+    fn send(&mut self, r: usize, ops: &[ClientOp]) {
+        let mut out = Vec::new();
+        for o in ops {
+            self.reps[r].on_client_op(o.client_id, o.clone(), &mut out);
+        }
+        self.reps[r].flush(self.now, &mut out);
+        self.route(r, out);
+        self.settle();
+    }
+
+    fn send_on(&mut self, r: usize, conn: ConnId, o: ClientOp) {
+        self.on(r, |rep, _, out| rep.on_client_op(conn, o, out));
+        self.settle();
+    }
+
+    /// Stops holding sequencer answers and delivers the held ones, latest first.
+    fn release(&mut self) {
+        self.hold_seq = false;
+        while let Some((r, rep)) = self.held.pop() {
+            self.seq_replies.push_back((r, rep));
+        }
+        self.settle();
+    }
+
+    fn oks(&self, client: u64) -> Vec<&ClientReply> {
+        self.replies
+            .iter()
+            .map(|(_, _, rep)| rep)
+            .filter(|rep| rep.client_id == client && rep.status == ReplyStatus::Ok as i32)
+            .collect()
+    }
+
+    /// (seq, numbers) of `client`'s ops in replica `r`'s log, in log order.
+    fn bound_ops(&self, r: usize, client: u64) -> Vec<(u64, Vec<u64>)> {
+        let mut v = Vec::new();
+        for b in &self.bound[r] {
+            b.for_each_op(|c, s, _, n| {
+                if c == client {
+                    v.push((s, n.to_vec()));
+                }
+            })
+            .expect("well-formed batch");
+        }
+        v
+    }
+
+    /// Checker over replica `r`'s log plus every Ok reply any client received.
+    fn check(&self, r: usize) -> Report {
+        let mut c = Checker::new(self.seq.counters().len() as u32);
+        for b in &self.bound[r] {
+            c.bind_batch(b).expect("bind");
+        }
+        for (_, _, rep) in &self.replies {
+            if rep.status == ReplyStatus::Ok as i32 {
+                c.ack(
+                    rep.client_id,
+                    rep.client_seq,
+                    SpaceMask(rep.space_mask),
+                    &rep.numbers,
+                );
+            }
+        }
+        c.finish()
+            .unwrap_or_else(|v| panic!("invariant broken: {v}"))
+    }
+
+    /// Lets commits propagate, then checks the replicas that are not cut off applied the
+    /// same batches (all of them, not just a prefix).
+    fn agree_all(&mut self) {
+        self.advance(10 * TICK);
+        let logs: Vec<Vec<BoundBatch>> = (0..N)
+            .filter(|&r| !self.cut[r])
+            .map(|r| self.bound[r].clone())
+            .collect();
+        let lens: Vec<usize> = logs.iter().map(Vec::len).collect();
+        agree(0, logs).unwrap_or_else(|v| panic!("replicas disagree: {v}"));
+        assert!(lens.windows(2).all(|w| w[0] == w[1]), "logs {lens:?}");
+    }
+
+    /// Per space, how many numbers below the sequencer's counter no batch in `r`'s log
+    /// covers (ranges never overlap: Unique is checked separately).
+    fn holes(&self, r: usize) -> Vec<u64> {
+        let mut covered = vec![0u64; self.seq.counters().len()];
+        for b in &self.bound[r] {
+            for (s, c) in SpaceMask(b.space_mask).iter().zip(&b.counts) {
+                covered[s as usize] += u64::from(*c);
+            }
+        }
+        self.seq
+            .counters()
+            .iter()
+            .zip(covered)
+            .map(|(t, c)| t - c)
+            .collect()
+    }
+}
+
+fn cfg(spaces: u32) -> ReplicaConfig {
+    ReplicaConfig {
+        spaces,
+        ..Default::default()
+    }
+}
+
+/// A fixed pseudo-random permutation (a tiny LCG; no dependency, same every run).
+fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+}
+
+#[test]
+fn burst_is_batched_and_every_op_is_answered_once() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        max_batch_ops: 16,
+        ..cfg(2)
+    });
+    let before = net.bound[l].len();
+    let masks = [0b01, 0b10, 0b11];
+    let mut ops = Vec::new();
+    for c in 1..=4u64 {
+        for s in 1..=10u64 {
+            ops.push(op(c, s, masks[((c + s) % 3) as usize]));
+        }
+    }
+    shuffle(&mut ops, 7); // per-client order is scrambled too: hold-back restores it
+    net.send(l, &ops);
+    net.advance(3 * TICK);
+
+    let batches: Vec<&BoundBatch> = net.bound[l][before..].iter().collect();
+    let sizes: Vec<usize> = batches.iter().map(|b| b.op_seqs.len()).collect();
+    assert_eq!(
+        sizes,
+        vec![16, 16, 8],
+        "40 ops in one burst, 16 per batch at most"
+    );
+    for c in 1..=4u64 {
+        let mut seqs: Vec<u64> = net.oks(c).iter().map(|r| r.client_seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=10).collect::<Vec<_>>(),
+            "client {c}: one Ok per op"
+        );
+    }
+    assert_eq!(net.replies.len(), 40);
+    assert!(net.replies.iter().all(|(r, conn, rep)| *r == l
+        && *conn == rep.client_id
+        && rep.status == ReplyStatus::Ok as i32));
+    let report = net.check(l);
+    assert_eq!(report.ops, 40);
+    let per_space = |s: u64| ops.iter().filter(|o| o.space_mask & (1 << s) != 0).count() as u64;
+    assert_eq!(report.numbers, vec![per_space(0), per_space(1)]);
+    assert_eq!(report.noops, vec![0, 0]);
+    net.agree_all();
+}
+
+#[test]
+fn fifo_hold_back_binds_in_client_seq_order() {
+    let (mut net, l) = Net::start(cfg(2));
+    net.send(l, &[op(1, 3, 0b11)]);
+    assert!(net.oks(1).is_empty());
+    assert!(net.bound_ops(l, 1).is_empty(), "seq 3 batched before seq 1");
+    net.send(l, &[op(2, 1, 0b01)]); // another client is not held up
+    assert_eq!(net.oks(2).len(), 1);
+    net.send(l, &[op(1, 1, 0b01)]);
+    let answered: Vec<u64> = net.oks(1).iter().map(|r| r.client_seq).collect();
+    assert_eq!(answered, vec![1], "seq 3 must wait for seq 2");
+    assert_eq!(net.bound_ops(l, 1).len(), 1);
+    net.send(l, &[op(1, 2, 0b10)]);
+
+    let answered: Vec<u64> = net.oks(1).iter().map(|r| r.client_seq).collect();
+    assert_eq!(answered, vec![1, 2, 3], "answers in seq order");
+    let bound = net.bound_ops(l, 1);
+    assert_eq!(bound.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // seq 1 = {space 0}, seq 2 = {space 1}, seq 3 = {0, 1}: later ops, larger numbers.
+    assert!(bound[2].1[0] > bound[0].1[0] && bound[2].1[1] > bound[1].1[0]);
+    net.check(l);
+    net.agree_all();
+}
+
+#[test]
+fn duplicates_are_bound_once_and_answered_alike() {
+    let (mut net, l) = Net::start(cfg(2));
+    net.hold_seq = true;
+    net.send_on(l, 1, op(1, 1, 0b11));
+    net.send_on(l, 1, op(1, 1, 0b11)); // retry while its batch is in flight
+    net.send(l, &[op(2, 1, 0b01), op(2, 1, 0b01)]); // twice in one burst
+    assert!(net.oks(1).is_empty());
+    net.release();
+    net.advance(2 * TICK);
+    assert_eq!(net.oks(1).len(), 1, "one answer for two sends");
+    assert_eq!(net.oks(2).len(), 1);
+    let first = net.oks(1)[0].clone();
+    let counters = net.seq.counters().to_vec();
+    let log_len = net.bound[l].len();
+
+    net.send_on(l, 9, op(1, 1, 0b11)); // retry after the answer, on a new connection
+    let again: Vec<&(usize, ConnId, ClientReply)> =
+        net.replies.iter().filter(|x| x.1 == 9).collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].2, first, "the retry gets the first answer back");
+    assert_eq!(net.bound[l].len(), log_len, "nothing new bound");
+    assert_eq!(
+        net.seq.counters(),
+        &counters[..],
+        "no new numbers asked for"
+    );
+    assert_eq!(net.bound_ops(l, 1).len(), 1);
+    assert_eq!(net.bound_ops(l, 2).len(), 1);
+    let report = net.check(l);
+    assert_eq!(report.ops, 2);
+    assert_eq!(report.noops, vec![0, 0]);
+    net.agree_all();
+}
+
+#[test]
+fn at_most_k_batch_ids_outstanding() {
+    let k = 4;
+    let (mut net, l) = Net::start(ReplicaConfig {
+        max_outstanding: k,
+        ..cfg(1)
+    });
+    let last = net.last_bound(l);
+    assert_eq!(
+        last, k as u64,
+        "start-up re-asks 1..=K, committed as empty batches"
+    );
+    net.hold_seq = true;
+    for s in 1..=10 {
+        net.send(l, &[op(1, s, 1)]); // one batch per burst while slots are free
+    }
+    net.advance(60 * TICK); // past seq_retry_us: unanswered requests are re-sent
+    assert!(net.reps[l].is_serving());
+    assert_eq!(net.last_bound(l), last, "nothing commits without answers");
+    assert_eq!(
+        net.reps[l].next_deadline(),
+        None,
+        "open ops wait for a free slot"
+    );
+    let ids: Vec<u64> = net
+        .asks
+        .iter()
+        .filter(|a| a.0 == l && a.1.batch_id > last)
+        .map(|a| a.1.batch_id)
+        .collect();
+    assert_eq!(
+        *ids.iter().max().expect("asks"),
+        last + k as u64,
+        "the limit is reached"
+    );
+    assert!(ids.len() > k, "re-sent after seq_retry_us");
+    assert!(net.oks(1).is_empty());
+
+    net.release(); // answers arrive latest first, repeats included
+    net.advance(3 * TICK);
+    let seqs: Vec<u64> = net.oks(1).iter().map(|r| r.client_seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    let with_ops = net.bound[l]
+        .iter()
+        .filter(|b| !b.op_seqs.is_empty())
+        .count();
+    assert_eq!(with_ops, k + 1, "K single-op batches, then the rest in one");
+    assert_eq!(net.check(l).ops, 10);
+    net.agree_all();
+}
+
+#[test]
+fn new_leader_commits_predecessors_ranges_as_noops() {
+    let (mut net, old) = Net::start(cfg(2));
+    net.send(old, &[op(1, 1, 0b11), op(2, 1, 0b01)]);
+    assert_eq!(net.oks(1).len() + net.oks(2).len(), 2);
+    net.advance(3 * TICK);
+
+    // The old leader gets its answer for the next batch, but its proposal reaches nobody.
+    net.mute[old] = true;
+    let lost = [op(1, 2, 0b11), op(2, 2, 0b10), op(3, 1, 0b01)];
+    net.send(old, &lost);
+    let (_, req, doomed) = net.asks.last().expect("the old leader asked").clone();
+    assert_eq!(
+        (req.batch_id, doomed.counts.clone()),
+        (net.last_bound(old) + 1, vec![2, 2])
+    );
+    assert!(net
+        .bound
+        .iter()
+        .all(|log| log.iter().all(|b| b.batch_id < req.batch_id)));
+    net.cut[old] = true;
+    net.hold_seq = true;
+    let asked = net.asks.len();
+    let new = net.elect();
+    assert_ne!(new, old);
+
+    // Elected and started, the new leader's re-asks are held: the numbers the sequencer
+    // gave the lost batch are bound by nothing yet. Without the re-ask they never would be.
+    let last = net.last_bound(new);
+    let reasks: Vec<&GetSeq> = net.asks[asked..]
+        .iter()
+        .filter(|a| a.0 == new)
+        .map(|a| &a.1)
+        .collect();
+    assert_eq!(
+        reasks.iter().map(|r| r.batch_id).collect::<Vec<_>>(),
+        (last + 1..=last + net.k).collect::<Vec<_>>()
+    );
+    assert!(
+        reasks.iter().all(|r| r.counts.iter().all(|c| *c == 0)),
+        "zero counts"
+    );
+    assert!(reasks.iter().any(|r| r.batch_id == req.batch_id));
+    assert_eq!(
+        net.holes(new),
+        vec![2, 2],
+        "a hole exactly the size of the lost batch"
+    );
+
+    net.release();
+    net.advance(2 * TICK);
+    assert_eq!(net.holes(new), vec![0, 0], "the hole is closed");
+    let noop = net.bound[new]
+        .iter()
+        .find(|b| b.batch_id == req.batch_id)
+        .expect("recovered");
+    assert!(
+        noop.op_seqs.is_empty(),
+        "the lost batch is committed as noops"
+    );
+    assert_eq!((&noop.bases, &noop.counts), (&doomed.bases, &doomed.counts));
+
+    // Clients retry at the new leader (one also retries an op already answered).
+    let mut retry = lost.to_vec();
+    retry.push(op(1, 1, 0b11));
+    net.send(new, &retry);
+    net.send(new, &[op(3, 2, 0b11)]);
+    net.advance(2 * TICK);
+    for c in 1..=3 {
+        let mut seqs: Vec<u64> = net.oks(c).iter().map(|r| r.client_seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup(); // client 1 asked for seq 1 twice; Stable (below) checks both answers
+        assert_eq!(seqs, vec![1, 2], "client {c}");
+    }
+    assert_eq!(net.oks(1).len(), 3);
+    let report = net.check(new); // Contiguous fails here if the lost ranges were skipped
+    assert_eq!(report.noops, vec![2, 2]);
+    assert_eq!(net.holes(new), vec![0, 0]);
+
+    // The old leader heals, steps down, and converges on the same log.
+    net.cut[old] = false;
+    net.mute[old] = false;
+    net.advance(50 * TICK);
+    assert!(!net.reps[old].is_leader());
+    assert!(net
+        .replies
+        .iter()
+        .any(|(r, _, rep)| *r == old && rep.status == ReplyStatus::NotLeader as i32));
+    net.agree_all();
+}
+
+#[test]
+fn successor_commits_a_replicated_batch_and_retries_get_its_numbers() {
+    let (mut net, old) = Net::start(cfg(1));
+    // Followers append the old leader's batch, but their acks never reach it.
+    net.deaf[old] = true;
+    net.send(old, &[op(1, 1, 1), op(1, 2, 1)]);
+    let (_, req, given) = net.asks.last().expect("asked").clone();
+    assert!(net.oks(1).is_empty());
+    net.cut[old] = true;
+    let new = net.elect();
+    net.advance(3 * TICK);
+    let b = net.bound[new]
+        .iter()
+        .find(|b| b.batch_id == req.batch_id)
+        .expect("committed");
+    assert_eq!(
+        (b.op_seqs.clone(), b.bases.clone()),
+        (vec![1, 2], given.bases.clone())
+    );
+
+    net.send(new, &[op(1, 1, 1), op(1, 2, 1), op(1, 3, 1)]);
+    net.advance(2 * TICK);
+    let got: Vec<(u64, Vec<u64>)> = net
+        .oks(1)
+        .iter()
+        .map(|r| (r.client_seq, r.numbers.clone()))
+        .collect();
+    let base = given.bases[0];
+    assert_eq!(
+        got[..2],
+        [(1, vec![base]), (2, vec![base + 1])],
+        "original numbers"
+    );
+    assert_eq!(got.len(), 3);
+    assert_eq!(net.bound_ops(new, 1).len(), 3, "each op bound once");
+    net.check(new);
+    net.agree_all();
+}
+
+#[test]
+fn invalid_ops_and_followers_are_refused() {
+    let (mut net, l) = Net::start(cfg(2));
+    let f = (l + 1) % N;
+    let mut wrong_group = op(3, 1, 0b01);
+    wrong_group.group = 7;
+    let bad = [op(1, 1, 0), op(2, 1, 0b100), wrong_group];
+    net.send(l, &bad);
+    net.send(f, &bad);
+    assert_eq!(net.replies.len(), 6);
+    for (_, conn, rep) in &net.replies {
+        assert_eq!(rep.status, ReplyStatus::Invalid as i32);
+        assert_eq!((rep.client_id, rep.client_seq), (*conn, 1));
+    }
+    net.advance(3 * TICK);
+    assert_eq!(net.seq.counters(), &[0, 0], "no numbers asked for");
+    assert!(
+        net.bound.iter().flatten().all(|b| b.op_seqs.is_empty()),
+        "nothing bound"
+    );
+
+    net.replies.clear();
+    net.send(f, &[op(4, 1, 0b11)]);
+    let (r, conn, rep) = net.replies.last().expect("answered").clone();
+    assert_eq!((r, conn, rep.client_seq), (f, 4, 1));
+    assert_eq!(rep.status, ReplyStatus::NotLeader as i32);
+    assert_eq!(
+        rep.leader_hint as usize,
+        l + 1,
+        "hint: the leader's raft id"
+    );
+    // The client follows the hint.
+    net.send(rep.leader_hint as usize - 1, &[op(4, 1, 0b11)]);
+    assert_eq!(net.oks(4).len(), 1);
+    net.check(l);
+}
