@@ -127,7 +127,6 @@ struct Shared {
     hist: Histogram<u64>,
     ops: u64,
     acks: AckChunk,
-    unanswered: u64,
 }
 
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
@@ -165,7 +164,6 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                 client_id,
                 ..AckChunk::default()
             },
-            unanswered: 0,
         }));
         for c in 0..cfg.concurrency {
             let client = client.clone();
@@ -177,18 +175,14 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                 while Instant::now() < end {
                     let mask = cfg.op_spaces.pick(cfg.spaces, &mut rng);
                     let t0 = Instant::now();
-                    let r = tokio::time::timeout(
-                        (end - t0) + cfg.drain,
-                        client.sequence(mask, payload.clone()),
-                    )
-                    .await;
+                    let r = client.sequence(mask, payload.clone()).await;
                     let t1 = Instant::now();
                     let mut s = match shared.lock() {
                         Ok(s) => s,
                         Err(_) => return,
                     };
                     match r {
-                        Ok(Ok(MultiSeq { seq, mask, numbers })) => {
+                        Ok(MultiSeq { seq, mask, numbers }) => {
                             s.acks.push(seq, mask, &numbers);
                             if t0 >= measure_from && t1 <= end {
                                 s.ops += 1;
@@ -196,12 +190,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                                 let _ = s.hist.record(ns.max(1));
                             }
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             tracing::warn!(error = %e, "op failed");
-                        }
-                        Err(_) => {
-                            s.unanswered += 1;
-                            return;
                         }
                     }
                 }
@@ -210,8 +200,15 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         clients.push(client);
         shared_all.push(shared);
     }
+    // Ops still unanswered when the drain ends are abandoned (and counted).
+    let drain_end = tokio::time::Instant::from_std(end + cfg.drain);
+    let mut unanswered = 0;
     for t in tasks {
-        let _ = t.await;
+        let abort = t.abort_handle();
+        if tokio::time::timeout_at(drain_end, t).await.is_err() {
+            abort.abort();
+            unanswered += 1;
+        }
     }
     let mut result = LoadResult {
         ops: 0,
@@ -219,13 +216,12 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         re_tx: clients.iter().map(Client::retransmissions).sum(),
         window: cfg.duration,
         acks: Vec::new(),
-        unanswered: 0,
+        unanswered,
     };
     for s in shared_all {
         if let Ok(mut s) = s.lock() {
             result.ops += s.ops;
             let _ = result.hist.add(&s.hist);
-            result.unanswered += s.unanswered;
             result.acks.push(std::mem::take(&mut s.acks));
         }
     }

@@ -1,7 +1,8 @@
 //! One proxy replica of one group, as a state machine: events in (client ops, Raft
 //! messages, sequencer answers, ticks carrying the time), [`Action`]s out (persist, send,
-//! answer, record). No I/O, no clock, no randomness beyond raft-rs's own seeded election
-//! jitter.
+//! answer, record). No I/O and no clock. (raft-rs 0.7 draws its randomized election
+//! timeout from the thread's RNG, which nothing here seeds: which follower wins an
+//! election varies from run to run.)
 //!
 //! The leader batches client ops in client-seq order per client (FIFO hold-back), asks the
 //! sequencer for a whole batch at once (at most `max_outstanding` batch ids past the last
@@ -44,7 +45,8 @@ pub struct ReplicaConfig {
     pub heartbeat_ticks: usize,
     /// Re-send a sequencer request unanswered for this long.
     pub seq_retry_us: u64,
-    /// Seed for raft-rs's randomized election timeout is derived from the group and id.
+    /// Start an election at once (used for replica 0 of a fresh group, so that the first
+    /// leader is known without waiting out an election timeout).
     pub campaign_on_start: bool,
 }
 
@@ -499,7 +501,7 @@ impl Replica {
     }
 
     fn propose_answered(&mut self, out: &mut Vec<Action>) {
-        let mut abdicate = false;
+        let mut restart = false;
         if let Some(l) = self.leader.as_mut() {
             for b in l.inflight.iter_mut() {
                 let reply = match &b.stage {
@@ -512,9 +514,9 @@ impl Replica {
                         group = self.cfg.group,
                         batch = b.id,
                         status = reply.status,
-                        "sequencer answer does not cover the batch; handing leadership over"
+                        "sequencer answer does not cover the batch; restarting leadership"
                     );
-                    abdicate = true;
+                    restart = true;
                     break;
                 }
                 let entry = BatchEntry {
@@ -532,9 +534,11 @@ impl Replica {
                 b.stage = Stage::Proposed;
             }
         }
-        if abdicate {
-            let next = (self.cfg.replica + 1) % self.cfg.replicas + 1;
-            self.node.transfer_leader(u64::from(next));
+        if restart {
+            // Drop this batch and every later unproposed one; clients re-send their ops.
+            // The next `sync_role` starts afresh: once everything already proposed is
+            // applied, it re-asks the next K ids, which commits whatever ranges those ids
+            // got as noops, exactly as a new leader does.
             self.step_down(out);
         }
     }

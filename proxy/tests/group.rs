@@ -646,3 +646,46 @@ fn invalid_ops_and_followers_are_refused() {
     assert_eq!(net.oks(4).len(), 1);
     net.check(l);
 }
+
+#[test]
+fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
+    let k = 4u64;
+    let (mut net, l) = Net::start(ReplicaConfig {
+        max_outstanding: k as usize,
+        ..cfg(1)
+    });
+    let last = net.last_bound(l);
+    // A rival's recovery probe claims the leader's next batch id first, as empty.
+    let probe = net.seq.handle(&GetSeq {
+        epoch: 0,
+        group: 0,
+        batch_id: last + 1,
+        space_mask: 1,
+        counts: vec![0],
+    });
+    assert_eq!(probe.counts, vec![0]);
+    net.send(l, &[op(1, 1, 1)]);
+    net.advance(3 * TICK);
+    let not_leader = net
+        .replies
+        .iter()
+        .any(|(r, _, rep)| *r == l && rep.status == ReplyStatus::NotLeader as i32);
+    assert!(not_leader, "the client is told to re-send");
+    assert!(
+        net.oks(1).is_empty(),
+        "nothing answered from an uncovered batch"
+    );
+    assert!(net.reps[l].is_serving(), "leadership restarted in place");
+    assert!(
+        net.last_bound(l) >= last + k,
+        "the restarted leader re-asked and committed the next K ids"
+    );
+    // The client re-sends; the op is bound once, with fresh numbers, and nothing is lost.
+    net.send(l, &[op(1, 1, 1)]);
+    net.advance(3 * TICK);
+    assert_eq!(net.oks(1).len(), 1);
+    assert_eq!(net.bound_ops(l, 1).len(), 1);
+    assert_eq!(net.holes(l), vec![0]);
+    assert_eq!(net.check(l).ops, 1);
+    net.agree_all();
+}
