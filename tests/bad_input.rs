@@ -9,7 +9,8 @@
 
 use mason_common::frame::{decode, encode_into};
 use mason_common::msg::{
-    Body, ClientOp, ClientReply, Frame, GetSeq, RaftMsg, ReplyStatus, SeqReply, SeqStatus,
+    Body, ClientOp, ClientReply, Frame, GetSeq, PeerHello, RaftMsg, ReplyStatus, SeqReply,
+    SeqStatus,
 };
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -403,9 +404,24 @@ fn proxy_survives_bad_frames() {
         counts: vec![1],
     }));
     send_every_bad_frame(addr, 1024, &wrong_kind);
-    // A Raft frame whose raft-rs bytes are garbage is a valid frame: it is dropped with a
-    // warning, and the connection stays open.
+    // Raft frames are taken only from a connection that introduced itself as a peer: from
+    // any other, the connection is closed.
+    let mut stranger = connect(addr);
+    send(
+        &mut stranger,
+        &Frame::new(Body::Raft(RaftMsg {
+            group: 0,
+            data: vec![0xffu8; 8].into(),
+        })),
+    );
+    assert_closed_by_server(&mut stranger, "raft frame from a non-peer");
+    // A peer's Raft frame whose raft-rs bytes are garbage is dropped with a warning, and
+    // the connection stays open.
     let mut raft = connect(addr);
+    send(
+        &mut raft,
+        &Frame::new(Body::PeerHello(PeerHello { replica: 1 })),
+    );
     send(
         &mut raft,
         &Frame::new(Body::Raft(RaftMsg {
@@ -452,11 +468,15 @@ fn proxy_survives_bad_frames() {
         text.contains("undecodable raft message"),
         "no log line for the garbage raft message; stderr:\n{text}"
     );
+    assert!(
+        text.contains("not a peer's"),
+        "no log line for the non-peer raft frame; stderr:\n{text}"
+    );
 }
 
-/// `mason <args>` must exit 2 at once, with an error on stderr and without creating its
-/// results directory.
-fn refused(args: &[&str], flag: &str) {
+/// `mason <args>` must exit 2 at once, with an error on stderr that names `flag` (on its
+/// first line when `one_line`), and without creating its results directory.
+fn refused(args: &[&str], flag: &str, one_line: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let started = Instant::now();
@@ -480,9 +500,14 @@ fn refused(args: &[&str], flag: &str) {
         "mason {args:?} took {took:?} to refuse"
     );
     let first = stderr.lines().next().unwrap_or("");
+    let named = if one_line {
+        first.contains(flag)
+    } else {
+        stderr.contains(flag)
+    };
     assert!(
-        first.starts_with("error") && first.contains(flag),
-        "mason {args:?}: first stderr line '{first}' is not a one-line error naming {flag}\n{stderr}"
+        first.starts_with("error") && named,
+        "mason {args:?}: first stderr line '{first}' is not an error naming {flag}\n{stderr}"
     );
     assert!(o.stdout.is_empty(), "mason {args:?} printed to stdout");
     assert!(
@@ -493,17 +518,110 @@ fn refused(args: &[&str], flag: &str) {
 
 #[test]
 fn bad_flags_are_refused() {
-    refused(&["local", "--spaces", "0"], "--spaces");
-    refused(&["local", "--spaces", "65"], "--spaces");
-    refused(&["local", "--system", "bogus"], "--system");
-    refused(&["local", "--duration", "0"], "--duration");
-    refused(&["local", "--groups", "0"], "--groups");
+    refused(&["local", "--spaces", "0"], "--spaces", true);
+    refused(&["local", "--spaces", "65"], "--spaces", true);
+    refused(&["local", "--system", "bogus"], "--system", true);
+    refused(&["local", "--duration", "0"], "--duration", true);
+    refused(&["local", "--groups", "0"], "--groups", true);
     // A few more of the same kind.
-    refused(&["local", "--duration=-1"], "--duration");
-    refused(&["local", "--duration", "nan"], "--duration");
-    refused(&["local", "--warmup=-0.5"], "--warmup");
-    refused(&["local", "--op-spaces", "0"], "--op-spaces");
-    refused(&["local", "--clients", "0"], "--clients");
-    refused(&["local", "--fsync", "maybe"], "--fsync");
-    refused(&["local", "--restart-follower", "2"], "--kill-follower");
+    refused(&["local", "--duration=-1"], "--duration", true);
+    refused(&["local", "--duration", "nan"], "--duration", true);
+    refused(&["local", "--warmup=-0.5"], "--warmup", true);
+    refused(&["local", "--op-spaces", "0"], "--op-spaces", true);
+    refused(&["local", "--clients", "0"], "--clients", true);
+    refused(&["local", "--fsync", "maybe"], "--fsync", true);
+    // A restart with no kill: clap names the missing flag on the next line.
+    refused(
+        &["local", "--restart-follower", "2"],
+        "--kill-follower",
+        false,
+    );
+}
+
+/// Protobuf wire encoding of a varint field and of a length-delimited field, to build a
+/// raft-rs `eraftpb::Message` by hand (the tests do not depend on raft-rs).
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn pb_field(out: &mut Vec<u8>, field: u64, v: u64) {
+    pb_varint(out, field << 3);
+    pb_varint(out, v);
+}
+
+/// A well-formed raft-rs heartbeat claiming a commit index far beyond the replica's log
+/// (raft-rs aborts on that): from a non-peer connection it is refused outright; from a
+/// peer it is clamped. Either way the group keeps answering and nothing panics.
+#[test]
+fn proxy_survives_forged_raft_message() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_seq, seq_addr, _) = start_sequencer(dir.path(), 1024);
+    let peers = [free_addr(), free_addr(), free_addr()];
+    let addr = peers[0];
+    let log = dir.path().join("proxy.stderr");
+    let mut proxy = Proc::start(
+        "proxy",
+        &[
+            s("proxy"),
+            s("--replica"),
+            s(0),
+            s("--peers"),
+            peers
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            s("--groups"),
+            s(1),
+            s("--sequencer"),
+            s(seq_addr),
+            s("--data-dir"),
+            dir.path().join("data").display().to_string(),
+            s("--fsync"),
+            s("off"),
+        ],
+        &log,
+    );
+    proxy.wait_listening(addr, &log);
+    // eraftpb::Message { msg_type: MsgHeartbeat (8), to: 1, from: 2, term: 100, commit: 1000 }
+    let mut m = Vec::new();
+    pb_field(&mut m, 1, 8);
+    pb_field(&mut m, 2, 1);
+    pb_field(&mut m, 3, 2);
+    pb_field(&mut m, 4, 100);
+    pb_field(&mut m, 8, 1000);
+    let forged = Frame::new(Body::Raft(RaftMsg {
+        group: 0,
+        data: m.into(),
+    }));
+    let mut forger = connect(addr);
+    send(&mut forger, &forged);
+    assert_closed_by_server(&mut forger, "raft frame from a non-peer");
+    let mut peer = connect(addr);
+    send(
+        &mut peer,
+        &Frame::new(Body::PeerHello(PeerHello { replica: 1 })),
+    );
+    send(&mut peer, &forged);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = connect(addr);
+    send(&mut c, &client_op(7, 0, 0b1));
+    let mut len = [0u8; 4];
+    let answered = c.read_exact(&mut len).is_ok();
+    proxy.assert_alive(&log);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        answered && !text.contains("panicked"),
+        "group 0 stopped answering after a forged Raft frame; proxy stderr:\n{}",
+        text.lines().take(6).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -311,8 +311,27 @@ fn check_ok_run(run: &RunResult, clients: usize, spaces: usize) -> Report {
     r
 }
 
+/// No process of the run panicked or logged an error.
+fn assert_clean_logs(dir: &Path) {
+    let logs = dir.join("logs");
+    let names = files_matching(&logs, "");
+    assert!(!names.is_empty(), "no logs in {}", logs.display());
+    for n in names {
+        let text = std::fs::read_to_string(logs.join(&n)).unwrap_or_default();
+        for l in text.lines() {
+            assert!(
+                !l.contains("panicked") && !l.contains("ERROR"),
+                "logs/{n}: {l}"
+            );
+        }
+    }
+}
+
 /// An op as the records bind it: its spaces and its numbers (ascending by space).
 type Bound = HashMap<(u64, u64), (u64, Vec<u64>)>;
+
+/// An acknowledged op: ((client, seq), mask, numbers).
+type Ack = ((u64, u64), u64, Vec<u64>);
 
 /// What this test finds in one replica's records, checked on its own.
 struct Tiling {
@@ -432,7 +451,7 @@ fn check_tiling(dir: &Path, groups: u32, replica: u32, spaces: u32) -> Tiling {
 
 /// Every acknowledged op of every client: ((client, seq), mask, numbers), in the order
 /// each client received them.
-fn read_acks(dir: &Path, clients: u32) -> Vec<((u64, u64), u64, Vec<u64>)> {
+fn read_acks(dir: &Path, clients: u32) -> Vec<Ack> {
     let mut all = Vec::new();
     for i in 0..clients {
         let p = dir.join(format!("acks-{i}.bin"));
@@ -456,7 +475,7 @@ fn read_acks(dir: &Path, clients: u32) -> Vec<((u64, u64), u64, Vec<u64>)> {
 
 /// Stable and FIFO, checked here: every acknowledged op is bound with exactly the numbers
 /// it was told, and per client and space a later op has a larger number.
-fn check_acks_against(bound: &Bound, acks: &[((u64, u64), u64, Vec<u64>)]) {
+fn check_acks_against(bound: &Bound, acks: &[Ack]) {
     assert!(!acks.is_empty(), "no acknowledged op");
     for (key, mask, nums) in acks {
         let b = bound
@@ -474,7 +493,9 @@ fn check_acks_against(bound: &Bound, acks: &[((u64, u64), u64, Vec<u64>)]) {
 }
 
 fn check_fifo(bound: &Bound) {
-    let mut per_client: HashMap<u64, Vec<(u64, u64, &Vec<u64>)>> = HashMap::new();
+    // Per client: (seq, mask, numbers) of each bound op.
+    type OpsOf<'a> = Vec<(u64, u64, &'a Vec<u64>)>;
+    let mut per_client: HashMap<u64, OpsOf> = HashMap::new();
     for ((c, seq), (m, nums)) in bound {
         per_client.entry(*c).or_default().push((*seq, *m, nums));
     }
@@ -538,6 +559,7 @@ fn two_groups_three_spaces_random_subsets() {
     );
     let r = check_ok_run(&run, 2, 3);
     let dir = out.path();
+    assert_clean_logs(dir);
     assert!(dir.join("summary.txt").is_file(), "no summary.txt");
     let summary = std::fs::read_to_string(dir.join("summary.txt")).expect("summary.txt");
     assert!(
@@ -602,9 +624,10 @@ fn two_groups_three_spaces_random_subsets() {
         }
     }
     eprintln!(
-        "two_groups_three_spaces_random_subsets: mason local wall {:.2}s, {} batches",
+        "two_groups_three_spaces_random_subsets: mason local wall {:.2}s, {} batches, {} re-sent",
         run.wall.as_secs_f64(),
-        t.batches
+        t.batches,
+        r.clients.iter().map(|c| c.retx).sum::<u64>()
     );
 }
 
@@ -654,6 +677,7 @@ fn follower_killed_and_restarted() {
     }
     assert!(r.aggregate[0] > 0.0);
     let dir = out.path();
+    assert_clean_logs(dir);
     let restarted = dir.join("logs").join("proxy-2.restarted.log");
     let text = std::fs::read_to_string(&restarted)
         .unwrap_or_else(|e| panic!("{}: {e}", restarted.display()));
@@ -696,10 +720,11 @@ fn follower_killed_and_restarted() {
     let t2 = check_tiling(dir, 2, 2, 2);
     assert_eq!(t2.numbers, t.numbers);
     eprintln!(
-        "follower_killed_and_restarted: mason local wall {:.2}s, {} batches, {} ops",
+        "follower_killed_and_restarted: mason local wall {:.2}s, {} batches, {} ops, {} re-sent",
         run.wall.as_secs_f64(),
         t.batches,
-        t.ops.len()
+        t.ops.len(),
+        r.clients.iter().map(|c| c.retx).sum::<u64>()
     );
 }
 
@@ -731,6 +756,7 @@ fn direct_baseline() {
     );
     let r = check_ok_run(&run, 2, 2);
     let dir = out.path();
+    assert_clean_logs(dir);
     // No proxy was started: no bound records, no proxy logs.
     assert!(files_matching(dir, "bound-").is_empty());
     assert!(files_matching(&dir.join("logs"), "proxy-").is_empty());
@@ -777,4 +803,98 @@ fn direct_baseline() {
         "direct_baseline: mason local wall {:.2}s",
         run.wall.as_secs_f64()
     );
+}
+
+/// The independent checks above must be able to fail: fed records with an overlap, a hole,
+/// an op bound twice, or an acknowledgement that differs from the binding, they panic.
+#[test]
+fn independent_checks_catch_broken_records() {
+    use mason_common::record::RecordWriter;
+    let batch = |id: u64, bases: Vec<u64>, counts: Vec<u32>, ops: &[(u64, u64, u64)]| BoundBatch {
+        group: 0,
+        batch_id: id,
+        epoch: 1,
+        space_mask: 0b11,
+        bases,
+        counts,
+        op_clients: ops.iter().map(|o| o.0).collect(),
+        op_seqs: ops.iter().map(|o| o.1).collect(),
+        op_masks: ops.iter().map(|o| o.2).collect(),
+    };
+    let write = |dir: &Path, log: &[BoundBatch]| {
+        let mut w = RecordWriter::create(&dir.join("bound-g0-r0.bin")).expect("create");
+        for b in log {
+            w.append(b).expect("append");
+        }
+        w.flush().expect("flush");
+    };
+    let good = vec![
+        batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11), (1, 2, 0b01)]),
+        batch(2, vec![2, 1], vec![1, 2], &[(1, 3, 0b11)]),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), &good);
+    let t = check_tiling(dir.path(), 1, 0, 2);
+    assert_eq!(t.numbers, [3, 3]);
+    assert_eq!(t.noops, [0, 1]);
+    let acks = vec![((1, 1), 0b11, vec![0, 0]), ((1, 3), 0b11, vec![2, 1])];
+    check_acks_against(&t.ops, &acks);
+
+    let fails = |log: Vec<BoundBatch>, acks: Vec<Ack>| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &log);
+        let r = std::panic::catch_unwind(|| {
+            let t = check_tiling(dir.path(), 1, 0, 2);
+            check_acks_against(&t.ops, &acks);
+        });
+        r.is_err()
+    };
+    let ok_acks = || vec![((1, 1), 0b11, vec![0, 0])];
+    // Overlap: batch 2 reuses number 1 of space 0.
+    assert!(fails(
+        vec![
+            batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11)]),
+            batch(2, vec![1, 1], vec![1, 1], &[]),
+        ],
+        ok_acks()
+    ));
+    // Hole: number 2 of space 0 is never bound.
+    assert!(fails(
+        vec![
+            batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11)]),
+            batch(2, vec![3, 1], vec![1, 1], &[]),
+        ],
+        ok_acks()
+    ));
+    // Once: op (1, 1) bound in two batches.
+    assert!(fails(
+        vec![
+            batch(1, vec![0, 0], vec![1, 1], &[(1, 1, 0b11)]),
+            batch(2, vec![1, 1], vec![1, 1], &[(1, 1, 0b11)]),
+        ],
+        ok_acks()
+    ));
+    // Stable: acknowledged numbers differ from the bound ones.
+    assert!(fails(
+        vec![batch(1, vec![0, 0], vec![1, 1], &[(1, 1, 0b11)])],
+        vec![((1, 1), 0b11, vec![0, 1])]
+    ));
+    // FIFO: a later op of client 1 got a smaller number in space 1.
+    assert!(fails(
+        vec![
+            batch(1, vec![0, 0], vec![1, 1], &[(1, 2, 0b11)]),
+            batch(2, vec![1, 1], vec![1, 1], &[(1, 1, 0b11)]),
+        ],
+        vec![((1, 2), 0b11, vec![0, 0])]
+    ));
+    // Ops overflowing their range.
+    assert!(fails(
+        vec![batch(
+            1,
+            vec![0, 0],
+            vec![1, 1],
+            &[(1, 1, 0b11), (1, 2, 0b01)]
+        )],
+        ok_acks()
+    ));
 }

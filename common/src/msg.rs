@@ -8,7 +8,7 @@ use bytes::Bytes;
 /// One message on the wire.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Frame {
-    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6")]
     pub body: Option<Body>,
 }
 
@@ -24,6 +24,8 @@ pub enum Body {
     ClientOp(ClientOp),
     #[prost(message, tag = "5")]
     ClientReply(ClientReply),
+    #[prost(message, tag = "6")]
+    PeerHello(PeerHello),
 }
 
 impl Frame {
@@ -79,6 +81,15 @@ pub struct SeqReply {
     pub bases: Vec<u64>,
     #[prost(uint32, repeated, packed = "true", tag = "8")]
     pub counts: Vec<u32>,
+}
+
+/// The first frame on a proxy's link to a peer proxy: only connections that introduced
+/// themselves this way may carry Raft messages.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerHello {
+    /// The sender's replica index.
+    #[prost(uint32, tag = "1")]
+    pub replica: u32,
 }
 
 /// A raft-rs message for one group, in raft-rs's own encoding.

@@ -9,7 +9,9 @@ use crate::wal::Wal;
 use anyhow::Context;
 use bytes::Bytes;
 use mason_common::frame::{spawn_writer, FrameReader, FrameTx};
-use mason_common::msg::{Body, ClientOp, ClientReply, Frame, RaftMsg, ReplyStatus, SeqReply};
+use mason_common::msg::{
+    Body, ClientOp, ClientReply, Frame, PeerHello, RaftMsg, ReplyStatus, SeqReply,
+};
 use mason_common::record::RecordWriter;
 use mason_common::transport::{Listener, Transport};
 use raft::Storage;
@@ -78,10 +80,14 @@ pub async fn run(
         if i as u32 == cfg.replica {
             peer_links.push(None);
         } else {
+            let hello = Frame::new(Body::PeerHello(PeerHello {
+                replica: cfg.replica,
+            }));
             peer_links.push(Some(spawn_link(
                 transport.clone(),
                 *addr,
                 cfg.max_frame,
+                Some(hello),
                 || {},
                 |_| {},
             )));
@@ -95,6 +101,7 @@ pub async fn run(
             transport.clone(),
             cfg.sequencer,
             cfg.max_frame,
+            None,
             move || {
                 for tx in on_connect.values() {
                     let _ = tx.send(Event::SeqConnected);
@@ -150,8 +157,31 @@ pub async fn run(
         tasks.push(tokio::spawn(group.run(rx)));
     }
 
-    let accept = tokio::spawn(accept_loop(listener, inboxes.clone(), cfg.max_frame));
-    shutdown.await;
+    let ctx = Arc::new(ConnCtx {
+        inboxes: inboxes.clone(),
+        replica: cfg.replica,
+        replicas: cfg.peers.len() as u32,
+        max_frame: cfg.max_frame,
+    });
+    let accept = tokio::spawn(accept_loop(listener, ctx));
+    // A group task that dies (raft-rs aborts on states it considers impossible) would
+    // leave a replica that looks alive but serves nothing: fail-stop instead, so that the
+    // replica restarts from its log.
+    let mut watched: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let watch = async {
+        use futures::StreamExt;
+        while let Some(r) = watched.next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a group task died; exiting");
+                std::process::exit(70);
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = shutdown => {}
+        _ = watch => {}
+    }
     accept.abort();
     for tx in inboxes.values() {
         let (done, wait) = oneshot::channel();
@@ -159,19 +189,24 @@ pub async fn run(
             let _ = wait.await;
         }
     }
-    for t in tasks {
-        let _ = t.await;
-    }
     Ok(())
 }
 
-async fn accept_loop(mut listener: Box<dyn Listener>, inboxes: Inboxes, max_frame: usize) {
+/// What every incoming connection needs to know.
+struct ConnCtx {
+    inboxes: Inboxes,
+    replica: u32,
+    replicas: u32,
+    max_frame: usize,
+}
+
+async fn accept_loop(mut listener: Box<dyn Listener>, ctx: Arc<ConnCtx>) {
     let next_conn = Arc::new(AtomicU64::new(1));
     loop {
         match listener.accept().await {
             Ok(conn) => {
                 let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(serve_conn(conn, id, inboxes.clone(), max_frame));
+                tokio::spawn(serve_conn(conn, id, ctx.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -182,15 +217,13 @@ async fn accept_loop(mut listener: Box<dyn Listener>, inboxes: Inboxes, max_fram
 }
 
 /// Reads one incoming connection: client ops and peers' Raft messages go to their group.
-async fn serve_conn(
-    conn: mason_common::transport::Connection,
-    id: ConnId,
-    inboxes: Inboxes,
-    max_frame: usize,
-) {
+/// Raft messages are taken only after the connection introduced itself as a peer.
+async fn serve_conn(conn: mason_common::transport::Connection, id: ConnId, ctx: Arc<ConnCtx>) {
     let peer = conn.peer.clone();
+    let inboxes = &ctx.inboxes;
     let tx = spawn_writer(conn.write, peer.clone());
-    let mut reader = FrameReader::new(conn.read, max_frame);
+    let mut reader = FrameReader::new(conn.read, ctx.max_frame);
+    let mut from_peer = false;
     while let Some(frame) = reader.next().await {
         match frame {
             Ok(Frame {
@@ -214,6 +247,21 @@ async fn serve_conn(
                     })));
                 }
             },
+            Ok(Frame {
+                body: Some(Body::PeerHello(h)),
+            }) => {
+                if h.replica >= ctx.replicas || h.replica == ctx.replica {
+                    tracing::warn!(%peer, replica = h.replica, "closing connection: not a peer's replica index");
+                    return;
+                }
+                from_peer = true;
+            }
+            Ok(Frame {
+                body: Some(Body::Raft(_)),
+            }) if !from_peer => {
+                tracing::warn!(%peer, "closing connection: raft message from a connection that is not a peer's");
+                return;
+            }
             Ok(Frame {
                 body: Some(Body::Raft(m)),
             }) => match inboxes.get(&m.group) {
@@ -242,6 +290,7 @@ fn spawn_link(
     transport: Arc<dyn Transport>,
     addr: SocketAddr,
     max_frame: usize,
+    hello: Option<Frame>,
     on_connect: impl Fn() + Send + 'static,
     on_frame: impl Fn(Frame) + Send + Sync + 'static,
 ) -> FrameTx {
@@ -272,6 +321,9 @@ fn spawn_link(
             on_connect();
             let mut write = conn.write;
             let mut buf = bytes::BytesMut::with_capacity(64 << 10);
+            if let Some(h) = &hello {
+                mason_common::frame::encode_into(h, &mut buf);
+            }
             loop {
                 tokio::select! {
                     f = rx.recv() => {

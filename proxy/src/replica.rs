@@ -223,15 +223,34 @@ impl Replica {
     }
 
     pub fn on_raft(&mut self, data: &[u8]) {
-        match Message::parse_from_bytes(data) {
-            Ok(m) => {
-                if let Err(e) = self.node.step(m) {
-                    tracing::debug!(group = self.cfg.group, error = %e, "raft step");
-                }
-            }
+        let mut m = match Message::parse_from_bytes(data) {
+            Ok(m) => m,
             Err(e) => {
-                tracing::warn!(group = self.cfg.group, error = %e, "undecodable raft message")
+                tracing::warn!(group = self.cfg.group, error = %e, "undecodable raft message");
+                return;
             }
+        };
+        let me = u64::from(self.cfg.replica) + 1;
+        if m.to != me || m.from == me || m.from == 0 || m.from > u64::from(self.cfg.replicas) {
+            tracing::warn!(
+                group = self.cfg.group,
+                from = m.from,
+                to = m.to,
+                "dropping a raft message not between this group's peers"
+            );
+            return;
+        }
+        if m.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat {
+            // A heartbeat may say the leader committed more than this replica holds (after
+            // a restart that lost unsynced writes, say); raft-rs would abort on that.
+            // Learning a smaller commit index is always safe.
+            let last = self.node.raft.raft_log.last_index();
+            if m.commit > last {
+                m.commit = last;
+            }
+        }
+        if let Err(e) = self.node.step(m) {
+            tracing::debug!(group = self.cfg.group, error = %e, "raft step");
         }
     }
 
@@ -271,7 +290,11 @@ impl Replica {
 
     pub fn on_client_op(&mut self, conn: ConnId, op: ClientOp, out: &mut Vec<Action>) {
         let mask = SpaceMask(op.space_mask);
-        if op.group != self.cfg.group || mask.is_empty() || !mask.within(self.cfg.spaces) {
+        if op.group != self.cfg.group
+            || op.client_seq == 0
+            || mask.is_empty()
+            || !mask.within(self.cfg.spaces)
+        {
             out.push(Action::Reply {
                 conn,
                 reply: Self::reply(ReplyStatus::Invalid, &op, 0),

@@ -107,11 +107,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = bytes::Bytes::from(vec![index as u8]);
-        e
+        Entry {
+            index,
+            term,
+            data: bytes::Bytes::from(vec![index as u8]),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -122,9 +123,11 @@ mod tests {
             let (mut w, _) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
             w.append(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
                 .unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 2;
+            let hs = HardState {
+                term: 2,
+                commit: 2,
+                ..Default::default()
+            };
             // A new leader overwrote index 3.
             w.append(Some(&hs), &[entry(3, 2)]).unwrap();
         }
