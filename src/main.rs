@@ -11,6 +11,11 @@ use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
 use std::sync::{Arc, Mutex};
 
+// Every role allocates per message; mimalloc roughly halves what glibc's malloc costs here
+// (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = args::Cli::parse();
     use std::io::IsTerminal;
