@@ -685,6 +685,21 @@ fn follower_killed_and_restarted() {
         text.contains("proxy up"),
         "the restarted proxy did not come up:\n{text}"
     );
+    // It recovered its Raft log from its own WAL (not only from the leader): every group
+    // replayed a non-empty log.
+    for g in 0..2 {
+        let line = text
+            .lines()
+            .find(|l| l.contains("wal replayed") && l.contains(&format!("group={g} ")))
+            .unwrap_or_else(|| panic!("no wal replay line for group {g}:\n{text}"));
+        let index: u64 = line
+            .split("replayed_index=")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable wal replay line: {line}"));
+        assert!(index > 0, "group {g} replayed nothing from its wal: {line}");
+    }
     // The first incarnation's log is kept beside it.
     assert!(dir.join("logs").join("proxy-2.log").is_file());
 

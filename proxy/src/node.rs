@@ -126,7 +126,9 @@ pub async fn run(
             (1..=cfg.peers.len() as u64).collect(),
         )
         .with_context(|| format!("opening the wal of group {g}"))?;
-        let fresh = storage.last_index().unwrap_or(0) == 0
+        let replayed = storage.last_index().unwrap_or(0);
+        tracing::info!(group = g, replayed_index = replayed, "wal replayed");
+        let fresh = replayed == 0
             && storage
                 .initial_state()
                 .map(|s| s.hard_state.term)
