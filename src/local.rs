@@ -90,6 +90,15 @@ fn default_out(a: &LocalArgs) -> PathBuf {
 /// Runs the experiment; returns the process exit code (1 when verification fails).
 pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let out = a.out.clone().unwrap_or_else(|| default_out(&a));
+    // A run's proxies replay their Raft logs from data/: reusing it would restart old
+    // groups against a fresh sequencer, and mix two runs' records.
+    if out.join("data").exists() || out.join("summary.txt").exists() {
+        eprintln!(
+            "error: {} already holds a run; remove it or choose another --out",
+            out.display()
+        );
+        return Ok(2);
+    }
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let exe = std::env::current_exe().context("finding the mason binary")?;

@@ -625,3 +625,21 @@ fn proxy_survives_forged_raft_message() {
         text.lines().take(6).collect::<Vec<_>>().join("\n")
     );
 }
+
+#[test]
+fn local_refuses_a_results_dir_that_holds_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("data").join("r0")).expect("mkdir");
+    let started = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_mason"))
+        .args(["local", "--out"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mason");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already holds a run"), "stderr: {err}");
+    assert!(!dir.path().join("logs").exists(), "nothing was started");
+}
