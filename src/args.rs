@@ -30,6 +30,8 @@ pub enum Cmd {
     Client(ClientArgs),
     /// Measure the sequencer's capacity (in process, or over TCP with --addr).
     BenchSequencer(BenchSeqArgs),
+    /// Run whole clusters in the deterministic simulator, under faults, from seeds.
+    Sim(SimArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -305,4 +307,46 @@ pub struct BenchSeqArgs {
     pub duration: Duration,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+/// `A..B`: seeds A (inclusive) to B (exclusive).
+pub fn seed_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("'{s}' is not a range A..B"))?;
+    let a: u64 = a.parse().map_err(|_| format!("'{a}' is not a seed"))?;
+    let b: u64 = b.parse().map_err(|_| format!("'{b}' is not a seed"))?;
+    if a >= b {
+        return Err(format!("'{s}' is empty"));
+    }
+    Ok(a..b)
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Name the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// A scenario (see --list), or `all` for every scenario but the largest.
+    #[arg(long, default_value = "steady")]
+    pub scenario: String,
+    /// Replay one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Sweep seeds A..B (B excluded).
+    #[arg(long, value_parser = seed_range)]
+    pub seeds: Option<std::ops::Range<u64>>,
+    /// Break one protocol step on purpose: skip-reask, answer-before-commit, no-hold-back,
+    /// no-dedup.
+    #[arg(long)]
+    pub mutant: Option<String>,
+    /// Print every event of the run.
+    #[arg(long)]
+    pub trace: bool,
+    /// Also report wall-clock speed (events/s, virtual seconds per wall second) on stderr.
+    #[arg(long)]
+    pub timing: bool,
+    /// Seeds run in parallel threads (output stays in seed order).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub jobs: u64,
 }

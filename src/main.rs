@@ -4,12 +4,13 @@
 mod args;
 mod local;
 mod report;
+mod sim;
 
 use anyhow::Context;
 use args::{BenchSeqArgs, ClientArgs, Cmd, ProxyArgs, SequencerArgs};
 use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 // Every role allocates per message; mimalloc roughly halves what glibc's malloc costs here
 // (see docs/benchmarks.md).
@@ -52,6 +53,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Client(a) => client(a).map(|_| 0),
         Cmd::Local(a) => local::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
+        Cmd::Sim(a) => sim::run(a),
     }
 }
 
@@ -79,10 +81,13 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             window: a.window as usize,
             ..Default::default()
         });
-        let listener = Tcp.bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+        let listener = Tcp
+            .bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
         tracing::info!(listen = %a.listen, spaces = a.spaces, epoch = a.epoch, "sequencer up");
         tokio::select! {
-            _ = mason_sequencer::server::serve(listener, Arc::new(Mutex::new(seq)), a.max_frame) => {}
+            _ = mason_sequencer::server::serve(listener, seq, a.max_frame) => {}
             _ = terminated() => {}
         }
         Ok(())

@@ -1,14 +1,16 @@
-//! One client: numbers its ops 1, 2, 3, ..., keeps them until answered, and re-sends every
-//! unanswered op when it moves to another replica (on a timeout, a broken connection or a
-//! "not leader" answer). Each op carries `acked_below`, the lowest unanswered seq, so the
-//! group can forget older answers.
+//! The async shell around [`ClientCore`]: real sockets, a real clock, tokio. It keeps one
+//! connection, to the core's current replica, made when the core first sends there (and made
+//! afresh each time the core moves on), tells the core when a connection cannot be made or
+//! breaks, feeds it the frames that arrive, ticks it, and completes each op's `oneshot`.
 
+use crate::core::{ClientAction, ClientCore, CoreConfig, CoreTarget};
+pub use crate::core::{ClientError, MultiSeq};
 use bytes::Bytes;
 use mason_common::frame::{spawn_writer, FrameReader, FrameTx, DEFAULT_MAX_FRAME};
-use mason_common::msg::{Body, ClientOp, Frame, GetSeq, ReplyStatus, SeqStatus};
+use mason_common::msg::Frame;
 use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,35 +37,22 @@ pub struct ClientConfig {
     pub retry_timeout: Duration,
 }
 
-/// One number per space of `mask`, ascending by space, for the client's op `seq`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MultiSeq {
-    /// The op's number in this client's own order (1, 2, 3, ...).
-    pub seq: u64,
-    pub mask: SpaceMask,
-    pub numbers: Vec<u64>,
-}
+/// How long one connection attempt may take before the replica counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest gap between ticks: back-offs (10 and 20 ms) end on a tick.
+const MAX_TICK: Duration = Duration::from_millis(10);
+/// The replica index given for frames from a connection that is no longer the current one:
+/// never the core's current replica, so its "not leader" answers count for nothing, while
+/// its answers still finish ops.
+const STALE: usize = usize::MAX;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ClientError {
-    #[error("the op was refused as invalid (spaces out of range or empty, or unknown group)")]
-    Invalid,
-    #[error("the client has shut down")]
-    Closed,
-}
-
-struct Pending {
-    mask: SpaceMask,
-    payload: Bytes,
-    sent_at: Instant,
-    reply: oneshot::Sender<Result<MultiSeq, ClientError>>,
-}
+type Reply = oneshot::Sender<Result<MultiSeq, ClientError>>;
 
 enum Ev {
     Op {
         mask: SpaceMask,
         payload: Bytes,
-        reply: oneshot::Sender<Result<MultiSeq, ClientError>>,
+        reply: Reply,
     },
     Frame(u64, Frame),
     Dead(u64),
@@ -80,18 +69,34 @@ impl Client {
     pub fn start(transport: Arc<dyn Transport>, cfg: ClientConfig) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let re_tx = Arc::new(AtomicU64::new(0));
+        let (target, addrs) = match cfg.target {
+            Target::Group { group, replicas } => (
+                CoreTarget::Group {
+                    group,
+                    replicas: replicas.len(),
+                },
+                replicas,
+            ),
+            Target::Direct { sequencer } => (CoreTarget::Direct, vec![sequencer]),
+        };
+        let core = ClientCore::new(CoreConfig {
+            client_id: cfg.client_id,
+            target,
+            retry_timeout_us: u64::try_from(cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
+        });
         let d = Driver {
-            cfg,
+            core,
+            addrs,
             transport,
             events: tx.clone(),
-            current: 0,
-            gen: 0,
             conn: None,
-            next_seq: 1,
-            outstanding: BTreeMap::new(),
+            gen: 0,
+            waiting: HashMap::new(),
             re_tx: re_tx.clone(),
+            start: Instant::now(),
         };
-        tokio::spawn(d.run(rx));
+        let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
+        tokio::spawn(d.run(rx, period));
         Client { tx, re_tx }
     }
 
@@ -118,205 +123,149 @@ impl Client {
     }
 }
 
+/// The connection to replica `to`, made after the core's `moves`-th move; `gen` tells its
+/// frames from those of earlier connections.
+struct Conn {
+    to: usize,
+    moves: u64,
+    gen: u64,
+    tx: FrameTx,
+}
+
 struct Driver {
-    cfg: ClientConfig,
+    core: ClientCore,
+    addrs: Vec<SocketAddr>,
     transport: Arc<dyn Transport>,
     events: mpsc::UnboundedSender<Ev>,
-    current: usize,
+    conn: Option<Conn>,
     gen: u64,
-    conn: Option<FrameTx>,
-    next_seq: u64,
-    outstanding: BTreeMap<u64, Pending>,
+    waiting: HashMap<u64, Reply>,
     re_tx: Arc<AtomicU64>,
+    start: Instant,
 }
 
 impl Driver {
-    fn addrs(&self) -> Vec<SocketAddr> {
-        match &self.cfg.target {
-            Target::Group { replicas, .. } => replicas.clone(),
-            Target::Direct { sequencer } => vec![*sequencer],
-        }
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) {
-        let mut tick = tokio::time::interval(self.cfg.retry_timeout / 4);
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = Vec::new();
         loop {
-            if self.conn.is_none() {
-                self.connect().await;
-            }
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
+                    Some(ev) => self.handle(ev, &mut out),
                     None => return,
                 },
                 _ = tick.tick() => {
-                    let late = self.outstanding.values().next().is_some_and(|p| p.sent_at.elapsed() >= self.cfg.retry_timeout);
-                    if late {
-                        tracing::debug!(client = self.cfg.client_id, "timeout; trying another replica");
-                        self.switch(None).await;
-                    }
+                    let now = self.now_us();
+                    self.core.tick(now, &mut out);
                 }
             }
+            self.apply(&mut out).await;
         }
     }
 
-    async fn connect(&mut self) {
-        let addrs = self.addrs();
-        loop {
-            let addr = addrs[self.current % addrs.len()];
-            match tokio::time::timeout(Duration::from_secs(1), self.transport.connect(addr)).await {
-                Ok(Ok(c)) => {
-                    self.gen += 1;
-                    let gen = self.gen;
-                    let tx = spawn_writer(c.write, c.peer.clone());
-                    let events = self.events.clone();
-                    let mut reader = FrameReader::new(c.read, DEFAULT_MAX_FRAME);
-                    tokio::spawn(async move {
-                        while let Some(Ok(f)) = reader.next().await {
-                            if events.send(Ev::Frame(gen, f)).is_err() {
-                                return;
-                            }
-                        }
-                        let _ = events.send(Ev::Dead(gen));
-                    });
-                    self.conn = Some(tx);
-                    self.resend_all();
-                    return;
-                }
-                _ => {
-                    self.current = (self.current + 1) % addrs.len();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    }
-
-    /// Moves to `hint` (a replica index) or the next replica, and re-sends everything.
-    async fn switch(&mut self, hint: Option<usize>) {
-        let n = self.addrs().len();
-        let next = hint.filter(|h| *h < n && *h != self.current);
-        self.current = next.unwrap_or((self.current + 1) % n);
-        if next.is_none() {
-            // No one is known to lead yet: give the election a moment.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.conn = None;
-        self.connect().await;
-    }
-
-    fn acked_below(&self) -> u64 {
-        self.outstanding
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.next_seq)
-    }
-
-    fn frame(&self, seq: u64, p: &Pending) -> Frame {
-        match &self.cfg.target {
-            Target::Group { group, .. } => Frame::new(Body::ClientOp(ClientOp {
-                client_id: self.cfg.client_id,
-                client_seq: seq,
-                group: *group,
-                space_mask: p.mask.0,
-                payload: p.payload.clone(),
-                acked_below: self.acked_below(),
-            })),
-            Target::Direct { .. } => Frame::new(Body::GetSeq(GetSeq {
-                epoch: 0,
-                group: self.cfg.client_id as u32,
-                batch_id: seq,
-                space_mask: p.mask.0,
-                counts: vec![1; p.mask.len()],
-            })),
-        }
-    }
-
-    fn resend_all(&mut self) {
-        let Some(conn) = self.conn.clone() else {
-            return;
-        };
-        let now = Instant::now();
-        let seqs: Vec<u64> = self.outstanding.keys().copied().collect();
-        for seq in seqs {
-            let f = match self.outstanding.get(&seq) {
-                Some(p) => self.frame(seq, p),
-                None => continue,
-            };
-            if let Some(p) = self.outstanding.get_mut(&seq) {
-                p.sent_at = now;
-            }
-            self.re_tx.fetch_add(1, Ordering::Relaxed);
-            let _ = conn.send(f);
-        }
-    }
-
-    fn answer(&mut self, seq: u64, r: Result<MultiSeq, ClientError>) {
-        if let Some(p) = self.outstanding.remove(&seq) {
-            let _ = p.reply.send(r);
-        }
-    }
-
-    async fn handle(&mut self, ev: Ev) {
+    fn handle(&mut self, ev: Ev, out: &mut Vec<ClientAction>) {
+        let now = self.now_us();
         match ev {
             Ev::Op {
                 mask,
                 payload,
                 reply,
             } => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let p = Pending {
-                    mask,
-                    payload,
-                    sent_at: Instant::now(),
-                    reply,
+                let seq = self.core.submit(mask, payload, now, out);
+                self.waiting.insert(seq, reply);
+            }
+            Ev::Frame(gen, f) => {
+                let from = match &self.conn {
+                    Some(c) if c.gen == gen => c.to,
+                    _ => STALE,
                 };
-                let f = self.frame(seq, &p);
-                self.outstanding.insert(seq, p);
-                if let Some(c) = &self.conn {
-                    let _ = c.send(f);
+                self.core.on_frame(from, f, now, out);
+            }
+            Ev::Dead(gen) => {
+                if let Some(c) = self.conn.take_if(|c| c.gen == gen) {
+                    self.core.on_unreachable(c.to, now, out);
                 }
             }
-            Ev::Frame(gen, f) => match f.body {
-                Some(Body::ClientReply(r)) => match ReplyStatus::try_from(r.status) {
-                    Ok(ReplyStatus::Ok) => {
-                        let m = MultiSeq {
-                            seq: r.client_seq,
-                            mask: SpaceMask(r.space_mask),
-                            numbers: r.numbers,
-                        };
-                        self.answer(r.client_seq, Ok(m));
-                    }
-                    Ok(ReplyStatus::NotLeader) if gen == self.gen => {
-                        let hint = (r.leader_hint as usize).checked_sub(1);
-                        self.switch(hint).await;
-                    }
-                    Ok(ReplyStatus::NotLeader) => {}
-                    Ok(ReplyStatus::Invalid) | Err(_) => {
-                        self.answer(r.client_seq, Err(ClientError::Invalid))
-                    }
-                },
-                Some(Body::SeqReply(r)) => match SeqStatus::try_from(r.status) {
-                    Ok(SeqStatus::Ok) => {
-                        let m = MultiSeq {
-                            seq: r.batch_id,
-                            mask: SpaceMask(r.space_mask),
-                            numbers: r.bases,
-                        };
-                        self.answer(r.batch_id, Ok(m));
-                    }
-                    _ => self.answer(r.batch_id, Err(ClientError::Invalid)),
-                },
-                other => tracing::warn!(?other, "unexpected frame for a client"),
-            },
-            Ev::Dead(gen) if gen == self.gen => {
-                self.conn = None;
-                let n = self.addrs().len();
-                self.current = (self.current + 1) % n;
-            }
-            Ev::Dead(_) => {}
         }
+    }
+
+    /// Carries out what the core asked for, and what that in turn makes it ask.
+    async fn apply(&mut self, out: &mut Vec<ClientAction>) {
+        let mut acts = Vec::new();
+        while !out.is_empty() {
+            std::mem::swap(out, &mut acts);
+            let moves = self.core.moves();
+            for a in acts.drain(..) {
+                match a {
+                    ClientAction::Done { seq, result } => {
+                        if let Some(reply) = self.waiting.remove(&seq) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    // A send from before a move: the core re-sends it where it went.
+                    ClientAction::Send { to, .. }
+                        if to != self.core.current() || moves != self.core.moves() => {}
+                    ClientAction::Send { to, frame } => {
+                        if self.connect(to).await {
+                            if let Some(c) = &self.conn {
+                                let _ = c.tx.send(frame);
+                            }
+                        } else {
+                            let now = self.now_us();
+                            self.core.on_unreachable(to, now, out);
+                        }
+                    }
+                }
+            }
+        }
+        if out.capacity() < acts.capacity() {
+            std::mem::swap(out, &mut acts);
+        }
+        // Once the core has moved on, drop the old connection at once, as a move should.
+        let (current, moves) = (self.core.current(), self.core.moves());
+        self.conn.take_if(|c| c.to != current || c.moves != moves);
+        self.re_tx
+            .store(self.core.retransmissions(), Ordering::Relaxed);
+    }
+
+    /// Makes sure the connection is to replica `to` and no older than the core's last move.
+    async fn connect(&mut self, to: usize) -> bool {
+        let moves = self.core.moves();
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.to == to && c.moves == moves)
+        {
+            return true;
+        }
+        self.conn = None;
+        let Some(&addr) = self.addrs.get(to) else {
+            return false;
+        };
+        let Ok(Ok(c)) = tokio::time::timeout(CONNECT_TIMEOUT, self.transport.connect(addr)).await
+        else {
+            tracing::debug!(client = self.core.client_id(), %addr, "cannot connect");
+            return false;
+        };
+        self.gen += 1;
+        let gen = self.gen;
+        let tx = spawn_writer(c.write, c.peer.clone());
+        let events = self.events.clone();
+        let mut reader = FrameReader::new(c.read, DEFAULT_MAX_FRAME);
+        tokio::spawn(async move {
+            while let Some(Ok(f)) = reader.next().await {
+                if events.send(Ev::Frame(gen, f)).is_err() {
+                    return;
+                }
+            }
+            let _ = events.send(Ev::Dead(gen));
+        });
+        self.conn = Some(Conn { to, moves, gen, tx });
+        true
     }
 }

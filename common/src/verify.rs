@@ -169,14 +169,29 @@ impl Checker {
         self.acked.entry(client).or_default().push(seq, mask, nums);
     }
 
-    pub fn finish(mut self) -> Result<Report, Violation> {
+    /// Checks the safety invariants (Unique, Once, FIFO, Stable) first, then Contiguous,
+    /// which only holds once recovery has finished: a caller that also checks liveness can
+    /// tell a hole left by a stalled run from one a protocol bug made.
+    pub fn finish(self) -> Result<Report, Violation> {
+        let (report, holes) = self.finish_safety()?;
+        match holes {
+            Some(v) => Err(v),
+            None => Ok(report),
+        }
+    }
+
+    /// Like [`Checker::finish`], but returns a Contiguous violation (if any) beside the
+    /// report instead of as the error.
+    pub fn finish_safety(mut self) -> Result<(Report, Option<Violation>), Violation> {
         let mut report = Report {
             ops: self.ops,
             acked: self.acks,
             ..Report::default()
         };
+        let mut hole = None;
         for (s, ranges) in self.ranges.iter_mut().enumerate() {
             ranges.sort_unstable();
+            let top = ranges.last().map(|r| r.0 + r.1).unwrap_or(0);
             let mut next = 0u64;
             for &(base, count) in ranges.iter() {
                 if base < next {
@@ -185,12 +200,10 @@ impl Checker {
                         format!("space {s}: number {base} bound twice"),
                     ));
                 }
-                if base > next {
-                    return Err(violation(
+                if base > next && hole.is_none() {
+                    hole = Some(violation(
                         "Contiguous",
-                        format!("space {s}: hole {next}..{base} (bound up to {})", {
-                            ranges.last().map(|r| r.0 + r.1).unwrap_or(0)
-                        }),
+                        format!("space {s}: hole {next}..{base} (bound up to {top})"),
                     ));
                 }
                 next = base + count;
@@ -218,7 +231,7 @@ impl Checker {
             let bound = self.bound.get(&c).unwrap_or(&empty);
             check_stable(c, acks, bound)?;
         }
-        Ok(report)
+        Ok((report, hole))
     }
 }
 

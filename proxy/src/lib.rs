@@ -7,4 +7,4 @@ pub mod node;
 pub mod replica;
 pub mod wal;
 
-pub use replica::{Action, ConnId, Replica, ReplicaConfig};
+pub use replica::{Action, ConnId, Mutant, Replica, ReplicaConfig};

@@ -48,6 +48,41 @@ pub struct ReplicaConfig {
     /// Start an election at once (used for replica 0 of a fresh group, so that the first
     /// leader is known without waiting out an election timeout).
     pub campaign_on_start: bool,
+    /// `None`: raft-rs draws each election timeout from the thread's RNG (real runs).
+    /// `Some(j)`: the timeout is always `election_ticks + j` ticks, so that a run is a pure
+    /// function of its inputs (the simulator picks `j` per replica from its seed).
+    pub election_jitter: Option<usize>,
+    /// A deliberate protocol bug, for proving that the checker catches it. Only the
+    /// simulator and tests set this.
+    pub mutant: Option<Mutant>,
+}
+
+/// Deliberate breakages of one protocol step each (see `mason sim --mutant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    /// A new leader does not re-ask its predecessor's batch ids: their ranges stay holes.
+    SkipReask,
+    /// The leader answers clients when the sequencer answers, before the batch commits.
+    AnswerBeforeCommit,
+    /// The leader batches a client's ops as they arrive, not in client-seq order.
+    NoHoldBack,
+    /// Retried ops are batched and applied again.
+    NoDedup,
+}
+
+impl std::str::FromStr for Mutant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip-reask" => Ok(Mutant::SkipReask),
+            "answer-before-commit" => Ok(Mutant::AnswerBeforeCommit),
+            "no-hold-back" => Ok(Mutant::NoHoldBack),
+            "no-dedup" => Ok(Mutant::NoDedup),
+            _ => Err(format!(
+                "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, no-dedup)"
+            )),
+        }
+    }
 }
 
 impl Default for ReplicaConfig {
@@ -64,6 +99,8 @@ impl Default for ReplicaConfig {
             heartbeat_ticks: 2,
             seq_retry_us: 500_000,
             campaign_on_start: false,
+            election_jitter: None,
+            mutant: None,
         }
     }
 }
@@ -131,7 +168,7 @@ struct Leader {
     inflight: VecDeque<Inflight>,
     open: VecDeque<OpEntry>,
     open_since: u64,
-    clients: HashMap<u64, LeaderClient>,
+    clients: BTreeMap<u64, LeaderClient>,
     waiting: Vec<(ConnId, ClientOp)>,
 }
 
@@ -151,9 +188,15 @@ pub struct Replica {
 impl Replica {
     /// A replica over `storage` (fresh, or replayed from its log).
     pub fn new(cfg: ReplicaConfig, storage: MemStorage) -> Result<Replica, ReplicaError> {
+        let (min_election_tick, max_election_tick) = match cfg.election_jitter {
+            Some(j) => (cfg.election_ticks + j, cfg.election_ticks + j + 1),
+            None => (0, 0),
+        };
         let rcfg = raft::Config {
             id: u64::from(cfg.replica) + 1,
             election_tick: cfg.election_ticks,
+            min_election_tick,
+            max_election_tick,
             heartbeat_tick: cfg.heartbeat_ticks,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -316,7 +359,8 @@ impl Replica {
             return;
         }
         let applied = self.clients.entry(op.client_id).or_default();
-        if op.client_seq <= applied.max_seq {
+        let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
+        if op.client_seq <= applied.max_seq && !no_dedup {
             if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
                 out.push(Action::Reply {
                     conn,
@@ -349,7 +393,23 @@ impl Replica {
             acked_below: op.acked_below,
         };
         if op.client_seq < lc.next_seq {
-            return; // already batched: answered when its batch applies
+            if !no_dedup {
+                return; // already batched: answered when its batch applies
+            }
+            // The NoDedup mutant batches the retry again.
+            if l.open.is_empty() {
+                l.open_since = self.now;
+            }
+            l.open.push_back(entry);
+            return;
+        }
+        if self.cfg.mutant == Some(Mutant::NoHoldBack) {
+            if l.open.is_empty() {
+                l.open_since = self.now;
+            }
+            l.open.push_back(entry);
+            lc.next_seq = lc.next_seq.max(op.client_seq + 1);
+            return;
         }
         if op.client_seq > lc.next_seq {
             if lc.held.len() < MAX_HELD_PER_CLIENT {
@@ -399,7 +459,7 @@ impl Replica {
                 inflight: VecDeque::new(),
                 open: VecDeque::new(),
                 open_since: self.now,
-                clients: HashMap::new(),
+                clients: BTreeMap::new(),
                 waiting: Vec::new(),
             });
         }
@@ -447,7 +507,12 @@ impl Replica {
         }
         l.started = true;
         let first = self.last_batch_id + 1;
-        for id in first..first + k {
+        let probes = if self.cfg.mutant == Some(Mutant::SkipReask) {
+            first..first
+        } else {
+            first..first + k
+        };
+        for id in probes {
             let request = GetSeq {
                 epoch: 0,
                 group: self.cfg.group,
@@ -555,6 +620,9 @@ impl Replica {
                     break;
                 }
                 b.stage = Stage::Proposed;
+                if self.cfg.mutant == Some(Mutant::AnswerBeforeCommit) {
+                    answer_early(&entry, &l.clients, self.cfg.group, out);
+                }
             }
         }
         if restart {
@@ -663,7 +731,7 @@ impl Replica {
         let mut dups = Vec::new();
         for o in &b.ops {
             let a = self.clients.entry(o.client_id).or_default();
-            if o.client_seq <= a.max_seq {
+            if o.client_seq <= a.max_seq && self.cfg.mutant != Some(Mutant::NoDedup) {
                 dups.push(o);
             } else {
                 a.max_seq = o.client_seq;
@@ -732,6 +800,31 @@ impl Replica {
             }
         }
     }
+}
+
+/// The `AnswerBeforeCommit` mutant: answers every op of a batch that is only proposed.
+fn answer_early(
+    entry: &BatchEntry,
+    clients: &BTreeMap<u64, LeaderClient>,
+    group: u32,
+    out: &mut Vec<Action>,
+) {
+    let ops: Vec<&OpEntry> = entry.ops.iter().collect();
+    let _ = entry.bound(group, &ops).for_each_op(|c, s, m, n| {
+        if let Some(lc) = clients.get(&c) {
+            out.push(Action::Reply {
+                conn: lc.conn,
+                reply: ClientReply {
+                    client_id: c,
+                    client_seq: s,
+                    status: ReplyStatus::Ok as i32,
+                    leader_hint: 0,
+                    space_mask: m.0,
+                    numbers: n.to_vec(),
+                },
+            });
+        }
+    });
 }
 
 /// Whether a sequencer answer gives the batch every number it asked for.

@@ -30,6 +30,23 @@ pub enum WalError {
     Raft(#[from] raft::Error),
 }
 
+/// Applies one persisted record (what one `Persist` action wrote) to a storage being
+/// rebuilt: entries overwrite any conflicting suffix, the hard state replaces the last.
+pub fn replay_record(
+    storage: &MemStorage,
+    hs: Option<&HardState>,
+    entries: &[Entry],
+) -> Result<(), raft::Error> {
+    let mut core = storage.wl();
+    if !entries.is_empty() {
+        core.append(entries)?;
+    }
+    if let Some(hs) = hs {
+        core.set_hardstate(hs.clone());
+    }
+    Ok(())
+}
+
 pub struct Wal {
     file: File,
     fsync: bool,
@@ -56,13 +73,11 @@ impl Wal {
             for e in &rec.entries {
                 entries.push(Entry::parse_from_bytes(e)?);
             }
-            let mut core = storage.wl();
-            if !entries.is_empty() {
-                core.append(&entries)?;
-            }
-            if let Some(hs) = rec.hard_state {
-                core.set_hardstate(HardState::parse_from_bytes(&hs)?);
-            }
+            let hs = match rec.hard_state {
+                Some(hs) => Some(HardState::parse_from_bytes(&hs)?),
+                None => None,
+            };
+            replay_record(&storage, hs.as_ref(), &entries)?;
             good = data.len() - rest.len();
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;

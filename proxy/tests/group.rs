@@ -137,12 +137,20 @@ impl Net {
                     if self.cut[r] {
                         continue;
                     }
-                    let rep = self.seq.handle(&req);
-                    self.asks.push((r, req, rep.clone()));
-                    if self.hold_seq {
-                        self.held.push((r, rep));
-                    } else {
-                        self.seq_replies.push_back((r, rep));
+                    // Answers go to whoever asked (a request that waited for earlier ids
+                    // of its group is answered when they arrive).
+                    let mut answers = Vec::new();
+                    self.seq.handle(&req, r as u64, &mut answers);
+                    for (origin, rep) in answers {
+                        let to = origin as usize;
+                        if rep.batch_id == req.batch_id && to == r {
+                            self.asks.push((r, req.clone(), rep.clone()));
+                        }
+                        if self.hold_seq {
+                            self.held.push((to, rep));
+                        } else {
+                            self.seq_replies.push_back((to, rep));
+                        }
                     }
                 }
                 Action::Reply { conn, reply } => self.replies.push((r, conn, reply)),
@@ -656,13 +664,16 @@ fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
     });
     let last = net.last_bound(l);
     // A rival's recovery probe claims the leader's next batch id first, as empty.
-    let probe = net.seq.handle(&GetSeq {
-        epoch: 0,
-        group: 0,
-        batch_id: last + 1,
-        space_mask: 1,
-        counts: vec![0],
-    });
+    let probe = net
+        .seq
+        .answer(&GetSeq {
+            epoch: 0,
+            group: 0,
+            batch_id: last + 1,
+            space_mask: 1,
+            counts: vec![0],
+        })
+        .expect("the next id is answered at once");
     assert_eq!(probe.counts, vec![0]);
     net.send(l, &[op(1, 1, 1)]);
     net.advance(3 * TICK);

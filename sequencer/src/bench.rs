@@ -57,12 +57,14 @@ pub fn in_process(cfg: &BenchConfig) -> BenchResult {
     let mut reqs: Vec<GetSeq> = (0..groups).map(|g| request(cfg, g, 0)).collect();
     let start = Instant::now();
     let mut n = 0u64;
-    let mut id = 0u64;
+    let mut id = 1u64;
+    let mut out = Vec::with_capacity(4);
     loop {
         for r in reqs.iter_mut() {
             r.batch_id = id;
-            let reply = seq.handle(r);
-            std::hint::black_box(&reply);
+            seq.handle(r, 0, &mut out);
+            std::hint::black_box(&out);
+            out.clear();
         }
         id += 1;
         n += u64::from(groups);

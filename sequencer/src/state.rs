@@ -1,4 +1,11 @@
 //! The sequencer state machine: requests in, answers out, nothing else.
+//!
+//! Each group's batch ids are dense, starting at 1, and the sequencer assigns them strictly
+//! in id order: a request that arrives before the ids below it (the network may reorder,
+//! and a lost request is re-sent later) waits until they arrive. So a group's later batch
+//! never gets smaller numbers than an earlier one, which is what keeps one client's ops in
+//! order (FIFO) although a proxy leader keeps several requests in flight. Zero-count
+//! requests (a new leader probing its predecessor's ids) fill gaps like any other.
 
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
 use mason_common::types::SpaceMask;
@@ -10,10 +17,10 @@ pub struct SequencerConfig {
     pub spaces: u32,
     /// The epoch this sequencer answers with.
     pub epoch: u64,
-    /// How many of the most recent batch ids per group are remembered for repeats.
+    /// How many of the most recent batch ids per group are remembered for repeats, and how
+    /// many early requests per group may wait for earlier ids.
     pub window: usize,
-    /// How many groups are remembered; a new group beyond that evicts the one that asked
-    /// least recently.
+    /// How many groups are served; requests of further groups are refused as invalid.
     pub max_groups: usize,
 }
 
@@ -23,7 +30,7 @@ impl Default for SequencerConfig {
             spaces: 1,
             epoch: 1,
             window: 1024,
-            max_groups: 1 << 16,
+            max_groups: 1 << 20,
         }
     }
 }
@@ -35,20 +42,33 @@ struct Assigned {
     counts: Vec<u32>,
 }
 
-#[derive(Default)]
-struct GroupWindow {
+struct GroupState {
+    /// The next id to assign; ids below it were assigned (or forgotten).
+    next: u64,
     /// Ids below this were forgotten: asking for them again is `TooOld`.
     forgotten_below: u64,
     ids: BTreeMap<u64, Assigned>,
-    last_used: u64,
+    /// Requests that arrived before the ids below them, with who sent them.
+    early: BTreeMap<u64, Vec<(u64, GetSeq)>>,
 }
 
-/// One counter per space; at-most-once answers per (group, batch id) over a bounded window.
+impl Default for GroupState {
+    fn default() -> Self {
+        GroupState {
+            next: 1,
+            forgotten_below: 1,
+            ids: BTreeMap::new(),
+            early: BTreeMap::new(),
+        }
+    }
+}
+
+/// One counter per space; at-most-once, in-order answers per (group, batch id) over a
+/// bounded window.
 pub struct Sequencer {
     cfg: SequencerConfig,
     counters: Vec<u64>,
-    groups: HashMap<u32, GroupWindow>,
-    clock: u64,
+    groups: HashMap<u32, GroupState>,
 }
 
 impl Sequencer {
@@ -57,7 +77,6 @@ impl Sequencer {
             counters: vec![0; cfg.spaces as usize],
             cfg,
             groups: HashMap::new(),
-            clock: 0,
         }
     }
 
@@ -70,7 +89,7 @@ impl Sequencer {
         &self.counters
     }
 
-    fn reply(&self, req: &GetSeq, status: SeqStatus) -> SeqReply {
+    fn status(&self, req: &GetSeq, status: SeqStatus) -> SeqReply {
         SeqReply {
             epoch: self.cfg.epoch,
             group: req.group,
@@ -83,36 +102,91 @@ impl Sequencer {
         }
     }
 
-    /// Answers one request.
-    pub fn handle(&mut self, req: &GetSeq) -> SeqReply {
-        let mask = SpaceMask(req.space_mask);
-        if !mask.within(self.cfg.spaces) || req.counts.len() != mask.len() {
-            return self.reply(req, SeqStatus::Invalid);
+    fn answer_with(&self, req: &GetSeq, a: &Assigned, repeat: bool) -> SeqReply {
+        SeqReply {
+            epoch: self.cfg.epoch,
+            group: req.group,
+            batch_id: req.batch_id,
+            status: SeqStatus::Ok as i32,
+            repeat,
+            space_mask: a.mask,
+            bases: a.bases.clone(),
+            counts: a.counts.clone(),
         }
-        self.clock += 1;
-        let clock = self.clock;
-        if !self.groups.contains_key(&req.group) && self.groups.len() >= self.cfg.max_groups {
-            self.evict_one_group();
+    }
+
+    /// Handles `req` from `origin` (a token the caller uses to route answers). Pushes zero
+    /// answers when the request waits for earlier ids of its group, one otherwise, and more
+    /// when it fills a gap that later requests were waiting on.
+    pub fn handle(&mut self, req: &GetSeq, origin: u64, out: &mut Vec<(u64, SeqReply)>) {
+        let mask = SpaceMask(req.space_mask);
+        let fits = mask.within(self.cfg.spaces) && req.counts.len() == mask.len();
+        let known = self.groups.contains_key(&req.group);
+        if !fits || (!known && self.groups.len() >= self.cfg.max_groups) || req.batch_id == 0 {
+            out.push((origin, self.status(req, SeqStatus::Invalid)));
+            return;
         }
         let window = self.cfg.window;
         let g = self.groups.entry(req.group).or_default();
-        g.last_used = clock;
-        let epoch = self.cfg.epoch;
-        if let Some(a) = g.ids.get(&req.batch_id) {
-            return SeqReply {
-                epoch,
-                group: req.group,
-                batch_id: req.batch_id,
-                status: SeqStatus::Ok as i32,
-                repeat: true,
-                space_mask: a.mask,
-                bases: a.bases.clone(),
-                counts: a.counts.clone(),
+        if req.batch_id < g.next {
+            let reply = match g.ids.get(&req.batch_id) {
+                Some(a) => {
+                    let a = a.clone();
+                    self.answer_with(req, &a, true)
+                }
+                None => self.status(req, SeqStatus::TooOld),
             };
+            out.push((origin, reply));
+            return;
         }
-        if req.batch_id < g.forgotten_below {
-            return self.reply(req, SeqStatus::TooOld);
+        if req.batch_id > g.next {
+            let waiting: usize = g.early.values().map(Vec::len).sum();
+            if waiting < window {
+                g.early
+                    .entry(req.batch_id)
+                    .or_default()
+                    .push((origin, req.clone()));
+            }
+            // Beyond that the request is dropped; its sender re-sends it.
+            return;
         }
+        let group = req.group;
+        let a = self.assign(req);
+        out.push((origin, self.answer_with(req, &a, false)));
+        // Release whatever waited on this id, in order.
+        loop {
+            let Some(g) = self.groups.get_mut(&group) else {
+                return;
+            };
+            let next = g.next;
+            let Some(waiting) = g.early.remove(&next) else {
+                break;
+            };
+            let mut first = true;
+            for (o, r) in waiting {
+                if first {
+                    let a = self.assign(&r);
+                    out.push((o, self.answer_with(&r, &a, false)));
+                    first = false;
+                } else if let Some(a) = self.groups.get(&group).and_then(|g| g.ids.get(&r.batch_id))
+                {
+                    let a = a.clone();
+                    out.push((o, self.answer_with(&r, &a, true)));
+                }
+            }
+        }
+        if let Some(g) = self.groups.get_mut(&group) {
+            while g.ids.len() > window {
+                if let Some((id, _)) = g.ids.pop_first() {
+                    g.forgotten_below = g.forgotten_below.max(id + 1);
+                }
+            }
+        }
+    }
+
+    /// Assigns the group's next id to `req` (the caller checked it is the next one).
+    fn assign(&mut self, req: &GetSeq) -> Assigned {
+        let mask = SpaceMask(req.space_mask);
         let mut bases = Vec::with_capacity(mask.len());
         for (s, c) in mask.iter().zip(&req.counts) {
             let ctr = &mut self.counters[s as usize];
@@ -124,28 +198,21 @@ impl Sequencer {
             bases,
             counts: req.counts.clone(),
         };
-        g.ids.insert(req.batch_id, a.clone());
-        while g.ids.len() > window {
-            if let Some((id, _)) = g.ids.pop_first() {
-                g.forgotten_below = g.forgotten_below.max(id + 1);
-            }
+        if let Some(g) = self.groups.get_mut(&req.group) {
+            g.ids.insert(req.batch_id, a.clone());
+            g.next = req.batch_id + 1;
         }
-        SeqReply {
-            epoch: self.cfg.epoch,
-            group: req.group,
-            batch_id: req.batch_id,
-            status: SeqStatus::Ok as i32,
-            repeat: false,
-            space_mask: a.mask,
-            bases: a.bases,
-            counts: a.counts,
-        }
+        a
     }
 
-    fn evict_one_group(&mut self) {
-        if let Some((&g, _)) = self.groups.iter().min_by_key(|(_, w)| w.last_used) {
-            self.groups.remove(&g);
-        }
+    /// For callers that send a group's ids in order: the answer to `req`, if it was
+    /// answered at once (None if it waits for earlier ids).
+    pub fn answer(&mut self, req: &GetSeq) -> Option<SeqReply> {
+        let mut out = Vec::new();
+        self.handle(req, 0, &mut out);
+        out.into_iter()
+            .find(|(_, r)| r.batch_id == req.batch_id && r.group == req.group)
+            .map(|(_, r)| r)
     }
 }
 
@@ -175,12 +242,12 @@ mod tests {
     #[test]
     fn ranges_advance_per_space() {
         let mut s = seq(3);
-        let a = s.handle(&req(0, 1, 0b101, vec![3, 2]));
+        let a = s.answer(&req(0, 1, 0b101, vec![3, 2])).unwrap();
         assert_eq!(
             (a.bases.clone(), a.counts.clone(), a.epoch),
             (vec![0, 0], vec![3, 2], 7)
         );
-        let b = s.handle(&req(1, 1, 0b111, vec![1, 1, 1]));
+        let b = s.answer(&req(1, 1, 0b111, vec![1, 1, 1])).unwrap();
         assert_eq!(b.bases, vec![3, 0, 2]);
         assert!(!b.repeat);
         assert_eq!(s.counters(), &[4, 1, 3]);
@@ -189,9 +256,9 @@ mod tests {
     #[test]
     fn repeats_return_the_same_ranges() {
         let mut s = seq(1);
-        let a = s.handle(&req(0, 1, 1, vec![5]));
-        s.handle(&req(0, 2, 1, vec![5]));
-        let again = s.handle(&req(0, 1, 1, vec![9]));
+        let a = s.answer(&req(0, 1, 1, vec![5])).unwrap();
+        s.answer(&req(0, 2, 1, vec![5])).unwrap();
+        let again = s.answer(&req(0, 1, 1, vec![9])).unwrap();
         assert!(again.repeat);
         assert_eq!((again.bases, again.counts), (a.bases, a.counts));
         assert_eq!(s.counters(), &[10]);
@@ -200,37 +267,74 @@ mod tests {
     #[test]
     fn zero_count_ask_records_an_empty_batch() {
         let mut s = seq(1);
-        let probe = s.handle(&req(0, 3, 1, vec![0]));
+        let probe = s.answer(&req(0, 1, 1, vec![0])).unwrap();
         assert_eq!(probe.counts, vec![0]);
         // A late request under that id now gets nothing usable.
-        let late = s.handle(&req(0, 3, 1, vec![4]));
+        let late = s.answer(&req(0, 1, 1, vec![4])).unwrap();
         assert!(late.repeat);
         assert_eq!(late.counts, vec![0]);
         assert_eq!(s.counters(), &[0]);
     }
 
     #[test]
+    fn early_requests_wait_for_earlier_ids_so_later_batches_get_larger_numbers() {
+        let mut s = seq(1);
+        let mut out = Vec::new();
+        s.handle(&req(0, 3, 1, vec![2]), 30, &mut out);
+        s.handle(&req(0, 2, 1, vec![2]), 20, &mut out);
+        assert!(out.is_empty(), "ids 2 and 3 wait for id 1");
+        // Another group is not held up.
+        s.handle(&req(1, 1, 1, vec![1]), 99, &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        s.handle(&req(0, 1, 1, vec![2]), 10, &mut out);
+        let got: Vec<(u64, u64, u64)> = out
+            .iter()
+            .map(|(o, r)| (*o, r.batch_id, r.bases[0]))
+            .collect();
+        assert_eq!(got, vec![(10, 1, 1), (20, 2, 3), (30, 3, 5)]);
+        // A duplicate of a waiting request is answered as a repeat on release.
+        out.clear();
+        s.handle(&req(0, 5, 1, vec![1]), 50, &mut out);
+        s.handle(&req(0, 5, 1, vec![1]), 51, &mut out);
+        s.handle(&req(0, 4, 1, vec![0]), 40, &mut out);
+        let got: Vec<(u64, bool)> = out.iter().map(|(o, r)| (*o, r.repeat)).collect();
+        assert_eq!(got, vec![(40, false), (50, false), (51, true)]);
+        assert_eq!(s.counters(), &[8]);
+    }
+
+    #[test]
     fn window_is_bounded_and_old_ids_are_refused() {
         let mut s = seq(1);
         for id in 1..=10 {
-            s.handle(&req(0, id, 1, vec![1]));
+            s.answer(&req(0, id, 1, vec![1])).unwrap();
         }
-        let old = s.handle(&req(0, 2, 1, vec![1]));
+        let old = s.answer(&req(0, 2, 1, vec![1])).unwrap();
         assert_eq!(old.status, SeqStatus::TooOld as i32);
-        assert!(s.handle(&req(0, 9, 1, vec![1])).repeat);
+        assert!(s.answer(&req(0, 9, 1, vec![1])).unwrap().repeat);
         assert_eq!(s.groups[&0].ids.len(), 4);
-        // Groups are bounded too.
-        s.handle(&req(1, 1, 1, vec![1]));
-        s.handle(&req(2, 1, 1, vec![1]));
+        // Early requests are bounded too.
+        let mut out = Vec::new();
+        for id in 20..40 {
+            s.handle(&req(0, id, 1, vec![1]), 0, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(s.groups[&0].early.values().map(Vec::len).sum::<usize>(), 4);
+        // Groups are bounded: a third is refused.
+        s.answer(&req(1, 1, 1, vec![1])).unwrap();
+        let r = s.answer(&req(2, 1, 1, vec![1])).unwrap();
+        assert_eq!(r.status, SeqStatus::Invalid as i32);
         assert_eq!(s.groups.len(), 2);
     }
 
     #[test]
     fn malformed_requests_are_refused_without_side_effects() {
         let mut s = seq(2);
-        let r = s.handle(&req(0, 1, 0b100, vec![1]));
+        let r = s.answer(&req(0, 1, 0b100, vec![1])).unwrap();
         assert_eq!(r.status, SeqStatus::Invalid as i32);
-        let r = s.handle(&req(0, 1, 0b11, vec![1]));
+        let r = s.answer(&req(0, 1, 0b11, vec![1])).unwrap();
+        assert_eq!(r.status, SeqStatus::Invalid as i32);
+        let r = s.answer(&req(0, 0, 0b1, vec![1])).unwrap();
         assert_eq!(r.status, SeqStatus::Invalid as i32);
         assert_eq!(s.counters(), &[0, 0]);
     }

@@ -1,0 +1,15 @@
+//! Deterministic simulation of whole mason clusters under faults.
+//!
+//! The real sequencer, proxy replica and client state machines run in one thread, driven
+//! by one u64 seed: virtual time, a network that delays, drops, duplicates, reorders and
+//! partitions, crashes with restart from what a machine had written to disk (and loss of
+//! what it had not synced), and timer jitter. The same seed replays the same run, event
+//! for event; a failing seed prints the command that replays it.
+
+mod check;
+pub mod net;
+pub mod scenario;
+pub mod trace;
+pub mod world;
+
+pub use scenario::{find, run_seed, Options, Outcome, Scenario, SCENARIOS};

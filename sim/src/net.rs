@@ -1,0 +1,106 @@
+//! The simulated network: per-message delay (a floor plus an exponential tail), loss,
+//! duplication, and directed partitions between any two nodes. Reordering follows from
+//! independent delays. Every draw comes from the world's one seeded RNG.
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::collections::BTreeSet;
+
+/// A node of the simulated cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Node {
+    Sequencer,
+    /// A proxy machine: replica `m % 3` of the groups of triple `m / 3`.
+    Proxy(u32),
+    Client(u32),
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Node::Sequencer => write!(f, "sequencer"),
+            Node::Proxy(m) => write!(f, "proxy-{m}"),
+            Node::Client(c) => write!(f, "client-{c}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Every message takes at least this long.
+    pub min_delay_us: u64,
+    /// Mean of the exponential extra delay on top.
+    pub mean_extra_us: f64,
+    /// Probability that a message is lost.
+    pub drop: f64,
+    /// Probability that a message is delivered twice.
+    pub dup: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            min_delay_us: 20,
+            mean_extra_us: 30.0,
+            drop: 0.0,
+            dup: 0.0,
+        }
+    }
+}
+
+pub struct Net {
+    pub cfg: NetConfig,
+    /// Directed pairs that cannot talk.
+    blocked: BTreeSet<(Node, Node)>,
+}
+
+impl Net {
+    pub fn new(cfg: NetConfig) -> Net {
+        Net {
+            cfg,
+            blocked: BTreeSet::new(),
+        }
+    }
+
+    /// The delays at which copies of one message arrive (none if lost or blocked).
+    pub fn route(&self, from: Node, to: Node, rng: &mut StdRng) -> Vec<u64> {
+        if self.blocked.contains(&(from, to)) {
+            return Vec::new();
+        }
+        if self.cfg.drop > 0.0 && rng.gen_bool(self.cfg.drop) {
+            return Vec::new();
+        }
+        let mut out = vec![self.delay(rng)];
+        if self.cfg.dup > 0.0 && rng.gen_bool(self.cfg.dup) {
+            out.push(self.delay(rng));
+        }
+        out
+    }
+
+    fn delay(&self, rng: &mut StdRng) -> u64 {
+        let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+        self.cfg.min_delay_us + (-u.ln() * self.cfg.mean_extra_us) as u64
+    }
+
+    /// Cuts `a` from `b`: both ways, or only messages from `a` to `b`.
+    pub fn partition(&mut self, a: &[Node], b: &[Node], both_ways: bool) {
+        for &x in a {
+            for &y in b {
+                if x != y {
+                    self.blocked.insert((x, y));
+                    if both_ways {
+                        self.blocked.insert((y, x));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+}

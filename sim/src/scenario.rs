@@ -1,0 +1,315 @@
+//! Named scenarios (a cluster shape, a network, and a fault schedule, scripted or drawn
+//! from the seed) and the runner of one seed: build the world, run the load with its
+//! faults, heal everything, let it settle, and check.
+
+use crate::check::check;
+use crate::net::{NetConfig, Node};
+use crate::trace::{stamp, Trace};
+use crate::world::{Fault, World, WorldConfig};
+use mason_client::load::OpSpaces;
+use mason_common::verify::{Report, Violation};
+use mason_proxy::{Mutant, ReplicaConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const MS: u64 = 1_000;
+const S: u64 = 1_000_000;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Whether sweeps over "all" include it (the big one is run on its own).
+    pub in_all: bool,
+    build: fn(u64) -> Plan,
+}
+
+/// A world and what happens to it.
+pub struct Plan {
+    pub world: WorldConfig,
+    /// Scripted faults at virtual times.
+    pub faults: Vec<(u64, Fault)>,
+    /// Times at which a fault ends (progress must resume within the live bound).
+    pub heals: Vec<u64>,
+    pub live_bound_us: u64,
+}
+
+fn base(seed: u64) -> Plan {
+    Plan {
+        world: WorldConfig {
+            seed,
+            spaces: 2,
+            triples: 1,
+            groups_per_triple: 2,
+            clients: 4,
+            concurrency: 2,
+            op_spaces: OpSpaces::Random,
+            load_until_us: 2 * S,
+            net: NetConfig::default(),
+            replica: ReplicaConfig {
+                spaces: 2,
+                max_batch_ops: 64,
+                max_outstanding: 4,
+                election_ticks: 10,
+                heartbeat_ticks: 2,
+                seq_retry_us: 100 * MS,
+                ..ReplicaConfig::default()
+            },
+            tick_us: 10 * MS,
+            tick_jitter_us: 2 * MS,
+            process_delay_us: 100,
+            retry_timeout_us: 200 * MS,
+            fsync: true,
+            unsynced_window_us: 30 * MS,
+        },
+        faults: Vec::new(),
+        heals: Vec::new(),
+        live_bound_us: 2 * S,
+    }
+}
+
+fn steady(seed: u64) -> Plan {
+    base(seed)
+}
+
+fn follower_crash(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.faults = vec![
+        (600 * MS, Fault::CrashFollower(0)),
+        (1200 * MS, Fault::RestartAll),
+    ];
+    p.heals = vec![1200 * MS];
+    p
+}
+
+fn leader_crash(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.faults = vec![
+        (700 * MS, Fault::CrashLeader(0)),
+        (1400 * MS, Fault::RestartAll),
+    ];
+    p.heals = vec![1400 * MS];
+    p
+}
+
+fn leader_isolated(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.faults = vec![
+        (500 * MS, Fault::IsolateLeader(0)),
+        (1300 * MS, Fault::Heal),
+    ];
+    p.heals = vec![1300 * MS];
+    p
+}
+
+fn loss(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.world.net.drop = 0.05;
+    // Nothing below retransmits a lost message (no TCP here): retry sooner, so that the
+    // run does more than wait out timeouts.
+    p.world.retry_timeout_us = 40 * MS;
+    p.world.replica.seq_retry_us = 20 * MS;
+    p
+}
+
+fn dup_reorder(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.world.net.dup = 0.05;
+    p.world.net.mean_extra_us = 400.0;
+    p
+}
+
+/// Episodes drawn from the seed, one at a time: a machine crashes and restarts, a machine
+/// is cut from its triple (or from the sequencer) and healed, or the network turns lossy
+/// for a while. At most one machine of a triple is affected at once, so every group keeps
+/// a majority.
+fn random(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.world.load_until_us = 3 * S;
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
+    let mut t = 200 * MS;
+    let machines = p.world.triples * 3;
+    // Every episode ends while the load still runs, so Live is checked after each.
+    while t + 100 * MS < p.world.load_until_us - 300 * MS {
+        let len = rng
+            .gen_range(50 * MS..600 * MS)
+            .min(p.world.load_until_us - 300 * MS - t);
+        let m = rng.gen_range(0..machines);
+        let (start, end) = match rng.gen_range(0..4) {
+            0 => (Fault::Crash(m), Fault::RestartAll),
+            1 => {
+                let t3 = m / 3;
+                let others = (t3 * 3..t3 * 3 + 3)
+                    .filter(|&x| x != m)
+                    .map(Node::Proxy)
+                    .collect();
+                let both_ways = rng.gen_bool(0.5);
+                (
+                    Fault::Partition {
+                        a: vec![Node::Proxy(m)],
+                        b: others,
+                        both_ways,
+                    },
+                    Fault::Heal,
+                )
+            }
+            2 => (
+                Fault::Partition {
+                    a: vec![Node::Proxy(m)],
+                    b: vec![Node::Sequencer],
+                    both_ways: true,
+                },
+                Fault::Heal,
+            ),
+            _ => (
+                Fault::Loss {
+                    drop: rng.gen_range(0.01..0.2),
+                    dup: rng.gen_range(0.0..0.1),
+                },
+                Fault::Loss {
+                    drop: 0.0,
+                    dup: 0.0,
+                },
+            ),
+        };
+        p.faults.push((t, start));
+        p.faults.push((t + len, end));
+        t += len;
+        // The next episode starts after the group had time to recover, so that Live is
+        // checked after every episode.
+        p.heals.push(t);
+        t += p.live_bound_us + rng.gen_range(0..200 * MS);
+    }
+    p
+}
+
+/// Mason's largest sequencing deployment: 48 proxy machines in 16 triples, each hosting 8
+/// groups (128 groups, 384 Raft replicas), 4 spaces, 16 client machines of 2 clients.
+fn mason_128(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.world.spaces = 4;
+    p.world.replica.spaces = 4;
+    p.world.triples = 16;
+    p.world.groups_per_triple = 8;
+    p.world.clients = 32;
+    p.world.concurrency = 2;
+    p.world.load_until_us = 10 * S;
+    p.faults = vec![(5 * S, Fault::CrashLeader(0)), (6 * S, Fault::RestartAll)];
+    p.heals = vec![6 * S];
+    p
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario { name: "steady", about: "1 triple, 2 groups, 2 spaces, 4 clients; no faults", in_all: true, build: steady },
+    Scenario { name: "follower-crash", about: "a follower's machine crashes at 0.6s and restarts from its disk at 1.2s", in_all: true, build: follower_crash },
+    Scenario { name: "leader-crash", about: "the machine leading group 0 crashes at 0.7s and restarts at 1.4s", in_all: true, build: leader_crash },
+    Scenario { name: "leader-isolated", about: "group 0's leader is cut from its followers (not from the sequencer) at 0.5s, healed at 1.3s", in_all: true, build: leader_isolated },
+    Scenario { name: "loss", about: "5% of all messages are lost", in_all: true, build: loss },
+    Scenario { name: "dup-reorder", about: "5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: dup_reorder },
+    Scenario { name: "random", about: "random crash, partition and loss episodes drawn from the seed", in_all: true, build: random },
+    Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+pub struct Options {
+    pub mutant: Option<Mutant>,
+    /// Print every event as it happens.
+    pub verbose: bool,
+}
+
+pub struct Outcome {
+    pub seed: u64,
+    pub result: Result<Report, Violation>,
+    pub events: u64,
+    pub virtual_us: u64,
+    pub leader_changes: u64,
+    /// Faults and leadership changes, then the last events.
+    pub notes: Vec<String>,
+    pub recent: Vec<String>,
+}
+
+impl Outcome {
+    /// One line for a passing seed, or the failure with its replay command and trace.
+    pub fn render(&self, scenario: &str, mutant: Option<&str>) -> String {
+        match &self.result {
+            Ok(r) => {
+                let noops: Vec<u64> = r.noops.clone();
+                format!(
+                    "seed {}: ok {} events={} ops={} acked={} noops={:?} leader-changes={}",
+                    self.seed,
+                    stamp(self.virtual_us),
+                    self.events,
+                    r.ops,
+                    r.acked,
+                    noops,
+                    self.leader_changes
+                )
+            }
+            Err(v) => {
+                let m = mutant.map(|m| format!(" --mutant {m}")).unwrap_or_default();
+                let mut s = format!(
+                    "seed {}: FAIL {v}\n  replay: mason sim --scenario {scenario} --seed {}{m} --trace\n  faults and leadership:\n",
+                    self.seed, self.seed
+                );
+                for n in self.notes.iter().rev().take(30).rev() {
+                    s.push_str(&format!("    {n}\n"));
+                }
+                s.push_str("  last events:\n");
+                for n in &self.recent {
+                    s.push_str(&format!("    {n}\n"));
+                }
+                s.pop();
+                s
+            }
+        }
+    }
+}
+
+/// Runs one seed of a scenario.
+pub fn run_seed(sc: &Scenario, seed: u64, opts: &Options) -> Outcome {
+    let mut plan = (sc.build)(seed);
+    plan.world.replica.mutant = opts.mutant;
+    let load_until = plan.world.load_until_us;
+    let mut w = World::new(plan.world, Trace::new(opts.verbose, 25));
+    for (at, f) in plan.faults {
+        w.schedule_fault(at, f);
+    }
+    // The faults end with the load: heal, restart, and no more loss.
+    w.schedule_fault(load_until, Fault::Heal);
+    w.schedule_fault(load_until, Fault::RestartAll);
+    w.schedule_fault(
+        load_until,
+        Fault::Loss {
+            drop: 0.0,
+            dup: 0.0,
+        },
+    );
+    w.run_until(load_until);
+    // Settle: until every op is answered and followers have caught up, or past the bound.
+    let cap = load_until + plan.live_bound_us + S;
+    let mut quiet_since = None;
+    while w.now < cap {
+        let next = w.now + 50 * MS;
+        w.run_until(next);
+        if w.outstanding() == 0 {
+            let q = *quiet_since.get_or_insert(w.now);
+            if w.now >= q + 300 * MS {
+                break;
+            }
+        } else {
+            quiet_since = None;
+        }
+    }
+    let result = check(&w, &plan.heals, load_until, plan.live_bound_us);
+    Outcome {
+        seed,
+        result,
+        events: w.events,
+        virtual_us: w.now,
+        leader_changes: w.leader_changes,
+        notes: w.trace.notes().to_vec(),
+        recent: w.trace.recent().cloned().collect(),
+    }
+}

@@ -1,0 +1,86 @@
+//! What a run did, for the report of a failing seed: every notable event (faults,
+//! leadership, load) in full, and the last message deliveries in a ring. With `verbose`
+//! every delivery is also printed as it happens. All times are virtual.
+
+use crate::net::Node;
+use mason_common::msg::Body;
+use std::collections::VecDeque;
+
+pub struct Trace {
+    verbose: bool,
+    notes: Vec<String>,
+    recent: VecDeque<String>,
+    keep: usize,
+}
+
+pub fn stamp(us: u64) -> String {
+    format!("t={}.{:06}s", us / 1_000_000, us % 1_000_000)
+}
+
+fn describe(body: &Body) -> String {
+    match body {
+        Body::GetSeq(r) => format!("GetSeq g{} b{} counts {:?}", r.group, r.batch_id, r.counts),
+        Body::SeqReply(r) => format!(
+            "SeqReply g{} b{} bases {:?} counts {:?}{}",
+            r.group,
+            r.batch_id,
+            r.bases,
+            r.counts,
+            if r.repeat { " (repeat)" } else { "" }
+        ),
+        Body::Raft(r) => format!("Raft g{} ({} bytes)", r.group, r.data.len()),
+        Body::ClientOp(o) => format!("ClientOp c{} s{}", o.client_id, o.client_seq),
+        Body::ClientReply(r) => format!(
+            "ClientReply c{} s{} status {} numbers {:?}",
+            r.client_id, r.client_seq, r.status, r.numbers
+        ),
+        Body::PeerHello(h) => format!("PeerHello {}", h.replica),
+    }
+}
+
+impl Trace {
+    pub fn new(verbose: bool, keep: usize) -> Trace {
+        Trace {
+            verbose,
+            notes: Vec::new(),
+            recent: VecDeque::new(),
+            keep,
+        }
+    }
+
+    pub fn note(&mut self, now: u64, what: String) {
+        let line = format!("{} {what}", stamp(now));
+        if self.verbose {
+            println!("{line}");
+        }
+        self.recent.push_back(line.clone());
+        if self.recent.len() > self.keep {
+            self.recent.pop_front();
+        }
+        self.notes.push(line);
+    }
+
+    pub fn message(&mut self, now: u64, from: Node, to: Node, body: &Body) {
+        if !self.verbose && self.keep == 0 {
+            return;
+        }
+        let line = format!("{} {from} -> {to}: {}", stamp(now), describe(body));
+        if self.verbose {
+            println!("{line}");
+        }
+        self.recent.push_back(line);
+        if self.recent.len() > self.keep {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Faults and leadership changes, in order.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The last events of the run.
+    pub fn recent(&self) -> impl Iterator<Item = &String> {
+        self.recent.iter()
+    }
+}

@@ -1,0 +1,665 @@
+//! The simulated world: virtual time, one event queue, and the real state machines — the
+//! sequencer, every proxy replica (hosted by proxy machines in triples, as Mason ran
+//! them), and every client — wired through the simulated network. Everything is driven
+//! from one seed: the same seed gives the same run, event for event.
+
+use crate::net::{Net, NetConfig, Node};
+use crate::trace::Trace;
+use bytes::Bytes;
+use mason_client::load::OpSpaces;
+use mason_client::{ClientAction, ClientCore, CoreConfig, CoreTarget};
+use mason_common::msg::{Body, Frame, RaftMsg};
+use mason_common::record::{AckChunk, BoundBatch};
+use mason_proxy::wal::replay_record;
+use mason_proxy::{Action, Replica, ReplicaConfig};
+use mason_sequencer::{Sequencer, SequencerConfig};
+use raft::prelude::{ConfState, Entry, HardState};
+use raft::storage::MemStorage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    pub seed: u64,
+    pub spaces: u32,
+    /// Proxy machines come in triples; each triple hosts `groups_per_triple` groups.
+    pub triples: u32,
+    pub groups_per_triple: u32,
+    pub clients: u32,
+    /// Ops in flight per client.
+    pub concurrency: u32,
+    pub op_spaces: OpSpaces,
+    /// Clients start new ops until this time.
+    pub load_until_us: u64,
+    pub net: NetConfig,
+    /// Template for every replica (group, index and election jitter are filled in).
+    pub replica: ReplicaConfig,
+    pub tick_us: u64,
+    /// Each tick comes up to this much late.
+    pub tick_jitter_us: u64,
+    /// A proxy machine handles what arrived within this window in one go (its batching).
+    pub process_delay_us: u64,
+    pub retry_timeout_us: u64,
+    /// Whether replicas fdatasync each write. Without it, a crash loses what was written
+    /// in the last `unsynced_window_us`.
+    pub fsync: bool,
+    pub unsynced_window_us: u64,
+}
+
+/// What a fault does. Scenarios schedule these at virtual times.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    Crash(u32),
+    Restart(u32),
+    /// Crash whichever machine leads `group` at that moment.
+    CrashLeader(u32),
+    /// Crash a machine hosting a follower of `group`.
+    CrashFollower(u32),
+    /// Cut the leader of `group` from the other machines of its triple (both ways); it still
+    /// reaches the sequencer and clients.
+    IsolateLeader(u32),
+    Partition {
+        a: Vec<Node>,
+        b: Vec<Node>,
+        both_ways: bool,
+    },
+    Heal,
+    RestartAll,
+    Loss {
+        drop: f64,
+        dup: f64,
+    },
+}
+
+enum Ev {
+    Deliver { from: Node, to: Node, body: Body },
+    Process(u32),
+    Tick(u32, u64),
+    ClientTick(u32),
+    Fault(Fault),
+    StopLoad,
+}
+
+struct Queued {
+    at: u64,
+    n: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.n) == (o.at, o.n)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.n).cmp(&(o.at, o.n))
+    }
+}
+
+/// The sequencer routes answers by an opaque token: the proxy machine's number.
+fn node_token(n: Node) -> u64 {
+    match n {
+        Node::Proxy(m) => u64::from(m),
+        Node::Client(c) => (1 << 32) | u64::from(c),
+        Node::Sequencer => u64::MAX,
+    }
+}
+
+fn token_node(t: u64) -> Node {
+    if t == u64::MAX {
+        Node::Sequencer
+    } else if t >> 32 == 1 {
+        Node::Client(t as u32)
+    } else {
+        Node::Proxy(t as u32)
+    }
+}
+
+/// What a replica wrote: one record per `Persist` action, with the time it was written.
+type Disk = Vec<(u64, Option<HardState>, Vec<Entry>)>;
+
+struct Machine {
+    alive: bool,
+    incarnation: u64,
+    groups: Vec<u32>,
+    replicas: Vec<Option<Replica>>,
+    disks: Vec<Disk>,
+    inbox: Vec<(Node, Body)>,
+    scheduled: bool,
+}
+
+struct SimClient {
+    core: ClientCore,
+    machines: Vec<u32>,
+    in_flight: u32,
+}
+
+pub struct World {
+    pub cfg: WorldConfig,
+    pub now: u64,
+    rng: StdRng,
+    queue: BinaryHeap<Reverse<Queued>>,
+    n: u64,
+    pub net: Net,
+    seq: Sequencer,
+    machines: Vec<Machine>,
+    clients: Vec<SimClient>,
+    load: bool,
+    /// What each (group, replica index) applied, in order (reset when it restarts).
+    pub bound: BTreeMap<(u32, u32), Vec<BoundBatch>>,
+    pub acks: Vec<AckChunk>,
+    /// Virtual time of every acknowledgement, in order.
+    pub ack_times: Vec<u64>,
+    pub events: u64,
+    pub trace: Trace,
+    leaders: Vec<Option<u32>>,
+    pub leader_changes: u64,
+}
+
+impl World {
+    pub fn new(cfg: WorldConfig, trace: Trace) -> World {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let groups = cfg.triples * cfg.groups_per_triple;
+        let seq = Sequencer::new(SequencerConfig {
+            spaces: cfg.spaces,
+            epoch: 1,
+            ..SequencerConfig::default()
+        });
+        let mut machines = Vec::new();
+        for m in 0..cfg.triples * 3 {
+            let t = m / 3;
+            let hosted: Vec<u32> = (0..cfg.groups_per_triple)
+                .map(|i| t * cfg.groups_per_triple + i)
+                .collect();
+            machines.push(Machine {
+                alive: false,
+                incarnation: 0,
+                replicas: hosted.iter().map(|_| None).collect(),
+                disks: hosted.iter().map(|_| Vec::new()).collect(),
+                groups: hosted,
+                inbox: Vec::new(),
+                scheduled: false,
+            });
+        }
+        let clients = (0..cfg.clients)
+            .map(|c| {
+                let group = c % groups;
+                let t = group / cfg.groups_per_triple;
+                SimClient {
+                    core: ClientCore::new(CoreConfig {
+                        client_id: u64::from(c) + 1,
+                        target: CoreTarget::Group { group, replicas: 3 },
+                        retry_timeout_us: cfg.retry_timeout_us,
+                    }),
+                    machines: (0..3).map(|r| t * 3 + r).collect(),
+                    in_flight: 0,
+                }
+            })
+            .collect();
+        let net = Net::new(cfg.net.clone());
+        let _ = rng.gen::<u64>();
+        let mut w = World {
+            now: 0,
+            rng,
+            queue: BinaryHeap::new(),
+            n: 0,
+            net,
+            seq,
+            machines,
+            clients,
+            load: true,
+            bound: BTreeMap::new(),
+            acks: (0..cfg.clients)
+                .map(|c| AckChunk {
+                    client_id: u64::from(c) + 1,
+                    ..AckChunk::default()
+                })
+                .collect(),
+            ack_times: Vec::new(),
+            events: 0,
+            trace,
+            leaders: vec![None; groups as usize],
+            leader_changes: 0,
+            cfg,
+        };
+        for m in 0..w.machines.len() as u32 {
+            w.start_machine(m);
+        }
+        for c in 0..w.cfg.clients {
+            for _ in 0..w.cfg.concurrency {
+                w.submit(c);
+            }
+            let at = w.cfg.retry_timeout_us / 4;
+            w.schedule(at, Ev::ClientTick(c));
+        }
+        let stop = w.cfg.load_until_us;
+        w.schedule(stop, Ev::StopLoad);
+        w
+    }
+
+    pub fn groups(&self) -> u32 {
+        self.cfg.triples * self.cfg.groups_per_triple
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.n += 1;
+        self.queue.push(Reverse(Queued { at, n: self.n, ev }));
+    }
+
+    pub fn schedule_fault(&mut self, at: u64, f: Fault) {
+        self.schedule(at, Ev::Fault(f));
+    }
+
+    /// Clients with ops not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.clients.iter().map(|c| c.core.outstanding()).sum()
+    }
+
+    pub fn load_stopped(&self) -> bool {
+        !self.load
+    }
+
+    /// Runs events until `until` (virtual us) or the queue empties.
+    pub fn run_until(&mut self, until: u64) {
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else {
+                break;
+            };
+            self.now = q.at;
+            self.events += 1;
+            self.handle(q.ev);
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { from, to, body } => self.deliver(from, to, body),
+            Ev::Process(m) => self.process(m),
+            Ev::Tick(m, inc) => self.tick(m, inc),
+            Ev::ClientTick(c) => {
+                let mut out = Vec::new();
+                self.clients[c as usize].core.tick(self.now, &mut out);
+                self.client_actions(c, out);
+                let at = self.now + self.cfg.retry_timeout_us / 4;
+                self.schedule(at, Ev::ClientTick(c));
+            }
+            Ev::Fault(f) => self.fault(f),
+            Ev::StopLoad => {
+                self.load = false;
+                self.trace.note(self.now, "load stops".to_string());
+            }
+        }
+    }
+
+    fn send(&mut self, from: Node, to: Node, body: Body) {
+        let delays = self.net.route(from, to, &mut self.rng);
+        for d in delays {
+            let at = self.now + d;
+            self.schedule(
+                at,
+                Ev::Deliver {
+                    from,
+                    to,
+                    body: body.clone(),
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, from: Node, to: Node, body: Body) {
+        self.trace.message(self.now, from, to, &body);
+        match to {
+            Node::Sequencer => {
+                if let Body::GetSeq(req) = body {
+                    let mut out = Vec::new();
+                    self.seq.handle(&req, node_token(from), &mut out);
+                    for (origin, reply) in out {
+                        self.send(Node::Sequencer, token_node(origin), Body::SeqReply(reply));
+                    }
+                }
+            }
+            Node::Proxy(m) => {
+                let delay = self.cfg.process_delay_us;
+                let mach = &mut self.machines[m as usize];
+                if !mach.alive {
+                    return;
+                }
+                mach.inbox.push((from, body));
+                if !mach.scheduled {
+                    mach.scheduled = true;
+                    let at = self.now + delay;
+                    self.schedule(at, Ev::Process(m));
+                }
+            }
+            Node::Client(c) => {
+                let idx = match from {
+                    Node::Proxy(m) => (m % 3) as usize,
+                    _ => 0,
+                };
+                let mut out = Vec::new();
+                self.clients[c as usize]
+                    .core
+                    .on_frame(idx, Frame::new(body), self.now, &mut out);
+                self.client_actions(c, out);
+            }
+        }
+    }
+
+    fn submit(&mut self, c: u32) {
+        let mask = self.cfg.op_spaces.pick(self.cfg.spaces, &mut self.rng);
+        let mut out = Vec::new();
+        let cl = &mut self.clients[c as usize];
+        cl.core.submit(mask, Bytes::new(), self.now, &mut out);
+        cl.in_flight += 1;
+        self.client_actions(c, out);
+    }
+
+    fn client_actions(&mut self, c: u32, out: Vec<ClientAction>) {
+        for a in out {
+            match a {
+                ClientAction::Send { to, frame } => {
+                    let Some(body) = frame.body else { continue };
+                    let m = self.clients[c as usize].machines[to % 3];
+                    self.send(Node::Client(c), Node::Proxy(m), body);
+                }
+                ClientAction::Done { seq, result } => {
+                    self.clients[c as usize].in_flight -= 1;
+                    if let Ok(ms) = result {
+                        self.acks[c as usize].push(seq, ms.mask, &ms.numbers);
+                        self.ack_times.push(self.now);
+                    }
+                    if self.load {
+                        self.submit(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, m: u32) {
+        let mach = &mut self.machines[m as usize];
+        mach.scheduled = false;
+        if !mach.alive {
+            return;
+        }
+        let inbox = std::mem::take(&mut mach.inbox);
+        let mut touched = vec![false; mach.groups.len()];
+        let per = self.cfg.groups_per_triple;
+        for (from, body) in inbox {
+            let group = match &body {
+                Body::Raft(r) => r.group,
+                Body::SeqReply(r) => r.group,
+                Body::ClientOp(o) => o.group,
+                _ => continue,
+            };
+            let slot = (group % per) as usize;
+            if self.machines[m as usize].groups.get(slot) != Some(&group) {
+                continue;
+            }
+            touched[slot] = true;
+            let mut out = Vec::new();
+            let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() else {
+                continue;
+            };
+            match body {
+                Body::Raft(r) => rep.on_raft(&r.data),
+                Body::SeqReply(r) => rep.on_seq_reply(r),
+                Body::ClientOp(op) => {
+                    if let Node::Client(c) = from {
+                        rep.on_client_op(u64::from(c), op, &mut out);
+                    }
+                }
+                _ => {}
+            }
+            self.route(m, slot, out);
+        }
+        for (slot, t) in touched.into_iter().enumerate() {
+            if t {
+                self.flush(m, slot);
+            }
+        }
+    }
+
+    fn flush(&mut self, m: u32, slot: usize) {
+        let now = self.now;
+        let mut out = Vec::new();
+        if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
+            rep.flush(now, &mut out);
+        }
+        self.route(m, slot, out);
+    }
+
+    fn tick(&mut self, m: u32, inc: u64) {
+        let mach = &self.machines[m as usize];
+        if !mach.alive || mach.incarnation != inc {
+            return;
+        }
+        for slot in 0..mach.groups.len() {
+            let now = self.now;
+            let mut out = Vec::new();
+            if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
+                rep.tick(now, &mut out);
+            }
+            self.route(m, slot, out);
+        }
+        let jitter = if self.cfg.tick_jitter_us > 0 {
+            self.rng.gen_range(0..self.cfg.tick_jitter_us)
+        } else {
+            0
+        };
+        let at = self.now + self.cfg.tick_us + jitter;
+        self.schedule(at, Ev::Tick(m, inc));
+    }
+
+    fn route(&mut self, m: u32, slot: usize, out: Vec<Action>) {
+        let group = self.machines[m as usize].groups[slot];
+        let base = (m / 3) * 3;
+        for a in out {
+            match a {
+                Action::Persist {
+                    hard_state,
+                    entries,
+                } => {
+                    let now = self.now;
+                    self.machines[m as usize].disks[slot].push((now, hard_state, entries));
+                }
+                Action::SendRaft { to, data } => {
+                    self.send(
+                        Node::Proxy(m),
+                        Node::Proxy(base + to),
+                        Body::Raft(RaftMsg { group, data }),
+                    );
+                }
+                Action::SendSeq(req) => {
+                    self.send(Node::Proxy(m), Node::Sequencer, Body::GetSeq(req))
+                }
+                Action::Reply { conn, reply } => self.send(
+                    Node::Proxy(m),
+                    Node::Client(conn as u32),
+                    Body::ClientReply(reply),
+                ),
+                Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
+            }
+        }
+        self.note_leader(m, slot);
+    }
+
+    fn note_leader(&mut self, m: u32, slot: usize) {
+        let group = self.machines[m as usize].groups[slot];
+        let leads = self.machines[m as usize].replicas[slot]
+            .as_ref()
+            .is_some_and(|r| r.is_serving());
+        let g = group as usize;
+        if leads && self.leaders[g] != Some(m) {
+            self.leaders[g] = Some(m);
+            self.leader_changes += 1;
+            self.trace
+                .note(self.now, format!("group {group}: proxy-{m} leads"));
+        } else if !leads && self.leaders[g] == Some(m) {
+            self.leaders[g] = None;
+        }
+    }
+
+    /// The machine whose replica of `group` leads (serves) now.
+    pub fn leader_of(&self, group: u32) -> Option<u32> {
+        let per = self.cfg.groups_per_triple;
+        let t = group / per;
+        (t * 3..t * 3 + 3).find(|&m| {
+            self.machines[m as usize].replicas[(group % per) as usize]
+                .as_ref()
+                .is_some_and(|r| r.is_leader())
+        })
+    }
+
+    fn start_machine(&mut self, m: u32) {
+        let per = self.cfg.groups_per_triple;
+        let mach = &self.machines[m as usize];
+        let fresh = mach.incarnation == 0;
+        let groups = mach.groups.clone();
+        for (slot, group) in groups.into_iter().enumerate() {
+            let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+            for (_, hs, entries) in &self.machines[m as usize].disks[slot] {
+                if let Err(e) = replay_record(&storage, hs.as_ref(), entries) {
+                    tracing::error!(error = %e, "replaying a simulated disk");
+                }
+            }
+            let jitter = self
+                .rng
+                .gen_range(0..self.cfg.replica.election_ticks.max(1));
+            let cfg = ReplicaConfig {
+                group,
+                replica: m % 3,
+                replicas: 3,
+                campaign_on_start: fresh && m % 3 == 0,
+                election_jitter: Some(jitter),
+                ..self.cfg.replica.clone()
+            };
+            debug_assert_eq!(group % per, slot as u32);
+            self.bound.insert((group, m % 3), Vec::new());
+            match Replica::new(cfg, storage) {
+                Ok(r) => self.machines[m as usize].replicas[slot] = Some(r),
+                Err(e) => tracing::error!(error = %e, "starting a simulated replica"),
+            }
+        }
+        let mach = &mut self.machines[m as usize];
+        mach.alive = true;
+        mach.incarnation += 1;
+        let inc = mach.incarnation;
+        let at = self.now + self.rng.gen_range(0..self.cfg.tick_us.max(1));
+        self.schedule(at, Ev::Tick(m, inc));
+        // A started replica flushes once (replica 0 of a fresh group campaigns).
+        for slot in 0..self.machines[m as usize].groups.len() {
+            self.flush(m, slot);
+        }
+    }
+
+    fn crash(&mut self, m: u32) {
+        let now = self.now;
+        let fsync = self.cfg.fsync;
+        let window = self.cfg.unsynced_window_us;
+        let mach = &mut self.machines[m as usize];
+        if !mach.alive {
+            return;
+        }
+        mach.alive = false;
+        mach.incarnation += 1;
+        mach.inbox.clear();
+        for r in mach.replicas.iter_mut() {
+            *r = None;
+        }
+        if !fsync {
+            for d in mach.disks.iter_mut() {
+                d.retain(|(t, _, _)| *t + window <= now);
+            }
+        }
+        for g in self.leaders.iter_mut() {
+            if *g == Some(m) {
+                *g = None;
+            }
+        }
+        self.trace.note(now, format!("crash proxy-{m}"));
+    }
+
+    fn fault(&mut self, f: Fault) {
+        match f {
+            Fault::Crash(m) => self.crash(m),
+            Fault::Restart(m) => {
+                if !self.machines[m as usize].alive {
+                    self.trace.note(self.now, format!("restart proxy-{m}"));
+                    self.start_machine(m);
+                }
+            }
+            Fault::CrashLeader(g) => match self.leader_of(g) {
+                Some(m) => self.crash(m),
+                None => self
+                    .trace
+                    .note(self.now, format!("group {g} has no leader to crash")),
+            },
+            Fault::CrashFollower(g) => {
+                let leader = self.leader_of(g);
+                let t = g / self.cfg.groups_per_triple;
+                let follower = (t * 3..t * 3 + 3)
+                    .find(|&m| Some(m) != leader && self.machines[m as usize].alive);
+                if let Some(m) = follower {
+                    self.crash(m);
+                }
+            }
+            Fault::IsolateLeader(g) => {
+                if let Some(m) = self.leader_of(g) {
+                    let t = m / 3;
+                    let others: Vec<Node> = (t * 3..t * 3 + 3)
+                        .filter(|&x| x != m)
+                        .map(Node::Proxy)
+                        .collect();
+                    self.net.partition(&[Node::Proxy(m)], &others, true);
+                    self.trace.note(
+                        self.now,
+                        format!("isolate proxy-{m} (leader of group {g}) from its triple"),
+                    );
+                }
+            }
+            Fault::Partition { a, b, both_ways } => {
+                self.trace.note(
+                    self.now,
+                    format!("partition {a:?} from {b:?} (both ways: {both_ways})"),
+                );
+                self.net.partition(&a, &b, both_ways);
+            }
+            Fault::Heal => {
+                self.trace.note(self.now, "heal".to_string());
+                self.net.heal();
+            }
+            Fault::RestartAll => {
+                for m in 0..self.machines.len() as u32 {
+                    if !self.machines[m as usize].alive {
+                        self.trace.note(self.now, format!("restart proxy-{m}"));
+                        self.start_machine(m);
+                    }
+                }
+            }
+            Fault::Loss { drop, dup } => {
+                self.trace.note(self.now, format!("loss {drop} dup {dup}"));
+                self.net.cfg.drop = drop;
+                self.net.cfg.dup = dup;
+            }
+        }
+    }
+
+    /// A fresh draw from the world's RNG (for schedules made up front).
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+}
