@@ -2,6 +2,7 @@
 //! around a raft-rs `RawNode`; [`node`] drives the replicas one process hosts over real
 //! sockets and files.
 
+pub mod config;
 pub mod entry;
 pub mod node;
 pub mod replica;

@@ -12,6 +12,9 @@
 //! entry, then re-asks the sequencer, with zero counts, for every batch id its predecessor
 //! may have used, and commits whatever ranges come back as noops (DESIGN.md section 4).
 
+mod apply;
+
+pub use crate::config::{Mutant, ReplicaConfig};
 use crate::entry::{BatchEntry, OpEntry};
 use bytes::Bytes;
 use mason_common::msg::{ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply, SeqStatus};
@@ -26,84 +29,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Identifies a client connection to the runtime that drives this replica.
 pub type ConnId = u64;
-
-#[derive(Clone, Debug)]
-pub struct ReplicaConfig {
-    pub group: u32,
-    /// This replica's index in its group, 0..replicas. Its Raft id is index + 1.
-    pub replica: u32,
-    pub replicas: u32,
-    pub spaces: u32,
-    /// Ops per batch at most.
-    pub max_batch_ops: usize,
-    /// K: batch ids in use past the last committed one, at most.
-    pub max_outstanding: usize,
-    /// A batch waits at most this long for more ops (0: it closes as soon as the input is
-    /// drained).
-    pub batch_delay_us: u64,
-    pub election_ticks: usize,
-    pub heartbeat_ticks: usize,
-    /// Re-send a sequencer request unanswered for this long.
-    pub seq_retry_us: u64,
-    /// Start an election at once (used for replica 0 of a fresh group, so that the first
-    /// leader is known without waiting out an election timeout).
-    pub campaign_on_start: bool,
-    /// `None`: raft-rs draws each election timeout from the thread's RNG (real runs).
-    /// `Some(j)`: the timeout is always `election_ticks + j` ticks, so that a run is a pure
-    /// function of its inputs (the simulator picks `j` per replica from its seed).
-    pub election_jitter: Option<usize>,
-    /// A deliberate protocol bug, for proving that the checker catches it. Only the
-    /// simulator and tests set this.
-    pub mutant: Option<Mutant>,
-}
-
-/// Deliberate breakages of one protocol step each (see `mason sim --mutant`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mutant {
-    /// A new leader does not re-ask its predecessor's batch ids: their ranges stay holes.
-    SkipReask,
-    /// The leader answers clients when the sequencer answers, before the batch commits.
-    AnswerBeforeCommit,
-    /// The leader batches a client's ops as they arrive, not in client-seq order.
-    NoHoldBack,
-    /// Retried ops are batched and applied again.
-    NoDedup,
-}
-
-impl std::str::FromStr for Mutant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "skip-reask" => Ok(Mutant::SkipReask),
-            "answer-before-commit" => Ok(Mutant::AnswerBeforeCommit),
-            "no-hold-back" => Ok(Mutant::NoHoldBack),
-            "no-dedup" => Ok(Mutant::NoDedup),
-            _ => Err(format!(
-                "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, no-dedup)"
-            )),
-        }
-    }
-}
-
-impl Default for ReplicaConfig {
-    fn default() -> Self {
-        ReplicaConfig {
-            group: 0,
-            replica: 0,
-            replicas: 3,
-            spaces: 1,
-            max_batch_ops: 4096,
-            max_outstanding: 8,
-            batch_delay_us: 0,
-            election_ticks: 20,
-            heartbeat_ticks: 2,
-            seq_retry_us: 500_000,
-            campaign_on_start: false,
-            election_jitter: None,
-            mutant: None,
-        }
-    }
-}
 
 /// What the runtime must do, in order.
 #[derive(Debug)]
@@ -689,114 +614,6 @@ impl Replica {
                 }),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "encode raft message"),
-            }
-        }
-    }
-
-    fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action>) {
-        for e in entries {
-            self.applied_index = e.index;
-            if e.data.is_empty() {
-                continue;
-            }
-            match BatchEntry::decode(&e.data[..]) {
-                Ok(b) => self.apply_batch(b, out),
-                Err(err) => {
-                    tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
-                }
-            }
-        }
-    }
-
-    fn apply_batch(&mut self, b: BatchEntry, out: &mut Vec<Action>) {
-        if b.batch_id <= self.last_batch_id {
-            tracing::error!(
-                group = self.cfg.group,
-                batch = b.batch_id,
-                last = self.last_batch_id,
-                "batch id committed twice; ignoring the second"
-            );
-            return;
-        }
-        if b.batch_id != self.last_batch_id + 1 {
-            tracing::error!(
-                group = self.cfg.group,
-                batch = b.batch_id,
-                last = self.last_batch_id,
-                "batch ids not dense"
-            );
-        }
-        self.last_batch_id = b.batch_id;
-        let mut kept = Vec::with_capacity(b.ops.len());
-        let mut dups = Vec::new();
-        for o in &b.ops {
-            let a = self.clients.entry(o.client_id).or_default();
-            if o.client_seq <= a.max_seq && self.cfg.mutant != Some(Mutant::NoDedup) {
-                dups.push(o);
-            } else {
-                a.max_seq = o.client_seq;
-                kept.push(o);
-            }
-        }
-        let bound = b.bound(self.cfg.group, &kept);
-        let mut numbered = Vec::with_capacity(kept.len());
-        if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
-            tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
-        }
-        for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
-            let a = self.clients.entry(*c).or_default();
-            a.answers.insert(*s, (*m, n.clone()));
-            // The client holds every answer below `acked_below`: forget them.
-            while a
-                .answers
-                .first_key_value()
-                .is_some_and(|(seq, _)| *seq < o.acked_below)
-            {
-                a.answers.pop_first();
-            }
-        }
-        out.push(Action::Bound(bound));
-        let Some(l) = self.leader.as_mut() else {
-            return;
-        };
-        if !l.started {
-            return;
-        }
-        if l.inflight.front().is_some_and(|f| f.id == b.batch_id) {
-            l.inflight.pop_front();
-        }
-        for (c, s, m, n) in numbered {
-            if let Some(lc) = l.clients.get(&c) {
-                out.push(Action::Reply {
-                    conn: lc.conn,
-                    reply: ClientReply {
-                        client_id: c,
-                        client_seq: s,
-                        status: ReplyStatus::Ok as i32,
-                        leader_hint: 0,
-                        space_mask: m,
-                        numbers: n,
-                    },
-                });
-            }
-        }
-        for o in dups {
-            let cached = self
-                .clients
-                .get(&o.client_id)
-                .and_then(|a| a.answers.get(&o.client_seq));
-            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.client_id), cached) {
-                out.push(Action::Reply {
-                    conn: lc.conn,
-                    reply: ClientReply {
-                        client_id: o.client_id,
-                        client_seq: o.client_seq,
-                        status: ReplyStatus::Ok as i32,
-                        leader_hint: 0,
-                        space_mask: *m,
-                        numbers: n.clone(),
-                    },
-                });
             }
         }
     }

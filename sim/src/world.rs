@@ -167,7 +167,7 @@ pub struct World {
 
 impl World {
     pub fn new(cfg: WorldConfig, trace: Trace) -> World {
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let rng = StdRng::seed_from_u64(cfg.seed);
         let groups = cfg.triples * cfg.groups_per_triple;
         let seq = Sequencer::new(SequencerConfig {
             spaces: cfg.spaces,
@@ -206,7 +206,6 @@ impl World {
             })
             .collect();
         let net = Net::new(cfg.net.clone());
-        let _ = rng.gen::<u64>();
         let mut w = World {
             now: 0,
             rng,
@@ -543,7 +542,7 @@ impl World {
                 group,
                 replica: m % 3,
                 replicas: 3,
-                campaign_on_start: fresh && m % 3 == 0,
+                campaign_on_start: fresh && m.is_multiple_of(3),
                 election_jitter: Some(jitter),
                 ..self.cfg.replica.clone()
             };

@@ -1,0 +1,80 @@
+//! How a replica is configured, and the deliberate protocol breakages (mutants) the
+//! simulator uses to prove that its checker catches each broken step.
+
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub group: u32,
+    /// This replica's index in its group, 0..replicas. Its Raft id is index + 1.
+    pub replica: u32,
+    pub replicas: u32,
+    pub spaces: u32,
+    /// Ops per batch at most.
+    pub max_batch_ops: usize,
+    /// K: batch ids in use past the last committed one, at most.
+    pub max_outstanding: usize,
+    /// A batch waits at most this long for more ops (0: it closes as soon as the input is
+    /// drained).
+    pub batch_delay_us: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Re-send a sequencer request unanswered for this long.
+    pub seq_retry_us: u64,
+    /// Start an election at once (used for replica 0 of a fresh group, so that the first
+    /// leader is known without waiting out an election timeout).
+    pub campaign_on_start: bool,
+    /// `None`: raft-rs draws each election timeout from the thread's RNG (real runs).
+    /// `Some(j)`: the timeout is always `election_ticks + j` ticks, so that a run is a pure
+    /// function of its inputs (the simulator picks `j` per replica from its seed).
+    pub election_jitter: Option<usize>,
+    /// A deliberate protocol bug, for proving that the checker catches it. Only the
+    /// simulator and tests set this.
+    pub mutant: Option<Mutant>,
+}
+
+/// Deliberate breakages of one protocol step each (see `mason sim --mutant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    /// A new leader does not re-ask its predecessor's batch ids: their ranges stay holes.
+    SkipReask,
+    /// The leader answers clients when the sequencer answers, before the batch commits.
+    AnswerBeforeCommit,
+    /// The leader batches a client's ops as they arrive, not in client-seq order.
+    NoHoldBack,
+    /// Retried ops are batched and applied again.
+    NoDedup,
+}
+
+impl std::str::FromStr for Mutant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip-reask" => Ok(Mutant::SkipReask),
+            "answer-before-commit" => Ok(Mutant::AnswerBeforeCommit),
+            "no-hold-back" => Ok(Mutant::NoHoldBack),
+            "no-dedup" => Ok(Mutant::NoDedup),
+            _ => Err(format!(
+                "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, no-dedup)"
+            )),
+        }
+    }
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            group: 0,
+            replica: 0,
+            replicas: 3,
+            spaces: 1,
+            max_batch_ops: 4096,
+            max_outstanding: 8,
+            batch_delay_us: 0,
+            election_ticks: 20,
+            heartbeat_ticks: 2,
+            seq_retry_us: 500_000,
+            campaign_on_start: false,
+            election_jitter: None,
+            mutant: None,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Applying committed entries: every replica binds each batch's ops to numbers in order,
+//! keeps the per-client dedup state (Once), and records what it bound; the leader also
+//! answers the clients.
+
+use super::{Action, Replica};
+use crate::config::Mutant;
+use crate::entry::BatchEntry;
+use mason_common::msg::{ClientReply, ReplyStatus};
+use prost::Message as _;
+use raft::prelude::Entry;
+
+impl Replica {
+    pub(super) fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action>) {
+        for e in entries {
+            self.applied_index = e.index;
+            if e.data.is_empty() {
+                continue;
+            }
+            match BatchEntry::decode(&e.data[..]) {
+                Ok(b) => self.apply_batch(b, out),
+                Err(err) => {
+                    tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
+                }
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, b: BatchEntry, out: &mut Vec<Action>) {
+        if b.batch_id <= self.last_batch_id {
+            tracing::error!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                last = self.last_batch_id,
+                "batch id committed twice; ignoring the second"
+            );
+            return;
+        }
+        if b.batch_id != self.last_batch_id + 1 {
+            tracing::error!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                last = self.last_batch_id,
+                "batch ids not dense"
+            );
+        }
+        self.last_batch_id = b.batch_id;
+        let mut kept = Vec::with_capacity(b.ops.len());
+        let mut dups = Vec::new();
+        for o in &b.ops {
+            let a = self.clients.entry(o.client_id).or_default();
+            if o.client_seq <= a.max_seq && self.cfg.mutant != Some(Mutant::NoDedup) {
+                dups.push(o);
+            } else {
+                a.max_seq = o.client_seq;
+                kept.push(o);
+            }
+        }
+        let bound = b.bound(self.cfg.group, &kept);
+        let mut numbered = Vec::with_capacity(kept.len());
+        if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
+            tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
+        }
+        for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
+            let a = self.clients.entry(*c).or_default();
+            a.answers.insert(*s, (*m, n.clone()));
+            // The client holds every answer below `acked_below`: forget them.
+            while a
+                .answers
+                .first_key_value()
+                .is_some_and(|(seq, _)| *seq < o.acked_below)
+            {
+                a.answers.pop_first();
+            }
+        }
+        out.push(Action::Bound(bound));
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if !l.started {
+            return;
+        }
+        if l.inflight.front().is_some_and(|f| f.id == b.batch_id) {
+            l.inflight.pop_front();
+        }
+        for (c, s, m, n) in numbered {
+            if let Some(lc) = l.clients.get(&c) {
+                out.push(Action::Reply {
+                    conn: lc.conn,
+                    reply: ClientReply {
+                        client_id: c,
+                        client_seq: s,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        space_mask: m,
+                        numbers: n,
+                    },
+                });
+            }
+        }
+        for o in dups {
+            let cached = self
+                .clients
+                .get(&o.client_id)
+                .and_then(|a| a.answers.get(&o.client_seq));
+            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.client_id), cached) {
+                out.push(Action::Reply {
+                    conn: lc.conn,
+                    reply: ClientReply {
+                        client_id: o.client_id,
+                        client_seq: o.client_seq,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        space_mask: *m,
+                        numbers: n.clone(),
+                    },
+                });
+            }
+        }
+    }
+}
