@@ -18,6 +18,8 @@ use std::fmt;
 pub struct Violation {
     pub invariant: &'static str,
     pub detail: String,
+    /// The (client, seq) of the op at fault, when one op is.
+    pub op: Option<(u64, u64)>,
 }
 
 impl fmt::Display for Violation {
@@ -27,7 +29,19 @@ impl fmt::Display for Violation {
 }
 
 fn violation(invariant: &'static str, detail: String) -> Violation {
-    Violation { invariant, detail }
+    Violation {
+        invariant,
+        detail,
+        op: None,
+    }
+}
+
+fn op_violation(invariant: &'static str, client: u64, seq: u64, detail: String) -> Violation {
+    Violation {
+        invariant,
+        detail,
+        op: Some((client, seq)),
+    }
 }
 
 /// Per-space totals of a run that passed.
@@ -241,8 +255,10 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
     for i in 0..ops.entries.len() {
         let (seq, mask, _) = ops.entries[i];
         if prev_seq == Some(seq) {
-            return Err(violation(
+            return Err(op_violation(
                 "Once",
+                client,
+                seq,
                 format!("client {client} op {seq} bound twice"),
             ));
         }
@@ -250,8 +266,10 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
         for (s, n) in SpaceMask(mask).iter().zip(ops.nums(i)) {
             if let Some(p) = last[s as usize] {
                 if *n <= p {
-                    return Err(violation(
+                    return Err(op_violation(
                         "FIFO",
+                        client,
+                        seq,
                         format!(
                             "client {client} space {s}: op {seq} got {n}, an earlier op got {p}"
                         ),
@@ -268,14 +286,18 @@ fn check_stable(client: u64, acks: &OpsOf, bound: &OpsOf) -> Result<(), Violatio
     for i in 0..acks.entries.len() {
         let (seq, mask, _) = acks.entries[i];
         let Ok(j) = bound.entries.binary_search_by_key(&seq, |e| e.0) else {
-            return Err(violation(
+            return Err(op_violation(
                 "Stable",
+                client,
+                seq,
                 format!("client {client} op {seq} was acknowledged but never bound"),
             ));
         };
         if bound.entries[j].1 != mask || bound.nums(j) != acks.nums(i) {
-            return Err(violation(
+            return Err(op_violation(
                 "Stable",
+                client,
+                seq,
                 format!(
                     "client {client} op {seq} acknowledged {:?} but bound {:?}",
                     acks.nums(i),

@@ -10,7 +10,11 @@ use crate::world::World;
 use mason_common::verify::{agree, Checker, Report, Violation};
 
 fn violation(invariant: &'static str, detail: String) -> Violation {
-    Violation { invariant, detail }
+    Violation {
+        invariant,
+        detail,
+        op: None,
+    }
 }
 
 pub fn check(

@@ -134,7 +134,18 @@ fn random(seed: u64) -> Plan {
             .gen_range(50 * MS..600 * MS)
             .min(p.world.load_until_us - 300 * MS - t);
         let m = rng.gen_range(0..machines);
-        let (start, end) = match rng.gen_range(0..4) {
+        // Kinds by weight: crash 3, cut from the triple 3, cut from the sequencer 2, loss 2.
+        const WEIGHTS: [u32; 4] = [3, 3, 2, 2];
+        let mut pick = rng.gen_range(0..WEIGHTS.iter().sum::<u32>());
+        let kind = WEIGHTS
+            .iter()
+            .position(|w| {
+                let hit = pick < *w;
+                pick = pick.saturating_sub(*w);
+                hit
+            })
+            .unwrap_or(0);
+        let (start, end) = match kind {
             0 => (Fault::Crash(m), Fault::RestartAll),
             1 => {
                 let t3 = m / 3;
@@ -228,6 +239,8 @@ pub struct Outcome {
     /// Faults and leadership changes, then the last events.
     pub notes: Vec<String>,
     pub recent: Vec<String>,
+    /// When the violation is about one op: every message about it (from a replay).
+    pub focused: Vec<String>,
 }
 
 impl Outcome {
@@ -256,6 +269,15 @@ impl Outcome {
                 for n in self.notes.iter().rev().take(30).rev() {
                     s.push_str(&format!("    {n}\n"));
                 }
+                if let Err(Violation {
+                    op: Some((c, q)), ..
+                }) = &self.result
+                {
+                    s.push_str(&format!("  messages about client {c} op {q}:\n"));
+                    for n in self.focused.iter().take(40) {
+                        s.push_str(&format!("    {n}\n"));
+                    }
+                }
                 s.push_str("  last events:\n");
                 for n in &self.recent {
                     s.push_str(&format!("    {n}\n"));
@@ -267,12 +289,25 @@ impl Outcome {
     }
 }
 
-/// Runs one seed of a scenario.
+/// Runs one seed of a scenario. A violation about one op is followed by a replay of the
+/// same seed (runs are deterministic) that collects every message about that op.
 pub fn run_seed(sc: &Scenario, seed: u64, opts: &Options) -> Outcome {
+    let mut o = run_once(sc, seed, opts, Trace::new(opts.verbose, 25));
+    if let Err(Violation {
+        op: Some((c, q)), ..
+    }) = &o.result
+    {
+        let again = run_once(sc, seed, opts, Trace::new(false, 0).focus(*c, *q));
+        o.focused = again.focused;
+    }
+    o
+}
+
+fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
     let mut plan = (sc.build)(seed);
     plan.world.replica.mutant = opts.mutant;
     let load_until = plan.world.load_until_us;
-    let mut w = World::new(plan.world, Trace::new(opts.verbose, 25));
+    let mut w = World::new(plan.world, trace);
     for (at, f) in plan.faults {
         w.schedule_fault(at, f);
     }
@@ -311,5 +346,6 @@ pub fn run_seed(sc: &Scenario, seed: u64, opts: &Options) -> Outcome {
         leader_changes: w.leader_changes,
         notes: w.trace.notes().to_vec(),
         recent: w.trace.recent().cloned().collect(),
+        focused: w.trace.focused().to_vec(),
     }
 }

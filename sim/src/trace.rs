@@ -11,6 +11,9 @@ pub struct Trace {
     notes: Vec<String>,
     recent: VecDeque<String>,
     keep: usize,
+    /// Every message about this (client, seq) is kept in `focused`.
+    focus: Option<(u64, u64)>,
+    focused: Vec<String>,
 }
 
 pub fn stamp(us: u64) -> String {
@@ -45,7 +48,20 @@ impl Trace {
             notes: Vec::new(),
             recent: VecDeque::new(),
             keep,
+            focus: None,
+            focused: Vec::new(),
         }
+    }
+
+    /// Also keeps every message about op `seq` of `client`.
+    pub fn focus(mut self, client: u64, seq: u64) -> Trace {
+        self.focus = Some((client, seq));
+        self
+    }
+
+    /// The messages about the focused op, in order.
+    pub fn focused(&self) -> &[String] {
+        &self.focused
     }
 
     pub fn note(&mut self, now: u64, what: String) {
@@ -61,6 +77,19 @@ impl Trace {
     }
 
     pub fn message(&mut self, now: u64, from: Node, to: Node, body: &Body) {
+        if let Some((c, s)) = self.focus {
+            let about = match body {
+                Body::ClientOp(o) => o.client_id == c && o.client_seq == s,
+                Body::ClientReply(r) => {
+                    r.client_id == c && (r.client_seq == s || r.client_seq == 0)
+                }
+                _ => false,
+            };
+            if about {
+                self.focused
+                    .push(format!("{} {from} -> {to}: {}", stamp(now), describe(body)));
+            }
+        }
         if !self.verbose && self.keep == 0 {
             return;
         }
