@@ -173,6 +173,10 @@ pub struct LocalArgs {
     /// clients start.
     #[arg(long, value_parser = positive_secs, requires = "kill_follower")]
     pub restart_follower: Option<Duration>,
+    /// SIGKILL the proxy process that leads group 0 this many seconds after the clients
+    /// start (its replicas of other groups die with it, as with a machine).
+    #[arg(long, value_parser = positive_secs)]
+    pub kill_leader: Option<Duration>,
     /// Tokio worker threads in each process of the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub process_threads: u32,

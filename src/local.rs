@@ -218,9 +218,11 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         out.display()
     );
 
-    // Fault schedule: kill a follower, maybe restart it from its data directory.
+    // Fault schedule: kill a follower, maybe restart it from its data directory; kill the
+    // leader of group 0.
     let mut killed = false;
     let mut restarted = false;
+    let mut leader_killed = false;
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     loop {
         let t = started.elapsed();
@@ -230,6 +232,21 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             let _ = cluster.procs[i].1.wait();
             killed = true;
             eprintln!("mason local: SIGKILLed proxy 2 at {:.2}s", t.as_secs_f64());
+        }
+        if mason && !leader_killed && a.kill_leader.is_some_and(|k| t >= k) {
+            leader_killed = true;
+            match leader_of(&logs, 0) {
+                Some(r) => {
+                    let i = proxy_idx[r as usize];
+                    let _ = cluster.procs[i].1.kill();
+                    let _ = cluster.procs[i].1.wait();
+                    eprintln!(
+                        "mason local: SIGKILLed proxy {r} (leader of group 0) at {:.2}s",
+                        t.as_secs_f64()
+                    );
+                }
+                None => eprintln!("mason local: no leader of group 0 found to kill"),
+            }
         }
         if killed && !restarted && a.restart_follower.is_some_and(|r| t >= r) {
             let i = proxy_idx[2];
@@ -298,6 +315,36 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     print!("{text}");
     std::fs::write(out.join("summary.txt"), &text)?;
     Ok(code)
+}
+
+/// The proxy process whose replica of `group` most recently took the lead (the highest
+/// term in the proxies' "leading" log lines).
+fn leader_of(logs: &Path, group: u32) -> Option<u32> {
+    let mut best: Option<(u64, u32)> = None;
+    for r in 0..REPLICAS {
+        for name in [format!("proxy-{r}.log"), format!("proxy-{r}.restarted.log")] {
+            let Ok(text) = std::fs::read_to_string(logs.join(name)) else {
+                continue;
+            };
+            for line in text.lines().filter(|l| l.contains("leading;")) {
+                let field = |k: &str| {
+                    line.split(&format!(" {k}="))
+                        .nth(1)
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                if field("group") != Some(u64::from(group)) {
+                    continue;
+                }
+                if let Some(term) = field("term") {
+                    if best.is_none_or(|(t, _)| term > t) {
+                        best = Some((term, r));
+                    }
+                }
+            }
+        }
+    }
+    best.map(|(_, r)| r)
 }
 
 fn op_spaces_arg(o: mason_client::load::OpSpaces) -> String {
