@@ -336,44 +336,53 @@ fn client_reply(c: &mut TcpStream) -> ClientReply {
     }
 }
 
+/// Starts replica 0 of `groups` groups whose other two replicas never start (their
+/// addresses are free ports), with `--max-frame 1024`; returns it, its address and the
+/// file its stderr goes to.
+fn start_lone_proxy(
+    dir: &Path,
+    seq_addr: SocketAddr,
+    groups: u32,
+    extra: &[&str],
+) -> (Proc, SocketAddr, std::path::PathBuf) {
+    let peers = [free_addr(), free_addr(), free_addr()];
+    let addr = peers[0];
+    let log = dir.join("proxy.stderr");
+    let mut args = vec![
+        s("proxy"),
+        s("--replica"),
+        s(0),
+        s("--peers"),
+        peers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        s("--groups"),
+        s(groups),
+        s("--sequencer"),
+        s(seq_addr),
+        s("--data-dir"),
+        dir.join("data").display().to_string(),
+        s("--fsync"),
+        s("off"),
+        s("--max-frame"),
+        s(1024),
+    ];
+    args.extend(extra.iter().map(s));
+    let mut proxy = Proc::start("proxy", &args, &log);
+    proxy.wait_listening(addr, &log);
+    (proxy, addr, log)
+}
+
 #[test]
 fn proxy_survives_bad_frames() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_seq, seq_addr, _) = start_sequencer(dir.path(), 1024);
-    // Replica 0 of a group whose other two replicas never start: it cannot win an election,
+    // Replica 0 of groups whose other two replicas never start: it cannot win an election,
     // so it answers every op for a hosted group, NotLeader.
-    let peers = [free_addr(), free_addr(), free_addr()];
-    let addr = peers[0];
-    let log = dir.path().join("proxy.stderr");
-    let mut proxy = Proc::start(
-        "proxy",
-        &[
-            s("proxy"),
-            s("--replica"),
-            s(0),
-            s("--peers"),
-            peers
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            s("--groups"),
-            s(2),
-            s("--sequencer"),
-            s(seq_addr),
-            s("--spaces"),
-            s(2),
-            s("--data-dir"),
-            dir.path().join("data").display().to_string(),
-            s("--fsync"),
-            s("off"),
-            s("--max-frame"),
-            s(1024),
-        ],
-        &log,
-    );
-    proxy.wait_listening(addr, &log);
+    let (mut proxy, addr, log) = start_lone_proxy(dir.path(), seq_addr, 2, &["--spaces", "2"]);
 
     let mut good = connect(addr);
     send(&mut good, &client_op(7, 0, 0b01));
@@ -565,33 +574,7 @@ fn proxy_survives_forged_raft_message() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_seq, seq_addr, _) = start_sequencer(dir.path(), 1024);
-    let peers = [free_addr(), free_addr(), free_addr()];
-    let addr = peers[0];
-    let log = dir.path().join("proxy.stderr");
-    let mut proxy = Proc::start(
-        "proxy",
-        &[
-            s("proxy"),
-            s("--replica"),
-            s(0),
-            s("--peers"),
-            peers
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            s("--groups"),
-            s(1),
-            s("--sequencer"),
-            s(seq_addr),
-            s("--data-dir"),
-            dir.path().join("data").display().to_string(),
-            s("--fsync"),
-            s("off"),
-        ],
-        &log,
-    );
-    proxy.wait_listening(addr, &log);
+    let (mut proxy, addr, log) = start_lone_proxy(dir.path(), seq_addr, 1, &[]);
     // eraftpb::Message { msg_type: MsgHeartbeat (8), to: 1, from: 2, term: 100, commit: 1000 }
     let mut m = Vec::new();
     pb_field(&mut m, 1, 8);

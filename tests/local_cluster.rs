@@ -331,31 +331,40 @@ fn assert_clean_logs(dir: &Path) {
     }
 }
 
+/// `extra` after the load every cluster test here uses: 2 client processes of 2 clients,
+/// 8 ops in flight each.
+fn small<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--clients",
+        "2",
+        "--client-threads",
+        "2",
+        "--concurrency",
+        "8",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 #[test]
 fn two_groups_three_spaces_random_subsets() {
     let _one = one_at_a_time();
     let out = OutDir::new("random");
     let run = run_local(
-        &[
+        &small(&[
             "--groups",
             "2",
             "--spaces",
             "3",
             "--op-spaces",
             "random",
-            "--clients",
-            "2",
-            "--client-threads",
-            "2",
-            "--concurrency",
-            "8",
             "--duration",
             "2",
             "--warmup",
             "0.5",
             "--fsync",
             "off",
-        ],
+        ]),
         out.path(),
         Duration::from_secs(120),
     );
@@ -438,17 +447,11 @@ fn follower_killed_and_restarted() {
     let _one = one_at_a_time();
     let out = OutDir::new("restart");
     let run = run_local(
-        &[
+        &small(&[
             "--groups",
             "2",
             "--spaces",
             "2",
-            "--clients",
-            "2",
-            "--client-threads",
-            "2",
-            "--concurrency",
-            "8",
             "--duration",
             "4",
             "--warmup",
@@ -459,7 +462,7 @@ fn follower_killed_and_restarted() {
             "2.5",
             "--fsync",
             "on",
-        ],
+        ]),
         out.path(),
         Duration::from_secs(150),
     );
@@ -550,24 +553,18 @@ fn direct_baseline() {
     let _one = one_at_a_time();
     let out = OutDir::new("direct");
     let run = run_local(
-        &[
+        &small(&[
             "--system",
             "direct",
             "--spaces",
             "2",
             "--op-spaces",
             "random",
-            "--clients",
-            "2",
-            "--client-threads",
-            "2",
-            "--concurrency",
-            "8",
             "--duration",
             "2",
             "--warmup",
             "0.5",
-        ],
+        ]),
         out.path(),
         Duration::from_secs(120),
     );
@@ -633,17 +630,11 @@ fn leader_killed_under_load() {
     let _one = one_at_a_time();
     let out = OutDir::new("leader");
     let run = run_local(
-        &[
+        &small(&[
             "--groups",
             "2",
             "--spaces",
             "2",
-            "--clients",
-            "2",
-            "--client-threads",
-            "2",
-            "--concurrency",
-            "8",
             "--duration",
             "4",
             "--warmup",
@@ -654,7 +645,7 @@ fn leader_killed_under_load() {
             "4",
             "--fsync",
             "on",
-        ],
+        ]),
         out.path(),
         Duration::from_secs(150),
     );
