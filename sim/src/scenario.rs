@@ -101,6 +101,16 @@ fn leader_isolated(seed: u64) -> Plan {
     p
 }
 
+fn client_crash(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.faults = vec![
+        (600 * MS, Fault::CrashClient(0)),
+        (900 * MS, Fault::CrashLeader(0)),
+    ];
+    p.heals = vec![900 * MS];
+    p
+}
+
 fn loss(seed: u64) -> Plan {
     let mut p = base(seed);
     p.world.net.drop = 0.05;
@@ -127,6 +137,7 @@ fn random(seed: u64) -> Plan {
     p.world.load_until_us = 3 * S;
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
     let mut t = 200 * MS;
+    let mut crashed_clients = 0;
     let machines = p.world.triples * 3;
     // Every episode ends while the load still runs, so Live is checked after each.
     while t + 100 * MS < p.world.load_until_us - 300 * MS {
@@ -134,8 +145,9 @@ fn random(seed: u64) -> Plan {
             .gen_range(50 * MS..600 * MS)
             .min(p.world.load_until_us - 300 * MS - t);
         let m = rng.gen_range(0..machines);
-        // Kinds by weight: crash 3, cut from the triple 3, cut from the sequencer 2, loss 2.
-        const WEIGHTS: [u32; 4] = [3, 3, 2, 2];
+        // Kinds by weight: crash 3, cut from the triple 3, cut from the sequencer 2, loss 2,
+        // a client dies for good 1.
+        const WEIGHTS: [u32; 5] = [3, 3, 2, 2, 1];
         let mut pick = rng.gen_range(0..WEIGHTS.iter().sum::<u32>());
         let kind = WEIGHTS
             .iter()
@@ -171,6 +183,18 @@ fn random(seed: u64) -> Plan {
                 },
                 Fault::Heal,
             ),
+            // At most all clients but one die, so that progress can still be seen.
+            4 if crashed_clients + 1 < p.world.clients => {
+                crashed_clients += 1;
+                let c = rng.gen_range(0..p.world.clients);
+                (
+                    Fault::CrashClient(c),
+                    Fault::Loss {
+                        drop: 0.0,
+                        dup: 0.0,
+                    },
+                )
+            }
             _ => (
                 Fault::Loss {
                     drop: rng.gen_range(0.01..0.2),
@@ -214,6 +238,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "follower-crash", about: "a follower's machine crashes at 0.6s and restarts from its disk at 1.2s", in_all: true, build: follower_crash },
     Scenario { name: "leader-crash", about: "the machine leading group 0 crashes at 0.7s and restarts at 1.4s", in_all: true, build: leader_crash },
     Scenario { name: "leader-isolated", about: "group 0's leader is cut from its followers (not from the sequencer) at 0.5s, healed at 1.3s", in_all: true, build: leader_isolated },
+    Scenario { name: "client-crash", about: "a client dies for good with ops in flight at 0.6s; group 0's leader crashes at 0.9s", in_all: true, build: client_crash },
     Scenario { name: "loss", about: "5% of all messages are lost", in_all: true, build: loss },
     Scenario { name: "dup-reorder", about: "5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: dup_reorder },
     Scenario { name: "random", about: "random crash, partition and loss episodes drawn from the seed", in_all: true, build: random },

@@ -71,6 +71,8 @@ pub enum Fault {
         drop: f64,
         dup: f64,
     },
+    /// A client dies for good: its unanswered ops are abandoned.
+    CrashClient(u32),
 }
 
 enum Ev {
@@ -141,6 +143,7 @@ struct SimClient {
     core: ClientCore,
     machines: Vec<u32>,
     in_flight: u32,
+    alive: bool,
 }
 
 pub struct World {
@@ -202,6 +205,7 @@ impl World {
                     }),
                     machines: (0..3).map(|r| t * 3 + r).collect(),
                     in_flight: 0,
+                    alive: true,
                 }
             })
             .collect();
@@ -258,9 +262,13 @@ impl World {
         self.schedule(at, Ev::Fault(f));
     }
 
-    /// Clients with ops not yet answered.
+    /// Ops of live clients not yet answered.
     pub fn outstanding(&self) -> usize {
-        self.clients.iter().map(|c| c.core.outstanding()).sum()
+        self.clients
+            .iter()
+            .filter(|c| c.alive)
+            .map(|c| c.core.outstanding())
+            .sum()
     }
 
     pub fn load_stopped(&self) -> bool {
@@ -289,6 +297,9 @@ impl World {
             Ev::Process(m) => self.process(m),
             Ev::Tick(m, inc) => self.tick(m, inc),
             Ev::ClientTick(c) => {
+                if !self.clients[c as usize].alive {
+                    return;
+                }
                 let mut out = Vec::new();
                 self.clients[c as usize].core.tick(self.now, &mut out);
                 self.client_actions(c, out);
@@ -344,6 +355,9 @@ impl World {
                 }
             }
             Node::Client(c) => {
+                if !self.clients[c as usize].alive {
+                    return;
+                }
                 let idx = match from {
                     Node::Proxy(m) => (m % 3) as usize,
                     _ => 0,
@@ -380,7 +394,7 @@ impl World {
                         self.acks[c as usize].push(seq, ms.mask, &ms.numbers);
                         self.ack_times.push(self.now);
                     }
-                    if self.load {
+                    if self.load && self.clients[c as usize].alive {
                         self.submit(c);
                     }
                 }
@@ -647,6 +661,12 @@ impl World {
                         self.trace.note(self.now, format!("restart proxy-{m}"));
                         self.start_machine(m);
                     }
+                }
+            }
+            Fault::CrashClient(c) => {
+                if let Some(cl) = self.clients.get_mut(c as usize) {
+                    cl.alive = false;
+                    self.trace.note(self.now, format!("crash client-{c}"));
                 }
             }
             Fault::Loss { drop, dup } => {

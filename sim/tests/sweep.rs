@@ -40,10 +40,11 @@ fn run_all(work: &[(&str, u64)], mutant: Option<Mutant>) -> Vec<String> {
 #[test]
 fn five_hundred_seeds_across_the_fault_scenarios_pass() {
     let plan = [
-        ("steady", 40),
+        ("steady", 30),
         ("follower-crash", 80),
-        ("leader-crash", 100),
-        ("leader-isolated", 100),
+        ("leader-crash", 90),
+        ("leader-isolated", 90),
+        ("client-crash", 30),
         ("loss", 50),
         ("dup-reorder", 50),
         ("random", 80),
