@@ -163,6 +163,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         for (r, &i) in proxy_idx.iter().enumerate() {
             wait_listening(proxies[r], &mut cluster.procs[i].1, &format!("proxy {r}"))?;
         }
+        // Start the load once every group has a leader ready to take ops, so that the
+        // clients' first ops are not redirected (and counted as re-sent) while the groups
+        // elect.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (0..a.groups).any(|g| leader_of(&logs, g).is_none()) {
+            if Instant::now() >= deadline {
+                eprintln!("mason local: not every group has a leader after 10 s; starting anyway");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     let mut client_idx = Vec::new();
