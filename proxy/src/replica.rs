@@ -76,7 +76,12 @@ struct Inflight {
     ops: Vec<OpEntry>,
     request: GetSeq,
     stage: Stage,
+    /// Times the request was re-sent for want of an answer.
+    resends: u32,
 }
+
+/// After this many unanswered re-sends of one request, the leader says so (once).
+const RESENDS_BEFORE_WARNING: u32 = 5;
 
 struct LeaderClient {
     next_seq: u64,
@@ -177,11 +182,23 @@ impl Replica {
         self.now = self.now.max(now);
         self.node.tick();
         let retry = self.cfg.seq_retry_us;
+        let group = self.cfg.group;
         if let Some(l) = self.leader.as_mut() {
             for b in l.inflight.iter_mut() {
                 if let Stage::Requested { sent_at } = &mut b.stage {
                     if now.saturating_sub(*sent_at) >= retry {
                         *sent_at = now;
+                        b.resends += 1;
+                        if b.resends == RESENDS_BEFORE_WARNING {
+                            tracing::warn!(
+                                group,
+                                batch = b.id,
+                                resends = b.resends,
+                                "the sequencer has not answered this batch; a sequencer that \
+                                 restarted without its state cannot serve this group (sequencer \
+                                 failover is not implemented yet)"
+                            );
+                        }
                         out.push(Action::SendSeq(b.request.clone()));
                     }
                 }
@@ -451,6 +468,7 @@ impl Replica {
                 ops: Vec::new(),
                 request,
                 stage: Stage::Requested { sent_at: self.now },
+                resends: 0,
             });
         }
         l.next_batch_id = first + k;
@@ -508,6 +526,7 @@ impl Replica {
                 ops,
                 request,
                 stage: Stage::Requested { sent_at: now },
+                resends: 0,
             });
             l.open_since = now;
         }
