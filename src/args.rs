@@ -54,26 +54,27 @@ impl OnOff {
     }
 }
 
-/// Seconds, fractional allowed, more than zero.
-pub fn positive_secs(s: &str) -> Result<Duration, String> {
+/// Seconds, fractional allowed, and finite; `positive` also refuses 0.
+fn parse_secs(s: &str, positive: bool) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(v > 0.0 && v.is_finite()) {
-        return Err(format!("'{s}': must be more than 0 seconds"));
+    let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+    if !ok {
+        let bound = if positive { "more than 0" } else { "0 or more" };
+        return Err(format!("'{s}': must be {bound} seconds"));
     }
     Ok(Duration::from_secs_f64(v))
 }
 
+/// Seconds, fractional allowed, more than zero.
+pub fn positive_secs(s: &str) -> Result<Duration, String> {
+    parse_secs(s, true)
+}
+
 /// Seconds, fractional allowed, zero or more.
 pub fn secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(v >= 0.0 && v.is_finite()) {
-        return Err(format!("'{s}': must be 0 seconds or more"));
-    }
-    Ok(Duration::from_secs_f64(v))
+    parse_secs(s, false)
 }
 
 fn spaces() -> clap::builder::RangedI64ValueParser<u32> {
