@@ -106,6 +106,14 @@ pub struct ProxyKnobs {
     /// Raft heartbeat interval, in ticks.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub heartbeat_ticks: u64,
+    /// A group leader that has heard nothing from its sequencer for this long sends it a
+    /// heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub seq_heartbeat_ms: u64,
+    /// A group leader that has heard nothing from its sequencer for this long asks a
+    /// backup sequencer to take over, in milliseconds.
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub seq_timeout_ms: u64,
 }
 
 impl ProxyKnobs {
@@ -125,6 +133,10 @@ impl ProxyKnobs {
             self.election_ticks.to_string(),
             "--heartbeat-ticks".into(),
             self.heartbeat_ticks.to_string(),
+            "--seq-heartbeat-ms".into(),
+            self.seq_heartbeat_ms.to_string(),
+            "--seq-timeout-ms".into(),
+            self.seq_timeout_ms.to_string(),
         ]
     }
 }
@@ -178,6 +190,17 @@ pub struct LocalArgs {
     /// start (its replicas of other groups die with it, as with a machine).
     #[arg(long, value_parser = positive_secs)]
     pub kill_leader: Option<Duration>,
+    /// SIGKILL the primary sequencer this many seconds after the clients start; a backup
+    /// takes over.
+    #[arg(long, value_parser = positive_secs)]
+    pub kill_sequencer: Option<Duration>,
+    /// Sequencers: the primary and its backups (mason system).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub sequencers: u32,
+    /// Record the highest contiguous number per space every 10 ms into
+    /// <out>/recovery/contig.csv (on whenever a kill is scheduled).
+    #[arg(long)]
+    pub record_contiguity: bool,
     /// Tokio worker threads in each process of the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub process_threads: u32,
@@ -191,8 +214,19 @@ pub struct SequencerArgs {
     pub listen: SocketAddr,
     #[arg(long, default_value_t = 1, value_parser = spaces())]
     pub spaces: u32,
-    #[arg(long, default_value_t = 1)]
-    pub epoch: u64,
+    /// This sequencer's index among --sequencers (index 0 is the first primary).
+    #[arg(long, default_value_t = 0)]
+    pub id: u32,
+    /// How many sequencers the deployment has (the primary and its backups).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sequencers: u32,
+    /// Proxy groups of the deployment (a takeover needs a promise from each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    /// Start as an idle backup. Without it, sequencer 0 serves epoch 1 at once: only the
+    /// first primary of a fresh deployment may do that, never a restarted sequencer.
+    #[arg(long)]
+    pub backup: bool,
     /// Batch ids remembered per group for at-most-once answers.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub window: u64,
@@ -213,8 +247,9 @@ pub struct ProxyArgs {
     /// Host a replica of groups 0..G.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub groups: u32,
-    #[arg(long)]
-    pub sequencer: SocketAddr,
+    /// Every sequencer's address, by index (the first primary first), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub sequencers: Vec<SocketAddr>,
     #[arg(long, default_value_t = 1, value_parser = spaces())]
     pub spaces: u32,
     #[arg(long)]
@@ -265,6 +300,13 @@ pub struct ClientArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 2)]
     pub runtime_threads: usize,
+    /// Also watch every replica of every group and write the highest contiguous number
+    /// known per space to this CSV every 10 ms (mason system only).
+    #[arg(long)]
+    pub watch_csv: Option<PathBuf>,
+    /// The record's time zero, in Unix milliseconds (default: when this process starts).
+    #[arg(long)]
+    pub t0_unix_ms: Option<u64>,
 }
 
 impl ClientArgs {
@@ -342,7 +384,7 @@ pub struct SimArgs {
     #[arg(long, value_parser = seed_range)]
     pub seeds: Option<std::ops::Range<u64>>,
     /// Break one protocol step on purpose: skip-reask, answer-before-commit, no-hold-back,
-    /// no-dedup.
+    /// no-dedup, no-fence (proxies), no-fill, majority-promises (sequencers).
     #[arg(long)]
     pub mutant: Option<String>,
     /// Print every event of the run.

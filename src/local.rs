@@ -1,6 +1,7 @@
 //! `mason local`: a whole cluster on loopback as separate processes of this binary (a
-//! sequencer, 3 proxy processes hosting every group's replicas, N client processes), a
-//! measured run, then the per-client lines, the aggregate, and the verification.
+//! primary sequencer and its backups, 3 proxy processes hosting every group's replicas, N
+//! client processes), a measured run with the scheduled kills, then the per-client lines,
+//! the aggregate, the verification, and (with kills) the recovery times.
 
 use crate::args::{LocalArgs, System};
 use crate::report;
@@ -103,27 +104,44 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let exe = std::env::current_exe().context("finding the mason binary")?;
     let mason = a.system == System::Mason;
-    let addrs = free_addrs(1 + REPLICAS as usize)?;
-    let seq_addr = addrs[0];
-    let proxies: Vec<SocketAddr> = addrs[1..].to_vec();
+    let nseq = if mason { a.sequencers as usize } else { 1 };
+    let addrs = free_addrs(nseq + REPLICAS as usize)?;
+    let seq_addrs: Vec<SocketAddr> = addrs[..nseq].to_vec();
+    let seq_addr = seq_addrs[0];
+    let proxies: Vec<SocketAddr> = addrs[nseq..].to_vec();
     let mut cluster = Cluster { procs: Vec::new() };
 
-    let mut seq = spawn(
-        &exe,
-        &[
-            s("sequencer"),
-            s("--listen"),
-            s(seq_addr),
-            s("--spaces"),
-            s(a.spaces),
-            s("--threads"),
-            s(a.process_threads),
-        ],
-        &logs.join("sequencer.log"),
-        false,
-    )?;
-    wait_listening(seq_addr, &mut seq, "the sequencer")?;
-    cluster.procs.push(("sequencer".into(), seq));
+    let mut seq_idx = Vec::new();
+    for (i, addr) in seq_addrs.iter().enumerate() {
+        let name = if i == 0 {
+            s("sequencer")
+        } else {
+            format!("sequencer-{i}")
+        };
+        let mut child = spawn(
+            &exe,
+            &[
+                s("sequencer"),
+                s("--listen"),
+                s(addr),
+                s("--spaces"),
+                s(a.spaces),
+                s("--id"),
+                s(i),
+                s("--sequencers"),
+                s(nseq),
+                s("--groups"),
+                s(a.groups),
+                s("--threads"),
+                s(a.process_threads),
+            ],
+            &logs.join(format!("{name}.log")),
+            false,
+        )?;
+        wait_listening(*addr, &mut child, &name)?;
+        cluster.procs.push((name, child));
+        seq_idx.push(cluster.procs.len() - 1);
+    }
 
     let proxy_args = |r: u32| -> Vec<String> {
         let mut v = vec![
@@ -134,8 +152,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             join(&proxies),
             s("--groups"),
             s(a.groups),
-            s("--sequencer"),
-            s(seq_addr),
+            s("--sequencers"),
+            join(&seq_addrs),
             s("--spaces"),
             s(a.spaces),
             s("--data-dir"),
@@ -176,6 +194,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some() || a.kill_follower.is_some();
+    let record = mason && (a.record_contiguity || kills);
+    let recovery_dir = out.join("recovery");
+    if record {
+        std::fs::create_dir_all(&recovery_dir)?;
+    }
+    let t0_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let t0 = Instant::now();
     let mut client_idx = Vec::new();
     for i in 0..a.clients {
         let mut v = vec![
@@ -213,6 +242,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             v.push(s("--proxies"));
             v.push(join(&proxies));
         }
+        if record && i == 0 {
+            v.extend([
+                s("--watch-csv"),
+                recovery_dir.join("contig.csv").display().to_string(),
+                s("--t0-unix-ms"),
+                s(t0_unix_ms),
+            ]);
+        }
         let child = spawn(&exe, &v, &logs.join(format!("client-{i}.log")), true)?;
         cluster.procs.push((format!("client-{i}"), child));
         client_idx.push(cluster.procs.len() - 1);
@@ -234,6 +271,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mut killed = false;
     let mut restarted = false;
     let mut leader_killed = false;
+    let mut seq_killed = false;
+    let mut kill_log = String::from("t_ms,what\n");
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     loop {
         let t = started.elapsed();
@@ -251,6 +290,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                     let i = proxy_idx[r as usize];
                     let _ = cluster.procs[i].1.kill();
                     let _ = cluster.procs[i].1.wait();
+                    kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
                     eprintln!(
                         "mason local: SIGKILLed proxy {r} (leader of group 0) at {:.2}s",
                         t.as_secs_f64()
@@ -258,6 +298,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 }
                 None => eprintln!("mason local: no leader of group 0 found to kill"),
             }
+        }
+        if mason && !seq_killed && a.kill_sequencer.is_some_and(|k| t >= k) {
+            seq_killed = true;
+            let i = seq_idx[0];
+            let _ = cluster.procs[i].1.kill();
+            let _ = cluster.procs[i].1.wait();
+            kill_log.push_str(&format!("{},sequencer\n", t0.elapsed().as_millis()));
+            eprintln!(
+                "mason local: SIGKILLed the primary sequencer at {:.2}s",
+                t.as_secs_f64()
+            );
         }
         if killed && !restarted && a.restart_follower.is_some_and(|r| t >= r) {
             let i = proxy_idx[2];
@@ -307,6 +358,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
     drop(cluster);
 
+    if record {
+        std::fs::write(recovery_dir.join("kills.csv"), &kill_log)?;
+    }
     let (lines, agg) = report::aggregate(&out, a.clients)?;
     let mut text = String::new();
     for l in &lines {

@@ -11,6 +11,7 @@ use args::{BenchSeqArgs, ClientArgs, Cmd, ProxyArgs, SequencerArgs};
 use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 // Every role allocates per message; mimalloc roughly halves what glibc's malloc costs here
 // (see docs/benchmarks.md).
@@ -19,9 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = args::Cli::parse();
-    // The simulator runs many replicas in one process: only warnings, unless asked.
+    // The simulator runs many replicas (and their expected failovers) in one process: only
+    // errors, unless asked.
     let default_level = if matches!(cli.cmd, Cmd::Sim(_)) {
-        "warn"
+        "error"
     } else {
         "info"
     };
@@ -81,9 +83,18 @@ async fn terminated() {
 fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
-        let seq = mason_sequencer::Sequencer::new(mason_sequencer::SequencerConfig {
+        anyhow::ensure!(
+            a.id < a.sequencers,
+            "--id {} is not an index among --sequencers {}",
+            a.id,
+            a.sequencers
+        );
+        let node = mason_sequencer::SeqNode::new(mason_sequencer::SeqNodeConfig {
+            id: a.id,
+            sequencers: a.sequencers,
+            groups: a.groups,
             spaces: a.spaces,
-            epoch: a.epoch,
+            primary: a.id == 0 && !a.backup,
             window: a.window as usize,
             ..Default::default()
         });
@@ -91,9 +102,15 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             .bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
-        tracing::info!(listen = %a.listen, spaces = a.spaces, epoch = a.epoch, "sequencer up");
+        tracing::info!(
+            listen = %a.listen,
+            spaces = a.spaces,
+            id = a.id,
+            epoch = ?node.active_epoch(),
+            "sequencer up"
+        );
         tokio::select! {
-            _ = mason_sequencer::server::serve(listener, seq, a.max_frame) => {}
+            _ = mason_sequencer::server::serve(listener, node, a.max_frame) => {}
             _ = terminated() => {}
         }
         Ok(())
@@ -112,7 +129,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             replica: a.replica,
             groups: (0..a.groups).collect(),
             peers: a.peers.clone(),
-            sequencer: a.sequencer,
+            sequencers: a.sequencers.clone(),
             data_dir: a.data_dir.clone(),
             record_dir: a.record_dir.clone(),
             fsync: a.knobs.fsync.on(),
@@ -124,6 +141,8 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
                 batch_delay_us: a.knobs.batch_delay_us,
                 election_ticks: a.knobs.election_ticks as usize,
                 heartbeat_ticks: a.knobs.heartbeat_ticks as usize,
+                seq_heartbeat_us: a.knobs.seq_heartbeat_ms * 1000,
+                seq_timeout_us: a.knobs.seq_timeout_ms * 1000,
                 ..Default::default()
             },
             max_frame: a.max_frame,
@@ -138,7 +157,30 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     let out = a.out.clone();
     let index = a.index;
     let cfg = a.load_config();
+    let watch = a.watch_csv.clone().map(|csv| {
+        let t0 = t0_instant(a.t0_unix_ms);
+        let until = Instant::now() + cfg.warmup + cfg.duration + Duration::from_millis(500);
+        let (proxies, groups, spaces) = (cfg.proxies.clone(), cfg.groups, cfg.spaces);
+        rt.spawn(async move {
+            let r = mason_client::watch::record_contiguity(
+                Arc::new(Tcp),
+                proxies,
+                groups,
+                spaces,
+                &csv,
+                t0,
+                until,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, csv = %csv.display(), "writing the contiguity record");
+            }
+        })
+    });
     let result = rt.block_on(mason_client::load::run(Arc::new(Tcp), cfg));
+    if let Some(w) = watch {
+        let _ = rt.block_on(w);
+    }
     if result.unanswered > 0 {
         tracing::warn!(
             unanswered = result.unanswered,
@@ -150,6 +192,20 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing results under {}", out.display()))?;
     println!("{}", result.dat_line());
     Ok(())
+}
+
+/// The `Instant` that was `t0_unix_ms` (now, if not given).
+fn t0_instant(t0_unix_ms: Option<u64>) -> Instant {
+    let now = Instant::now();
+    let Some(t0) = t0_unix_ms else {
+        return now;
+    };
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(t0);
+    now.checked_sub(Duration::from_millis(unix_now.saturating_sub(t0)))
+        .unwrap_or(now)
 }
 
 fn bench_sequencer(a: BenchSeqArgs) -> anyhow::Result<()> {

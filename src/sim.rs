@@ -3,8 +3,7 @@
 //! seeds); wall-clock figures go to standard error with `--timing`.
 
 use crate::args::SimArgs;
-use mason_proxy::Mutant;
-use mason_sim::{find, run_seed, Options, Outcome, Scenario, SCENARIOS};
+use mason_sim::{find, run_seed, Options, Outcome, Scenario, SimMutant, SCENARIOS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,7 +15,7 @@ pub fn run(a: SimArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let mutant: Option<Mutant> = match &a.mutant {
+    let mutant: Option<SimMutant> = match &a.mutant {
         Some(m) => match m.parse() {
             Ok(m) => Some(m),
             Err(e) => {

@@ -313,7 +313,7 @@ fn sequencer_survives_bad_frames() {
         "expected a 'malformed frame' line per bad connection; stderr:\n{text}"
     );
     assert!(
-        text.contains("not a sequencer request"),
+        text.contains("not a sequencer message"),
         "no log line for the wrong-kind frame; stderr:\n{text}"
     );
 }
@@ -360,7 +360,7 @@ fn start_lone_proxy(
             .join(","),
         s("--groups"),
         s(groups),
-        s("--sequencer"),
+        s("--sequencers"),
         s(seq_addr),
         s("--data-dir"),
         dir.join("data").display().to_string(),
@@ -411,6 +411,7 @@ fn proxy_survives_bad_frames() {
         space_mask: 1,
         bases: vec![0],
         counts: vec![1],
+        watermarks: Vec::new(),
     }));
     send_every_bad_frame(addr, 1024, &wrong_kind);
     // Raft frames are taken only from a connection that introduced itself as a peer: from

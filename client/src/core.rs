@@ -313,6 +313,7 @@ impl ClientCore {
                 batch_id: seq,
                 space_mask: p.mask.0,
                 counts: vec![1; p.mask.len()],
+                committed: 0,
             })),
         }
     }
@@ -528,6 +529,7 @@ mod tests {
             batch_id: 1,
             space_mask: 0b101,
             counts: vec![1, 1],
+            committed: 0,
         };
         let expect_get_seq = |out: &mut Vec<ClientAction>| match out.pop() {
             Some(ClientAction::Send { to: 0, frame }) if out.is_empty() => {
@@ -550,6 +552,7 @@ mod tests {
                 space_mask: 0b101,
                 bases,
                 counts: vec![1, 1],
+                watermarks: Vec::new(),
             };
             Frame::new(Body::SeqReply(r))
         };

@@ -112,6 +112,7 @@ mod tests {
             batch_id: 3,
             space_mask: 0b101,
             counts: vec![4, 5],
+            committed: 0,
         }))
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 /// One message on the wire.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Frame {
-    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
     pub body: Option<Body>,
 }
 
@@ -26,6 +26,26 @@ pub enum Body {
     ClientReply(ClientReply),
     #[prost(message, tag = "6")]
     PeerHello(PeerHello),
+    #[prost(message, tag = "7")]
+    SeqHello(SeqHello),
+    #[prost(message, tag = "8")]
+    Heartbeat(Heartbeat),
+    #[prost(message, tag = "9")]
+    Takeover(Takeover),
+    #[prost(message, tag = "10")]
+    Switch(Switch),
+    #[prost(message, tag = "11")]
+    Promise(Promise),
+    #[prost(message, tag = "12")]
+    Fill(Fill),
+    #[prost(message, tag = "13")]
+    FillAck(FillAck),
+    #[prost(message, tag = "14")]
+    Activate(Activate),
+    #[prost(message, tag = "15")]
+    Watch(Watch),
+    #[prost(message, tag = "16")]
+    Bound(crate::record::BoundBatch),
 }
 
 impl Frame {
@@ -49,6 +69,10 @@ pub struct GetSeq {
     pub space_mask: u64,
     #[prost(uint32, repeated, packed = "true", tag = "5")]
     pub counts: Vec<u32>,
+    /// The group's last applied batch id: the sequencer's garbage-collection watermark
+    /// may pass the ranges of every id up to it.
+    #[prost(uint64, tag = "6")]
+    pub committed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
@@ -81,6 +105,10 @@ pub struct SeqReply {
     pub bases: Vec<u64>,
     #[prost(uint32, repeated, packed = "true", tag = "8")]
     pub counts: Vec<u32>,
+    /// Per space (all spaces, or none): every number below is bound for good, so groups
+    /// may forget their records of it (DESIGN.md section 6).
+    #[prost(uint64, repeated, packed = "true", tag = "9")]
+    pub watermarks: Vec<u64>,
 }
 
 /// The first frame on a proxy's link to a peer proxy: only connections that introduced
@@ -144,4 +172,162 @@ pub struct ClientReply {
     pub space_mask: u64,
     #[prost(uint64, repeated, packed = "true", tag = "6")]
     pub numbers: Vec<u64>,
+}
+
+/// The first frame on a proxy process's link to a sequencer: which replica of which
+/// groups it hosts, so that a (backup) sequencer can reach every group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeqHello {
+    #[prost(uint32, tag = "1")]
+    pub replica: u32,
+    #[prost(uint32, repeated, packed = "true", tag = "2")]
+    pub groups: Vec<u32>,
+}
+
+/// Proxy leader -> sequencer when nothing else is in flight; echoed back. Only an echo
+/// from the sequencer of the group's current epoch counts as a sign of life.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Heartbeat {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+}
+
+/// Proxy leader -> a backup sequencer: "the sequencer of `epoch` has been silent; take over".
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Takeover {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+}
+
+/// Backup -> every replica of `group`: "commit a promise of `epoch` and tell me what you
+/// bound" (DESIGN.md section 5, step 2). Only the group's leader acts on it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Switch {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+}
+
+/// A group's answer to [`Switch`]. With `ok`, it has committed its promise of `epoch`:
+/// it binds nothing from older epochs from now on, and this is everything it bound that it
+/// has not forgotten. Without `ok`, it has promised `promised`, which is higher.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Promise {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+    #[prost(bool, tag = "3")]
+    pub ok: bool,
+    #[prost(uint64, tag = "4")]
+    pub promised: u64,
+    /// The last batch id the group applied; its next request will use the one after.
+    #[prost(uint64, tag = "5")]
+    pub last_batch_id: u64,
+    /// Per space: every number below is bound (the group forgot its records there).
+    #[prost(uint64, repeated, packed = "true", tag = "6")]
+    pub watermarks: Vec<u64>,
+    #[prost(message, optional, tag = "7")]
+    pub recorded: Option<Ranges>,
+}
+
+/// Ranges of numbers as three columns: `[bases[i], bases[i] + lens[i])` in `spaces[i]`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Ranges {
+    #[prost(uint32, repeated, packed = "true", tag = "1")]
+    pub spaces: Vec<u32>,
+    #[prost(uint64, repeated, packed = "true", tag = "2")]
+    pub bases: Vec<u64>,
+    #[prost(uint64, repeated, packed = "true", tag = "3")]
+    pub lens: Vec<u64>,
+}
+
+impl Ranges {
+    pub fn push(&mut self, space: u32, base: u64, len: u64) {
+        self.spaces.push(space);
+        self.bases.push(base);
+        self.lens.push(len);
+    }
+
+    /// The ranges as (space, base, len), or None if the columns differ in length.
+    pub fn iter(&self) -> Option<impl Iterator<Item = (u32, u64, u64)> + '_> {
+        let n = self.spaces.len();
+        if self.bases.len() != n || self.lens.len() != n {
+            return None;
+        }
+        Some(
+            self.spaces
+                .iter()
+                .zip(&self.bases)
+                .zip(&self.lens)
+                .map(|((s, b), l)| (*s, *b, *l)),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spaces.is_empty()
+    }
+}
+
+/// Backup -> group: "commit these holes as noops" (section 5, step 4). Idempotent.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Fill {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+    #[prost(message, optional, tag = "3")]
+    pub holes: Option<Ranges>,
+}
+
+/// Group -> backup: the holes of [`Fill`] at `epoch` are committed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FillAck {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+}
+
+/// The sequencer of `epoch` serves from now on.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Activate {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+}
+
+/// Client -> proxy replica: "show me what group `group` binds". The replica answers with
+/// a [`Promise`]-shaped snapshot of what it still records (its watermarks and ranges),
+/// then streams a [`Body::Bound`] for every batch or hole it applies from then on; a
+/// notice's numbers that its ops do not take are noops. With `ranges_only`, notices carry
+/// no op columns (cheaper; enough to follow contiguity).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Watch {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    #[prost(bool, tag = "2")]
+    pub ranges_only: bool,
+}
+
+/// Which sequencer owns `epoch` among `n`: epochs are ballots, and each sequencer takes
+/// over only with epochs it owns, so two backups never use the same one.
+pub fn epoch_owner(epoch: u64, n: u32) -> u32 {
+    if n == 0 {
+        return 0;
+    }
+    (epoch.saturating_sub(1) % u64::from(n)) as u32
+}
+
+/// The smallest epoch above `above` that sequencer `me` of `n` owns.
+pub fn next_owned_epoch(above: u64, me: u32, n: u32) -> u64 {
+    let mut e = above + 1;
+    while epoch_owner(e, n) != me {
+        e += 1;
+    }
+    e
 }

@@ -19,6 +19,14 @@ pub struct ReplicaConfig {
     pub heartbeat_ticks: usize,
     /// Re-send a sequencer request unanswered for this long.
     pub seq_retry_us: u64,
+    /// How many sequencers there are (the primary and its backups); epoch `e` belongs to
+    /// sequencer `(e - 1) % sequencers`.
+    pub sequencers: u32,
+    /// A leader that has heard nothing from its sequencer for this long sends a heartbeat.
+    pub seq_heartbeat_us: u64,
+    /// A leader that has heard nothing from its sequencer for this long asks a backup to
+    /// take over (and asks the next one after as long again).
+    pub seq_timeout_us: u64,
     /// Start an election at once (used for replica 0 of a fresh group, so that the first
     /// leader is known without waiting out an election timeout).
     pub campaign_on_start: bool,
@@ -42,6 +50,8 @@ pub enum Mutant {
     NoHoldBack,
     /// Retried ops are batched and applied again.
     NoDedup,
+    /// Answers and batches from an epoch older than the group's promise are used anyway.
+    NoFence,
 }
 
 impl std::str::FromStr for Mutant {
@@ -52,8 +62,10 @@ impl std::str::FromStr for Mutant {
             "answer-before-commit" => Ok(Mutant::AnswerBeforeCommit),
             "no-hold-back" => Ok(Mutant::NoHoldBack),
             "no-dedup" => Ok(Mutant::NoDedup),
+            "no-fence" => Ok(Mutant::NoFence),
             _ => Err(format!(
-                "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, no-dedup)"
+                "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
+                 no-dedup, no-fence)"
             )),
         }
     }
@@ -72,6 +84,9 @@ impl Default for ReplicaConfig {
             election_ticks: 20,
             heartbeat_ticks: 2,
             seq_retry_us: 500_000,
+            sequencers: 1,
+            seq_heartbeat_us: 50_000,
+            seq_timeout_us: 1_000_000,
             campaign_on_start: false,
             election_jitter: None,
             mutant: None,

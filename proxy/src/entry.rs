@@ -1,9 +1,45 @@
-//! What a proxy group commits through Raft: one [`BatchEntry`] per batch id. Its ranges come
-//! from the sequencer; its ops take numbers from them in order; what is left is noops. A
-//! batch with no ops is how a new leader commits a predecessor's ranges as noops.
+//! What a proxy group commits through Raft ([`LogEntry`]): one [`BatchEntry`] per batch id
+//! (its ranges come from the sequencer; its ops take numbers from them in order; what is
+//! left is noops; a batch with no ops is how a new leader commits a predecessor's ranges as
+//! noops), a [`SwitchEntry`] promising a new sequencer epoch, and a [`FillEntry`] binding a
+//! takeover's holes as noops.
 
 use bytes::Bytes;
+use mason_common::msg::Ranges;
 use mason_common::record::BoundBatch;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogEntry {
+    #[prost(oneof = "Kind", tags = "1, 2, 3")]
+    pub kind: Option<Kind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Kind {
+    #[prost(message, tag = "1")]
+    Batch(BatchEntry),
+    #[prost(message, tag = "2")]
+    Switch(SwitchEntry),
+    #[prost(message, tag = "3")]
+    Fill(FillEntry),
+}
+
+/// From this entry on, the group binds nothing from an epoch below `epoch`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SwitchEntry {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+}
+
+/// Holes a takeover at `epoch` assigned to this group: bound as noops (the parts not
+/// already recorded, so that applying it twice binds nothing twice).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FillEntry {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    #[prost(message, optional, tag = "2")]
+    pub holes: Option<Ranges>,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct BatchEntry {
@@ -19,6 +55,10 @@ pub struct BatchEntry {
     pub counts: Vec<u32>,
     #[prost(message, repeated, tag = "6")]
     pub ops: Vec<OpEntry>,
+    /// The sequencer's garbage-collection watermarks, when they moved (empty otherwise):
+    /// every replica forgets its records below them on applying this entry.
+    #[prost(uint64, repeated, packed = "true", tag = "7")]
+    pub watermarks: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod entry;
 pub mod node;
+pub mod recorded;
 pub mod replica;
 pub mod wal;
 

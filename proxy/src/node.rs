@@ -2,7 +2,9 @@
 //! replica of 8 groups per proxy machine). It listens for clients and for its peers' Raft
 //! messages, keeps reconnecting links to its peers and to the sequencer, and runs one task
 //! per hosted group that feeds that group's [`Replica`] and carries out its actions: WAL
-//! writes (fdatasync'd when `fsync` is on), sends, answers and bound-number records.
+//! writes (fdatasync'd when `fsync` is on), sends, answers and bound-number records. It
+//! keeps a link to every sequencer (the primary and its backups), and streams what a group
+//! binds to clients that watch it.
 
 use crate::replica::{Action, ConnId, Replica, ReplicaConfig};
 use crate::wal::Wal;
@@ -10,7 +12,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use mason_common::frame::{spawn_writer, FrameReader, FrameTx};
 use mason_common::msg::{
-    Body, ClientOp, ClientReply, Frame, PeerHello, RaftMsg, ReplyStatus, SeqReply,
+    epoch_owner, Body, ClientOp, ClientReply, Frame, PeerHello, RaftMsg, ReplyStatus, SeqHello,
+    SeqReply,
 };
 use mason_common::record::RecordWriter;
 use mason_common::transport::{Listener, Transport};
@@ -31,7 +34,8 @@ pub struct NodeConfig {
     pub groups: Vec<u32>,
     /// Every replica process's address, by replica index (this one's included).
     pub peers: Vec<SocketAddr>,
-    pub sequencer: SocketAddr,
+    /// Every sequencer's address, by sequencer index (index 0 is the first primary).
+    pub sequencers: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     /// Where to write `bound-g<G>-r<R>.bin`, the record of every applied batch.
     pub record_dir: Option<PathBuf>,
@@ -51,7 +55,14 @@ enum Event {
     },
     Raft(Bytes),
     Seq(SeqReply),
+    /// A failover message from a sequencer (heartbeat echo, switch, fill, activate).
+    SeqOther(Body),
     SeqConnected,
+    Watch {
+        conn: ConnId,
+        tx: FrameTx,
+        ranges_only: bool,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -94,29 +105,28 @@ pub async fn run(
         }
     }
     let peer_links = Arc::new(peer_links);
-    let seq_link = {
+    let mut seq_links = Vec::new();
+    for addr in &cfg.sequencers {
         let on_connect = inboxes.clone();
         let on_frame = inboxes.clone();
-        spawn_link(
+        let hello = Frame::new(Body::SeqHello(SeqHello {
+            replica: cfg.replica,
+            groups: cfg.groups.clone(),
+        }));
+        seq_links.push(spawn_link(
             transport.clone(),
-            cfg.sequencer,
+            *addr,
             cfg.max_frame,
-            None,
+            Some(hello),
             move || {
                 for tx in on_connect.values() {
                     let _ = tx.send(Event::SeqConnected);
                 }
             },
-            move |f| match f.body {
-                Some(Body::SeqReply(r)) => {
-                    if let Some(tx) = on_frame.get(&r.group) {
-                        let _ = tx.send(Event::Seq(r));
-                    }
-                }
-                other => tracing::warn!(?other, "unexpected frame from the sequencer"),
-            },
-        )
-    };
+            move |f| route_seq_frame(&on_frame, f),
+        ));
+    }
+    let seq_links = Arc::new(seq_links);
 
     let mut tasks = Vec::new();
     for (g, rx) in receivers {
@@ -138,6 +148,7 @@ pub async fn run(
         rcfg.group = g;
         rcfg.replica = cfg.replica;
         rcfg.replicas = cfg.peers.len() as u32;
+        rcfg.sequencers = cfg.sequencers.len() as u32;
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
         let replica = Replica::new(rcfg, storage).context("starting raft")?;
         let record = match &cfg.record_dir {
@@ -152,7 +163,8 @@ pub async fn run(
             record,
             conns: HashMap::new(),
             peer_links: peer_links.clone(),
-            seq_link: seq_link.clone(),
+            seq_links: seq_links.clone(),
+            watchers: Vec::new(),
             tick: cfg.tick,
             fsync: cfg.fsync,
         };
@@ -250,6 +262,21 @@ async fn serve_conn(conn: mason_common::transport::Connection, id: ConnId, ctx: 
                 }
             },
             Ok(Frame {
+                body: Some(Body::Watch(w)),
+            }) => match inboxes.get(&w.group) {
+                Some(inbox) => {
+                    let _ = inbox.send(Event::Watch {
+                        conn: id,
+                        tx: tx.clone(),
+                        ranges_only: w.ranges_only,
+                    });
+                }
+                None => {
+                    tracing::warn!(%peer, group = w.group, "closing connection: watch of a group not hosted here");
+                    return;
+                }
+            },
+            Ok(Frame {
                 body: Some(Body::PeerHello(h)),
             }) => {
                 if h.replica >= ctx.replicas || h.replica == ctx.replica {
@@ -283,6 +310,41 @@ async fn serve_conn(conn: mason_common::transport::Connection, id: ConnId, ctx: 
                 return;
             }
         }
+    }
+}
+
+/// Hands a sequencer's frame to the group it concerns (an activation to every group).
+fn route_seq_frame(inboxes: &Inboxes, f: Frame) {
+    let group = match &f.body {
+        Some(Body::SeqReply(r)) => r.group,
+        Some(Body::Heartbeat(h)) => h.group,
+        Some(Body::Switch(s)) => s.group,
+        Some(Body::Fill(x)) => x.group,
+        Some(Body::Activate(_)) => {
+            for tx in inboxes.values() {
+                if let Some(b) = &f.body {
+                    let _ = tx.send(Event::SeqOther(b.clone()));
+                }
+            }
+            return;
+        }
+        other => {
+            tracing::warn!(?other, "unexpected frame from a sequencer");
+            return;
+        }
+    };
+    let Some(tx) = inboxes.get(&group) else {
+        tracing::warn!(group, "sequencer frame for a group not hosted here");
+        return;
+    };
+    match f.body {
+        Some(Body::SeqReply(r)) => {
+            let _ = tx.send(Event::Seq(r));
+        }
+        Some(b) => {
+            let _ = tx.send(Event::SeqOther(b));
+        }
+        None => {}
     }
 }
 
@@ -362,7 +424,9 @@ struct GroupTask {
     record: Option<RecordWriter>,
     conns: HashMap<ConnId, FrameTx>,
     peer_links: Arc<Vec<Option<FrameTx>>>,
-    seq_link: FrameTx,
+    seq_links: Arc<Vec<FrameTx>>,
+    /// Clients watching this group: (connection, ranges only).
+    watchers: Vec<(FrameTx, bool)>,
     tick: Duration,
     fsync: bool,
 }
@@ -401,7 +465,25 @@ impl GroupTask {
                     }
                     Event::Raft(data) => self.replica.on_raft(&data),
                     Event::Seq(r) => self.replica.on_seq_reply(r),
+                    Event::SeqOther(b) => match b {
+                        Body::Heartbeat(h) => self.replica.on_heartbeat(h),
+                        Body::Switch(s) => self.replica.on_switch(s, &mut out),
+                        Body::Fill(f) => self.replica.on_fill(f, &mut out),
+                        Body::Activate(a) => self.replica.on_activate(a, &mut out),
+                        _ => {}
+                    },
                     Event::SeqConnected => self.replica.on_seq_connected(&mut out),
+                    Event::Watch {
+                        conn,
+                        tx,
+                        ranges_only,
+                    } => {
+                        let snap = self.replica.promise(true, self.replica.promised());
+                        tracing::info!(group = self.group(), conn, "a client watches this group");
+                        if tx.send(Frame::new(Body::Promise(snap))).is_ok() {
+                            self.watchers.push((tx, ranges_only));
+                        }
+                    }
                     Event::Shutdown(done) => {
                         self.execute(&mut out);
                         if let Some(r) = self.record.as_mut() {
@@ -457,7 +539,15 @@ impl GroupTask {
                     }
                 }
                 Action::SendSeq(req) => {
-                    let _ = self.seq_link.send(Frame::new(Body::GetSeq(req)));
+                    let to = epoch_owner(req.epoch, self.seq_links.len() as u32);
+                    if let Some(link) = self.seq_links.get(to as usize) {
+                        let _ = link.send(Frame::new(Body::GetSeq(req)));
+                    }
+                }
+                Action::ToSeq { seq, body } => {
+                    if let Some(link) = self.seq_links.get(seq as usize) {
+                        let _ = link.send(Frame::new(body));
+                    }
                 }
                 Action::Reply { conn, reply } => {
                     if let Some(tx) = self.conns.get(&conn) {
@@ -472,6 +562,9 @@ impl GroupTask {
                             tracing::error!(error = %e, "writing the bound record");
                         }
                     }
+                    if !self.watchers.is_empty() {
+                        self.notify_watchers(b);
+                    }
                 }
             }
         }
@@ -479,5 +572,22 @@ impl GroupTask {
 
     fn group(&self) -> u32 {
         self.replica.group()
+    }
+
+    fn notify_watchers(&mut self, b: mason_common::record::BoundBatch) {
+        let ranges = mason_common::record::BoundBatch {
+            op_clients: Vec::new(),
+            op_seqs: Vec::new(),
+            op_masks: Vec::new(),
+            ..b.clone()
+        };
+        self.watchers.retain(|(tx, ranges_only)| {
+            let body = if *ranges_only {
+                ranges.clone()
+            } else {
+                b.clone()
+            };
+            tx.send(Frame::new(Body::Bound(body))).is_ok()
+        });
     }
 }

@@ -13,11 +13,15 @@
 //! may have used, and commits whatever ranges come back as noops (DESIGN.md section 4).
 
 mod apply;
+mod failover;
 
 pub use crate::config::{Mutant, ReplicaConfig};
-use crate::entry::{BatchEntry, OpEntry};
+use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
+use crate::recorded::Recorded;
 use bytes::Bytes;
-use mason_common::msg::{ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply, SeqStatus};
+use mason_common::msg::{
+    epoch_owner, Body, ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply, SeqStatus,
+};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
 use prost::Message as _;
@@ -43,12 +47,19 @@ pub enum Action {
         to: u32,
         data: Bytes,
     },
+    /// To the sequencer that owns the request's epoch.
     SendSeq(GetSeq),
+    /// A takeover message to sequencer `seq` (an index among the sequencers).
+    ToSeq {
+        seq: u32,
+        body: Body,
+    },
     Reply {
         conn: ConnId,
         reply: ClientReply,
     },
-    /// A batch was applied: record what it bound.
+    /// A batch (or a takeover's holes, as batch id 0 with no ops, or a promise of a new
+    /// epoch, as batch id 0 with no ranges) was applied: record what it bound.
     Bound(BoundBatch),
 }
 
@@ -100,6 +111,8 @@ struct Leader {
     open_since: u64,
     clients: BTreeMap<u64, LeaderClient>,
     waiting: Vec<(ConnId, ClientOp)>,
+    /// The sequencer watermarks last heard, to pass on in the next batch if they moved.
+    seq_watermarks: Vec<u64>,
 }
 
 const MAX_HELD_PER_CLIENT: usize = 1 << 14;
@@ -113,6 +126,14 @@ pub struct Replica {
     last_batch_id: u64,
     clients: HashMap<u64, Applied>,
     leader: Option<Leader>,
+    /// The highest sequencer epoch this group has promised (applied state).
+    promised: u64,
+    recorded: Recorded,
+    /// When the sequencer of `promised` was last heard from (leaders only).
+    seq_heard: u64,
+    heartbeat_sent: u64,
+    /// Backups asked to take over since the sequencer was last heard from.
+    takeover_asks: u64,
 }
 
 impl Replica {
@@ -141,13 +162,18 @@ impl Replica {
             node.campaign()?;
         }
         Ok(Replica {
-            cfg,
             node,
             now: 0,
             applied_index: 0,
             last_batch_id: 0,
             clients: HashMap::new(),
             leader: None,
+            promised: 1,
+            recorded: Recorded::new(cfg.spaces),
+            seq_heard: 0,
+            heartbeat_sent: 0,
+            takeover_asks: 0,
+            cfg,
         })
     }
 
@@ -166,6 +192,19 @@ impl Replica {
 
     pub fn last_batch_id(&self) -> u64 {
         self.last_batch_id
+    }
+
+    /// The highest sequencer epoch this group has promised.
+    pub fn promised(&self) -> u64 {
+        self.promised
+    }
+
+    pub fn recorded(&self) -> &Recorded {
+        &self.recorded
+    }
+
+    fn owner(&self, epoch: u64) -> u32 {
+        epoch_owner(epoch, self.cfg.sequencers)
     }
 
     /// The earliest time (us) at which [`Replica::flush`] has something to do on its own.
@@ -194,9 +233,7 @@ impl Replica {
                                 group,
                                 batch = b.id,
                                 resends = b.resends,
-                                "the sequencer has not answered this batch; a sequencer that \
-                                 restarted without its state cannot serve this group (sequencer \
-                                 failover is not implemented yet)"
+                                "the sequencer has not answered this batch"
                             );
                         }
                         out.push(Action::SendSeq(b.request.clone()));
@@ -204,6 +241,7 @@ impl Replica {
                 }
             }
         }
+        self.watch_sequencer(now, out);
         self.flush(now, out);
     }
 
@@ -252,9 +290,19 @@ impl Replica {
     }
 
     pub fn on_seq_reply(&mut self, reply: SeqReply) {
+        if reply.epoch != self.promised && self.cfg.mutant != Some(Mutant::NoFence) {
+            // Fenced: an answer from a sequencer this group no longer listens to.
+            return;
+        }
+        if reply.epoch == self.promised {
+            self.seq_heard = self.now;
+        }
         let Some(l) = self.leader.as_mut() else {
             return;
         };
+        if reply.watermarks.len() == self.cfg.spaces as usize {
+            l.seq_watermarks.clone_from(&reply.watermarks);
+        }
         if let Some(b) = l.inflight.iter_mut().find(|b| b.id == reply.batch_id) {
             if matches!(b.stage, Stage::Requested { .. }) {
                 b.stage = Stage::Answered(reply);
@@ -403,7 +451,10 @@ impl Replica {
                 open_since: self.now,
                 clients: BTreeMap::new(),
                 waiting: Vec::new(),
+                seq_watermarks: Vec::new(),
             });
+            self.seq_heard = self.now;
+            self.takeover_asks = 0;
         }
         self.maybe_start(out);
     }
@@ -456,11 +507,12 @@ impl Replica {
         };
         for id in probes {
             let request = GetSeq {
-                epoch: 0,
+                epoch: self.promised,
                 group: self.cfg.group,
                 batch_id: id,
                 space_mask: all.0,
                 counts: vec![0; all.len()],
+                committed: self.last_batch_id,
             };
             out.push(Action::SendSeq(request.clone()));
             l.inflight.push_back(Inflight {
@@ -475,6 +527,7 @@ impl Replica {
         tracing::info!(
             group = self.cfg.group,
             term = l.term,
+            epoch = self.promised,
             last_batch = self.last_batch_id,
             "leading; re-asking the predecessor's batch ids"
         );
@@ -487,6 +540,7 @@ impl Replica {
     fn close_batches(&mut self, out: &mut Vec<Action>) {
         let now = self.now;
         let cfg = &self.cfg;
+        let (epoch, committed) = (self.promised, self.last_batch_id);
         let Some(l) = self.leader.as_mut() else {
             return;
         };
@@ -514,11 +568,12 @@ impl Replica {
             let id = l.next_batch_id;
             l.next_batch_id += 1;
             let request = GetSeq {
-                epoch: 0,
+                epoch,
                 group: cfg.group,
                 batch_id: id,
                 space_mask: mask.0,
                 counts,
+                committed,
             };
             out.push(Action::SendSeq(request.clone()));
             l.inflight.push_back(Inflight {
@@ -551,21 +606,31 @@ impl Replica {
                     restart = true;
                     break;
                 }
+                let watermarks = if l.seq_watermarks.as_slice() != self.recorded.watermarks() {
+                    l.seq_watermarks.clone()
+                } else {
+                    Vec::new()
+                };
                 let entry = BatchEntry {
                     epoch: reply.epoch,
                     batch_id: b.id,
                     space_mask: reply.space_mask,
-                    bases: reply.bases,
-                    counts: reply.counts,
+                    bases: reply.bases.clone(),
+                    counts: reply.counts.clone(),
                     ops: b.ops.clone(),
+                    watermarks,
                 };
-                if let Err(e) = self.node.propose(Vec::new(), entry.encode_to_vec()) {
+                let data = LogEntry {
+                    kind: Some(Kind::Batch(entry)),
+                }
+                .encode_to_vec();
+                if let Err(e) = self.node.propose(Vec::new(), data) {
                     tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
                     break;
                 }
                 b.stage = Stage::Proposed;
                 if self.cfg.mutant == Some(Mutant::AnswerBeforeCommit) {
-                    answer_early(&entry, &l.clients, self.cfg.group, out);
+                    answer_early(&b.ops, b.id, &reply, &l.clients, self.cfg.group, out);
                 }
             }
         }
@@ -640,12 +705,23 @@ impl Replica {
 
 /// The `AnswerBeforeCommit` mutant: answers every op of a batch that is only proposed.
 fn answer_early(
-    entry: &BatchEntry,
+    ops: &[OpEntry],
+    id: u64,
+    reply: &SeqReply,
     clients: &BTreeMap<u64, LeaderClient>,
     group: u32,
     out: &mut Vec<Action>,
 ) {
-    let ops: Vec<&OpEntry> = entry.ops.iter().collect();
+    let entry = BatchEntry {
+        epoch: reply.epoch,
+        batch_id: id,
+        space_mask: reply.space_mask,
+        bases: reply.bases.clone(),
+        counts: reply.counts.clone(),
+        ops: Vec::new(),
+        watermarks: Vec::new(),
+    };
+    let ops: Vec<&OpEntry> = ops.iter().collect();
     let _ = entry.bound(group, &ops).for_each_op(|c, s, m, n| {
         if let Some(lc) = clients.get(&c) {
             out.push(Action::Reply {

@@ -672,6 +672,7 @@ fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
             batch_id: last + 1,
             space_mask: 1,
             counts: vec![0],
+            committed: 0,
         })
         .expect("the next id is answered at once");
     assert_eq!(probe.counts, vec![0]);

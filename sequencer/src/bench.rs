@@ -44,6 +44,7 @@ fn request(cfg: &BenchConfig, group: u32, batch_id: u64) -> GetSeq {
         batch_id,
         space_mask: mask.0,
         counts: vec![cfg.batch; mask.len()],
+        committed: 0,
     }
 }
 

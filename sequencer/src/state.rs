@@ -45,6 +45,8 @@ struct Assigned {
 struct GroupState {
     /// The next id to assign; ids below it were assigned (or forgotten).
     next: u64,
+    /// The group's last applied batch id, as it last said.
+    committed: u64,
     /// Ids below this were forgotten: asking for them again is `TooOld`.
     forgotten_below: u64,
     ids: BTreeMap<u64, Assigned>,
@@ -56,6 +58,7 @@ impl Default for GroupState {
     fn default() -> Self {
         GroupState {
             next: 1,
+            committed: 0,
             forgotten_below: 1,
             ids: BTreeMap::new(),
             early: BTreeMap::new(),
@@ -69,14 +72,73 @@ pub struct Sequencer {
     cfg: SequencerConfig,
     counters: Vec<u64>,
     groups: HashMap<u32, GroupState>,
+    /// Per space: every number below is bound for good (see [`Sequencer::collect`]).
+    watermarks: Vec<u64>,
 }
 
 impl Sequencer {
     pub fn new(cfg: SequencerConfig) -> Sequencer {
         Sequencer {
             counters: vec![0; cfg.spaces as usize],
+            watermarks: vec![0; cfg.spaces as usize],
             cfg,
             groups: HashMap::new(),
+        }
+    }
+
+    /// A sequencer taking over (DESIGN.md section 5): its counters restart at `counters`,
+    /// below which everything is bound, and each group's next batch id is the one after
+    /// its last applied one (`last_ids`).
+    pub fn recovered(
+        cfg: SequencerConfig,
+        counters: Vec<u64>,
+        last_ids: &HashMap<u32, u64>,
+    ) -> Sequencer {
+        let mut s = Sequencer::new(cfg);
+        for (c, n) in s.counters.iter_mut().zip(&counters) {
+            *c = *n;
+        }
+        s.watermarks = s.counters.clone();
+        for (&g, &last) in last_ids {
+            s.groups.insert(
+                g,
+                GroupState {
+                    next: last + 1,
+                    committed: last,
+                    forgotten_below: last + 1,
+                    ..GroupState::default()
+                },
+            );
+        }
+        s
+    }
+
+    /// The garbage-collection watermarks, per space: every number below was given to a
+    /// batch id that its group has since applied, so it is bound for good.
+    pub fn watermarks(&self) -> &[u64] {
+        &self.watermarks
+    }
+
+    /// Recomputes [`Sequencer::watermarks`] (a periodic task: it walks every group's
+    /// unapplied ids, at most K per group).
+    pub fn collect(&mut self) {
+        let mut w = self.counters.clone();
+        for g in self.groups.values() {
+            if g.forgotten_below > g.committed + 1 {
+                // Ids the group has not applied were forgotten: nothing is known; hold.
+                return;
+            }
+            for (_, a) in g.ids.range(g.committed + 1..) {
+                for ((s, base), count) in SpaceMask(a.mask).iter().zip(&a.bases).zip(&a.counts) {
+                    if *count > 0 {
+                        let ws = &mut w[s as usize];
+                        *ws = (*ws).min(*base);
+                    }
+                }
+            }
+        }
+        for (old, new) in self.watermarks.iter_mut().zip(w) {
+            *old = (*old).max(new);
         }
     }
 
@@ -99,6 +161,7 @@ impl Sequencer {
             space_mask: 0,
             bases: Vec::new(),
             counts: Vec::new(),
+            watermarks: Vec::new(),
         }
     }
 
@@ -112,6 +175,7 @@ impl Sequencer {
             space_mask: a.mask,
             bases: a.bases.clone(),
             counts: a.counts.clone(),
+            watermarks: self.watermarks.clone(),
         }
     }
 
@@ -126,8 +190,14 @@ impl Sequencer {
             out.push((origin, self.status(req, SeqStatus::Invalid)));
             return;
         }
+        if req.epoch != self.cfg.epoch && req.epoch != 0 {
+            // Meant for another sequencer's epoch (0: a client of the direct baseline,
+            // which has no failover). Its sender does not use our answers.
+            return;
+        }
         let window = self.cfg.window;
         let g = self.groups.entry(req.group).or_default();
+        g.committed = g.committed.max(req.committed.min(g.next.saturating_sub(1)));
         if req.batch_id < g.next {
             let reply = match g.ids.get(&req.batch_id) {
                 Some(a) => {
@@ -222,11 +292,12 @@ mod tests {
 
     fn req(group: u32, batch_id: u64, mask: u64, counts: Vec<u32>) -> GetSeq {
         GetSeq {
-            epoch: 1,
+            epoch: 7,
             group,
             batch_id,
             space_mask: mask,
             counts,
+            committed: 0,
         }
     }
 

@@ -7,9 +7,10 @@
 //! for event; a failing seed prints the command that replays it.
 
 mod check;
+mod failover;
 pub mod net;
 pub mod scenario;
 pub mod trace;
 pub mod world;
 
-pub use scenario::{find, run_seed, Options, Outcome, Scenario, SCENARIOS};
+pub use scenario::{find, run_seed, Options, Outcome, Scenario, SimMutant, SCENARIOS};

@@ -4,12 +4,13 @@
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A node of the simulated cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Node {
-    Sequencer,
+    /// Sequencer `i`: 0 is the first primary, the others its backups.
+    Sequencer(u32),
     /// A proxy machine: replica `m % 3` of the groups of triple `m / 3`.
     Proxy(u32),
     Client(u32),
@@ -18,7 +19,7 @@ pub enum Node {
 impl std::fmt::Display for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Node::Sequencer => write!(f, "sequencer"),
+            Node::Sequencer(i) => write!(f, "sequencer-{i}"),
             Node::Proxy(m) => write!(f, "proxy-{m}"),
             Node::Client(c) => write!(f, "client-{c}"),
         }
@@ -52,6 +53,9 @@ pub struct Net {
     pub cfg: NetConfig,
     /// Directed pairs that cannot talk.
     blocked: BTreeSet<(Node, Node)>,
+    /// Directed pairs whose messages take this much longer (a stalled process or link:
+    /// its messages arrive late, not never).
+    slow: BTreeMap<(Node, Node), u64>,
 }
 
 impl Net {
@@ -59,6 +63,7 @@ impl Net {
         Net {
             cfg,
             blocked: BTreeSet::new(),
+            slow: BTreeMap::new(),
         }
     }
 
@@ -70,9 +75,10 @@ impl Net {
         if self.cfg.drop > 0.0 && rng.gen_bool(self.cfg.drop) {
             return Vec::new();
         }
-        let mut out = vec![self.delay(rng)];
+        let extra = self.slow.get(&(from, to)).copied().unwrap_or(0);
+        let mut out = vec![self.delay(rng) + extra];
         if self.cfg.dup > 0.0 && rng.gen_bool(self.cfg.dup) {
-            out.push(self.delay(rng));
+            out.push(self.delay(rng) + extra);
         }
         out
     }
@@ -96,11 +102,21 @@ impl Net {
         }
     }
 
+    /// Messages from any of `a` to any of `b` take `extra_us` longer.
+    pub fn slow_down(&mut self, a: &[Node], b: &[Node], extra_us: u64) {
+        for &x in a {
+            for &y in b {
+                self.slow.insert((x, y), extra_us);
+            }
+        }
+    }
+
     pub fn heal(&mut self) {
         self.blocked.clear();
+        self.slow.clear();
     }
 
     pub fn is_partitioned(&self) -> bool {
-        !self.blocked.is_empty()
+        !self.blocked.is_empty() || !self.slow.is_empty()
     }
 }

@@ -3,17 +3,19 @@
 //! faults, heal everything, let it settle, and check.
 
 use crate::check::check;
+use crate::failover;
 use crate::net::{NetConfig, Node};
 use crate::trace::{stamp, Trace};
 use crate::world::{Fault, World, WorldConfig};
 use mason_client::load::OpSpaces;
 use mason_common::verify::{Report, Violation};
 use mason_proxy::{Mutant, ReplicaConfig};
+use mason_sequencer::SeqMutant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const MS: u64 = 1_000;
-const S: u64 = 1_000_000;
+pub(crate) const MS: u64 = 1_000;
+pub(crate) const S: u64 = 1_000_000;
 
 pub struct Scenario {
     pub name: &'static str,
@@ -33,7 +35,7 @@ pub struct Plan {
     pub live_bound_us: u64,
 }
 
-fn base(seed: u64) -> Plan {
+pub(crate) fn base(seed: u64) -> Plan {
     Plan {
         world: WorldConfig {
             seed,
@@ -52,6 +54,9 @@ fn base(seed: u64) -> Plan {
                 election_ticks: 10,
                 heartbeat_ticks: 2,
                 seq_retry_us: 100 * MS,
+                sequencers: 2,
+                seq_heartbeat_us: 25 * MS,
+                seq_timeout_us: 150 * MS,
                 ..ReplicaConfig::default()
             },
             tick_us: 10 * MS,
@@ -60,6 +65,9 @@ fn base(seed: u64) -> Plan {
             retry_timeout_us: 200 * MS,
             fsync: true,
             unsynced_window_us: 30 * MS,
+            sequencers: 2,
+            seq_tick_us: 2 * MS,
+            seq_mutant: None,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -178,7 +186,7 @@ fn random(seed: u64) -> Plan {
             2 => (
                 Fault::Partition {
                     a: vec![Node::Proxy(m)],
-                    b: vec![Node::Sequencer],
+                    b: vec![Node::Sequencer(0)],
                     both_ways: true,
                 },
                 Fault::Heal,
@@ -242,6 +250,14 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "loss", about: "5% of all messages are lost", in_all: true, build: loss },
     Scenario { name: "dup-reorder", about: "5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: dup_reorder },
     Scenario { name: "random", about: "random crash, partition and loss episodes drawn from the seed", in_all: true, build: random },
+    Scenario { name: "seq-crash", about: "the primary sequencer crashes at 0.7s (a backup takes over) and restarts as a backup at 1.4s", in_all: true, build: failover::seq_crash },
+    Scenario { name: "leader-crash-in-seq-recovery", about: "the primary sequencer crashes at 0.7s; group 0's leader crashes during the takeover", in_all: true, build: failover::leader_crash_during_seq_recovery },
+    Scenario { name: "seq-crash-in-election", about: "group 0's leader crashes at 0.7s; the primary sequencer crashes during the election", in_all: true, build: failover::seq_crash_during_election },
+    Scenario { name: "backup-crash-mid-takeover", about: "3 sequencers: the primary crashes at 0.7s, the backup taking over crashes mid-takeover; the third takes over", in_all: true, build: failover::backup_crash_mid_takeover },
+    Scenario { name: "backups-racing", about: "3 sequencers: the primary crashes and both backups are asked to take over at once", in_all: true, build: failover::backups_racing },
+    Scenario { name: "old-primary-returns", about: "the primary stalls at 0.7s (its messages arrive 140-260 ms late); a backup takes over; its late answers must bind nothing", in_all: true, build: failover::old_primary_returns },
+    Scenario { name: "seq-partial-partition", about: "2 triples: the primary is cut from one triple's groups only (0.7s-1.5s)", in_all: true, build: failover::seq_partial_partition },
+    Scenario { name: "long-split", about: "2 triples: primary + one triple split from backup + the other for 1.4 s, then healed", in_all: true, build: failover::long_split },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
 
@@ -249,8 +265,35 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
+/// A deliberate protocol breakage in a proxy replica or in the sequencers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimMutant {
+    Proxy(Mutant),
+    Seq(SeqMutant),
+}
+
+impl std::str::FromStr for SimMutant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "no-fill" => Ok(SimMutant::Seq(SeqMutant::NoFill)),
+            "majority-promises" => Ok(SimMutant::Seq(SeqMutant::MajorityPromises)),
+            _ => s
+                .parse::<Mutant>()
+                .map(SimMutant::Proxy)
+                .map_err(|e| format!("{e}, or of the sequencer: no-fill, majority-promises")),
+        }
+    }
+}
+
+impl From<Mutant> for SimMutant {
+    fn from(m: Mutant) -> SimMutant {
+        SimMutant::Proxy(m)
+    }
+}
+
 pub struct Options {
-    pub mutant: Option<Mutant>,
+    pub mutant: Option<SimMutant>,
     /// Print every event as it happens.
     pub verbose: bool,
 }
@@ -330,7 +373,11 @@ pub fn run_seed(sc: &Scenario, seed: u64, opts: &Options) -> Outcome {
 
 fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
     let mut plan = (sc.build)(seed);
-    plan.world.replica.mutant = opts.mutant;
+    match opts.mutant {
+        Some(SimMutant::Proxy(m)) => plan.world.replica.mutant = Some(m),
+        Some(SimMutant::Seq(m)) => plan.world.seq_mutant = Some(m),
+        None => {}
+    }
     let load_until = plan.world.load_until_us;
     let mut w = World::new(plan.world, trace);
     for (at, f) in plan.faults {

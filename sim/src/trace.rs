@@ -22,9 +22,13 @@ pub fn stamp(us: u64) -> String {
 
 fn describe(body: &Body) -> String {
     match body {
-        Body::GetSeq(r) => format!("GetSeq g{} b{} counts {:?}", r.group, r.batch_id, r.counts),
+        Body::GetSeq(r) => format!(
+            "GetSeq e{} g{} b{} counts {:?}",
+            r.epoch, r.group, r.batch_id, r.counts
+        ),
         Body::SeqReply(r) => format!(
-            "SeqReply g{} b{} bases {:?} counts {:?}{}",
+            "SeqReply e{} g{} b{} bases {:?} counts {:?}{}",
+            r.epoch,
             r.group,
             r.batch_id,
             r.bases,
@@ -38,6 +42,30 @@ fn describe(body: &Body) -> String {
             r.client_id, r.client_seq, r.status, r.numbers
         ),
         Body::PeerHello(h) => format!("PeerHello {}", h.replica),
+        Body::SeqHello(h) => format!("SeqHello {}", h.replica),
+        Body::Heartbeat(h) => format!("Heartbeat g{} e{}", h.group, h.epoch),
+        Body::Takeover(t) => format!("Takeover g{} from e{}", t.group, t.epoch),
+        Body::Switch(s) => format!("Switch g{} e{}", s.group, s.epoch),
+        Body::Promise(p) => format!(
+            "Promise g{} e{} ok {} promised {} last b{} watermarks {:?} ranges {}",
+            p.group,
+            p.epoch,
+            p.ok,
+            p.promised,
+            p.last_batch_id,
+            p.watermarks,
+            p.recorded.as_ref().map_or(0, |r| r.spaces.len())
+        ),
+        Body::Fill(f) => format!(
+            "Fill g{} e{} holes {:?}",
+            f.group,
+            f.epoch,
+            f.holes.as_ref().and_then(|h| h.iter().map(|i| i.collect::<Vec<_>>()))
+        ),
+        Body::FillAck(a) => format!("FillAck g{} e{}", a.group, a.epoch),
+        Body::Activate(a) => format!("Activate e{}", a.epoch),
+        Body::Watch(w) => format!("Watch g{}", w.group),
+        Body::Bound(b) => format!("Bound g{} b{}", b.group, b.batch_id),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The simulated world: virtual time, one event queue, and the real state machines — the
-//! sequencer, every proxy replica (hosted by proxy machines in triples, as Mason ran
+//! sequencers (a primary and its backups), every proxy replica (hosted by proxy machines in triples, as Mason ran
 //! them), and every client — wired through the simulated network. Everything is driven
 //! from one seed: the same seed gives the same run, event for event.
 
@@ -8,11 +8,11 @@ use crate::trace::Trace;
 use bytes::Bytes;
 use mason_client::load::OpSpaces;
 use mason_client::{ClientAction, ClientCore, CoreConfig, CoreTarget};
-use mason_common::msg::{Body, Frame, RaftMsg};
+use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, Takeover};
 use mason_common::record::{AckChunk, BoundBatch};
 use mason_proxy::wal::replay_record;
 use mason_proxy::{Action, Replica, ReplicaConfig};
-use mason_sequencer::{Sequencer, SequencerConfig};
+use mason_sequencer::{SeqMutant, SeqNode, SeqNodeConfig, SeqOut};
 use raft::prelude::{ConfState, Entry, HardState};
 use raft::storage::MemStorage;
 use rand::rngs::StdRng;
@@ -46,6 +46,10 @@ pub struct WorldConfig {
     /// in the last `unsynced_window_us`.
     pub fsync: bool,
     pub unsynced_window_us: u64,
+    /// Sequencers: 0 is the first primary, the others backups.
+    pub sequencers: u32,
+    pub seq_tick_us: u64,
+    pub seq_mutant: Option<SeqMutant>,
 }
 
 /// What a fault does. Scenarios schedule these at virtual times.
@@ -73,6 +77,18 @@ pub enum Fault {
     },
     /// A client dies for good: its unanswered ops are abandoned.
     CrashClient(u32),
+    /// Sequencer `i` crashes (its state is lost).
+    CrashSequencer(u32),
+    /// Sequencer `i` restarts, as a backup.
+    RestartSequencer(u32),
+    /// Sequencer `seq` is asked to take over from `epoch`, as if by a group leader.
+    AskTakeover { seq: u32, epoch: u64 },
+    /// Messages from `a` to `b` take `extra_us` longer until the next heal.
+    Slow {
+        a: Vec<Node>,
+        b: Vec<Node>,
+        extra_us: u64,
+    },
 }
 
 enum Ev {
@@ -80,6 +96,7 @@ enum Ev {
     Process(u32),
     Tick(u32, u64),
     ClientTick(u32),
+    SeqTick(u32, u64),
     Fault(Fault),
     StopLoad,
 }
@@ -107,23 +124,27 @@ impl Ord for Queued {
     }
 }
 
-/// The sequencer routes answers by an opaque token: the proxy machine's number.
+/// A sequencer routes answers by an opaque token: here, the sender's node.
 fn node_token(n: Node) -> u64 {
     match n {
         Node::Proxy(m) => u64::from(m),
         Node::Client(c) => (1 << 32) | u64::from(c),
-        Node::Sequencer => u64::MAX,
+        Node::Sequencer(i) => (2 << 32) | u64::from(i),
     }
 }
 
 fn token_node(t: u64) -> Node {
-    if t == u64::MAX {
-        Node::Sequencer
-    } else if t >> 32 == 1 {
-        Node::Client(t as u32)
-    } else {
-        Node::Proxy(t as u32)
+    match t >> 32 {
+        2 => Node::Sequencer(t as u32),
+        1 => Node::Client(t as u32),
+        _ => Node::Proxy(t as u32),
     }
+}
+
+struct SimSeq {
+    node: SeqNode,
+    alive: bool,
+    incarnation: u64,
 }
 
 /// What a replica wrote: one record per `Persist` action, with the time it was written.
@@ -153,7 +174,7 @@ pub struct World {
     queue: BinaryHeap<Reverse<Queued>>,
     n: u64,
     pub net: Net,
-    seq: Sequencer,
+    seqs: Vec<SimSeq>,
     machines: Vec<Machine>,
     clients: Vec<SimClient>,
     load: bool,
@@ -172,11 +193,13 @@ impl World {
     pub fn new(cfg: WorldConfig, trace: Trace) -> World {
         let rng = StdRng::seed_from_u64(cfg.seed);
         let groups = cfg.triples * cfg.groups_per_triple;
-        let seq = Sequencer::new(SequencerConfig {
-            spaces: cfg.spaces,
-            epoch: 1,
-            ..SequencerConfig::default()
-        });
+        let seqs = (0..cfg.sequencers.max(1))
+            .map(|i| SimSeq {
+                node: SeqNode::new(seq_config(&cfg, i, i == 0)),
+                alive: true,
+                incarnation: 0,
+            })
+            .collect();
         let mut machines = Vec::new();
         for m in 0..cfg.triples * 3 {
             let t = m / 3;
@@ -216,7 +239,7 @@ impl World {
             queue: BinaryHeap::new(),
             n: 0,
             net,
-            seq,
+            seqs,
             machines,
             clients,
             load: true,
@@ -236,6 +259,10 @@ impl World {
         };
         for m in 0..w.machines.len() as u32 {
             w.start_machine(m);
+        }
+        for i in 0..w.seqs.len() as u32 {
+            let at = w.rng.gen_range(0..w.cfg.seq_tick_us.max(1));
+            w.schedule(at, Ev::SeqTick(i, 0));
         }
         for c in 0..w.cfg.clients {
             for _ in 0..w.cfg.concurrency {
@@ -306,6 +333,17 @@ impl World {
                 let at = self.now + self.cfg.retry_timeout_us / 4;
                 self.schedule(at, Ev::ClientTick(c));
             }
+            Ev::SeqTick(i, inc) => {
+                let s = &mut self.seqs[i as usize];
+                if !s.alive || s.incarnation != inc {
+                    return;
+                }
+                let mut out = Vec::new();
+                s.node.tick(self.now, &mut out);
+                self.seq_out(i, out);
+                let at = self.now + self.cfg.seq_tick_us;
+                self.schedule(at, Ev::SeqTick(i, inc));
+            }
             Ev::Fault(f) => self.fault(f),
             Ev::StopLoad => {
                 self.load = false;
@@ -332,13 +370,14 @@ impl World {
     fn deliver(&mut self, from: Node, to: Node, body: Body) {
         self.trace.message(self.now, from, to, &body);
         match to {
-            Node::Sequencer => {
-                if let Body::GetSeq(req) = body {
-                    let mut out = Vec::new();
-                    self.seq.handle(&req, node_token(from), &mut out);
-                    for (origin, reply) in out {
-                        self.send(Node::Sequencer, token_node(origin), Body::SeqReply(reply));
-                    }
+            Node::Sequencer(i) => {
+                let now = self.now;
+                let Some(s) = self.seqs.get_mut(i as usize).filter(|s| s.alive) else {
+                    return;
+                };
+                let mut out = Vec::new();
+                if s.node.on_frame(node_token(from), body, now, &mut out).is_ok() {
+                    self.seq_out(i, out);
                 }
             }
             Node::Proxy(m) => {
@@ -367,6 +406,27 @@ impl World {
                     .core
                     .on_frame(idx, Frame::new(body), self.now, &mut out);
                 self.client_actions(c, out);
+            }
+        }
+    }
+
+    fn seq_out(&mut self, i: u32, out: Vec<SeqOut>) {
+        let per = self.cfg.groups_per_triple;
+        let from = Node::Sequencer(i);
+        for o in out {
+            match o {
+                SeqOut::Reply(origin, body) => self.send(from, token_node(origin), body),
+                SeqOut::Group(g, body) => {
+                    let t = g / per;
+                    for m in t * 3..t * 3 + 3 {
+                        self.send(from, Node::Proxy(m), body.clone());
+                    }
+                }
+                SeqOut::Broadcast(body) => {
+                    for m in 0..self.machines.len() as u32 {
+                        self.send(from, Node::Proxy(m), body.clone());
+                    }
+                }
             }
         }
     }
@@ -416,6 +476,20 @@ impl World {
                 Body::Raft(r) => r.group,
                 Body::SeqReply(r) => r.group,
                 Body::ClientOp(o) => o.group,
+                Body::Heartbeat(h) => h.group,
+                Body::Switch(s) => s.group,
+                Body::Fill(f) => f.group,
+                Body::Activate(a) => {
+                    for slot in 0..touched.len() {
+                        touched[slot] = true;
+                        let mut out = Vec::new();
+                        if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
+                            rep.on_activate(a.clone(), &mut out);
+                        }
+                        self.route(m, slot, out);
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             let slot = (group % per) as usize;
@@ -430,6 +504,9 @@ impl World {
             match body {
                 Body::Raft(r) => rep.on_raft(&r.data),
                 Body::SeqReply(r) => rep.on_seq_reply(r),
+                Body::Heartbeat(h) => rep.on_heartbeat(h),
+                Body::Switch(s) => rep.on_switch(s, &mut out),
+                Body::Fill(f) => rep.on_fill(f, &mut out),
                 Body::ClientOp(op) => {
                     if let Node::Client(c) = from {
                         rep.on_client_op(u64::from(c), op, &mut out);
@@ -497,7 +574,11 @@ impl World {
                     );
                 }
                 Action::SendSeq(req) => {
-                    self.send(Node::Proxy(m), Node::Sequencer, Body::GetSeq(req))
+                    let to = epoch_owner(req.epoch, self.seqs.len() as u32);
+                    self.send(Node::Proxy(m), Node::Sequencer(to), Body::GetSeq(req))
+                }
+                Action::ToSeq { seq, body } => {
+                    self.send(Node::Proxy(m), Node::Sequencer(seq), body)
                 }
                 Action::Reply { conn, reply } => self.send(
                     Node::Proxy(m),
@@ -662,12 +743,36 @@ impl World {
                         self.start_machine(m);
                     }
                 }
+                for i in 0..self.seqs.len() as u32 {
+                    self.restart_sequencer(i);
+                }
             }
             Fault::CrashClient(c) => {
                 if let Some(cl) = self.clients.get_mut(c as usize) {
                     cl.alive = false;
                     self.trace.note(self.now, format!("crash client-{c}"));
                 }
+            }
+            Fault::CrashSequencer(i) => {
+                if let Some(s) = self.seqs.get_mut(i as usize).filter(|s| s.alive) {
+                    s.alive = false;
+                    s.incarnation += 1;
+                    self.trace.note(self.now, format!("crash sequencer-{i}"));
+                }
+            }
+            Fault::RestartSequencer(i) => self.restart_sequencer(i),
+            Fault::AskTakeover { seq, epoch } => {
+                self.trace
+                    .note(self.now, format!("ask sequencer-{seq} to take over from epoch {epoch}"));
+                let body = Body::Takeover(Takeover { epoch, group: 0 });
+                self.deliver(Node::Proxy(0), Node::Sequencer(seq), body);
+            }
+            Fault::Slow { a, b, extra_us } => {
+                self.trace.note(
+                    self.now,
+                    format!("slow {a:?} -> {b:?} by {} ms", extra_us / 1000),
+                );
+                self.net.slow_down(&a, &b, extra_us);
             }
             Fault::Loss { drop, dup } => {
                 self.trace.note(self.now, format!("loss {drop} dup {dup}"));
@@ -677,8 +782,43 @@ impl World {
         }
     }
 
+    /// Restarts a crashed sequencer with no state, as a backup.
+    fn restart_sequencer(&mut self, i: u32) {
+        let cfg = seq_config(&self.cfg, i, false);
+        let Some(s) = self.seqs.get_mut(i as usize).filter(|s| !s.alive) else {
+            return;
+        };
+        s.node = SeqNode::new(cfg);
+        s.alive = true;
+        s.incarnation += 1;
+        let inc = s.incarnation;
+        self.trace.note(self.now, format!("restart sequencer-{i} (as a backup)"));
+        let at = self.now + self.cfg.seq_tick_us;
+        self.schedule(at, Ev::SeqTick(i, inc));
+    }
+
+    /// The epoch sequencer `i` serves, if it is alive and active.
+    pub fn sequencer_epoch(&self, i: u32) -> Option<u64> {
+        self.seqs
+            .get(i as usize)
+            .filter(|s| s.alive)
+            .and_then(|s| s.node.active_epoch())
+    }
+
     /// A fresh draw from the world's RNG (for schedules made up front).
     pub fn rng(&mut self) -> &mut StdRng {
         &mut self.rng
+    }
+}
+
+fn seq_config(cfg: &WorldConfig, id: u32, primary: bool) -> SeqNodeConfig {
+    SeqNodeConfig {
+        id,
+        sequencers: cfg.sequencers.max(1),
+        groups: cfg.triples * cfg.groups_per_triple,
+        spaces: cfg.spaces,
+        primary,
+        mutant: cfg.seq_mutant,
+        ..SeqNodeConfig::default()
     }
 }

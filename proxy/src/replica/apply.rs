@@ -1,11 +1,13 @@
 //! Applying committed entries: every replica binds each batch's ops to numbers in order,
-//! keeps the per-client dedup state (Once), and records what it bound; the leader also
-//! answers the clients.
+//! keeps the per-client dedup state (Once), and records what it bound (the recorded set,
+//! and a record for the checker); the leader also answers the clients. Batches from an
+//! epoch below the group's promise are fenced off: they bind nothing.
 
 use super::{Action, Replica};
 use crate::config::Mutant;
-use crate::entry::BatchEntry;
+use crate::entry::{BatchEntry, Kind, LogEntry};
 use mason_common::msg::{ClientReply, ReplyStatus};
+use mason_common::types::SpaceMask;
 use prost::Message as _;
 use raft::prelude::Entry;
 
@@ -16,8 +18,19 @@ impl Replica {
             if e.data.is_empty() {
                 continue;
             }
-            match BatchEntry::decode(&e.data[..]) {
-                Ok(b) => self.apply_batch(b, out),
+            match LogEntry::decode(&e.data[..]) {
+                Ok(LogEntry {
+                    kind: Some(Kind::Batch(b)),
+                }) => self.apply_batch(b, out),
+                Ok(LogEntry {
+                    kind: Some(Kind::Switch(sw)),
+                }) => self.apply_switch(sw, out),
+                Ok(LogEntry {
+                    kind: Some(Kind::Fill(f)),
+                }) => self.apply_fill(f, out),
+                Ok(LogEntry { kind: None }) => {
+                    tracing::error!(group = self.cfg.group, index = e.index, "empty entry")
+                }
                 Err(err) => {
                     tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
                 }
@@ -26,6 +39,16 @@ impl Replica {
     }
 
     fn apply_batch(&mut self, b: BatchEntry, out: &mut Vec<Action>) {
+        if self.fenced(b.epoch) {
+            tracing::info!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                epoch = b.epoch,
+                promised = self.promised,
+                "fenced: a batch from an older sequencer epoch binds nothing"
+            );
+            return;
+        }
         if b.batch_id <= self.last_batch_id {
             tracing::error!(
                 group = self.cfg.group,
@@ -56,6 +79,12 @@ impl Replica {
             }
         }
         let bound = b.bound(self.cfg.group, &kept);
+        for ((s, base), count) in SpaceMask(b.space_mask).iter().zip(&b.bases).zip(&b.counts) {
+            self.recorded.insert(s, *base, u64::from(*count));
+        }
+        if b.watermarks.len() == self.cfg.spaces as usize {
+            self.recorded.advance(&b.watermarks);
+        }
         let mut numbered = Vec::with_capacity(kept.len());
         if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
             tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
