@@ -32,6 +32,20 @@ pub enum Cmd {
     BenchSequencer(BenchSeqArgs),
     /// Run whole clusters in the deterministic simulator, under faults, from seeds.
     Sim(SimArgs),
+    /// Draw a run's records.
+    #[command(subcommand)]
+    Plot(PlotCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlotCmd {
+    /// The recovery record of a `mason local` run with kills: the highest contiguous
+    /// number per space over time, as <dir>/recovery/recovery.svg and .png, and the
+    /// recovery times after each kill.
+    Recovery {
+        /// The run's results directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -377,6 +377,25 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     };
     text.push_str(&verdict);
     text.push('\n');
+    if record {
+        match mason_plot::read_record(&out) {
+            Ok(rec) => {
+                for line in mason_plot::summary_lines(&mason_plot::recovery(&rec)) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                match mason_plot::plot_recovery(&out) {
+                    Ok(paths) => {
+                        for p in paths {
+                            text.push_str(&format!("plot: {}\n", p.display()));
+                        }
+                    }
+                    Err(e) => text.push_str(&format!("plot: not drawn: {e}\n")),
+                }
+            }
+            Err(e) => text.push_str(&format!("recovery: no record: {e}\n")),
+        }
+    }
     print!("{text}");
     std::fs::write(out.join("summary.txt"), &text)?;
     Ok(code)

@@ -62,6 +62,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Local(a) => local::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
+        Cmd::Plot(args::PlotCmd::Recovery { dir }) => plot_recovery(&dir),
     }
 }
 
@@ -159,7 +160,7 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     let cfg = a.load_config();
     let watch = a.watch_csv.clone().map(|csv| {
         let t0 = t0_instant(a.t0_unix_ms);
-        let until = Instant::now() + cfg.warmup + cfg.duration + Duration::from_millis(500);
+        let until = Instant::now() + cfg.warmup + cfg.duration;
         let (proxies, groups, spaces) = (cfg.proxies.clone(), cfg.groups, cfg.spaces);
         rt.spawn(async move {
             let r = mason_client::watch::record_contiguity(
@@ -192,6 +193,26 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing results under {}", out.display()))?;
     println!("{}", result.dat_line());
     Ok(())
+}
+
+/// Prints the recovery times of a run with kills, and draws its record.
+pub fn plot_recovery(dir: &std::path::Path) -> anyhow::Result<i32> {
+    let record = mason_plot::read_record(dir)?;
+    for line in mason_plot::summary_lines(&mason_plot::recovery(&record)) {
+        println!("{line}");
+    }
+    match mason_plot::plot_recovery(dir) {
+        Ok(paths) => {
+            for p in paths {
+                println!("plot: {}", p.display());
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
 }
 
 /// The `Instant` that was `t0_unix_ms` (now, if not given).

@@ -5,7 +5,7 @@ use anyhow::Context;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use mason_common::record::{read_records, AckChunk, BoundBatch};
-use mason_common::verify::{agree, Checker, Report, Violation};
+use mason_common::verify::{agree, check_fenced, Checker, Report, Violation};
 use std::path::Path;
 
 /// `aggregate-throughput 50 99 99.9 99.99` values: summed Mops/s and percentiles (us) of
@@ -87,7 +87,7 @@ pub fn verify(
                     .with_context(|| format!("reading {}", p.display()))?;
                 logs.push(log);
             }
-            let log = match agree(g, logs) {
+            let log = match agree(g, logs).and_then(|l| check_fenced(g, &l).map(|_| l)) {
                 Ok(l) => l,
                 Err(v) => return Ok(Err(v)),
             };

@@ -207,6 +207,7 @@ fn get_seq(group: u32, batch_id: u64, space_mask: u64, counts: Vec<u32>) -> Fram
         batch_id,
         space_mask,
         counts,
+        committed: 0,
     }))
 }
 

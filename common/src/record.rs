@@ -33,6 +33,10 @@ pub struct BoundBatch {
     pub op_seqs: Vec<u64>,
     #[prost(uint64, repeated, packed = "true", tag = "9")]
     pub op_masks: Vec<u64>,
+    /// The Raft log index of the entry that bound this (several records may share one: a
+    /// takeover's holes). Aligns the records of replicas that restarted from a snapshot.
+    #[prost(uint64, tag = "10")]
+    pub index: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,6 +142,28 @@ impl RecordWriter {
             out: BufWriter::with_capacity(1 << 20, File::create(path)?),
         })
     }
+
+    /// Opens the file for appending (creating it), first cutting a torn last record (a
+    /// crash mid-write) so that new records follow the last whole one.
+    pub fn open_append<M: Message + Default>(path: &Path) -> io::Result<Self> {
+        let mut good = 0u64;
+        if path.exists() {
+            let mut data = Vec::new();
+            File::open(path)?.read_to_end(&mut data)?;
+            let mut rest = &data[..];
+            while !rest.is_empty() && M::decode_length_delimited(&mut rest).is_ok() {
+                good = (data.len() - rest.len()) as u64;
+            }
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.set_len(good)?;
+        Ok(RecordWriter {
+            out: BufWriter::with_capacity(1 << 20, f),
+        })
+    }
     pub fn append<M: Message>(&mut self, m: &M) -> io::Result<()> {
         let buf = m.encode_length_delimited_to_vec();
         self.out.write_all(&buf)
@@ -178,6 +204,7 @@ mod tests {
             op_clients: vec![7, 7, 8],
             op_seqs: vec![1, 2, 1],
             op_masks: vec![0b11, 0b10, 0b01],
+            index: 1,
         };
         let mut seen = vec![];
         b.for_each_op(|c, s, m, n| seen.push((c, s, m.0, n.to_vec())))

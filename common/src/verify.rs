@@ -10,7 +10,7 @@
 
 use crate::record::BoundBatch;
 use crate::types::SpaceMask;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// A broken invariant, with enough detail to find it.
@@ -58,7 +58,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unique contiguous stable once fifo; ops={} acked={}",
+            "unique contiguous stable once fifo fenced; ops={} acked={}",
             self.ops, self.acked
         )?;
         for (s, (n, z)) in self.numbers.iter().zip(&self.noops).enumerate() {
@@ -249,6 +249,26 @@ impl Checker {
     }
 }
 
+/// Fenced: in the order one group applied them, the epochs of its records never go back (a
+/// promise of a new epoch is itself a record, with no ranges), so no batch of an old
+/// sequencer was bound after the group switched.
+pub fn check_fenced(group: u32, log: &[BoundBatch]) -> Result<(), Violation> {
+    let mut epoch = 0;
+    for b in log {
+        if b.epoch < epoch {
+            return Err(violation(
+                "Fenced",
+                format!(
+                    "group {group} bound batch {} of epoch {} after epoch {epoch}",
+                    b.batch_id, b.epoch
+                ),
+            ));
+        }
+        epoch = b.epoch;
+    }
+    Ok(())
+}
+
 fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
     let mut last: [Option<u64>; 64] = [None; 64];
     let mut prev_seq = None;
@@ -309,24 +329,68 @@ fn check_stable(client: u64, acks: &OpsOf, bound: &OpsOf) -> Result<(), Violatio
     Ok(())
 }
 
-/// Checks that the replicas of one group applied the same batches (each log a prefix of
-/// the longest) and returns the longest.
-pub fn agree(group: u32, logs: Vec<Vec<BoundBatch>>) -> Result<Vec<BoundBatch>, Violation> {
-    let longest = logs.iter().map(Vec::len).max().unwrap_or(0);
-    let Some(best) = logs.iter().position(|l| l.len() == longest) else {
-        return Ok(Vec::new());
-    };
-    for (r, log) in logs.iter().enumerate() {
-        if let Some(i) = (0..log.len()).find(|&i| log[i] != logs[best][i]) {
-            return Err(violation(
+/// One replica's records as its log: by Raft index, each index once. A replica that
+/// restarted applied part of its log again (the same records at the same indexes: they
+/// must be equal), or restarted from a snapshot (its records resume at a later index).
+pub fn replica_log(
+    group: u32,
+    replica: usize,
+    records: Vec<BoundBatch>,
+) -> Result<BTreeMap<u64, Vec<BoundBatch>>, Violation> {
+    let mut log: BTreeMap<u64, Vec<BoundBatch>> = BTreeMap::new();
+    let mut run: Vec<BoundBatch> = Vec::new();
+    let mut flush = |run: &mut Vec<BoundBatch>| -> Result<(), Violation> {
+        let Some(index) = run.first().map(|b| b.index) else {
+            return Ok(());
+        };
+        let run = std::mem::take(run);
+        match log.get(&index) {
+            Some(old) if *old != run => Err(violation(
                 "Stable",
                 format!(
-                    "group {group}: replica {r} and replica {best} applied different batches at position {i}"
+                    "group {group}: replica {replica} applied index {index} twice, differently"
                 ),
-            ));
+            )),
+            Some(_) => Ok(()),
+            None => {
+                log.insert(index, run);
+                Ok(())
+            }
+        }
+    };
+    for b in records {
+        if run.first().is_some_and(|f| f.index != b.index) {
+            flush(&mut run)?;
+        }
+        run.push(b);
+    }
+    flush(&mut run)?;
+    Ok(log)
+}
+
+/// Stable across replicas: every index that several replicas of a group applied holds the
+/// same records on each. Returns the group's log, the union of theirs in index order.
+pub fn agree(group: u32, logs: Vec<Vec<BoundBatch>>) -> Result<Vec<BoundBatch>, Violation> {
+    let mut union: BTreeMap<u64, (usize, Vec<BoundBatch>)> = BTreeMap::new();
+    for (r, records) in logs.into_iter().enumerate() {
+        for (index, run) in replica_log(group, r, records)? {
+            match union.get(&index) {
+                Some((first, old)) if *old != run => {
+                    return Err(violation(
+                        "Stable",
+                        format!(
+                            "group {group}: replica {r} and replica {first} applied different batches at index {index}"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    union.insert(index, (r, run));
+                }
+            }
         }
     }
-    Ok(logs.into_iter().nth(best).unwrap_or_default())
+    Ok(union.into_values().flat_map(|(_, run)| run).collect())
 }
 
 #[cfg(test)]
@@ -344,6 +408,7 @@ mod tests {
             op_clients: ops.iter().map(|o| o.0).collect(),
             op_seqs: ops.iter().map(|o| o.1).collect(),
             op_masks: ops.iter().map(|o| o.2).collect(),
+            index: id,
         }
     }
 
@@ -411,6 +476,25 @@ mod tests {
                 .len(),
             2
         );
-        assert!(agree(0, vec![vec![a.clone(), c], vec![a, b]]).is_err());
+        assert!(agree(
+            0,
+            vec![vec![a.clone(), c.clone()], vec![a.clone(), b.clone()]]
+        )
+        .is_err());
+        // A replica that restarted from a snapshot holds only the tail; one that replayed
+        // its log holds a prefix twice. Together they make the whole log.
+        let d = batch(3, vec![2], vec![1], &[]);
+        let log = agree(
+            0,
+            vec![
+                vec![a.clone(), b.clone(), a.clone()],
+                vec![d.clone()],
+                vec![b.clone(), d.clone()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(log, vec![a.clone(), b.clone(), d]);
+        // Replaying an index differently is caught too.
+        assert!(agree(0, vec![vec![a, b, c]]).is_err());
     }
 }

@@ -34,6 +34,9 @@ pub struct ReplicaConfig {
     /// `Some(j)`: the timeout is always `election_ticks + j` ticks, so that a run is a pure
     /// function of its inputs (the simulator picks `j` per replica from its seed).
     pub election_jitter: Option<usize>,
+    /// Snapshot the applied state and compact the Raft log every this many applied
+    /// entries (0: never).
+    pub snapshot_entries: u64,
     /// A deliberate protocol bug, for proving that the checker catches it. Only the
     /// simulator and tests set this.
     pub mutant: Option<Mutant>,
@@ -89,6 +92,7 @@ impl Default for ReplicaConfig {
             seq_timeout_us: 1_000_000,
             campaign_on_start: false,
             election_jitter: None,
+            snapshot_entries: 10_000,
             mutant: None,
         }
     }

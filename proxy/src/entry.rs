@@ -90,6 +90,7 @@ impl BatchEntry {
             op_clients: ops.iter().map(|o| o.client_id).collect(),
             op_seqs: ops.iter().map(|o| o.client_seq).collect(),
             op_masks: ops.iter().map(|o| o.space_mask).collect(),
+            index: 0,
         }
     }
 }

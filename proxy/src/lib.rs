@@ -7,6 +7,7 @@ pub mod entry;
 pub mod node;
 pub mod recorded;
 pub mod replica;
+pub mod store;
 pub mod wal;
 
 pub use replica::{Action, ConnId, Mutant, Replica, ReplicaConfig};

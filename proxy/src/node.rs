@@ -15,7 +15,7 @@ use mason_common::msg::{
     epoch_owner, Body, ClientOp, ClientReply, Frame, PeerHello, RaftMsg, ReplyStatus, SeqHello,
     SeqReply,
 };
-use mason_common::record::RecordWriter;
+use mason_common::record::{BoundBatch, RecordWriter};
 use mason_common::transport::{Listener, Transport};
 use raft::Storage;
 use std::collections::HashMap;
@@ -152,7 +152,9 @@ pub async fn run(
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
         let replica = Replica::new(rcfg, storage).context("starting raft")?;
         let record = match &cfg.record_dir {
-            Some(d) => Some(RecordWriter::create(
+            // Appended to across restarts: records carry their Raft index, and a replica
+            // restarted from a snapshot resumes at a later one.
+            Some(d) => Some(RecordWriter::open_append::<BoundBatch>(
                 &d.join(format!("bound-g{g}-r{}.bin", cfg.replica)),
             )?),
             None => None,
@@ -529,6 +531,20 @@ impl GroupTask {
                     if let Err(e) = r {
                         // Acknowledging what is not durable would break the protocol: stop.
                         tracing::error!(error = %e, "wal write failed; exiting");
+                        std::process::exit(1);
+                    }
+                }
+                Action::Snapshot {
+                    snapshot,
+                    hard_state,
+                    entries,
+                } => {
+                    let wal = &mut self.wal;
+                    let r = tokio::task::block_in_place(|| {
+                        wal.install_snapshot(&snapshot, &hard_state, &entries)
+                    });
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "writing a snapshot failed; exiting");
                         std::process::exit(1);
                     }
                 }

@@ -86,7 +86,12 @@ impl Recorded {
 
     /// Forgets everything below `w[s]` in each space (a watermark never goes back).
     pub fn advance(&mut self, w: &[u64]) {
-        for (s, (m, old)) in self.spaces.iter_mut().zip(self.watermarks.iter_mut()).enumerate() {
+        for (s, (m, old)) in self
+            .spaces
+            .iter_mut()
+            .zip(self.watermarks.iter_mut())
+            .enumerate()
+        {
             let Some(&new) = w.get(s) else {
                 break;
             };

@@ -14,10 +14,12 @@
 
 mod apply;
 mod failover;
+mod snapshot;
 
 pub use crate::config::{Mutant, ReplicaConfig};
 use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
 use crate::recorded::Recorded;
+use crate::store::Store;
 use bytes::Bytes;
 use mason_common::msg::{
     epoch_owner, Body, ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply, SeqStatus,
@@ -26,8 +28,7 @@ use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{Entry, HardState, Message};
-use raft::storage::MemStorage;
+use raft::prelude::{Entry, HardState, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -58,6 +59,13 @@ pub enum Action {
         conn: ConnId,
         reply: ClientReply,
     },
+    /// Replace what is on disk by this snapshot and this log (the hard state and every
+    /// entry the log still holds), durably, before doing any later action.
+    Snapshot {
+        snapshot: Snapshot,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+    },
     /// A batch (or a takeover's holes, as batch id 0 with no ops, or a promise of a new
     /// epoch, as batch id 0 with no ranges) was applied: record what it bound.
     Bound(BoundBatch),
@@ -67,11 +75,13 @@ pub enum Action {
 pub enum ReplicaError {
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    #[error("the snapshot on disk does not decode")]
+    Snapshot,
 }
 
 /// Per-client state derived from the committed log (identical on every replica).
 #[derive(Default)]
-struct Applied {
+pub(crate) struct Applied {
     max_seq: u64,
     answers: BTreeMap<u64, (u64, Vec<u64>)>,
 }
@@ -120,9 +130,13 @@ const MAX_WAITING: usize = 1 << 16;
 
 pub struct Replica {
     cfg: ReplicaConfig,
-    node: RawNode<MemStorage>,
+    node: RawNode<Store>,
     now: u64,
     applied_index: u64,
+    /// The index of the latest snapshot (taken here or installed).
+    snapshot_index: u64,
+    /// Batches applied out of id order (a bug: a state machine that missed entries).
+    anomalies: u64,
     last_batch_id: u64,
     clients: HashMap<u64, Applied>,
     leader: Option<Leader>,
@@ -137,8 +151,8 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// A replica over `storage` (fresh, or replayed from its log).
-    pub fn new(cfg: ReplicaConfig, storage: MemStorage) -> Result<Replica, ReplicaError> {
+    /// A replica over `storage` (fresh, or replayed from its snapshot and log).
+    pub fn new(cfg: ReplicaConfig, storage: Store) -> Result<Replica, ReplicaError> {
         let (min_election_tick, max_election_tick) = match cfg.election_jitter {
             Some(j) => (cfg.election_ticks + j, cfg.election_ticks + j + 1),
             None => (0, 0),
@@ -157,14 +171,17 @@ impl Replica {
         };
         rcfg.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let snap = storage.snapshot_now();
         let mut node = RawNode::new(&rcfg, storage, &logger)?;
         if cfg.campaign_on_start {
             node.campaign()?;
         }
-        Ok(Replica {
+        let mut r = Replica {
             node,
             now: 0,
             applied_index: 0,
+            snapshot_index: 0,
+            anomalies: 0,
             last_batch_id: 0,
             clients: HashMap::new(),
             leader: None,
@@ -174,7 +191,11 @@ impl Replica {
             heartbeat_sent: 0,
             takeover_asks: 0,
             cfg,
-        })
+        };
+        if snap.get_metadata().index > 0 && !r.restore(&snap) {
+            return Err(ReplicaError::Snapshot);
+        }
+        Ok(r)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -192,6 +213,12 @@ impl Replica {
 
     pub fn last_batch_id(&self) -> u64 {
         self.last_batch_id
+    }
+
+    /// How many batches this replica applied out of batch-id order (0 unless its state
+    /// machine missed entries, e.g. a snapshot not restored).
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies
     }
 
     /// The highest sequencer epoch this group has promised.
@@ -650,10 +677,8 @@ impl Replica {
         let mut rd = self.node.ready();
         self.send_all(rd.take_messages(), out);
         if !rd.snapshot().is_empty() {
-            tracing::warn!(
-                group = self.cfg.group,
-                "snapshots are not produced by this version; ignoring one"
-            );
+            let snap = rd.snapshot().clone();
+            self.install_snapshot(snap, out);
         }
         let committed = rd.take_committed_entries();
         self.apply(committed, out);
@@ -661,7 +686,7 @@ impl Replica {
         let hard_state = rd.hs().cloned();
         {
             let store = self.node.store().clone();
-            let mut core = store.wl();
+            let mut core = store.mem().wl();
             if !entries.is_empty() {
                 if let Err(e) = core.append(&entries) {
                     tracing::error!(group = self.cfg.group, error = %e, "append to raft storage");
@@ -680,12 +705,13 @@ impl Replica {
         self.send_all(rd.take_persisted_messages(), out);
         let mut light = self.node.advance(rd);
         if let Some(c) = light.commit_index() {
-            self.node.store().wl().mut_hard_state().set_commit(c);
+            self.node.store().mem().wl().mut_hard_state().set_commit(c);
         }
         self.send_all(light.take_messages(), out);
         let committed = light.take_committed_entries();
         self.apply(committed, out);
         self.node.advance_apply();
+        self.maybe_snapshot(out);
     }
 
     fn send_all(&self, msgs: Vec<Message>, out: &mut Vec<Action>) {

@@ -1,14 +1,16 @@
-//! The replica's durable Raft state: an append-only file of records, each holding the
-//! entries and hard state of one Ready. Replaying it rebuilds the in-memory Raft storage
-//! after a restart; a torn last record (a crash mid-write) is dropped.
+//! The replica's durable Raft state: the latest snapshot (`<name>.snap`, replaced
+//! atomically) and an append-only log of records, each holding the entries and hard state
+//! of one Ready. After a snapshot the log is rewritten to hold only what follows it.
+//! Replaying both rebuilds the in-memory Raft storage after a restart; a torn last record
+//! (a crash mid-write) is dropped.
 
+use crate::store::Store;
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState};
-use raft::storage::MemStorage;
+use raft::prelude::{Entry, HardState, Snapshot};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct WalRecord {
@@ -30,34 +32,66 @@ pub enum WalError {
     Raft(#[from] raft::Error),
 }
 
-/// Applies one persisted record (what one `Persist` action wrote) to a storage being
-/// rebuilt: entries overwrite any conflicting suffix, the hard state replaces the last.
-pub fn replay_record(
-    storage: &MemStorage,
-    hs: Option<&HardState>,
-    entries: &[Entry],
-) -> Result<(), raft::Error> {
-    let mut core = storage.wl();
-    if !entries.is_empty() {
-        core.append(entries)?;
-    }
-    if let Some(hs) = hs {
-        core.set_hardstate(hs.clone());
-    }
-    Ok(())
-}
-
 pub struct Wal {
+    path: PathBuf,
     file: File,
     fsync: bool,
     buf: Vec<u8>,
 }
 
+fn snap_path(path: &Path) -> PathBuf {
+    path.with_extension("snap")
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that a crash leaves
+/// either the old file or the new one.
+fn replace_file(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if fsync {
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if fsync {
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_record(
+    hs: Option<&HardState>,
+    entries: &[Entry],
+    buf: &mut Vec<u8>,
+) -> Result<(), WalError> {
+    let mut rec = WalRecord {
+        hard_state: None,
+        entries: Vec::with_capacity(entries.len()),
+    };
+    if let Some(hs) = hs {
+        rec.hard_state = Some(hs.write_to_bytes()?);
+    }
+    for e in entries {
+        rec.entries.push(e.write_to_bytes()?);
+    }
+    rec.encode_length_delimited(buf)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(())
+}
+
 impl Wal {
-    /// Opens (creating) the log at `path` and replays it into a fresh storage whose
-    /// configuration is `voters`.
-    pub fn open(path: &Path, fsync: bool, voters: Vec<u64>) -> Result<(Wal, MemStorage), WalError> {
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+    /// Opens (creating) the log at `path` and replays its snapshot and records into a
+    /// fresh storage whose configuration is `voters`.
+    pub fn open(path: &Path, fsync: bool, voters: Vec<u64>) -> Result<(Wal, Store), WalError> {
+        let storage = Store::new(voters);
+        let sp = snap_path(path);
+        if sp.exists() {
+            let bytes = std::fs::read(&sp)?;
+            let snap = Snapshot::parse_from_bytes(&bytes)?;
+            storage.install(snap)?;
+        }
         let mut data = Vec::new();
         if path.exists() {
             File::open(path)?.read_to_end(&mut data)?;
@@ -77,7 +111,7 @@ impl Wal {
                 Some(hs) => Some(HardState::parse_from_bytes(&hs)?),
                 None => None,
             };
-            replay_record(&storage, hs.as_ref(), &entries)?;
+            storage.replay(hs.as_ref(), &entries)?;
             good = data.len() - rest.len();
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -85,6 +119,7 @@ impl Wal {
         file.set_len(good as u64)?;
         Ok((
             Wal {
+                path: path.to_path_buf(),
                 file,
                 fsync,
                 buf: Vec::new(),
@@ -93,21 +128,26 @@ impl Wal {
         ))
     }
 
+    /// Replaces the snapshot, then the log by one record of `hs` and `entries` (what the
+    /// storage holds after the snapshot). Durable on return when fsync is on.
+    pub fn install_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        hs: &HardState,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
+        replace_file(&snap_path(&self.path), &snap.write_to_bytes()?, self.fsync)?;
+        self.buf.clear();
+        encode_record(Some(hs), entries, &mut self.buf)?;
+        replace_file(&self.path, &self.buf, self.fsync)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+
     /// Appends one record; durable on return when fsync is on.
     pub fn append(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
-        let mut rec = WalRecord {
-            hard_state: None,
-            entries: Vec::with_capacity(entries.len()),
-        };
-        if let Some(hs) = hs {
-            rec.hard_state = Some(hs.write_to_bytes()?);
-        }
-        for e in entries {
-            rec.entries.push(e.write_to_bytes()?);
-        }
         self.buf.clear();
-        rec.encode_length_delimited(&mut self.buf)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        encode_record(hs, entries, &mut self.buf)?;
         self.file.write_all(&self.buf)?;
         if self.fsync {
             self.file.sync_data()?;
@@ -159,5 +199,51 @@ mod tests {
         drop(w);
         let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
         assert_eq!(s.last_index().unwrap(), 4);
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: bytes::Bytes::from(vec![index as u8]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_log_prefix_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        {
+            let (mut w, s) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
+            let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1)).collect();
+            w.append(None, &ents).unwrap();
+            s.replay(None, &ents).unwrap();
+            let mut snap = Snapshot {
+                data: bytes::Bytes::from_static(b"state at 8"),
+                ..Default::default()
+            };
+            snap.mut_metadata().index = 8;
+            snap.mut_metadata().term = 1;
+            s.take(snap.clone(), 6).unwrap();
+            let (mut hs, kept) = s.contents();
+            hs.commit = 9;
+            assert_eq!(kept.first().map(|e| e.index), Some(6));
+            w.install_snapshot(&snap, &hs, &kept).unwrap();
+            w.append(None, &[entry(11, 2)]).unwrap();
+        }
+        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+        assert_eq!(s.snapshot_now().data.as_ref(), b"state at 8");
+        assert_eq!(s.first_index().unwrap(), 9);
+        assert_eq!(s.last_index().unwrap(), 11);
+        assert_eq!(s.term(8).unwrap(), 1);
+        assert_eq!(s.term(11).unwrap(), 2);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 9);
     }
 }

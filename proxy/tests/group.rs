@@ -14,10 +14,9 @@ use mason_common::msg::{ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
 use mason_common::verify::{agree, Checker, Report};
+use mason_proxy::store::Store;
 use mason_proxy::{Action, ConnId, Replica, ReplicaConfig};
 use mason_sequencer::{Sequencer, SequencerConfig};
-use raft::prelude::ConfState;
-use raft::storage::MemStorage;
 use std::collections::VecDeque;
 
 const TICK: u64 = 10_000;
@@ -70,9 +69,7 @@ impl Net {
                     campaign_on_start: i == 0,
                     ..tpl.clone()
                 };
-                let store =
-                    MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-                Replica::new(cfg, store).expect("replica")
+                Replica::new(cfg, Store::new(vec![1, 2, 3])).expect("replica")
             })
             .collect();
         let seq = Sequencer::new(SequencerConfig {
@@ -120,7 +117,8 @@ impl Net {
     fn route(&mut self, r: usize, out: Vec<Action>) {
         for a in out {
             match a {
-                Action::Persist { .. } => {}
+                // Heartbeats to the sequencer: this harness's sequencer never fails.
+                Action::Persist { .. } | Action::Snapshot { .. } | Action::ToSeq { .. } => {}
                 Action::SendRaft { to, data } => {
                     if !self.cut[r] && !self.mute[r] {
                         self.raft.push_back((r, to as usize, data));

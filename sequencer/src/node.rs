@@ -172,11 +172,9 @@ impl SeqNode {
         let retry = self.cfg.retry_us;
         let groups = self.cfg.groups;
         match &mut self.role {
-            Role::Active(s) => {
-                if now >= self.gc_at {
-                    s.collect();
-                    self.gc_at = now + self.cfg.gc_us;
-                }
+            Role::Active(s) if now >= self.gc_at => {
+                s.collect();
+                self.gc_at = now + self.cfg.gc_us;
             }
             Role::Taking(t) if now.saturating_sub(t.sent_at) >= retry => {
                 t.sent_at = now;
@@ -198,7 +196,14 @@ impl SeqNode {
         }
     }
 
-    fn on_takeover(&mut self, origin: u64, epoch: u64, group: u32, now: u64, out: &mut Vec<SeqOut>) {
+    fn on_takeover(
+        &mut self,
+        origin: u64,
+        epoch: u64,
+        group: u32,
+        now: u64,
+        out: &mut Vec<SeqOut>,
+    ) {
         self.max_seen = self.max_seen.max(epoch);
         match &self.role {
             Role::Active(s) if s.epoch() == epoch => {

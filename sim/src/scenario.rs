@@ -57,6 +57,9 @@ pub(crate) fn base(seed: u64) -> Plan {
                 sequencers: 2,
                 seq_heartbeat_us: 25 * MS,
                 seq_timeout_us: 150 * MS,
+                // Small, so that runs compact their logs and lagging followers catch up
+                // from snapshots.
+                snapshot_entries: 300,
                 ..ReplicaConfig::default()
             },
             tick_us: 10 * MS,

@@ -60,7 +60,9 @@ fn describe(body: &Body) -> String {
             "Fill g{} e{} holes {:?}",
             f.group,
             f.epoch,
-            f.holes.as_ref().and_then(|h| h.iter().map(|i| i.collect::<Vec<_>>()))
+            f.holes
+                .as_ref()
+                .and_then(|h| h.iter().map(|i| i.collect::<Vec<_>>()))
         ),
         Body::FillAck(a) => format!("FillAck g{} e{}", a.group, a.epoch),
         Body::Activate(a) => format!("Activate e{}", a.epoch),

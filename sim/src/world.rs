@@ -10,11 +10,10 @@ use mason_client::load::OpSpaces;
 use mason_client::{ClientAction, ClientCore, CoreConfig, CoreTarget};
 use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, Takeover};
 use mason_common::record::{AckChunk, BoundBatch};
-use mason_proxy::wal::replay_record;
+use mason_proxy::store::Store;
 use mason_proxy::{Action, Replica, ReplicaConfig};
 use mason_sequencer::{SeqMutant, SeqNode, SeqNodeConfig, SeqOut};
-use raft::prelude::{ConfState, Entry, HardState};
-use raft::storage::MemStorage;
+use raft::prelude::{Entry, HardState, Snapshot};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -82,7 +81,10 @@ pub enum Fault {
     /// Sequencer `i` restarts, as a backup.
     RestartSequencer(u32),
     /// Sequencer `seq` is asked to take over from `epoch`, as if by a group leader.
-    AskTakeover { seq: u32, epoch: u64 },
+    AskTakeover {
+        seq: u32,
+        epoch: u64,
+    },
     /// Messages from `a` to `b` take `extra_us` longer until the next heal.
     Slow {
         a: Vec<Node>,
@@ -147,8 +149,13 @@ struct SimSeq {
     incarnation: u64,
 }
 
-/// What a replica wrote: one record per `Persist` action, with the time it was written.
-type Disk = Vec<(u64, Option<HardState>, Vec<Entry>)>;
+/// What a replica wrote: its latest snapshot, and one record per `Persist` action with the
+/// time it was written (a snapshot and the log rewritten after it are always synced).
+#[derive(Default)]
+struct Disk {
+    snap: Option<Snapshot>,
+    records: Vec<(u64, Option<HardState>, Vec<Entry>)>,
+}
 
 struct Machine {
     alive: bool,
@@ -178,7 +185,7 @@ pub struct World {
     machines: Vec<Machine>,
     clients: Vec<SimClient>,
     load: bool,
-    /// What each (group, replica index) applied, in order (reset when it restarts).
+    /// What each (group, replica index) applied, in order, across restarts.
     pub bound: BTreeMap<(u32, u32), Vec<BoundBatch>>,
     pub acks: Vec<AckChunk>,
     /// Virtual time of every acknowledgement, in order.
@@ -187,6 +194,8 @@ pub struct World {
     pub trace: Trace,
     leaders: Vec<Option<u32>>,
     pub leader_changes: u64,
+    /// Batches applied out of id order by replicas that have since crashed.
+    anomalies: u64,
 }
 
 impl World {
@@ -210,7 +219,7 @@ impl World {
                 alive: false,
                 incarnation: 0,
                 replicas: hosted.iter().map(|_| None).collect(),
-                disks: hosted.iter().map(|_| Vec::new()).collect(),
+                disks: hosted.iter().map(|_| Disk::default()).collect(),
                 groups: hosted,
                 inbox: Vec::new(),
                 scheduled: false,
@@ -255,6 +264,7 @@ impl World {
             trace,
             leaders: vec![None; groups as usize],
             leader_changes: 0,
+            anomalies: 0,
             cfg,
         };
         for m in 0..w.machines.len() as u32 {
@@ -376,7 +386,10 @@ impl World {
                     return;
                 };
                 let mut out = Vec::new();
-                if s.node.on_frame(node_token(from), body, now, &mut out).is_ok() {
+                if s.node
+                    .on_frame(node_token(from), body, now, &mut out)
+                    .is_ok()
+                {
                     self.seq_out(i, out);
                 }
             }
@@ -480,8 +493,8 @@ impl World {
                 Body::Switch(s) => s.group,
                 Body::Fill(f) => f.group,
                 Body::Activate(a) => {
-                    for slot in 0..touched.len() {
-                        touched[slot] = true;
+                    for (slot, t) in touched.iter_mut().enumerate() {
+                        *t = true;
                         let mut out = Vec::new();
                         if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
                             rep.on_activate(a.clone(), &mut out);
@@ -564,7 +577,17 @@ impl World {
                     entries,
                 } => {
                     let now = self.now;
-                    self.machines[m as usize].disks[slot].push((now, hard_state, entries));
+                    let d = &mut self.machines[m as usize].disks[slot];
+                    d.records.push((now, hard_state, entries));
+                }
+                Action::Snapshot {
+                    snapshot,
+                    hard_state,
+                    entries,
+                } => {
+                    let d = &mut self.machines[m as usize].disks[slot];
+                    d.snap = Some(snapshot);
+                    d.records = vec![(0, Some(hard_state), entries)];
                 }
                 Action::SendRaft { to, data } => {
                     self.send(
@@ -624,9 +647,15 @@ impl World {
         let fresh = mach.incarnation == 0;
         let groups = mach.groups.clone();
         for (slot, group) in groups.into_iter().enumerate() {
-            let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-            for (_, hs, entries) in &self.machines[m as usize].disks[slot] {
-                if let Err(e) = replay_record(&storage, hs.as_ref(), entries) {
+            let storage = Store::new(vec![1, 2, 3]);
+            let disk = &self.machines[m as usize].disks[slot];
+            if let Some(snap) = &disk.snap {
+                if let Err(e) = storage.install(snap.clone()) {
+                    tracing::error!(error = %e, "installing a simulated disk's snapshot");
+                }
+            }
+            for (_, hs, entries) in &disk.records {
+                if let Err(e) = storage.replay(hs.as_ref(), entries) {
                     tracing::error!(error = %e, "replaying a simulated disk");
                 }
             }
@@ -642,7 +671,8 @@ impl World {
                 ..self.cfg.replica.clone()
             };
             debug_assert_eq!(group % per, slot as u32);
-            self.bound.insert((group, m % 3), Vec::new());
+            // Records are kept across restarts, as on disk: they carry their Raft index.
+            self.bound.entry((group, m % 3)).or_default();
             match Replica::new(cfg, storage) {
                 Ok(r) => self.machines[m as usize].replicas[slot] = Some(r),
                 Err(e) => tracing::error!(error = %e, "starting a simulated replica"),
@@ -672,11 +702,12 @@ impl World {
         mach.incarnation += 1;
         mach.inbox.clear();
         for r in mach.replicas.iter_mut() {
+            self.anomalies += r.as_ref().map_or(0, Replica::anomalies);
             *r = None;
         }
         if !fsync {
             for d in mach.disks.iter_mut() {
-                d.retain(|(t, _, _)| *t + window <= now);
+                d.records.retain(|(t, _, _)| *t + window <= now);
             }
         }
         for g in self.leaders.iter_mut() {
@@ -762,8 +793,10 @@ impl World {
             }
             Fault::RestartSequencer(i) => self.restart_sequencer(i),
             Fault::AskTakeover { seq, epoch } => {
-                self.trace
-                    .note(self.now, format!("ask sequencer-{seq} to take over from epoch {epoch}"));
+                self.trace.note(
+                    self.now,
+                    format!("ask sequencer-{seq} to take over from epoch {epoch}"),
+                );
                 let body = Body::Takeover(Takeover { epoch, group: 0 });
                 self.deliver(Node::Proxy(0), Node::Sequencer(seq), body);
             }
@@ -792,9 +825,45 @@ impl World {
         s.alive = true;
         s.incarnation += 1;
         let inc = s.incarnation;
-        self.trace.note(self.now, format!("restart sequencer-{i} (as a backup)"));
+        self.trace
+            .note(self.now, format!("restart sequencer-{i} (as a backup)"));
         let at = self.now + self.cfg.seq_tick_us;
         self.schedule(at, Ev::SeqTick(i, inc));
+    }
+
+    /// Live replicas that applied less than the most advanced live replica of their group:
+    /// (group, machine, its last batch id, the group's).
+    pub fn lagging(&self) -> Vec<(u32, u32, u64, u64)> {
+        let per = self.cfg.groups_per_triple;
+        let mut out = Vec::new();
+        for g in 0..self.groups() {
+            let t = g / per;
+            let live: Vec<(u32, u64)> = (t * 3..t * 3 + 3)
+                .filter_map(|m| {
+                    self.machines[m as usize].replicas[(g % per) as usize]
+                        .as_ref()
+                        .map(|r| (m, r.last_batch_id()))
+                })
+                .collect();
+            let top = live.iter().map(|x| x.1).max().unwrap_or(0);
+            for (m, last) in live {
+                if last < top {
+                    out.push((g, m, last, top));
+                }
+            }
+        }
+        out
+    }
+
+    /// Batches applied out of batch-id order by any replica, live or crashed.
+    pub fn anomalies(&self) -> u64 {
+        let live: u64 = self
+            .machines
+            .iter()
+            .flat_map(|m| m.replicas.iter().flatten())
+            .map(Replica::anomalies)
+            .sum();
+        self.anomalies + live
     }
 
     /// The epoch sequencer `i` serves, if it is alive and active.

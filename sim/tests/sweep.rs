@@ -4,11 +4,12 @@
 //! something.
 
 use mason_proxy::Mutant;
-use mason_sim::{find, run_seed, Options, Outcome};
+use mason_sequencer::SeqMutant;
+use mason_sim::{find, run_seed, Options, Outcome, SimMutant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-fn opts(mutant: Option<Mutant>) -> Options {
+fn opts(mutant: Option<SimMutant>) -> Options {
     Options {
         mutant,
         verbose: false,
@@ -16,7 +17,7 @@ fn opts(mutant: Option<Mutant>) -> Options {
 }
 
 /// Runs every (scenario, seed) on two threads; returns the rendered failures.
-fn run_all(work: &[(&str, u64)], mutant: Option<Mutant>) -> Vec<String> {
+fn run_all(work: &[(&str, u64)], mutant: Option<SimMutant>) -> Vec<String> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -59,6 +60,26 @@ fn five_hundred_seeds_across_the_fault_scenarios_pass() {
 }
 
 #[test]
+fn the_sequencer_failover_scenarios_pass_across_seeds() {
+    let scenarios = [
+        "seq-crash",
+        "leader-crash-in-seq-recovery",
+        "seq-crash-in-election",
+        "backup-crash-mid-takeover",
+        "backups-racing",
+        "old-primary-returns",
+        "seq-partial-partition",
+        "long-split",
+    ];
+    let work: Vec<(&str, u64)> = scenarios
+        .iter()
+        .flat_map(|&n| (0..25).map(move |s| (n, s)))
+        .collect();
+    let failures = run_all(&work, None);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let sc = find("random").expect("scenario");
     let a: Outcome = run_seed(sc, 11, &opts(None));
@@ -70,7 +91,7 @@ fn a_seed_replays_exactly() {
 }
 
 /// The first seed below `limit` on which the mutant is caught, and the invariant.
-fn first_catch(mutant: Mutant, scenario: &str, limit: u64) -> Option<(u64, &'static str)> {
+fn first_catch(mutant: SimMutant, scenario: &str, limit: u64) -> Option<(u64, &'static str)> {
     let sc = find(scenario).expect("scenario");
     (0..limit).find_map(|seed| {
         run_seed(sc, seed, &opts(Some(mutant)))
@@ -82,13 +103,39 @@ fn first_catch(mutant: Mutant, scenario: &str, limit: u64) -> Option<(u64, &'sta
 
 #[test]
 fn every_mutant_is_caught() {
-    let cases: [(Mutant, &str, &[&str]); 4] = [
+    let cases: [(SimMutant, &str, &[&str]); 7] = [
         // The sequencer assigns a group's ids in order, so a new leader that skips its
         // predecessor's ids stalls (ids it uses wait for them) rather than leaving holes.
-        (Mutant::SkipReask, "leader-crash", &["Contiguous", "Live"]),
-        (Mutant::AnswerBeforeCommit, "leader-crash", &["Stable"]),
-        (Mutant::NoHoldBack, "dup-reorder", &["FIFO", "Live"]),
-        (Mutant::NoDedup, "dup-reorder", &["Once"]),
+        (
+            Mutant::SkipReask.into(),
+            "leader-crash",
+            &["Contiguous", "Live"],
+        ),
+        (
+            Mutant::AnswerBeforeCommit.into(),
+            "leader-crash",
+            &["Stable"],
+        ),
+        (Mutant::NoHoldBack.into(), "dup-reorder", &["FIFO", "Live"]),
+        (Mutant::NoDedup.into(), "dup-reorder", &["Once"]),
+        // Late answers of a replaced primary are used.
+        (
+            Mutant::NoFence.into(),
+            "old-primary-returns",
+            &["Fenced", "Unique"],
+        ),
+        // A takeover leaves the old sequencer's unbound numbers as holes.
+        (
+            SimMutant::Seq(SeqMutant::NoFill),
+            "seq-crash-in-election",
+            &["Contiguous"],
+        ),
+        // A takeover goes ahead without every group's promise.
+        (
+            SimMutant::Seq(SeqMutant::MajorityPromises),
+            "seq-partial-partition",
+            &["Unique", "Fenced", "Live"],
+        ),
     ];
     for (m, scenario, expected) in cases {
         let caught = first_catch(m, scenario, 20);

@@ -18,6 +18,7 @@ impl Replica {
             if e.data.is_empty() {
                 continue;
             }
+            let from = out.len();
             match LogEntry::decode(&e.data[..]) {
                 Ok(LogEntry {
                     kind: Some(Kind::Batch(b)),
@@ -33,6 +34,11 @@ impl Replica {
                 }
                 Err(err) => {
                     tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
+                }
+            }
+            for a in &mut out[from..] {
+                if let Action::Bound(b) = a {
+                    b.index = e.index;
                 }
             }
         }
@@ -56,6 +62,7 @@ impl Replica {
                 last = self.last_batch_id,
                 "batch id committed twice; ignoring the second"
             );
+            self.anomalies += 1;
             return;
         }
         if b.batch_id != self.last_batch_id + 1 {
@@ -65,6 +72,7 @@ impl Replica {
                 last = self.last_batch_id,
                 "batch ids not dense"
             );
+            self.anomalies += 1;
         }
         self.last_batch_id = b.batch_id;
         let mut kept = Vec::with_capacity(b.ops.len());

@@ -8,9 +8,7 @@
 use super::{Action, Replica};
 use crate::config::Mutant;
 use crate::entry::{FillEntry, Kind, LogEntry, SwitchEntry};
-use mason_common::msg::{
-    Activate, Body, Fill, FillAck, Heartbeat, Promise, Switch, Takeover,
-};
+use mason_common::msg::{Activate, Body, Fill, FillAck, Heartbeat, Promise, Switch, Takeover};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
 use prost::Message as _;
@@ -160,7 +158,11 @@ impl Replica {
             return;
         }
         self.promised = sw.epoch;
-        tracing::info!(group = self.cfg.group, epoch = sw.epoch, "promised a new sequencer epoch");
+        tracing::info!(
+            group = self.cfg.group,
+            epoch = sw.epoch,
+            "promised a new sequencer epoch"
+        );
         out.push(Action::Bound(BoundBatch {
             group: self.cfg.group,
             epoch: sw.epoch,

@@ -3,7 +3,13 @@
 use super::*;
 use mason_common::msg::{FillAck, GetSeq, Heartbeat, Takeover};
 
-fn promise(epoch: u64, group: u32, last: u64, w: Vec<u64>, recorded: &[(u32, u64, u64)]) -> Promise {
+fn promise(
+    epoch: u64,
+    group: u32,
+    last: u64,
+    w: Vec<u64>,
+    recorded: &[(u32, u64, u64)],
+) -> Promise {
     let mut r = Ranges::default();
     for &(s, b, l) in recorded {
         r.push(s, b, l);
@@ -43,8 +49,13 @@ fn holes_are_the_gaps_above_the_highest_watermark() {
 fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
     let mut n = backup(1, 2);
     let mut out = Vec::new();
-    n.on_frame(9, Body::Takeover(Takeover { epoch: 1, group: 0 }), 0, &mut out)
-        .unwrap();
+    n.on_frame(
+        9,
+        Body::Takeover(Takeover { epoch: 1, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
     // Epoch 2 is the first above 1 that sequencer 1 of 3 owns.
     let switches: Vec<u32> = out
         .iter()
@@ -55,11 +66,24 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
         .collect();
     assert_eq!(switches, vec![0, 1]);
     out.clear();
-    n.on_frame(1, Body::Promise(promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)])), 0, &mut out)
-        .unwrap();
-    assert!(out.is_empty() && n.active_epoch().is_none(), "waits for every group");
-    n.on_frame(1, Body::Promise(promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)])), 0, &mut out)
-        .unwrap();
+    n.on_frame(
+        1,
+        Body::Promise(promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)])),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    assert!(
+        out.is_empty() && n.active_epoch().is_none(),
+        "waits for every group"
+    );
+    n.on_frame(
+        1,
+        Body::Promise(promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)])),
+        0,
+        &mut out,
+    )
+    .unwrap();
     let fills: Vec<(u32, Vec<u64>)> = out
         .iter()
         .filter_map(|o| match o {
@@ -68,12 +92,23 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
         })
         .collect();
     assert_eq!(fills, vec![(0, vec![5])]);
-    assert!(n.active_epoch().is_none(), "serves only once the holes are committed");
+    assert!(
+        n.active_epoch().is_none(),
+        "serves only once the holes are committed"
+    );
     out.clear();
-    n.on_frame(1, Body::FillAck(FillAck { epoch: 2, group: 0 }), 0, &mut out)
-        .unwrap();
+    n.on_frame(
+        1,
+        Body::FillAck(FillAck { epoch: 2, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(n.active_epoch(), Some(2));
-    assert!(matches!(out[0], SeqOut::Broadcast(Body::Activate(Activate { epoch: 2 }))));
+    assert!(matches!(
+        out[0],
+        SeqOut::Broadcast(Body::Activate(Activate { epoch: 2 }))
+    ));
     // Counters restart at the highest recorded number + 1; group 1's next id is 9.
     out.clear();
     let req = GetSeq {
@@ -84,14 +119,19 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
         counts: vec![4],
         committed: 8,
     };
-    n.on_frame(3, Body::GetSeq(req.clone()), 0, &mut out).unwrap();
+    n.on_frame(3, Body::GetSeq(req.clone()), 0, &mut out)
+        .unwrap();
     match &out[..] {
         [SeqOut::Reply(3, Body::SeqReply(r))] => assert_eq!(r.bases, vec![10]),
         other => panic!("{other:?}"),
     }
     // A request still carrying the old epoch is not served.
     out.clear();
-    let old = GetSeq { epoch: 1, batch_id: 10, ..req };
+    let old = GetSeq {
+        epoch: 1,
+        batch_id: 10,
+        ..req
+    };
     n.on_frame(3, Body::GetSeq(old), 0, &mut out).unwrap();
     assert!(out.is_empty());
 }
@@ -100,8 +140,13 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
 fn a_backup_that_meets_a_higher_promise_gives_up() {
     let mut a = backup(1, 1);
     let mut out = Vec::new();
-    a.on_frame(9, Body::Takeover(Takeover { epoch: 1, group: 0 }), 0, &mut out)
-        .unwrap();
+    a.on_frame(
+        9,
+        Body::Takeover(Takeover { epoch: 1, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
     let refusal = Promise {
         ok: false,
         promised: 3,
@@ -110,12 +155,22 @@ fn a_backup_that_meets_a_higher_promise_gives_up() {
     a.on_frame(1, Body::Promise(refusal), 0, &mut out).unwrap();
     out.clear();
     // A late promise of its epoch changes nothing now.
-    a.on_frame(1, Body::Promise(promise(2, 0, 0, vec![0, 0], &[])), 0, &mut out)
-        .unwrap();
+    a.on_frame(
+        1,
+        Body::Promise(promise(2, 0, 0, vec![0, 0], &[])),
+        0,
+        &mut out,
+    )
+    .unwrap();
     assert!(a.active_epoch().is_none() && out.is_empty());
     // Asked again by a group that promised 3, it picks an epoch above 3 that it owns.
-    a.on_frame(9, Body::Takeover(Takeover { epoch: 3, group: 0 }), 0, &mut out)
-        .unwrap();
+    a.on_frame(
+        9,
+        Body::Takeover(Takeover { epoch: 3, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
     assert!(matches!(&out[0], SeqOut::Group(0, Body::Switch(s)) if s.epoch == 5));
 }
 
@@ -123,12 +178,27 @@ fn a_backup_that_meets_a_higher_promise_gives_up() {
 fn the_primary_answers_heartbeats_and_takeover_requests_of_its_own_epoch() {
     let mut p = SeqNode::new(SeqNodeConfig::default());
     let mut out = Vec::new();
-    p.on_frame(4, Body::Heartbeat(Heartbeat { epoch: 1, group: 0 }), 0, &mut out)
-        .unwrap();
-    p.on_frame(4, Body::Heartbeat(Heartbeat { epoch: 2, group: 0 }), 0, &mut out)
-        .unwrap();
-    p.on_frame(4, Body::Takeover(Takeover { epoch: 1, group: 0 }), 0, &mut out)
-        .unwrap();
+    p.on_frame(
+        4,
+        Body::Heartbeat(Heartbeat { epoch: 1, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    p.on_frame(
+        4,
+        Body::Heartbeat(Heartbeat { epoch: 2, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    p.on_frame(
+        4,
+        Body::Takeover(Takeover { epoch: 1, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out.len(), 2);
     assert!(matches!(out[1], SeqOut::Reply(4, Body::Activate(_))));
     assert!(p

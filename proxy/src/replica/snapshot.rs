@@ -1,0 +1,170 @@
+//! Snapshots of a replica's state machine (DESIGN.md section 6): every `snapshot_entries`
+//! applied entries a replica snapshots what it applied (batch ids, promise, recorded set,
+//! per-client dedup state) and compacts its Raft log behind it; a follower that fell
+//! behind the compacted log gets the snapshot from its leader and restores from it, and a
+//! restarted replica restores from the one on its disk.
+
+use super::{Action, Applied, Replica};
+use crate::recorded::Recorded;
+use mason_common::msg::Ranges;
+use prost::Message as _;
+use raft::prelude::Snapshot;
+use raft::Storage;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SnapshotData {
+    #[prost(uint64, tag = "1")]
+    last_batch_id: u64,
+    #[prost(uint64, tag = "2")]
+    promised: u64,
+    #[prost(uint64, repeated, packed = "true", tag = "3")]
+    watermarks: Vec<u64>,
+    #[prost(message, optional, tag = "4")]
+    recorded: Option<Ranges>,
+    #[prost(message, repeated, tag = "5")]
+    clients: Vec<ClientState>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ClientState {
+    #[prost(uint64, tag = "1")]
+    client_id: u64,
+    #[prost(uint64, tag = "2")]
+    max_seq: u64,
+    #[prost(message, repeated, tag = "3")]
+    answers: Vec<Answer>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Answer {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(fixed64, tag = "2")]
+    mask: u64,
+    #[prost(uint64, repeated, packed = "true", tag = "3")]
+    numbers: Vec<u64>,
+}
+
+/// Entries kept below a snapshot taken locally, so that a follower a little behind still
+/// catches up from the log rather than from a snapshot.
+const KEEP_BEHIND: u64 = 1_000;
+
+impl Replica {
+    fn state_data(&self) -> Vec<u8> {
+        let mut clients: Vec<ClientState> = self
+            .clients
+            .iter()
+            .map(|(id, a)| ClientState {
+                client_id: *id,
+                max_seq: a.max_seq,
+                answers: a
+                    .answers
+                    .iter()
+                    .map(|(seq, (mask, numbers))| Answer {
+                        seq: *seq,
+                        mask: *mask,
+                        numbers: numbers.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        clients.sort_by_key(|c| c.client_id);
+        SnapshotData {
+            last_batch_id: self.last_batch_id,
+            promised: self.promised,
+            watermarks: self.recorded.watermarks().to_vec(),
+            recorded: Some(self.recorded.ranges()),
+            clients,
+        }
+        .encode_to_vec()
+    }
+
+    /// Restores the state machine from a snapshot's data (true if it decoded).
+    pub(super) fn restore(&mut self, snap: &Snapshot) -> bool {
+        let data = match SnapshotData::decode(&snap.data[..]) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(group = self.cfg.group, error = %e, "undecodable snapshot");
+                return false;
+            }
+        };
+        self.last_batch_id = data.last_batch_id;
+        self.promised = data.promised;
+        self.recorded = Recorded::restore(
+            self.cfg.spaces,
+            &data.watermarks,
+            &data.recorded.unwrap_or_default(),
+        );
+        self.clients.clear();
+        for c in data.clients {
+            let a: &mut Applied = self.clients.entry(c.client_id).or_default();
+            a.max_seq = c.max_seq;
+            for ans in c.answers {
+                a.answers.insert(ans.seq, (ans.mask, ans.numbers));
+            }
+        }
+        self.applied_index = snap.get_metadata().index;
+        self.snapshot_index = self.applied_index;
+        true
+    }
+
+    /// A snapshot from the leader: the log up to it is replaced, and the state machine
+    /// restored from it.
+    pub(super) fn install_snapshot(&mut self, snap: Snapshot, out: &mut Vec<Action>) {
+        let index = snap.get_metadata().index;
+        if let Err(e) = self.node.store().install(snap.clone()) {
+            tracing::warn!(group = self.cfg.group, index, error = %e, "snapshot not installed");
+            return;
+        }
+        if !self.restore(&snap) {
+            return;
+        }
+        tracing::info!(
+            group = self.cfg.group,
+            index,
+            "caught up from the leader's snapshot"
+        );
+        let (hard_state, entries) = self.node.store().contents();
+        out.push(Action::Snapshot {
+            snapshot: snap,
+            hard_state,
+            entries,
+        });
+    }
+
+    /// Every `snapshot_entries` applied entries: snapshot the applied state and compact.
+    pub(super) fn maybe_snapshot(&mut self, out: &mut Vec<Action>) {
+        let every = self.cfg.snapshot_entries;
+        if every == 0 || self.applied_index < self.snapshot_index + every {
+            return;
+        }
+        let index = self.applied_index;
+        let store = self.node.store().clone();
+        let Ok(term) = store.term(index) else {
+            return;
+        };
+        let mut snap = Snapshot {
+            data: self.state_data().into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(raft::prelude::ConfState::from((
+            (1..=u64::from(self.cfg.replicas)).collect::<Vec<_>>(),
+            vec![],
+        )));
+        let compact_to = index.saturating_sub(KEEP_BEHIND).max(1);
+        if let Err(e) = store.take(snap.clone(), compact_to) {
+            tracing::warn!(group = self.cfg.group, index, error = %e, "log not compacted");
+            return;
+        }
+        self.snapshot_index = index;
+        let (hard_state, entries) = store.contents();
+        out.push(Action::Snapshot {
+            snapshot: snap,
+            hard_state,
+            entries,
+        });
+    }
+}
