@@ -343,6 +343,7 @@ impl ClientArgs {
             duration: self.duration,
             retry_timeout: self.retry_timeout,
             drain: self.drain,
+            acks_file: Some(self.out.join(format!("acks-{}.bin", self.index))),
         }
     }
 }

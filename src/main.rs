@@ -157,6 +157,7 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     let rt = runtime(a.runtime_threads)?;
     let out = a.out.clone();
     let index = a.index;
+    std::fs::create_dir_all(&out)?;
     let cfg = a.load_config();
     let watch = a.watch_csv.clone().map(|csv| {
         let t0 = t0_instant(a.t0_unix_ms);
@@ -188,7 +189,9 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
             "ops left unanswered after the drain"
         );
     }
-    std::fs::create_dir_all(&out)?;
+    if let Some(e) = &result.acks_error {
+        anyhow::bail!("the answers could not be recorded: {e}");
+    }
     mason_client::load::write_results(&out, index, &result)
         .with_context(|| format!("writing results under {}", out.display()))?;
     println!("{}", result.dat_line());

@@ -1,6 +1,7 @@
 //! Closed-loop load: `threads` clients per process, each with `concurrency` ops in flight.
 //! Latencies of ops completed inside the measured window (after the warm-up) go into one
-//! HDR histogram; every answer is kept (compactly) for the verification.
+//! HDR histogram; every answer is kept (compactly) for the verification, streamed to a
+//! file as the run goes when one is given, so that a long run's memory stays flat.
 
 use crate::driver::{Client, ClientConfig, MultiSeq, Target};
 use bytes::Bytes;
@@ -82,7 +83,15 @@ pub struct LoadConfig {
     pub retry_timeout: Duration,
     /// How long to wait for unanswered ops after the run before giving up on them.
     pub drain: Duration,
+    /// Stream every answer to this file (`acks-N.bin`) during the run instead of keeping
+    /// them in memory.
+    pub acks_file: Option<std::path::PathBuf>,
 }
+
+/// Answers per client kept in memory before they are written out.
+const ACK_CHUNK: usize = 16 * 1024;
+
+type AckSink = Arc<Mutex<RecordWriter>>;
 
 pub struct LoadResult {
     /// Ops completed inside the measured window.
@@ -91,8 +100,10 @@ pub struct LoadResult {
     pub hist: Histogram<u64>,
     pub re_tx: u64,
     pub window: Duration,
-    /// Every answer received, one chunk per client.
+    /// Every answer received (those not streamed to `acks_file`), in chunks.
     pub acks: Vec<AckChunk>,
+    /// Why streaming the answers to `acks_file` failed, if it did.
+    pub acks_error: Option<String>,
     /// Ops still unanswered when the drain ended.
     pub unanswered: u64,
 }
@@ -129,7 +140,35 @@ struct Shared {
     acks: AckChunk,
 }
 
+/// Writes a full chunk to the sink; returns an error message once if it failed.
+fn spill(sink: &Option<AckSink>, acks: &mut AckChunk, error: &mut Option<String>) {
+    let Some(sink) = sink else {
+        return;
+    };
+    let chunk = AckChunk {
+        client_id: acks.client_id,
+        ..std::mem::take(acks)
+    };
+    acks.client_id = chunk.client_id;
+    if let Ok(mut w) = sink.lock() {
+        if let Err(e) = w.append(&chunk) {
+            error.get_or_insert(e.to_string());
+        }
+    }
+}
+
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
+    let mut acks_error = None;
+    let sink: Option<AckSink> = match &cfg.acks_file {
+        Some(p) => match RecordWriter::create(p) {
+            Ok(w) => Some(Arc::new(Mutex::new(w))),
+            Err(e) => {
+                acks_error = Some(format!("creating {}: {e}", p.display()));
+                None
+            }
+        },
+        None => None,
+    };
     let start = Instant::now();
     let measure_from = start + cfg.warmup;
     let end = measure_from + cfg.duration;
@@ -169,6 +208,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
             let client = client.clone();
             let shared = shared.clone();
             let cfg = cfg.clone();
+            let sink = sink.clone();
+            let mut spill_error = None;
             let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
             let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
             tasks.push(tokio::spawn(async move {
@@ -184,6 +225,12 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                     match r {
                         Ok(MultiSeq { seq, mask, numbers }) => {
                             s.acks.push(seq, mask, &numbers);
+                            if s.acks.seqs.len() >= ACK_CHUNK {
+                                spill(&sink, &mut s.acks, &mut spill_error);
+                                if let Some(e) = spill_error.take() {
+                                    tracing::error!(error = %e, "streaming answers to disk");
+                                }
+                            }
                             if t0 >= measure_from && t1 <= end {
                                 s.ops += 1;
                                 let ns = t1.duration_since(t0).as_nanos() as u64;
@@ -216,19 +263,32 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         re_tx: clients.iter().map(Client::retransmissions).sum(),
         window: cfg.duration,
         acks: Vec::new(),
+        acks_error,
         unanswered,
     };
     for s in shared_all {
         if let Ok(mut s) = s.lock() {
             result.ops += s.ops;
             let _ = result.hist.add(&s.hist);
-            result.acks.push(std::mem::take(&mut s.acks));
+            if sink.is_some() {
+                spill(&sink, &mut s.acks, &mut result.acks_error);
+            } else {
+                result.acks.push(std::mem::take(&mut s.acks));
+            }
+        }
+    }
+    if let Some(sink) = &sink {
+        if let Ok(mut w) = sink.lock() {
+            if let Err(e) = w.flush() {
+                result.acks_error.get_or_insert(e.to_string());
+            }
         }
     }
     result
 }
 
-/// Writes `client-N.dat`, `client-N.hist` (HDR V2) and `acks-N.bin` under `dir`.
+/// Writes `client-N.dat`, `client-N.hist` (HDR V2) and, unless the run streamed them,
+/// `acks-N.bin` under `dir`.
 pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<()> {
     std::fs::write(
         dir.join(format!("client-{index}.dat")),
@@ -239,6 +299,9 @@ pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<
         .serialize(&r.hist, &mut buf)
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     std::fs::write(dir.join(format!("client-{index}.hist")), buf)?;
+    if r.acks.is_empty() {
+        return Ok(());
+    }
     let mut w = RecordWriter::create(&dir.join(format!("acks-{index}.bin")))?;
     for a in &r.acks {
         w.append(a)?;

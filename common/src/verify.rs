@@ -359,7 +359,9 @@ pub fn replica_log(
         }
     };
     for b in records {
-        if run.first().is_some_and(|f| f.index != b.index) {
+        // A new index, or the same record again (the replica restarted and is applying
+        // this index a second time), ends the run.
+        if run.first().is_some_and(|f| f.index != b.index) || run.contains(&b) {
             flush(&mut run)?;
         }
         run.push(b);
@@ -494,7 +496,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(log, vec![a.clone(), b.clone(), d]);
+        // A replica that crashed right after an index and replays it: the same record
+        // twice in a row is one record.
+        assert_eq!(
+            agree(
+                0,
+                vec![
+                    vec![a.clone(), b.clone(), b.clone()],
+                    vec![a.clone(), b.clone()]
+                ]
+            )
+            .unwrap()
+            .len(),
+            2
+        );
         // Replaying an index differently is caught too.
-        assert!(agree(0, vec![vec![a, b, c]]).is_err());
+        assert!(agree(0, vec![vec![a.clone(), b, a, c]]).is_err());
     }
 }
