@@ -128,6 +128,10 @@ pub struct ProxyKnobs {
     /// backup sequencer to take over, in milliseconds.
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub seq_timeout_ms: u64,
+    /// Snapshot each replica's state and compact its Raft log every this many applied
+    /// entries (0: never; Mason's max_log_size).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_entries: u64,
 }
 
 impl ProxyKnobs {
@@ -151,6 +155,8 @@ impl ProxyKnobs {
             self.seq_heartbeat_ms.to_string(),
             "--seq-timeout-ms".into(),
             self.seq_timeout_ms.to_string(),
+            "--snapshot-entries".into(),
+            self.snapshot_entries.to_string(),
         ]
     }
 }
@@ -211,6 +217,10 @@ pub struct LocalArgs {
     /// Sequencers: the primary and its backups (mason system).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub sequencers: u32,
+    /// Check every invariant after the run (off: only the throughput and latency lines,
+    /// for long runs whose records would take long to check).
+    #[arg(long, value_enum, default_value = "on")]
+    pub verify: OnOff,
     /// Record the highest contiguous number per space every 10 ms into
     /// <out>/recovery/contig.csv (on whenever a kill is scheduled).
     #[arg(long)]

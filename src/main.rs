@@ -144,6 +144,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
                 heartbeat_ticks: a.knobs.heartbeat_ticks as usize,
                 seq_heartbeat_us: a.knobs.seq_heartbeat_ms * 1000,
                 seq_timeout_us: a.knobs.seq_timeout_ms * 1000,
+                snapshot_entries: a.knobs.snapshot_entries,
                 ..Default::default()
             },
             max_frame: a.max_frame,

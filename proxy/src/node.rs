@@ -540,9 +540,18 @@ impl GroupTask {
                     entries,
                 } => {
                     let wal = &mut self.wal;
+                    let t = Instant::now();
                     let r = tokio::task::block_in_place(|| {
                         wal.install_snapshot(&snapshot, &hard_state, &entries)
                     });
+                    tracing::info!(
+                        group = self.replica.group(),
+                        index = snapshot.get_metadata().index,
+                        bytes = snapshot.data.len(),
+                        entries = entries.len(),
+                        us = t.elapsed().as_micros() as u64,
+                        "snapshot written"
+                    );
                     if let Err(e) = r {
                         tracing::error!(error = %e, "writing a snapshot failed; exiting");
                         std::process::exit(1);

@@ -59,8 +59,8 @@ pub enum Action {
         conn: ConnId,
         reply: ClientReply,
     },
-    /// Replace what is on disk by this snapshot and this log (the hard state and every
-    /// entry the log still holds), durably, before doing any later action.
+    /// Make this snapshot the base of what is on disk, followed by the hard state and the
+    /// entries after the snapshot, durably, before doing any later action.
     Snapshot {
         snapshot: Snapshot,
         hard_state: HardState,

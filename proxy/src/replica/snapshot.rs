@@ -160,7 +160,8 @@ impl Replica {
             return;
         }
         self.snapshot_index = index;
-        let (hard_state, entries) = store.contents();
+        let (hard_state, mut entries) = store.contents();
+        entries.retain(|e| e.index > index);
         out.push(Action::Snapshot {
             snapshot: snap,
             hard_state,
