@@ -287,21 +287,6 @@ mod tests {
         let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
         assert_eq!(s.last_index().unwrap(), 4);
     }
-}
-
-#[cfg(test)]
-mod snapshot_tests {
-    use super::*;
-    use raft::Storage;
-
-    fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            data: bytes::Bytes::from(vec![index as u8]),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn a_snapshot_replaces_the_log_prefix_across_a_restart() {

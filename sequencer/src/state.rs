@@ -47,6 +47,8 @@ struct GroupState {
     next: u64,
     /// The group's last applied batch id, as it last said.
     committed: u64,
+    /// The watermark version this group was last sent.
+    wm_sent: u64,
     /// Ids below this were forgotten: asking for them again is `TooOld`.
     forgotten_below: u64,
     ids: BTreeMap<u64, Assigned>,
@@ -59,6 +61,7 @@ impl Default for GroupState {
         GroupState {
             next: 1,
             committed: 0,
+            wm_sent: 0,
             forgotten_below: 1,
             ids: BTreeMap::new(),
             early: BTreeMap::new(),
@@ -74,6 +77,9 @@ pub struct Sequencer {
     groups: HashMap<u32, GroupState>,
     /// Per space: every number below is bound for good (see [`Sequencer::collect`]).
     watermarks: Vec<u64>,
+    /// Bumped whenever the watermarks move; an answer carries them only to a group that
+    /// has not seen this version (most answers carry none).
+    wm_version: u64,
 }
 
 impl Sequencer {
@@ -81,6 +87,7 @@ impl Sequencer {
         Sequencer {
             counters: vec![0; cfg.spaces as usize],
             watermarks: vec![0; cfg.spaces as usize],
+            wm_version: 0,
             cfg,
             groups: HashMap::new(),
         }
@@ -99,6 +106,7 @@ impl Sequencer {
             *c = *n;
         }
         s.watermarks = s.counters.clone();
+        s.wm_version = 1;
         for (&g, &last) in last_ids {
             s.groups.insert(
                 g,
@@ -137,8 +145,15 @@ impl Sequencer {
                 }
             }
         }
+        let mut moved = false;
         for (old, new) in self.watermarks.iter_mut().zip(w) {
-            *old = (*old).max(new);
+            if new > *old {
+                *old = new;
+                moved = true;
+            }
+        }
+        if moved {
+            self.wm_version += 1;
         }
     }
 
@@ -175,8 +190,20 @@ impl Sequencer {
             space_mask: a.mask,
             bases: a.bases.clone(),
             counts: a.counts.clone(),
-            watermarks: self.watermarks.clone(),
+            watermarks: Vec::new(),
         }
+    }
+
+    /// Attaches the watermarks to `reply` if its group has not seen them yet.
+    fn with_watermarks(&mut self, mut reply: SeqReply) -> SeqReply {
+        let version = self.wm_version;
+        if let Some(g) = self.groups.get_mut(&reply.group) {
+            if g.wm_sent < version {
+                g.wm_sent = version;
+                reply.watermarks.clone_from(&self.watermarks);
+            }
+        }
+        reply
     }
 
     /// Handles `req` from `origin` (a token the caller uses to route answers). Pushes zero
@@ -222,7 +249,8 @@ impl Sequencer {
         }
         let group = req.group;
         let a = self.assign(req);
-        out.push((origin, self.answer_with(req, &a, false)));
+        let reply = self.answer_with(req, &a, false);
+        out.push((origin, self.with_watermarks(reply)));
         // Release whatever waited on this id, in order.
         loop {
             let Some(g) = self.groups.get_mut(&group) else {
@@ -236,7 +264,8 @@ impl Sequencer {
             for (o, r) in waiting {
                 if first {
                     let a = self.assign(&r);
-                    out.push((o, self.answer_with(&r, &a, false)));
+                    let reply = self.answer_with(&r, &a, false);
+                    out.push((o, self.with_watermarks(reply)));
                     first = false;
                 } else if let Some(a) = self.groups.get(&group).and_then(|g| g.ids.get(&r.batch_id))
                 {
@@ -396,6 +425,66 @@ mod tests {
         let r = s.answer(&req(2, 1, 1, vec![1])).unwrap();
         assert_eq!(r.status, SeqStatus::Invalid as i32);
         assert_eq!(s.groups.len(), 2);
+    }
+
+    #[test]
+    fn the_watermark_stops_below_every_unapplied_batch_and_is_sent_once() {
+        let mut s = seq(1);
+        s.answer(&req(0, 1, 1, vec![5])).unwrap(); // group 0 id 1: [0, 5)
+        s.answer(&req(1, 1, 1, vec![5])).unwrap(); // group 1 id 1: [5, 10)
+        s.answer(&req(0, 2, 1, vec![5])).unwrap(); // group 0 id 2: [10, 15)
+        s.collect();
+        assert_eq!(s.watermarks(), &[0], "nothing is applied yet");
+        // Group 0 applied id 1 (said with its next request); group 1 nothing.
+        let r = s
+            .answer(&GetSeq {
+                committed: 1,
+                ..req(0, 3, 1, vec![1])
+            })
+            .unwrap();
+        s.collect();
+        assert_eq!(s.watermarks(), &[5], "group 1's id 1 holds it at 5");
+        assert!(
+            r.watermarks.is_empty(),
+            "answered before the watermark moved"
+        );
+        let r = s
+            .answer(&GetSeq {
+                committed: 1,
+                ..req(1, 2, 1, vec![1])
+            })
+            .unwrap();
+        s.collect();
+        // Group 1 applied id 1; group 0's ids 2 and 3 are still open: [10, 15) and [15, 16).
+        assert_eq!(s.watermarks(), &[10]);
+        assert_eq!(
+            r.watermarks,
+            vec![5],
+            "the first answer after a move carries it"
+        );
+        let r = s
+            .answer(&GetSeq {
+                committed: 1,
+                ..req(1, 3, 1, vec![1])
+            })
+            .unwrap();
+        assert_eq!(r.watermarks, vec![10]);
+        let r = s
+            .answer(&GetSeq {
+                committed: 1,
+                ..req(1, 4, 1, vec![1])
+            })
+            .unwrap();
+        assert!(r.watermarks.is_empty(), "a group gets each version once");
+        // A claim beyond the ids a group was given counts only up to them: group 0's ids 2
+        // and 3 are applied now, and group 1's open ids 2..=4 (from 16) hold the mark.
+        s.answer(&GetSeq {
+            committed: 99,
+            ..req(0, 4, 1, vec![0])
+        })
+        .unwrap();
+        s.collect();
+        assert_eq!(s.watermarks(), &[16]);
     }
 
     #[test]
