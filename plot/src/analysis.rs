@@ -271,14 +271,15 @@ fn back_to_90(
 
 /// One line per kill:
 /// `recovery: <what> killed at <T>ms: first new number after <first_new_ms> ms, back to 90%
-/// of <pre_rate, rounded> numbers/s after <back_to_90_ms> ms`, with `never` for a `None`.
+/// of <pre_rate, rounded> numbers/s after <back_to_90_ms> ms`, with `never` in place of
+/// `after <N> ms` for a `None`.
 pub fn summary_lines(recs: &[KillRecovery]) -> Vec<String> {
-    let ms = |v: Option<u64>| v.map_or_else(|| "never".to_string(), |v| v.to_string());
+    let ms = |v: Option<u64>| v.map_or_else(|| "never".to_string(), |v| format!("after {v} ms"));
     recs.iter()
         .map(|r| {
             format!(
-                "recovery: {} killed at {}ms: first new number after {} ms, \
-                 back to 90% of {} numbers/s after {} ms",
+                "recovery: {} killed at {}ms: first new number {}, \
+                 back to 90% of {} numbers/s {}",
                 r.what,
                 r.at_ms,
                 ms(r.first_new_ms),
