@@ -38,22 +38,10 @@ fn leader_then_primary_sequencer_killed_under_load() {
     let _one = one_at_a_time();
     let out = OutDir::new("failover");
     let run = run_local(
-        &small(&[
-            "--groups",
-            "2",
-            "--spaces",
-            "2",
-            "--duration",
-            "5",
-            "--warmup",
-            "0.5",
-            "--kill-leader",
-            "1.5",
-            "--kill-sequencer",
-            "3.5",
-            "--fsync",
-            "off",
-        ]),
+        &small(
+            "--groups 2 --spaces 2 --duration 5 --warmup 0.5 \
+             --kill-leader 1.5 --kill-sequencer 3.5 --fsync off",
+        ),
         out.path(),
         Duration::from_secs(150),
     );

@@ -23,20 +23,10 @@ fn two_groups_three_spaces_random_subsets() {
     let _one = one_at_a_time();
     let out = OutDir::new("random");
     let run = run_local(
-        &small(&[
-            "--groups",
-            "2",
-            "--spaces",
-            "3",
-            "--op-spaces",
-            "random",
-            "--duration",
-            "2",
-            "--warmup",
-            "0.5",
-            "--fsync",
-            "off",
-        ]),
+        &small(
+            "--groups 2 --spaces 3 --op-spaces random --duration 2 \
+             --warmup 0.5 --fsync off",
+        ),
         out.path(),
         Duration::from_secs(120),
     );
@@ -119,22 +109,10 @@ fn follower_killed_and_restarted() {
     let _one = one_at_a_time();
     let out = OutDir::new("restart");
     let run = run_local(
-        &small(&[
-            "--groups",
-            "2",
-            "--spaces",
-            "2",
-            "--duration",
-            "4",
-            "--warmup",
-            "0.5",
-            "--kill-follower",
-            "1.5",
-            "--restart-follower",
-            "2.5",
-            "--fsync",
-            "on",
-        ]),
+        &small(
+            "--groups 2 --spaces 2 --duration 4 --warmup 0.5 \
+             --kill-follower 1.5 --restart-follower 2.5 --fsync on",
+        ),
         out.path(),
         Duration::from_secs(150),
     );
@@ -226,18 +204,10 @@ fn direct_baseline() {
     let _one = one_at_a_time();
     let out = OutDir::new("direct");
     let run = run_local(
-        &small(&[
-            "--system",
-            "direct",
-            "--spaces",
-            "2",
-            "--op-spaces",
-            "random",
-            "--duration",
-            "2",
-            "--warmup",
-            "0.5",
-        ]),
+        &small(
+            "--system direct --spaces 2 --op-spaces random --duration 2 \
+             --warmup 0.5",
+        ),
         out.path(),
         Duration::from_secs(120),
     );
@@ -303,22 +273,10 @@ fn leader_killed_under_load() {
     let _one = one_at_a_time();
     let out = OutDir::new("leader");
     let run = run_local(
-        &small(&[
-            "--groups",
-            "2",
-            "--spaces",
-            "2",
-            "--duration",
-            "4",
-            "--warmup",
-            "0.5",
-            "--kill-leader",
-            "1.5",
-            "--max-outstanding",
-            "4",
-            "--fsync",
-            "on",
-        ]),
+        &small(
+            "--groups 2 --spaces 2 --duration 4 --warmup 0.5 \
+             --kill-leader 1.5 --max-outstanding 4 --fsync on",
+        ),
         out.path(),
         Duration::from_secs(150),
     );

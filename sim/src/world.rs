@@ -1,18 +1,22 @@
 //! The simulated world: virtual time, one event queue, and the real state machines — the
-//! sequencers (a primary and its backups), every proxy replica (hosted by proxy machines in triples, as Mason ran
-//! them), and every client — wired through the simulated network. Everything is driven
-//! from one seed: the same seed gives the same run, event for event.
+//! sequencers (a primary and its backups), every proxy replica (hosted by proxy machines
+//! in triples, as Mason ran them), and every client — wired through the simulated
+//! network. Everything is driven from one seed: the same seed gives the same run, event
+//! for event. What faults do is in `faults`.
+
+mod faults;
 
 use crate::net::{Net, NetConfig, Node};
 use crate::trace::Trace;
 use bytes::Bytes;
+use faults::seq_config;
+pub use faults::Fault;
 use mason_client::load::OpSpaces;
 use mason_client::{ClientAction, ClientCore, CoreConfig, CoreTarget};
-use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, Takeover};
+use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg};
 use mason_common::record::{AckChunk, BoundBatch};
-use mason_proxy::store::Store;
 use mason_proxy::{Action, Replica, ReplicaConfig};
-use mason_sequencer::{SeqMutant, SeqNode, SeqNodeConfig, SeqOut};
+use mason_sequencer::{SeqMutant, SeqNode, SeqOut};
 use raft::prelude::{Entry, HardState, Snapshot};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,48 +53,6 @@ pub struct WorldConfig {
     pub sequencers: u32,
     pub seq_tick_us: u64,
     pub seq_mutant: Option<SeqMutant>,
-}
-
-/// What a fault does. Scenarios schedule these at virtual times.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Fault {
-    Crash(u32),
-    Restart(u32),
-    /// Crash whichever machine leads `group` at that moment.
-    CrashLeader(u32),
-    /// Crash a machine hosting a follower of `group`.
-    CrashFollower(u32),
-    /// Cut the leader of `group` from the other machines of its triple (both ways); it still
-    /// reaches the sequencer and clients.
-    IsolateLeader(u32),
-    Partition {
-        a: Vec<Node>,
-        b: Vec<Node>,
-        both_ways: bool,
-    },
-    Heal,
-    RestartAll,
-    Loss {
-        drop: f64,
-        dup: f64,
-    },
-    /// A client dies for good: its unanswered ops are abandoned.
-    CrashClient(u32),
-    /// Sequencer `i` crashes (its state is lost).
-    CrashSequencer(u32),
-    /// Sequencer `i` restarts, as a backup.
-    RestartSequencer(u32),
-    /// Sequencer `seq` is asked to take over from `epoch`, as if by a group leader.
-    AskTakeover {
-        seq: u32,
-        epoch: u64,
-    },
-    /// Messages from `a` to `b` take `extra_us` longer until the next heal.
-    Slow {
-        a: Vec<Node>,
-        b: Vec<Node>,
-        extra_us: u64,
-    },
 }
 
 enum Ev {
@@ -306,10 +268,6 @@ impl World {
             .filter(|c| c.alive)
             .map(|c| c.core.outstanding())
             .sum()
-    }
-
-    pub fn load_stopped(&self) -> bool {
-        !self.load
     }
 
     /// Runs events until `until` (virtual us) or the queue empties.
@@ -641,196 +599,6 @@ impl World {
         })
     }
 
-    fn start_machine(&mut self, m: u32) {
-        let per = self.cfg.groups_per_triple;
-        let mach = &self.machines[m as usize];
-        let fresh = mach.incarnation == 0;
-        let groups = mach.groups.clone();
-        for (slot, group) in groups.into_iter().enumerate() {
-            let storage = Store::new(vec![1, 2, 3]);
-            let disk = &self.machines[m as usize].disks[slot];
-            if let Some(snap) = &disk.snap {
-                if let Err(e) = storage.install(snap.clone()) {
-                    tracing::error!(error = %e, "installing a simulated disk's snapshot");
-                }
-            }
-            for (_, hs, entries) in &disk.records {
-                if let Err(e) = storage.replay(hs.as_ref(), entries) {
-                    tracing::error!(error = %e, "replaying a simulated disk");
-                }
-            }
-            let jitter = self
-                .rng
-                .gen_range(0..self.cfg.replica.election_ticks.max(1));
-            let cfg = ReplicaConfig {
-                group,
-                replica: m % 3,
-                replicas: 3,
-                campaign_on_start: fresh && m.is_multiple_of(3),
-                election_jitter: Some(jitter),
-                ..self.cfg.replica.clone()
-            };
-            debug_assert_eq!(group % per, slot as u32);
-            // Records are kept across restarts, as on disk: they carry their Raft index.
-            self.bound.entry((group, m % 3)).or_default();
-            match Replica::new(cfg, storage) {
-                Ok(r) => self.machines[m as usize].replicas[slot] = Some(r),
-                Err(e) => tracing::error!(error = %e, "starting a simulated replica"),
-            }
-        }
-        let mach = &mut self.machines[m as usize];
-        mach.alive = true;
-        mach.incarnation += 1;
-        let inc = mach.incarnation;
-        let at = self.now + self.rng.gen_range(0..self.cfg.tick_us.max(1));
-        self.schedule(at, Ev::Tick(m, inc));
-        // A started replica flushes once (replica 0 of a fresh group campaigns).
-        for slot in 0..self.machines[m as usize].groups.len() {
-            self.flush(m, slot);
-        }
-    }
-
-    fn crash(&mut self, m: u32) {
-        let now = self.now;
-        let fsync = self.cfg.fsync;
-        let window = self.cfg.unsynced_window_us;
-        let mach = &mut self.machines[m as usize];
-        if !mach.alive {
-            return;
-        }
-        mach.alive = false;
-        mach.incarnation += 1;
-        mach.inbox.clear();
-        for r in mach.replicas.iter_mut() {
-            self.anomalies += r.as_ref().map_or(0, Replica::anomalies);
-            *r = None;
-        }
-        if !fsync {
-            for d in mach.disks.iter_mut() {
-                d.records.retain(|(t, _, _)| *t + window <= now);
-            }
-        }
-        for g in self.leaders.iter_mut() {
-            if *g == Some(m) {
-                *g = None;
-            }
-        }
-        self.trace.note(now, format!("crash proxy-{m}"));
-    }
-
-    fn fault(&mut self, f: Fault) {
-        match f {
-            Fault::Crash(m) => self.crash(m),
-            Fault::Restart(m) => {
-                if !self.machines[m as usize].alive {
-                    self.trace.note(self.now, format!("restart proxy-{m}"));
-                    self.start_machine(m);
-                }
-            }
-            Fault::CrashLeader(g) => match self.leader_of(g) {
-                Some(m) => self.crash(m),
-                None => self
-                    .trace
-                    .note(self.now, format!("group {g} has no leader to crash")),
-            },
-            Fault::CrashFollower(g) => {
-                let leader = self.leader_of(g);
-                let t = g / self.cfg.groups_per_triple;
-                let follower = (t * 3..t * 3 + 3)
-                    .find(|&m| Some(m) != leader && self.machines[m as usize].alive);
-                if let Some(m) = follower {
-                    self.crash(m);
-                }
-            }
-            Fault::IsolateLeader(g) => {
-                if let Some(m) = self.leader_of(g) {
-                    let t = m / 3;
-                    let others: Vec<Node> = (t * 3..t * 3 + 3)
-                        .filter(|&x| x != m)
-                        .map(Node::Proxy)
-                        .collect();
-                    self.net.partition(&[Node::Proxy(m)], &others, true);
-                    self.trace.note(
-                        self.now,
-                        format!("isolate proxy-{m} (leader of group {g}) from its triple"),
-                    );
-                }
-            }
-            Fault::Partition { a, b, both_ways } => {
-                self.trace.note(
-                    self.now,
-                    format!("partition {a:?} from {b:?} (both ways: {both_ways})"),
-                );
-                self.net.partition(&a, &b, both_ways);
-            }
-            Fault::Heal => {
-                self.trace.note(self.now, "heal".to_string());
-                self.net.heal();
-            }
-            Fault::RestartAll => {
-                for m in 0..self.machines.len() as u32 {
-                    if !self.machines[m as usize].alive {
-                        self.trace.note(self.now, format!("restart proxy-{m}"));
-                        self.start_machine(m);
-                    }
-                }
-                for i in 0..self.seqs.len() as u32 {
-                    self.restart_sequencer(i);
-                }
-            }
-            Fault::CrashClient(c) => {
-                if let Some(cl) = self.clients.get_mut(c as usize) {
-                    cl.alive = false;
-                    self.trace.note(self.now, format!("crash client-{c}"));
-                }
-            }
-            Fault::CrashSequencer(i) => {
-                if let Some(s) = self.seqs.get_mut(i as usize).filter(|s| s.alive) {
-                    s.alive = false;
-                    s.incarnation += 1;
-                    self.trace.note(self.now, format!("crash sequencer-{i}"));
-                }
-            }
-            Fault::RestartSequencer(i) => self.restart_sequencer(i),
-            Fault::AskTakeover { seq, epoch } => {
-                self.trace.note(
-                    self.now,
-                    format!("ask sequencer-{seq} to take over from epoch {epoch}"),
-                );
-                let body = Body::Takeover(Takeover { epoch, group: 0 });
-                self.deliver(Node::Proxy(0), Node::Sequencer(seq), body);
-            }
-            Fault::Slow { a, b, extra_us } => {
-                self.trace.note(
-                    self.now,
-                    format!("slow {a:?} -> {b:?} by {} ms", extra_us / 1000),
-                );
-                self.net.slow_down(&a, &b, extra_us);
-            }
-            Fault::Loss { drop, dup } => {
-                self.trace.note(self.now, format!("loss {drop} dup {dup}"));
-                self.net.cfg.drop = drop;
-                self.net.cfg.dup = dup;
-            }
-        }
-    }
-
-    /// Restarts a crashed sequencer with no state, as a backup.
-    fn restart_sequencer(&mut self, i: u32) {
-        let cfg = seq_config(&self.cfg, i, false);
-        let Some(s) = self.seqs.get_mut(i as usize).filter(|s| !s.alive) else {
-            return;
-        };
-        s.node = SeqNode::new(cfg);
-        s.alive = true;
-        s.incarnation += 1;
-        let inc = s.incarnation;
-        self.trace
-            .note(self.now, format!("restart sequencer-{i} (as a backup)"));
-        let at = self.now + self.cfg.seq_tick_us;
-        self.schedule(at, Ev::SeqTick(i, inc));
-    }
-
     /// Live replicas that applied less than the most advanced live replica of their group:
     /// (group, machine, its last batch id, the group's).
     pub fn lagging(&self) -> Vec<(u32, u32, u64, u64)> {
@@ -866,28 +634,8 @@ impl World {
         self.anomalies + live
     }
 
-    /// The epoch sequencer `i` serves, if it is alive and active.
-    pub fn sequencer_epoch(&self, i: u32) -> Option<u64> {
-        self.seqs
-            .get(i as usize)
-            .filter(|s| s.alive)
-            .and_then(|s| s.node.active_epoch())
-    }
-
     /// A fresh draw from the world's RNG (for schedules made up front).
     pub fn rng(&mut self) -> &mut StdRng {
         &mut self.rng
-    }
-}
-
-fn seq_config(cfg: &WorldConfig, id: u32, primary: bool) -> SeqNodeConfig {
-    SeqNodeConfig {
-        id,
-        sequencers: cfg.sequencers.max(1),
-        groups: cfg.triples * cfg.groups_per_triple,
-        spaces: cfg.spaces,
-        primary,
-        mutant: cfg.seq_mutant,
-        ..SeqNodeConfig::default()
     }
 }

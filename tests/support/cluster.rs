@@ -326,9 +326,9 @@ pub fn assert_clean_logs(dir: &Path) {
     }
 }
 
-/// `extra` after the load every cluster test here uses: 2 client processes of 2 clients,
-/// 8 ops in flight each.
-pub fn small<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+/// `extra` (flags separated by spaces) after the load every cluster test here uses: 2
+/// client processes of 2 clients, 8 ops in flight each.
+pub fn small(extra: &str) -> Vec<&str> {
     let mut v = vec![
         "--clients",
         "2",
@@ -337,6 +337,6 @@ pub fn small<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         "--concurrency",
         "8",
     ];
-    v.extend_from_slice(extra);
+    v.extend(extra.split_whitespace());
     v
 }

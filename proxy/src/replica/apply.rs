@@ -6,7 +6,6 @@
 use super::{Action, Replica};
 use crate::config::Mutant;
 use crate::entry::{BatchEntry, Kind, LogEntry};
-use mason_common::msg::{ClientReply, ReplyStatus};
 use mason_common::types::SpaceMask;
 use prost::Message as _;
 use raft::prelude::Entry;
@@ -123,14 +122,7 @@ impl Replica {
             if let Some(lc) = l.clients.get(&c) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: ClientReply {
-                        client_id: c,
-                        client_seq: s,
-                        status: ReplyStatus::Ok as i32,
-                        leader_hint: 0,
-                        space_mask: m,
-                        numbers: n,
-                    },
+                    reply: Replica::answered(c, s, m, n),
                 });
             }
         }
@@ -142,14 +134,7 @@ impl Replica {
             if let (Some(lc), Some((m, n))) = (l.clients.get(&o.client_id), cached) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: ClientReply {
-                        client_id: o.client_id,
-                        client_seq: o.client_seq,
-                        status: ReplyStatus::Ok as i32,
-                        leader_hint: 0,
-                        space_mask: *m,
-                        numbers: n.clone(),
-                    },
+                    reply: Replica::answered(o.client_id, o.client_seq, *m, n.clone()),
                 });
             }
         }

@@ -1,0 +1,166 @@
+//! The leader's batching: closing open batches into sequencer requests (at most K ids in
+//! flight), and proposing answered batches through Raft in batch-id order. An answer that
+//! does not cover its batch makes the leader restart its leadership instead of binding.
+
+use super::{Action, Inflight, LeaderClient, Replica, Stage};
+use crate::config::Mutant;
+use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
+use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
+use mason_common::types::SpaceMask;
+use prost::Message as _;
+use std::collections::BTreeMap;
+
+impl Replica {
+    pub(super) fn close_batches(&mut self, out: &mut Vec<Action>) {
+        let now = self.now;
+        let cfg = &self.cfg;
+        let (epoch, committed) = (self.promised, self.last_batch_id);
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        while l.started
+            && !l.open.is_empty()
+            && l.inflight.len() < cfg.max_outstanding
+            && (l.open.len() >= cfg.max_batch_ops
+                || now.saturating_sub(l.open_since) >= cfg.batch_delay_us)
+        {
+            let n = l.open.len().min(cfg.max_batch_ops);
+            let ops: Vec<OpEntry> = l.open.drain(..n).collect();
+            let mut mask = 0u64;
+            for o in &ops {
+                mask |= o.space_mask;
+            }
+            let mask = SpaceMask(mask);
+            let mut counts = vec![0u32; mask.len()];
+            for o in &ops {
+                for s in SpaceMask(o.space_mask).iter() {
+                    if let Some(i) = mask.index_of(s) {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            let id = l.next_batch_id;
+            l.next_batch_id += 1;
+            let request = GetSeq {
+                epoch,
+                group: cfg.group,
+                batch_id: id,
+                space_mask: mask.0,
+                counts,
+                committed,
+            };
+            out.push(Action::SendSeq(request.clone()));
+            l.inflight.push_back(Inflight {
+                id,
+                ops,
+                request,
+                stage: Stage::Requested { sent_at: now },
+                resends: 0,
+            });
+            l.open_since = now;
+        }
+    }
+
+    pub(super) fn propose_answered(&mut self, out: &mut Vec<Action>) {
+        let mut restart = false;
+        if let Some(l) = self.leader.as_mut() {
+            for b in l.inflight.iter_mut() {
+                let reply = match &b.stage {
+                    Stage::Proposed => continue,
+                    Stage::Requested { .. } => break,
+                    Stage::Answered(r) => r.clone(),
+                };
+                if !covers(&reply, &b.request) {
+                    tracing::warn!(
+                        group = self.cfg.group,
+                        batch = b.id,
+                        status = reply.status,
+                        "sequencer answer does not cover the batch; restarting leadership"
+                    );
+                    restart = true;
+                    break;
+                }
+                let watermarks = if l.seq_watermarks.as_slice() != self.recorded.watermarks() {
+                    l.seq_watermarks.clone()
+                } else {
+                    Vec::new()
+                };
+                let entry = BatchEntry {
+                    epoch: reply.epoch,
+                    batch_id: b.id,
+                    space_mask: reply.space_mask,
+                    bases: reply.bases.clone(),
+                    counts: reply.counts.clone(),
+                    ops: b.ops.clone(),
+                    watermarks,
+                };
+                let data = LogEntry {
+                    kind: Some(Kind::Batch(entry)),
+                }
+                .encode_to_vec();
+                if let Err(e) = self.node.propose(Vec::new(), data) {
+                    tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
+                    break;
+                }
+                b.stage = Stage::Proposed;
+                if self.cfg.mutant == Some(Mutant::AnswerBeforeCommit) {
+                    answer_early(&b.ops, b.id, &reply, &l.clients, self.cfg.group, out);
+                }
+            }
+        }
+        if restart {
+            // Drop this batch and every later unproposed one; clients re-send their ops.
+            // The next `sync_role` starts afresh: once everything already proposed is
+            // applied, it re-asks the next K ids, which commits whatever ranges those ids
+            // got as noops, exactly as a new leader does.
+            self.step_down(out);
+        }
+    }
+}
+
+/// The `AnswerBeforeCommit` mutant: answers every op of a batch that is only proposed.
+fn answer_early(
+    ops: &[OpEntry],
+    id: u64,
+    reply: &SeqReply,
+    clients: &BTreeMap<u64, LeaderClient>,
+    group: u32,
+    out: &mut Vec<Action>,
+) {
+    let entry = BatchEntry {
+        epoch: reply.epoch,
+        batch_id: id,
+        space_mask: reply.space_mask,
+        bases: reply.bases.clone(),
+        counts: reply.counts.clone(),
+        ops: Vec::new(),
+        watermarks: Vec::new(),
+    };
+    let ops: Vec<&OpEntry> = ops.iter().collect();
+    let _ = entry.bound(group, &ops).for_each_op(|c, s, m, n| {
+        if let Some(lc) = clients.get(&c) {
+            out.push(Action::Reply {
+                conn: lc.conn,
+                reply: Replica::answered(c, s, m.0, n.to_vec()),
+            });
+        }
+    });
+}
+
+/// Whether a sequencer answer gives the batch every number it asked for.
+fn covers(reply: &SeqReply, req: &GetSeq) -> bool {
+    if reply.status != SeqStatus::Ok as i32 {
+        return false;
+    }
+    let have = SpaceMask(reply.space_mask);
+    if reply.bases.len() != have.len() || reply.counts.len() != have.len() {
+        return false;
+    }
+    SpaceMask(req.space_mask)
+        .iter()
+        .zip(&req.counts)
+        .all(|(s, want)| match have.index_of(s) {
+            Some(i) => reply.counts[i] >= *want,
+            None => *want == 0,
+        })
+}
