@@ -138,22 +138,21 @@ struct Shared {
     hist: Histogram<u64>,
     ops: u64,
     acks: AckChunk,
+    /// Why writing answers out failed, if it did.
+    spill_error: Option<String>,
 }
 
-/// Writes a full chunk to the sink; returns an error message once if it failed.
-fn spill(sink: &Option<AckSink>, acks: &mut AckChunk, error: &mut Option<String>) {
+/// Writes out what `acks` holds (if there is a sink) and empties it.
+fn spill(sink: &Option<AckSink>, acks: &mut AckChunk) -> std::io::Result<()> {
     let Some(sink) = sink else {
-        return;
+        return Ok(());
     };
-    let chunk = AckChunk {
-        client_id: acks.client_id,
-        ..std::mem::take(acks)
-    };
-    acks.client_id = chunk.client_id;
-    if let Ok(mut w) = sink.lock() {
-        if let Err(e) = w.append(&chunk) {
-            error.get_or_insert(e.to_string());
-        }
+    let client_id = acks.client_id;
+    let chunk = std::mem::take(acks);
+    acks.client_id = client_id;
+    match sink.lock() {
+        Ok(mut w) => w.append(&chunk),
+        Err(_) => Err(std::io::Error::other("the answer file's lock is poisoned")),
     }
 }
 
@@ -203,13 +202,13 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                 client_id,
                 ..AckChunk::default()
             },
+            spill_error: None,
         }));
         for c in 0..cfg.concurrency {
             let client = client.clone();
             let shared = shared.clone();
             let cfg = cfg.clone();
             let sink = sink.clone();
-            let mut spill_error = None;
             let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
             let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
             tasks.push(tokio::spawn(async move {
@@ -226,9 +225,9 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                         Ok(MultiSeq { seq, mask, numbers }) => {
                             s.acks.push(seq, mask, &numbers);
                             if s.acks.seqs.len() >= ACK_CHUNK {
-                                spill(&sink, &mut s.acks, &mut spill_error);
-                                if let Some(e) = spill_error.take() {
+                                if let Err(e) = spill(&sink, &mut s.acks) {
                                     tracing::error!(error = %e, "streaming answers to disk");
+                                    s.spill_error.get_or_insert(e.to_string());
                                 }
                             }
                             if t0 >= measure_from && t1 <= end {
@@ -270,8 +269,13 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         if let Ok(mut s) = s.lock() {
             result.ops += s.ops;
             let _ = result.hist.add(&s.hist);
+            if let Some(e) = s.spill_error.take() {
+                result.acks_error.get_or_insert(e);
+            }
             if sink.is_some() {
-                spill(&sink, &mut s.acks, &mut result.acks_error);
+                if let Err(e) = spill(&sink, &mut s.acks) {
+                    result.acks_error.get_or_insert(e.to_string());
+                }
             } else {
                 result.acks.push(std::mem::take(&mut s.acks));
             }
