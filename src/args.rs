@@ -2,7 +2,7 @@
 //! error and exit code 2.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mason_client::load::{LoadConfig, OpSpaces};
+use mason_client::load::{LoadConfig, LogLoad, OpSpaces};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +28,8 @@ pub enum Cmd {
     Proxy(ProxyArgs),
     /// Run one closed-loop load process.
     Client(ClientArgs),
+    /// Run one Corfu log server: one member of one shard's chain.
+    CorfuServer(CorfuServerArgs),
     /// Measure the sequencer's capacity (in process, or over TCP with --addr).
     BenchSequencer(BenchSeqArgs),
     /// Run whole clusters in the deterministic simulator, under faults, from seeds.
@@ -54,6 +56,66 @@ pub enum System {
     Mason,
     /// Clients -> sequencer, one request per op (the baseline).
     Direct,
+    /// The Corfu shared log: clients take a token per append from the sequencer and write
+    /// the log servers themselves; readers fill holes with junk.
+    Corfu,
+    /// The shared log through Mason: clients append via proxy groups, which write every
+    /// op and noop to the log servers; no holes.
+    Corfumason,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Mason => "mason",
+            System::Direct => "direct",
+            System::Corfu => "corfu",
+            System::Corfumason => "corfumason",
+        }
+    }
+
+    /// Whether the system is a shared log.
+    pub fn log(self) -> bool {
+        matches!(self, System::Corfu | System::Corfumason)
+    }
+
+    /// Whether clients go through proxy groups.
+    pub fn proxies(self) -> bool {
+        matches!(self, System::Mason | System::Corfumason)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Append entries (shared-log systems) or sequence ops.
+    Appends,
+    /// Read random positions of a log filled beforehand (shared-log systems).
+    Reads,
+}
+
+/// Log chains: shards separated by ';', each a chain of servers (head first) separated by
+/// ','. For example `127.0.0.1:7000,127.0.0.1:7001;127.0.0.1:7002,127.0.0.1:7003`.
+#[derive(Clone, Debug)]
+pub struct Chains(pub Vec<Vec<SocketAddr>>);
+
+pub fn chains(s: &str) -> Result<Chains, String> {
+    let mut out = Vec::new();
+    for (i, shard) in s.split(';').enumerate() {
+        let mut chain = Vec::new();
+        for (j, a) in shard.split(',').enumerate() {
+            let a = a.trim();
+            let addr = a.parse().map_err(|_| {
+                format!("shard {i}, server {j}: '{a}' is not an address (host:port)")
+            })?;
+            chain.push(addr);
+        }
+        out.push(chain);
+    }
+    let len = out[0].len();
+    if out.iter().any(|c| c.len() != len) {
+        return Err("every shard's chain must have the same number of servers".into());
+    }
+    Ok(Chains(out))
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -183,9 +245,32 @@ pub struct LocalArgs {
     /// Ops in flight per client.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
-    /// Payload bytes per op.
+    /// Payload bytes per op (default: 64 for the shared-log systems, as in Mason; 0
+    /// otherwise). Log payloads start with 16 bytes naming the op, so they are at least 16.
+    #[arg(long)]
+    pub payload: Option<usize>,
+    /// Appends, or reads of a log filled by --prefill appends first (shared-log systems).
+    #[arg(long, value_enum, default_value = "appends")]
+    pub workload: Workload,
+    /// Log servers (shared-log systems): shards x --replication.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub log_servers: u32,
+    /// Servers per shard's chain.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub replication: u32,
+    /// Appends before a read workload, in all.
+    #[arg(long, default_value_t = 100_000)]
+    pub prefill: u64,
+    /// SIGKILL log server --log-victim this many seconds after the clients start.
+    #[arg(long, value_parser = positive_secs)]
+    pub kill_log_server: Option<Duration>,
+    /// Restart the killed log server (from its data directory) at this many seconds.
+    #[arg(long, value_parser = positive_secs, requires = "kill_log_server")]
+    pub restart_log_server: Option<Duration>,
+    /// Which log server the kill hits (server i is member i % R of shard i / R's chain;
+    /// 0 is the head of shard 0, 1 its tail with R = 2).
     #[arg(long, default_value_t = 0)]
-    pub payload: usize,
+    pub log_victim: u32,
     /// Measured seconds.
     #[arg(long, default_value = "5", value_parser = positive_secs)]
     pub duration: Duration,
@@ -278,6 +363,10 @@ pub struct ProxyArgs {
     pub spaces: u32,
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// CorfuMason: the log's chains (see `mason client --log-chains`); leaders write every
+    /// number of space 0 they bind there.
+    #[arg(long, value_parser = chains)]
+    pub log_chains: Option<Chains>,
     /// Write bound-g<G>-r<R>.bin records of every applied batch here.
     #[arg(long)]
     pub record_dir: Option<PathBuf>,
@@ -312,6 +401,15 @@ pub struct ClientArgs {
     pub concurrency: u32,
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
+    /// Shared-log systems: shards separated by ';', each a chain of log servers, head
+    /// first, separated by ','.
+    #[arg(long, value_parser = chains)]
+    pub log_chains: Option<Chains>,
+    #[arg(long, value_enum, default_value = "appends")]
+    pub workload: Workload,
+    /// Appends by this process before a read workload.
+    #[arg(long, default_value_t = 100_000)]
+    pub prefill: u64,
     #[arg(long, default_value = "1", value_parser = secs)]
     pub warmup: Duration,
     #[arg(long, default_value = "5", value_parser = positive_secs)]
@@ -339,7 +437,7 @@ impl ClientArgs {
             index: self.index,
             threads: self.threads,
             concurrency: self.concurrency,
-            proxies: if self.system == System::Mason {
+            proxies: if self.system.proxies() {
                 self.proxies.clone()
             } else {
                 Vec::new()
@@ -354,8 +452,54 @@ impl ClientArgs {
             retry_timeout: self.retry_timeout,
             drain: self.drain,
             acks_file: Some(self.out.join(format!("acks-{}.bin", self.index))),
+            log: match (&self.log_chains, self.system.log()) {
+                (Some(chains), true) => Some(LogLoad {
+                    chains: chains.0.clone(),
+                    corfu: self.system == System::Corfu,
+                    reads: self.workload == Workload::Reads,
+                    prefill: self.prefill,
+                }),
+                _ => None,
+            },
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CorfuServerArgs {
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where the segment files live (recovered from on start).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// This server's shard, of --shards.
+    #[arg(long, default_value_t = 0)]
+    pub shard: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub shards: u32,
+    /// This server's place in its shard's chain (0 = head).
+    #[arg(long, default_value_t = 0)]
+    pub chain_index: u32,
+    /// Servers in the chain.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub chain_len: u32,
+    /// The next server in the chain (required unless this is the tail).
+    #[arg(long)]
+    pub successor: Option<SocketAddr>,
+    /// fdatasync before acknowledging (off: acknowledge once written to the page cache,
+    /// as paper-style runs do).
+    #[arg(long, value_enum, default_value = "on")]
+    pub fsync: OnOff,
+    /// The largest entry accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_payload: usize,
+    /// Segment file size, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub segment_mb: u64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
 }
 
 #[derive(Args, Debug)]

@@ -1,9 +1,11 @@
 //! `mason local`: a whole cluster on loopback as separate processes of this binary (a
 //! primary sequencer and its backups, 3 proxy processes hosting every group's replicas, N
-//! client processes), a measured run with the scheduled kills, then the per-client lines,
-//! the aggregate, the verification, and (with kills) the recovery times.
+//! client processes, and for the shared-log systems the log servers), a measured run with
+//! the scheduled kills, then the per-client lines, the aggregate, the verification, and
+//! (with kills) the recovery times.
 
-use crate::args::{LocalArgs, System};
+use crate::args::{LocalArgs, System, Workload};
+use crate::logrun::{self, LogLayout};
 use crate::report;
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -81,11 +83,12 @@ fn default_out(a: &LocalArgs) -> PathBuf {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let sys = match a.system {
-        System::Mason => "mason",
-        System::Direct => "direct",
-    };
-    PathBuf::from("results").join(format!("{sys}-g{}-s{}-{t}", a.groups, a.spaces))
+    PathBuf::from("results").join(format!(
+        "{}-g{}-s{}-{t}",
+        a.system.name(),
+        a.groups,
+        a.spaces
+    ))
 }
 
 /// Runs the experiment; returns the process exit code (1 when verification fails).
@@ -103,13 +106,50 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let exe = std::env::current_exe().context("finding the mason binary")?;
-    let mason = a.system == System::Mason;
+    // "mason" below: the clients go through proxy groups (mason and corfumason).
+    let mason = a.system.proxies();
     let nseq = if mason { a.sequencers as usize } else { 1 };
+    let payload = a.payload.unwrap_or(if a.system.log() { 64 } else { 0 });
+    if a.system.log() && a.log_servers % a.replication != 0 {
+        eprintln!(
+            "error: --log-servers {} is not a multiple of --replication {}",
+            a.log_servers, a.replication
+        );
+        return Ok(2);
+    }
+    if a.system == System::Corfumason && a.spaces != 1 {
+        eprintln!("error: corfumason runs one sequence space (the log's positions); drop --spaces");
+        return Ok(2);
+    }
     let addrs = free_addrs(nseq + REPLICAS as usize)?;
     let seq_addrs: Vec<SocketAddr> = addrs[..nseq].to_vec();
     let seq_addr = seq_addrs[0];
     let proxies: Vec<SocketAddr> = addrs[nseq..].to_vec();
     let mut cluster = Cluster { procs: Vec::new() };
+    let layout = if a.system.log() {
+        Some(LogLayout {
+            addrs: free_addrs(a.log_servers as usize)?,
+            replication: a.replication,
+        })
+    } else {
+        None
+    };
+    let mut log_idx = Vec::new();
+    if let Some(l) = &layout {
+        // Tails first, so that each head finds its successor listening.
+        for i in (0..l.addrs.len()).rev() {
+            let mut child = spawn(
+                &exe,
+                &l.server_args(i, &out.join("data"), &a),
+                &logs.join(format!("log-{i}.log")),
+                false,
+            )?;
+            wait_listening(l.addrs[i], &mut child, &format!("log server {i}"))?;
+            cluster.procs.push((format!("log-{i}"), child));
+            log_idx.push(cluster.procs.len() - 1);
+        }
+        log_idx.reverse();
+    }
 
     let mut seq_idx = Vec::new();
     for (i, addr) in seq_addrs.iter().enumerate() {
@@ -164,6 +204,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             s(a.process_threads),
         ];
         v.extend(a.proxy.to_args());
+        if let (Some(l), System::Corfumason) = (&layout, a.system) {
+            v.extend([s("--log-chains"), l.chains_arg()]);
+        }
         v
     };
     let mut proxy_idx = Vec::new();
@@ -212,7 +255,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             s("--index"),
             s(i),
             s("--system"),
-            s(if mason { "mason" } else { "direct" }),
+            s(a.system.name()),
             s("--sequencer"),
             s(seq_addr),
             s("--groups"),
@@ -226,7 +269,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             s("--concurrency"),
             s(a.concurrency),
             s("--payload"),
-            s(a.payload),
+            s(payload),
             s("--warmup"),
             s(a.warmup.as_secs_f64()),
             s("--duration"),
@@ -241,6 +284,13 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         if mason {
             v.push(s("--proxies"));
             v.push(join(&proxies));
+        }
+        if let Some(l) = &layout {
+            v.extend([s("--log-chains"), l.chains_arg()]);
+            if a.workload == Workload::Reads {
+                v.extend([s("--workload"), s("reads")]);
+                v.extend([s("--prefill"), s(a.prefill.div_ceil(u64::from(a.clients)))]);
+            }
         }
         if record && i == 0 {
             v.extend([
@@ -257,7 +307,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     eprintln!(
         "mason local: {} system, {} group(s), {} space(s), {} client process(es) x {} x {}; results in {}",
-        if mason { "mason" } else { "direct" },
+        a.system.name(),
         a.groups,
         a.spaces,
         a.clients,
@@ -272,6 +322,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mut restarted = false;
     let mut leader_killed = false;
     let mut seq_killed = false;
+    let (mut log_killed, mut log_restarted) = (false, false);
+    let victim = a.log_victim as usize;
+    if layout.is_some() && a.kill_log_server.is_some() && victim >= log_idx.len() {
+        anyhow::bail!(
+            "--log-victim {victim} is not one of the {} log servers",
+            log_idx.len()
+        );
+    }
     let mut kill_log = String::from("t_ms,what\n");
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     loop {
@@ -309,6 +367,36 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 "mason local: SIGKILLed the primary sequencer at {:.2}s",
                 t.as_secs_f64()
             );
+        }
+        if let Some(l) = layout.as_ref().filter(|_| !log_killed) {
+            if a.kill_log_server.is_some_and(|k| t >= k) {
+                log_killed = true;
+                let c = &mut cluster.procs[log_idx[victim]].1;
+                let _ = c.kill();
+                let _ = c.wait();
+                kill_log.push_str(&format!("{},log-server\n", t0.elapsed().as_millis()));
+                eprintln!(
+                    "mason local: SIGKILLed log server {victim} ({}) at {:.2}s",
+                    l.addrs[victim],
+                    t.as_secs_f64()
+                );
+            }
+        }
+        if let Some(l) = layout.as_ref().filter(|_| log_killed && !log_restarted) {
+            if a.restart_log_server.is_some_and(|r| t >= r) {
+                log_restarted = true;
+                let child = spawn(
+                    &exe,
+                    &l.server_args(victim, &out.join("data"), &a),
+                    &logs.join(format!("log-{victim}.restarted.log")),
+                    false,
+                )?;
+                cluster.procs[log_idx[victim]].1 = child;
+                eprintln!(
+                    "mason local: restarted log server {victim} at {:.2}s",
+                    t.as_secs_f64()
+                );
+            }
         }
         if killed && !restarted && a.restart_follower.is_some_and(|r| t >= r) {
             let i = proxy_idx[2];
@@ -356,6 +444,24 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // The log is checked while its servers still run.
+    let log_verdict = match &layout {
+        Some(l) if a.verify.on() => {
+            if log_killed && !log_restarted {
+                anyhow::bail!(
+                    "a log server was killed and not restarted: the log cannot be checked whole"
+                );
+            }
+            let mut v = logrun::check(&out, &a, l, payload)?;
+            if a.workload == Workload::Reads {
+                v = v.and_then(|s| {
+                    logrun::check_reads(&out, a.clients).map(|r| format!("{s}; {r}"))
+                });
+            }
+            Some(v)
+        }
+        _ => None,
+    };
     drop(cluster);
 
     if record {
@@ -374,9 +480,20 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let (verdict, code) = if !a.verify.on() {
         ("verify: skipped (--verify off)".to_string(), 0)
     } else {
-        match report::verify(&out, a.spaces, groups, a.clients)? {
-            Ok(r) => (format!("verify: ok {r}"), 0),
-            Err(v) => (format!("verify: FAIL {v}"), 1),
+        let seq = if a.system == System::Corfu {
+            // Corfu's tokens are not contiguous (a writer that loses its position to a
+            // reader's fill takes another): only the log is checked.
+            None
+        } else {
+            Some(report::verify(&out, a.spaces, groups, a.clients)?)
+        };
+        match (seq, log_verdict) {
+            (Some(Err(v)), _) => (format!("verify: FAIL {v}"), 1),
+            (_, Some(Err(v))) => (format!("verify: FAIL {v}"), 1),
+            (Some(Ok(r)), Some(Ok(l))) => (format!("verify: ok {r}; {l}"), 0),
+            (Some(Ok(r)), None) => (format!("verify: ok {r}"), 0),
+            (None, Some(Ok(l))) => (format!("verify: ok unique log; {l}"), 0),
+            (None, None) => ("verify: nothing to check".to_string(), 0),
         }
     };
     text.push_str(&verdict);

@@ -3,11 +3,12 @@
 
 mod args;
 mod local;
+mod logrun;
 mod report;
 mod sim;
 
 use anyhow::Context;
-use args::{BenchSeqArgs, ClientArgs, Cmd, ProxyArgs, SequencerArgs};
+use args::{BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs};
 use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
 use std::sync::Arc;
@@ -59,6 +60,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Sequencer(a) => sequencer(a).map(|_| 0),
         Cmd::Proxy(a) => proxy(a).map(|_| 0),
         Cmd::Client(a) => client(a).map(|_| 0),
+        Cmd::CorfuServer(a) => corfu_server(a).map(|_| 0),
         Cmd::Local(a) => local::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
@@ -148,9 +150,60 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             max_frame: a.max_frame,
+            log_chains: a.log_chains.clone().map(|c| c.0).unwrap_or_default(),
         };
         tracing::info!(replica = a.replica, groups = a.groups, %listen, fsync = a.knobs.fsync.on(), "proxy up");
         mason_proxy::node::run(cfg, Arc::new(Tcp), listener, terminated()).await
+    })
+}
+
+fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.shard < a.shards,
+        "--shard {} is not a shard of --shards {}",
+        a.shard,
+        a.shards
+    );
+    anyhow::ensure!(
+        a.chain_index < a.chain_len,
+        "--chain-index {} is not a place in a chain of --chain-len {}",
+        a.chain_index,
+        a.chain_len
+    );
+    let tail = a.chain_index + 1 == a.chain_len;
+    anyhow::ensure!(
+        tail || a.successor.is_some(),
+        "--successor is required: server {} of a chain of {} is not the tail",
+        a.chain_index,
+        a.chain_len
+    );
+    let rt = runtime(a.threads)?;
+    rt.block_on(async move {
+        let listener = Tcp
+            .bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let cfg = mason_corfu_server::server::ServerConfig {
+            node: mason_corfu_server::node::NodeConfig {
+                shard: a.shard,
+                shards: a.shards,
+                chain_index: a.chain_index,
+                chain_len: a.chain_len,
+                max_payload: a.max_payload,
+                forward_timeout_us: 1_000_000,
+                max_read_bytes: 4 << 20,
+            },
+            dir: a.dir.clone(),
+            fsync: a.fsync.on(),
+            segment_bytes: a.segment_mb << 20,
+            successor: if tail { None } else { a.successor },
+            max_frame: a.max_frame,
+        };
+        tracing::info!(listen = %a.listen, shard = a.shard, chain_index = a.chain_index, fsync = a.fsync.on(), "log server up");
+        tokio::select! {
+            r = mason_corfu_server::server::serve(listener, Arc::new(Tcp), cfg) => r,
+            _ = terminated() => Ok(()),
+        }
     })
 }
 

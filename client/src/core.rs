@@ -108,6 +108,11 @@ impl ClientCore {
         self.cfg.client_id
     }
 
+    /// The seq the next submitted op will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The replica index it talks to now.
     pub fn current(&self) -> usize {
         self.current

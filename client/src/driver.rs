@@ -52,6 +52,8 @@ enum Ev {
     Op {
         mask: SpaceMask,
         payload: Bytes,
+        /// Make the payload start with the client id and the op's seq.
+        stamp: bool,
         reply: Reply,
     },
     Frame(u64, Frame),
@@ -106,11 +108,31 @@ impl Client {
         spaces: SpaceMask,
         payload: Bytes,
     ) -> Result<MultiSeq, ClientError> {
+        self.submit(spaces, payload, false).await
+    }
+
+    /// As [`Client::sequence`], with the payload's first 16 bytes replaced by the client id
+    /// and the op's seq (see [`crate::log::stamp`]), so that a checker can find it.
+    pub async fn sequence_stamped(
+        &self,
+        spaces: SpaceMask,
+        payload: Bytes,
+    ) -> Result<MultiSeq, ClientError> {
+        self.submit(spaces, payload, true).await
+    }
+
+    async fn submit(
+        &self,
+        spaces: SpaceMask,
+        payload: Bytes,
+        stamp: bool,
+    ) -> Result<MultiSeq, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Ev::Op {
                 mask: spaces,
                 payload,
+                stamp,
                 reply,
             })
             .map_err(|_| ClientError::Closed)?;
@@ -174,8 +196,14 @@ impl Driver {
             Ev::Op {
                 mask,
                 payload,
+                stamp,
                 reply,
             } => {
+                let payload = if stamp {
+                    crate::log::stamp(&payload, self.core.client_id(), self.core.next_seq())
+                } else {
+                    payload
+                };
                 let seq = self.core.submit(mask, payload, now, out);
                 self.waiting.insert(seq, reply);
             }

@@ -8,6 +8,7 @@
 pub mod core;
 mod driver;
 pub mod load;
+pub mod log;
 pub mod watch;
 
 pub use self::core::{ClientAction, ClientCore, ClientError, CoreConfig, CoreTarget, MultiSeq};

@@ -2,8 +2,12 @@
 //! Latencies of ops completed inside the measured window (after the warm-up) go into one
 //! HDR histogram; every answer is kept (compactly) for the verification, streamed to a
 //! file as the run goes when one is given, so that a long run's memory stays flat.
+//!
+//! With a shared log ([`LogLoad`]) the ops are log appends (Corfu or CorfuMason) or, after
+//! a prefill of appends, reads of random positions below the tail.
 
 use crate::driver::{Client, ClientConfig, MultiSeq, Target};
+use crate::log::{AppendVia, LogClient, LogClientConfig};
 use bytes::Bytes;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -86,6 +90,30 @@ pub struct LoadConfig {
     /// Stream every answer to this file (`acks-N.bin`) during the run instead of keeping
     /// them in memory.
     pub acks_file: Option<std::path::PathBuf>,
+    /// Ops on a shared log instead of bare sequencing.
+    pub log: Option<LogLoad>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogLoad {
+    /// Each shard's chain of log servers, head first.
+    pub chains: Vec<Vec<SocketAddr>>,
+    /// Corfu (tokens from the sequencer) rather than CorfuMason (appends via the proxies).
+    pub corfu: bool,
+    /// Measure reads (after `prefill` appends by this process) instead of appends.
+    pub reads: bool,
+    pub prefill: u64,
+}
+
+/// What the reads of a read workload found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub reads: u64,
+    pub noops: u64,
+    /// Positions below the tail found unwritten.
+    pub unwritten: u64,
+    /// Data entries that are not a stamped payload of the run's size.
+    pub bad: u64,
 }
 
 /// Answers per client kept in memory before they are written out.
@@ -106,6 +134,7 @@ pub struct LoadResult {
     pub acks_error: Option<String>,
     /// Ops still unanswered when the drain ended.
     pub unanswered: u64,
+    pub reads: ReadStats,
 }
 
 impl LoadResult {
@@ -137,6 +166,7 @@ pub fn new_histogram() -> Histogram<u64> {
 struct Shared {
     hist: Histogram<u64>,
     ops: u64,
+    reads: ReadStats,
     acks: AckChunk,
     /// Why writing answers out failed, if it did.
     spill_error: Option<String>,
@@ -156,6 +186,138 @@ fn spill(sink: &Option<AckSink>, acks: &mut AckChunk) -> std::io::Result<()> {
     }
 }
 
+/// How one client's ops are done.
+#[derive(Clone)]
+enum Worker {
+    Seq(Client),
+    Log(Arc<LogClient>),
+}
+
+impl Worker {
+    fn retransmissions(&self) -> u64 {
+        match self {
+            Worker::Seq(c) => c.retransmissions(),
+            Worker::Log(l) => l.retransmissions(),
+        }
+    }
+}
+
+enum Outcome {
+    /// An answered op: its seq, spaces and numbers.
+    Ack(MultiSeq),
+    Read(ReadStats),
+    Failed,
+}
+
+fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u64) -> Worker {
+    let group = ((u64::from(cfg.index) * u64::from(cfg.threads) + u64::from(t))
+        % u64::from(cfg.groups.max(1))) as u32;
+    if let Some(l) = &cfg.log {
+        let append = if l.corfu {
+            AppendVia::Corfu {
+                sequencer: cfg.sequencer,
+            }
+        } else {
+            AppendVia::Mason {
+                group,
+                replicas: cfg.proxies.clone(),
+            }
+        };
+        let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append);
+        lc.request_timeout = cfg.retry_timeout;
+        match LogClient::new(transport.clone(), lc) {
+            Ok(c) => return Worker::Log(Arc::new(c)),
+            // The chains were checked when the flags were parsed.
+            Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
+        }
+    }
+    let target = if cfg.proxies.is_empty() {
+        Target::Direct {
+            sequencer: cfg.sequencer,
+        }
+    } else {
+        Target::Group {
+            group,
+            replicas: cfg.proxies.clone(),
+        }
+    };
+    Worker::Seq(Client::start(
+        transport.clone(),
+        ClientConfig {
+            client_id,
+            target,
+            retry_timeout: cfg.retry_timeout,
+        },
+    ))
+}
+
+/// One op: an append (or bare sequencing), or with `read_below` > 0 a read of a random
+/// position below it.
+async fn one_op(
+    w: &Worker,
+    cfg: &LoadConfig,
+    rng: &mut StdRng,
+    payload: &Bytes,
+    read_below: u64,
+) -> Outcome {
+    match w {
+        Worker::Seq(c) => {
+            let mask = cfg.op_spaces.pick(cfg.spaces, rng);
+            match c.sequence(mask, payload.clone()).await {
+                Ok(m) => Outcome::Ack(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "op failed");
+                    Outcome::Failed
+                }
+            }
+        }
+        Worker::Log(l) if read_below > 0 => {
+            let pos = rng.gen_range(0..read_below);
+            let mut st = ReadStats {
+                reads: 1,
+                ..ReadStats::default()
+            };
+            match l.read(pos).await {
+                Ok(Some(e)) if e.noop => st.noops += 1,
+                Ok(Some(e)) => {
+                    let size = cfg.payload.max(crate::log::STAMP_BYTES);
+                    if e.payload.len() != size || crate::log::unstamp(&e.payload).is_none() {
+                        st.bad += 1;
+                    }
+                }
+                Ok(None) => st.unwritten += 1,
+                Err(e) => {
+                    tracing::warn!(pos, error = %e, "read failed");
+                    return Outcome::Failed;
+                }
+            }
+            Outcome::Read(st)
+        }
+        Worker::Log(l) => match l.append_stamped(payload.clone(), true).await {
+            Ok((pos, seq)) => Outcome::Ack(MultiSeq {
+                seq,
+                mask: SpaceMask::single(0),
+                numbers: vec![pos],
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "append failed");
+                Outcome::Failed
+            }
+        },
+    }
+}
+
+/// Keeps an answer for the verification, writing a full chunk out.
+fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
+    s.acks.push(m.seq, m.mask, &m.numbers);
+    if s.acks.seqs.len() >= ACK_CHUNK {
+        if let Err(e) = spill(sink, &mut s.acks) {
+            tracing::error!(error = %e, "streaming answers to disk");
+            s.spill_error.get_or_insert(e.to_string());
+        }
+    }
+}
+
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     let mut acks_error = None;
     let sink: Option<AckSink> = match &cfg.acks_file {
@@ -168,83 +330,61 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         },
         None => None,
     };
-    let start = Instant::now();
-    let measure_from = start + cfg.warmup;
-    let end = measure_from + cfg.duration;
-    let mut tasks = Vec::new();
-    let mut clients = Vec::new();
-    let mut shared_all = Vec::new();
+    let mut workers = Vec::new();
     for t in 0..cfg.threads {
         let client_id = u64::from(cfg.index) * 65536 + u64::from(t) + 1;
-        let target = if cfg.proxies.is_empty() {
-            Target::Direct {
-                sequencer: cfg.sequencer,
-            }
-        } else {
-            Target::Group {
-                group: ((u64::from(cfg.index) * u64::from(cfg.threads) + u64::from(t))
-                    % u64::from(cfg.groups.max(1))) as u32,
-                replicas: cfg.proxies.clone(),
-            }
-        };
-        let client = Client::start(
-            transport.clone(),
-            ClientConfig {
-                client_id,
-                target,
-                retry_timeout: cfg.retry_timeout,
-            },
-        );
+        let w = worker(&transport, &cfg, t, client_id);
         let shared = Arc::new(Mutex::new(Shared {
             hist: new_histogram(),
             ops: 0,
+            reads: ReadStats::default(),
             acks: AckChunk {
                 client_id,
                 ..AckChunk::default()
             },
             spill_error: None,
         }));
+        workers.push((client_id, w, shared));
+    }
+    let read_below = match cfg.log.as_ref().filter(|l| l.reads) {
+        Some(l) => prefill(&workers, &cfg, l.prefill, &sink).await.max(1),
+        None => 0,
+    };
+    let start = Instant::now();
+    let measure_from = start + cfg.warmup;
+    let end = measure_from + cfg.duration;
+    let mut tasks = Vec::new();
+    for (client_id, w, shared) in &workers {
         for c in 0..cfg.concurrency {
-            let client = client.clone();
-            let shared = shared.clone();
-            let cfg = cfg.clone();
-            let sink = sink.clone();
+            let (w, shared, cfg, sink) = (w.clone(), shared.clone(), cfg.clone(), sink.clone());
             let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
             let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < end {
-                    let mask = cfg.op_spaces.pick(cfg.spaces, &mut rng);
                     let t0 = Instant::now();
-                    let r = client.sequence(mask, payload.clone()).await;
+                    let r = one_op(&w, &cfg, &mut rng, &payload, read_below).await;
                     let t1 = Instant::now();
-                    let mut s = match shared.lock() {
-                        Ok(s) => s,
-                        Err(_) => return,
+                    let Ok(mut s) = shared.lock() else {
+                        return;
                     };
                     match r {
-                        Ok(MultiSeq { seq, mask, numbers }) => {
-                            s.acks.push(seq, mask, &numbers);
-                            if s.acks.seqs.len() >= ACK_CHUNK {
-                                if let Err(e) = spill(&sink, &mut s.acks) {
-                                    tracing::error!(error = %e, "streaming answers to disk");
-                                    s.spill_error.get_or_insert(e.to_string());
-                                }
-                            }
-                            if t0 >= measure_from && t1 <= end {
-                                s.ops += 1;
-                                let ns = t1.duration_since(t0).as_nanos() as u64;
-                                let _ = s.hist.record(ns.max(1));
-                            }
+                        Outcome::Ack(m) => keep_ack(&mut s, &sink, &m),
+                        Outcome::Read(st) => {
+                            s.reads.reads += st.reads;
+                            s.reads.noops += st.noops;
+                            s.reads.unwritten += st.unwritten;
+                            s.reads.bad += st.bad;
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "op failed");
-                        }
+                        Outcome::Failed => continue,
+                    }
+                    if t0 >= measure_from && t1 <= end {
+                        s.ops += 1;
+                        let ns = t1.duration_since(t0).as_nanos() as u64;
+                        let _ = s.hist.record(ns.max(1));
                     }
                 }
             }));
         }
-        clients.push(client);
-        shared_all.push(shared);
     }
     // Ops still unanswered when the drain ends are abandoned (and counted).
     let drain_end = tokio::time::Instant::from_std(end + cfg.drain);
@@ -259,15 +399,20 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     let mut result = LoadResult {
         ops: 0,
         hist: new_histogram(),
-        re_tx: clients.iter().map(Client::retransmissions).sum(),
+        re_tx: workers.iter().map(|(_, w, _)| w.retransmissions()).sum(),
         window: cfg.duration,
         acks: Vec::new(),
         acks_error,
         unanswered,
+        reads: ReadStats::default(),
     };
-    for s in shared_all {
+    for (_, _, s) in workers {
         if let Ok(mut s) = s.lock() {
             result.ops += s.ops;
+            result.reads.reads += s.reads.reads;
+            result.reads.noops += s.reads.noops;
+            result.reads.unwritten += s.reads.unwritten;
+            result.reads.bad += s.reads.bad;
             let _ = result.hist.add(&s.hist);
             if let Some(e) = s.spill_error.take() {
                 result.acks_error.get_or_insert(e);
@@ -291,6 +436,46 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     result
 }
 
+/// Appends `count` entries (spread over every client and its concurrency), keeping their
+/// answers; returns the log's tail afterwards, the bound for the reads.
+async fn prefill(
+    workers: &[(u64, Worker, Arc<Mutex<Shared>>)],
+    cfg: &LoadConfig,
+    count: u64,
+    sink: &Option<AckSink>,
+) -> u64 {
+    let per_task = count.div_ceil(u64::from(cfg.threads * cfg.concurrency).max(1));
+    let mut tasks = Vec::new();
+    for (client_id, w, shared) in workers {
+        for c in 0..cfg.concurrency {
+            let (w, shared, cfg, sink) = (w.clone(), shared.clone(), cfg.clone(), sink.clone());
+            let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
+            let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_task {
+                    if let Outcome::Ack(m) = one_op(&w, &cfg, &mut rng, &payload, 0).await {
+                        if let Ok(mut s) = shared.lock() {
+                            keep_ack(&mut s, &sink, &m);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    for (_, w, _) in workers {
+        if let Worker::Log(l) = w {
+            match l.tail().await {
+                Ok(t) => return t,
+                Err(e) => tracing::error!(error = %e, "no tail after the prefill"),
+            }
+        }
+    }
+    0
+}
+
 /// Writes `client-N.dat`, `client-N.hist` (HDR V2) and, unless the run streamed them,
 /// `acks-N.bin` under `dir`.
 pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<()> {
@@ -303,6 +488,16 @@ pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<
         .serialize(&r.hist, &mut buf)
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     std::fs::write(dir.join(format!("client-{index}.hist")), buf)?;
+    if r.reads.reads > 0 {
+        let s = r.reads;
+        std::fs::write(
+            dir.join(format!("client-{index}.reads")),
+            format!(
+                "reads={} noops={} unwritten={} bad={}\n",
+                s.reads, s.noops, s.unwritten, s.bad
+            ),
+        )?;
+    }
     if r.acks.is_empty() {
         return Ok(());
     }

@@ -3,6 +3,7 @@
 //! numbers, and the one invariant checker used by `mason local` (and, later, the simulator).
 
 pub mod frame;
+pub mod logmsg;
 pub mod msg;
 pub mod record;
 pub mod transport;

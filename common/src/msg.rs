@@ -10,7 +10,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
     )]
     pub body: Option<Body>,
 }
@@ -49,6 +49,20 @@ pub enum Body {
     Watch(Watch),
     #[prost(message, tag = "16")]
     Bound(crate::record::BoundBatch),
+    #[prost(message, tag = "17")]
+    LogWrite(crate::logmsg::LogWrite),
+    #[prost(message, tag = "18")]
+    LogWriteReply(crate::logmsg::LogWriteReply),
+    #[prost(message, tag = "19")]
+    LogRead(crate::logmsg::LogRead),
+    #[prost(message, tag = "20")]
+    LogReadReply(crate::logmsg::LogReadReply),
+    #[prost(message, tag = "21")]
+    LogTail(crate::logmsg::LogTail),
+    #[prost(message, tag = "22")]
+    LogTailReply(crate::logmsg::LogTailReply),
+    #[prost(message, tag = "23")]
+    LogHello(crate::logmsg::LogHello),
 }
 
 impl Frame {

@@ -37,6 +37,11 @@ pub struct ReplicaConfig {
     /// Snapshot the applied state and compact the Raft log every this many applied
     /// entries (0: never).
     pub snapshot_entries: u64,
+    /// CorfuMason: the shared log's shard count (0: no log). Space 0's numbers are log
+    /// positions, written to the log servers before clients are answered.
+    pub log_shards: u32,
+    /// Re-send a log write unanswered (or refused for now) for this long.
+    pub log_retry_us: u64,
     /// A deliberate protocol bug, for proving that the checker catches it. Only the
     /// simulator and tests set this.
     pub mutant: Option<Mutant>,
@@ -55,6 +60,9 @@ pub enum Mutant {
     NoDedup,
     /// Answers and batches from an epoch older than the group's promise are used anyway.
     NoFence,
+    /// CorfuMason: a new leader does not write again what its predecessor may not have
+    /// written to the log (holes stay).
+    NoLogRedo,
 }
 
 impl std::str::FromStr for Mutant {
@@ -66,9 +74,10 @@ impl std::str::FromStr for Mutant {
             "no-hold-back" => Ok(Mutant::NoHoldBack),
             "no-dedup" => Ok(Mutant::NoDedup),
             "no-fence" => Ok(Mutant::NoFence),
+            "no-log-redo" => Ok(Mutant::NoLogRedo),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
-                 no-dedup, no-fence)"
+                 no-dedup, no-fence, no-log-redo)"
             )),
         }
     }
@@ -93,6 +102,8 @@ impl Default for ReplicaConfig {
             campaign_on_start: false,
             election_jitter: None,
             snapshot_entries: 10_000,
+            log_shards: 0,
+            log_retry_us: 200_000,
             mutant: None,
         }
     }

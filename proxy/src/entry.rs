@@ -59,6 +59,10 @@ pub struct BatchEntry {
     /// every replica forgets its records below them on applying this entry.
     #[prost(uint64, repeated, packed = "true", tag = "7")]
     pub watermarks: Vec<u64>,
+    /// CorfuMason: the proposing leader had written every delivery of an entry below this
+    /// index to the log (0: no log, or nothing said).
+    #[prost(uint64, tag = "8")]
+    pub log_done_below: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

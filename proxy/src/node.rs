@@ -4,7 +4,8 @@
 //! per hosted group that feeds that group's [`Replica`] and carries out its actions: WAL
 //! writes (fdatasync'd when `fsync` is on), sends, answers and bound-number records. It
 //! keeps a link to every sequencer (the primary and its backups), and streams what a group
-//! binds to clients that watch it.
+//! binds to clients that watch it. With a shared log (CorfuMason), it also keeps a link to
+//! the head of every log shard's chain, for the leaders' log writes.
 
 use crate::replica::{Action, ConnId, Replica, ReplicaConfig};
 use crate::wal::Wal;
@@ -45,6 +46,8 @@ pub struct NodeConfig {
     /// Template for every hosted replica (group and replica are filled in).
     pub replica_cfg: ReplicaConfig,
     pub max_frame: usize,
+    /// CorfuMason: each log shard's chain of servers, head first (empty: no log).
+    pub log_chains: Vec<Vec<SocketAddr>>,
 }
 
 enum Event {
@@ -58,6 +61,7 @@ enum Event {
     /// A failover message from a sequencer (heartbeat echo, switch, fill, activate).
     SeqOther(Body),
     SeqConnected,
+    LogReply(mason_common::logmsg::LogWriteReply),
     Watch {
         conn: ConnId,
         tx: FrameTx,
@@ -127,6 +131,22 @@ pub async fn run(
         ));
     }
     let seq_links = Arc::new(seq_links);
+    let mut log_links = Vec::new();
+    for chain in &cfg.log_chains {
+        let Some(head) = chain.first() else {
+            anyhow::bail!("a log shard with no servers");
+        };
+        let on_frame = inboxes.clone();
+        log_links.push(spawn_link(
+            transport.clone(),
+            *head,
+            cfg.max_frame,
+            None,
+            || {},
+            move |f| route_log_frame(&on_frame, f),
+        ));
+    }
+    let log_links = Arc::new(log_links);
 
     let mut tasks = Vec::new();
     for (g, rx) in receivers {
@@ -150,6 +170,7 @@ pub async fn run(
         rcfg.replicas = cfg.peers.len() as u32;
         rcfg.sequencers = cfg.sequencers.len() as u32;
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
+        rcfg.log_shards = cfg.log_chains.len() as u32;
         let replica = Replica::new(rcfg, storage).context("starting raft")?;
         let record = match &cfg.record_dir {
             // Appended to across restarts: records carry their Raft index, and a replica
@@ -166,6 +187,7 @@ pub async fn run(
             conns: HashMap::new(),
             peer_links: peer_links.clone(),
             seq_links: seq_links.clone(),
+            log_links: log_links.clone(),
             watchers: Vec::new(),
             tick: cfg.tick,
             fsync: cfg.fsync,
@@ -350,6 +372,22 @@ fn route_seq_frame(inboxes: &Inboxes, f: Frame) {
     }
 }
 
+/// Hands a log server's answer to the group whose write it answers (the id says which).
+fn route_log_frame(inboxes: &Inboxes, f: Frame) {
+    match f.body {
+        Some(Body::LogWriteReply(r)) => {
+            let group = (r.id >> crate::replica::LOG_REQ_GROUP_SHIFT) as u32;
+            match inboxes.get(&group) {
+                Some(tx) => {
+                    let _ = tx.send(Event::LogReply(r));
+                }
+                None => tracing::warn!(group, "log answer for a group not hosted here"),
+            }
+        }
+        other => tracing::warn!(?other, "unexpected frame from a log server"),
+    }
+}
+
 /// A connection that is re-established whenever it breaks. Frames sent while it is down
 /// are dropped (Raft and the sequencer protocol tolerate loss; both retry).
 fn spawn_link(
@@ -427,6 +465,7 @@ struct GroupTask {
     conns: HashMap<ConnId, FrameTx>,
     peer_links: Arc<Vec<Option<FrameTx>>>,
     seq_links: Arc<Vec<FrameTx>>,
+    log_links: Arc<Vec<FrameTx>>,
     /// Clients watching this group: (connection, ranges only).
     watchers: Vec<(FrameTx, bool)>,
     tick: Duration,
@@ -475,6 +514,7 @@ impl GroupTask {
                         _ => {}
                     },
                     Event::SeqConnected => self.replica.on_seq_connected(&mut out),
+                    Event::LogReply(r) => self.replica.on_log_reply(r, &mut out),
                     Event::Watch {
                         conn,
                         tx,
@@ -572,6 +612,11 @@ impl GroupTask {
                 Action::ToSeq { seq, body } => {
                     if let Some(link) = self.seq_links.get(seq as usize) {
                         let _ = link.send(Frame::new(body));
+                    }
+                }
+                Action::LogWrite(w) => {
+                    if let Some(link) = self.log_links.get(w.shard as usize) {
+                        let _ = link.send(Frame::new(Body::LogWrite(w)));
                     }
                 }
                 Action::Reply { conn, reply } => {

@@ -15,6 +15,7 @@
 mod apply;
 mod batching;
 mod failover;
+mod logwrite;
 mod snapshot;
 
 pub use crate::config::{Mutant, ReplicaConfig};
@@ -22,6 +23,7 @@ use crate::entry::OpEntry;
 use crate::recorded::Recorded;
 use crate::store::Store;
 use bytes::Bytes;
+use mason_common::logmsg::LogWrite;
 use mason_common::msg::{epoch_owner, Body, ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
@@ -67,6 +69,8 @@ pub enum Action {
     /// A batch (or a takeover's holes, as batch id 0 with no ops, or a promise of a new
     /// epoch, as batch id 0 with no ranges) was applied: record what it bound.
     Bound(BoundBatch),
+    /// To the head of the chain of log shard `write.shard` (CorfuMason).
+    LogWrite(LogWrite),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +128,8 @@ struct Leader {
 }
 
 const MAX_HELD_PER_CLIENT: usize = 1 << 14;
+/// A log write's id carries its group in the bits from here up.
+pub const LOG_REQ_GROUP_SHIFT: u32 = 40;
 const MAX_WAITING: usize = 1 << 16;
 
 pub struct Replica {
@@ -146,6 +152,12 @@ pub struct Replica {
     heartbeat_sent: u64,
     /// Backups asked to take over since the sequencer was last heard from.
     takeover_asks: u64,
+    /// CorfuMason: applied entries whose log writes are not known to be done, by index.
+    deliveries: BTreeMap<u64, logwrite::Delivery>,
+    log_reqs: BTreeMap<u64, logwrite::LogReq>,
+    next_log_req: u64,
+    /// Payloads of the entry being applied, by log position.
+    log_stash: HashMap<u64, Bytes>,
 }
 
 impl Replica {
@@ -188,6 +200,11 @@ impl Replica {
             seq_heard: 0,
             heartbeat_sent: 0,
             takeover_asks: 0,
+            deliveries: BTreeMap::new(),
+            log_reqs: BTreeMap::new(),
+            // Log servers answer on one link per process: the id says which group asked.
+            next_log_req: (u64::from(cfg.group) << LOG_REQ_GROUP_SHIFT) + 1,
+            log_stash: HashMap::new(),
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {
@@ -267,6 +284,7 @@ impl Replica {
             }
         }
         self.watch_sequencer(now, out);
+        self.retry_log_writes(now, out);
         self.flush(now, out);
     }
 
@@ -389,10 +407,8 @@ impl Replica {
         let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
         if op.client_seq <= applied.max_seq && !no_dedup {
             if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
-                out.push(Action::Reply {
-                    conn,
-                    reply: Self::answered(op.client_id, op.client_seq, *m, nums.clone()),
-                });
+                let reply = Self::answered(op.client_id, op.client_seq, *m, nums.clone());
+                self.answer_after_log(conn, reply, out);
             }
             return;
         }
@@ -494,6 +510,7 @@ impl Replica {
         let Some(l) = self.leader.take() else {
             return;
         };
+        self.stop_deliveries();
         let hint = self.node.raft.leader_id as u32;
         for (client, lc) in l.clients {
             out.push(Action::Reply {
@@ -562,6 +579,7 @@ impl Replica {
             "leading; re-asking the predecessor's batch ids"
         );
         let waiting = std::mem::take(&mut l.waiting);
+        self.start_deliveries(out);
         for (conn, op) in waiting {
             self.on_client_op(conn, op, out);
         }

@@ -40,6 +40,7 @@ impl Replica {
                     b.index = e.index;
                 }
             }
+            self.deliver_to_log(e.index, from, out);
         }
     }
 
@@ -96,7 +97,13 @@ impl Replica {
         if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
             tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
         }
+        self.forget_written(b.log_done_below);
         for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
+            if SpaceMask(*m).index_of(0) == Some(0) {
+                if let Some(pos) = n.first() {
+                    self.stash_payload(*pos, &o.payload);
+                }
+            }
             let a = self.clients.entry(*c).or_default();
             a.answers.insert(*s, (*m, n.clone()));
             // The client holds every answer below `acked_below`: forget them.

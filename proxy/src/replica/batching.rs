@@ -63,6 +63,11 @@ impl Replica {
 
     pub(super) fn propose_answered(&mut self, out: &mut Vec<Action>) {
         let mut restart = false;
+        let log_done_below = if self.cfg.log_shards > 0 {
+            self.log_done_below()
+        } else {
+            0
+        };
         if let Some(l) = self.leader.as_mut() {
             for b in l.inflight.iter_mut() {
                 let reply = match &b.stage {
@@ -93,6 +98,7 @@ impl Replica {
                     counts: reply.counts.clone(),
                     ops: b.ops.clone(),
                     watermarks,
+                    log_done_below,
                 };
                 let data = LogEntry {
                     kind: Some(Kind::Batch(entry)),
@@ -135,6 +141,7 @@ fn answer_early(
         counts: reply.counts.clone(),
         ops: Vec::new(),
         watermarks: Vec::new(),
+        log_done_below: 0,
     };
     let ops: Vec<&OpEntry> = ops.iter().collect();
     let _ = entry.bound(group, &ops).for_each_op(|c, s, m, n| {

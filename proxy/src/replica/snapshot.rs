@@ -23,6 +23,17 @@ struct SnapshotData {
     recorded: Option<Ranges>,
     #[prost(message, repeated, tag = "5")]
     clients: Vec<ClientState>,
+    /// CorfuMason: deliveries not known to be written to the log.
+    #[prost(message, repeated, tag = "6")]
+    deliveries: Vec<PendingDelivery>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PendingDelivery {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(message, repeated, tag = "2")]
+    items: Vec<mason_common::logmsg::LogItem>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -75,6 +86,13 @@ impl Replica {
             watermarks: self.recorded.watermarks().to_vec(),
             recorded: Some(self.recorded.ranges()),
             clients,
+            deliveries: self
+                .pending_deliveries()
+                .map(|(index, d)| PendingDelivery {
+                    index,
+                    items: d.items.values().flatten().cloned().collect(),
+                })
+                .collect(),
         }
         .encode_to_vec()
     }
@@ -102,6 +120,10 @@ impl Replica {
             for ans in c.answers {
                 a.answers.insert(ans.seq, (ans.mask, ans.numbers));
             }
+        }
+        self.deliveries.clear();
+        for d in data.deliveries {
+            self.restore_delivery(d.index, d.items);
         }
         self.applied_index = snap.get_metadata().index;
         self.snapshot_index = self.applied_index;

@@ -152,6 +152,7 @@ impl Net {
                     assert_eq!(b.batch_id, last + 1, "replica {r}: batch ids not dense");
                     self.bound[r].push(b);
                 }
+                Action::LogWrite(_) => {}
             }
         }
     }

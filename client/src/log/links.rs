@@ -1,0 +1,111 @@
+//! One connection per log server, shared by every caller: requests carry ids, answers
+//! are matched to them. A broken connection fails what waits on it and is made again on
+//! the next call.
+
+use super::LogError;
+use mason_common::frame::{spawn_writer, FrameReader, FrameTx, DEFAULT_MAX_FRAME};
+use mason_common::msg::{Body, Frame};
+use mason_common::transport::Transport;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
+
+struct Link {
+    tx: FrameTx,
+    waiters: Waiters,
+    dead: Arc<AtomicBool>,
+}
+
+pub(crate) struct Links {
+    transport: Arc<dyn Transport>,
+    links: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Link>>>,
+    next_id: AtomicU64,
+}
+
+impl Links {
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Links {
+        Links {
+            transport,
+            links: tokio::sync::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    async fn link(&self, addr: SocketAddr, timeout: Duration) -> Result<Arc<Link>, LogError> {
+        let mut links = self.links.lock().await;
+        if let Some(l) = links.get(&addr) {
+            if !l.dead.load(Ordering::Acquire) {
+                return Ok(l.clone());
+            }
+        }
+        let conn = match tokio::time::timeout(timeout, self.transport.connect(addr)).await {
+            Ok(Ok(c)) => c,
+            _ => return Err(LogError::Unreachable(addr)),
+        };
+        let waiters: Waiters = Arc::default();
+        let dead = Arc::new(AtomicBool::new(false));
+        let link = Arc::new(Link {
+            tx: spawn_writer(conn.write, addr.to_string()),
+            waiters: waiters.clone(),
+            dead: dead.clone(),
+        });
+        let mut reader = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);
+        tokio::spawn(async move {
+            while let Some(Ok(Frame { body: Some(b) })) = reader.next().await {
+                let id = match &b {
+                    Body::LogWriteReply(r) => r.id,
+                    Body::LogReadReply(r) => r.id,
+                    Body::LogTailReply(r) => r.id,
+                    _ => {
+                        tracing::warn!(%addr, "unexpected frame from a log server; closing");
+                        break;
+                    }
+                };
+                let w = waiters.lock().ok().and_then(|mut w| w.remove(&id));
+                if let Some(w) = w {
+                    let _ = w.send(b);
+                }
+            }
+            dead.store(true, Ordering::Release);
+            if let Ok(mut w) = waiters.lock() {
+                w.clear(); // fails every waiter at once
+            }
+        });
+        links.insert(addr, link.clone());
+        Ok(link)
+    }
+
+    /// Sends the request `make(id)` to `addr` and waits at most `timeout` for its answer.
+    pub(crate) async fn call(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        make: impl FnOnce(u64) -> Body,
+    ) -> Result<Body, LogError> {
+        let link = self.link(addr, timeout).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = link.waiters.lock() {
+            w.insert(id, tx);
+        }
+        if link.tx.send(Frame::new(make(id))).is_err() {
+            link.dead.store(true, Ordering::Release);
+            return Err(LogError::Unreachable(addr));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(_)) => Err(LogError::Unreachable(addr)),
+            Err(_) => {
+                if let Ok(mut w) = link.waiters.lock() {
+                    w.remove(&id);
+                }
+                Err(LogError::Timeout(addr))
+            }
+        }
+    }
+}

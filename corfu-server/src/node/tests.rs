@@ -1,0 +1,261 @@
+use super::*;
+use crate::storage::MemStore;
+use bytes::Bytes;
+use mason_common::logmsg::LogWriteReply;
+
+const CLIENT: ConnId = 1;
+const UPSTREAM: ConnId = 1000;
+
+fn cfg(index: u32) -> NodeConfig {
+    NodeConfig {
+        shard: 1,
+        shards: 2,
+        chain_index: index,
+        chain_len: 2,
+        max_payload: 16,
+        forward_timeout_us: 1000,
+        max_read_bytes: 1 << 20,
+    }
+}
+
+/// A chain of two nodes; forwards reach the tail unless `cut`.
+struct Chain {
+    head: LogNode<MemStore>,
+    tail: LogNode<MemStore>,
+    cut: bool,
+    to_client: Vec<Body>,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain {
+            head: LogNode::new(cfg(0), MemStore::new()),
+            tail: LogNode::new(cfg(1), MemStore::new()),
+            cut: false,
+            to_client: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, items: Vec<LogItem>) -> Vec<LogResult> {
+        let mut out = Vec::new();
+        self.head.on_write(
+            CLIENT,
+            false,
+            LogWrite {
+                id: 7,
+                shard: 1,
+                items,
+            },
+            &mut out,
+        );
+        self.head.flush(&mut out);
+        self.run_head(out);
+        match self.to_client.pop() {
+            Some(Body::LogWriteReply(r)) => {
+                assert_eq!(r.id, 7);
+                r.results
+            }
+            other => panic!("no write answer: {other:?}"),
+        }
+    }
+
+    fn run_head(&mut self, mut out: Vec<NodeAction>) {
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    NodeAction::Sync(g) => self.head.on_synced(g, &mut next),
+                    NodeAction::Send { conn, body } => {
+                        assert_eq!(conn, CLIENT);
+                        self.to_client.push(body)
+                    }
+                    NodeAction::Forward(w) if !self.cut => {
+                        let r = self.tail_write(w);
+                        self.head.on_forward_reply(r, &mut next);
+                    }
+                    NodeAction::Forward(_) => {}
+                }
+            }
+            out = next;
+        }
+    }
+
+    fn tail_write(&mut self, w: LogWrite) -> LogWriteReply {
+        let mut out = Vec::new();
+        self.tail.on_write(UPSTREAM, true, w, &mut out);
+        self.tail.flush(&mut out);
+        loop {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    NodeAction::Sync(g) => self.tail.on_synced(g, &mut next),
+                    NodeAction::Send {
+                        conn,
+                        body: Body::LogWriteReply(r),
+                    } => {
+                        assert_eq!(conn, UPSTREAM);
+                        return r;
+                    }
+                    other => panic!("tail did {other:?}"),
+                }
+            }
+            out = next;
+        }
+    }
+}
+
+fn read(n: &mut LogNode<MemStore>, pos: u64) -> LogResult {
+    let mut out = Vec::new();
+    n.on_read(
+        CLIENT,
+        LogRead {
+            id: 1,
+            shard: 1,
+            positions: vec![pos],
+        },
+        &mut out,
+    );
+    match out.pop() {
+        Some(NodeAction::Send {
+            body: Body::LogReadReply(mut r),
+            ..
+        }) => r.results.remove(0),
+        other => panic!("no read answer: {other:?}"),
+    }
+}
+
+fn data(pos: u64, s: &str) -> LogItem {
+    LogItem::data(pos, Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn a_write_is_acknowledged_once_the_whole_chain_holds_it() {
+    let mut c = Chain::new();
+    let r = c.write(vec![data(3, "a"), LogItem::junk(5)]);
+    assert!(r.iter().all(|r| r.status() == LogStatus::Ok), "{r:?}");
+    let got = read(&mut c.tail, 3);
+    assert_eq!((got.status(), &got.payload[..]), (LogStatus::Ok, &b"a"[..]));
+    assert!(read(&mut c.tail, 5).is_junk());
+    assert_eq!(read(&mut c.head, 3).payload, got.payload);
+    assert_eq!(read(&mut c.tail, 7).status(), LogStatus::NotWritten);
+}
+
+#[test]
+fn positions_are_written_once() {
+    let mut c = Chain::new();
+    c.write(vec![data(3, "a")]);
+    assert_eq!(c.write(vec![data(3, "a")])[0].status(), LogStatus::Ok);
+    let taken = c.write(vec![data(3, "b")]).remove(0);
+    assert_eq!(taken.status(), LogStatus::Taken);
+    assert_eq!(&taken.payload[..], b"a");
+    let fill = c.write(vec![LogItem::junk(3)]).remove(0);
+    assert_eq!((fill.status(), fill.is_junk()), (LogStatus::Taken, false));
+    assert_eq!(&read(&mut c.tail, 3).payload[..], b"a");
+}
+
+#[test]
+fn bad_writes_are_refused_with_a_reason() {
+    let mut c = Chain::new();
+    let r = c.write(vec![
+        data(4, "wrong shard"),
+        data(1, "seventeen bytes!!"),
+        LogItem {
+            pos: 3,
+            kind: LogKind::Junk as i32,
+            payload: Bytes::from_static(b"x"),
+        },
+        LogItem {
+            pos: 5,
+            kind: 9,
+            payload: Bytes::new(),
+        },
+    ]);
+    let got: Vec<_> = r.iter().map(|r| r.status()).collect();
+    use LogStatus::*;
+    assert_eq!(got, [WrongShard, TooLarge, Invalid, Invalid]);
+    for pos in [1, 3, 5] {
+        assert_eq!(read(&mut c.tail, pos).status(), NotWritten);
+        assert_eq!(read(&mut c.head, pos).status(), NotWritten);
+    }
+    let mut out = Vec::new();
+    c.tail.on_write(
+        CLIENT,
+        false,
+        LogWrite {
+            id: 1,
+            shard: 1,
+            items: vec![data(7, "x")],
+        },
+        &mut out,
+    );
+    match out.pop() {
+        Some(NodeAction::Send {
+            body: Body::LogWriteReply(r),
+            ..
+        }) => assert_eq!(r.results[0].status(), NotHead),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read(&mut c.tail, 7).status(), NotWritten);
+}
+
+#[test]
+fn nothing_is_acknowledged_or_read_before_it_is_durable() {
+    let mut n = LogNode::new(cfg(1), MemStore::new());
+    let mut out = Vec::new();
+    let w = LogWrite {
+        id: 2,
+        shard: 1,
+        items: vec![data(9, "z")],
+    };
+    n.on_write(UPSTREAM, true, w, &mut out);
+    n.flush(&mut out);
+    assert!(matches!(out.as_slice(), [NodeAction::Sync(1)]), "{out:?}");
+    assert_eq!(read(&mut n, 9).status(), LogStatus::NotWritten);
+    let mut out = Vec::new();
+    n.on_synced(1, &mut out);
+    assert!(matches!(out.as_slice(), [NodeAction::Send { .. }]));
+    assert_eq!(read(&mut n, 9).status(), LogStatus::Ok);
+}
+
+#[test]
+fn a_write_the_tail_never_acknowledges_times_out_unacknowledged() {
+    let mut c = Chain::new();
+    c.cut = true;
+    let mut out = Vec::new();
+    c.head.on_write(
+        CLIENT,
+        false,
+        LogWrite {
+            id: 7,
+            shard: 1,
+            items: vec![data(3, "a")],
+        },
+        &mut out,
+    );
+    c.head.flush(&mut out);
+    c.run_head(out);
+    assert!(c.to_client.is_empty(), "acknowledged without the tail");
+    let mut out = Vec::new();
+    c.head.tick(5000, &mut out);
+    c.run_head(out);
+    match c.to_client.pop() {
+        Some(Body::LogWriteReply(r)) => assert_eq!(r.results[0].status(), LogStatus::Unavailable),
+        other => panic!("{other:?}"),
+    }
+    // The writer's retry, once the tail is back, completes the write.
+    c.cut = false;
+    assert_eq!(c.write(vec![data(3, "a")])[0].status(), LogStatus::Ok);
+    assert_eq!(read(&mut c.tail, 3).status(), LogStatus::Ok);
+}
+
+#[test]
+fn the_head_repairs_a_successor_that_lost_an_entry() {
+    let mut c = Chain::new();
+    c.write(vec![data(3, "a")]);
+    c.tail = LogNode::new(cfg(1), MemStore::new());
+    assert_eq!(read(&mut c.tail, 3).status(), LogStatus::NotWritten);
+    // A reader's junk fill meets the head's data: refused, and the data goes down again.
+    let r = c.write(vec![LogItem::junk(3)]).remove(0);
+    assert_eq!(r.status(), LogStatus::Taken);
+    assert_eq!(&read(&mut c.tail, 3).payload[..], b"a");
+}
