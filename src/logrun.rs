@@ -207,9 +207,12 @@ pub fn check(
                     match &first {
                         None => first = Some(e),
                         Some(f) if *f != e => {
+                            let show = |x: &Option<LogEntry>| x.as_ref().map_or("nothing".into(), describe);
                             return Ok(Err(format!(
-                                "LogAgree: position {pos}: the members of shard {s}'s chain differ ({f:?} vs {e:?})"
-                            )))
+                                "LogAgree: position {pos}: the members of shard {s}'s chain differ (member 0 holds {}, member {m} holds {})",
+                                show(f),
+                                show(&e)
+                            )));
                         }
                         Some(_) => {}
                     }

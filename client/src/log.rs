@@ -249,7 +249,7 @@ impl LogClient {
                     Body::LogWrite(LogWrite {
                         id,
                         shard,
-                        items: vec![w],
+                        items: vec![w.clone()],
                     })
                 })
                 .await;

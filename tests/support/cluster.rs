@@ -240,7 +240,7 @@ pub fn parse_report(stdout: &str) -> Report {
             let idx: usize = idx.parse().expect("space index");
             assert_eq!(idx, spaces.len(), "spaces out of order in '{verify}'");
             let (n, rest) = rest.split_once("(noops=").expect("noops");
-            let z = rest.trim_end_matches(')');
+            let z = rest.trim_end_matches(';').trim_end_matches(')');
             spaces.push((
                 n.parse().expect("numbers of a space"),
                 z.parse().expect("noops of a space"),

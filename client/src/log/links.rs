@@ -36,11 +36,16 @@ impl Links {
         }
     }
 
-    async fn link(&self, addr: SocketAddr, timeout: Duration) -> Result<Arc<Link>, LogError> {
+    /// The link to `addr`, and whether it was already open (it may have broken since).
+    async fn link(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(Arc<Link>, bool), LogError> {
         let mut links = self.links.lock().await;
         if let Some(l) = links.get(&addr) {
             if !l.dead.load(Ordering::Acquire) {
-                return Ok(l.clone());
+                return Ok((l.clone(), true));
             }
         }
         let conn = match tokio::time::timeout(timeout, self.transport.connect(addr)).await {
@@ -77,7 +82,7 @@ impl Links {
             }
         });
         links.insert(addr, link.clone());
-        Ok(link)
+        Ok((link, false))
     }
 
     /// Sends the request `make(id)` to `addr` and waits at most `timeout` for its answer.
@@ -85,9 +90,26 @@ impl Links {
         &self,
         addr: SocketAddr,
         timeout: Duration,
-        make: impl FnOnce(u64) -> Body,
+        make: impl Fn(u64) -> Body,
     ) -> Result<Body, LogError> {
-        let link = self.link(addr, timeout).await?;
+        match self.call_once(addr, timeout, &make).await {
+            // A connection that was open may have broken unnoticed (the server restarted):
+            // once more on a fresh one.
+            Err((LogError::Unreachable(_), true)) => self
+                .call_once(addr, timeout, &make)
+                .await
+                .map_err(|(e, _)| e),
+            r => r.map_err(|(e, _)| e),
+        }
+    }
+
+    async fn call_once(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        make: &impl Fn(u64) -> Body,
+    ) -> Result<Body, (LogError, bool)> {
+        let (link, reused) = self.link(addr, timeout).await.map_err(|e| (e, false))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = link.waiters.lock() {
@@ -95,16 +117,19 @@ impl Links {
         }
         if link.tx.send(Frame::new(make(id))).is_err() {
             link.dead.store(true, Ordering::Release);
-            return Err(LogError::Unreachable(addr));
+            return Err((LogError::Unreachable(addr), reused));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(b)) => Ok(b),
-            Ok(Err(_)) => Err(LogError::Unreachable(addr)),
+            Ok(Err(_)) => {
+                link.dead.store(true, Ordering::Release);
+                Err((LogError::Unreachable(addr), reused))
+            }
             Err(_) => {
                 if let Ok(mut w) = link.waiters.lock() {
                     w.remove(&id);
                 }
-                Err(LogError::Timeout(addr))
+                Err((LogError::Timeout(addr), false))
             }
         }
     }
