@@ -110,7 +110,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mason = a.system.proxies();
     let nseq = if mason { a.sequencers as usize } else { 1 };
     let payload = a.payload.unwrap_or(if a.system.log() { 64 } else { 0 });
-    if a.system.log() && a.log_servers % a.replication != 0 {
+    if a.system.log() && !a.log_servers.is_multiple_of(a.replication) {
         eprintln!(
             "error: --log-servers {} is not a multiple of --replication {}",
             a.log_servers, a.replication

@@ -85,8 +85,14 @@ impl LogLayout {
     }
 }
 
+/// An op: (client id, its op seq).
+type Op = (u64, u64);
+/// A check's outcome: its findings, or the violation; `Err` of the outer result is a
+/// failure to check at all (a record that cannot be read).
+type Checked<T> = anyhow::Result<Result<T, String>>;
+
 /// What the acknowledged appends say: position -> (client, op seq).
-fn acked(dir: &Path, clients: u32) -> anyhow::Result<Result<HashMap<u64, (u64, u64)>, String>> {
+fn acked(dir: &Path, clients: u32) -> Checked<HashMap<u64, Op>> {
     let mut at = HashMap::new();
     for i in 0..clients {
         let p = dir.join(format!("acks-{i}.bin"));
@@ -114,10 +120,7 @@ fn acked(dir: &Path, clients: u32) -> anyhow::Result<Result<HashMap<u64, (u64, u
 
 /// What the groups bound in space 0: position -> Some((client, seq)) for an op, None for
 /// a noop.
-fn bound(
-    dir: &Path,
-    groups: u32,
-) -> anyhow::Result<Result<HashMap<u64, Option<(u64, u64)>>, String>> {
+fn bound(dir: &Path, groups: u32) -> Checked<HashMap<u64, Option<Op>>> {
     let mut at = HashMap::new();
     for g in 0..groups {
         let mut logs = Vec::new();
@@ -155,12 +158,7 @@ fn bound(
 
 /// Checks the log after a run (the servers must still be up). `Ok(Ok(summary))`, or
 /// `Ok(Err(violation))`.
-pub fn check(
-    dir: &Path,
-    a: &LocalArgs,
-    layout: &LogLayout,
-    payload: usize,
-) -> anyhow::Result<Result<String, String>> {
+pub fn check(dir: &Path, a: &LocalArgs, layout: &LogLayout, payload: usize) -> Checked<String> {
     let at = match acked(dir, a.clients)? {
         Ok(m) => m,
         Err(v) => return Ok(Err(v)),
