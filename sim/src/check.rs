@@ -3,8 +3,10 @@
 //! applied and what the clients were told, plus the two that need the run's timeline:
 //! Fenced (a group never binds a batch of an older epoch after a newer one) and Live
 //! (after each heal, clients get answers again within the bound, and every op is answered
-//! once the faults are over).
+//! once the faults are over). With a shared log, `logcheck` then checks the log servers'
+//! contents against what was bound and answered.
 
+use crate::logcheck::check_log;
 use crate::trace::stamp;
 use crate::world::World;
 use mason_common::verify::{agree, check_fenced, Checker, Report, Violation};
@@ -43,6 +45,7 @@ pub fn check(
         ));
     }
     let mut checker = Checker::new(w.cfg.spaces);
+    let mut all_bound = Vec::new();
     for g in 0..w.groups() {
         let logs = (0..3)
             .map(|r| w.bound.get(&(g, r)).cloned().unwrap_or_default())
@@ -51,6 +54,9 @@ pub fn check(
         check_fenced(g, &log)?;
         for b in &log {
             checker.bind_batch(b)?;
+        }
+        if w.cfg.log.is_some() {
+            all_bound.extend(log);
         }
     }
     for chunk in &w.acks {
@@ -84,6 +90,17 @@ pub fn check(
             ),
         ));
     }
+    if !w.log_settled() {
+        return Err(violation(
+            "Live",
+            format!(
+                "the group leaders still have {} log deliveries unwritten at {} ({} writes pending at the log servers)",
+                w.unwritten_deliveries(),
+                stamp(w.now),
+                w.log_pending()
+            ),
+        ));
+    }
     if let Some(&last) = w.ack_times.last() {
         if last > final_heal + live_bound_us {
             return Err(violation(
@@ -97,8 +114,9 @@ pub fn check(
             ));
         }
     }
-    match hole {
-        Some(v) => Err(v),
-        None => Ok(report),
+    if let Some(v) = hole {
+        return Err(v);
     }
+    check_log(w, &all_bound)?;
+    Ok(report)
 }

@@ -1,13 +1,16 @@
 //! Deterministic simulation of whole mason clusters under faults.
 //!
-//! The real sequencer, proxy replica and client state machines run in one thread, driven
-//! by one u64 seed: virtual time, a network that delays, drops, duplicates, reorders and
-//! partitions, crashes with restart from what a machine had written to disk (and loss of
-//! what it had not synced), and timer jitter. The same seed replays the same run, event
+//! The real sequencer, proxy replica, client and (with a shared log, CorfuMason) log
+//! server state machines run in one thread, driven by one u64 seed: virtual time, a
+//! network that delays, drops, duplicates, reorders and partitions, crashes with restart
+//! from what a machine had written to disk (and loss of what it had not synced), and timer
+//! jitter. The same seed replays the same run, event
 //! for event; a failing seed prints the command that replays it.
 
 mod check;
+mod corfu;
 mod failover;
+mod logcheck;
 pub mod net;
 pub mod scenario;
 pub mod trace;

@@ -14,6 +14,9 @@ pub enum Node {
     /// A proxy machine: replica `m % 3` of the groups of triple `m / 3`.
     Proxy(u32),
     Client(u32),
+    /// Log server `i` of the shared log: shard `i / replication`, place `i % replication`
+    /// in that shard's chain (0 = head).
+    LogServer(u32),
 }
 
 impl std::fmt::Display for Node {
@@ -22,6 +25,7 @@ impl std::fmt::Display for Node {
             Node::Sequencer(i) => write!(f, "sequencer-{i}"),
             Node::Proxy(m) => write!(f, "proxy-{m}"),
             Node::Client(c) => write!(f, "client-{c}"),
+            Node::LogServer(i) => write!(f, "log-{i}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! faults, heal everything, let it settle, and check.
 
 use crate::check::check;
+use crate::corfu;
 use crate::failover;
 use crate::net::{NetConfig, Node};
 use crate::trace::{stamp, Trace};
@@ -71,6 +72,7 @@ pub(crate) fn base(seed: u64) -> Plan {
             sequencers: 2,
             seq_tick_us: 2 * MS,
             seq_mutant: None,
+            log: None,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -261,6 +263,11 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "old-primary-returns", about: "the primary stalls at 0.7s (its messages arrive 140-260 ms late); a backup takes over; its late answers must bind nothing", in_all: true, build: failover::old_primary_returns },
     Scenario { name: "seq-partial-partition", about: "2 triples: the primary is cut from one triple's groups only (0.7s-1.5s)", in_all: true, build: failover::seq_partial_partition },
     Scenario { name: "long-split", about: "2 triples: primary + one triple split from backup + the other for 1.4 s, then healed", in_all: true, build: failover::long_split },
+    Scenario { name: "log-steady", about: "CorfuMason: 1 space written to a log of 2 shards x 2 chained servers; no faults", in_all: true, build: corfu::log_steady },
+    Scenario { name: "log-server-crash", about: "CorfuMason: a random log server crashes at 0.6-0.9s and restarts 0.2-0.6s later", in_all: true, build: corfu::log_server_crash },
+    Scenario { name: "log-server-partition", about: "CorfuMason: a random log server is cut from everyone at 0.6-0.8s, healed 0.3-0.7s later", in_all: true, build: corfu::log_server_partition },
+    Scenario { name: "log-leader-crash", about: "CorfuMason: the log turns slow at 0.5s; group 0's leader crashes with writes in flight at 0.7s", in_all: true, build: corfu::log_leader_crash },
+    Scenario { name: "log-random", about: "CorfuMason: random log server crash/cut-off, proxy crash/cut-off and loss episodes", in_all: true, build: corfu::log_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
 
@@ -403,7 +410,8 @@ fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
     while w.now < cap {
         let next = w.now + 50 * MS;
         w.run_until(next);
-        if w.outstanding() == 0 {
+        // With a log, also until every leader has written what its group bound.
+        if w.outstanding() == 0 && w.log_settled() {
             let q = *quiet_since.get_or_insert(w.now);
             if w.now >= q + 300 * MS {
                 break;

@@ -68,6 +68,25 @@ fn describe(body: &Body) -> String {
         Body::Activate(a) => format!("Activate e{}", a.epoch),
         Body::Watch(w) => format!("Watch g{}", w.group),
         Body::Bound(b) => format!("Bound g{} b{}", b.group, b.batch_id),
+        Body::LogWrite(w) => format!(
+            "LogWrite id{} shard{} {:?}",
+            w.id,
+            w.shard,
+            w.items.iter().map(|i| i.pos).collect::<Vec<_>>()
+        ),
+        Body::LogWriteReply(r) => format!(
+            "LogWriteReply id{} {:?}",
+            r.id,
+            r.results
+                .iter()
+                .map(|x| (x.pos, x.status))
+                .collect::<Vec<_>>()
+        ),
+        Body::LogRead(r) => format!("LogRead id{} {:?}", r.id, r.positions),
+        Body::LogReadReply(r) => format!("LogReadReply id{} n{}", r.id, r.results.len()),
+        Body::LogTail(t) => format!("LogTail id{}", t.id),
+        Body::LogTailReply(t) => format!("LogTailReply id{} next{}", t.id, t.next),
+        Body::LogHello(h) => format!("LogHello shard{} idx{}", h.shard, h.chain_index),
     }
 }
 
@@ -113,6 +132,11 @@ impl Trace {
                 Body::ClientReply(r) => {
                     r.client_id == c && (r.client_seq == s || r.client_seq == 0)
                 }
+                // Writes of the op's entry to the shared log (its payload is stamped).
+                Body::LogWrite(w) => w
+                    .items
+                    .iter()
+                    .any(|it| mason_client::log::unstamp(&it.payload) == Some((c, s))),
                 _ => false,
             };
             if about {

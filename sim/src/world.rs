@@ -2,20 +2,25 @@
 //! sequencers (a primary and its backups), every proxy replica (hosted by proxy machines
 //! in triples, as Mason ran them), and every client — wired through the simulated
 //! network. Everything is driven from one seed: the same seed gives the same run, event
-//! for event. What faults do is in `faults`.
+//! for event. The proxy machines are in `proxies`, the shared log's servers in `logs`, and
+//! what faults do in `faults`.
 
 mod faults;
+mod logs;
+mod proxies;
 
 use crate::net::{Net, NetConfig, Node};
 use crate::trace::Trace;
 use bytes::Bytes;
 use faults::seq_config;
 pub use faults::Fault;
+pub use logs::LogConfig;
+use logs::SimLog;
 use mason_client::load::OpSpaces;
 use mason_client::{ClientAction, ClientCore, CoreConfig, CoreTarget};
-use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg};
+use mason_common::msg::{Body, Frame};
 use mason_common::record::{AckChunk, BoundBatch};
-use mason_proxy::{Action, Replica, ReplicaConfig};
+use mason_proxy::{Replica, ReplicaConfig};
 use mason_sequencer::{SeqMutant, SeqNode, SeqOut};
 use raft::prelude::{Entry, HardState, Snapshot};
 use rand::rngs::StdRng;
@@ -53,10 +58,28 @@ pub struct WorldConfig {
     pub sequencers: u32,
     pub seq_tick_us: u64,
     pub seq_mutant: Option<SeqMutant>,
+    /// A shared log (CorfuMason): space 0's numbers are its positions, and every replica
+    /// writes what its group bound there before answering.
+    pub log: Option<LogConfig>,
 }
 
 enum Ev {
-    Deliver { from: Node, to: Node, body: Body },
+    Deliver {
+        from: Node,
+        to: Node,
+        body: Body,
+    },
+    /// A message on a connection to or between log servers: lost if either end crashed
+    /// (restarted) since it was sent, as a broken connection loses what it carried.
+    LogDeliver {
+        from: Node,
+        to: Node,
+        body: Body,
+        incarnations: (u64, u64),
+    },
+    /// Log server `i` (incarnation) finished a sync of this generation.
+    LogSync(u32, u64, u64),
+    LogTick(u32, u64),
     Process(u32),
     Tick(u32, u64),
     ClientTick(u32),
@@ -94,11 +117,13 @@ fn node_token(n: Node) -> u64 {
         Node::Proxy(m) => u64::from(m),
         Node::Client(c) => (1 << 32) | u64::from(c),
         Node::Sequencer(i) => (2 << 32) | u64::from(i),
+        Node::LogServer(i) => (3 << 32) | u64::from(i),
     }
 }
 
 fn token_node(t: u64) -> Node {
     match t >> 32 {
+        3 => Node::LogServer(t as u32),
         2 => Node::Sequencer(t as u32),
         1 => Node::Client(t as u32),
         _ => Node::Proxy(t as u32),
@@ -158,10 +183,15 @@ pub struct World {
     pub leader_changes: u64,
     /// Batches applied out of id order by replicas that have since crashed.
     anomalies: u64,
+    /// The shared log's servers (none without a log).
+    logs: Vec<SimLog>,
 }
 
 impl World {
-    pub fn new(cfg: WorldConfig, trace: Trace) -> World {
+    pub fn new(mut cfg: WorldConfig, trace: Trace) -> World {
+        if let Some(l) = &cfg.log {
+            cfg.replica.log_shards = l.shards;
+        }
         let rng = StdRng::seed_from_u64(cfg.seed);
         let groups = cfg.triples * cfg.groups_per_triple;
         let seqs = (0..cfg.sequencers.max(1))
@@ -227,8 +257,10 @@ impl World {
             leaders: vec![None; groups as usize],
             leader_changes: 0,
             anomalies: 0,
+            logs: Vec::new(),
             cfg,
         };
+        w.start_logs();
         for m in 0..w.machines.len() as u32 {
             w.start_machine(m);
         }
@@ -289,6 +321,20 @@ impl World {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Deliver { from, to, body } => self.deliver(from, to, body),
+            Ev::LogDeliver {
+                from,
+                to,
+                body,
+                incarnations,
+            } => {
+                if self.incarnation(from) == Some(incarnations.0)
+                    && self.incarnation(to) == Some(incarnations.1)
+                {
+                    self.deliver(from, to, body);
+                }
+            }
+            Ev::LogSync(i, inc, gen) => self.log_synced(i, inc, gen),
+            Ev::LogTick(i, inc) => self.log_tick(i, inc),
             Ev::Process(m) => self.process(m),
             Ev::Tick(m, inc) => self.tick(m, inc),
             Ev::ClientTick(c) => {
@@ -378,6 +424,7 @@ impl World {
                     .on_frame(idx, Frame::new(body), self.now, &mut out);
                 self.client_actions(c, out);
             }
+            Node::LogServer(i) => self.log_receive(from, i, body),
         }
     }
 
@@ -405,8 +452,15 @@ impl World {
     fn submit(&mut self, c: u32) {
         let mask = self.cfg.op_spaces.pick(self.cfg.spaces, &mut self.rng);
         let mut out = Vec::new();
+        let with_log = self.cfg.log.is_some();
         let cl = &mut self.clients[c as usize];
-        cl.core.submit(mask, Bytes::new(), self.now, &mut out);
+        // With a log, each entry says whose op it is, so the checker can find it there.
+        let payload = if with_log {
+            mason_client::log::stamp(&[0u8; 24], u64::from(c) + 1, cl.core.next_seq())
+        } else {
+            Bytes::new()
+        };
+        cl.core.submit(mask, payload, self.now, &mut out);
         cl.in_flight += 1;
         self.client_actions(c, out);
     }
@@ -431,207 +485,6 @@ impl World {
                 }
             }
         }
-    }
-
-    fn process(&mut self, m: u32) {
-        let mach = &mut self.machines[m as usize];
-        mach.scheduled = false;
-        if !mach.alive {
-            return;
-        }
-        let inbox = std::mem::take(&mut mach.inbox);
-        let mut touched = vec![false; mach.groups.len()];
-        let per = self.cfg.groups_per_triple;
-        for (from, body) in inbox {
-            let group = match &body {
-                Body::Raft(r) => r.group,
-                Body::SeqReply(r) => r.group,
-                Body::ClientOp(o) => o.group,
-                Body::Heartbeat(h) => h.group,
-                Body::Switch(s) => s.group,
-                Body::Fill(f) => f.group,
-                Body::Activate(a) => {
-                    for (slot, t) in touched.iter_mut().enumerate() {
-                        *t = true;
-                        let mut out = Vec::new();
-                        if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
-                            rep.on_activate(a.clone(), &mut out);
-                        }
-                        self.route(m, slot, out);
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            let slot = (group % per) as usize;
-            if self.machines[m as usize].groups.get(slot) != Some(&group) {
-                continue;
-            }
-            touched[slot] = true;
-            let mut out = Vec::new();
-            let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() else {
-                continue;
-            };
-            match body {
-                Body::Raft(r) => rep.on_raft(&r.data),
-                Body::SeqReply(r) => rep.on_seq_reply(r),
-                Body::Heartbeat(h) => rep.on_heartbeat(h),
-                Body::Switch(s) => rep.on_switch(s, &mut out),
-                Body::Fill(f) => rep.on_fill(f, &mut out),
-                Body::ClientOp(op) => {
-                    if let Node::Client(c) = from {
-                        rep.on_client_op(u64::from(c), op, &mut out);
-                    }
-                }
-                _ => {}
-            }
-            self.route(m, slot, out);
-        }
-        for (slot, t) in touched.into_iter().enumerate() {
-            if t {
-                self.flush(m, slot);
-            }
-        }
-    }
-
-    fn flush(&mut self, m: u32, slot: usize) {
-        let now = self.now;
-        let mut out = Vec::new();
-        if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
-            rep.flush(now, &mut out);
-        }
-        self.route(m, slot, out);
-    }
-
-    fn tick(&mut self, m: u32, inc: u64) {
-        let mach = &self.machines[m as usize];
-        if !mach.alive || mach.incarnation != inc {
-            return;
-        }
-        for slot in 0..mach.groups.len() {
-            let now = self.now;
-            let mut out = Vec::new();
-            if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
-                rep.tick(now, &mut out);
-            }
-            self.route(m, slot, out);
-        }
-        let jitter = if self.cfg.tick_jitter_us > 0 {
-            self.rng.gen_range(0..self.cfg.tick_jitter_us)
-        } else {
-            0
-        };
-        let at = self.now + self.cfg.tick_us + jitter;
-        self.schedule(at, Ev::Tick(m, inc));
-    }
-
-    fn route(&mut self, m: u32, slot: usize, out: Vec<Action>) {
-        let group = self.machines[m as usize].groups[slot];
-        let base = (m / 3) * 3;
-        for a in out {
-            match a {
-                Action::Persist {
-                    hard_state,
-                    entries,
-                } => {
-                    let now = self.now;
-                    let d = &mut self.machines[m as usize].disks[slot];
-                    d.records.push((now, hard_state, entries));
-                }
-                Action::Snapshot {
-                    snapshot,
-                    hard_state,
-                    entries,
-                } => {
-                    let d = &mut self.machines[m as usize].disks[slot];
-                    d.snap = Some(snapshot);
-                    d.records = vec![(0, Some(hard_state), entries)];
-                }
-                Action::SendRaft { to, data } => {
-                    self.send(
-                        Node::Proxy(m),
-                        Node::Proxy(base + to),
-                        Body::Raft(RaftMsg { group, data }),
-                    );
-                }
-                Action::SendSeq(req) => {
-                    let to = epoch_owner(req.epoch, self.seqs.len() as u32);
-                    self.send(Node::Proxy(m), Node::Sequencer(to), Body::GetSeq(req))
-                }
-                Action::ToSeq { seq, body } => {
-                    self.send(Node::Proxy(m), Node::Sequencer(seq), body)
-                }
-                Action::Reply { conn, reply } => self.send(
-                    Node::Proxy(m),
-                    Node::Client(conn as u32),
-                    Body::ClientReply(reply),
-                ),
-                Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
-            }
-        }
-        self.note_leader(m, slot);
-    }
-
-    fn note_leader(&mut self, m: u32, slot: usize) {
-        let group = self.machines[m as usize].groups[slot];
-        let leads = self.machines[m as usize].replicas[slot]
-            .as_ref()
-            .is_some_and(|r| r.is_serving());
-        let g = group as usize;
-        if leads && self.leaders[g] != Some(m) {
-            self.leaders[g] = Some(m);
-            self.leader_changes += 1;
-            self.trace
-                .note(self.now, format!("group {group}: proxy-{m} leads"));
-        } else if !leads && self.leaders[g] == Some(m) {
-            self.leaders[g] = None;
-        }
-    }
-
-    /// The machine whose replica of `group` leads (serves) now.
-    pub fn leader_of(&self, group: u32) -> Option<u32> {
-        let per = self.cfg.groups_per_triple;
-        let t = group / per;
-        (t * 3..t * 3 + 3).find(|&m| {
-            self.machines[m as usize].replicas[(group % per) as usize]
-                .as_ref()
-                .is_some_and(|r| r.is_leader())
-        })
-    }
-
-    /// Live replicas that applied less than the most advanced live replica of their group:
-    /// (group, machine, its last batch id, the group's).
-    pub fn lagging(&self) -> Vec<(u32, u32, u64, u64)> {
-        let per = self.cfg.groups_per_triple;
-        let mut out = Vec::new();
-        for g in 0..self.groups() {
-            let t = g / per;
-            let live: Vec<(u32, u64)> = (t * 3..t * 3 + 3)
-                .filter_map(|m| {
-                    self.machines[m as usize].replicas[(g % per) as usize]
-                        .as_ref()
-                        .map(|r| (m, r.last_batch_id()))
-                })
-                .collect();
-            let top = live.iter().map(|x| x.1).max().unwrap_or(0);
-            for (m, last) in live {
-                if last < top {
-                    out.push((g, m, last, top));
-                }
-            }
-        }
-        out
-    }
-
-    /// Batches applied out of batch-id order by any replica, live or crashed.
-    pub fn anomalies(&self) -> u64 {
-        let live: u64 = self
-            .machines
-            .iter()
-            .flat_map(|m| m.replicas.iter().flatten())
-            .map(Replica::anomalies)
-            .sum();
-        self.anomalies + live
     }
 
     /// A fresh draw from the world's RNG (for schedules made up front).

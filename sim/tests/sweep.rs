@@ -80,6 +80,23 @@ fn the_sequencer_failover_scenarios_pass_across_seeds() {
 }
 
 #[test]
+fn the_shared_log_scenarios_pass_across_seeds() {
+    let scenarios = [
+        "log-steady",
+        "log-server-crash",
+        "log-server-partition",
+        "log-leader-crash",
+        "log-random",
+    ];
+    let work: Vec<(&str, u64)> = scenarios
+        .iter()
+        .flat_map(|&n| (0..25).map(move |s| (n, s)))
+        .collect();
+    let failures = run_all(&work, None);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let sc = find("random").expect("scenario");
     let a: Outcome = run_seed(sc, 11, &opts(None));
@@ -88,6 +105,13 @@ fn a_seed_replays_exactly() {
     assert_eq!((a.events, a.virtual_us), (b.events, b.virtual_us));
     assert_eq!(a.notes, b.notes);
     assert_eq!(a.recent, b.recent);
+    // With the shared log too (its servers, syncs and faults come from the same seed).
+    let sc = find("log-random").expect("scenario");
+    let a: Outcome = run_seed(sc, 3, &opts(None));
+    let b: Outcome = run_seed(sc, 3, &opts(None));
+    assert_eq!(a.render("log-random", None), b.render("log-random", None));
+    assert_eq!((a.events, a.virtual_us), (b.events, b.virtual_us));
+    assert_eq!(a.notes, b.notes);
 }
 
 /// The first seed below `limit` on which the mutant is caught, and the invariant.
@@ -103,7 +127,7 @@ fn first_catch(mutant: SimMutant, scenario: &str, limit: u64) -> Option<(u64, &'
 
 #[test]
 fn every_mutant_is_caught() {
-    let cases: [(SimMutant, &str, &[&str]); 7] = [
+    let cases: [(SimMutant, &str, &[&str]); 8] = [
         // The sequencer assigns a group's ids in order, so a new leader that skips its
         // predecessor's ids stalls (ids it uses wait for them) rather than leaving holes.
         (
@@ -135,6 +159,13 @@ fn every_mutant_is_caught() {
             SimMutant::Seq(SeqMutant::MajorityPromises),
             "seq-partial-partition",
             &["Unique", "Fenced", "Live"],
+        ),
+        // A new leader drops its predecessor's unfinished log writes: positions bound
+        // and possibly answered are never written.
+        (
+            Mutant::NoLogRedo.into(),
+            "log-leader-crash",
+            &["NoHole", "Log"],
         ),
     ];
     for (m, scenario, expected) in cases {

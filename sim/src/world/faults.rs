@@ -1,6 +1,7 @@
 //! What the simulated world's faults do: crashes that lose a machine's memory (and its
 //! unsynced writes when fsync is off), restarts from its simulated disk, sequencer crashes
-//! and restarts (as backups), partitions, slow links, loss, and client deaths.
+//! and restarts (as backups), partitions, slow links, loss, client deaths, and the shared
+//! log's servers crashing, restarting and being cut off.
 
 use super::{Ev, World, WorldConfig};
 use crate::net::Node;
@@ -50,6 +51,12 @@ pub enum Fault {
         b: Vec<Node>,
         extra_us: u64,
     },
+    /// Log server `i` crashes: it keeps only what it had synced.
+    CrashLog(u32),
+    /// Log server `i` restarts from what it kept.
+    RestartLog(u32),
+    /// Log server `i` is cut from every other node (both ways) until the next heal.
+    PartitionLog(u32),
 }
 
 impl World {
@@ -178,6 +185,7 @@ impl World {
             Fault::Heal => {
                 self.trace.note(self.now, "heal".to_string());
                 self.net.heal();
+                self.relink_logs();
             }
             Fault::RestartAll => {
                 for m in 0..self.machines.len() as u32 {
@@ -189,6 +197,7 @@ impl World {
                 for i in 0..self.seqs.len() as u32 {
                     self.restart_sequencer(i);
                 }
+                self.restart_logs();
             }
             Fault::CrashClient(c) => {
                 if let Some(cl) = self.clients.get_mut(c as usize) {
@@ -218,6 +227,15 @@ impl World {
                     format!("slow {a:?} -> {b:?} by {} ms", extra_us / 1000),
                 );
                 self.net.slow_down(&a, &b, extra_us);
+            }
+            Fault::CrashLog(i) => self.crash_log(i),
+            Fault::RestartLog(i) => self.restart_log(i),
+            Fault::PartitionLog(i) => {
+                let me = Node::LogServer(i);
+                let others = self.everyone_but(me);
+                self.trace
+                    .note(self.now, format!("cut log-{i} from everyone"));
+                self.net.partition(&[me], &others, true);
             }
             Fault::Loss { drop, dup } => {
                 self.trace.note(self.now, format!("loss {drop} dup {dup}"));
