@@ -15,25 +15,8 @@ mkdir -p "$out"
 
 trials=${TRIALS:-3}
 
-# One row: the median (by throughput) of $trials runs of `mason local` with the given flags.
-row() { # label, then mason local flags
-  local label=$1; shift
-  local lines="" verdicts="" t res agg
-  for t in $(seq 1 "$trials"); do
-    res=$("$bin" local --duration "$dur" --warmup 1 --out "$out/$label-$t" "$@" 2>/dev/null)
-    agg=$(echo "$res" | grep -A1 '^aggregate-throughput' | tail -1)
-    lines+="$agg"$'\n'
-    verdicts+="$(echo "$res" | grep '^verify:' | cut -d' ' -f2) "
-  done
-  local med
-  med=$(printf '%s' "$lines" | sort -n -k1,1 | awk -v n="$trials" 'NR==int((n+1)/2)')
-  local lo hi
-  lo=$(printf '%s' "$lines" | sort -n -k1,1 | head -1 | awk '{print $1*1000000}')
-  hi=$(printf '%s' "$lines" | sort -n -k1,1 | tail -1 | awk '{print $1*1000000}')
-  read -r mops p50 p99 p999 _ <<<"$med"
-  printf '| %s | %s | %.0f | %.0f..%.0f | %s | %s | %s | %s |\n' "$label" "$*" \
-    "$(awk -v m="$mops" 'BEGIN{print m*1000000}')" "$lo" "$hi" "$p50" "$p99" "$p999" "$verdicts"
-}
+# shellcheck source=scripts/bench-row.sh
+source scripts/bench-row.sh
 
 echo "| run | flags | ops/s (median) | range | p50 us | p99 us | p99.9 us | verify |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"

@@ -86,17 +86,13 @@ fn corfumason_survives_a_proxy_leader_kill() {
     corfumason("cm-leader", "--fsync off --kill-leader 1");
 }
 
-#[test]
-fn corfu_baseline_appends_and_reads() {
+/// A Corfu run with `extra` flags: exit 0, Corfu's verdict (unique appends, the log
+/// checked), and its report.
+fn corfu(name: &str, extra: &str) -> cluster::Report {
     let _one = one_at_a_time();
-    let out = OutDir::new("corfu-reads");
-    let run = run_local(
-        &small(
-            "--system corfu --workload reads --prefill 4000 --duration 2 --warmup 0.5 --fsync off",
-        ),
-        out.path(),
-        Duration::from_secs(120),
-    );
+    let out = OutDir::new(name);
+    let flags = format!("--system corfu --warmup 0.5 {extra}");
+    let run = run_local(&small(&flags), out.path(), Duration::from_secs(120));
     assert_eq!(
         run.code,
         Some(0),
@@ -109,6 +105,15 @@ fn corfu_baseline_appends_and_reads() {
         r.verify.starts_with("verify: ok unique log;"),
         "{}",
         r.verify
+    );
+    r
+}
+
+#[test]
+fn corfu_baseline_appends_and_reads() {
+    let r = corfu(
+        "corfu-reads",
+        "--workload reads --prefill 4000 --duration 2 --fsync off",
     );
     let [tail, data, _noops, _holes, acked] = log_fields(&r.verify);
     assert!(
@@ -129,25 +134,9 @@ fn corfu_baseline_appends_and_reads() {
 
 #[test]
 fn corfu_baseline_survives_sigkill_and_restart_of_a_chain_tail() {
-    let _one = one_at_a_time();
-    let out = OutDir::new("corfu-tail");
-    let run = run_local(
-        &small("--system corfu --duration 3 --warmup 0.5 --kill-log-server 1 --restart-log-server 1.8 --log-victim 3"),
-        out.path(),
-        Duration::from_secs(120),
-    );
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let r = parse_report(&run.stdout);
-    assert!(
-        r.verify.starts_with("verify: ok unique log;"),
-        "{}",
-        r.verify
+    let r = corfu(
+        "corfu-tail",
+        "--duration 3 --kill-log-server 1 --restart-log-server 1.8 --log-victim 3",
     );
     let [_, _, _, _, acked] = log_fields(&r.verify);
     assert!(acked > 1000, "{}", r.verify);

@@ -434,3 +434,36 @@ fn a_corfu_reader_fills_the_hole_a_writer_left() {
         assert_eq!(e.pos, 1);
     });
 }
+
+#[test]
+fn a_reader_that_is_not_a_corfu_writer_never_fills() {
+    // In a CorfuMason log an empty position is one the proxies are still writing: a
+    // reader that filled it would take it from them.
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), 0, 1, 2, &["--fsync", "off"]);
+    let r = write(c[0].addr, 0, vec![data(1, 8, 1)]);
+    assert_eq!(r.results[0].status(), LogStatus::Ok);
+    let mut cfg =
+        LogClientConfig::new(8, vec![c.iter().map(|s| s.addr).collect()], AppendVia::None);
+    cfg.hole_timeout = Duration::from_millis(50);
+    assert!(!cfg.fill_holes);
+    let log = Arc::new(LogClient::new(Arc::new(Tcp), cfg).expect("client"));
+    let rt = rt();
+    rt.block_on(async {
+        let mut sub = log.subscribe(0, Noops::Surface);
+        let got = tokio::time::timeout(Duration::from_millis(600), sub.recv()).await;
+        assert!(
+            got.is_err(),
+            "the subscriber went past the empty position: {got:?}"
+        );
+        for m in 0..2 {
+            let v = log.read_member(0, m, &[0]).await.expect("read");
+            assert_eq!(v[0].1, Ok(None), "member {m}: position 0 was filled");
+        }
+        // Once the position is written, the subscriber goes on in order.
+        let r = write(c[0].addr, 0, vec![data(0, 8, 9)]);
+        assert_eq!(r.results[0].status(), LogStatus::Ok);
+        let e = sub.recv().await.expect("open").expect("entry");
+        assert_eq!((e.pos, e.payload[0]), (0, 9));
+    });
+}

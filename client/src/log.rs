@@ -46,6 +46,10 @@ pub struct LogClientConfig {
     /// Each shard's chain of log servers, head first; position p is on shard p % shards.
     pub chains: Vec<Vec<SocketAddr>>,
     pub append: AppendVia,
+    /// Whether [`LogClient::subscribe`] fills a position that stays empty with junk: only
+    /// in a Corfu log. In a CorfuMason log an empty position is one the proxies are still
+    /// writing, and a fill would take it from them.
+    pub fill_holes: bool,
     /// Corfu: a reader fills a position with junk once it has waited this long for it.
     pub hole_timeout: Duration,
     /// One request to one server waits at most this long.
@@ -59,6 +63,7 @@ impl LogClientConfig {
         LogClientConfig {
             client_id,
             chains,
+            fill_holes: matches!(append, AppendVia::Corfu { .. }),
             append,
             hole_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(1),
@@ -472,7 +477,7 @@ impl LogClient {
         noops: Noops,
         tx: tokio::sync::mpsc::Sender<Result<LogEntry, LogError>>,
     ) {
-        let fills = matches!(self.cfg.append, AppendVia::Corfu { .. } | AppendVia::None);
+        let fills = self.cfg.fill_holes;
         let mut waiting_since: Option<Instant> = None;
         loop {
             let chunk = match self.read_range(next, next + 256).await {

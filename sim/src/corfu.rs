@@ -6,7 +6,7 @@
 //! its number.
 
 use crate::net::Node;
-use crate::scenario::{base, Plan, MS, S};
+use crate::scenario::{base, pick_weighted, Plan, MS, S};
 use crate::world::{Fault, LogConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -102,16 +102,7 @@ pub fn log_random(seed: u64) -> Plan {
         let i = r.gen_range(0..logs);
         // Kinds by weight: log crash 3, log cut off 3, proxy crash 2, proxy cut from its
         // triple 2, leader crash with a slow log 2, loss 1.
-        const WEIGHTS: [u32; 6] = [3, 3, 2, 2, 2, 1];
-        let mut pick = r.gen_range(0..WEIGHTS.iter().sum::<u32>());
-        let kind = WEIGHTS
-            .iter()
-            .position(|w| {
-                let hit = pick < *w;
-                pick = pick.saturating_sub(*w);
-                hit
-            })
-            .unwrap_or(0);
+        let kind = pick_weighted(&mut r, &[3, 3, 2, 2, 2, 1]);
         let episode: Vec<(u64, Fault)> = match kind {
             0 => vec![(t, Fault::CrashLog(i)), (t + len, Fault::RestartLog(i))],
             1 => vec![(t, Fault::PartitionLog(i)), (t + len, Fault::Heal)],

@@ -36,6 +36,19 @@ pub struct Plan {
     pub live_bound_us: u64,
 }
 
+/// An index into `weights`, drawn with probability proportional to its weight.
+pub(crate) fn pick_weighted(rng: &mut StdRng, weights: &[u32]) -> usize {
+    let mut pick = rng.gen_range(0..weights.iter().sum::<u32>().max(1));
+    weights
+        .iter()
+        .position(|w| {
+            let hit = pick < *w;
+            pick = pick.saturating_sub(*w);
+            hit
+        })
+        .unwrap_or(0)
+}
+
 pub(crate) fn base(seed: u64) -> Plan {
     Plan {
         world: WorldConfig {
@@ -160,16 +173,7 @@ fn random(seed: u64) -> Plan {
         let m = rng.gen_range(0..machines);
         // Kinds by weight: crash 3, cut from the triple 3, cut from the sequencer 2, loss 2,
         // a client dies for good 1.
-        const WEIGHTS: [u32; 5] = [3, 3, 2, 2, 1];
-        let mut pick = rng.gen_range(0..WEIGHTS.iter().sum::<u32>());
-        let kind = WEIGHTS
-            .iter()
-            .position(|w| {
-                let hit = pick < *w;
-                pick = pick.saturating_sub(*w);
-                hit
-            })
-            .unwrap_or(0);
+        let kind = pick_weighted(&mut rng, &[3, 3, 2, 2, 1]);
         let (start, end) = match kind {
             0 => (Fault::Crash(m), Fault::RestartAll),
             1 => {

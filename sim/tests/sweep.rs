@@ -59,6 +59,16 @@ fn five_hundred_seeds_across_the_fault_scenarios_pass() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Seeds 0..`seeds` of every scenario pass.
+fn sweep(scenarios: &[&'static str], seeds: u64) {
+    let work: Vec<(&str, u64)> = scenarios
+        .iter()
+        .flat_map(|&n| (0..seeds).map(move |s| (n, s)))
+        .collect();
+    let failures = run_all(&work, None);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn the_sequencer_failover_scenarios_pass_across_seeds() {
     let scenarios = [
@@ -71,12 +81,7 @@ fn the_sequencer_failover_scenarios_pass_across_seeds() {
         "seq-partial-partition",
         "long-split",
     ];
-    let work: Vec<(&str, u64)> = scenarios
-        .iter()
-        .flat_map(|&n| (0..25).map(move |s| (n, s)))
-        .collect();
-    let failures = run_all(&work, None);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    sweep(&scenarios, 25);
 }
 
 #[test]
@@ -88,12 +93,7 @@ fn the_shared_log_scenarios_pass_across_seeds() {
         "log-leader-crash",
         "log-random",
     ];
-    let work: Vec<(&str, u64)> = scenarios
-        .iter()
-        .flat_map(|&n| (0..25).map(move |s| (n, s)))
-        .collect();
-    let failures = run_all(&work, None);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    sweep(&scenarios, 25);
 }
 
 #[test]

@@ -42,12 +42,13 @@ impl Links {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<(Arc<Link>, bool), LogError> {
-        let mut links = self.links.lock().await;
-        if let Some(l) = links.get(&addr) {
+        if let Some(l) = self.links.lock().await.get(&addr) {
             if !l.dead.load(Ordering::Acquire) {
                 return Ok((l.clone(), true));
             }
         }
+        // Connect without holding the map: a server that is down must not stall calls to
+        // the others.
         let conn = match tokio::time::timeout(timeout, self.transport.connect(addr)).await {
             Ok(Ok(c)) => c,
             _ => return Err(LogError::Unreachable(addr)),
@@ -81,8 +82,15 @@ impl Links {
                 w.clear(); // fails every waiter at once
             }
         });
-        links.insert(addr, link.clone());
-        Ok((link, false))
+        let mut links = self.links.lock().await;
+        match links.get(&addr) {
+            // Another call connected meanwhile: use that link (this one closes when dropped).
+            Some(l) if !l.dead.load(Ordering::Acquire) => Ok((l.clone(), true)),
+            _ => {
+                links.insert(addr, link.clone());
+                Ok((link, false))
+            }
+        }
     }
 
     /// Sends the request `make(id)` to `addr` and waits at most `timeout` for its answer.

@@ -46,12 +46,13 @@ impl Replica {
         }
         let stash = std::mem::take(&mut self.log_stash);
         let mut d = Delivery::default();
-        let mut i = from;
-        while i < out.len() {
-            match &out[i] {
+        // The entry's answers move into the delivery; every other action stays, in order.
+        let actions: Vec<Action> = out.drain(from..).collect();
+        for a in actions {
+            match a {
+                Action::Reply { conn, reply } => d.replies.push((conn, reply)),
                 Action::Bound(b) => {
-                    let m = SpaceMask(b.space_mask);
-                    if let Some(k) = m.index_of(0) {
+                    if let Some(k) = SpaceMask(b.space_mask).index_of(0) {
                         let base = b.bases.get(k).copied().unwrap_or(0);
                         let count = b.counts.get(k).copied().unwrap_or(0);
                         for pos in base..base + u64::from(count) {
@@ -63,14 +64,9 @@ impl Replica {
                             d.items.entry(shard).or_default().push(item);
                         }
                     }
-                    i += 1;
+                    out.push(Action::Bound(b));
                 }
-                Action::Reply { .. } => {
-                    if let Action::Reply { conn, reply } = out.remove(i) {
-                        d.replies.push((conn, reply));
-                    }
-                }
-                _ => i += 1,
+                other => out.push(other),
             }
         }
         if d.items.is_empty() {
