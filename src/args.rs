@@ -37,6 +37,13 @@ pub enum Cmd {
     /// Draw a run's records.
     #[command(subcommand)]
     Plot(PlotCmd),
+    /// Experiments on a real cluster from a machine_info.txt, over SSH: run, suite,
+    /// results; and the peers comparison.
+    #[command(subcommand)]
+    Experiment(crate::experiment::args::ExperimentCmd),
+    /// Make and check machine_info.txt.
+    #[command(subcommand)]
+    Setup(crate::experiment::args::SetupCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,7 +178,7 @@ pub struct ProxyKnobs {
     pub max_outstanding: u64,
     /// A batch waits at most this long for more ops; 0 closes it as soon as the input is
     /// drained.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, alias = "batch-timeout-us")]
     pub batch_delay_us: u64,
     /// One Raft tick, in milliseconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -192,7 +199,7 @@ pub struct ProxyKnobs {
     pub seq_timeout_ms: u64,
     /// Snapshot each replica's state and compact its Raft log every this many applied
     /// entries (0: never; Mason's max_log_size).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, alias = "max-log-size")]
     pub snapshot_entries: u64,
 }
 
@@ -313,6 +320,10 @@ pub struct LocalArgs {
     /// Tokio worker threads in each process of the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub process_threads: u32,
+    /// Garbage collection off: the sequencer computes no watermarks, so recorded sets grow
+    /// for the whole run (Mason's --no_gc).
+    #[arg(long)]
+    pub no_gc: bool,
     #[command(flatten)]
     pub proxy: ProxyKnobs,
 }
@@ -339,6 +350,10 @@ pub struct SequencerArgs {
     /// Batch ids remembered per group for at-most-once answers.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub window: u64,
+    /// Recompute the garbage-collection watermarks every this many milliseconds (0: GC
+    /// off, recorded sets grow for the whole run).
+    #[arg(long, default_value_t = 10)]
+    pub gc_ms: u64,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
@@ -353,9 +368,16 @@ pub struct ProxyArgs {
     /// Every proxy process's address, by replica index, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub peers: Vec<SocketAddr>,
-    /// Host a replica of groups 0..G.
+    /// The deployment's groups, 0..G: this process hosts a replica of those of its triple.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub groups: u32,
+    /// This process's triple of proxy processes: it hosts the groups g with
+    /// g % --triples == --triple (--peers names its own triple's three processes).
+    #[arg(long, default_value_t = 0)]
+    pub triple: u32,
+    /// Triples of proxy processes in the deployment.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub triples: u32,
     /// Every sequencer's address, by index (the first primary first), comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub sequencers: Vec<SocketAddr>,
@@ -414,6 +436,9 @@ pub struct ClientArgs {
     pub warmup: Duration,
     #[arg(long, default_value = "5", value_parser = positive_secs)]
     pub duration: Duration,
+    /// Seconds of load after the measured window, not measured.
+    #[arg(long, default_value = "0", value_parser = secs)]
+    pub cooldown: Duration,
     #[arg(long, default_value = "1", value_parser = positive_secs)]
     pub retry_timeout: Duration,
     #[arg(long, default_value = "15", value_parser = positive_secs)]
@@ -449,6 +474,7 @@ impl ClientArgs {
             payload: self.payload,
             warmup: self.warmup,
             duration: self.duration,
+            cooldown: self.cooldown,
             retry_timeout: self.retry_timeout,
             drain: self.drain,
             acks_file: Some(self.out.join(format!("acks-{}.bin", self.index))),

@@ -7,6 +7,7 @@
 use crate::args::{LocalArgs, System, Workload};
 use crate::logrun::{self, LogLayout};
 use crate::report;
+use crate::roles::{self, s, ProxyPlace, Shape};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -66,16 +67,27 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Re
     anyhow::bail!("{what} is not listening on {addr} after 20 s")
 }
 
-fn s(v: impl ToString) -> String {
-    v.to_string()
-}
-
-fn join(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+/// The run's shape, as every process is told it.
+fn shape(a: &LocalArgs, payload: usize) -> Shape {
+    Shape {
+        system: a.system,
+        groups: a.groups,
+        spaces: a.spaces,
+        op_spaces: a.op_spaces,
+        client_threads: a.client_threads,
+        concurrency: a.concurrency,
+        payload,
+        workload: a.workload,
+        prefill_per_client: a.prefill.div_ceil(u64::from(a.clients)),
+        warmup: a.warmup,
+        duration: a.duration,
+        cooldown: Duration::ZERO,
+        retry_timeout: a.retry_timeout,
+        proxy: a.proxy.clone(),
+        threads: a.process_threads,
+        client_threads_rt: a.process_threads,
+        gc_ms: if a.no_gc { 0 } else { 10 },
+    }
 }
 
 fn default_out(a: &LocalArgs) -> PathBuf {
@@ -110,6 +122,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mason = a.system.proxies();
     let nseq = if mason { a.sequencers as usize } else { 1 };
     let payload = a.payload.unwrap_or(if a.system.log() { 64 } else { 0 });
+    let shape = shape(&a, payload);
+    let data_dir = out.join("data").display().to_string();
+    let fsync = a.proxy.fsync.on();
     if a.system.log() && !a.log_servers.is_multiple_of(a.replication) {
         eprintln!(
             "error: --log-servers {} is not a multiple of --replication {}",
@@ -140,7 +155,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         for i in (0..l.addrs.len()).rev() {
             let mut child = spawn(
                 &exe,
-                &l.server_args(i, &out.join("data"), &a),
+                &l.server_args(i, &data_dir, fsync, a.process_threads),
                 &logs.join(format!("log-{i}.log")),
                 false,
             )?;
@@ -160,21 +175,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         };
         let mut child = spawn(
             &exe,
-            &[
-                s("sequencer"),
-                s("--listen"),
-                s(addr),
-                s("--spaces"),
-                s(a.spaces),
-                s("--id"),
-                s(i),
-                s("--sequencers"),
-                s(nseq),
-                s("--groups"),
-                s(a.groups),
-                s("--threads"),
-                s(a.process_threads),
-            ],
+            &roles::sequencer(&shape, *addr, i, nseq),
             &logs.join(format!("{name}.log")),
             false,
         )?;
@@ -183,31 +184,22 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         seq_idx.push(cluster.procs.len() - 1);
     }
 
+    let chains = layout.as_ref().map(LogLayout::chains_arg);
     let proxy_args = |r: u32| -> Vec<String> {
-        let mut v = vec![
-            s("proxy"),
-            s("--replica"),
-            s(r),
-            s("--peers"),
-            join(&proxies),
-            s("--groups"),
-            s(a.groups),
-            s("--sequencers"),
-            join(&seq_addrs),
-            s("--spaces"),
-            s(a.spaces),
-            s("--data-dir"),
-            out.join("data").join(format!("r{r}")).display().to_string(),
-            s("--record-dir"),
-            out.display().to_string(),
-            s("--threads"),
-            s(a.process_threads),
-        ];
-        v.extend(a.proxy.to_args());
-        if let (Some(l), System::Corfumason) = (&layout, a.system) {
-            v.extend([s("--log-chains"), l.chains_arg()]);
-        }
-        v
+        let place = ProxyPlace {
+            replica: r,
+            triple: 0,
+            triples: 1,
+            peers: &proxies,
+        };
+        roles::proxy(
+            &shape,
+            &place,
+            &seq_addrs,
+            &out.join("data").join(format!("r{r}")).display().to_string(),
+            &out.display().to_string(),
+            chains.as_deref(),
+        )
     };
     let mut proxy_idx = Vec::new();
     if mason {
@@ -250,48 +242,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let t0 = Instant::now();
     let mut client_idx = Vec::new();
     for i in 0..a.clients {
-        let mut v = vec![
-            s("client"),
-            s("--index"),
-            s(i),
-            s("--system"),
-            s(a.system.name()),
-            s("--sequencer"),
-            s(seq_addr),
-            s("--groups"),
-            s(a.groups),
-            s("--spaces"),
-            s(a.spaces),
-            s("--op-spaces"),
-            op_spaces_arg(a.op_spaces),
-            s("--threads"),
-            s(a.client_threads),
-            s("--concurrency"),
-            s(a.concurrency),
-            s("--payload"),
-            s(payload),
-            s("--warmup"),
-            s(a.warmup.as_secs_f64()),
-            s("--duration"),
-            s(a.duration.as_secs_f64()),
-            s("--retry-timeout"),
-            s(a.retry_timeout.as_secs_f64()),
-            s("--out"),
-            out.display().to_string(),
-            s("--runtime-threads"),
-            s(a.process_threads),
-        ];
-        if mason {
-            v.push(s("--proxies"));
-            v.push(join(&proxies));
-        }
-        if let Some(l) = &layout {
-            v.extend([s("--log-chains"), l.chains_arg()]);
-            if a.workload == Workload::Reads {
-                v.extend([s("--workload"), s("reads")]);
-                v.extend([s("--prefill"), s(a.prefill.div_ceil(u64::from(a.clients)))]);
-            }
-        }
+        let mut v = roles::client(
+            &shape,
+            i,
+            seq_addr,
+            &proxies,
+            chains.as_deref(),
+            &out.display().to_string(),
+        );
         if record && i == 0 {
             v.extend([
                 s("--watch-csv"),
@@ -387,7 +345,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 log_restarted = true;
                 let child = spawn(
                     &exe,
-                    &l.server_args(victim, &out.join("data"), &a),
+                    &l.server_args(victim, &data_dir, fsync, a.process_threads),
                     &logs.join(format!("log-{victim}.restarted.log")),
                     false,
                 )?;
@@ -452,7 +410,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                     "a log server was killed and not restarted: the log cannot be checked whole"
                 );
             }
-            let mut v = logrun::check(&out, &a, l, payload)?;
+            let mut v = logrun::check(&out, &shape, a.clients, l, payload)?;
             if a.workload == Workload::Reads {
                 v = v.and_then(|s| {
                     logrun::check_reads(&out, a.clients).map(|r| format!("{s}; {r}"))
@@ -467,56 +425,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     if record {
         std::fs::write(recovery_dir.join("kills.csv"), &kill_log)?;
     }
-    let (lines, agg) = report::aggregate(&out, a.clients)?;
-    let mut text = String::new();
-    for l in &lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text.push_str("aggregate-throughput 50 99 99.9 99.99\n");
-    text.push_str(&agg);
-    text.push('\n');
     let groups = mason.then_some((a.groups, REPLICAS));
-    let (verdict, code) = if !a.verify.on() {
-        ("verify: skipped (--verify off)".to_string(), 0)
-    } else {
-        let seq = if a.system == System::Corfu {
-            // Corfu's tokens are not contiguous (a writer that loses its position to a
-            // reader's fill takes another): only the log is checked.
-            None
-        } else {
-            Some(report::verify(&out, a.spaces, groups, a.clients)?)
-        };
-        match (seq, log_verdict) {
-            (Some(Err(v)), _) => (format!("verify: FAIL {v}"), 1),
-            (_, Some(Err(v))) => (format!("verify: FAIL {v}"), 1),
-            (Some(Ok(r)), Some(Ok(l))) => (format!("verify: ok {r}; {l}"), 0),
-            (Some(Ok(r)), None) => (format!("verify: ok {r}"), 0),
-            (None, Some(Ok(l))) => (format!("verify: ok unique log; {l}"), 0),
-            (None, None) => ("verify: nothing to check".to_string(), 0),
-        }
+    let checks = report::Checks {
+        system: a.system,
+        spaces: a.spaces,
+        groups,
+        clients: a.clients,
+        verify: a.verify.on(),
+        log_verdict,
+        recovery: record,
     };
-    text.push_str(&verdict);
-    text.push('\n');
-    if record {
-        match mason_plot::read_record(&out) {
-            Ok(rec) => {
-                for line in mason_plot::summary_lines(&mason_plot::recovery(&rec)) {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-                match mason_plot::plot_recovery(&out) {
-                    Ok(paths) => {
-                        for p in paths {
-                            text.push_str(&format!("plot: {}\n", p.display()));
-                        }
-                    }
-                    Err(e) => text.push_str(&format!("plot: not drawn: {e}\n")),
-                }
-            }
-            Err(e) => text.push_str(&format!("recovery: no record: {e}\n")),
-        }
-    }
+    let (text, code) = report::summary(&out, checks)?;
     print!("{text}");
     std::fs::write(out.join("summary.txt"), &text)?;
     Ok(code)
@@ -531,31 +450,12 @@ fn leader_of(logs: &Path, group: u32) -> Option<u32> {
             let Ok(text) = std::fs::read_to_string(logs.join(name)) else {
                 continue;
             };
-            for line in text.lines().filter(|l| l.contains("leading;")) {
-                let field = |k: &str| {
-                    line.split(&format!(" {k}="))
-                        .nth(1)
-                        .and_then(|v| v.split_whitespace().next())
-                        .and_then(|v| v.parse::<u64>().ok())
-                };
-                if field("group") != Some(u64::from(group)) {
-                    continue;
-                }
-                if let Some(term) = field("term") {
-                    if best.is_none_or(|(t, _)| term > t) {
-                        best = Some((term, r));
-                    }
+            if let Some(term) = roles::led_term(&text, group) {
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, r));
                 }
             }
         }
     }
     best.map(|(_, r)| r)
-}
-
-fn op_spaces_arg(o: mason_client::load::OpSpaces) -> String {
-    match o {
-        mason_client::load::OpSpaces::All => s("all"),
-        mason_client::load::OpSpaces::Random => s("random"),
-        mason_client::load::OpSpaces::Count(k) => s(k),
-    }
 }

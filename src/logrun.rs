@@ -11,7 +11,8 @@
 //!   noop. Corfu's holes (tokens taken, never written) are filled with junk here, as a
 //!   reader would, and counted.
 
-use crate::args::{LocalArgs, System};
+use crate::args::System;
+use crate::roles::Shape;
 use anyhow::Context;
 use mason_client::log::{unstamp, AppendVia, LogClient, LogClientConfig, LogEntry};
 use mason_common::logmsg::shard_of;
@@ -56,7 +57,8 @@ impl LogLayout {
     }
 
     /// `mason corfu-server` flags for server `i`.
-    pub fn server_args(&self, i: usize, data: &Path, a: &LocalArgs) -> Vec<String> {
+    /// `data` is the directory under which it keeps `log-<i>/`.
+    pub fn server_args(&self, i: usize, data: &str, fsync: bool, threads: u32) -> Vec<String> {
         let r = self.replication as usize;
         let (shard, member) = (i / r, i % r);
         let mut v: Vec<String> = vec![
@@ -64,7 +66,7 @@ impl LogLayout {
             "--listen".into(),
             self.addrs[i].to_string(),
             "--dir".into(),
-            data.join(format!("log-{i}")).display().to_string(),
+            format!("{data}/log-{i}"),
             "--shard".into(),
             shard.to_string(),
             "--shards".into(),
@@ -74,9 +76,9 @@ impl LogLayout {
             "--chain-len".into(),
             r.to_string(),
             "--fsync".into(),
-            if a.proxy.fsync.on() { "on" } else { "off" }.into(),
+            if fsync { "on" } else { "off" }.into(),
             "--threads".into(),
-            a.process_threads.to_string(),
+            threads.to_string(),
         ];
         if member + 1 < r {
             v.extend(["--successor".into(), self.addrs[i + 1].to_string()]);
@@ -158,8 +160,14 @@ fn bound(dir: &Path, groups: u32) -> Checked<HashMap<u64, Option<Op>>> {
 
 /// Checks the log after a run (the servers must still be up). `Ok(Ok(summary))`, or
 /// `Ok(Err(violation))`.
-pub fn check(dir: &Path, a: &LocalArgs, layout: &LogLayout, payload: usize) -> Checked<String> {
-    let at = match acked(dir, a.clients)? {
+pub fn check(
+    dir: &Path,
+    a: &Shape,
+    clients: u32,
+    layout: &LogLayout,
+    payload: usize,
+) -> Checked<String> {
+    let at = match acked(dir, clients)? {
         Ok(m) => m,
         Err(v) => return Ok(Err(v)),
     };

@@ -1,10 +1,12 @@
-//! The one `mason` binary: a subcommand per role (sequencer, proxy, client) and per tool
-//! (local cluster, sequencer benchmark).
+//! The one `mason` binary: a subcommand per role (sequencer, proxy, client, corfu-server)
+//! and per tool (local cluster, experiments over SSH, setup, simulator, plots, benchmarks).
 
 mod args;
+mod experiment;
 mod local;
 mod logrun;
 mod report;
+mod roles;
 mod sim;
 
 use anyhow::Context;
@@ -65,6 +67,8 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
         Cmd::Plot(args::PlotCmd::Recovery { dir }) => plot_recovery(&dir),
+        Cmd::Experiment(c) => experiment::experiment(c),
+        Cmd::Setup(c) => experiment::setup(c),
     }
 }
 
@@ -99,6 +103,7 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             spaces: a.spaces,
             primary: a.id == 0 && !a.backup,
             window: a.window as usize,
+            gc_us: a.gc_ms * 1000,
             ..Default::default()
         });
         let listener = Tcp
@@ -125,12 +130,28 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
         .peers
         .get(a.replica as usize)
         .context("--replica is not an index into --peers")?;
+    anyhow::ensure!(
+        a.triple < a.triples,
+        "--triple {} is not one of --triples {}",
+        a.triple,
+        a.triples
+    );
+    let groups: Vec<u32> = (0..a.groups)
+        .filter(|g| g % a.triples == a.triple)
+        .collect();
+    anyhow::ensure!(
+        !groups.is_empty(),
+        "triple {} of {} hosts none of the {} group(s)",
+        a.triple,
+        a.triples,
+        a.groups
+    );
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
         let listener = Tcp.bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let cfg = mason_proxy::node::NodeConfig {
             replica: a.replica,
-            groups: (0..a.groups).collect(),
+            groups,
             peers: a.peers.clone(),
             sequencers: a.sequencers.clone(),
             data_dir: a.data_dir.clone(),

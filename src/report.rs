@@ -1,6 +1,7 @@
 //! Results of a run: per-client lines, the aggregate over merged histograms, and the
 //! verification of every bound and acknowledged number.
 
+use crate::args::System;
 use anyhow::Context;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
@@ -99,4 +100,73 @@ pub fn verify(
         }
     }
     Ok(checker.finish())
+}
+
+/// What a run's summary covers.
+pub struct Checks {
+    pub system: System,
+    pub spaces: u32,
+    /// Groups and replicas per group, when the run had proxies.
+    pub groups: Option<(u32, u32)>,
+    pub clients: u32,
+    pub verify: bool,
+    /// The shared log's check, made while its servers still ran.
+    pub log_verdict: Option<Result<String, String>>,
+    /// Report the recovery times and draw the recovery plot.
+    pub recovery: bool,
+}
+
+/// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
+/// times and plot) and its exit code (1 when verification fails).
+pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
+    let (lines, agg) = aggregate(out, c.clients)?;
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text.push_str("aggregate-throughput 50 99 99.9 99.99\n");
+    text.push_str(&agg);
+    text.push('\n');
+    let (verdict, code) = if !c.verify {
+        ("verify: skipped (--verify off)".to_string(), 0)
+    } else {
+        let seq = if c.system == System::Corfu {
+            // Corfu's tokens are not contiguous (a writer that loses its position to a
+            // reader's fill takes another): only the log is checked.
+            None
+        } else {
+            Some(verify(out, c.spaces, c.groups, c.clients)?)
+        };
+        match (seq, c.log_verdict) {
+            (Some(Err(v)), _) => (format!("verify: FAIL {v}"), 1),
+            (_, Some(Err(v))) => (format!("verify: FAIL {v}"), 1),
+            (Some(Ok(r)), Some(Ok(l))) => (format!("verify: ok {r}; {l}"), 0),
+            (Some(Ok(r)), None) => (format!("verify: ok {r}"), 0),
+            (None, Some(Ok(l))) => (format!("verify: ok unique log; {l}"), 0),
+            (None, None) => ("verify: nothing to check".to_string(), 0),
+        }
+    };
+    text.push_str(&verdict);
+    text.push('\n');
+    if c.recovery {
+        match mason_plot::read_record(out) {
+            Ok(rec) => {
+                for line in mason_plot::summary_lines(&mason_plot::recovery(&rec)) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                match mason_plot::plot_recovery(out) {
+                    Ok(paths) => {
+                        for p in paths {
+                            text.push_str(&format!("plot: {}\n", p.display()));
+                        }
+                    }
+                    Err(e) => text.push_str(&format!("plot: not drawn: {e}\n")),
+                }
+            }
+            Err(e) => text.push_str(&format!("recovery: no record: {e}\n")),
+        }
+    }
+    Ok((text, code))
 }

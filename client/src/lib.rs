@@ -13,3 +13,30 @@ pub mod watch;
 
 pub use self::core::{ClientAction, ClientCore, ClientError, CoreConfig, CoreTarget, MultiSeq};
 pub use driver::{Client, ClientConfig, Target};
+
+/// The replicas of `group` among every proxy process's address: processes come in triples
+/// (`proxies[3t..3t+3]` host one replica each of the groups `g` with `g % triples == t`).
+/// With fewer than 3 addresses, or a count that is not a multiple of 3, every address is
+/// taken to host every group.
+pub fn group_replicas(proxies: &[std::net::SocketAddr], group: u32) -> Vec<std::net::SocketAddr> {
+    let triples = proxies.len() / 3;
+    if triples == 0 || proxies.len() % 3 != 0 {
+        return proxies.to_vec();
+    }
+    let t = group as usize % triples;
+    proxies[3 * t..3 * t + 3].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_go_round_robin_over_triples() {
+        let p: Vec<std::net::SocketAddr> = (0..6)
+            .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + i)))
+            .collect();
+        assert_eq!(super::group_replicas(&p, 0), p[0..3].to_vec());
+        assert_eq!(super::group_replicas(&p, 1), p[3..6].to_vec());
+        assert_eq!(super::group_replicas(&p, 4), p[0..3].to_vec());
+        assert_eq!(super::group_replicas(&p[..3], 5), p[0..3].to_vec());
+    }
+}

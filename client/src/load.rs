@@ -74,8 +74,8 @@ pub struct LoadConfig {
     pub index: u32,
     pub threads: u32,
     pub concurrency: u32,
-    /// Proxy replica addresses (every process hosts a replica of every group), or empty
-    /// for the direct baseline.
+    /// Proxy processes' addresses, in triples (see [`crate::group_replicas`]), or empty for
+    /// the direct baseline.
     pub proxies: Vec<SocketAddr>,
     pub groups: u32,
     pub sequencer: SocketAddr,
@@ -84,6 +84,9 @@ pub struct LoadConfig {
     pub payload: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Load kept on, unmeasured, after the measured window (so that no measured op sees
+    /// the other clients stop).
+    pub cooldown: Duration,
     pub retry_timeout: Duration,
     /// How long to wait for unanswered ops after the run before giving up on them.
     pub drain: Duration,
@@ -220,7 +223,7 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
         } else {
             AppendVia::Mason {
                 group,
-                replicas: cfg.proxies.clone(),
+                replicas: crate::group_replicas(&cfg.proxies, group),
             }
         };
         let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append);
@@ -238,7 +241,7 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
     } else {
         Target::Group {
             group,
-            replicas: cfg.proxies.clone(),
+            replicas: crate::group_replicas(&cfg.proxies, group),
         }
     };
     Worker::Seq(Client::start(
@@ -353,6 +356,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     let start = Instant::now();
     let measure_from = start + cfg.warmup;
     let end = measure_from + cfg.duration;
+    let stop = end + cfg.cooldown;
     let mut tasks = Vec::new();
     for (client_id, w, shared) in &workers {
         for c in 0..cfg.concurrency {
@@ -360,7 +364,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
             let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
             let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
             tasks.push(tokio::spawn(async move {
-                while Instant::now() < end {
+                while Instant::now() < stop {
                     let t0 = Instant::now();
                     let r = one_op(&w, &cfg, &mut rng, &payload, read_below).await;
                     let t1 = Instant::now();
@@ -387,7 +391,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         }
     }
     // Ops still unanswered when the drain ends are abandoned (and counted).
-    let drain_end = tokio::time::Instant::from_std(end + cfg.drain);
+    let drain_end = tokio::time::Instant::from_std(stop + cfg.drain);
     let mut unanswered = 0;
     for t in tasks {
         let abort = t.abort_handle();

@@ -150,7 +150,7 @@ pub async fn record_contiguity(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for g in 0..groups {
-        for &p in &proxies {
+        for p in crate::group_replicas(&proxies, g) {
             tasks.push(tokio::spawn(watch_group(
                 transport.clone(),
                 p,

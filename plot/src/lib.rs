@@ -4,7 +4,8 @@
 //! space about every 10 ms (`contig.csv`) and the time of every kill (`kills.csv`). This
 //! crate reads that record ([`read_record`]), measures how progress recovered after each
 //! kill ([`recovery`], [`gaps`], [`summary_lines`]) and draws it ([`plot_recovery`]) as
-//! SVG and PNG with plotters. The PNG's text needs a TrueType font at runtime (Debian:
+//! SVG and PNG with plotters; [`plot_suite`] draws an experiment suite's throughput against
+//! its latency the same way. The PNG's text needs a TrueType font at runtime (Debian:
 //! `fonts-dejavu-core`); nothing beyond Rust crates is needed to build.
 
 mod analysis;
@@ -13,6 +14,7 @@ mod chart;
 mod error;
 mod font;
 mod record;
+mod suite;
 
 pub use analysis::{
     gaps, recovery, summary_lines, Gap, KillRecovery, MIN_GAP_MS, PRE_WINDOW_MS, RATE_WINDOW_MS,
@@ -22,3 +24,4 @@ pub use chart::{plot_recovery, PNG_FILE, SIZE, SVG_FILE, TITLE};
 pub use error::{FontProblem, PlotError};
 pub use font::{FONT_ENV, FONT_PATHS};
 pub use record::{read_record, Record, CONTIG_FILE, KILLS_FILE, RECOVERY_DIR};
+pub use suite::{plot_suite, SuitePoint, LOG_SPAN, SUITE_PNG, SUITE_SIZE, SUITE_SVG, SUITE_TITLE};

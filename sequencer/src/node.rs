@@ -29,7 +29,7 @@ pub struct SeqNodeConfig {
     pub window: usize,
     /// Re-send unanswered takeover messages this often.
     pub retry_us: u64,
-    /// Recompute the garbage-collection watermarks this often.
+    /// Recompute the garbage-collection watermarks this often (0: never, GC off).
     pub gc_us: u64,
     pub mutant: Option<SeqMutant>,
 }
@@ -172,7 +172,7 @@ impl SeqNode {
         let retry = self.cfg.retry_us;
         let groups = self.cfg.groups;
         match &mut self.role {
-            Role::Active(s) if now >= self.gc_at => {
+            Role::Active(s) if self.cfg.gc_us > 0 && now >= self.gc_at => {
                 s.collect();
                 self.gc_at = now + self.cfg.gc_us;
             }

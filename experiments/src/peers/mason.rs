@@ -1,0 +1,190 @@
+//! Mason and the direct baseline in the peers benchmark: runs `mason local` (this very
+//! binary) as a child process with the shared load settings and reads its aggregate line.
+
+use super::{Load, Row};
+use anyhow::Context;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `aggregate-throughput 50 99 99.9 99.99` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    pub mops: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub p9999_us: f64,
+    /// Ops the clients re-sent (the last field of each client line), summed.
+    pub resent: u64,
+}
+
+/// Finds the values line after the `aggregate-throughput` header in `mason local`'s
+/// stdout.
+/// Client lines (`mrps,p50,p99,p999,p9999,num_re_tx`) before it give the re-sent count.
+pub fn parse_aggregate(stdout: &str) -> anyhow::Result<Aggregate> {
+    let mut lines = stdout.lines();
+    let mut resent = 0;
+    lines
+        .by_ref()
+        .inspect(|l| {
+            let fields: Vec<&str> = l.trim().split(',').collect();
+            if let [_, _, _, _, _, n] = fields[..] {
+                resent += n.parse::<u64>().unwrap_or(0);
+            }
+        })
+        .find(|l| l.trim_start().starts_with("aggregate-throughput"))
+        .context("no 'aggregate-throughput' line in mason local's output")?;
+    let values = lines
+        .next()
+        .context("nothing after the 'aggregate-throughput' line")?;
+    let v = values
+        .split_whitespace()
+        .map(|w| w.parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("bad aggregate line '{values}'"))?;
+    match v[..] {
+        [mops, p50_us, p99_us, p999_us, p9999_us] => Ok(Aggregate {
+            mops,
+            p50_us,
+            p99_us,
+            p999_us,
+            p9999_us,
+            resent,
+        }),
+        _ => anyhow::bail!("aggregate line '{values}' has {} values, not 5", v.len()),
+    }
+}
+
+/// How long `mason local` may take beyond warmup + duration (start-up, leader election,
+/// writing results) before it is killed.
+const MARGIN: Duration = Duration::from_secs(300);
+
+fn secs(d: Duration) -> String {
+    format!("{}", d.as_secs_f64())
+}
+
+/// Runs `mason local --system <system>` with the shared load; its stdout and stderr go
+/// to `<out>/mason-<system>.log`, its result directory to a temporary one (removed after).
+pub fn run(system: &str, load: &Load, out: &Path) -> anyhow::Result<Row> {
+    let exe = std::env::current_exe().context("finding the mason binary")?;
+    let run_dir = tempfile::Builder::new()
+        .prefix(&format!("mason-peers-{system}-"))
+        .tempdir()
+        .context("creating a temporary directory for mason local")?;
+    let log = out.join(format!("mason-{system}.log"));
+    let stderr =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("local")
+        .args(["--system", system])
+        .args(if system == "mason" {
+            &["--groups", "2"][..]
+        } else {
+            &[]
+        })
+        .args(["--clients", &load.clients.to_string()])
+        .args(["--client-threads", &load.client_threads.to_string()])
+        .args(["--concurrency", &load.concurrency.to_string()])
+        .args(["--duration", &secs(load.duration)])
+        .args(["--warmup", &secs(load.warmup)])
+        .args(["--verify", "off"])
+        .args(["--fsync", if load.fsync { "on" } else { "off" }])
+        .arg("--out")
+        .arg(run_dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    tracing::info!(system, ?cmd, "running mason local");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let started = Instant::now();
+    // Read stdout on the side while waiting, so a hung run can be killed at a deadline.
+    let mut pipe = child.stdout.take().context("mason local's stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut pipe, &mut buf).map(|_| buf)
+    });
+    let deadline = started + load.warmup + load.duration + MARGIN;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "mason local --system {system} ran past {MARGIN:?} over its duration; killed"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading mason local's stdout panicked"))?
+        .context("reading mason local's stdout")?;
+    let stdout = String::from_utf8_lossy(&output);
+    // Keep stdout beside stderr in the log, for whoever reads it later.
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.push_str("\n--- stdout ---\n");
+    text.push_str(&stdout);
+    std::fs::write(&log, text).with_context(|| format!("writing {}", log.display()))?;
+    tracing::info!(system, secs = started.elapsed().as_secs_f64(), %status, "mason local done");
+    if !status.success() {
+        anyhow::bail!(
+            "mason local --system {system} exited with {status}; see {}",
+            log.display()
+        );
+    }
+    let agg = parse_aggregate(&stdout)?;
+    let what = if system == "direct" {
+        "clients ask the sequencer directly, one request per op"
+    } else {
+        "2 proxy groups x 3 replicas, primary + backup sequencer"
+    };
+    Ok(Row {
+        system: system.to_string(),
+        ops_per_s: Some(agg.mops * 1e6),
+        p50_us: Some(agg.p50_us),
+        p99_us: Some(agg.p99_us),
+        note: format!(
+            "mason local: {what}; {} client procs x {} threads; p99.9 {:.0} us; {} re-sent",
+            load.clients, load.client_threads, agg.p999_us, agg.resent
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_aggregate_line() {
+        let out = "0.031789,1935.4,3555.3,4390.9,4657.2,3\n\
+                   0.031619,1949.7,3502.1,4546.6,5615.6,4\n\
+                   aggregate-throughput 50 99 99.9 99.99\n\
+                   0.063408 1943.6 3526.7 4444.2 5083.1\n\
+                   verify: skipped (--verify off)\n";
+        let a = parse_aggregate(out).unwrap();
+        assert_eq!(
+            a,
+            Aggregate {
+                mops: 0.063408,
+                p50_us: 1943.6,
+                p99_us: 3526.7,
+                p999_us: 4444.2,
+                p9999_us: 5083.1,
+                resent: 7,
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_missing_or_short_aggregates() {
+        assert!(parse_aggregate("verify: ok\n").is_err());
+        assert!(parse_aggregate("aggregate-throughput 50 99 99.9 99.99\n").is_err());
+        assert!(parse_aggregate("aggregate-throughput 50 99 99.9 99.99\n1 2 3\n").is_err());
+        assert!(parse_aggregate("aggregate-throughput 50 99 99.9 99.99\n1 x 3 4 5\n").is_err());
+    }
+}

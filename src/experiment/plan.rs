@@ -1,0 +1,321 @@
+//! The plan of an experiment: which role process runs on which machine, listening where,
+//! with which flags. Built from the machines and the knobs alone (no SSH), so that every
+//! mistake (too few machines of a role, proxies not in triples, an address that cannot be
+//! known) is found before anything is launched, and `--dry-run` can print it.
+
+use super::args::RunArgs;
+use crate::args::System;
+use crate::logrun::LogLayout;
+use crate::roles::{self, ProxyPlace, Shape};
+use mason_setup::machines::{with_role, Machine, Role};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// What a process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Sequencer `i` (0 is the first primary).
+    Sequencer(usize),
+    Proxy {
+        triple: u32,
+        replica: u32,
+    },
+    /// Log server `i`: member `i % R` of shard `i / R`'s chain.
+    LogServer(usize),
+    Client(u32),
+}
+
+/// One process of the run.
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub machine: Machine,
+    pub kind: Kind,
+    /// `<remote-dir>/<machine name>`: the binary, logs/, data/, out/, pids/.
+    pub dir: String,
+    pub listen: Option<SocketAddr>,
+    /// The `mason` flags, subcommand first.
+    pub args: Vec<String>,
+}
+
+impl Proc {
+    /// The name of its log and pid files.
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            Kind::Sequencer(_) => "sequencer",
+            Kind::Proxy { .. } => "proxy",
+            Kind::LogServer(_) => "log-server",
+            Kind::Client(_) => "client",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self.kind {
+            Kind::Sequencer(0) => "sequencer 0 (primary)".to_string(),
+            Kind::Sequencer(i) => format!("sequencer {i} (backup)"),
+            Kind::Proxy { triple, replica } => format!("proxy triple {triple} replica {replica}"),
+            Kind::LogServer(i) => format!("log server {i}"),
+            Kind::Client(i) => format!("client {i}"),
+        }
+    }
+}
+
+pub struct Plan {
+    /// In start order: log servers (tails first), sequencers, proxies, clients.
+    pub procs: Vec<Proc>,
+    /// Machines of the file the run does not use.
+    pub unused: Vec<String>,
+    pub shape: Shape,
+    pub clients: u32,
+    pub triples: u32,
+    pub layout: Option<LogLayout>,
+}
+
+impl Plan {
+    pub fn of(&self, f: impl Fn(Kind) -> bool) -> impl Iterator<Item = &Proc> {
+        self.procs.iter().filter(move |p| f(p.kind))
+    }
+
+    /// What `--dry-run` prints.
+    pub fn describe(&self) -> String {
+        let sh = &self.shape;
+        let mut t = format!(
+            "plan: {} system, {} group(s) over {} proxy triple(s), {} space(s), {} client machine(s) x {} clients x {} in flight\n",
+            sh.system.name(),
+            sh.groups,
+            self.triples,
+            sh.spaces,
+            self.clients,
+            sh.client_threads,
+            sh.concurrency
+        );
+        for p in &self.procs {
+            let listen = p.listen.map(|l| format!(" on {l}")).unwrap_or_default();
+            t.push_str(&format!(
+                "  {:<14} ssh {:<18} {}{listen}: {}/mason {}\n",
+                p.machine.name,
+                p.machine.ctrl,
+                p.describe(),
+                p.dir,
+                p.args.join(" ")
+            ));
+        }
+        if !self.unused.is_empty() {
+            t.push_str(&format!("unused: {}\n", self.unused.join(", ")));
+        }
+        t
+    }
+}
+
+/// The address the roles use to reach `m`: its experiment-network ip, or failing that its
+/// control address resolved.
+fn data_ip(m: &Machine) -> Result<IpAddr, String> {
+    if let Some(ip) = m.ip {
+        return Ok(ip);
+    }
+    if let Ok(ip) = m.ctrl.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (m.ctrl.as_str(), 22)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(|a| a.ip())
+        .ok_or_else(|| {
+            format!(
+                "line {}, field 'ip': {} has no experiment address ('-') and its ctrl_ip '{}' does not resolve",
+                m.line, m.name, m.ctrl
+            )
+        })
+}
+
+/// Takes `want` machines of `role` (all of them when `want` is None).
+fn take<'a>(
+    machines: &'a [Machine],
+    role: Role,
+    want: Option<u32>,
+    flag: &str,
+) -> Result<Vec<&'a Machine>, String> {
+    let have = with_role(machines, role);
+    let n = want.map_or(have.len(), |w| w as usize);
+    if have.len() < n {
+        return Err(format!(
+            "{flag} {n} needs {n} {role} machine(s); the machines file has {}",
+            have.len()
+        ));
+    }
+    Ok(have.into_iter().take(n).collect())
+}
+
+/// Builds the plan; errors say which knob or which line of the machines file is wrong.
+pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
+    let system = a.system;
+    if system == System::Corfumason && a.spaces != 1 {
+        return Err(
+            "corfumason runs one sequence space (the log's positions); drop --spaces".into(),
+        );
+    }
+    let payload = a.payload.unwrap_or(if system.log() { 64 } else { 0 });
+    let nseq = if system.proxies() { a.sequencers } else { 1 };
+    let seqs = take(machines, Role::Sequencer, Some(nseq), "--sequencers")?;
+    let proxies = if system.proxies() {
+        let p = take(machines, Role::Proxy, a.proxies, "--proxies")?;
+        if p.len() < 3 || p.len() % 3 != 0 {
+            let why = match a.proxies {
+                Some(n) => format!("--proxies {n} is not a multiple of 3"),
+                None => format!(
+                    "the machines file has {} proxy machine(s), not a multiple of 3 (choose some with --proxies)",
+                    p.len()
+                ),
+            };
+            return Err(format!("{why}: each proxy group is replicated on a triple"));
+        }
+        p
+    } else {
+        Vec::new()
+    };
+    let clients = take(machines, Role::Client, a.clients, "--clients")?;
+    if clients.is_empty() {
+        return Err("no client machines: name one client-N".into());
+    }
+    let servers = if system.log() {
+        let s = take(machines, Role::Server, a.log_servers, "--log-servers")?;
+        let r = a.replication as usize;
+        if s.len() < r || s.len() % r != 0 {
+            return Err(format!(
+                "{} log server machine(s) is not a multiple of --replication {r}",
+                s.len()
+            ));
+        }
+        s
+    } else {
+        Vec::new()
+    };
+    // A triple hosts the groups g with g % triples == t: with fewer groups than triples,
+    // only the first `groups` triples are used.
+    let triples = (proxies.len() as u32 / 3).min(a.groups);
+    let proxies = &proxies[..triples as usize * 3];
+    let shape = Shape {
+        system,
+        groups: a.groups,
+        spaces: a.spaces,
+        op_spaces: a.op_spaces,
+        client_threads: a.client_threads,
+        concurrency: a.concurrency,
+        payload,
+        workload: a.workload,
+        prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
+        warmup: a.warmup,
+        duration: a.duration,
+        cooldown: a.cooldown,
+        retry_timeout: a.retry_timeout,
+        proxy: a.proxy.clone(),
+        threads: a.proxy_threads,
+        // Each client machine runs its clients on up to 16 runtime threads.
+        client_threads_rt: a.client_threads.clamp(1, 16),
+        gc_ms: if a.no_gc { 0 } else { 10 },
+    };
+    let dir = |m: &Machine| format!("{}/{}", a.remote_dir.trim_end_matches('/'), m.name);
+    let addr = |m: &Machine, off: u16| -> Result<SocketAddr, String> {
+        Ok(SocketAddr::new(
+            data_ip(m)?,
+            a.base_port.saturating_add(off),
+        ))
+    };
+    let seq_addrs = seqs
+        .iter()
+        .map(|m| addr(m, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy_addrs = proxies
+        .iter()
+        .map(|m| addr(m, 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout = if system.log() {
+        Some(LogLayout {
+            addrs: servers
+                .iter()
+                .map(|m| addr(m, 2))
+                .collect::<Result<_, _>>()?,
+            replication: a.replication,
+        })
+    } else {
+        None
+    };
+    let chains = layout.as_ref().map(LogLayout::chains_arg);
+    let mut procs = Vec::new();
+    let proc_ = |m: &Machine, kind, listen, args| Proc {
+        machine: m.clone(),
+        kind,
+        dir: dir(m),
+        listen,
+        args,
+    };
+    if let Some(l) = &layout {
+        for i in (0..servers.len()).rev() {
+            let m = servers[i];
+            let args = l.server_args(
+                i,
+                &format!("{}/data", dir(m)),
+                a.proxy.fsync.on(),
+                a.proxy_threads,
+            );
+            procs.push(proc_(m, Kind::LogServer(i), Some(l.addrs[i]), args));
+        }
+    }
+    for (i, m) in seqs.iter().enumerate() {
+        let args = roles::sequencer(&shape, seq_addrs[i], i, seqs.len());
+        procs.push(proc_(m, Kind::Sequencer(i), Some(seq_addrs[i]), args));
+    }
+    for (k, m) in proxies.iter().enumerate() {
+        let (triple, replica) = ((k / 3) as u32, (k % 3) as u32);
+        let place = ProxyPlace {
+            replica,
+            triple,
+            triples,
+            peers: &proxy_addrs[3 * triple as usize..3 * triple as usize + 3],
+        };
+        let d = dir(m);
+        let args = roles::proxy(
+            &shape,
+            &place,
+            &seq_addrs,
+            &format!("{d}/data"),
+            &format!("{d}/out"),
+            chains.as_deref(),
+        );
+        procs.push(proc_(
+            m,
+            Kind::Proxy { triple, replica },
+            Some(proxy_addrs[k]),
+            args,
+        ));
+    }
+    for (i, m) in clients.iter().enumerate() {
+        let i = i as u32;
+        let out = format!("{}/out", dir(m));
+        let args = roles::client(
+            &shape,
+            i,
+            seq_addrs[0],
+            &proxy_addrs,
+            chains.as_deref(),
+            &out,
+        );
+        procs.push(proc_(m, Kind::Client(i), None, args));
+    }
+    let used: Vec<&str> = procs.iter().map(|p| p.machine.name.as_str()).collect();
+    let unused = machines
+        .iter()
+        .filter(|m| !used.contains(&m.name.as_str()))
+        .map(|m| m.name.clone())
+        .collect();
+    Ok(Plan {
+        procs,
+        unused,
+        shape,
+        clients: clients.len() as u32,
+        triples,
+        layout,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,491 @@
+//! `mason experiment run`: one experiment on the machines of a machine_info.txt.
+//! 1. Plan it (every knob and machine checked; `--dry-run` stops here).
+//! 2. Reach every machine it uses over SSH; an unreachable one is named and nothing is
+//!    launched.
+//! 3. Kill what earlier runs left (`--only-kill-zombies` stops here), copy the binary.
+//! 4. Start the log servers (tails first), the sequencers and the proxies, each waited for
+//!    until it listens; then the clients. A progress bar runs through warm-up, the measured
+//!    window and cool-down, and the scheduled kills happen on time.
+//! 5. Stop the proxies (they flush their records), collect every machine's out/ and logs/
+//!    into `<results>/<name>/`, check the log while its servers still run, stop everything.
+//! 6. Aggregate, verify, and write summary.txt and config.json.
+//!
+//! If any step fails, every machine's processes are killed before the error is returned.
+
+use super::args::RunArgs;
+use super::plan::{self, Kind, Plan, Proc};
+use super::remote;
+use crate::{logrun, report, roles};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mason_setup::machines::Machine;
+use mason_setup::ssh::{on_all, Ssh};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a run left.
+pub struct Outcome {
+    pub code: i32,
+    pub dir: PathBuf,
+    /// The aggregate line's values: Mops/s, p50, p99, p99.9, p99.99 (us).
+    pub aggregate: Option<String>,
+}
+
+/// The machines' processes, killed on drop unless disarmed.
+struct Launched<'a> {
+    ssh: &'a Ssh,
+    machines: Vec<(Machine, String)>,
+    width: usize,
+    armed: bool,
+}
+
+impl Drop for Launched<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            eprintln!("experiment: stopping every process on the run's machines");
+        }
+        on_all(&self.machines, self.width, |(m, dir)| {
+            if let Err(e) = remote::kill_zombies(self.ssh, m, dir) {
+                eprintln!(
+                    "experiment: {}: could not stop its processes: {e:#}",
+                    m.name
+                );
+            }
+        });
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs `f` on every item with the machines' width, and fails naming every machine it
+/// failed on.
+fn each<T: Sync>(
+    items: &[T],
+    width: usize,
+    what: &str,
+    name: impl Fn(&T) -> String + Sync,
+    f: impl Fn(&T) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<()> {
+    let errs: Vec<String> = on_all(items, width, |it| {
+        f(it).map_err(|e| format!("{}: {e:#}", name(it)))
+    })
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    if errs.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{what} failed on {} machine(s):\n  {}",
+        errs.len(),
+        errs.join("\n  ")
+    )
+}
+
+pub fn load_machines(path: &Path) -> anyhow::Result<Vec<Machine>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the machines file {}", path.display()))?;
+    Ok(mason_setup::parse_machine_info(
+        &path.display().to_string(),
+        &text,
+    )?)
+}
+
+pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
+    let machines = load_machines(&a.machine_info)?;
+    let plan = plan::build(&machines, a)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.machine_info.display()))?;
+    let ssh = a.ssh.ssh();
+    let width = a.ssh_parallel as usize;
+    let root = a.remote_dir.trim_end_matches('/');
+    if a.dry_run {
+        print!("{}", plan.describe());
+        return Ok(Outcome {
+            code: 0,
+            dir: PathBuf::new(),
+            aggregate: None,
+        });
+    }
+    if a.only_kill_zombies {
+        let all: Vec<(Machine, String)> = machines
+            .iter()
+            .map(|m| (m.clone(), format!("{root}/{}", m.name)))
+            .collect();
+        each(
+            &all,
+            width,
+            "killing leftovers",
+            |(m, _)| m.name.clone(),
+            |(m, d)| {
+                let n = remote::kill_zombies(&ssh, m, d)?;
+                eprintln!("experiment: {}: killed {n} leftover process(es)", m.name);
+                Ok(())
+            },
+        )?;
+        return Ok(Outcome {
+            code: 0,
+            dir: PathBuf::new(),
+            aggregate: None,
+        });
+    }
+    let name = a.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-g{}-s{}-c{}-{}",
+            a.system.name(),
+            a.groups,
+            a.spaces,
+            a.concurrency,
+            unix_ms() / 1000
+        )
+    });
+    let out = a.results.join(&name);
+    if out.join("summary.txt").exists() {
+        anyhow::bail!(
+            "{} already holds a run; remove it or choose another --name",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let mut used: Vec<(Machine, String)> = Vec::new();
+    for p in &plan.procs {
+        if !used.iter().any(|(m, _)| m.name == p.machine.name) {
+            used.push((p.machine.clone(), p.dir.clone()));
+        }
+    }
+    // 2. Every machine must answer before anything starts anywhere.
+    each(
+        &used,
+        width,
+        "reaching the machines over SSH (nothing was launched)",
+        |(m, _)| format!("{} ({}, line {})", m.name, m.ctrl, m.line),
+        |(m, _)| Ok(ssh.check(&m.ctrl)?),
+    )?;
+    let mut launched = Launched {
+        ssh: &ssh,
+        machines: used.clone(),
+        width,
+        armed: true,
+    };
+
+    // 3. Leftovers, then the binary.
+    let exe = std::env::current_exe().context("finding the mason binary")?;
+    each(
+        &used,
+        width,
+        "killing leftovers",
+        |(m, _)| m.name.clone(),
+        |(m, d)| {
+            let n = remote::kill_zombies(&ssh, m, d)?;
+            if n > 0 {
+                eprintln!(
+                    "experiment: {}: killed {n} leftover process(es) of an earlier run",
+                    m.name
+                );
+            }
+            Ok(())
+        },
+    )?;
+    each(
+        &used,
+        width,
+        "copying the binary",
+        |(m, _)| m.name.clone(),
+        |(m, d)| remote::install(&ssh, m, d, &exe),
+    )?;
+    eprintln!(
+        "experiment: {} installed on {} machine(s); results in {}",
+        exe.display(),
+        used.len(),
+        out.display()
+    );
+
+    // 4. Servers in dependency order, then the clients.
+    let start_all = |procs: Vec<&Proc>, extra: &(dyn Fn(&Proc) -> Vec<String> + Sync)| {
+        each(
+            &procs,
+            width,
+            "starting",
+            |p| p.machine.name.clone(),
+            |p| remote::start(&ssh, p, &extra(p)),
+        )
+    };
+    let none = |_: &Proc| Vec::new();
+    if let Some(l) = &plan.layout {
+        // Tails first, so that each member finds its successor listening.
+        for member in (0..l.replication as usize).rev() {
+            let at: Vec<&Proc> = plan
+                .of(|k| matches!(k, Kind::LogServer(i) if i % l.replication as usize == member))
+                .collect();
+            start_all(at, &none)?;
+        }
+    }
+    start_all(
+        plan.of(|k| matches!(k, Kind::Sequencer(_))).collect(),
+        &none,
+    )?;
+    start_all(
+        plan.of(|k| matches!(k, Kind::Proxy { .. })).collect(),
+        &none,
+    )?;
+    let proxies: Vec<&Proc> = plan.of(|k| matches!(k, Kind::Proxy { .. })).collect();
+    wait_for_leaders(&ssh, &plan, &proxies);
+
+    let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some();
+    let record = plan.shape.system.proxies() && kills;
+    let t0_ms = unix_ms();
+    let t0 = Instant::now();
+    let watch = |p: &Proc| match p.kind {
+        Kind::Client(0) if record => vec![
+            "--watch-csv".into(),
+            format!("{}/out/contig.csv", p.dir),
+            "--t0-unix-ms".into(),
+            t0_ms.to_string(),
+        ],
+        _ => Vec::new(),
+    };
+    let clients: Vec<&Proc> = plan.of(|k| matches!(k, Kind::Client(_))).collect();
+    start_all(clients.clone(), &watch)?;
+    let kill_log = drive(a, &ssh, &plan, &clients, &proxies, t0)?;
+
+    // 5. Stop the proxies so that they flush their records, then collect.
+    std::thread::sleep(Duration::from_millis(500));
+    each(
+        &proxies,
+        width,
+        "stopping the proxies",
+        |p| p.machine.name.clone(),
+        |p| remote::signal(&ssh, p, "TERM", true),
+    )?;
+    let machines_dir = out.join("machines");
+    each(
+        &used,
+        width,
+        "collecting results",
+        |(m, _)| m.name.clone(),
+        |(m, d)| remote::collect(&ssh, m, d, &machines_dir),
+    )?;
+    gather(&machines_dir, &out)?;
+    if record {
+        std::fs::create_dir_all(out.join("recovery"))?;
+        let _ = std::fs::rename(
+            out.join("contig.csv"),
+            out.join("recovery").join("contig.csv"),
+        );
+        std::fs::write(out.join("recovery").join("kills.csv"), &kill_log)?;
+    }
+    let log_verdict = match &plan.layout {
+        Some(l) if a.verify.on() => Some(logrun::check(
+            &out,
+            &plan.shape,
+            plan.clients,
+            l,
+            plan.shape.payload,
+        )?),
+        _ => None,
+    };
+    launched.armed = false;
+    drop(launched);
+
+    // 6. The figures and the verdict.
+    let checks = report::Checks {
+        system: plan.shape.system,
+        spaces: plan.shape.spaces,
+        groups: plan
+            .shape
+            .system
+            .proxies()
+            .then_some((plan.shape.groups, 3)),
+        clients: plan.clients,
+        verify: a.verify.on(),
+        log_verdict,
+        recovery: record,
+    };
+    let (text, code) = report::summary(&out, checks)?;
+    print!("{text}");
+    std::fs::write(out.join("summary.txt"), &text)?;
+    std::fs::write(
+        out.join("config.json"),
+        super::config::json(a, &plan, &name)?,
+    )?;
+    let aggregate = text
+        .lines()
+        .skip_while(|l| !l.starts_with("aggregate-throughput"))
+        .nth(1)
+        .map(str::to_string);
+    Ok(Outcome {
+        code,
+        dir: out,
+        aggregate,
+    })
+}
+
+/// Waits (up to 10 s) until the proxies' logs show a leader for every group, so that the
+/// clients' first ops are not redirected while the groups elect.
+fn wait_for_leaders(ssh: &Ssh, plan: &Plan, proxies: &[&Proc]) {
+    if proxies.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let logs: Vec<String> = on_all(proxies, 32, |p| {
+            remote::leading_lines(ssh, p).unwrap_or_default()
+        });
+        let all = logs.join("\n");
+        if (0..plan.shape.groups).all(|g| roles::led_term(&all, g).is_some()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("experiment: not every group has a leader after 10 s; starting the clients anyway");
+}
+
+/// The machine whose proxy leads group 0 now (the highest term its log claims).
+fn leader_of_group0<'a>(ssh: &Ssh, proxies: &[&'a Proc]) -> Option<&'a Proc> {
+    let triple0: Vec<&Proc> = proxies
+        .iter()
+        .copied()
+        .filter(|p| matches!(p.kind, Kind::Proxy { triple: 0, .. }))
+        .collect();
+    let terms = on_all(&triple0, 3, |p| {
+        remote::leading_lines(ssh, p)
+            .ok()
+            .and_then(|t| roles::led_term(&t, 0))
+    });
+    triple0
+        .into_iter()
+        .zip(terms)
+        .filter_map(|(p, t)| t.map(|t| (t, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+}
+
+/// Prints above the progress bar (or alone, when stderr is not a terminal).
+fn say(bar: &ProgressBar, msg: String) {
+    bar.suspend(|| eprintln!("experiment: {msg}"));
+}
+
+/// Shows progress until every client has exited, and makes the scheduled kills. Returns
+/// the kills' record (`t_ms,what`).
+fn drive(
+    a: &RunArgs,
+    ssh: &Ssh,
+    plan: &Plan,
+    clients: &[&Proc],
+    proxies: &[&Proc],
+    t0: Instant,
+) -> anyhow::Result<String> {
+    let (warm, dur, cool) = (a.warmup, a.duration, a.cooldown);
+    let total = warm + dur + cool;
+    let bar = ProgressBar::new(total.as_millis() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut kill_log = String::from("t_ms,what\n");
+    let (mut leader_done, mut seq_done) = (false, false);
+    let limit = total + Duration::from_secs(90);
+    let mut last_poll = Instant::now() - Duration::from_secs(10);
+    loop {
+        let t = t0.elapsed();
+        bar.set_position((t.as_millis() as u64).min(total.as_millis() as u64));
+        bar.set_message(if t < warm {
+            "warm-up"
+        } else if t < warm + dur {
+            "measuring"
+        } else if t < total {
+            "cool-down"
+        } else {
+            "draining"
+        });
+        if !leader_done && a.kill_leader.is_some_and(|k| t >= k) {
+            leader_done = true;
+            match leader_of_group0(ssh, proxies) {
+                Some(p) => {
+                    remote::signal(ssh, p, "KILL", false)?;
+                    kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
+                    bar.suspend(|| {
+                        eprintln!(
+                            "{}",
+                            format!(
+                                "experiment: SIGKILLed {} (leader of group 0) at {:.2}s",
+                                p.machine.name,
+                                t.as_secs_f64()
+                            )
+                        )
+                    });
+                }
+                None => say(&bar, "no leader of group 0 found to kill".into()),
+            }
+        }
+        if !seq_done && a.kill_sequencer.is_some_and(|k| t >= k) {
+            seq_done = true;
+            if let Some(p) = plan.of(|k| k == Kind::Sequencer(0)).next() {
+                remote::signal(ssh, p, "KILL", false)?;
+                kill_log.push_str(&format!("{},sequencer\n", t0.elapsed().as_millis()));
+                bar.suspend(|| {
+                    eprintln!(
+                        "{}",
+                        format!(
+                            "experiment: SIGKILLed the primary sequencer on {} at {:.2}s",
+                            p.machine.name,
+                            t.as_secs_f64()
+                        )
+                    )
+                });
+            }
+        }
+        if t >= total && last_poll.elapsed() >= Duration::from_millis(500) {
+            last_poll = Instant::now();
+            let st: Vec<anyhow::Result<Option<i32>>> =
+                on_all(clients, 32, |p| remote::exit_status(ssh, p));
+            let mut running = 0;
+            for (p, s) in clients.iter().zip(st) {
+                match s? {
+                    None => running += 1,
+                    Some(0) => {}
+                    Some(c) => anyhow::bail!(
+                        "{} on {} exited with status {c}; see its log in {}/logs",
+                        p.describe(),
+                        p.machine.name,
+                        p.dir
+                    ),
+                }
+            }
+            if running == 0 {
+                break;
+            }
+        }
+        anyhow::ensure!(
+            t < limit,
+            "the clients are still running {:?} after they started",
+            limit
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bar.finish_and_clear();
+    Ok(kill_log)
+}
+
+/// Moves the collected `<machine>/out/*` files (client results, acks, records) up into the
+/// run's directory, where the report reads them; logs stay under machines/<machine>/logs.
+fn gather(machines_dir: &Path, out: &Path) -> anyhow::Result<()> {
+    for m in std::fs::read_dir(machines_dir)? {
+        let m = m?;
+        let Ok(files) = std::fs::read_dir(m.path().join("out")) else {
+            continue;
+        };
+        for f in files {
+            let f = f?;
+            if f.file_type()?.is_file() {
+                std::fs::rename(f.path(), out.join(f.file_name()))?;
+            }
+        }
+    }
+    Ok(())
+}
