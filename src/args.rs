@@ -40,7 +40,7 @@ pub enum Cmd {
     /// Experiments on a real cluster from a machine_info.txt, over SSH: run, suite,
     /// results; and the peers comparison.
     #[command(subcommand)]
-    Experiment(crate::experiment::args::ExperimentCmd),
+    Experiment(Box<crate::experiment::args::ExperimentCmd>),
     /// Make and check machine_info.txt.
     #[command(subcommand)]
     Setup(crate::experiment::args::SetupCmd),

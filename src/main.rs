@@ -67,7 +67,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
         Cmd::Plot(args::PlotCmd::Recovery { dir }) => plot_recovery(&dir),
-        Cmd::Experiment(c) => experiment::experiment(c),
+        Cmd::Experiment(c) => experiment::experiment(*c),
         Cmd::Setup(c) => experiment::setup(c),
     }
 }

@@ -20,7 +20,7 @@ pub use driver::{Client, ClientConfig, Target};
 /// taken to host every group.
 pub fn group_replicas(proxies: &[std::net::SocketAddr], group: u32) -> Vec<std::net::SocketAddr> {
     let triples = proxies.len() / 3;
-    if triples == 0 || proxies.len() % 3 != 0 {
+    if triples == 0 || !proxies.len().is_multiple_of(3) {
         return proxies.to_vec();
     }
     let t = group as usize % triples;

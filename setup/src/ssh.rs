@@ -94,8 +94,7 @@ impl Ssh {
     pub fn run(&self, host: &str, script: &str) -> Result<String, SshError> {
         let mut c = self.command("ssh");
         c.arg(host).arg("--").arg(script);
-        let what = format!("'{}'", script.chars().take(80).collect::<String>());
-        let out = Self::finish(host, what, "ssh", c.output())?;
+        let out = Self::finish(host, "the remote command", "ssh", c.output())?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 

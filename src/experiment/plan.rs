@@ -158,7 +158,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let seqs = take(machines, Role::Sequencer, Some(nseq), "--sequencers")?;
     let proxies = if system.proxies() {
         let p = take(machines, Role::Proxy, a.proxies, "--proxies")?;
-        if p.len() < 3 || p.len() % 3 != 0 {
+        if p.len() < 3 || !p.len().is_multiple_of(3) {
             let why = match a.proxies {
                 Some(n) => format!("--proxies {n} is not a multiple of 3"),
                 None => format!(
@@ -179,7 +179,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let servers = if system.log() {
         let s = take(machines, Role::Server, a.log_servers, "--log-servers")?;
         let r = a.replication as usize;
-        if s.len() < r || s.len() % r != 0 {
+        if s.len() < r || !s.len().is_multiple_of(r) {
             return Err(format!(
                 "{} log server machine(s) is not a multiple of --replication {r}",
                 s.len()

@@ -409,16 +409,11 @@ fn drive(
                 Some(p) => {
                     remote::signal(ssh, p, "KILL", false)?;
                     kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
-                    bar.suspend(|| {
-                        eprintln!(
-                            "{}",
-                            format!(
-                                "experiment: SIGKILLed {} (leader of group 0) at {:.2}s",
-                                p.machine.name,
-                                t.as_secs_f64()
-                            )
-                        )
-                    });
+                    let (m, at) = (&p.machine.name, t.as_secs_f64());
+                    say(
+                        &bar,
+                        format!("SIGKILLed {m} (leader of group 0) at {at:.2}s"),
+                    );
                 }
                 None => say(&bar, "no leader of group 0 found to kill".into()),
             }
@@ -428,16 +423,11 @@ fn drive(
             if let Some(p) = plan.of(|k| k == Kind::Sequencer(0)).next() {
                 remote::signal(ssh, p, "KILL", false)?;
                 kill_log.push_str(&format!("{},sequencer\n", t0.elapsed().as_millis()));
-                bar.suspend(|| {
-                    eprintln!(
-                        "{}",
-                        format!(
-                            "experiment: SIGKILLed the primary sequencer on {} at {:.2}s",
-                            p.machine.name,
-                            t.as_secs_f64()
-                        )
-                    )
-                });
+                let (m, at) = (&p.machine.name, t.as_secs_f64());
+                say(
+                    &bar,
+                    format!("SIGKILLed the primary sequencer on {m} at {at:.2}s"),
+                );
             }
         }
         if t >= total && last_poll.elapsed() >= Duration::from_millis(500) {

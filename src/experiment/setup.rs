@@ -107,7 +107,7 @@ pub fn check(file: &Path) -> anyhow::Result<i32> {
         );
     }
     let proxies = with_role(&machines, Role::Proxy).len();
-    if proxies % 3 != 0 {
+    if !proxies.is_multiple_of(3) {
         println!(
             "note: {proxies} proxy machines is not a multiple of 3; experiment run will need --proxies"
         );
@@ -123,6 +123,12 @@ pub fn wait_listen(
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Something listens; make sure it is our process and not another that holds
+            // the port (ours then fails to bind and exits at once).
+            std::thread::sleep(Duration::from_millis(500));
+            if exit_file.is_some_and(Path::exists) {
+                anyhow::bail!("the process exited; is another program using {addr}?");
+            }
             return Ok(0);
         }
         if exit_file.is_some_and(Path::exists) {

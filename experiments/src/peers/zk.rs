@@ -144,6 +144,26 @@ async fn wait_serving(servers: &mut Servers, cluster: &str) -> anyhow::Result<()
     }
 }
 
+/// Closes the sessions and waits (a little) until the servers have taken the close, so
+/// that no session task is still reconnecting once the servers are gone.
+async fn close(sessions: Vec<zk::Client>) {
+    let mut watchers: Vec<_> = sessions.iter().map(zk::Client::state_watcher).collect();
+    drop(sessions);
+    let closed = async {
+        for w in &mut watchers {
+            while !w.peek_state().is_terminated() {
+                w.changed().await;
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ZooKeeper sessions did not close within 3 s");
+    }
+}
+
 /// Runs the ZooKeeper figure: start, wait, load, stop.
 pub async fn run(load: &Load, out: &Path) -> anyhow::Result<Row> {
     let dir = tempfile::Builder::new()
@@ -176,7 +196,7 @@ pub async fn run(load: &Load, out: &Path) -> anyhow::Result<Row> {
         },
     )
     .await;
-    drop(sessions);
+    close(sessions).await;
     servers.check_alive()?;
     drop(servers);
     let note = note(&mut tally, load);

@@ -42,9 +42,18 @@ fn six_machines_two_sequencers_one_triple() {
         vec![
             Kind::Sequencer(0),
             Kind::Sequencer(1),
-            Kind::Proxy { triple: 0, replica: 0 },
-            Kind::Proxy { triple: 0, replica: 1 },
-            Kind::Proxy { triple: 0, replica: 2 },
+            Kind::Proxy {
+                triple: 0,
+                replica: 0
+            },
+            Kind::Proxy {
+                triple: 0,
+                replica: 1
+            },
+            Kind::Proxy {
+                triple: 0,
+                replica: 2
+            },
             Kind::Client(0),
         ]
     );
@@ -52,11 +61,20 @@ fn six_machines_two_sequencers_one_triple() {
     assert_eq!(proxy.machine.name, "proxy-2");
     assert_eq!(proxy.listen, Some("10.0.0.4:7001".parse().unwrap()));
     let a = proxy.args.join(" ");
-    assert!(a.contains("--peers 10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001"), "{a}");
-    assert!(a.contains("--sequencers 10.0.0.1:7000,10.0.0.2:7000"), "{a}");
+    assert!(
+        a.contains("--peers 10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001"),
+        "{a}"
+    );
+    assert!(
+        a.contains("--sequencers 10.0.0.1:7000,10.0.0.2:7000"),
+        "{a}"
+    );
     assert!(a.contains("--data-dir /tmp/mason-rs/proxy-2/data"), "{a}");
     let c = p.procs[5].args.join(" ");
-    assert!(c.contains("--sequencer 10.0.0.1:7000") && c.contains("--threads 16"), "{c}");
+    assert!(
+        c.contains("--sequencer 10.0.0.1:7000") && c.contains("--threads 16"),
+        "{c}"
+    );
     assert!(p.unused.is_empty());
     let d = p.describe();
     assert!(d.contains("sequencer 1 (backup) on 10.0.0.2:7000"), "{d}");
@@ -69,7 +87,11 @@ fn groups_spread_over_triples_and_spare_machines_are_named() {
     // 7 proxy machines: not a multiple of 3 unless some are chosen.
     let e = build(&machines(&names), &args(&[])).err().unwrap();
     assert!(e.contains("7 proxy machine(s), not a multiple of 3"), "{e}");
-    let p = build(&machines(&names), &args(&["--proxies", "6", "--groups", "4"])).unwrap();
+    let p = build(
+        &machines(&names),
+        &args(&["--proxies", "6", "--groups", "4"]),
+    )
+    .unwrap();
     assert_eq!(p.triples, 2);
     let t1: Vec<&str> = p
         .of(|k| matches!(k, Kind::Proxy { triple: 1, .. }))
@@ -78,24 +100,45 @@ fn groups_spread_over_triples_and_spare_machines_are_named() {
     assert_eq!(t1, vec!["proxy-4", "proxy-5", "proxy-6"]);
     assert_eq!(p.unused, vec!["proxy-7".to_string()]);
     let c = p.procs.last().unwrap().args.join(" ");
-    assert!(c.contains("--proxies 10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001,10.0.0.7:7001"), "{c}");
+    assert!(
+        c.contains("--proxies 10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001,10.0.0.7:7001"),
+        "{c}"
+    );
     // One group cannot use two triples: the second stays idle.
-    let p = build(&machines(&names), &args(&["--proxies", "6", "--groups", "1"])).unwrap();
+    let p = build(
+        &machines(&names),
+        &args(&["--proxies", "6", "--groups", "1"]),
+    )
+    .unwrap();
     assert_eq!(p.triples, 1);
     assert_eq!(p.unused.len(), 4);
 }
 
 #[test]
 fn too_few_machines_are_refused() {
-    let e = build(&machines(&SIX), &args(&["--proxies", "4"])).err().unwrap();
-    assert!(e.contains("--proxies 4 needs 4 proxy machine(s); the machines file has 3"), "{e}");
-    let e = build(&machines(&SIX), &args(&["--sequencers", "3"])).err().unwrap();
-    assert!(e.contains("--sequencers 3 needs 3 sequencer machine(s)"), "{e}");
-    let e = build(&machines(&SIX), &args(&["--clients", "2"])).err().unwrap();
+    let e = build(&machines(&SIX), &args(&["--proxies", "4"]))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("--proxies 4 needs 4 proxy machine(s); the machines file has 3"),
+        "{e}"
+    );
+    let e = build(&machines(&SIX), &args(&["--sequencers", "3"]))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("--sequencers 3 needs 3 sequencer machine(s)"),
+        "{e}"
+    );
+    let e = build(&machines(&SIX), &args(&["--clients", "2"]))
+        .err()
+        .unwrap();
     assert!(e.contains("--clients 2"), "{e}");
     let e = build(&machines(&SIX[..5]), &args(&[])).err().unwrap();
     assert!(e.contains("no client machines"), "{e}");
-    let e = build(&machines(&SIX), &args(&["--system", "corfu"])).err().unwrap();
+    let e = build(&machines(&SIX), &args(&["--system", "corfu"]))
+        .err()
+        .unwrap();
     assert!(e.contains("0 log server machine(s)"), "{e}");
     let e = build(&machines(&SIX[..4]), &args(&[])).err().unwrap();
     assert!(e.contains("2 proxy machine(s), not a multiple of 3"), "{e}");
@@ -105,8 +148,13 @@ fn too_few_machines_are_refused() {
 fn corfu_needs_servers_in_chains() {
     let mut names = SIX.to_vec();
     names.extend(["server-1", "server-2", "server-3"]);
-    let e = build(&machines(&names), &args(&["--system", "corfumason"])).err().unwrap();
-    assert!(e.contains("3 log server machine(s) is not a multiple of --replication 2"), "{e}");
+    let e = build(&machines(&names), &args(&["--system", "corfumason"]))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("3 log server machine(s) is not a multiple of --replication 2"),
+        "{e}"
+    );
     let p = build(
         &machines(&names),
         &args(&["--system", "corfumason", "--log-servers", "2"]),
@@ -118,7 +166,10 @@ fn corfu_needs_servers_in_chains() {
     let head = p.procs[1].args.join(" ");
     assert!(head.contains("--successor 10.0.0.8:7002"), "{head}");
     let proxy = p.of(|k| matches!(k, Kind::Proxy { .. })).next().unwrap();
-    assert!(proxy.args.join(" ").contains("--log-chains 10.0.0.7:7002,10.0.0.8:7002"));
+    assert!(proxy
+        .args
+        .join(" ")
+        .contains("--log-chains 10.0.0.7:7002,10.0.0.8:7002"));
 }
 
 #[test]

@@ -1,0 +1,293 @@
+//! `mason experiment` end to end through real SSH: a 6-machine cluster on this host
+//! (network namespaces, each with its own address and sshd, made by
+//! scripts/netns-cluster.sh): 2 sequencers, 3 proxies, 1 client.
+//! - `setup parse-list` asks every machine over SSH and writes the same machine_info.txt
+//!   the cluster script wrote;
+//! - a short run with the leader of group 0 SIGKILLed passes every check, recovers, and
+//!   leaves its results and nothing running;
+//! - a launcher killed mid-run leaves processes that `--only-kill-zombies` kills;
+//! - a role that cannot start, and a machine that cannot be reached, fail the run with
+//!   the machine named and nothing left running.
+//!
+//! Needs root (namespaces) and openssh-server, as CI has; MASON_SKIP_NETNS=1 skips it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PREFIX: &str = "mtest";
+const SUBNET: &str = "10.213.99";
+
+fn mason() -> &'static str {
+    env!("CARGO_BIN_EXE_mason")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/netns-cluster.sh")
+}
+
+/// The namespace cluster, torn down (with everything running in it) on drop.
+struct NsCluster {
+    dir: PathBuf,
+    remote: String,
+}
+
+impl Drop for NsCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["down", "--prefix", PREFIX, "--dir"])
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.remote);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn out_text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl NsCluster {
+    fn up() -> NsCluster {
+        let dir = std::env::temp_dir().join(format!("mason-netns-test-{}", std::process::id()));
+        let remote = format!("/tmp/mason-rs-test-{}", std::process::id());
+        // A cluster left by a test that was itself killed.
+        let _ = Command::new(script())
+            .args(["down", "--prefix", PREFIX])
+            .status();
+        let o = Command::new(script())
+            .args(["up", "--prefix", PREFIX, "--subnet", SUBNET, "--dir"])
+            .arg(&dir)
+            .args([
+                "--machines",
+                "sequencer-1,sequencer-2,proxy-1,proxy-2,proxy-3,client-1",
+            ])
+            .output()
+            .expect("running netns-cluster.sh");
+        let c = NsCluster { dir, remote };
+        assert!(o.status.success(), "cluster up failed: {}", out_text(&o));
+        c
+    }
+
+    /// `mason experiment run` with this cluster's machines, SSH config and remote dir.
+    fn run_cmd(&self, machine_info: &Path, extra: &[&str]) -> Command {
+        let mut c = Command::new(mason());
+        c.args(["experiment", "run", "--machine-info"])
+            .arg(machine_info)
+            .arg("--ssh-config")
+            .arg(self.dir.join("ssh_config"))
+            .args(["--remote-dir", &self.remote, "--results"])
+            .arg(self.dir.join("results"))
+            .args([
+                "--groups",
+                "2",
+                "--proxy-threads",
+                "1",
+                "--client-threads",
+                "4",
+                "--concurrency",
+                "8",
+                "--warmup",
+                "1",
+                "--cooldown",
+                "1",
+                "--fsync",
+                "off",
+                "--connect-timeout",
+                "3",
+            ])
+            .args(extra)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The run's processes still alive on any machine.
+    fn running(&self) -> Vec<String> {
+        let o = Command::new("pgrep")
+            .args(["-af", &format!("^{}/", self.remote)])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn wait_none_running(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.running().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            self.running().is_empty(),
+            "{what}: processes left running: {:?}",
+            self.running()
+        );
+    }
+}
+
+#[test]
+fn experiment_on_a_namespace_cluster() {
+    if std::env::var("MASON_SKIP_NETNS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: MASON_SKIP_NETNS=1");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test needs root for network namespaces (MASON_SKIP_NETNS=1 skips it)"
+    );
+    let c = NsCluster::up();
+    let info = c.dir.join("machine_info.txt");
+
+    // parse-list over SSH finds what the cluster script knows: addresses, MACs, interfaces.
+    let probed = c.dir.join("probed.txt");
+    let o = Command::new(mason())
+        .args(["setup", "parse-list"])
+        .arg(c.dir.join("machine_list.txt"))
+        .arg("-o")
+        .arg(&probed)
+        .arg("--ssh-config")
+        .arg(c.dir.join("ssh_config"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "parse-list: {}", out_text(&o));
+    assert_eq!(
+        std::fs::read_to_string(&probed).unwrap(),
+        std::fs::read_to_string(&info).unwrap(),
+        "parse-list over SSH disagrees with the cluster"
+    );
+
+    // A run with the leader of group 0 killed: every check passes, and it recovers.
+    let o = c
+        .run_cmd(
+            &info,
+            &["--name", "run1", "--duration", "4", "--kill-leader", "2"],
+        )
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "run1: {text}");
+    assert!(
+        text.contains("verify: ok unique contiguous stable once fifo fenced"),
+        "{text}"
+    );
+    assert!(text.contains("recovery: leader killed at"), "{text}");
+    let res = c.dir.join("results/run1");
+    for f in [
+        "config.json",
+        "summary.txt",
+        "client-0.dat",
+        "client-0.hist",
+        "recovery/contig.csv",
+        "recovery/recovery.svg",
+        "machines/proxy-1/logs/proxy.log",
+        "machines/sequencer-2/logs/sequencer.log",
+        "machines/client-1/logs/client.log",
+    ] {
+        assert!(res.join(f).exists(), "{f} missing from {}", res.display());
+    }
+    let config = std::fs::read_to_string(res.join("config.json")).unwrap();
+    assert!(config.contains("\"groups\": 2") && config.contains("proxy triple 0 replica 2"));
+    c.wait_none_running("after run1");
+    // `experiment results` gives the run's aggregate line again.
+    let o = Command::new(mason())
+        .args(["experiment", "results"])
+        .arg(&res)
+        .output()
+        .unwrap();
+    let summary = std::fs::read_to_string(res.join("summary.txt")).unwrap();
+    let agg = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success() && summary.contains(&agg),
+        "results: {agg} vs {summary}"
+    );
+
+    // A launcher killed mid-run leaves its processes; --only-kill-zombies ends them.
+    let mut launcher = c
+        .run_cmd(&info, &["--name", "run2", "--duration", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !c.running().iter().any(|l| l.contains(" client ")) {
+        assert!(Instant::now() < deadline, "run2's client never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    launcher.kill().unwrap();
+    let _ = launcher.wait();
+    assert!(c.running().len() >= 6, "left: {:?}", c.running());
+    let o = c.run_cmd(&info, &["--only-kill-zombies"]).output().unwrap();
+    assert!(o.status.success(), "only-kill-zombies: {}", out_text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("proxy-2: killed"),
+        "{}",
+        out_text(&o)
+    );
+    c.wait_none_running("after --only-kill-zombies");
+
+    // A proxy that cannot bind its port: the run fails naming it, and stops the others.
+    let squatter = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{PREFIX}-5"),
+            mason(),
+            "sequencer",
+        ])
+        .args(["--listen", &format!("{SUBNET}.15:7001")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut squatter = KillOnDrop(squatter);
+    let o = c
+        .run_cmd(&info, &["--name", "run3", "--duration", "2"])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(!o.status.success(), "run3 should fail: {text}");
+    assert!(
+        text.contains("proxy-3") && text.contains("Address already in use"),
+        "{text}"
+    );
+    c.wait_none_running("after a failed start");
+    let _ = squatter.0.kill();
+
+    // A machine nobody answers at: named, and nothing launched anywhere.
+    let mut lines = std::fs::read_to_string(&info).unwrap();
+    lines.push_str(&format!(
+        "client-2,none,eth0,-,{SUBNET}.200,{SUBNET}.200,eth0\n"
+    ));
+    let bad = c.dir.join("with-unreachable.txt");
+    std::fs::write(&bad, lines).unwrap();
+    let o = c
+        .run_cmd(&bad, &["--name", "run4", "--duration", "2"])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(!o.status.success(), "run4 should fail: {text}");
+    assert!(
+        text.contains("client-2") && text.contains("nothing was launched"),
+        "{text}"
+    );
+    assert!(c.running().is_empty(), "{:?}", c.running());
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
