@@ -211,6 +211,44 @@ fn experiment_on_a_namespace_cluster() {
         "results: {agg} vs {summary}"
     );
 
+    // A suite: two points, one trial each, the CSV and the plots.
+    let mut suite = c.run_cmd(&info, &["--duration", "1"]);
+    suite.args([
+        "--spaces-list",
+        "2",
+        "--groups-list",
+        "1",
+        "--concurrency-list",
+        "1,4",
+    ]);
+    suite.args(["--trials", "1", "--suite-name", "suite1"]);
+    // `experiment suite` takes every flag of `run` after its own.
+    let argv: Vec<String> = suite
+        .get_args()
+        .map(|a| a.to_string_lossy().into())
+        .collect();
+    let o = Command::new(mason())
+        .arg("experiment")
+        .arg("suite")
+        .args(&argv[2..])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "suite: {}", out_text(&o));
+    let csv = std::fs::read_to_string(c.dir.join("results/suite1/suite.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for (row, conc) in rows.iter().zip(["1", "4"]) {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(&f[..4], ["2", "1", conc, "1"], "{csv}");
+        assert!(f[4].parse::<f64>().unwrap() > 0.0, "{csv}");
+    }
+    assert!(c.dir.join("results/suite1/tput-latency.svg").exists());
+    assert!(c
+        .dir
+        .join("results/suite1/s2-g1-c4-t0/summary.txt")
+        .exists());
+    c.wait_none_running("after the suite");
+
     // A launcher killed mid-run leaves its processes; --only-kill-zombies ends them.
     let mut launcher = c
         .run_cmd(&info, &["--name", "run2", "--duration", "60"])

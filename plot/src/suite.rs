@@ -249,16 +249,14 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
     (bold, light)
 }
 
-/// A tick label with at most three significant digits and no trailing zeros.
+/// A tick label with three significant digits and no trailing zeros.
 fn short(v: f64) -> String {
     let a = v.abs();
-    let s = if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
+    if a == 0.0 || !a.is_finite() {
+        return "0".to_string();
+    }
+    let decimals = (2 - a.log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {

@@ -25,13 +25,29 @@ pub fn kill_zombies(ssh: &Ssh, m: &Machine, dir: &str) -> anyhow::Result<u32> {
     Ok(out.trim().parse().unwrap_or(0))
 }
 
-/// Makes a fresh `dir` (keeping an installed binary) and copies `exe` in as `dir/mason`.
-pub fn install(ssh: &Ssh, m: &Machine, dir: &str, exe: &Path) -> anyhow::Result<()> {
+/// The SHA-256 of a local file, in hex (as `sha256sum` prints it).
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes a fresh `dir` and installs `exe` (whose SHA-256 is `sum`) as `dir/mason`,
+/// unless the same binary is already there. Returns whether it was copied.
+pub fn install(ssh: &Ssh, m: &Machine, dir: &str, exe: &Path, sum: &str) -> anyhow::Result<bool> {
     let d = quote(dir);
-    ssh.run(
+    let there = ssh.run(
         &m.ctrl,
-        &format!("rm -rf {d}/logs {d}/data {d}/out {d}/pids && mkdir -p {d}/logs {d}/data {d}/out {d}/pids"),
+        &format!(
+            "rm -rf {d}/logs {d}/data {d}/out {d}/pids && mkdir -p {d}/logs {d}/data {d}/out {d}/pids \
+             && (sha256sum {d}/mason 2>/dev/null || true)"
+        ),
     )?;
+    if there.split_whitespace().next() == Some(sum) {
+        return Ok(false);
+    }
     // Copy next to it and rename: a binary still running from an earlier run cannot be
     // written over ("text file busy"), but it can be replaced.
     ssh.put(&m.ctrl, exe, &format!("{dir}/mason.new"))?;
@@ -39,7 +55,7 @@ pub fn install(ssh: &Ssh, m: &Machine, dir: &str, exe: &Path) -> anyhow::Result<
         &m.ctrl,
         &format!("chmod +x {d}/mason.new && mv -f {d}/mason.new {d}/mason"),
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// The shell line that starts `p` detached; a client also leaves its exit status in

@@ -191,17 +191,25 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             Ok(())
         },
     )?;
+    let sum = remote::sha256_file(&exe)?;
+    let copied = std::sync::atomic::AtomicUsize::new(0);
     each(
         &used,
         width,
         "copying the binary",
         |(m, _)| m.name.clone(),
-        |(m, d)| remote::install(&ssh, m, d, &exe),
+        |(m, d)| {
+            if remote::install(&ssh, m, d, &exe, &sum)? {
+                copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        },
     )?;
     eprintln!(
-        "experiment: {} installed on {} machine(s); results in {}",
+        "experiment: {} on {} machine(s) (copied to {}, already there on the others); results in {}",
         exe.display(),
         used.len(),
+        copied.into_inner(),
         out.display()
     );
 

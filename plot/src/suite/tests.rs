@@ -124,6 +124,9 @@ fn tick_labels_and_log_ticks() {
     assert_eq!(short(2.0), "2");
     assert_eq!(short(12.5), "12.5");
     assert_eq!(short(300.0), "300");
+    // Small throughputs keep their significant digits (0.01 and 0.015 differ).
+    assert_eq!(short(0.015), "0.015");
+    assert_eq!(short(0.0052), "0.0052");
     let (bold, light) = log_ticks(15.0, 1500.0);
     assert_eq!(bold, [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
     assert_eq!(light.len(), 8 + 9 + 1);
