@@ -435,10 +435,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         log_verdict,
         recovery: record,
     };
-    let (text, code) = report::summary(&out, checks)?;
-    print!("{text}");
-    std::fs::write(out.join("summary.txt"), &text)?;
-    Ok(code)
+    Ok(report::summary(&out, checks)?.1)
 }
 
 /// The proxy process whose replica of `group` most recently took the lead (the highest

@@ -117,7 +117,8 @@ pub struct Checks {
 }
 
 /// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
-/// times and plot) and its exit code (1 when verification fails).
+/// times and plot), printed and written to `<out>/summary.txt`, and its exit code (1 when
+/// verification fails).
 pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
     let (lines, agg) = aggregate(out, c.clients)?;
     let mut text = String::new();
@@ -168,5 +169,7 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
             Err(e) => text.push_str(&format!("recovery: no record: {e}\n")),
         }
     }
+    print!("{text}");
+    std::fs::write(out.join("summary.txt"), &text)?;
     Ok((text, code))
 }

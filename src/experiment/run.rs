@@ -116,17 +116,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             .iter()
             .map(|m| (m.clone(), format!("{root}/{}", m.name)))
             .collect();
-        each(
-            &all,
-            width,
-            "killing leftovers",
-            |(m, _)| m.name.clone(),
-            |(m, d)| {
-                let n = remote::kill_zombies(&ssh, m, d)?;
-                eprintln!("experiment: {}: killed {n} leftover process(es)", m.name);
-                Ok(())
-            },
-        )?;
+        kill_leftovers(&ssh, &all, width, true)?;
         return Ok(Outcome {
             code: 0,
             dir: PathBuf::new(),
@@ -175,22 +165,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
 
     // 3. Leftovers, then the binary.
     let exe = std::env::current_exe().context("finding the mason binary")?;
-    each(
-        &used,
-        width,
-        "killing leftovers",
-        |(m, _)| m.name.clone(),
-        |(m, d)| {
-            let n = remote::kill_zombies(&ssh, m, d)?;
-            if n > 0 {
-                eprintln!(
-                    "experiment: {}: killed {n} leftover process(es) of an earlier run",
-                    m.name
-                );
-            }
-            Ok(())
-        },
-    )?;
+    kill_leftovers(&ssh, &used, width, false)?;
     let sum = remote::sha256_file(&exe)?;
     let copied = std::sync::atomic::AtomicUsize::new(0);
     each(
@@ -315,8 +290,6 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         recovery: record,
     };
     let (text, code) = report::summary(&out, checks)?;
-    print!("{text}");
-    std::fs::write(out.join("summary.txt"), &text)?;
     std::fs::write(
         out.join("config.json"),
         super::config::json(a, &plan, &name)?,
@@ -331,6 +304,29 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         dir: out,
         aggregate,
     })
+}
+
+/// Kills what earlier runs left on each machine (its directory beside it); `all` says so
+/// for every machine, not only for those that had leftovers.
+fn kill_leftovers(
+    ssh: &Ssh,
+    on: &[(Machine, String)],
+    width: usize,
+    all: bool,
+) -> anyhow::Result<()> {
+    each(
+        on,
+        width,
+        "killing leftovers",
+        |(m, _)| m.name.clone(),
+        |(m, d)| {
+            let n = remote::kill_zombies(ssh, m, d)?;
+            if all || n > 0 {
+                eprintln!("experiment: {}: killed {n} leftover process(es)", m.name);
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Waits (up to 10 s) until the proxies' logs show a leader for every group, so that the
