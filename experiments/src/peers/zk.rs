@@ -41,7 +41,8 @@ struct Ports {
     election: u16,
 }
 
-/// zoo.cfg for server `id` (1-based) of the ensemble.
+/// zoo.cfg for one server of the ensemble (`quorum`: every server's quorum and election
+/// ports, in id order from 1).
 pub fn config(data_dir: &Path, client_port: u16, quorum: &[(u16, u16)], fsync: bool) -> String {
     let mut cfg = format!(
         "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
@@ -211,7 +212,7 @@ fn note(t: &mut Tally, load: &Load) -> String {
         format!("DUPLICATES: {dups} of {n}")
     };
     let mut note = format!(
-        "ensemble of 3 JVMs; {} sessions in this process; {verdict}",
+        "create {PREFIX} sequential, number = suffix; 3 JVMs; {} sessions in this process; {verdict}",
         load.sessions()
     );
     if !load.fsync {
