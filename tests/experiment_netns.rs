@@ -5,7 +5,8 @@
 //!   the cluster script wrote;
 //! - a short run with the leader of group 0 SIGKILLed passes every check, recovers, and
 //!   leaves its results and nothing running;
-//! - a launcher killed mid-run leaves processes that `--only-kill-zombies` kills;
+//! - a launcher stopped by SIGTERM stops everything; one killed by SIGKILL leaves
+//!   processes that `--only-kill-zombies` kills;
 //! - a role that cannot start, and a machine that cannot be reached, fail the run with
 //!   the machine named and nothing left running.
 //!
@@ -118,6 +119,14 @@ impl NsCluster {
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    fn wait_client_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !self.running().iter().any(|l| l.contains(" client ")) {
+            assert!(Instant::now() < deadline, "the run's client never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_none_running(&self, what: &str) {
@@ -249,20 +258,33 @@ fn experiment_on_a_namespace_cluster() {
         .exists());
     c.wait_none_running("after the suite");
 
+    // A launcher stopped by SIGTERM mid-run stops every process it started.
+    let mut launcher = KillOnDrop(
+        c.run_cmd(&info, &["--name", "run-term", "--duration", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    c.wait_client_running();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(launcher.0.id() as i32, libc::SIGTERM) };
+    let status = launcher.0.wait().unwrap();
+    assert!(!status.success(), "a stopped run must not succeed");
+    c.wait_none_running("after SIGTERM to the launcher");
+
     // A launcher killed mid-run leaves its processes; --only-kill-zombies ends them.
-    let mut launcher = c
+    let launcher = c
         .run_cmd(&info, &["--name", "run2", "--duration", "60"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !c.running().iter().any(|l| l.contains(" client ")) {
-        assert!(Instant::now() < deadline, "run2's client never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    launcher.kill().unwrap();
-    let _ = launcher.wait();
+    let mut launcher = KillOnDrop(launcher);
+    c.wait_client_running();
+    // SIGKILL: the launcher gets no chance to clean up.
+    launcher.0.kill().unwrap();
+    let _ = launcher.0.wait();
     assert!(c.running().len() >= 6, "left: {:?}", c.running());
     let o = c.run_cmd(&info, &["--only-kill-zombies"]).output().unwrap();
     assert!(o.status.success(), "only-kill-zombies: {}", out_text(&o));

@@ -57,7 +57,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Listed>, String> {
         };
         let Some(at) = words.iter().position(|w| *w == "ssh") else {
             let lower = first.to_ascii_lowercase();
-            if HEADER_WORDS.iter().any(|h| lower.starts_with(h)) {
+            // A node's line without its ssh command (not ready yet) is an error, even
+            // when its name starts like a column title ("client-1").
+            if role_of(first).is_err() && HEADER_WORDS.iter().any(|h| lower.starts_with(h)) {
                 continue;
             }
             return Err(format!(
@@ -156,6 +158,9 @@ client-1 hp012 m510 ready ssh -l bob -p22 hp012.utah.cloudlab.us
     fn errors_name_the_line() {
         let e = parse("l", "Node ID\nproxy-1 pc1 d430 ready\n").unwrap_err();
         assert!(e.contains("l line 2: no 'ssh'"), "{e}");
+        // A node whose name starts like a column title is still a node.
+        let e = parse("l", "client-1 pc1 d430 booting\n").unwrap_err();
+        assert!(e.contains("l line 1: no 'ssh'"), "{e}");
         let e = parse("l", "proxy-1 pc1 ssh -p x a@b\n").unwrap_err();
         assert!(e.contains("line 1") && e.contains("not an SSH port"), "{e}");
         let e = parse("l", "gateway-1 pc1 ssh a@b\n").unwrap_err();

@@ -65,7 +65,16 @@ pub fn parse(output: &str) -> Vec<Iface> {
 /// Fills `m`'s interface fields from what the probe found; `reached` is the address SSH
 /// connected to, if known. Errors say what was missing.
 pub fn choose(m: &mut Machine, ifaces: &[Iface], reached: Option<IpAddr>) -> Result<(), String> {
-    let with_addr: Vec<&Iface> = ifaces.iter().filter(|f| !f.addrs.is_empty()).collect();
+    // Bridges and virtual interfaces of containers and VMs are neither network.
+    let virtual_ = |n: &str| {
+        ["docker", "veth", "virbr", "br-", "cni", "flannel"]
+            .iter()
+            .any(|p| n.starts_with(p))
+    };
+    let with_addr: Vec<&Iface> = ifaces
+        .iter()
+        .filter(|f| !f.addrs.is_empty() && !virtual_(&f.name))
+        .collect();
     if with_addr.is_empty() {
         return Err(format!("{}: no interface has an IPv4 address", m.name));
     }
@@ -76,9 +85,15 @@ pub fn choose(m: &mut Machine, ifaces: &[Iface], reached: Option<IpAddr>) -> Res
                 .find(|f| f.addrs.iter().any(|a| IpAddr::V4(*a) == r))
         })
         .unwrap_or(&with_addr[0]);
+    let ten = |a: &Ipv4Addr| a.octets()[0] == 10;
     let exp = with_addr
         .iter()
-        .find(|f| f.name != ctrl.name && f.addrs.iter().any(|a| a.is_private()))
+        .find(|f| f.name != ctrl.name && f.addrs.iter().any(ten))
+        .or_else(|| {
+            with_addr
+                .iter()
+                .find(|f| f.name != ctrl.name && f.addrs.iter().any(|a| a.is_private()))
+        })
         .or_else(|| with_addr.iter().find(|f| f.name != ctrl.name))
         .unwrap_or(ctrl);
     m.iface1 = exp.name.clone();
@@ -86,7 +101,8 @@ pub fn choose(m: &mut Machine, ifaces: &[Iface], reached: Option<IpAddr>) -> Res
     let exp_ip = exp
         .addrs
         .iter()
-        .find(|a| a.is_private())
+        .find(|a| ten(a))
+        .or_else(|| exp.addrs.iter().find(|a| a.is_private()))
         .unwrap_or(&exp.addrs[0]);
     m.ip = Some(IpAddr::V4(*exp_ip));
     m.ctrl = reached.map_or_else(|| ctrl.addrs[0].to_string(), |r| r.to_string());

@@ -40,8 +40,15 @@ pub enum SshError {
 impl Ssh {
     fn command(&self, prog: &'static str) -> Command {
         let mut c = Command::new(prog);
-        if let Some(f) = &self.config {
-            c.arg("-F").arg(f);
+        match &self.config {
+            Some(f) => {
+                c.arg("-F").arg(f);
+            }
+            // Fresh cluster machines are in no known_hosts yet: learn a new host's key,
+            // refuse a changed one.
+            None => {
+                c.args(["-o", "StrictHostKeyChecking=accept-new"]);
+            }
         }
         if let Some(i) = &self.identity {
             c.arg("-i").arg(i);
@@ -84,7 +91,10 @@ impl Ssh {
                 host: host.to_string(),
                 what: what.into(),
                 status: out.status.to_string(),
-                stderr: stderr.trim().lines().last().unwrap_or("").to_string(),
+                stderr: {
+                    let lines: Vec<&str> = stderr.trim().lines().collect();
+                    lines[lines.len().saturating_sub(10)..].join("\n    ")
+                },
             });
         }
         Ok(out)

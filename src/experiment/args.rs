@@ -179,7 +179,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Where each machine keeps the binary, logs and data: <remote-dir>/<machine name>/.
-    #[arg(long, default_value = "/tmp/mason-rs")]
+    #[arg(long, default_value = "/tmp/mason-rs", value_parser = remote_dir)]
     pub remote_dir: String,
     /// Ports: sequencers listen on BASE, proxies on BASE+1, log servers on BASE+2.
     #[arg(long, default_value_t = 7000)]
@@ -214,4 +214,71 @@ pub struct SuiteArgs {
     /// --concurrency are overridden by the sweep).
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// An absolute path of plain characters: it goes into remote shell commands and into the
+/// pattern that finds a run's leftover processes.
+fn remote_dir(s: &str) -> Result<String, String> {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+    if !s.starts_with('/') || !plain || s.contains("..") || s.trim_end_matches('/').is_empty() {
+        return Err(format!(
+            "'{s}': must be an absolute path of letters, digits and _ . / - (no ..)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn remote_dirs_are_plain_absolute_paths() {
+        assert_eq!(
+            super::remote_dir("/tmp/mason-rs/").unwrap(),
+            "/tmp/mason-rs"
+        );
+        for bad in [
+            "tmp/x",
+            "/tmp/a b",
+            "/tmp/a+b",
+            "/tmp/../etc",
+            "/",
+            "/tmp/x;rm",
+        ] {
+            assert!(super::remote_dir(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// No two flags of one subcommand share a name or an alias (`suite` flattens every
+    /// flag of `run`). Checked by hand: clap's own check runs only in debug builds.
+    #[test]
+    fn no_subcommand_has_a_flag_twice() {
+        use clap::CommandFactory;
+        fn check(cmd: &clap::Command, path: &str) {
+            let mut seen = std::collections::HashSet::new();
+            for a in cmd.get_arguments() {
+                let names = a
+                    .get_long()
+                    .into_iter()
+                    .chain(a.get_all_aliases().unwrap_or_default());
+                for n in names {
+                    assert!(seen.insert(n.to_string()), "{path}: --{n} twice");
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                check(sc, &format!("{path} {}", sc.get_name()));
+            }
+        }
+        let cmd = crate::args::Cli::command();
+        check(&cmd, "mason");
+        let suite = cmd
+            .find_subcommand("experiment")
+            .and_then(|e| e.find_subcommand("suite"))
+            .map(|s| s.get_arguments().count());
+        assert!(
+            suite.is_some_and(|n| n > 40),
+            "suite has every flag of run: {suite:?}"
+        );
+    }
 }

@@ -153,6 +153,24 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             "corfumason runs one sequence space (the log's positions); drop --spaces".into(),
         );
     }
+    let window = a.warmup + a.duration + a.cooldown;
+    for (flag, t) in [
+        ("--kill-leader", a.kill_leader),
+        ("--kill-sequencer", a.kill_sequencer),
+    ] {
+        if t.is_some_and(|t| t >= window) {
+            return Err(format!(
+                "{flag} is at or after the end of the load ({:.1} s of warm-up, run and cool-down)",
+                window.as_secs_f64()
+            ));
+        }
+    }
+    if !system.proxies() && a.kill_leader.is_some() {
+        return Err(format!(
+            "--kill-leader: the {} system has no proxy groups",
+            system.name()
+        ));
+    }
     let payload = a.payload.unwrap_or(if system.log() { 64 } else { 0 });
     let nseq = if system.proxies() { a.sequencers } else { 1 };
     let seqs = take(machines, Role::Sequencer, Some(nseq), "--sequencers")?;

@@ -14,9 +14,13 @@ use std::path::Path;
 pub fn kill_zombies(ssh: &Ssh, m: &Machine, dir: &str) -> anyhow::Result<u32> {
     let d = quote(dir);
     let pat = quote(&format!("^{dir}/mason "));
+    // A pid file may outlive its process (a reboot, a reused pid): kill only what still
+    // runs this run's binary.
+    let mark = quote(&format!("{dir}/mason"));
     let script = format!(
         "n=$(pgrep -f {pat} | wc -l); \
-         for f in {d}/pids/*.pid; do [ -f \"$f\" ] && kill -9 \"$(cat \"$f\")\" 2>/dev/null; done; \
+         for f in {d}/pids/*.pid; do [ -f \"$f\" ] || continue; p=$(cat \"$f\"); \
+           tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -qF {mark} && kill -9 \"$p\" 2>/dev/null; done; \
          pkill -9 -f {pat} 2>/dev/null; \
          for i in 1 2 3 4 5 6 7 8 9 10; do pgrep -f {pat} >/dev/null || break; sleep 0.2; done; \
          rm -rf {d}/pids; echo \"$n\""
@@ -70,7 +74,8 @@ fn start_line(p: &Proc, extra: &[String]) -> String {
         .collect();
     let cmd = cmd.join(" ");
     let log = format!("{d}/logs/{label}.log");
-    let inner = format!("{cmd} > {log} 2>&1; echo $? > {d}/pids/{label}.exit");
+    // The launcher reads the roles' info-level lines (who leads which group).
+    let inner = format!("RUST_LOG=info {cmd} > {log} 2>&1; echo $? > {d}/pids/{label}.exit");
     format!(
         "cd {d} && (setsid sh -c {} < /dev/null > /dev/null 2>&1 & echo $! > {d}/pids/{label}.pid)",
         quote(&inner)

@@ -10,7 +10,8 @@
 //!    into `<results>/<name>/`, check the log while its servers still run, stop everything.
 //! 6. Aggregate, verify, and write summary.txt and config.json.
 //!
-//! If any step fails, every machine's processes are killed before the error is returned.
+//! If any step fails, or the launcher gets SIGINT, SIGTERM or SIGHUP, every machine's processes are
+//! killed before the error is returned.
 
 use super::args::RunArgs;
 use super::plan::{self, Kind, Plan, Proc};
@@ -21,7 +22,38 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mason_setup::machines::Machine;
 use mason_setup::ssh::{on_all, Ssh};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Set by SIGINT, SIGTERM or SIGHUP: the run stops, and its processes are killed on every machine.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn catch_sigint() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
+}
+
+/// Whether the launcher was told to stop (SIGINT, SIGTERM or SIGHUP).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn check_interrupted() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !INTERRUPTED.load(Ordering::SeqCst),
+        "interrupted (SIGINT, SIGTERM or SIGHUP)"
+    );
+    Ok(())
+}
 
 /// What a run left.
 pub struct Outcome {
@@ -71,6 +103,7 @@ fn each<T: Sync>(
     name: impl Fn(&T) -> String + Sync,
     f: impl Fn(&T) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<()> {
+    check_interrupted()?;
     let errs: Vec<String> = on_all(items, width, |it| {
         f(it).map_err(|e| format!("{}: {e:#}", name(it)))
     })
@@ -134,9 +167,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         )
     });
     let out = a.results.join(&name);
-    if out.join("summary.txt").exists() {
+    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
         anyhow::bail!(
-            "{} already holds a run; remove it or choose another --name",
+            "{} already holds files (of an earlier run?); remove it or choose another --name",
             out.display()
         );
     }
@@ -156,6 +189,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         |(m, _)| format!("{} ({}, line {})", m.name, m.ctrl, m.line),
         |(m, _)| Ok(ssh.check(&m.ctrl)?),
     )?;
+    catch_sigint();
     let mut launched = Launched {
         ssh: &ssh,
         machines: used.clone(),
@@ -166,6 +200,16 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     // 3. Leftovers, then the binary.
     let exe = std::env::current_exe().context("finding the mason binary")?;
     kill_leftovers(&ssh, &used, width, false)?;
+    // An earlier, larger run may have left processes on machines this one does not use,
+    // and they would still talk to this run's addresses: best effort there.
+    let spare: Vec<(Machine, String)> = machines
+        .iter()
+        .filter(|m| !used.iter().any(|(u, _)| u.name == m.name))
+        .map(|m| (m.clone(), format!("{root}/{}", m.name)))
+        .collect();
+    if let Err(e) = kill_leftovers(&ssh, &spare, width, false) {
+        eprintln!("experiment: warning: on machines this run does not use: {e:#}");
+    }
     let sum = remote::sha256_file(&exe)?;
     let copied = std::sync::atomic::AtomicUsize::new(0);
     each(
@@ -393,7 +437,8 @@ fn drive(
     );
     let mut kill_log = String::from("t_ms,what\n");
     let (mut leader_done, mut seq_done) = (false, false);
-    let limit = total + Duration::from_secs(90);
+    // The drain after the window, and a read workload's prefill before it.
+    let limit = total + Duration::from_secs(90 + a.prefill / 1000);
     let mut last_poll = Instant::now() - Duration::from_secs(10);
     loop {
         let t = t0.elapsed();
@@ -434,7 +479,10 @@ fn drive(
                 );
             }
         }
-        if t >= total && last_poll.elapsed() >= Duration::from_millis(500) {
+        // Poll the clients every 2 s during the run (one that died early ends it early),
+        // twice a second once the window is over.
+        let every = if t >= total { 500 } else { 2000 };
+        if last_poll.elapsed() >= Duration::from_millis(every) {
             last_poll = Instant::now();
             let st: Vec<anyhow::Result<Option<i32>>> =
                 on_all(clients, 32, |p| remote::exit_status(ssh, p));
@@ -442,7 +490,13 @@ fn drive(
             for (p, s) in clients.iter().zip(st) {
                 match s? {
                     None => running += 1,
-                    Some(0) => {}
+                    Some(0) if t >= warm + dur => {}
+                    Some(0) => anyhow::bail!(
+                        "{} on {} exited before its measured window ended; see {}/logs",
+                        p.describe(),
+                        p.machine.name,
+                        p.dir
+                    ),
                     Some(c) => anyhow::bail!(
                         "{} on {} exited with status {c}; see its log in {}/logs",
                         p.describe(),
@@ -455,6 +509,7 @@ fn drive(
                 break;
             }
         }
+        check_interrupted()?;
         anyhow::ensure!(
             t < limit,
             "the clients are still running {:?} after they started",

@@ -16,6 +16,12 @@ pub fn parse_list(a: &ParseListArgs) -> anyhow::Result<i32> {
     let name = a.list.display().to_string();
     let text = std::fs::read_to_string(&a.list).with_context(|| format!("reading {name}"))?;
     let listed = listview::parse(&name, &text).map_err(anyhow::Error::msg)?;
+    for l in listed.iter().filter(|l| l.port != 22) {
+        eprintln!(
+            "warning: {} (line {}) is reached on port {}; machine_info.txt has no port field, so pass --ssh-port (or an ssh_config) to experiment run",
+            l.name, l.line, l.port
+        );
+    }
     let ssh = a.ssh.ssh();
     let machines: Vec<Machine> = if a.offline {
         listed
@@ -76,11 +82,12 @@ fn probe_one(ssh: &mason_setup::ssh::Ssh, l: &Listed) -> Result<Machine, String>
     let out = ssh
         .run(&l.host, probe::PROBE_COMMAND)
         .map_err(|e| format!("{} (line {}): {e}", l.name, l.line))?;
+    // The probe reads IPv4 addresses: prefer the host's IPv4 address.
     let reached: Option<IpAddr> = l.host.parse().ok().or_else(|| {
-        (l.host.as_str(), l.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
+        let all: Vec<SocketAddr> = (l.host.as_str(), l.port).to_socket_addrs().ok()?.collect();
+        all.iter()
+            .find(|a| a.is_ipv4())
+            .or(all.first())
             .map(|a| a.ip())
     });
     probe::choose(&mut m, &probe::parse(&out), reached)

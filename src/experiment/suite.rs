@@ -1,6 +1,7 @@
 //! `mason experiment suite`: Mason's run_suite.sh. Sweeps spaces x groups x concurrency,
-//! runs each point `--trials` times (a failed run is retried once, as Mason's suite did,
-//! and then recorded as failed), and writes:
+//! runs each point `--trials` times (a run that fails to complete is retried once, as
+//! Mason's suite did, and then recorded as failed; a failed verification is recorded at
+//! once), and writes:
 //! - `trials.csv`: every run's figures;
 //! - `suite.csv`: every point, with the median of its trials;
 //! - `tput-latency.svg` / `.png`: throughput against p50 and p99 latency, one line per
@@ -46,6 +47,12 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<i32> {
         format!("suite-{}-{t}", a.run.system.name())
     });
     let dir = a.run.results.join(&name);
+    if dir.join("trials.csv").exists() {
+        anyhow::bail!(
+            "{} already holds a suite; remove it or choose another --suite-name",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Check the machines and every point's plan before the first run.
     let machines = run::load_machines(&a.run.machine_info)?;
@@ -88,6 +95,9 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<i32> {
             eprintln!("suite: run {done}/{total}: {base}");
             let mut outcome = None;
             for attempt in 0..2 {
+                if run::interrupted() {
+                    anyhow::bail!("interrupted; the figures so far are in {}", dir.display());
+                }
                 ra.name = Some(if attempt == 0 {
                     base.clone()
                 } else {
@@ -98,10 +108,14 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<i32> {
                         outcome = Some(o);
                         break;
                     }
-                    Ok(o) => eprintln!(
-                        "suite: {base}: verification failed (see {})",
-                        o.dir.display()
-                    ),
+                    Ok(o) => {
+                        // A violated invariant is a finding, not a flake: no retry.
+                        eprintln!(
+                            "suite: {base}: verification failed (see {})",
+                            o.dir.display()
+                        );
+                        break;
+                    }
                     Err(e) => eprintln!("suite: {base}: {e:#}"),
                 }
             }
