@@ -189,14 +189,7 @@ impl Cluster {
         if let Some(f) = &self.fsync_note {
             let _ = write!(note, "; {f}");
         }
-        if t.errors > 0 {
-            let _ = write!(
-                note,
-                "; {} errors, first: {}",
-                t.errors,
-                t.first_error.as_deref().unwrap_or("?")
-            );
-        }
+        note.push_str(&t.errors_note());
         note
     }
 

@@ -62,6 +62,15 @@ impl Tally {
         }
     }
 
+    /// `; N errors, first: ...` for a row's note, or nothing.
+    pub fn errors_note(&self) -> String {
+        if self.errors == 0 {
+            return String::new();
+        }
+        let first = self.first_error.as_deref().unwrap_or("?");
+        format!("; {} errors, first: {first}", self.errors)
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.window.as_secs_f64()
     }

@@ -218,14 +218,7 @@ fn note(t: &mut Tally, load: &Load) -> String {
     if !load.fsync {
         note.push_str("; forceSync=no");
     }
-    if t.errors > 0 {
-        let _ = write!(
-            note,
-            "; {} errors, first: {}",
-            t.errors,
-            t.first_error.as_deref().unwrap_or("?")
-        );
-    }
+    note.push_str(&t.errors_note());
     note
 }
 
