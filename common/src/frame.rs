@@ -49,6 +49,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         };
         Some(decode(&bytes))
     }
+
+    /// The next frame's body: `None` at the end of the stream, or after logging why the
+    /// connection from `peer` closes (a malformed, oversized, truncated or empty frame).
+    pub async fn next_body(&mut self, peer: &str) -> Option<crate::msg::Body> {
+        match self.next().await? {
+            Ok(Frame { body: Some(b) }) => Some(b),
+            Ok(Frame { body: None }) => {
+                tracing::warn!(%peer, "closing connection: empty frame");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: malformed frame");
+                None
+            }
+        }
+    }
 }
 
 /// Decodes one frame body.

@@ -112,18 +112,7 @@ async fn serve_conn(conn: Connection, id: ConnId, tx: Sender<Event>, max_frame: 
         return;
     }
     let mut reader = FrameReader::new(conn.read, max_frame);
-    while let Some(frame) = reader.next().await {
-        let body = match frame {
-            Ok(Frame { body: Some(b) }) => b,
-            Ok(Frame { body: None }) => {
-                tracing::warn!(%peer, "closing connection: empty frame");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: malformed frame");
-                break;
-            }
-        };
+    while let Some(body) = reader.next_body(&peer).await {
         match &body {
             Body::LogWrite(_) | Body::LogRead(_) | Body::LogTail(_) | Body::LogHello(_) => {}
             _ => {

@@ -109,18 +109,7 @@ async fn serve_conn(conn: Connection, id: u64, shared: Arc<Mutex<Shared>>, max_f
         );
     }
     let mut reader = FrameReader::new(conn.read, max_frame);
-    while let Some(frame) = reader.next().await {
-        let body = match frame {
-            Ok(Frame { body: Some(b) }) => b,
-            Ok(Frame { body: None }) => {
-                tracing::warn!(%peer, "closing connection: empty frame");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: malformed frame");
-                break;
-            }
-        };
+    while let Some(body) = reader.next_body(&peer).await {
         let Ok(mut s) = shared.lock() else {
             break;
         };

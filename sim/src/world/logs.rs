@@ -244,13 +244,17 @@ impl World {
         self.schedule(at, Ev::LogSync(i, inc, gen));
     }
 
-    /// The disk of log server `i` finished a sync.
-    pub(super) fn log_synced(&mut self, i: u32, inc: u64, gen: u64) {
-        let Some(s) = self
-            .logs
+    /// Log server `i`, if it is up and still in incarnation `inc` (an event for an earlier
+    /// incarnation, from before a crash, is dropped).
+    fn live_log(&mut self, i: u32, inc: u64) -> Option<&mut SimLog> {
+        self.logs
             .get_mut(i as usize)
             .filter(|s| s.alive && s.incarnation == inc)
-        else {
+    }
+
+    /// The disk of log server `i` finished a sync.
+    pub(super) fn log_synced(&mut self, i: u32, inc: u64, gen: u64) {
+        let Some(s) = self.live_log(i, inc) else {
             return;
         };
         let mut out = Vec::new();
@@ -275,11 +279,7 @@ impl World {
         let Some(tick_us) = self.cfg.log.map(|l| l.tick_us) else {
             return;
         };
-        let Some(s) = self
-            .logs
-            .get_mut(i as usize)
-            .filter(|s| s.alive && s.incarnation == inc)
-        else {
+        let Some(s) = self.live_log(i, inc) else {
             return;
         };
         let mut out = Vec::new();
