@@ -201,6 +201,10 @@ pub struct ProxyKnobs {
     /// entries (0: never; Mason's max_log_size).
     #[arg(long, default_value_t = 10_000, alias = "max-log-size")]
     pub snapshot_entries: u64,
+    /// A client session with no op for this many seconds is closed through the log (its
+    /// dedup state forgotten; its client must open a new one).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub session_timeout_s: u64,
 }
 
 impl ProxyKnobs {
@@ -226,6 +230,8 @@ impl ProxyKnobs {
             self.seq_timeout_ms.to_string(),
             "--snapshot-entries".into(),
             self.snapshot_entries.to_string(),
+            "--session-timeout-s".into(),
+            self.session_timeout_s.to_string(),
         ]
     }
 }
@@ -328,6 +334,37 @@ pub struct LocalArgs {
     pub proxy: ProxyKnobs,
 }
 
+/// Who a role is to its peers: the cluster secret every connection's handshake proves.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// The cluster key: a file of 64 hex digits, readable only by its owner (`mason local`
+    /// and `mason experiment run` make one per run).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Run without a cluster key: any process that can reach this one's port can talk to
+    /// it as anything (only on a network no one else shares).
+    #[arg(long, conflicts_with = "cluster_key_file")]
+    pub insecure: bool,
+}
+
+impl KeyArgs {
+    /// The key, from its file; or the well-known insecure one with `--insecure`.
+    pub fn load(&self) -> anyhow::Result<std::sync::Arc<mason_common::auth::ClusterKey>> {
+        use mason_common::auth::ClusterKey;
+        let key = match (&self.cluster_key_file, self.insecure) {
+            (Some(p), _) => ClusterKey::from_file(p)?,
+            (None, true) => {
+                tracing::warn!("running without a cluster key (--insecure): anyone who can reach this port can act as any role");
+                ClusterKey::insecure()
+            }
+            (None, false) => anyhow::bail!(
+                "no --cluster-key-file: give the cluster's key file (`mason local` and `mason experiment run` make one per run), or --insecure to run without authentication"
+            ),
+        };
+        Ok(std::sync::Arc::new(key))
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SequencerArgs {
     #[arg(long)]
@@ -356,8 +393,18 @@ pub struct SequencerArgs {
     pub gc_ms: u64,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    /// The largest frame a proxy may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
+    /// Append every grant to a direct-baseline client to `grants-<id>.bin` here (the
+    /// verdict's record of the direct baseline).
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -394,10 +441,19 @@ pub struct ProxyArgs {
     pub record_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    /// The largest frame a peer replica or a sequencer may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
+    /// The largest op payload a client may send, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=(64 << 20)))]
+    pub max_payload: u64,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     #[command(flatten)]
     pub knobs: ProxyKnobs,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -454,10 +510,12 @@ pub struct ClientArgs {
     /// The record's time zero, in Unix milliseconds (default: when this process starts).
     #[arg(long)]
     pub t0_unix_ms: Option<u64>,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 impl ClientArgs {
-    pub fn load_config(&self) -> LoadConfig {
+    pub fn load_config(&self, key: std::sync::Arc<mason_common::auth::ClusterKey>) -> LoadConfig {
         LoadConfig {
             index: self.index,
             threads: self.threads,
@@ -487,6 +545,7 @@ impl ClientArgs {
                 }),
                 _ => None,
             },
+            key,
         }
     }
 }
@@ -524,8 +583,14 @@ pub struct CorfuServerArgs {
     pub segment_mb: u64,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    #[arg(long, default_value_t = mason_common::frame::DEFAULT_MAX_FRAME)]
+    /// The largest frame a client, proxy or predecessor may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -549,6 +614,8 @@ pub struct BenchSeqArgs {
     pub duration: Duration,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// `A..B`: seeds A (inclusive) to B (exclusive).

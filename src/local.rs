@@ -68,7 +68,7 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Re
 }
 
 /// The run's shape, as every process is told it.
-fn shape(a: &LocalArgs, payload: usize) -> Shape {
+fn shape(a: &LocalArgs, payload: usize, key_file: &Path) -> Shape {
     Shape {
         system: a.system,
         groups: a.groups,
@@ -87,6 +87,7 @@ fn shape(a: &LocalArgs, payload: usize) -> Shape {
         threads: a.process_threads,
         client_threads_rt: a.process_threads,
         gc_ms: if a.no_gc { 0 } else { 10 },
+        key_file: key_file.to_path_buf(),
     }
 }
 
@@ -117,12 +118,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    // A fresh cluster key for this run, readable only by its owner: every process of the
+    // run proves it holds it on every connection.
+    let key_file = out.join("cluster.key");
+    mason_common::auth::ClusterKey::write_new(&key_file)
+        .with_context(|| format!("writing the run's cluster key {}", key_file.display()))?;
     let exe = std::env::current_exe().context("finding the mason binary")?;
     // "mason" below: the clients go through proxy groups (mason and corfumason).
     let mason = a.system.proxies();
     let nseq = if mason { a.sequencers as usize } else { 1 };
     let payload = a.payload.unwrap_or(if a.system.log() { 64 } else { 0 });
-    let shape = shape(&a, payload);
+    let shape = shape(&a, payload, &key_file);
     let data_dir = out.join("data").display().to_string();
     let fsync = a.proxy.fsync.on();
     if a.system.log() && !a.log_servers.is_multiple_of(a.replication) {
@@ -155,7 +161,13 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         for i in (0..l.addrs.len()).rev() {
             let mut child = spawn(
                 &exe,
-                &l.server_args(i, &data_dir, fsync, a.process_threads),
+                &l.server_args(
+                    i,
+                    &data_dir,
+                    fsync,
+                    a.process_threads,
+                    &key_file.display().to_string(),
+                ),
                 &logs.join(format!("log-{i}.log")),
                 false,
             )?;
@@ -175,7 +187,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         };
         let mut child = spawn(
             &exe,
-            &roles::sequencer(&shape, *addr, i, nseq),
+            &roles::sequencer(&shape, *addr, i, nseq, &out.display().to_string()),
             &logs.join(format!("{name}.log")),
             false,
         )?;
@@ -279,6 +291,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mut killed = false;
     let mut restarted = false;
     let mut leader_killed = false;
+    let mut killed_leader = None;
     let mut seq_killed = false;
     let (mut log_killed, mut log_restarted) = (false, false);
     let victim = a.log_victim as usize;
@@ -306,6 +319,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                     let i = proxy_idx[r as usize];
                     let _ = cluster.procs[i].1.kill();
                     let _ = cluster.procs[i].1.wait();
+                    killed_leader = Some(r);
                     kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
                     eprintln!(
                         "mason local: SIGKILLed proxy {r} (leader of group 0) at {:.2}s",
@@ -345,7 +359,13 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 log_restarted = true;
                 let child = spawn(
                     &exe,
-                    &l.server_args(victim, &data_dir, fsync, a.process_threads),
+                    &l.server_args(
+                        victim,
+                        &data_dir,
+                        fsync,
+                        a.process_threads,
+                        &key_file.display().to_string(),
+                    ),
                     &logs.join(format!("log-{victim}.restarted.log")),
                     false,
                 )?;
@@ -386,9 +406,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    // Let followers apply the last commits, then stop the proxies so they flush records.
+    // Let followers apply the last commits, then stop the proxies and the sequencers so
+    // they end their records cleanly (a record without its end marker is reported).
     std::thread::sleep(Duration::from_millis(500));
-    for &i in &proxy_idx {
+    let stopping: Vec<usize> = proxy_idx.iter().chain(&seq_idx).copied().collect();
+    for &i in &stopping {
+        if cluster.procs[i].1.try_wait()?.is_some() {
+            continue; // killed, and not restarted
+        }
         if let Ok(pid) = i32::try_from(cluster.procs[i].1.id()) {
             // SAFETY: kill(2) on a child's pid has no memory-safety preconditions.
             unsafe {
@@ -397,7 +422,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    for &i in &proxy_idx {
+    for &i in &stopping {
         while cluster.procs[i].1.try_wait()?.is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -426,14 +451,23 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         std::fs::write(recovery_dir.join("kills.csv"), &kill_log)?;
     }
     let groups = mason.then_some((a.groups, REPLICAS));
+    // Replicas that were killed and never restarted cannot have ended their records.
+    let mut unfinished = Vec::new();
+    if let Some(r) = killed_leader {
+        unfinished.push((0, r));
+    }
+    if killed && !restarted {
+        unfinished.push((0, 2));
+    }
     let checks = report::Checks {
-        system: a.system,
         spaces: a.spaces,
         groups,
         clients: a.clients,
         verify: a.verify.on(),
         log_verdict,
         recovery: record,
+        killed_replicas: unfinished,
+        triples: 1,
     };
     Ok(report::summary(&out, checks)?.1)
 }

@@ -58,7 +58,14 @@ impl LogLayout {
 
     /// `mason corfu-server` flags for server `i`.
     /// `data` is the directory under which it keeps `log-<i>/`.
-    pub fn server_args(&self, i: usize, data: &str, fsync: bool, threads: u32) -> Vec<String> {
+    pub fn server_args(
+        &self,
+        i: usize,
+        data: &str,
+        fsync: bool,
+        threads: u32,
+        key_file: &str,
+    ) -> Vec<String> {
         let r = self.replication as usize;
         let (shard, member) = (i / r, i % r);
         let mut v: Vec<String> = vec![
@@ -79,6 +86,8 @@ impl LogLayout {
             if fsync { "on" } else { "off" }.into(),
             "--threads".into(),
             threads.to_string(),
+            "--cluster-key-file".into(),
+            key_file.into(),
         ];
         if member + 1 < r {
             v.extend(["--successor".into(), self.addrs[i + 1].to_string()]);
@@ -87,31 +96,32 @@ impl LogLayout {
     }
 }
 
-/// An op: (client id, its op seq).
+/// An op: (session, its op seq).
 type Op = (u64, u64);
 /// A check's outcome: its findings, or the violation; `Err` of the outer result is a
 /// failure to check at all (a record that cannot be read).
 type Checked<T> = anyhow::Result<Result<T, String>>;
 
-/// What the acknowledged appends say: position -> (client, op seq).
+/// What the acknowledged appends say: position -> (session, op seq).
 fn acked(dir: &Path, clients: u32) -> Checked<HashMap<u64, Op>> {
     let mut at = HashMap::new();
     for i in 0..clients {
         let p = dir.join(format!("acks-{i}.bin"));
-        let (chunks, _torn) =
-            read_records::<AckChunk>(&p).with_context(|| format!("reading {}", p.display()))?;
+        let chunks = read_records::<AckChunk>(&p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .records;
         for c in chunks {
             let mut dup = None;
             c.for_each(|seq, _mask, nums| {
                 if let Some(&pos) = nums.first() {
-                    if let Some(prev) = at.insert(pos, (c.client_id, seq)) {
-                        dup.get_or_insert((pos, prev, (c.client_id, seq)));
+                    if let Some(prev) = at.insert(pos, (c.session, seq)) {
+                        dup.get_or_insert((pos, prev, (c.session, seq)));
                     }
                 }
             });
             if let Some((pos, a, b)) = dup {
                 return Ok(Err(format!(
-                    "Unique: position {pos} acknowledged to two appends: client {} op {} and client {} op {}",
+                    "Unique: position {pos} acknowledged to two appends: session {} op {} and session {} op {}",
                     a.0, a.1, b.0, b.1
                 )));
             }
@@ -128,8 +138,9 @@ fn bound(dir: &Path, groups: u32) -> Checked<HashMap<u64, Option<Op>>> {
         let mut logs = Vec::new();
         for r in 0..3 {
             let p = dir.join(format!("bound-g{g}-r{r}.bin"));
-            let (log, _torn) = read_records::<BoundBatch>(&p)
-                .with_context(|| format!("reading {}", p.display()))?;
+            let log = read_records::<BoundBatch>(&p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .records;
             logs.push(log);
         }
         let log = match mason_common::verify::agree(g, logs) {
@@ -146,13 +157,17 @@ fn bound(dir: &Path, groups: u32) -> Checked<HashMap<u64, Option<Op>>> {
             for p in base..base + count {
                 at.insert(p, None);
             }
-            let _ = b.for_each_op(|c, s, om, nums| {
+            let ops = match mason_common::verify::op_numbers(b) {
+                Ok(ops) => ops,
+                Err(e) => return Ok(Err(format!("Unique: group {g}: {e}"))),
+            };
+            for (c, s, om, nums) in ops {
                 if om.index_of(0) == Some(0) {
                     if let Some(&p) = nums.first() {
                         at.insert(p, Some((c, s)));
                     }
                 }
-            });
+            }
         }
     }
     Ok(Ok(at))
@@ -182,9 +197,10 @@ pub fn check(
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let key = Arc::new(mason_common::auth::ClusterKey::from_file(&a.key_file)?);
         let client = Arc::new(LogClient::new(
             Arc::new(Tcp),
-            LogClientConfig::new(u64::MAX, layout.chains(), AppendVia::None),
+            LogClientConfig::new(u64::MAX, layout.chains(), AppendVia::None, key),
         )?);
         let tail = client.tail().await?;
         let shards = layout.shards();

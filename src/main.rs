@@ -88,6 +88,7 @@ async fn terminated() {
 }
 
 fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
+    let key = a.key.load()?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
         anyhow::ensure!(
@@ -104,6 +105,8 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             primary: a.id == 0 && !a.backup,
             window: a.window as usize,
             gc_us: a.gc_ms * 1000,
+            // A fresh ballot per process: a restarted sequencer never reuses a takeover.
+            ballot: rand::random::<u64>() | 1,
             ..Default::default()
         });
         let listener = Tcp
@@ -117,11 +120,19 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             epoch = ?node.active_epoch(),
             "sequencer up"
         );
-        tokio::select! {
-            _ = mason_sequencer::server::serve(listener, node, a.max_frame) => {}
-            _ = terminated() => {}
-        }
-        Ok(())
+        let mut serve =
+            mason_common::conn::ServeConfig::new(key, mason_common::auth::Role::sequencer(a.id));
+        serve.max_conns = a.max_connections as usize;
+        let cfg = mason_sequencer::server::ServerConfig {
+            serve,
+            max_frame: a.max_frame,
+            client_max_frame: 4 << 10,
+            record: a
+                .record_dir
+                .as_ref()
+                .map(|d| d.join(format!("grants-{}.bin", a.id))),
+        };
+        mason_sequencer::server::serve(listener, node, a.groups, cfg, terminated()).await
     })
 }
 
@@ -146,11 +157,13 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
         a.triples,
         a.groups
     );
+    let key = a.key.load()?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
         let listener = Tcp.bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        let cfg = mason_proxy::node::NodeConfig {
+        let cfg = mason_proxy::server::ServerConfig {
             replica: a.replica,
+            triple: a.triple,
             groups,
             peers: a.peers.clone(),
             sequencers: a.sequencers.clone(),
@@ -168,13 +181,17 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
                 seq_heartbeat_us: a.knobs.seq_heartbeat_ms * 1000,
                 seq_timeout_us: a.knobs.seq_timeout_ms * 1000,
                 snapshot_entries: a.knobs.snapshot_entries,
+                session_timeout_us: a.knobs.session_timeout_s * 1_000_000,
                 ..Default::default()
             },
             max_frame: a.max_frame,
+            client_max_frame: a.max_payload as usize + (4 << 10),
             log_chains: a.log_chains.clone().map(|c| c.0).unwrap_or_default(),
+            key,
+            max_conns: a.max_connections as usize,
         };
         tracing::info!(replica = a.replica, groups = a.groups, %listen, fsync = a.knobs.fsync.on(), "proxy up");
-        mason_proxy::node::run(cfg, Arc::new(Tcp), listener, terminated()).await
+        mason_proxy::server::run(cfg, Arc::new(Tcp), listener, terminated()).await
     })
 }
 
@@ -198,6 +215,7 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
         a.chain_index,
         a.chain_len
     );
+    let key = a.key.load()?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
         let listener = Tcp
@@ -219,21 +237,21 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
             segment_bytes: a.segment_mb << 20,
             successor: if tail { None } else { a.successor },
             max_frame: a.max_frame,
+            key,
+            max_conns: a.max_connections as usize,
         };
         tracing::info!(listen = %a.listen, shard = a.shard, chain_index = a.chain_index, fsync = a.fsync.on(), "log server up");
-        tokio::select! {
-            r = mason_corfu_server::server::serve(listener, Arc::new(Tcp), cfg) => r,
-            _ = terminated() => Ok(()),
-        }
+        mason_corfu_server::server::serve(listener, Arc::new(Tcp), cfg, terminated()).await
     })
 }
 
 fn client(a: ClientArgs) -> anyhow::Result<()> {
+    let key = a.key.load()?;
     let rt = runtime(a.runtime_threads)?;
     let out = a.out.clone();
     let index = a.index;
     std::fs::create_dir_all(&out)?;
-    let cfg = a.load_config();
+    let cfg = a.load_config(key.clone());
     let watch = a.watch_csv.clone().map(|csv| {
         let t0 = t0_instant(a.t0_unix_ms);
         let until = Instant::now() + cfg.warmup + cfg.duration;
@@ -241,6 +259,7 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         rt.spawn(async move {
             let r = mason_client::watch::record_contiguity(
                 Arc::new(Tcp),
+                key,
                 proxies,
                 groups,
                 spaces,
@@ -317,10 +336,12 @@ fn bench_sequencer(a: BenchSeqArgs) -> anyhow::Result<()> {
     let r = match a.addr {
         None => mason_sequencer::bench::in_process(&cfg),
         Some(addr) => {
+            let key = a.key.load()?;
             let rt = runtime(a.threads)?;
             rt.block_on(mason_sequencer::bench::over_network(
                 Arc::new(Tcp),
                 addr,
+                &key,
                 &cfg,
                 a.pipeline,
             ))?

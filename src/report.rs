@@ -1,11 +1,10 @@
 //! Results of a run: per-client lines, the aggregate over merged histograms, and the
 //! verification of every bound and acknowledged number.
 
-use crate::args::System;
 use anyhow::Context;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
-use mason_common::record::{read_records, AckChunk, BoundBatch};
+use mason_common::record::{read_records, AckChunk, BoundBatch, GrantChunk};
 use mason_common::verify::{agree, check_fenced, Checker, Report, Violation};
 use std::path::Path;
 
@@ -49,54 +48,112 @@ pub fn aggregate(dir: &Path, clients: u32) -> anyhow::Result<(Vec<String>, Strin
     Ok((lines, agg))
 }
 
-/// Checks every invariant over the records a run left in `dir`.
+/// Where a run's bindings are recorded.
+pub enum Bound {
+    /// Proxy groups: every replica's `bound-g<G>-r<R>.bin`. Group g is hosted by triple
+    /// g % triples; the (triple, replica) processes in `unfinished` were killed and never
+    /// restarted, so their records may lack an end.
+    Groups {
+        groups: u32,
+        replicas: u32,
+        triples: u32,
+        unfinished: Vec<(u32, u32)>,
+    },
+    /// The direct baseline (and Corfu's tokens): the sequencer's own record of what it
+    /// granted to whom, `grants-0.bin`.
+    Sequencer,
+}
+
+fn records_violation(detail: String) -> Violation {
+    Violation {
+        invariant: "Records",
+        detail,
+        op: None,
+    }
+}
+
+/// Checks every invariant over the records a run left in `dir`: what the clients say
+/// they were told, against what the replicas (or the sequencer) recorded they bound.
 pub fn verify(
     dir: &Path,
     spaces: u32,
-    groups: Option<(u32, u32)>,
+    bound: &Bound,
     clients: u32,
 ) -> anyhow::Result<Result<Report, Violation>> {
     let mut checker = Checker::new(spaces);
-    let mut acks = Vec::new();
     for i in 0..clients {
-        let (chunks, torn) = read_records::<AckChunk>(&dir.join(format!("acks-{i}.bin")))
+        let acks = read_records::<AckChunk>(&dir.join(format!("acks-{i}.bin")))
             .with_context(|| format!("reading acks-{i}.bin"))?;
-        anyhow::ensure!(!torn, "acks-{i}.bin is torn");
-        acks.extend(chunks);
+        anyhow::ensure!(!acks.torn, "acks-{i}.bin is torn");
+        for chunk in &acks.records {
+            let ok = chunk.for_each(|seq, mask, nums| checker.ack(chunk.session, seq, mask, nums));
+            anyhow::ensure!(ok, "malformed ack chunk of session {}", chunk.session);
+        }
     }
-    let mut malformed = None;
-    for chunk in &acks {
-        let ok = chunk.for_each(|seq, mask, nums| {
-            if groups.is_none() {
-                if let Err(v) = checker.bind_op(chunk.client_id, seq, mask, nums) {
-                    malformed.get_or_insert(v);
+    match bound {
+        Bound::Sequencer => {
+            let p = dir.join("grants-0.bin");
+            let grants = read_records::<GrantChunk>(&p)
+                .with_context(|| format!("reading {}", p.display()))?;
+            if !grants.ended {
+                return Ok(Err(records_violation(format!(
+                    "{} has no end marker: the sequencer did not stop cleanly, and grants at its end may be missing",
+                    p.display()
+                ))));
+            }
+            let mut malformed = None;
+            for g in &grants.records {
+                let ok = g.for_each(|session, seq, mask, nums| {
+                    if let Err(v) = checker.bind_op(session, seq, mask, nums) {
+                        malformed.get_or_insert(v);
+                    }
+                });
+                anyhow::ensure!(ok, "malformed grant chunk in {}", p.display());
+            }
+            if let Some(v) = malformed {
+                return Ok(Err(v));
+            }
+        }
+        Bound::Groups {
+            groups,
+            replicas,
+            triples,
+            unfinished,
+        } => {
+            for g in 0..*groups {
+                let triple = g % (*triples).max(1);
+                let mut logs = Vec::new();
+                let mut complete = 0;
+                for r in 0..*replicas {
+                    let p = dir.join(format!("bound-g{g}-r{r}.bin"));
+                    let recs = read_records::<BoundBatch>(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    if recs.ended {
+                        complete += 1;
+                    } else if !unfinished.contains(&(triple, r)) {
+                        return Ok(Err(records_violation(format!(
+                            "{} has no end marker: replica {r} of group {g} did not stop cleanly, and records at its end may be lost",
+                            p.display()
+                        ))));
+                    }
+                    logs.push(recs.records);
+                }
+                if complete == 0 {
+                    return Ok(Err(records_violation(format!(
+                        "no replica of group {g} ended its records: what the group bound last cannot be known"
+                    ))));
+                }
+                let log = match agree(g, logs).and_then(|l| check_fenced(g, &l).map(|_| l)) {
+                    Ok(l) => l,
+                    Err(v) => return Ok(Err(v)),
+                };
+                for b in &log {
+                    if let Err(v) = checker.bind_batch(b) {
+                        return Ok(Err(v));
+                    }
                 }
             }
-            checker.ack(chunk.client_id, seq, mask, nums);
-        });
-        anyhow::ensure!(ok, "malformed ack chunk of client {}", chunk.client_id);
-    }
-    if let Some(v) = malformed {
-        return Ok(Err(v));
-    }
-    if let Some((groups, replicas)) = groups {
-        for g in 0..groups {
-            let mut logs = Vec::new();
-            for r in 0..replicas {
-                let p = dir.join(format!("bound-g{g}-r{r}.bin"));
-                let (log, _torn) = read_records::<BoundBatch>(&p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                logs.push(log);
-            }
-            let log = match agree(g, logs).and_then(|l| check_fenced(g, &l).map(|_| l)) {
-                Ok(l) => l,
-                Err(v) => return Ok(Err(v)),
-            };
-            for b in &log {
-                if let Err(v) = checker.bind_batch(b) {
-                    return Ok(Err(v));
-                }
-            }
+            checker.fenced_checked();
         }
     }
     Ok(checker.finish())
@@ -104,10 +161,13 @@ pub fn verify(
 
 /// What a run's summary covers.
 pub struct Checks {
-    pub system: System,
     pub spaces: u32,
     /// Groups and replicas per group, when the run had proxies.
     pub groups: Option<(u32, u32)>,
+    /// Proxy processes (triple, replica) that were killed and not restarted.
+    pub killed_replicas: Vec<(u32, u32)>,
+    /// Triples of proxy processes.
+    pub triples: u32,
     pub clients: u32,
     pub verify: bool,
     /// The shared log's check, made while its servers still ran.
@@ -132,20 +192,21 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
     let (verdict, code) = if !c.verify {
         ("verify: skipped (--verify off)".to_string(), 0)
     } else {
-        let seq = if c.system == System::Corfu {
-            // Corfu's tokens are not contiguous (a writer that loses its position to a
-            // reader's fill takes another): only the log is checked.
-            None
-        } else {
-            Some(verify(out, c.spaces, c.groups, c.clients)?)
+        let bound = match c.groups {
+            Some((groups, replicas)) => Bound::Groups {
+                groups,
+                replicas,
+                triples: c.triples,
+                unfinished: c.killed_replicas.clone(),
+            },
+            None => Bound::Sequencer,
         };
+        let seq = verify(out, c.spaces, &bound, c.clients)?;
         match (seq, c.log_verdict) {
-            (Some(Err(v)), _) => (format!("verify: FAIL {v}"), 1),
+            (Err(v), _) => (format!("verify: FAIL {v}"), 1),
             (_, Some(Err(v))) => (format!("verify: FAIL {v}"), 1),
-            (Some(Ok(r)), Some(Ok(l))) => (format!("verify: ok {r}; {l}"), 0),
-            (Some(Ok(r)), None) => (format!("verify: ok {r}"), 0),
-            (None, Some(Ok(l))) => (format!("verify: ok unique log; {l}"), 0),
-            (None, None) => ("verify: nothing to check".to_string(), 0),
+            (Ok(r), Some(Ok(l))) => (format!("verify: ok {r}; {l}"), 0),
+            (Ok(r), None) => (format!("verify: ok {r}"), 0),
         }
     };
     text.push_str(&verdict);

@@ -32,6 +32,14 @@ pub struct Shape {
     pub client_threads_rt: u32,
     /// Sequencer watermark period in ms (0: GC off).
     pub gc_ms: u64,
+    /// The cluster key every process of the run is given (a file only its owner reads).
+    pub key_file: std::path::PathBuf,
+}
+
+impl Shape {
+    fn key_args(&self) -> [String; 2] {
+        [s("--cluster-key-file"), self.key_file.display().to_string()]
+    }
 }
 
 pub fn s(v: impl ToString) -> String {
@@ -46,9 +54,16 @@ pub fn join(addrs: &[SocketAddr]) -> String {
         .join(",")
 }
 
-/// `mason sequencer` flags for sequencer `id` of `sequencers`.
-pub fn sequencer(sh: &Shape, listen: SocketAddr, id: usize, sequencers: usize) -> Vec<String> {
-    vec![
+/// `mason sequencer` flags for sequencer `id` of `sequencers`, recording its grants to
+/// direct clients under `record_dir`.
+pub fn sequencer(
+    sh: &Shape,
+    listen: SocketAddr,
+    id: usize,
+    sequencers: usize,
+    record_dir: &str,
+) -> Vec<String> {
+    let mut v = vec![
         s("sequencer"),
         s("--listen"),
         s(listen),
@@ -64,7 +79,11 @@ pub fn sequencer(sh: &Shape, listen: SocketAddr, id: usize, sequencers: usize) -
         s(sh.gc_ms),
         s("--threads"),
         s(sh.threads),
-    ]
+        s("--record-dir"),
+        s(record_dir),
+    ];
+    v.extend(sh.key_args());
+    v
 }
 
 /// Where a proxy process sits: replica `replica` of triple `triple` of `triples`, whose
@@ -109,6 +128,7 @@ pub fn proxy(
         s(sh.threads),
     ];
     v.extend(sh.proxy.to_args());
+    v.extend(sh.key_args());
     if let (Some(c), System::Corfumason) = (log_chains, sh.system) {
         v.extend([s("--log-chains"), s(c)]);
     }
@@ -158,6 +178,7 @@ pub fn client(
         s("--runtime-threads"),
         s(sh.client_threads_rt),
     ];
+    v.extend(sh.key_args());
     if sh.system.proxies() {
         v.extend([s("--proxies"), join(proxies)]);
     }

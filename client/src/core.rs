@@ -2,29 +2,41 @@
 //! Time comes in as `now_us` arguments and what to do goes out as [`ClientAction`]s, so the
 //! async driver (`driver.rs`) and the simulator run the very same code.
 //!
-//! A client numbers its ops 1, 2, 3, ..., keeps them until answered, and re-sends every
-//! unanswered op when it moves to another replica (on a timeout, an unreachable replica or a
-//! "not leader" answer). Each op carries `acked_below`, the lowest unanswered seq, so the
-//! group can forget older answers.
+//! Through a proxy group, a client first opens a session (`Register`, committed through
+//! the group's log, answered with the session's id); ops submitted meanwhile wait. Within
+//! its session a client numbers its ops 1, 2, 3, ..., keeps them until answered, and
+//! re-sends every unanswered op (or its registration) when it moves to another replica (on
+//! a timeout, an unreachable replica or a "not leader" answer). Each op carries
+//! `acked_below`, the lowest unanswered seq, so the group can forget older answers. If the
+//! group answers that the session expired, every op in flight fails (it may or may not
+//! have been bound: a retry under a new session would be a new op) and the client opens a
+//! new session for what comes next. In the direct baseline the session is a random id the
+//! client brings, and the sequencer itself answers.
 
 use bytes::Bytes;
 use mason_common::msg::{
-    Body, ClientOp, ClientReply, Frame, GetSeq, ReplyStatus, SeqReply, SeqStatus,
+    Body, ClientOp, ClientReply, Frame, GetSeq, Register, Registered, ReplyStatus, SeqReply,
+    SeqStatus,
 };
 use mason_common::types::SpaceMask;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// After a "not leader" answer that names no other leader: give the election a moment.
 pub const NOT_LEADER_BACKOFF_US: u64 = 10_000;
 /// After a replica could not be reached (or its connection broke).
 pub const UNREACHABLE_BACKOFF_US: u64 = 20_000;
+/// After the group refused a new session for want of room.
+pub const FULL_BACKOFF_US: u64 = 500_000;
 
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
+    /// A label for logs (the client's index).
     pub client_id: u64,
     pub target: CoreTarget,
     /// Move to another replica when the oldest op has waited this long.
     pub retry_timeout_us: u64,
+    /// Ops this client keeps in flight at most (told to the group with its session).
+    pub window: u32,
 }
 
 /// Where a client's ops go, by replica index.
@@ -32,14 +44,16 @@ pub struct CoreConfig {
 pub enum CoreTarget {
     /// The `replicas` replicas of proxy group `group`.
     Group { group: u32, replicas: usize },
-    /// The sequencer itself, one request per op (the direct baseline): one "replica", 0.
-    Direct,
+    /// The sequencer itself, one request per op (the direct baseline): one "replica", 0,
+    /// and a session the client brings (random, never 0).
+    Direct { session: u64 },
 }
 
-/// One number per space of `mask`, ascending by space, for the client's op `seq`.
+/// One number per space of `mask`, ascending by space, for op `seq` of `session`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MultiSeq {
-    /// The op's number in this client's own order (1, 2, 3, ...).
+    pub session: u64,
+    /// The op's number in its session's own order (1, 2, 3, ...).
     pub seq: u64,
     pub mask: SpaceMask,
     pub numbers: Vec<u64>,
@@ -49,6 +63,8 @@ pub struct MultiSeq {
 pub enum ClientError {
     #[error("the op was refused as invalid (spaces out of range or empty, or unknown group)")]
     Invalid,
+    #[error("the client's session expired with the op in flight: it may or may not be bound")]
+    SessionExpired,
     #[error("the client has shut down")]
     Closed,
 }
@@ -57,19 +73,29 @@ pub enum ClientError {
 pub enum ClientAction {
     /// Send `frame` to replica index `to` of the group (Direct: `to` is always 0, the sequencer).
     Send { to: usize, frame: Frame },
-    /// Op `seq` is finished (answered, or refused as Invalid).
+    /// Op `id` (what [`ClientCore::submit`] returned) is finished.
     Done {
-        seq: u64,
+        id: u64,
         result: Result<MultiSeq, ClientError>,
     },
 }
 
 struct Pending {
+    id: u64,
     mask: SpaceMask,
     payload: Bytes,
+    /// Give the payload's first 16 bytes the session and the seq (see `log::stamp`).
+    stamp: bool,
     /// When it was last sent (or submitted, if it was held back by a back-off).
     sent_at: u64,
     /// Whether it went out at least once: only later sends count as re-sends.
+    sent: bool,
+}
+
+/// A registration in flight.
+struct Registering {
+    nonce: u64,
+    sent_at: u64,
     sent: bool,
 }
 
@@ -81,16 +107,23 @@ pub struct ClientCore {
     moves: u64,
     /// Set after a move that waits before re-sending; cleared when the re-send happens.
     backoff_until: Option<u64>,
+    session: Option<u64>,
+    registering: Option<Registering>,
+    next_nonce: u64,
+    next_id: u64,
     next_seq: u64,
+    /// Ops submitted before the session was open.
+    unnumbered: VecDeque<Pending>,
     outstanding: BTreeMap<u64, Pending>,
     re_tx: u64,
+    sessions_lost: u64,
 }
 
 impl ClientCore {
     pub fn new(cfg: CoreConfig) -> ClientCore {
-        let n = match cfg.target {
-            CoreTarget::Group { replicas, .. } => replicas.max(1),
-            CoreTarget::Direct => 1,
+        let (n, session) = match cfg.target {
+            CoreTarget::Group { replicas, .. } => (replicas.max(1), None),
+            CoreTarget::Direct { session } => (1, Some(session.max(1))),
         };
         ClientCore {
             cfg,
@@ -98,9 +131,15 @@ impl ClientCore {
             current: 0,
             moves: 0,
             backoff_until: None,
+            session,
+            registering: None,
+            next_nonce: 1,
+            next_id: 1,
             next_seq: 1,
+            unnumbered: VecDeque::new(),
             outstanding: BTreeMap::new(),
             re_tx: 0,
+            sessions_lost: 0,
         }
     }
 
@@ -108,9 +147,9 @@ impl ClientCore {
         self.cfg.client_id
     }
 
-    /// The seq the next submitted op will get.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
+    /// The open session, if any.
+    pub fn session(&self) -> Option<u64> {
+        self.session
     }
 
     /// The replica index it talks to now.
@@ -125,33 +164,120 @@ impl ClientCore {
         self.moves
     }
 
-    /// Numbers a new op (1, 2, 3, ...), keeps it until answered, sends it to `current()`
-    /// unless in back-off; returns its seq.
+    /// Sessions that expired on this client with ops in flight or not.
+    pub fn sessions_lost(&self) -> u64 {
+        self.sessions_lost
+    }
+
+    /// Takes a new op; it goes out at once if the session is open and no back-off holds.
+    /// Returns the op's id (its [`ClientAction::Done`] names it).
     pub fn submit(
         &mut self,
         mask: SpaceMask,
         payload: Bytes,
+        stamp: bool,
         now_us: u64,
         out: &mut Vec<ClientAction>,
     ) -> u64 {
         self.end_backoff(now_us, out);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut p = Pending {
+        let id = self.next_id;
+        self.next_id += 1;
+        let p = Pending {
+            id,
             mask,
             payload,
+            stamp,
             sent_at: now_us,
             sent: false,
         };
-        if self.backoff_until.is_none() {
-            p.sent = true;
-            let acked = self.outstanding.keys().next().copied().unwrap_or(seq);
-            let frame = Self::frame(&self.cfg, acked, seq, &p);
-            let to = self.current;
-            out.push(ClientAction::Send { to, frame });
+        match self.session {
+            Some(session) => {
+                let seq = self.number(session, p);
+                if self.backoff_until.is_none() {
+                    self.send_op(seq, now_us, out);
+                }
+            }
+            None => {
+                self.unnumbered.push_back(p);
+                if self.registering.is_none() {
+                    self.register(now_us, out);
+                }
+            }
+        }
+        id
+    }
+
+    /// Opens a session now, before any op (a group target with none open or opening).
+    pub fn open(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
+        if self.session.is_none() && self.registering.is_none() {
+            self.register(now_us, out);
+        }
+    }
+
+    /// Gives `p` the session's next seq (stamping its payload if asked); returns the seq.
+    fn number(&mut self, session: u64, mut p: Pending) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if p.stamp {
+            p.payload = crate::log::stamp(&p.payload, session, seq);
         }
         self.outstanding.insert(seq, p);
         seq
+    }
+
+    fn send_op(&mut self, seq: u64, now_us: u64, out: &mut Vec<ClientAction>) {
+        let acked = self.acked_below();
+        let (Some(session), Some(p)) = (self.session, self.outstanding.get_mut(&seq)) else {
+            return;
+        };
+        if p.sent {
+            self.re_tx += 1;
+        }
+        p.sent = true;
+        p.sent_at = now_us;
+        let frame = Self::frame(&self.cfg, session, acked, seq, p);
+        out.push(ClientAction::Send {
+            to: self.current,
+            frame,
+        });
+    }
+
+    /// Starts opening a session (a fresh nonce), sent unless a back-off holds.
+    fn register(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.registering = Some(Registering {
+            nonce,
+            sent_at: now_us,
+            sent: false,
+        });
+        if self.backoff_until.is_none() {
+            self.send_register(now_us, out);
+        }
+    }
+
+    fn send_register(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
+        let CoreTarget::Group { group, .. } = self.cfg.target else {
+            return;
+        };
+        let Some(r) = self.registering.as_mut() else {
+            return;
+        };
+        if r.sent {
+            self.re_tx += 1;
+        }
+        r.sent = true;
+        r.sent_at = now_us;
+        let frame = Frame::new(Body::Register(Register {
+            group,
+            client_id: self.cfg.client_id,
+            nonce: r.nonce,
+            window: self.cfg.window,
+        }));
+        out.push(ClientAction::Send {
+            to: self.current,
+            frame,
+        });
     }
 
     /// A frame that arrived from replica `from`.
@@ -164,6 +290,7 @@ impl ClientCore {
     ) {
         match frame.body {
             Some(Body::ClientReply(r)) => self.on_reply(from, r, now_us, out),
+            Some(Body::Registered(r)) => self.on_registered(from, r, now_us, out),
             Some(Body::SeqReply(r)) => self.on_seq_reply(r, out),
             other => tracing::warn!(?other, "unexpected frame for a client"),
         }
@@ -184,12 +311,15 @@ impl ClientCore {
         if self.backoff_until.is_some() {
             return; // everything is re-sent when the back-off ends
         }
-        let late = self
+        let timeout = self.cfg.retry_timeout_us;
+        let late = |t: u64| now_us.saturating_sub(t) >= timeout;
+        let late_op = self
             .outstanding
             .values()
             .next()
-            .is_some_and(|p| now_us.saturating_sub(p.sent_at) >= self.cfg.retry_timeout_us);
-        if late {
+            .is_some_and(|p| late(p.sent_at));
+        let late_reg = self.registering.as_ref().is_some_and(|r| late(r.sent_at));
+        if late_op || late_reg {
             tracing::debug!(
                 client = self.cfg.client_id,
                 "timeout; trying another replica"
@@ -199,19 +329,40 @@ impl ClientCore {
         }
     }
 
-    pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
+    /// A line about what waits, for a report of a stuck client.
+    pub fn describe(&self) -> String {
+        format!(
+            "client {} session {:?} at replica {} (moves {}): {} op(s) in flight (oldest seq {:?}), {} waiting for a session{}{}",
+            self.cfg.client_id,
+            self.session,
+            self.current,
+            self.moves,
+            self.outstanding.len(),
+            self.outstanding.keys().next(),
+            self.unnumbered.len(),
+            if self.registering.is_some() { ", registering" } else { "" },
+            if self.backoff_until.is_some() { ", backing off" } else { "" },
+        )
     }
 
-    /// Ops re-sent so far (Mason's num_re_tx).
+    /// Ops submitted and not finished.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len() + self.unnumbered.len()
+    }
+
+    /// Ops (and registrations) re-sent so far (Mason's num_re_tx).
     pub fn retransmissions(&self) -> u64 {
         self.re_tx
     }
 
     fn on_reply(&mut self, from: usize, r: ClientReply, now_us: u64, out: &mut Vec<ClientAction>) {
+        if Some(r.session) != self.session {
+            return; // about a session this client no longer has
+        }
         match ReplyStatus::try_from(r.status) {
             Ok(ReplyStatus::Ok) => {
                 let m = MultiSeq {
+                    session: r.session,
                     seq: r.client_seq,
                     mask: SpaceMask(r.space_mask),
                     numbers: r.numbers,
@@ -221,30 +372,103 @@ impl ClientCore {
             // Only the replica it talks to now can send it elsewhere, and only about what
             // was sent there since it moved (nothing is, while a back-off holds the re-send).
             Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
-                let hint = (r.leader_hint as usize)
-                    .checked_sub(1)
-                    .filter(|h| *h < self.n && *h != self.current);
-                match hint {
-                    Some(h) => {
-                        self.move_to(h);
-                        self.resend_all(now_us, out);
-                    }
-                    None => {
-                        self.move_to((self.current + 1) % self.n);
-                        self.backoff_until = Some(now_us.saturating_add(NOT_LEADER_BACKOFF_US));
-                    }
-                }
+                self.redirect(r.leader_hint, now_us, out)
             }
             Ok(ReplyStatus::NotLeader) => {}
-            Ok(ReplyStatus::Invalid) | Err(_) => {
+            // About an op in flight (a late copy of an answered op's retry says nothing).
+            Ok(ReplyStatus::SessionExpired) if self.outstanding.contains_key(&r.client_seq) => {
+                self.session_expired(now_us, out)
+            }
+            Ok(ReplyStatus::SessionExpired) => {}
+            Ok(ReplyStatus::Invalid) | Ok(ReplyStatus::TooManySessions) | Err(_) => {
                 self.finish(r.client_seq, Err(ClientError::Invalid), out)
             }
         }
     }
 
+    fn on_registered(
+        &mut self,
+        from: usize,
+        r: Registered,
+        now_us: u64,
+        out: &mut Vec<ClientAction>,
+    ) {
+        if self.registering.as_ref().map(|x| x.nonce) != Some(r.nonce) {
+            return; // an answer to an earlier attempt
+        }
+        match ReplyStatus::try_from(r.status) {
+            Ok(ReplyStatus::Ok) if r.session != 0 => {
+                self.registering = None;
+                self.session = Some(r.session);
+                self.next_seq = 1;
+                while let Some(p) = self.unnumbered.pop_front() {
+                    let seq = self.number(r.session, p);
+                    self.send_op(seq, now_us, out);
+                }
+            }
+            Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
+                self.redirect(r.leader_hint, now_us, out)
+            }
+            Ok(ReplyStatus::TooManySessions) => {
+                self.backoff_until = Some(now_us.saturating_add(FULL_BACKOFF_US));
+            }
+            Ok(ReplyStatus::Invalid) => {
+                self.registering = None;
+                for p in std::mem::take(&mut self.unnumbered) {
+                    out.push(ClientAction::Done {
+                        id: p.id,
+                        result: Err(ClientError::Invalid),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// "Not leader": go where the hint says, or to the next replica after a back-off.
+    fn redirect(&mut self, leader_hint: u32, now_us: u64, out: &mut Vec<ClientAction>) {
+        let hint = (leader_hint as usize)
+            .checked_sub(1)
+            .filter(|h| *h < self.n && *h != self.current);
+        match hint {
+            Some(h) => {
+                self.move_to(h);
+                self.resend_all(now_us, out);
+            }
+            None => {
+                self.move_to((self.current + 1) % self.n);
+                self.backoff_until = Some(now_us.saturating_add(NOT_LEADER_BACKOFF_US));
+            }
+        }
+    }
+
+    /// The group no longer knows this client's session: what is in flight is lost to it
+    /// (bound or not), and a new session is opened for what comes next.
+    fn session_expired(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
+        tracing::warn!(
+            client = self.cfg.client_id,
+            session = ?self.session,
+            in_flight = self.outstanding.len(),
+            "the session expired; opening a new one"
+        );
+        self.sessions_lost += 1;
+        self.session = None;
+        for (_, p) in std::mem::take(&mut self.outstanding) {
+            out.push(ClientAction::Done {
+                id: p.id,
+                result: Err(ClientError::SessionExpired),
+            });
+        }
+        self.register(now_us, out);
+    }
+
     fn on_seq_reply(&mut self, r: SeqReply, out: &mut Vec<ClientAction>) {
+        let Some(session) = self.session else {
+            return;
+        };
         let result = match SeqStatus::try_from(r.status) {
             Ok(SeqStatus::Ok) => Ok(MultiSeq {
+                session,
                 seq: r.batch_id,
                 mask: SpaceMask(r.space_mask),
                 numbers: r.bases,
@@ -260,8 +484,8 @@ impl ClientCore {
         result: Result<MultiSeq, ClientError>,
         out: &mut Vec<ClientAction>,
     ) {
-        if self.outstanding.remove(&seq).is_some() {
-            out.push(ClientAction::Done { seq, result });
+        if let Some(p) = self.outstanding.remove(&seq) {
+            out.push(ClientAction::Done { id: p.id, result });
         }
     }
 
@@ -286,39 +510,36 @@ impl ClientCore {
             .unwrap_or(self.next_seq)
     }
 
-    /// Sends every unanswered op to `current`; those sent before count as re-sends.
+    /// Sends the registration in flight, or every unanswered op, to `current`; those sent
+    /// before count as re-sends.
     fn resend_all(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
-        let acked = self.acked_below();
-        for (&seq, p) in self.outstanding.iter_mut() {
-            if p.sent {
-                self.re_tx += 1;
-            }
-            p.sent = true;
-            p.sent_at = now_us;
-            out.push(ClientAction::Send {
-                to: self.current,
-                frame: Self::frame(&self.cfg, acked, seq, p),
-            });
+        if self.registering.is_some() {
+            self.send_register(now_us, out);
+        }
+        let seqs: Vec<u64> = self.outstanding.keys().copied().collect();
+        for seq in seqs {
+            self.send_op(seq, now_us, out);
         }
     }
 
-    fn frame(cfg: &CoreConfig, acked_below: u64, seq: u64, p: &Pending) -> Frame {
+    fn frame(cfg: &CoreConfig, session: u64, acked_below: u64, seq: u64, p: &Pending) -> Frame {
         match cfg.target {
             CoreTarget::Group { group, .. } => Frame::new(Body::ClientOp(ClientOp {
-                client_id: cfg.client_id,
+                session,
                 client_seq: seq,
                 group,
                 space_mask: p.mask.0,
                 payload: p.payload.clone(),
                 acked_below,
             })),
-            CoreTarget::Direct => Frame::new(Body::GetSeq(GetSeq {
+            CoreTarget::Direct { .. } => Frame::new(Body::GetSeq(GetSeq {
                 epoch: 0,
-                group: cfg.client_id as u32,
+                group: 0,
                 batch_id: seq,
                 space_mask: p.mask.0,
                 counts: vec![1; p.mask.len()],
-                committed: 0,
+                committed: acked_below.saturating_sub(1),
+                session,
             })),
         }
     }
@@ -330,24 +551,48 @@ mod tests {
 
     const RT: u64 = 100_000;
 
+    const SESSION: u64 = 77;
+
     fn core(target: CoreTarget) -> ClientCore {
         let cfg = CoreConfig {
             client_id: 7,
             target,
             retry_timeout_us: RT,
+            window: 16,
         };
         ClientCore::new(cfg)
     }
 
+    fn registered(nonce: u64, session: u64) -> Frame {
+        Frame::new(Body::Registered(Registered {
+            nonce,
+            status: ReplyStatus::Ok as i32,
+            leader_hint: 0,
+            session,
+        }))
+    }
+
+    /// A client of group 3 with its session open.
     fn group() -> ClientCore {
-        core(CoreTarget::Group {
+        let mut c = core(CoreTarget::Group {
             group: 3,
             replicas: 3,
-        })
+        });
+        let mut out = Vec::new();
+        c.open(0, &mut out);
+        assert!(matches!(
+            &out[..],
+            [ClientAction::Send { to: 0, frame: Frame { body: Some(Body::Register(r)) } }]
+                if r.group == 3 && r.window == 16 && r.nonce == 1
+        ));
+        out.clear();
+        c.on_frame(0, registered(1, SESSION), 0, &mut out);
+        assert!(out.is_empty());
+        c
     }
 
     fn submit(c: &mut ClientCore, now: u64, out: &mut Vec<ClientAction>) -> u64 {
-        c.submit(SpaceMask(0b101), Bytes::from_static(b"p"), now, out)
+        c.submit(SpaceMask(0b101), Bytes::from_static(b"p"), false, now, out)
     }
 
     /// (to, seq, acked_below) of each ClientOp sent; drains `out`, which must hold only sends.
@@ -361,7 +606,7 @@ mod tests {
                             body: Some(Body::ClientOp(op)),
                         },
                 } => {
-                    assert_eq!((op.client_id, op.group, op.space_mask), (7, 3, 0b101));
+                    assert_eq!((op.session, op.group, op.space_mask), (SESSION, 3, 0b101));
                     (to, op.client_seq, op.acked_below)
                 }
                 other => panic!("expected a ClientOp send, got {other:?}"),
@@ -372,7 +617,7 @@ mod tests {
     fn done(out: &mut Vec<ClientAction>) -> Vec<(u64, Result<MultiSeq, ClientError>)> {
         out.drain(..)
             .map(|a| match a {
-                ClientAction::Done { seq, result } => (seq, result),
+                ClientAction::Done { id, result } => (id, result),
                 other => panic!("expected Done, got {other:?}"),
             })
             .collect()
@@ -380,7 +625,7 @@ mod tests {
 
     fn reply(seq: u64, status: ReplyStatus, leader_hint: u32) -> Frame {
         Frame::new(Body::ClientReply(ClientReply {
-            client_id: 7,
+            session: SESSION,
             client_seq: seq,
             status: status as i32,
             leader_hint,
@@ -391,6 +636,7 @@ mod tests {
 
     fn answer(seq: u64) -> (u64, Result<MultiSeq, ClientError>) {
         let m = MultiSeq {
+            session: SESSION,
             seq,
             mask: SpaceMask(0b101),
             numbers: vec![seq * 10, seq * 10 + 1],
@@ -526,15 +772,16 @@ mod tests {
 
     #[test]
     fn direct_asks_the_sequencer_for_one_number_per_space() {
-        let (mut c, mut out) = (core(CoreTarget::Direct), Vec::new());
+        let (mut c, mut out) = (core(CoreTarget::Direct { session: 99 }), Vec::new());
         assert_eq!(submit(&mut c, 0, &mut out), 1);
         let want = GetSeq {
             epoch: 0,
-            group: 7,
+            group: 0,
             batch_id: 1,
             space_mask: 0b101,
             counts: vec![1, 1],
             committed: 0,
+            session: 99,
         };
         let expect_get_seq = |out: &mut Vec<ClientAction>| match out.pop() {
             Some(ClientAction::Send { to: 0, frame }) if out.is_empty() => {
@@ -550,7 +797,7 @@ mod tests {
             let bases = vec![40, 41];
             let r = SeqReply {
                 epoch: 0,
-                group: 7,
+                group: 0,
                 batch_id,
                 status: status as i32,
                 repeat: false,
@@ -564,14 +811,80 @@ mod tests {
         c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
         c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
         let m = MultiSeq {
+            session: 99,
             seq: 1,
             mask: SpaceMask(0b101),
             numbers: vec![40, 41],
         };
         assert_eq!(done(&mut out), [(1, Ok(m))]);
         assert_eq!(submit(&mut c, RT + 2, &mut out), 2);
-        out.clear();
+        match out.pop() {
+            Some(ClientAction::Send {
+                frame: Frame {
+                    body: Some(Body::GetSeq(g)),
+                },
+                ..
+            }) => {
+                assert_eq!(g.committed, 1, "the client holds the answer to op 1")
+            }
+            other => panic!("{other:?}"),
+        }
         c.on_frame(0, seq_reply(2, SeqStatus::Invalid), RT + 3, &mut out);
         assert_eq!(done(&mut out), [(2, Err(ClientError::Invalid))]);
+    }
+
+    /// Ops submitted before the session is open wait for it, then go out numbered 1, 2.
+    #[test]
+    fn ops_wait_for_the_session_and_a_lost_registration_is_retried_elsewhere() {
+        let mut c = core(CoreTarget::Group {
+            group: 3,
+            replicas: 3,
+        });
+        let mut out = Vec::new();
+        assert_eq!([1, 2].map(|_| submit(&mut c, 0, &mut out)), [1, 2]);
+        assert_eq!(out.len(), 1, "one registration, no op yet");
+        out.clear();
+        c.tick(RT, &mut out);
+        assert!(matches!(
+            &out[..],
+            [ClientAction::Send { to: 1, frame: Frame { body: Some(Body::Register(r)) } }] if r.nonce == 1
+        ));
+        out.clear();
+        // An answer to another attempt is not this one's.
+        c.on_frame(1, registered(9, 5), RT, &mut out);
+        assert!(out.is_empty() && c.session().is_none());
+        c.on_frame(1, registered(1, SESSION), RT, &mut out);
+        assert_eq!(sent(&mut out), [(1, 1, 1), (1, 2, 1)]);
+    }
+
+    /// The group forgot the session: what is in flight fails (it may have been bound), a
+    /// new session opens, and later ops are numbered afresh in it.
+    #[test]
+    fn an_expired_session_fails_what_is_in_flight_and_opens_another() {
+        let (mut c, mut out) = (group(), Vec::new());
+        submit(&mut c, 0, &mut out);
+        submit(&mut c, 0, &mut out);
+        out.clear();
+        c.on_frame(0, reply(1, ReplyStatus::SessionExpired, 0), 5, &mut out);
+        let failed: Vec<(u64, bool)> = out
+            .iter()
+            .filter_map(|a| match a {
+                ClientAction::Done { id, result } => {
+                    Some((*id, *result == Err(ClientError::SessionExpired)))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, vec![(1, true), (2, true)]);
+        assert!(out.iter().any(|a| matches!(
+            a,
+            ClientAction::Send { frame: Frame { body: Some(Body::Register(r)) }, .. } if r.nonce == 2
+        )));
+        out.clear();
+        assert_eq!(submit(&mut c, 6, &mut out), 3);
+        assert!(out.is_empty(), "waits for the new session");
+        c.on_frame(0, registered(2, SESSION), 7, &mut out);
+        assert_eq!(sent(&mut out), [(0, 1, 1)]);
+        assert_eq!(c.sessions_lost(), 1);
     }
 }

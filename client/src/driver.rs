@@ -1,12 +1,15 @@
 //! The async shell around [`ClientCore`]: real sockets, a real clock, tokio. It keeps one
 //! connection, to the core's current replica, made when the core first sends there (and made
-//! afresh each time the core moves on), tells the core when a connection cannot be made or
-//! breaks, feeds it the frames that arrive, ticks it, and completes each op's `oneshot`.
+//! afresh each time the core moves on), each starting with the handshake as a client; tells
+//! the core when a connection cannot be made or breaks, feeds it the frames that arrive,
+//! ticks it, and completes each op's `oneshot`.
 
 use crate::core::{ClientAction, ClientCore, CoreConfig, CoreTarget};
 pub use crate::core::{ClientError, MultiSeq};
 use bytes::Bytes;
-use mason_common::frame::{spawn_writer, FrameReader, FrameTx, DEFAULT_MAX_FRAME};
+use futures::StreamExt;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
 use mason_common::msg::Frame;
 use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
@@ -31,11 +34,18 @@ pub enum Target {
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
+    /// A label for logs.
     pub client_id: u64,
     pub target: Target,
     /// Move to another replica when the oldest op has waited this long.
     pub retry_timeout: Duration,
+    /// Ops kept in flight at most (the group holds back no more of them).
+    pub window: u32,
+    pub key: Arc<ClusterKey>,
 }
+
+/// The largest frame a client accepts (an answer is small; a log read's is not).
+const MAX_FRAME: usize = 64 << 20;
 
 /// How long one connection attempt may take before the replica counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,7 +70,7 @@ enum Ev {
     Dead(u64),
 }
 
-/// A handle to one client; cheap to clone, all clones share one op sequence.
+/// A handle to one client; cheap to clone, all clones share one session.
 #[derive(Clone)]
 pub struct Client {
     tx: mpsc::UnboundedSender<Ev>,
@@ -71,31 +81,46 @@ impl Client {
     pub fn start(transport: Arc<dyn Transport>, cfg: ClientConfig) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let re_tx = Arc::new(AtomicU64::new(0));
-        let (target, addrs) = match cfg.target {
+        let (target, addrs, peer) = match cfg.target {
             Target::Group { group, replicas } => (
                 CoreTarget::Group {
                     group,
                     replicas: replicas.len(),
                 },
                 replicas,
+                RoleKind::Proxy,
             ),
-            Target::Direct { sequencer } => (CoreTarget::Direct, vec![sequencer]),
+            Target::Direct { sequencer } => (
+                // A random session: a restarted client never meets its predecessor's.
+                CoreTarget::Direct {
+                    session: rand::random::<u64>() | 1 << 63,
+                },
+                vec![sequencer],
+                RoleKind::Sequencer,
+            ),
         };
-        let core = ClientCore::new(CoreConfig {
+        let mut core = ClientCore::new(CoreConfig {
             client_id: cfg.client_id,
             target,
             retry_timeout_us: u64::try_from(cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
+            window: cfg.window,
         });
+        let mut first = Vec::new();
+        core.open(0, &mut first);
         let d = Driver {
             core,
             addrs,
             transport,
+            key: cfg.key,
+            me: Role::client(cfg.window),
+            peer,
             events: tx.clone(),
             conn: None,
             gen: 0,
             waiting: HashMap::new(),
             re_tx: re_tx.clone(),
             start: Instant::now(),
+            first,
         };
         let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
         tokio::spawn(d.run(rx, period));
@@ -111,7 +136,7 @@ impl Client {
         self.submit(spaces, payload, false).await
     }
 
-    /// As [`Client::sequence`], with the payload's first 16 bytes replaced by the client id
+    /// As [`Client::sequence`], with the payload's first 16 bytes replaced by the session
     /// and the op's seq (see [`crate::log::stamp`]), so that a checker can find it.
     pub async fn sequence_stamped(
         &self,
@@ -151,19 +176,25 @@ struct Conn {
     to: usize,
     moves: u64,
     gen: u64,
-    tx: FrameTx,
+    tx: Outbox,
 }
 
 struct Driver {
     core: ClientCore,
     addrs: Vec<SocketAddr>,
     transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
+    me: Role,
+    /// What the other end must be.
+    peer: RoleKind,
     events: mpsc::UnboundedSender<Ev>,
     conn: Option<Conn>,
     gen: u64,
     waiting: HashMap<u64, Reply>,
     re_tx: Arc<AtomicU64>,
     start: Instant,
+    /// What the core asked for before the driver ran (opening a session).
+    first: Vec<ClientAction>,
 }
 
 impl Driver {
@@ -174,7 +205,8 @@ impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>, period: Duration) {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.first);
+        self.apply(&mut out).await;
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
@@ -199,13 +231,8 @@ impl Driver {
                 stamp,
                 reply,
             } => {
-                let payload = if stamp {
-                    crate::log::stamp(&payload, self.core.client_id(), self.core.next_seq())
-                } else {
-                    payload
-                };
-                let seq = self.core.submit(mask, payload, now, out);
-                self.waiting.insert(seq, reply);
+                let id = self.core.submit(mask, payload, stamp, now, out);
+                self.waiting.insert(id, reply);
             }
             Ev::Frame(gen, f) => {
                 let from = match &self.conn {
@@ -230,8 +257,8 @@ impl Driver {
             let moves = self.core.moves();
             for a in acts.drain(..) {
                 match a {
-                    ClientAction::Done { seq, result } => {
-                        if let Some(reply) = self.waiting.remove(&seq) {
+                    ClientAction::Done { id, result } => {
+                        if let Some(reply) = self.waiting.remove(&id) {
                             let _ = reply.send(result);
                         }
                     }
@@ -241,7 +268,7 @@ impl Driver {
                     ClientAction::Send { to, frame } => {
                         if self.connect(to).await {
                             if let Some(c) = &self.conn {
-                                let _ = c.tx.send(frame);
+                                let _ = c.tx.send(&frame);
                             }
                         } else {
                             let now = self.now_us();
@@ -275,16 +302,29 @@ impl Driver {
         let Some(&addr) = self.addrs.get(to) else {
             return false;
         };
-        let Ok(Ok(c)) = tokio::time::timeout(CONNECT_TIMEOUT, self.transport.connect(addr)).await
-        else {
-            tracing::debug!(client = self.core.client_id(), %addr, "cannot connect");
-            return false;
+        let want = self.peer;
+        let c = match dial(
+            &*self.transport,
+            addr,
+            &self.key,
+            &self.me,
+            |r| r.role_kind() == want,
+            MAX_FRAME,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(client = self.core.client_id(), %addr, error = %e, "cannot connect");
+                return false;
+            }
         };
         self.gen += 1;
         let gen = self.gen;
-        let tx = spawn_writer(c.write, c.peer.clone());
+        let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, addr.to_string());
         let events = self.events.clone();
-        let mut reader = FrameReader::new(c.read, DEFAULT_MAX_FRAME);
+        let mut reader = c.rd;
         tokio::spawn(async move {
             while let Some(Ok(f)) = reader.next().await {
                 if events.send(Ev::Frame(gen, f)).is_err() {

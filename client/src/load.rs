@@ -95,6 +95,7 @@ pub struct LoadConfig {
     pub acks_file: Option<std::path::PathBuf>,
     /// Ops on a shared log instead of bare sequencing.
     pub log: Option<LogLoad>,
+    pub key: Arc<mason_common::auth::ClusterKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -171,6 +172,8 @@ struct Shared {
     ops: u64,
     reads: ReadStats,
     acks: AckChunk,
+    /// Chunks of earlier sessions, when nothing is streamed to a file.
+    done: Vec<AckChunk>,
     /// Why writing answers out failed, if it did.
     spill_error: Option<String>,
 }
@@ -180,9 +183,9 @@ fn spill(sink: &Option<AckSink>, acks: &mut AckChunk) -> std::io::Result<()> {
     let Some(sink) = sink else {
         return Ok(());
     };
-    let client_id = acks.client_id;
+    let session = acks.session;
     let chunk = std::mem::take(acks);
-    acks.client_id = client_id;
+    acks.session = session;
     match sink.lock() {
         Ok(mut w) => w.append(&chunk),
         Err(_) => Err(std::io::Error::other("the answer file's lock is poisoned")),
@@ -226,8 +229,9 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
                 replicas: crate::group_replicas(&cfg.proxies, group),
             }
         };
-        let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append);
+        let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append, cfg.key.clone());
         lc.request_timeout = cfg.retry_timeout;
+        lc.window = cfg.concurrency;
         match LogClient::new(transport.clone(), lc) {
             Ok(c) => return Worker::Log(Arc::new(c)),
             // The chains were checked when the flags were parsed.
@@ -250,6 +254,8 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
             client_id,
             target,
             retry_timeout: cfg.retry_timeout,
+            window: cfg.concurrency,
+            key: cfg.key.clone(),
         },
     ))
 }
@@ -297,7 +303,8 @@ async fn one_op(
             Outcome::Read(st)
         }
         Worker::Log(l) => match l.append_stamped(payload.clone(), true).await {
-            Ok((pos, seq)) => Outcome::Ack(MultiSeq {
+            Ok((pos, session, seq)) => Outcome::Ack(MultiSeq {
+                session,
                 seq,
                 mask: SpaceMask::single(0),
                 numbers: vec![pos],
@@ -310,10 +317,29 @@ async fn one_op(
     }
 }
 
-/// Keeps an answer for the verification, writing a full chunk out.
+/// Keeps an answer for the verification, writing a full chunk (or one of an earlier
+/// session) out.
 fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
+    if s.acks.session != m.session {
+        if !s.acks.seqs.is_empty() {
+            let r = match sink {
+                Some(_) => spill(sink, &mut s.acks),
+                None => {
+                    s.done.push(std::mem::take(&mut s.acks));
+                    Ok(())
+                }
+            };
+            if let Err(e) = r {
+                s.spill_error.get_or_insert(e.to_string());
+            }
+        }
+        s.acks = AckChunk {
+            session: m.session,
+            ..AckChunk::default()
+        };
+    }
     s.acks.push(m.seq, m.mask, &m.numbers);
-    if s.acks.seqs.len() >= ACK_CHUNK {
+    if s.acks.seqs.len() >= ACK_CHUNK && sink.is_some() {
         if let Err(e) = spill(sink, &mut s.acks) {
             tracing::error!(error = %e, "streaming answers to disk");
             s.spill_error.get_or_insert(e.to_string());
@@ -323,8 +349,9 @@ fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
 
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     let mut acks_error = None;
+    // Appended to: a client restarted with the same index keeps its predecessor's answers.
     let sink: Option<AckSink> = match &cfg.acks_file {
-        Some(p) => match RecordWriter::create(p) {
+        Some(p) => match RecordWriter::open_append::<AckChunk>(p) {
             Ok(w) => Some(Arc::new(Mutex::new(w))),
             Err(e) => {
                 acks_error = Some(format!("creating {}: {e}", p.display()));
@@ -341,10 +368,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
             hist: new_histogram(),
             ops: 0,
             reads: ReadStats::default(),
-            acks: AckChunk {
-                client_id,
-                ..AckChunk::default()
-            },
+            acks: AckChunk::default(),
+            done: Vec::new(),
             spill_error: None,
         }));
         workers.push((client_id, w, shared));
@@ -426,15 +451,18 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                     result.acks_error.get_or_insert(e.to_string());
                 }
             } else {
+                result.acks.append(&mut s.done);
                 result.acks.push(std::mem::take(&mut s.acks));
             }
         }
     }
-    if let Some(sink) = &sink {
-        if let Ok(mut w) = sink.lock() {
-            if let Err(e) = w.flush() {
-                result.acks_error.get_or_insert(e.to_string());
-            }
+    if let Some(sink) = sink.and_then(|s| Arc::try_unwrap(s).ok()) {
+        let r = sink
+            .into_inner()
+            .map_err(|_| std::io::Error::other("the answer file's lock is poisoned"))
+            .and_then(RecordWriter::finish);
+        if let Err(e) = r {
+            result.acks_error.get_or_insert(e.to_string());
         }
     }
     result
@@ -506,8 +534,8 @@ pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<
         return Ok(());
     }
     let mut w = RecordWriter::create(&dir.join(format!("acks-{index}.bin")))?;
-    for a in &r.acks {
+    for a in r.acks.iter().filter(|a| !a.seqs.is_empty()) {
         w.append(a)?;
     }
-    w.flush()
+    w.finish()
 }

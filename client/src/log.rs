@@ -18,6 +18,7 @@ mod links;
 use crate::driver::{Client, ClientConfig, Target};
 use bytes::{BufMut, Bytes, BytesMut};
 use links::Links;
+use mason_common::auth::ClusterKey;
 use mason_common::logmsg::{shard_of, LogItem, LogRead, LogResult, LogStatus, LogTail, LogWrite};
 use mason_common::msg::Body;
 use mason_common::transport::Transport;
@@ -42,6 +43,7 @@ pub enum AppendVia {
 
 #[derive(Clone, Debug)]
 pub struct LogClientConfig {
+    /// A label for logs.
     pub client_id: u64,
     /// Each shard's chain of log servers, head first; position p is on shard p % shards.
     pub chains: Vec<Vec<SocketAddr>>,
@@ -56,10 +58,18 @@ pub struct LogClientConfig {
     pub request_timeout: Duration,
     /// An append or a read gives up after this long.
     pub op_timeout: Duration,
+    /// Appends in flight at most (told to the proxy group with the session).
+    pub window: u32,
+    pub key: Arc<ClusterKey>,
 }
 
 impl LogClientConfig {
-    pub fn new(client_id: u64, chains: Vec<Vec<SocketAddr>>, append: AppendVia) -> Self {
+    pub fn new(
+        client_id: u64,
+        chains: Vec<Vec<SocketAddr>>,
+        append: AppendVia,
+        key: Arc<ClusterKey>,
+    ) -> Self {
         LogClientConfig {
             client_id,
             chains,
@@ -68,6 +78,8 @@ impl LogClientConfig {
             hole_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(1),
             op_timeout: Duration::from_secs(30),
+            window: 64,
+            key,
         }
     }
 }
@@ -117,14 +129,14 @@ pub struct LogClient {
     seq: Option<Client>,
 }
 
-/// Payload bytes a stamped payload starts with: the client id and its op number.
+/// Payload bytes a stamped payload starts with: the session and its op number.
 pub const STAMP_BYTES: usize = 16;
 
-/// `payload` with its first 16 bytes replaced by `client` and `seq` (little-endian),
+/// `payload` with its first 16 bytes replaced by `session` and `seq` (little-endian),
 /// grown to 16 bytes if shorter, so that a checker can tell whose append an entry is.
-pub fn stamp(payload: &[u8], client: u64, seq: u64) -> Bytes {
+pub fn stamp(payload: &[u8], session: u64, seq: u64) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len().max(STAMP_BYTES));
-    b.put_u64_le(client);
+    b.put_u64_le(session);
     b.put_u64_le(seq);
     if payload.len() > STAMP_BYTES {
         b.put_slice(&payload[STAMP_BYTES..]);
@@ -132,7 +144,7 @@ pub fn stamp(payload: &[u8], client: u64, seq: u64) -> Bytes {
     b.freeze()
 }
 
-/// The (client, seq) a stamped payload starts with.
+/// The (session, seq) a stamped payload starts with.
 pub fn unstamp(payload: &[u8]) -> Option<(u64, u64)> {
     let c = payload.get(..8)?.try_into().ok()?;
     let s = payload.get(8..16)?.try_into().ok()?;
@@ -161,11 +173,13 @@ impl LogClient {
                     client_id: cfg.client_id,
                     target,
                     retry_timeout: cfg.request_timeout,
+                    window: cfg.window,
+                    key: cfg.key.clone(),
                 },
             )
         });
         Ok(LogClient {
-            links: Links::new(transport),
+            links: Links::new(transport, cfg.key.clone()),
             seq,
             cfg,
         })
@@ -186,16 +200,16 @@ impl LogClient {
 
     /// Appends `payload`; returns its position once every server of its chain holds it.
     pub async fn append(&self, payload: Bytes) -> Result<u64, LogError> {
-        self.append_stamped(payload, false).await.map(|(p, _)| p)
+        self.append_stamped(payload, false).await.map(|(p, _, _)| p)
     }
 
-    /// Appends, and with `stamp` makes the payload start with this client's id and the
-    /// op's number (returned with the position) so that a checker can find it.
+    /// Appends, and with `stamp` makes the payload start with this client's session and
+    /// the op's number (returned with the position) so that a checker can find it.
     pub async fn append_stamped(
         &self,
         payload: Bytes,
         stamp_it: bool,
-    ) -> Result<(u64, u64), LogError> {
+    ) -> Result<(u64, u64, u64), LogError> {
         let seq = self.seq.as_ref().ok_or(LogError::NoAppender)?;
         let space0 = SpaceMask::single(0);
         match &self.cfg.append {
@@ -207,7 +221,7 @@ impl LogClient {
                 };
                 let r = r.map_err(|e| LogError::Sequencing(e.to_string()))?;
                 let pos = r.numbers.first().copied().ok_or(LogError::Protocol)?;
-                Ok((pos, r.seq))
+                Ok((pos, r.session, r.seq))
             }
             AppendVia::Corfu { .. } => {
                 let deadline = Instant::now() + self.cfg.op_timeout;
@@ -218,7 +232,7 @@ impl LogClient {
                         .map_err(|e| LogError::Sequencing(e.to_string()))?;
                     let pos = token.numbers.first().copied().ok_or(LogError::Protocol)?;
                     let data = if stamp_it {
-                        stamp(&payload, self.cfg.client_id, token.seq)
+                        stamp(&payload, token.session, token.seq)
                     } else {
                         payload.clone()
                     };
@@ -226,7 +240,7 @@ impl LogClient {
                         .write_until(pos, LogItem::data(pos, data), deadline)
                         .await?
                     {
-                        None => return Ok((pos, token.seq)),
+                        None => return Ok((pos, token.session, token.seq)),
                         // A reader filled the position first: take another token.
                         Some(_) => continue,
                     }

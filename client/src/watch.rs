@@ -4,7 +4,9 @@
 //! number known per space; [`record_contiguity`] samples that every 10 ms into a CSV (the
 //! recovery experiment's record).
 
-use mason_common::frame::{spawn_writer, FrameReader, DEFAULT_MAX_FRAME};
+use futures::StreamExt;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::conn::{dial, spawn_writer, Overflow};
 use mason_common::msg::{Body, Frame, Promise, Watch};
 use mason_common::record::BoundBatch;
 use mason_common::transport::Transport;
@@ -32,19 +34,30 @@ pub enum Notice {
 /// every 50 ms while the replica is unreachable. With `ranges_only`, notices carry no ops.
 pub async fn watch_group(
     transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
     addr: SocketAddr,
     group: u32,
     ranges_only: bool,
     tx: mpsc::UnboundedSender<Notice>,
 ) {
     while !tx.is_closed() {
-        let Ok(conn) = transport.connect(addr).await else {
+        let conn = dial(
+            &*transport,
+            addr,
+            &key,
+            &Role::watcher(),
+            |r| r.role_kind() == RoleKind::Proxy,
+            64 << 20,
+            Duration::from_secs(2),
+        )
+        .await;
+        let Ok(conn) = conn else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let w = spawn_writer(conn.write, conn.peer.clone());
-        let _ = w.send(Frame::new(Body::Watch(Watch { group, ranges_only })));
-        let mut reader = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);
+        let w = spawn_writer(conn.wr, 1 << 20, Overflow::Drop, addr.to_string());
+        let _ = w.send(&Frame::new(Body::Watch(Watch { group, ranges_only })));
+        let mut reader = conn.rd;
         while let Some(Ok(f)) = reader.next().await {
             let n = match f.body {
                 Some(Body::Promise(p)) => Notice::Snapshot(p),
@@ -140,6 +153,7 @@ impl Contiguity {
 /// (`t_ms` counted from `t0`) until `until`.
 pub async fn record_contiguity(
     transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
     proxies: Vec<SocketAddr>,
     groups: u32,
     spaces: u32,
@@ -153,6 +167,7 @@ pub async fn record_contiguity(
         for p in crate::group_replicas(&proxies, g) {
             tasks.push(tokio::spawn(watch_group(
                 transport.clone(),
+                key.clone(),
                 p,
                 g,
                 true,

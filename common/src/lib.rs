@@ -1,8 +1,13 @@
 //! Shared by every mason role: the wire messages, the framing that carries them, the
-//! transport seam, the spaces/number types, the on-disk records of bound and acknowledged
-//! numbers, and the one invariant checker used by `mason local` (and, later, the simulator).
+//! handshake and the one connection layer every role's connections go through, the one
+//! driver shape for a role's state machine, the transport seam, the spaces/number types,
+//! the on-disk records of bound and acknowledged numbers, and the one invariant checker
+//! used by `mason local` and the simulator.
 
-pub mod frame;
+pub mod auth;
+pub mod codec;
+pub mod conn;
+pub mod driver;
 pub mod logmsg;
 pub mod msg;
 pub mod record;

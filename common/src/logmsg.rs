@@ -148,17 +148,6 @@ pub struct LogTailReply {
     pub next: u64,
 }
 
-/// The first frame on a chain member's link to its successor: writes on such a link are
-/// forwards from upstream, not client writes.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LogHello {
-    #[prost(uint32, tag = "1")]
-    pub shard: u32,
-    /// The sender's place in the chain (0 = head).
-    #[prost(uint32, tag = "2")]
-    pub chain_index: u32,
-}
-
 /// The shard that holds `pos` when positions are striped over `shards` shards.
 pub fn shard_of(pos: u64, shards: u32) -> u32 {
     if shards == 0 {

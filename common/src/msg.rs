@@ -1,4 +1,5 @@
-//! Wire messages. Every connection carries length-prefixed [`Frame`]s (see `frame`).
+//! Wire messages. Every connection carries length-prefixed [`Frame`]s (see `codec`),
+//! starting with the handshake's [`Hello`], [`Challenge`] and [`Proof`] (see `auth`).
 //!
 //! The structs are written by hand with prost's derive macros, so no `protoc` is needed.
 //! Raft messages travel as opaque bytes (raft-rs's own protobuf encoding) in [`RaftMsg`].
@@ -10,7 +11,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
+        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28"
     )]
     pub body: Option<Body>,
 }
@@ -27,8 +28,6 @@ pub enum Body {
     ClientOp(ClientOp),
     #[prost(message, tag = "5")]
     ClientReply(ClientReply),
-    #[prost(message, tag = "6")]
-    PeerHello(PeerHello),
     #[prost(message, tag = "7")]
     SeqHello(SeqHello),
     #[prost(message, tag = "8")]
@@ -61,8 +60,80 @@ pub enum Body {
     LogTail(crate::logmsg::LogTail),
     #[prost(message, tag = "22")]
     LogTailReply(crate::logmsg::LogTailReply),
-    #[prost(message, tag = "23")]
-    LogHello(crate::logmsg::LogHello),
+    #[prost(message, tag = "24")]
+    Hello(Hello),
+    #[prost(message, tag = "25")]
+    Challenge(Challenge),
+    #[prost(message, tag = "26")]
+    Proof(Proof),
+    #[prost(message, tag = "27")]
+    Register(Register),
+    #[prost(message, tag = "28")]
+    Registered(Registered),
+}
+
+impl Body {
+    /// The message's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::GetSeq(_) => "GetSeq",
+            Body::SeqReply(_) => "SeqReply",
+            Body::Raft(_) => "Raft",
+            Body::ClientOp(_) => "ClientOp",
+            Body::ClientReply(_) => "ClientReply",
+            Body::SeqHello(_) => "SeqHello",
+            Body::Heartbeat(_) => "Heartbeat",
+            Body::Takeover(_) => "Takeover",
+            Body::Switch(_) => "Switch",
+            Body::Promise(_) => "Promise",
+            Body::Fill(_) => "Fill",
+            Body::FillAck(_) => "FillAck",
+            Body::Activate(_) => "Activate",
+            Body::Watch(_) => "Watch",
+            Body::Bound(_) => "Bound",
+            Body::LogWrite(_) => "LogWrite",
+            Body::LogWriteReply(_) => "LogWriteReply",
+            Body::LogRead(_) => "LogRead",
+            Body::LogReadReply(_) => "LogReadReply",
+            Body::LogTail(_) => "LogTail",
+            Body::LogTailReply(_) => "LogTailReply",
+            Body::Hello(_) => "Hello",
+            Body::Challenge(_) => "Challenge",
+            Body::Proof(_) => "Proof",
+            Body::Register(_) => "Register",
+            Body::Registered(_) => "Registered",
+        }
+    }
+}
+
+/// The first frame of every connection, from the side that connected (see `auth`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Hello {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(message, optional, tag = "2")]
+    pub role: Option<crate::auth::Role>,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub nonce: Bytes,
+}
+
+/// The accepting side's answer to [`Hello`]: its role, its nonce, and its proof that it
+/// holds the cluster key.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Challenge {
+    #[prost(message, optional, tag = "1")]
+    pub role: Option<crate::auth::Role>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub nonce: Bytes,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub mac: Bytes,
+}
+
+/// The connecting side's proof that it holds the cluster key.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Proof {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub mac: Bytes,
 }
 
 impl Frame {
@@ -90,6 +161,10 @@ pub struct GetSeq {
     /// may pass the ranges of every id up to it.
     #[prost(uint64, tag = "6")]
     pub committed: u64,
+    /// The direct baseline only: the asking client's session (its ops are `batch_id`
+    /// 1, 2, 3, ...; `group` is unused). 0 for proxy groups.
+    #[prost(uint64, tag = "7")]
+    pub session: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
@@ -128,15 +203,6 @@ pub struct SeqReply {
     pub watermarks: Vec<u64>,
 }
 
-/// The first frame on a proxy's link to a peer proxy: only connections that introduced
-/// themselves this way may carry Raft messages.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct PeerHello {
-    /// The sender's replica index.
-    #[prost(uint32, tag = "1")]
-    pub replica: u32,
-}
-
 /// A raft-rs message for one group, in raft-rs's own encoding.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RaftMsg {
@@ -146,12 +212,13 @@ pub struct RaftMsg {
     pub data: Bytes,
 }
 
-/// A client's operation. Clients number their ops 1, 2, 3, ... and say, with
-/// `acked_below`, that they hold the answers of every op below that number.
+/// A client's operation, in the client's session (see [`Register`]). A session numbers
+/// its ops 1, 2, 3, ... and says, with `acked_below`, that it holds the answers of every op
+/// below that number.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClientOp {
     #[prost(uint64, tag = "1")]
-    pub client_id: u64,
+    pub session: u64,
     #[prost(uint64, tag = "2")]
     pub client_seq: u64,
     #[prost(uint32, tag = "3")]
@@ -172,13 +239,18 @@ pub enum ReplyStatus {
     NotLeader = 1,
     /// The op is malformed (spaces out of range, no space, unknown group).
     Invalid = 2,
+    /// The group does not know the op's session (it expired, or was never opened): the
+    /// client must open a new one. Whether this op was bound is not known.
+    SessionExpired = 3,
+    /// The group holds as many sessions as it may: try again later.
+    TooManySessions = 4,
 }
 
 /// The answer to a [`ClientOp`]: one number per space of `space_mask`, ascending by space.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClientReply {
     #[prost(uint64, tag = "1")]
-    pub client_id: u64,
+    pub session: u64,
     #[prost(uint64, tag = "2")]
     pub client_seq: u64,
     #[prost(enumeration = "ReplyStatus", tag = "3")]
@@ -189,6 +261,40 @@ pub struct ClientReply {
     pub space_mask: u64,
     #[prost(uint64, repeated, packed = "true", tag = "6")]
     pub numbers: Vec<u64>,
+}
+
+/// Client -> a proxy replica of `group`: "open a session for me". The group commits the
+/// session through its log and answers with its id; a session that stays idle longer
+/// than the group's session timeout is closed (through the log too), and its ops are
+/// answered [`ReplyStatus::SessionExpired`]. `nonce` tells the answers of this request
+/// from those of earlier ones.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Register {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    /// A label for logs (the client's index); sessions are told apart by their id.
+    #[prost(uint64, tag = "2")]
+    pub client_id: u64,
+    #[prost(uint64, tag = "3")]
+    pub nonce: u64,
+    /// Ops the client keeps in flight at most: the group holds back no more than this many
+    /// of its ops, and keeps no more of its answers.
+    #[prost(uint32, tag = "4")]
+    pub window: u32,
+}
+
+/// The answer to [`Register`]: with `Ok`, the new session's id, unique across the
+/// deployment and never reused.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Registered {
+    #[prost(uint64, tag = "1")]
+    pub nonce: u64,
+    #[prost(enumeration = "ReplyStatus", tag = "2")]
+    pub status: i32,
+    #[prost(uint32, tag = "3")]
+    pub leader_hint: u32,
+    #[prost(uint64, tag = "4")]
+    pub session: u64,
 }
 
 /// The first frame on a proxy process's link to a sequencer: which replica of which
@@ -222,12 +328,19 @@ pub struct Takeover {
 
 /// Backup -> every replica of `group`: "commit a promise of `epoch` and tell me what you
 /// bound" (DESIGN.md section 5, step 2). Only the group's leader acts on it.
+///
+/// `ballot` names one takeover attempt (a sequencer process's random incarnation): a
+/// sequencer that restarted without memory of the epochs it used could otherwise run a
+/// second takeover at an epoch a group already promised, and count the group's old promise
+/// for it. A group promises an epoch to one ballot only.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Switch {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
     #[prost(uint32, tag = "2")]
     pub group: u32,
+    #[prost(uint64, tag = "3")]
+    pub ballot: u64,
 }
 
 /// A group's answer to [`Switch`]. With `ok`, it has committed its promise of `epoch`:
@@ -251,6 +364,9 @@ pub struct Promise {
     pub watermarks: Vec<u64>,
     #[prost(message, optional, tag = "7")]
     pub recorded: Option<Ranges>,
+    /// The ballot the group promised `promised` to.
+    #[prost(uint64, tag = "8")]
+    pub ballot: u64,
 }
 
 /// Ranges of numbers as three columns: `[bases[i], bases[i] + lens[i])` in `spaces[i]`.
@@ -300,6 +416,8 @@ pub struct Fill {
     pub group: u32,
     #[prost(message, optional, tag = "3")]
     pub holes: Option<Ranges>,
+    #[prost(uint64, tag = "4")]
+    pub ballot: u64,
 }
 
 /// Group -> backup: the holes of [`Fill`] at `epoch` are committed.
@@ -309,6 +427,8 @@ pub struct FillAck {
     pub epoch: u64,
     #[prost(uint32, tag = "2")]
     pub group: u32,
+    #[prost(uint64, tag = "3")]
+    pub ballot: u64,
 }
 
 /// The sequencer of `epoch` serves from now on.
@@ -316,6 +436,8 @@ pub struct FillAck {
 pub struct Activate {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
+    #[prost(uint64, tag = "2")]
+    pub ballot: u64,
 }
 
 /// Client -> proxy replica: "show me what group `group` binds". The replica answers with

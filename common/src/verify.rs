@@ -1,12 +1,18 @@
 //! The invariant checker (DESIGN.md section 7) shared by `mason local` and the simulator.
 //!
-//! Feed it what was bound (committed batches, or single grants in the direct baseline) and
-//! what clients were told, then [`Checker::finish`] checks, per space:
+//! Feed it what was bound (committed batches as the replicas recorded them, or the
+//! sequencer's own record of its grants in the direct baseline) and what clients were told
+//! (the numbers they received, as they recorded them), then [`Checker::finish`] checks, per
+//! space:
 //! - Unique: no number is bound twice (ranges never overlap);
 //! - Contiguous: the bound numbers are exactly `0..=max`;
-//! - Once: a (client, seq) is bound at most once;
-//! - FIFO: for one client and one space, a later op has a larger number;
+//! - Once: a (session, seq) is bound at most once;
+//! - FIFO: for one session and one space, a later op has a larger number;
 //! - Stable: every acknowledged number is the one bound to that op.
+//!
+//! The numbers of a batch's ops are derived here from its ranges ([`op_numbers`]), by code
+//! of its own, not by the code the proxies answer clients with: a bug in either shows as a
+//! Stable violation instead of passing both.
 
 use crate::record::BoundBatch;
 use crate::types::SpaceMask;
@@ -52,13 +58,16 @@ pub struct Report {
     pub noops: Vec<u64>,
     pub ops: u64,
     pub acked: u64,
+    /// Whether Fenced was checked too (a caller with groups' logs checks it, and says so).
+    pub fenced: bool,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fenced = if self.fenced { " fenced" } else { "" };
         write!(
             f,
-            "unique contiguous stable once fifo fenced; ops={} acked={}",
+            "unique contiguous stable once fifo{fenced}; ops={} acked={}",
             self.ops, self.acked
         )?;
         for (s, (n, z)) in self.numbers.iter().zip(&self.noops).enumerate() {
@@ -100,6 +109,64 @@ pub struct Checker {
     acked: HashMap<u64, OpsOf>,
     ops: u64,
     acks: u64,
+    fenced: bool,
+}
+
+/// Each op of a batch with its numbers, `(session, seq, mask, numbers)`, in op order: in
+/// each space of the batch, the ops that touch it take the space's range in turn.
+pub fn op_numbers(b: &BoundBatch) -> Result<Vec<(u64, u64, SpaceMask, Vec<u64>)>, String> {
+    let mask = SpaceMask(b.space_mask);
+    if b.bases.len() != mask.len() || b.counts.len() != mask.len() {
+        return Err(format!(
+            "batch {}: {} bases and {} counts for {} spaces",
+            b.batch_id,
+            b.bases.len(),
+            b.counts.len(),
+            mask.len()
+        ));
+    }
+    let n = b.op_sessions.len();
+    if b.op_seqs.len() != n || b.op_masks.len() != n {
+        return Err(format!(
+            "batch {}: op columns of different lengths",
+            b.batch_id
+        ));
+    }
+    let mut out: Vec<(u64, u64, SpaceMask, Vec<u64>)> = (0..n)
+        .map(|i| {
+            (
+                b.op_sessions[i],
+                b.op_seqs[i],
+                SpaceMask(b.op_masks[i]),
+                Vec::new(),
+            )
+        })
+        .collect();
+    for op in &out {
+        if let Some(s) = op.2.iter().find(|s| !mask.contains(*s)) {
+            return Err(format!(
+                "batch {}: an op touches space {s}, outside the batch",
+                b.batch_id
+            ));
+        }
+    }
+    // Space by space (the proxies number op by op): spaces ascend, so each op's numbers
+    // come out in its spaces' order.
+    for (k, s) in mask.iter().enumerate() {
+        let (base, count) = (b.bases[k], u64::from(b.counts[k]));
+        let mut next = base;
+        for op in out.iter_mut().filter(|op| op.2.contains(s)) {
+            if next >= base + count {
+                return Err(format!(
+                    "batch {}: its ops need more numbers in space {s} than its range holds",
+                    b.batch_id
+                ));
+            }
+            op.3.push(next);
+            next += 1;
+        }
+    }
+    Ok(out)
 }
 
 impl Checker {
@@ -112,7 +179,13 @@ impl Checker {
             acked: HashMap::new(),
             ops: 0,
             acks: 0,
+            fenced: false,
         }
+    }
+
+    /// The caller checked Fenced over every group's log (with [`check_fenced`]).
+    pub fn fenced_checked(&mut self) {
+        self.fenced = true;
     }
 
     fn check_mask(&self, mask: SpaceMask, what: &str) -> Result<(), Violation> {
@@ -130,9 +203,8 @@ impl Checker {
     pub fn bind_batch(&mut self, b: &BoundBatch) -> Result<(), Violation> {
         let mask = SpaceMask(b.space_mask);
         self.check_mask(mask, &format!("group {} batch {}", b.group, b.batch_id))?;
-        let mut ops = Vec::new();
-        b.for_each_op(|c, s, m, n| ops.push((c, s, m, n.to_vec())))
-            .map_err(|e| violation("Unique", format!("group {}: {e}", b.group)))?;
+        let ops =
+            op_numbers(b).map_err(|e| violation("Unique", format!("group {}: {e}", b.group)))?;
         for ((s, base), count) in mask.iter().zip(&b.bases).zip(&b.counts) {
             if *count > 0 {
                 self.ranges[s as usize].push((*base, u64::from(*count)));
@@ -155,17 +227,17 @@ impl Checker {
     /// Records an op bound on its own (the direct baseline: one grant per op).
     pub fn bind_op(
         &mut self,
-        client: u64,
+        session: u64,
         seq: u64,
         mask: SpaceMask,
         nums: &[u64],
     ) -> Result<(), Violation> {
-        self.check_mask(mask, &format!("client {client} op {seq}"))?;
+        self.check_mask(mask, &format!("session {session} op {seq}"))?;
         if nums.len() != mask.len() {
             return Err(violation(
                 "Unique",
                 format!(
-                    "client {client} op {seq}: {} numbers for {mask:?}",
+                    "session {session} op {seq}: {} numbers for {mask:?}",
                     nums.len()
                 ),
             ));
@@ -173,14 +245,14 @@ impl Checker {
         for (s, n) in mask.iter().zip(nums) {
             self.ranges[s as usize].push((*n, 1));
         }
-        self.bind_op_numbers(client, seq, mask, nums);
+        self.bind_op_numbers(session, seq, mask, nums);
         Ok(())
     }
 
-    /// Records an answer a client received.
-    pub fn ack(&mut self, client: u64, seq: u64, mask: SpaceMask, nums: &[u64]) {
+    /// Records an answer a client session received.
+    pub fn ack(&mut self, session: u64, seq: u64, mask: SpaceMask, nums: &[u64]) {
         self.acks += 1;
-        self.acked.entry(client).or_default().push(seq, mask, nums);
+        self.acked.entry(session).or_default().push(seq, mask, nums);
     }
 
     /// Checks the safety invariants (Unique, Once, FIFO, Stable) first, then Contiguous,
@@ -200,6 +272,7 @@ impl Checker {
         let mut report = Report {
             ops: self.ops,
             acked: self.acks,
+            fenced: self.fenced,
             ..Report::default()
         };
         let mut hole = None;
@@ -269,7 +342,7 @@ pub fn check_fenced(group: u32, log: &[BoundBatch]) -> Result<(), Violation> {
     Ok(())
 }
 
-fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
+fn check_once_fifo(session: u64, ops: &OpsOf) -> Result<(), Violation> {
     let mut last: [Option<u64>; 64] = [None; 64];
     let mut prev_seq = None;
     for i in 0..ops.entries.len() {
@@ -277,9 +350,9 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
         if prev_seq == Some(seq) {
             return Err(op_violation(
                 "Once",
-                client,
+                session,
                 seq,
-                format!("client {client} op {seq} bound twice"),
+                format!("session {session} op {seq} bound twice"),
             ));
         }
         prev_seq = Some(seq);
@@ -288,10 +361,10 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
                 if *n <= p {
                     return Err(op_violation(
                         "FIFO",
-                        client,
+                        session,
                         seq,
                         format!(
-                            "client {client} space {s}: op {seq} got {n}, an earlier op got {p}"
+                            "session {session} space {s}: op {seq} got {n}, an earlier op got {p}"
                         ),
                     ));
                 }
@@ -302,24 +375,24 @@ fn check_once_fifo(client: u64, ops: &OpsOf) -> Result<(), Violation> {
     Ok(())
 }
 
-fn check_stable(client: u64, acks: &OpsOf, bound: &OpsOf) -> Result<(), Violation> {
+fn check_stable(session: u64, acks: &OpsOf, bound: &OpsOf) -> Result<(), Violation> {
     for i in 0..acks.entries.len() {
         let (seq, mask, _) = acks.entries[i];
         let Ok(j) = bound.entries.binary_search_by_key(&seq, |e| e.0) else {
             return Err(op_violation(
                 "Stable",
-                client,
+                session,
                 seq,
-                format!("client {client} op {seq} was acknowledged but never bound"),
+                format!("session {session} op {seq} was acknowledged but never bound"),
             ));
         };
         if bound.entries[j].1 != mask || bound.nums(j) != acks.nums(i) {
             return Err(op_violation(
                 "Stable",
-                client,
+                session,
                 seq,
                 format!(
-                    "client {client} op {seq} acknowledged {:?} but bound {:?}",
+                    "session {session} op {seq} acknowledged {:?} but bound {:?}",
                     acks.nums(i),
                     bound.nums(j)
                 ),
@@ -407,7 +480,7 @@ mod tests {
             space_mask: SpaceMask::first(bases.len() as u32).0,
             bases,
             counts,
-            op_clients: ops.iter().map(|o| o.0).collect(),
+            op_sessions: ops.iter().map(|o| o.0).collect(),
             op_seqs: ops.iter().map(|o| o.1).collect(),
             op_masks: ops.iter().map(|o| o.2).collect(),
             index: id,
@@ -465,6 +538,46 @@ mod tests {
         let mut c = Checker::new(1);
         c.ack(1, 1, SpaceMask(1), &[0]);
         assert_eq!(c.finish().unwrap_err().invariant, "Stable");
+    }
+
+    /// The checker's numbering against a hand-made batch (ops take numbers in op order in
+    /// each space they touch), and against malformed ones.
+    #[test]
+    fn ops_take_numbers_in_order() {
+        let b = BoundBatch {
+            group: 0,
+            batch_id: 1,
+            epoch: 1,
+            space_mask: 0b11,
+            bases: vec![10, 20],
+            counts: vec![2, 3],
+            op_sessions: vec![7, 7, 8],
+            op_seqs: vec![1, 2, 1],
+            op_masks: vec![0b11, 0b10, 0b01],
+            index: 1,
+        };
+        let seen: Vec<(u64, u64, u64, Vec<u64>)> = op_numbers(&b)
+            .unwrap()
+            .into_iter()
+            .map(|(c, s, m, n)| (c, s, m.0, n))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (7, 1, 0b11, vec![10, 20]),
+                (7, 2, 0b10, vec![21]),
+                (8, 1, 0b01, vec![11])
+            ]
+        );
+        let mut bad = b.clone();
+        bad.counts[0] = 1; // space 0 needs two numbers
+        assert!(op_numbers(&bad).is_err());
+        let mut bad = b.clone();
+        bad.op_masks[2] = 0b100; // outside the batch
+        assert!(op_numbers(&bad).is_err());
+        let mut bad = b;
+        bad.op_seqs.pop();
+        assert!(op_numbers(&bad).is_err());
     }
 
     #[test]

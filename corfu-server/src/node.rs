@@ -1,7 +1,8 @@
-//! A log server's role as a state machine over a [`Storage`]: events in (a write from a
-//! writer or from the predecessor in the chain, a read, a completed sync, the successor's
-//! answer, a tick with the time), [`NodeAction`]s out (sync the disk, send). No I/O, no
-//! clock.
+//! A log server's role as a state machine: events in (a write from a writer or from the
+//! predecessor in the chain, a read, a tail query, what a disk lookup found, a completed
+//! sync, the successor's answer, the time), [`NodeAction`]s out (look up, append, sync,
+//! send, forward). No I/O, no clock: the runtime carries the disk actions out on its
+//! store and reports back; the simulator does the same on an in-memory one.
 //!
 //! Writes are write-once per position: the same value again is acknowledged (and passed
 //! down the chain again, which repairs a successor that lost it), a different value is
@@ -11,12 +12,12 @@
 
 mod write;
 
-use crate::storage::{Entry, Storage, StoreError};
+use crate::storage::{Entry, Lookup};
 use mason_common::logmsg::{
     LogItem, LogKind, LogRead, LogReadReply, LogResult, LogStatus, LogTailReply, LogWrite,
 };
 use mason_common::msg::Body;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Identifies a connection to the runtime that drives the node.
 pub type ConnId = u64;
@@ -43,7 +44,18 @@ impl NodeConfig {
 
 #[derive(Debug)]
 pub enum NodeAction {
-    /// Make every append so far durable, then call [`LogNode::on_synced`] with this number.
+    /// Look up what the store holds at `positions`, then call [`LogNode::on_looked_up`]
+    /// with `token` and one [`Lookup`] per position, in order.
+    Lookup { token: u64, positions: Vec<u64> },
+    /// Store `entry` at `pos` (with `repair`, replacing a record known to be corrupt).
+    /// Durable at the next sync. A failed append stops the server.
+    Append {
+        pos: u64,
+        entry: Entry,
+        repair: bool,
+    },
+    /// Make every append so far durable, then call [`LogNode::on_synced`] with this
+    /// number. A failed sync stops the server: the kernel may have dropped the pages.
     Sync(u64),
     /// To the connection `conn`.
     Send { conn: ConnId, body: Body },
@@ -65,20 +77,35 @@ struct Pending {
     forwarded: Option<(u64, u64)>,
 }
 
-pub struct LogNode<S> {
+/// What waits for a lookup.
+enum Waiting {
+    Write(write::Checking),
+    Read {
+        conn: ConnId,
+        id: u64,
+        /// Per position asked: the answer, or `None` while it is looked up.
+        results: Vec<Option<LogResult>>,
+    },
+}
+
+pub struct LogNode {
     cfg: NodeConfig,
-    store: S,
     now: u64,
+    /// One past the highest position appended (durable or not).
+    next: u64,
     /// Bumped by each append; a sync of generation g makes every append up to g durable.
     append_gen: u64,
     sync_requested: u64,
     synced_gen: u64,
-    /// Appended but not yet durable, by the generation that covers each.
-    unsynced: VecDeque<(u64, u64)>,
-    unsynced_set: HashSet<u64>,
+    /// Appended but not yet durable: what, and the generation that covers it.
+    unsynced: HashMap<u64, (u64, Entry)>,
+    /// The same, in generation order.
+    unsynced_order: VecDeque<(u64, u64)>,
     waiting_sync: VecDeque<Pending>,
     next_forward_id: u64,
     forwarded: BTreeMap<u64, Pending>,
+    next_token: u64,
+    looking: HashMap<u64, Waiting>,
     /// Counters for the server's log lines.
     pub stats: NodeStats,
 }
@@ -92,20 +119,23 @@ pub struct NodeStats {
     pub corrupt_reads: u64,
 }
 
-impl<S: Storage> LogNode<S> {
-    pub fn new(cfg: NodeConfig, store: S) -> LogNode<S> {
+impl LogNode {
+    /// A node over a store that holds positions below `next` (from opening it).
+    pub fn new(cfg: NodeConfig, next: u64) -> LogNode {
         LogNode {
             cfg,
-            store,
             now: 0,
+            next,
             append_gen: 0,
             sync_requested: 0,
             synced_gen: 0,
-            unsynced: VecDeque::new(),
-            unsynced_set: HashSet::new(),
+            unsynced: HashMap::new(),
+            unsynced_order: VecDeque::new(),
             waiting_sync: VecDeque::new(),
             next_forward_id: 1,
             forwarded: BTreeMap::new(),
+            next_token: 1,
+            looking: HashMap::new(),
             stats: NodeStats::default(),
         }
     }
@@ -114,55 +144,96 @@ impl<S: Storage> LogNode<S> {
         &self.cfg
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// For the runtime, which carries out [`NodeAction::Sync`] on the store.
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
-    }
-
     /// Writes waiting for the disk or the chain.
     pub fn pending(&self) -> usize {
-        self.waiting_sync.len() + self.forwarded.len()
+        self.waiting_sync.len() + self.forwarded.len() + self.looking.len()
+    }
+
+    fn lookup(&mut self, positions: Vec<u64>, w: Waiting, out: &mut Vec<NodeAction>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.looking.insert(token, w);
+        out.push(NodeAction::Lookup { token, positions });
     }
 
     /// A read of `r.positions`: durable entries only, each checked against its checksum.
     pub fn on_read(&mut self, conn: ConnId, r: LogRead, out: &mut Vec<NodeAction>) {
         let mut results = Vec::with_capacity(r.positions.len());
-        let mut bytes = 0usize;
+        let mut ask = Vec::new();
         for pos in r.positions {
-            let res = self.read_one(pos);
-            bytes += res.payload.len();
-            results.push(res);
+            if !self.owns(pos) {
+                results.push(Some(status(pos, LogStatus::WrongShard)));
+            } else if self.unsynced.contains_key(&pos) || pos >= self.next {
+                results.push(Some(status(pos, LogStatus::NotWritten)));
+            } else {
+                results.push(None);
+                ask.push(pos);
+            }
+        }
+        let w = Waiting::Read {
+            conn,
+            id: r.id,
+            results,
+        };
+        if ask.is_empty() {
+            self.answer_read(w, out);
+        } else {
+            self.lookup(ask, w, out);
+        }
+    }
+
+    fn answer_read(&mut self, w: Waiting, out: &mut Vec<NodeAction>) {
+        let Waiting::Read { conn, id, results } = w else {
+            return;
+        };
+        let mut answered = Vec::with_capacity(results.len());
+        let mut bytes = 0usize;
+        for r in results.into_iter().flatten() {
+            bytes += r.payload.len();
+            answered.push(r);
             if bytes >= self.cfg.max_read_bytes {
                 break;
             }
         }
         out.push(NodeAction::Send {
             conn,
-            body: Body::LogReadReply(LogReadReply { id: r.id, results }),
+            body: Body::LogReadReply(LogReadReply {
+                id,
+                results: answered,
+            }),
         });
     }
 
-    fn read_one(&mut self, pos: u64) -> LogResult {
-        if !self.owns(pos) {
-            return status(pos, LogStatus::WrongShard);
-        }
-        if self.unsynced_set.contains(&pos) {
-            return status(pos, LogStatus::NotWritten);
-        }
-        match self.store.get(pos) {
-            Ok(Some(e)) => entry_result(pos, LogStatus::Ok, e),
-            Ok(None) => status(pos, LogStatus::NotWritten),
-            Err(StoreError::Corrupt { .. }) => {
-                self.stats.corrupt_reads += 1;
-                status(pos, LogStatus::Corrupt)
-            }
-            Err(e) => {
-                tracing::error!(pos, error = %e, "read failed");
-                status(pos, LogStatus::Unavailable)
+    /// What a lookup found, one per position asked, in order.
+    pub fn on_looked_up(&mut self, token: u64, found: Vec<Lookup>, out: &mut Vec<NodeAction>) {
+        let Some(w) = self.looking.remove(&token) else {
+            return;
+        };
+        match w {
+            Waiting::Write(c) => self.finish_write(c, found, out),
+            Waiting::Read {
+                conn,
+                id,
+                mut results,
+            } => {
+                let mut found = found.into_iter();
+                for slot in results.iter_mut().filter(|r| r.is_none()) {
+                    *slot = Some(match found.next() {
+                        Some(Lookup::Held(pos, e)) => entry_result(pos, LogStatus::Ok, e),
+                        Some(Lookup::Free(pos)) => status(pos, LogStatus::NotWritten),
+                        Some(Lookup::Corrupt(pos, why)) => {
+                            self.stats.corrupt_reads += 1;
+                            tracing::error!(pos, "corrupt entry not returned: {why}");
+                            status(pos, LogStatus::Corrupt)
+                        }
+                        Some(Lookup::Failed(pos, why)) => {
+                            tracing::error!(pos, "read failed: {why}");
+                            status(pos, LogStatus::Unavailable)
+                        }
+                        None => status(0, LogStatus::Unavailable),
+                    });
+                }
+                self.answer_read(Waiting::Read { conn, id, results }, out);
             }
         }
     }
@@ -178,22 +249,13 @@ impl<S: Storage> LogNode<S> {
         });
     }
 
-    /// One past the highest durable position.
+    /// One past the highest durable position (it may be low, never high).
     fn durable_next(&self) -> u64 {
-        let next = self.store.next_position();
-        if next > 0 && self.unsynced_set.contains(&(next - 1)) {
-            // The top is not durable yet; the answer may be low, never high.
-            let mut p = next - 1;
-            while p > 0 && self.unsynced_set.contains(&p) {
-                p -= 1;
-            }
-            return if self.unsynced_set.contains(&p) {
-                0
-            } else {
-                p + 1
-            };
+        let mut p = self.next;
+        while p > 0 && self.unsynced.contains_key(&(p - 1)) {
+            p -= 1;
         }
-        next
+        p
     }
 
     fn owns(&self, pos: u64) -> bool {
@@ -205,12 +267,15 @@ impl<S: Storage> LogNode<S> {
         self.synced_gen = self.synced_gen.max(gen);
         self.stats.syncs += 1;
         while self
-            .unsynced
+            .unsynced_order
             .front()
             .is_some_and(|(g, _)| *g <= self.synced_gen)
         {
-            if let Some((_, p)) = self.unsynced.pop_front() {
-                self.unsynced_set.remove(&p);
+            if let Some((g, p)) = self.unsynced_order.pop_front() {
+                // A later append of the same position (a repair) stays unsynced.
+                if self.unsynced.get(&p).is_some_and(|(pg, _)| *pg == g) {
+                    self.unsynced.remove(&p);
+                }
             }
         }
         while self
@@ -222,15 +287,6 @@ impl<S: Storage> LogNode<S> {
                 self.pass_down(p, out);
             }
         }
-    }
-
-    /// The sync failed: everything waiting on it is answered `Unavailable` (the writers
-    /// retry; what was appended stays, and a later sync covers it).
-    pub fn on_sync_failed(&mut self, out: &mut Vec<NodeAction>) {
-        for p in std::mem::take(&mut self.waiting_sync) {
-            answer_unavailable(p, out);
-        }
-        self.sync_requested = self.synced_gen;
     }
 
     /// Time passes: writes the chain has not acknowledged in time are answered
@@ -253,6 +309,14 @@ impl<S: Storage> LogNode<S> {
                 answer_unavailable(p, out);
             }
         }
+    }
+
+    /// When [`LogNode::tick`] next has something to do: the oldest forward's timeout.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.forwarded
+            .values()
+            .filter_map(|p| p.forwarded.map(|(_, at)| at + self.cfg.forward_timeout_us))
+            .min()
     }
 
     /// The link to the successor is (re)established: send again what it has not answered.

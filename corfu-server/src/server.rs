@@ -1,25 +1,33 @@
-//! Drives a [`LogNode`] over a [`DiskStore`] on real sockets. Connection tasks decode
-//! frames and pass them to one core thread, which owns the node: it takes every event
-//! that is queued, lets the node act on them, and makes all their appends durable with a
-//! single fdatasync (group commit) before anything they wait for is forwarded or
-//! acknowledged. A link task keeps the connection to the successor in the chain.
+//! Drives a [`LogNode`] over a [`DiskStore`] on real sockets. Connections go through the
+//! common connection layer (handshake, limits, bounded queues); one driver feeds the node
+//! every event that is queued, carries out its actions in order (disk lookups, appends and
+//! one fdatasync for every append of a burst, which is the group commit), and feeds it
+//! what the disk reports before anything else. A link keeps the connection to the
+//! successor in the chain. A failed append or sync stops the server: after a failed
+//! fdatasync the kernel may have dropped the dirty pages, so nothing written since may be
+//! acknowledged, now or by a retry.
 //!
-//! A malformed frame, or a frame a log server never takes, closes that connection with a
-//! logged reason; nothing else is affected.
+//! Who may say what: clients and proxies write (to the head), read and ask for the tail;
+//! this server's predecessor in its shard's chain (and only it) forwards writes. Anything
+//! else closes that connection with a logged reason.
 
 use crate::disk::{DiskOptions, DiskStore};
 use crate::node::{ConnId, LogNode, NodeAction, NodeConfig};
-use crate::storage::Storage;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use mason_common::frame::{spawn_writer, FrameReader, FrameTx};
-use mason_common::logmsg::LogHello;
+use crate::storage::{run_disk_action, DiskDone, Lookup, Storage};
+use bytes::Bytes;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::codec::encode_body;
+use mason_common::conn::{self, ConnInfo, Handler, LinkConfig, LinkHandler, Outbox, ServeConfig};
+use mason_common::driver::{self, Executor, Machine};
+use mason_common::logmsg::LogWriteReply;
 use mason_common::msg::{Body, Frame};
-use mason_common::transport::{Connection, Listener, Transport};
+use mason_common::transport::{Listener, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::sync::mpsc;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -29,28 +37,276 @@ pub struct ServerConfig {
     pub segment_bytes: u64,
     /// The next server in the chain (none at the tail).
     pub successor: Option<SocketAddr>,
+    /// The largest frame a peer may send (a write of many entries).
     pub max_frame: usize,
+    pub key: Arc<ClusterKey>,
+    pub max_conns: usize,
 }
 
 enum Event {
-    Open(ConnId, FrameTx),
+    Open(ConnId, Role, Outbox),
     Close(ConnId),
     Frame(ConnId, Body),
-    SuccessorUp(FrameTx),
-    SuccessorDown,
-    SuccessorReply(Body),
+    SuccessorUp,
+    SuccessorReply(LogWriteReply),
+    Looked(u64, Vec<Lookup>),
+    Synced(u64),
+    /// An append or a sync failed: the server stops without acknowledging anything more.
+    DiskFailed(String),
+    Stop,
+}
+
+enum Action {
+    Send(Outbox, Bytes),
+    Forward(Bytes),
+    Disk(NodeAction),
+    Close(Outbox, String),
 }
 
 struct Conn {
-    tx: FrameTx,
+    out: Outbox,
+    /// This server's predecessor in the chain: its writes are forwards.
     upstream: bool,
 }
 
-/// Opens the store (reporting what recovery found) and serves until the process ends.
+const STATS_US: u64 = 10_000_000;
+/// Ticks for the forward timeouts at least this often.
+const TICK_US: u64 = 5_000;
+
+struct Core {
+    node: LogNode,
+    conns: HashMap<ConnId, Conn>,
+    outs: Vec<NodeAction>,
+    next_stats: u64,
+    next_tick: u64,
+    stopped: bool,
+    failed: Option<String>,
+}
+
+impl Core {
+    fn route(&mut self, out: &mut Vec<Action>) {
+        for a in self.outs.drain(..) {
+            match a {
+                NodeAction::Send { conn, body } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        out.push(Action::Send(c.out.clone(), encode_body(&Frame::new(body))));
+                    }
+                }
+                NodeAction::Forward(w) => {
+                    out.push(Action::Forward(encode_body(&Frame::new(Body::LogWrite(w)))))
+                }
+                disk => out.push(Action::Disk(disk)),
+            }
+        }
+    }
+}
+
+impl Machine for Core {
+    type Event = Event;
+    type Action = Action;
+
+    fn on_event(&mut self, ev: Event, _now: u64, out: &mut Vec<Action>) {
+        let n = &mut self.node;
+        match ev {
+            Event::Open(id, role, o) => {
+                let upstream = role.role_kind() == RoleKind::LogServer;
+                self.conns.insert(id, Conn { out: o, upstream });
+            }
+            Event::Close(id) => {
+                self.conns.remove(&id);
+            }
+            Event::Frame(id, body) => {
+                let upstream = self.conns.get(&id).is_some_and(|c| c.upstream);
+                match body {
+                    Body::LogWrite(w) => n.on_write(id, upstream, w, &mut self.outs),
+                    Body::LogRead(r) if !upstream => n.on_read(id, r, &mut self.outs),
+                    Body::LogTail(t) if !upstream => n.on_tail(id, t.id, &mut self.outs),
+                    other => {
+                        if let Some(c) = self.conns.remove(&id) {
+                            let why = format!("the predecessor sent a {}", other.name());
+                            out.push(Action::Close(c.out, why));
+                        }
+                    }
+                }
+            }
+            Event::SuccessorUp => n.on_successor_connected(&mut self.outs),
+            Event::SuccessorReply(r) => n.on_forward_reply(r, &mut self.outs),
+            Event::Looked(token, found) => n.on_looked_up(token, found, &mut self.outs),
+            Event::Synced(gen) => n.on_synced(gen, &mut self.outs),
+            Event::DiskFailed(why) => {
+                // Drop everything the node asked for meanwhile: none of it may go out.
+                self.outs.clear();
+                out.clear();
+                self.failed = Some(why);
+                self.stopped = true;
+            }
+            Event::Stop => self.stopped = true,
+        }
+        if self.failed.is_some() {
+            self.outs.clear();
+            return;
+        }
+        self.route(out);
+    }
+
+    fn on_time(&mut self, now: u64, out: &mut Vec<Action>) {
+        if self.failed.is_some() {
+            return;
+        }
+        if now >= self.next_tick {
+            self.node.tick(now, &mut self.outs);
+            self.next_tick = now + TICK_US;
+        }
+        self.node.flush(&mut self.outs);
+        self.route(out);
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_US;
+            let s = &self.node.stats;
+            tracing::info!(
+                appended = s.appended,
+                refused = s.refused,
+                syncs = s.syncs,
+                timeouts = s.timeouts,
+                corrupt_reads = s.corrupt_reads,
+                "log server"
+            );
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        let d = self.next_stats.min(self.next_tick);
+        Some(self.node.next_deadline().map_or(d, |t| t.min(d)))
+    }
+
+    fn finished(&self) -> bool {
+        self.stopped
+    }
+}
+
+struct Disk<S> {
+    store: S,
+    successor: Option<Outbox>,
+    /// Set once the disk failed: nothing is carried out any more.
+    failed: bool,
+}
+
+impl<S: Storage> Executor<Core> for Disk<S> {
+    fn execute(&mut self, a: Action, feedback: &mut Vec<Event>) {
+        if self.failed {
+            return;
+        }
+        match a {
+            Action::Send(o, b) => {
+                let _ = o.send_body(b);
+            }
+            Action::Forward(b) => {
+                if let Some(s) = &self.successor {
+                    let _ = s.send_body(b);
+                }
+            }
+            Action::Close(o, why) => {
+                conn::log_close(o.peer(), &why);
+                o.close();
+            }
+            Action::Disk(d) => {
+                let store = &mut self.store;
+                let sync = matches!(d, NodeAction::Sync(_));
+                let r = if sync {
+                    tokio::task::block_in_place(|| run_disk_action(store, d))
+                } else {
+                    run_disk_action(store, d)
+                };
+                match r {
+                    Ok(Some(DiskDone::Looked(t, found))) => feedback.push(Event::Looked(t, found)),
+                    Ok(Some(DiskDone::Synced(g))) => feedback.push(Event::Synced(g)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Never acknowledge (now or on a retry) what may not be on disk.
+                        tracing::error!(error = %e, "the disk failed; stopping");
+                        self.failed = true;
+                        feedback.push(Event::DiskFailed(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Conns {
+    inbox: mpsc::Sender<Event>,
+    shard: u32,
+    index: u32,
+    max_frame: usize,
+}
+
+impl Handler for Conns {
+    fn admit(&self, role: &Role) -> Result<usize, String> {
+        match role.role_kind() {
+            RoleKind::Client | RoleKind::Proxy => Ok(self.max_frame),
+            RoleKind::LogServer if role.shard == self.shard && role.index + 1 == self.index => {
+                Ok(self.max_frame)
+            }
+            RoleKind::LogServer => Err("not this server's predecessor in its chain".into()),
+            _ => Err("only clients, proxies and the predecessor talk to a log server".into()),
+        }
+    }
+
+    async fn open(&self, c: &ConnInfo, out: Outbox) {
+        let _ = self
+            .inbox
+            .send(Event::Open(c.id, c.role.clone(), out))
+            .await;
+    }
+
+    async fn frame(&self, c: &ConnInfo, _: &Outbox, body: Body) -> Result<(), String> {
+        let upstream = c.role.role_kind() == RoleKind::LogServer;
+        let ok = match &body {
+            Body::LogWrite(_) => true,
+            Body::LogRead(_) | Body::LogTail(_) => !upstream,
+            _ => false,
+        };
+        if !ok {
+            return Err(format!("{} may not send a {} here", c.role, body.name()));
+        }
+        self.inbox
+            .send(Event::Frame(c.id, body))
+            .await
+            .map_err(|_| "the log server is stopping".to_string())
+    }
+
+    async fn close(&self, c: &ConnInfo) {
+        let _ = self.inbox.send(Event::Close(c.id)).await;
+    }
+}
+
+/// The link to the successor: its answers to forwards.
+struct Successor {
+    inbox: mpsc::Sender<Event>,
+}
+
+impl LinkHandler for Successor {
+    async fn up(&self, peer: &Role, _: &Outbox) {
+        tracing::info!(%peer, "linked to the successor");
+        let _ = self.inbox.send(Event::SuccessorUp).await;
+    }
+
+    async fn frame(&self, body: Body) -> Result<(), String> {
+        match body {
+            Body::LogWriteReply(r) => {
+                let _ = self.inbox.send(Event::SuccessorReply(r)).await;
+                Ok(())
+            }
+            other => Err(format!("the successor sent a {}", other.name())),
+        }
+    }
+}
+
+/// Opens the store (reporting what recovery found) and serves until `shutdown`.
 pub async fn serve(
     listener: Box<dyn Listener>,
     transport: Arc<dyn Transport>,
     cfg: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let opts = DiskOptions {
         segment_bytes: cfg.segment_bytes,
@@ -67,246 +323,134 @@ pub async fn serve(
         next = store.next_position(),
         "log store open"
     );
-    let node = LogNode::new(cfg.node.clone(), store);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
-        .name("log-core".into())
-        .spawn(move || core(node, rx))?;
-    if let Some(addr) = cfg.successor {
-        let hello = LogHello {
-            shard: cfg.node.shard,
-            chain_index: cfg.node.chain_index,
-        };
-        tokio::spawn(successor_link(
-            transport,
-            addr,
-            hello,
-            tx.clone(),
+    let me = Role::log_server(cfg.node.shard, cfg.node.chain_index);
+    let (tx, mut rx) = driver::inbox(16_384);
+    let successor = cfg.successor.map(|addr| {
+        let lc = LinkConfig::new(
+            cfg.key.clone(),
+            me.clone(),
+            Role::log_server(cfg.node.shard, cfg.node.chain_index + 1),
             cfg.max_frame,
-        ));
-    }
-    accept_loop(listener, tx, cfg.max_frame).await;
-    Ok(())
-}
-
-async fn accept_loop(mut listener: Box<dyn Listener>, tx: Sender<Event>, max_frame: usize) {
-    let mut next: ConnId = 1;
-    loop {
-        match listener.accept().await {
-            Ok(conn) => {
-                tokio::spawn(serve_conn(conn, next, tx.clone(), max_frame));
-                next += 1;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn serve_conn(conn: Connection, id: ConnId, tx: Sender<Event>, max_frame: usize) {
-    let peer = conn.peer.clone();
-    let out = spawn_writer(conn.write, peer.clone());
-    if tx.send(Event::Open(id, out)).is_err() {
-        return;
-    }
-    let mut reader = FrameReader::new(conn.read, max_frame);
-    while let Some(body) = reader.next_body(&peer).await {
-        match &body {
-            Body::LogWrite(_) | Body::LogRead(_) | Body::LogTail(_) | Body::LogHello(_) => {}
-            _ => {
-                tracing::warn!(%peer, "closing connection: not a log server message");
-                break;
-            }
-        }
-        if tx.send(Event::Frame(id, body)).is_err() {
-            break;
-        }
-    }
-    let _ = tx.send(Event::Close(id));
-}
-
-/// Keeps a connection to the successor: introduces itself, passes answers back.
-async fn successor_link(
-    transport: Arc<dyn Transport>,
-    addr: SocketAddr,
-    hello: LogHello,
-    tx: Sender<Event>,
-    max_frame: usize,
-) {
-    loop {
-        let conn = match transport.connect(addr).await {
-            Ok(c) => c,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        tracing::info!(%addr, "linked to the successor");
-        let out = spawn_writer(conn.write, addr.to_string());
-        let _ = out.send(Frame::new(Body::LogHello(hello.clone())));
-        if tx.send(Event::SuccessorUp(out)).is_err() {
-            return;
-        }
-        let mut reader = FrameReader::new(conn.read, max_frame);
-        while let Some(frame) = reader.next().await {
-            match frame {
-                Ok(Frame {
-                    body: Some(b @ Body::LogWriteReply(_)),
-                }) => {
-                    if tx.send(Event::SuccessorReply(b)).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {
-                    tracing::warn!(%addr, "closing the link: the successor sent something else");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "closing the link: malformed frame");
-                    break;
-                }
-            }
-        }
-        tracing::warn!(%addr, "lost the successor; reconnecting");
-        if tx.send(Event::SuccessorDown).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Core {
-    node: LogNode<DiskStore>,
-    conns: HashMap<ConnId, Conn>,
-    successor: Option<FrameTx>,
-    start: Instant,
-    out: Vec<NodeAction>,
-}
-
-fn core(node: LogNode<DiskStore>, rx: Receiver<Event>) {
-    let mut c = Core {
-        node,
+        );
+        let h = Successor { inbox: tx.clone() };
+        conn::spawn_link(transport.clone(), addr, lc, Arc::new(h))
+    });
+    let handler = Arc::new(Conns {
+        inbox: tx.clone(),
+        shard: cfg.node.shard,
+        index: cfg.node.chain_index,
+        max_frame: cfg.max_frame,
+    });
+    let mut serve = ServeConfig::new(cfg.key.clone(), me);
+    serve.max_conns = cfg.max_conns;
+    let accept = tokio::spawn(conn::serve(listener, serve, handler));
+    let mut core = Core {
+        node: LogNode::new(cfg.node.clone(), store.next_position()),
         conns: HashMap::new(),
-        successor: None,
-        start: Instant::now(),
-        out: Vec::new(),
+        outs: Vec::new(),
+        next_stats: STATS_US,
+        next_tick: 0,
+        stopped: false,
+        failed: None,
     };
-    let mut last_tick = Instant::now();
-    let mut last_stats = Instant::now();
-    loop {
-        match rx.recv_timeout(Duration::from_millis(5)) {
-            Ok(ev) => c.handle(ev),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        for _ in 0..4096 {
-            match rx.try_recv() {
-                Ok(ev) => c.handle(ev),
-                Err(_) => break,
-            }
-        }
-        if last_tick.elapsed() >= Duration::from_millis(5) {
-            last_tick = Instant::now();
-            let now = c.start.elapsed().as_micros() as u64;
-            c.node.tick(now, &mut c.out);
-        }
-        c.node.flush(&mut c.out);
-        c.run();
-        if last_stats.elapsed() >= Duration::from_secs(10) {
-            last_stats = Instant::now();
-            let s = &c.node.stats;
-            tracing::info!(
-                appended = s.appended,
-                refused = s.refused,
-                syncs = s.syncs,
-                timeouts = s.timeouts,
-                corrupt_reads = s.corrupt_reads,
-                "log server"
-            );
-        }
+    let mut disk = Disk {
+        store,
+        successor,
+        failed: false,
+    };
+    let stop = async move {
+        shutdown.await;
+        let _ = tx.send(Event::Stop).await;
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = driver::drive(&mut core, &mut disk, &mut rx, Instant::now()) => {}
+        _ = stop => {}
+    }
+    accept.abort();
+    match core.failed {
+        Some(why) => anyhow::bail!("the disk failed: {why}"),
+        None => Ok(()),
     }
 }
 
-impl Core {
-    fn handle(&mut self, ev: Event) {
-        match ev {
-            Event::Open(id, tx) => {
-                self.conns.insert(
-                    id,
-                    Conn {
-                        tx,
-                        upstream: false,
-                    },
-                );
-            }
-            Event::Close(id) => {
-                self.conns.remove(&id);
-            }
-            Event::Frame(id, body) => self.on_frame(id, body),
-            Event::SuccessorUp(tx) => {
-                self.successor = Some(tx);
-                self.node.on_successor_connected(&mut self.out);
-            }
-            Event::SuccessorDown => self.successor = None,
-            Event::SuccessorReply(Body::LogWriteReply(r)) => {
-                self.node.on_forward_reply(r, &mut self.out)
-            }
-            Event::SuccessorReply(_) => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Entry, MemStore, StoreError};
+    use mason_common::logmsg::{LogItem, LogWrite};
+
+    /// A store whose syncs fail (as fdatasync does after a write-back error).
+    struct FailingSync(MemStore);
+
+    impl Storage for FailingSync {
+        fn get(&self, pos: u64) -> Result<Option<Entry>, StoreError> {
+            self.0.get(pos)
+        }
+        fn contains(&self, pos: u64) -> bool {
+            self.0.contains(pos)
+        }
+        fn append(&mut self, pos: u64, e: &Entry, repair: bool) -> Result<(), StoreError> {
+            self.0.append(pos, e, repair)
+        }
+        fn sync(&mut self) -> Result<(), StoreError> {
+            Err(StoreError::Io {
+                path: "seg-00000000.log".into(),
+                source: std::io::Error::other("EIO"),
+            })
+        }
+        fn next_position(&self) -> u64 {
+            self.0.next_position()
+        }
+        fn damaged(&self) -> Vec<u64> {
+            Vec::new()
         }
     }
 
-    fn on_frame(&mut self, id: ConnId, body: Body) {
-        let upstream = self.conns.get(&id).is_some_and(|c| c.upstream);
-        match body {
-            Body::LogWrite(w) => self.node.on_write(id, upstream, w, &mut self.out),
-            Body::LogRead(r) => self.node.on_read(id, r, &mut self.out),
-            Body::LogTail(t) => self.node.on_tail(id, t.id, &mut self.out),
-            Body::LogHello(h) => {
-                let cfg = self.node.config();
-                if h.shard == cfg.shard && h.chain_index + 1 == cfg.chain_index {
-                    if let Some(c) = self.conns.get_mut(&id) {
-                        c.upstream = true;
-                    }
-                } else {
-                    tracing::warn!(
-                        shard = h.shard,
-                        chain_index = h.chain_index,
-                        "closing connection: a hello from a server that is not this one's predecessor"
-                    );
-                    self.conns.remove(&id);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Carries out the node's actions; a sync's completion may produce more.
-    fn run(&mut self) {
-        while !self.out.is_empty() {
-            let actions = std::mem::take(&mut self.out);
-            for a in actions {
-                match a {
-                    NodeAction::Sync(gen) => match self.node.store_mut().sync() {
-                        Ok(()) => self.node.on_synced(gen, &mut self.out),
-                        Err(e) => {
-                            tracing::error!(error = %e, "sync failed");
-                            self.node.on_sync_failed(&mut self.out);
-                        }
-                    },
-                    NodeAction::Send { conn, body } => {
-                        if let Some(c) = self.conns.get(&conn) {
-                            let _ = c.tx.send(Frame::new(body));
-                        }
-                    }
-                    NodeAction::Forward(w) => {
-                        if let Some(s) = &self.successor {
-                            let _ = s.send(Frame::new(Body::LogWrite(w)));
-                        }
-                    }
-                }
-            }
-        }
+    /// A failed fdatasync stops the server: the write is never acknowledged (not as
+    /// written, nor as "try again", which would let a retry be acknowledged over pages the
+    /// kernel may have dropped), and the server ends with the disk's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_failed_sync_stops_the_server_unacknowledged() {
+        let cfg = NodeConfig {
+            shard: 0,
+            shards: 1,
+            chain_index: 0,
+            chain_len: 1,
+            max_payload: 1024,
+            forward_timeout_us: 1_000_000,
+            max_read_bytes: 1 << 20,
+        };
+        let mut core = Core {
+            node: LogNode::new(cfg, 0),
+            conns: HashMap::new(),
+            outs: Vec::new(),
+            next_stats: STATS_US,
+            next_tick: 0,
+            stopped: false,
+            failed: None,
+        };
+        let mut disk = Disk {
+            store: FailingSync(MemStore::new()),
+            successor: None,
+            failed: false,
+        };
+        let (out, mut client) = conn::outbox(1 << 20, conn::Overflow::Disconnect, "c".into());
+        let (tx, mut rx) = driver::inbox(16);
+        tx.send(Event::Open(1, Role::client(1), out)).await.unwrap();
+        let w = LogWrite {
+            id: 9,
+            shard: 0,
+            items: vec![LogItem::data(0, Bytes::from_static(b"x"))],
+        };
+        tx.send(Event::Frame(1, Body::LogWrite(w))).await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            driver::drive(&mut core, &mut disk, &mut rx, Instant::now()),
+        )
+        .await
+        .expect("the server stops");
+        assert!(core.failed.as_deref().is_some_and(|w| w.contains("EIO")));
+        assert!(client.try_next().is_none(), "nothing was answered");
     }
 }

@@ -1,6 +1,6 @@
-//! Where a log server keeps its entries: the [`Storage`] trait the node state machine is
-//! written against, and [`MemStore`], which keeps them in memory (the simulator's disk:
-//! what was synced survives a crash, the rest does not).
+//! Where a log server keeps its entries: the [`Storage`] trait the runtimes carry a node's
+//! disk actions out on ([`run_disk_action`]), and [`MemStore`], which keeps them in memory
+//! (the simulator's disk: what was synced survives a crash, the rest does not).
 
 use bytes::Bytes;
 use mason_common::logmsg::LogKind;
@@ -33,6 +33,70 @@ pub enum StoreError {
     Occupied { pos: u64 },
     #[error("entry of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
+}
+
+/// What a lookup found at one position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing is stored there.
+    Free(u64),
+    /// This entry, checked against its checksum.
+    Held(u64, Entry),
+    /// What is stored fails its checksum: never returned as data.
+    Corrupt(u64, String),
+    /// The disk could not be read.
+    Failed(u64, String),
+}
+
+/// Looks up every position, in order.
+pub fn lookup<S: Storage>(store: &S, positions: &[u64]) -> Vec<Lookup> {
+    positions
+        .iter()
+        .map(|&p| match store.get(p) {
+            Ok(None) => Lookup::Free(p),
+            Ok(Some(e)) => Lookup::Held(p, e),
+            Err(StoreError::Corrupt {
+                reason,
+                path,
+                offset,
+                ..
+            }) => Lookup::Corrupt(
+                p,
+                format!("{} at offset {offset}: {reason}", path.display()),
+            ),
+            Err(e) => Lookup::Failed(p, e.to_string()),
+        })
+        .collect()
+}
+
+/// What a disk action asks the node to hear back.
+pub enum DiskDone {
+    Looked(u64, Vec<Lookup>),
+    Synced(u64),
+}
+
+/// Carries out a node's disk action on `store`: a lookup's findings or a sync's
+/// completion to report back, or nothing (an append). An error means the server must
+/// stop: an append or sync that failed may have left the disk in an unknown state.
+pub fn run_disk_action<S: Storage>(
+    store: &mut S,
+    a: crate::node::NodeAction,
+) -> Result<Option<DiskDone>, StoreError> {
+    use crate::node::NodeAction;
+    match a {
+        NodeAction::Lookup { token, positions } => {
+            Ok(Some(DiskDone::Looked(token, lookup(store, &positions))))
+        }
+        NodeAction::Append { pos, entry, repair } => {
+            store.append(pos, &entry, repair)?;
+            Ok(None)
+        }
+        NodeAction::Sync(gen) => {
+            store.sync()?;
+            Ok(Some(DiskDone::Synced(gen)))
+        }
+        NodeAction::Send { .. } | NodeAction::Forward(_) => Ok(None),
+    }
 }
 
 /// A log server's entries by position. Appends become durable at the next [`Storage::sync`].
@@ -87,9 +151,9 @@ impl MemStore {
 impl Storage for MemStore {
     fn get(&self, pos: u64) -> Result<Option<Entry>, StoreError> {
         Ok(self
-            .entries
+            .unsynced
             .get(&pos)
-            .or_else(|| self.unsynced.get(&pos))
+            .or_else(|| self.entries.get(&pos))
             .cloned())
     }
 
@@ -97,8 +161,8 @@ impl Storage for MemStore {
         self.entries.contains_key(&pos) || self.unsynced.contains_key(&pos)
     }
 
-    fn append(&mut self, pos: u64, entry: &Entry, _repair: bool) -> Result<(), StoreError> {
-        if self.contains(pos) {
+    fn append(&mut self, pos: u64, entry: &Entry, repair: bool) -> Result<(), StoreError> {
+        if self.contains(pos) && !repair {
             return Err(StoreError::Occupied { pos });
         }
         self.unsynced.insert(pos, entry.clone());

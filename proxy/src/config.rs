@@ -42,6 +42,16 @@ pub struct ReplicaConfig {
     pub log_shards: u32,
     /// Re-send a log write unanswered (or refused for now) for this long.
     pub log_retry_us: u64,
+    /// A batch closes once its ops' payloads pass this many bytes (its Raft entry, and the
+    /// messages that carry it, stay well below the peers' frame limit).
+    pub max_batch_bytes: usize,
+    /// A client session with no op for this long is closed (its dedup state forgotten).
+    pub session_timeout_us: u64,
+    /// Sessions open at once, at most; registrations past it are refused.
+    pub max_sessions: usize,
+    /// Client ops waiting for a batch (or for a new leader to start) at most, in bytes;
+    /// more are dropped (their clients re-send).
+    pub max_queued_bytes: usize,
     /// A deliberate protocol bug, for proving that the checker catches it. Only the
     /// simulator and tests set this.
     pub mutant: Option<Mutant>,
@@ -63,6 +73,9 @@ pub enum Mutant {
     /// CorfuMason: a new leader does not write again what its predecessor may not have
     /// written to the log (holes stay).
     NoLogRedo,
+    /// The leader answers the first two ops of a batch with each other's numbers (what
+    /// it binds is right; what it tells the clients is not).
+    WrongNumbers,
 }
 
 impl std::str::FromStr for Mutant {
@@ -75,9 +88,10 @@ impl std::str::FromStr for Mutant {
             "no-dedup" => Ok(Mutant::NoDedup),
             "no-fence" => Ok(Mutant::NoFence),
             "no-log-redo" => Ok(Mutant::NoLogRedo),
+            "wrong-numbers" => Ok(Mutant::WrongNumbers),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
-                 no-dedup, no-fence, no-log-redo)"
+                 no-dedup, no-fence, no-log-redo, wrong-numbers)"
             )),
         }
     }
@@ -104,6 +118,10 @@ impl Default for ReplicaConfig {
             snapshot_entries: 10_000,
             log_shards: 0,
             log_retry_us: 200_000,
+            max_batch_bytes: 4 << 20,
+            session_timeout_us: 60_000_000,
+            max_sessions: 1 << 16,
+            max_queued_bytes: 256 << 20,
             mutant: None,
         }
     }

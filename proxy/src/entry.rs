@@ -1,16 +1,17 @@
 //! What a proxy group commits through Raft ([`LogEntry`]): one [`BatchEntry`] per batch id
 //! (its ranges come from the sequencer; its ops take numbers from them in order; what is
 //! left is noops; a batch with no ops is how a new leader commits a predecessor's ranges as
-//! noops), a [`SwitchEntry`] promising a new sequencer epoch, and a [`FillEntry`] binding a
-//! takeover's holes as noops.
+//! noops), a [`SwitchEntry`] promising a new sequencer epoch, a [`FillEntry`] binding a
+//! takeover's holes as noops, and a [`SessionEntry`] opening and closing client sessions.
 
 use bytes::Bytes;
 use mason_common::msg::Ranges;
 use mason_common::record::BoundBatch;
+use mason_common::types::SpaceMask;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LogEntry {
-    #[prost(oneof = "Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4")]
     pub kind: Option<Kind>,
 }
 
@@ -22,13 +23,39 @@ pub enum Kind {
     Switch(SwitchEntry),
     #[prost(message, tag = "3")]
     Fill(FillEntry),
+    #[prost(message, tag = "4")]
+    Sessions(SessionEntry),
 }
 
-/// From this entry on, the group binds nothing from an epoch below `epoch`.
+/// From this entry on, the group binds nothing from an epoch below `epoch`, and takes
+/// that epoch's holes and activation from `ballot` only.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SwitchEntry {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
+    #[prost(uint64, tag = "2")]
+    pub ballot: u64,
+}
+
+/// Sessions opened (each gets the group's next session id, in order) and closed (idle
+/// longer than the session timeout: their dedup state is forgotten).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionEntry {
+    #[prost(message, repeated, tag = "1")]
+    pub opened: Vec<OpenSession>,
+    #[prost(uint64, repeated, packed = "true", tag = "2")]
+    pub closed: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OpenSession {
+    #[prost(uint64, tag = "1")]
+    pub client_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub nonce: u64,
+    /// Ops the client keeps in flight at most.
+    #[prost(uint32, tag = "3")]
+    pub window: u32,
 }
 
 /// Holes a takeover at `epoch` assigned to this group: bound as noops (the parts not
@@ -39,6 +66,8 @@ pub struct FillEntry {
     pub epoch: u64,
     #[prost(message, optional, tag = "2")]
     pub holes: Option<Ranges>,
+    #[prost(uint64, tag = "3")]
+    pub ballot: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -68,7 +97,7 @@ pub struct BatchEntry {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct OpEntry {
     #[prost(uint64, tag = "1")]
-    pub client_id: u64,
+    pub session: u64,
     #[prost(uint64, tag = "2")]
     pub client_seq: u64,
     #[prost(fixed64, tag = "3")]
@@ -78,6 +107,15 @@ pub struct OpEntry {
     /// The client holds every answer below this seq; the group may forget them.
     #[prost(uint64, tag = "5")]
     pub acked_below: u64,
+}
+
+/// One op's numbers: one per space of `mask`, ascending by space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Numbered {
+    pub session: u64,
+    pub seq: u64,
+    pub mask: u64,
+    pub numbers: Vec<u64>,
 }
 
 impl BatchEntry {
@@ -91,10 +129,40 @@ impl BatchEntry {
             space_mask: self.space_mask,
             bases: self.bases.clone(),
             counts: self.counts.clone(),
-            op_clients: ops.iter().map(|o| o.client_id).collect(),
+            op_sessions: ops.iter().map(|o| o.session).collect(),
             op_seqs: ops.iter().map(|o| o.client_seq).collect(),
             op_masks: ops.iter().map(|o| o.space_mask).collect(),
             index: 0,
         }
+    }
+
+    /// The numbers of `ops` (the applied ones, in order): op by op, each takes the next
+    /// number of every space it touches. `None` if the ranges do not cover them.
+    pub fn number(&self, ops: &[&OpEntry]) -> Option<Vec<Numbered>> {
+        let mask = SpaceMask(self.space_mask);
+        if self.bases.len() != mask.len() || self.counts.len() != mask.len() {
+            return None;
+        }
+        let mut used = vec![0u32; mask.len()];
+        let mut out = Vec::with_capacity(ops.len());
+        for o in ops {
+            let om = SpaceMask(o.space_mask);
+            let mut numbers = Vec::with_capacity(om.len());
+            for s in om.iter() {
+                let k = mask.index_of(s)?;
+                if used[k] >= self.counts[k] {
+                    return None;
+                }
+                numbers.push(self.bases[k] + u64::from(used[k]));
+                used[k] += 1;
+            }
+            out.push(Numbered {
+                session: o.session,
+                seq: o.client_seq,
+                mask: o.space_mask,
+                numbers,
+            });
+        }
+        Some(out)
     }
 }

@@ -11,9 +11,12 @@
 //! per-client dedup state (Once). A new leader first applies everything up to its own first
 //! entry, then re-asks the sequencer, with zero counts, for every batch id its predecessor
 //! may have used, and commits whatever ranges come back as noops (DESIGN.md section 4).
+//! Clients open sessions through the log first (`clients`), and ops are deduplicated per
+//! session.
 
 mod apply;
 mod batching;
+mod clients;
 mod failover;
 mod logwrite;
 mod snapshot;
@@ -23,8 +26,11 @@ use crate::entry::OpEntry;
 use crate::recorded::Recorded;
 use crate::store::Store;
 use bytes::Bytes;
+pub use clients::Incoming;
 use mason_common::logmsg::LogWrite;
-use mason_common::msg::{epoch_owner, Body, ClientOp, ClientReply, GetSeq, ReplyStatus, SeqReply};
+use mason_common::msg::{
+    epoch_owner, Body, ClientReply, GetSeq, Registered, ReplyStatus, SeqReply,
+};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
 use protobuf::Message as _;
@@ -59,6 +65,11 @@ pub enum Action {
         conn: ConnId,
         reply: ClientReply,
     },
+    /// The answer to a client's `Register`.
+    Registered {
+        conn: ConnId,
+        reply: Registered,
+    },
     /// Make this snapshot the base of what is on disk, followed by the hard state and the
     /// entries after the snapshot, durably, before doing any later action.
     Snapshot {
@@ -81,9 +92,13 @@ pub enum ReplicaError {
     Snapshot,
 }
 
-/// Per-client state derived from the committed log (identical on every replica).
+/// Per-session state derived from the committed log (identical on every replica).
 #[derive(Default)]
 pub(crate) struct Applied {
+    /// The client's label, for logs.
+    client_id: u64,
+    /// Ops the client keeps in flight at most (it said so when it opened the session).
+    window: u32,
     max_seq: u64,
     answers: BTreeMap<u64, (u64, Vec<u64>)>,
 }
@@ -112,6 +127,14 @@ struct LeaderClient {
     conn: ConnId,
 }
 
+/// A request to open a session, waiting for its entry to apply.
+struct Opening {
+    conn: ConnId,
+    client_id: u64,
+    nonce: u64,
+    window: u32,
+}
+
 /// Volatile state of a leader for one term.
 struct Leader {
     term: u64,
@@ -122,15 +145,30 @@ struct Leader {
     open: VecDeque<OpEntry>,
     open_since: u64,
     clients: BTreeMap<u64, LeaderClient>,
-    waiting: Vec<(ConnId, ClientOp)>,
+    /// Ops and registrations that came before this leader started, and their bytes.
+    waiting: Vec<(ConnId, clients::Incoming)>,
+    /// Bytes of client payloads in `waiting`, `open` and held ops.
+    queued_bytes: usize,
     /// The sequencer watermarks last heard, to pass on in the next batch if they moved.
     seq_watermarks: Vec<u64>,
+    /// Registrations to propose, and those proposed, by (client, nonce).
+    to_open: Vec<Opening>,
+    opening: BTreeMap<(u64, u64), ConnId>,
+    /// When each session last sent an op (this leader's clock); sessions idle longer than
+    /// the timeout are closed through the log.
+    last_seen: HashMap<u64, u64>,
+    next_expiry_check: u64,
+    /// The switch this leader proposed last (proposed once per epoch and ballot).
+    proposed_switch: Option<(u64, u64)>,
 }
 
-const MAX_HELD_PER_CLIENT: usize = 1 << 14;
 /// A log write's id carries its group in the bits from here up.
 pub const LOG_REQ_GROUP_SHIFT: u32 = 40;
-const MAX_WAITING: usize = 1 << 16;
+/// A session id carries its group (+ 1) in the bits from here up.
+pub const SESSION_GROUP_SHIFT: u32 = 40;
+/// A tick that comes this much later than the one before means the process was paused
+/// (or starved): the silence it measured of its sequencer is not evidence.
+const PAUSE_US: u64 = 50_000;
 
 pub struct Replica {
     cfg: ReplicaConfig,
@@ -142,14 +180,21 @@ pub struct Replica {
     /// Batches applied out of id order (a bug: a state machine that missed entries).
     anomalies: u64,
     last_batch_id: u64,
-    clients: HashMap<u64, Applied>,
+    /// Open client sessions by id (applied state).
+    sessions: HashMap<u64, Applied>,
+    /// The next session id's counter (applied state).
+    next_session: u64,
     leader: Option<Leader>,
-    /// The highest sequencer epoch this group has promised (applied state).
+    /// The highest sequencer epoch this group has promised, and to which ballot (applied
+    /// state; ballot 0 for the first epoch, which nobody took over).
     promised: u64,
+    promised_ballot: u64,
     recorded: Recorded,
     /// When the sequencer of `promised` was last heard from (leaders only).
     seq_heard: u64,
     heartbeat_sent: u64,
+    /// When the last tick came (to tell a pause from the sequencer's silence).
+    last_tick: u64,
     /// Backups asked to take over since the sequencer was last heard from.
     takeover_asks: u64,
     /// CorfuMason: applied entries whose log writes are not known to be done, by index.
@@ -193,12 +238,15 @@ impl Replica {
             snapshot_index: 0,
             anomalies: 0,
             last_batch_id: 0,
-            clients: HashMap::new(),
+            sessions: HashMap::new(),
+            next_session: 1,
             leader: None,
             promised: 1,
+            promised_ballot: 0,
             recorded: Recorded::new(cfg.spaces),
             seq_heard: 0,
             heartbeat_sent: 0,
+            last_tick: 0,
             takeover_asks: 0,
             deliveries: BTreeMap::new(),
             log_reqs: BTreeMap::new(),
@@ -258,8 +306,25 @@ impl Replica {
         Some(l.open_since + self.cfg.batch_delay_us)
     }
 
+    /// Open client sessions.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// One Raft tick, at time `now` (us).
     pub fn tick(&mut self, now: u64, out: &mut Vec<Action>) {
+        if now.saturating_sub(self.last_tick) > PAUSE_US && self.last_tick > 0 {
+            // The process did not run for a while: what it did not hear meanwhile says
+            // nothing about the sequencer. Start watching it afresh.
+            tracing::info!(
+                group = self.cfg.group,
+                paused_ms = (now - self.last_tick) / 1000,
+                "ticks resumed after a pause; the sequencer's silence is measured afresh"
+            );
+            self.seq_heard = now;
+            self.heartbeat_sent = 0;
+        }
+        self.last_tick = now;
         self.now = self.now.max(now);
         self.node.tick();
         let retry = self.cfg.seq_retry_us;
@@ -284,11 +349,14 @@ impl Replica {
             }
         }
         self.watch_sequencer(now, out);
+        self.expire_sessions(now);
         self.retry_log_writes(now, out);
         self.flush(now, out);
     }
 
-    pub fn on_raft(&mut self, data: &[u8]) {
+    /// A Raft message from replica `from` (as its connection's handshake proved): a
+    /// message that says it is from anyone else is dropped.
+    pub fn on_raft(&mut self, from: u32, data: &[u8]) {
         let mut m = match Message::parse_from_bytes(data) {
             Ok(m) => m,
             Err(e) => {
@@ -297,12 +365,13 @@ impl Replica {
             }
         };
         let me = u64::from(self.cfg.replica) + 1;
-        if m.to != me || m.from == me || m.from == 0 || m.from > u64::from(self.cfg.replicas) {
+        if m.to != me || m.from != u64::from(from) + 1 || m.from == me {
             tracing::warn!(
                 group = self.cfg.group,
                 from = m.from,
                 to = m.to,
-                "dropping a raft message not between this group's peers"
+                sender = from,
+                "dropping a raft message not from the peer that sent it, or not for this replica"
             );
             return;
         }
@@ -353,117 +422,6 @@ impl Replica {
         }
     }
 
-    /// The answer to op `seq` of `client`: its numbers, one per space of `mask`.
-    fn answered(client: u64, seq: u64, mask: u64, numbers: Vec<u64>) -> ClientReply {
-        ClientReply {
-            client_id: client,
-            client_seq: seq,
-            status: ReplyStatus::Ok as i32,
-            leader_hint: 0,
-            space_mask: mask,
-            numbers,
-        }
-    }
-
-    fn reply(status: ReplyStatus, op: &ClientOp, hint: u32) -> ClientReply {
-        ClientReply {
-            client_id: op.client_id,
-            client_seq: op.client_seq,
-            status: status as i32,
-            leader_hint: hint,
-            space_mask: 0,
-            numbers: Vec::new(),
-        }
-    }
-
-    pub fn on_client_op(&mut self, conn: ConnId, op: ClientOp, out: &mut Vec<Action>) {
-        let mask = SpaceMask(op.space_mask);
-        if op.group != self.cfg.group
-            || op.client_seq == 0
-            || mask.is_empty()
-            || !mask.within(self.cfg.spaces)
-        {
-            out.push(Action::Reply {
-                conn,
-                reply: Self::reply(ReplyStatus::Invalid, &op, 0),
-            });
-            return;
-        }
-        let hint = self.node.raft.leader_id as u32;
-        let Some(l) = self.leader.as_mut() else {
-            out.push(Action::Reply {
-                conn,
-                reply: Self::reply(ReplyStatus::NotLeader, &op, hint),
-            });
-            return;
-        };
-        if !l.started {
-            if l.waiting.len() < MAX_WAITING {
-                l.waiting.push((conn, op));
-            }
-            return;
-        }
-        let applied = self.clients.entry(op.client_id).or_default();
-        let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
-        if op.client_seq <= applied.max_seq && !no_dedup {
-            if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
-                let reply = Self::answered(op.client_id, op.client_seq, *m, nums.clone());
-                self.answer_after_log(conn, reply, out);
-            }
-            return;
-        }
-        let lc = l
-            .clients
-            .entry(op.client_id)
-            .or_insert_with(|| LeaderClient {
-                next_seq: applied.max_seq + 1,
-                held: BTreeMap::new(),
-                conn,
-            });
-        lc.conn = conn;
-        let entry = OpEntry {
-            client_id: op.client_id,
-            client_seq: op.client_seq,
-            space_mask: op.space_mask,
-            payload: op.payload,
-            acked_below: op.acked_below,
-        };
-        if op.client_seq < lc.next_seq {
-            if !no_dedup {
-                return; // already batched: answered when its batch applies
-            }
-            // The NoDedup mutant batches the retry again.
-            if l.open.is_empty() {
-                l.open_since = self.now;
-            }
-            l.open.push_back(entry);
-            return;
-        }
-        if self.cfg.mutant == Some(Mutant::NoHoldBack) {
-            if l.open.is_empty() {
-                l.open_since = self.now;
-            }
-            l.open.push_back(entry);
-            lc.next_seq = lc.next_seq.max(op.client_seq + 1);
-            return;
-        }
-        if op.client_seq > lc.next_seq {
-            if lc.held.len() < MAX_HELD_PER_CLIENT {
-                lc.held.insert(op.client_seq, entry);
-            }
-            return;
-        }
-        if l.open.is_empty() {
-            l.open_since = self.now;
-        }
-        l.open.push_back(entry);
-        lc.next_seq += 1;
-        while let Some(e) = lc.held.remove(&lc.next_seq) {
-            l.open.push_back(e);
-            lc.next_seq += 1;
-        }
-    }
-
     /// Called after a burst of events: closes batches, proposes answered ones, and handles
     /// Raft's output.
     pub fn flush(&mut self, now: u64, out: &mut Vec<Action>) {
@@ -472,6 +430,7 @@ impl Replica {
         self.sync_role(out);
         self.close_batches(out);
         self.propose_answered(out);
+        self.propose_sessions();
         self.drive_raft(out);
         self.sync_role(out);
     }
@@ -497,7 +456,13 @@ impl Replica {
                 open_since: self.now,
                 clients: BTreeMap::new(),
                 waiting: Vec::new(),
+                queued_bytes: 0,
                 seq_watermarks: Vec::new(),
+                to_open: Vec::new(),
+                opening: BTreeMap::new(),
+                last_seen: HashMap::new(),
+                next_expiry_check: self.now + self.cfg.session_timeout_us,
+                proposed_switch: None,
             });
             self.seq_heard = self.now;
             self.takeover_asks = 0;
@@ -512,11 +477,11 @@ impl Replica {
         };
         self.stop_deliveries();
         let hint = self.node.raft.leader_id as u32;
-        for (client, lc) in l.clients {
+        for (session, lc) in l.clients {
             out.push(Action::Reply {
                 conn: lc.conn,
                 reply: ClientReply {
-                    client_id: client,
+                    session,
                     client_seq: 0,
                     status: ReplyStatus::NotLeader as i32,
                     leader_hint: hint,
@@ -525,11 +490,20 @@ impl Replica {
                 },
             });
         }
-        for (conn, op) in l.waiting {
-            out.push(Action::Reply {
+        let opening = l.to_open.into_iter().map(|o| (o.conn, o.nonce));
+        for (conn, nonce) in opening.chain(l.opening.into_iter().map(|((_, n), c)| (c, n))) {
+            out.push(Action::Registered {
                 conn,
-                reply: Self::reply(ReplyStatus::NotLeader, &op, hint),
+                reply: Registered {
+                    nonce,
+                    status: ReplyStatus::NotLeader as i32,
+                    leader_hint: hint,
+                    session: 0,
+                },
             });
+        }
+        for (conn, inc) in l.waiting {
+            out.push(clients::not_leader(conn, &inc, hint));
         }
     }
 
@@ -560,6 +534,7 @@ impl Replica {
                 space_mask: all.0,
                 counts: vec![0; all.len()],
                 committed: self.last_batch_id,
+                session: 0,
             };
             out.push(Action::SendSeq(request.clone()));
             l.inflight.push_back(Inflight {
@@ -571,17 +546,22 @@ impl Replica {
             });
         }
         l.next_batch_id = first + k;
+        // Every open session gets a full timeout from now: this leader has not watched it.
+        let now = self.now;
+        l.last_seen = self.sessions.keys().map(|s| (*s, now)).collect();
+        l.queued_bytes = 0;
         tracing::info!(
             group = self.cfg.group,
             term = l.term,
             epoch = self.promised,
             last_batch = self.last_batch_id,
+            sessions = self.sessions.len(),
             "leading; re-asking the predecessor's batch ids"
         );
         let waiting = std::mem::take(&mut l.waiting);
         self.start_deliveries(out);
-        for (conn, op) in waiting {
-            self.on_client_op(conn, op, out);
+        for (conn, inc) in waiting {
+            self.on_incoming(conn, inc, out);
         }
     }
 

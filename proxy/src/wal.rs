@@ -2,8 +2,25 @@
 //! atomically) and an append-only log of records in segments (`<name>.<seq>`), each
 //! record holding the entries and hard state of one Ready. A snapshot starts a new
 //! segment (with the hard state and the entries after the snapshot) and the older ones are
-//! deleted. Replaying both rebuilds the in-memory Raft storage after a restart; a torn last
-//! record (a crash mid-write) is dropped.
+//! deleted. Replaying both rebuilds the in-memory Raft storage after a restart.
+//!
+//! Every record is checksummed (CRC-32C), little-endian:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic            "MWAL"
+//!      4     4  payload length
+//!      8     4  payload checksum crc32c of the payload
+//!     12     4  header checksum  crc32c of bytes 0..12
+//!     16     n  payload          a WalRecord (prost)
+//! ```
+//!
+//! Only an incomplete or damaged record at the very end of the last segment, with no
+//! valid record after it, is a torn tail (a crash mid-write: it was never acknowledged)
+//! and is cut. Any other damage (a flipped bit anywhere else, a damaged segment that is
+//! not the last) refuses to start, naming the file and the offset: records after it were
+//! synced and acknowledged, and dropping them would lose votes and entries. The snapshot
+//! file carries a checksum too.
 
 use crate::store::Store;
 use prost::Message as _;
@@ -31,6 +48,40 @@ pub enum WalError {
     Protobuf(#[from] protobuf::ProtobufError),
     #[error("wal replay: {0}")]
     Raft(#[from] raft::Error),
+    #[error("{path} is damaged at offset {offset}: {reason} (records after it were acknowledged; refusing to start without them)")]
+    Damaged {
+        path: String,
+        offset: u64,
+        reason: String,
+    },
+}
+
+const MAGIC: u32 = u32::from_le_bytes(*b"MWAL");
+const HDR: usize = 16;
+/// No record is larger (a Ready of a few thousand entries); a header announcing more is
+/// damaged.
+const MAX_RECORD: usize = 1 << 30;
+
+/// A record header whose magic and checksum hold: (payload length, payload checksum).
+fn header(b: &[u8]) -> Option<(usize, u32)> {
+    let b: &[u8; HDR] = b.get(..HDR)?.try_into().ok()?;
+    let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    if u(0) != MAGIC || u(12) != crc32c::crc32c(&b[..12]) {
+        return None;
+    }
+    let len = u(4) as usize;
+    (len <= MAX_RECORD).then_some((len, u(8)))
+}
+
+/// Whether a whole, valid record starts anywhere in `b` (after damage: if one does, the
+/// damage is not a torn tail).
+fn valid_record_in(b: &[u8]) -> bool {
+    (0..b.len().saturating_sub(HDR - 1)).any(|i| match header(&b[i..]) {
+        Some((len, crc)) => b
+            .get(i + HDR..i + HDR + len)
+            .is_some_and(|p| crc32c::crc32c(p) == crc),
+        None => false,
+    })
 }
 
 pub struct Wal {
@@ -108,21 +159,54 @@ fn encode_record(
     for e in entries {
         rec.entries.push(e.write_to_bytes()?);
     }
-    rec.encode_length_delimited(buf)
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; HDR]);
+    rec.encode(buf)
         .map_err(|e| io::Error::other(e.to_string()))?;
+    let len = buf.len() - start - HDR;
+    let crc = crc32c::crc32c(&buf[start + HDR..]);
+    let h = &mut buf[start..start + HDR];
+    h[..4].copy_from_slice(&MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32c::crc32c(&h[..12]);
+    h[12..16].copy_from_slice(&hcrc.to_le_bytes());
     Ok(())
 }
 
-/// Replays one segment into `storage`; returns the length of its whole records.
-fn replay_segment(p: &Path, storage: &Store) -> Result<u64, WalError> {
+/// Replays one segment into `storage`; returns the length of its whole records. Damage
+/// is refused, except a torn tail of the last segment (`last`).
+fn replay_segment(p: &Path, storage: &Store, last: bool) -> Result<u64, WalError> {
     let data = std::fs::read(p)?;
-    let mut rest = &data[..];
-    let mut good = 0usize;
-    while !rest.is_empty() {
-        let Ok(rec) = WalRecord::decode_length_delimited(&mut rest) else {
-            tracing::warn!(path = %p.display(), "dropping a torn record at the wal's tail");
+    let mut at = 0usize;
+    let damaged = |offset: usize, reason: &str| WalError::Damaged {
+        path: p.display().to_string(),
+        offset: offset as u64,
+        reason: reason.to_string(),
+    };
+    while at < data.len() {
+        let rest = &data[at..];
+        let problem = match header(rest) {
+            None if rest.len() < HDR => "an incomplete record header",
+            None => "a record header that fails its checksum",
+            Some((len, _)) if rest.len() < HDR + len => "a record cut short",
+            Some((len, crc)) if crc32c::crc32c(&rest[HDR..HDR + len]) != crc => {
+                "a record that fails its checksum"
+            }
+            Some(_) => "",
+        };
+        if !problem.is_empty() {
+            if last && !valid_record_in(&rest[1.min(rest.len())..]) {
+                tracing::warn!(path = %p.display(), offset = at, bytes = rest.len(), what = problem, "cutting a torn record at the wal's tail");
+                break;
+            }
+            return Err(damaged(at, problem));
+        }
+        let Some((len, _)) = header(rest) else {
             break;
         };
+        let rec = WalRecord::decode(&rest[HDR..HDR + len])
+            .map_err(|e| damaged(at, &format!("a record that does not decode: {e}")))?;
         let mut entries = Vec::with_capacity(rec.entries.len());
         for e in &rec.entries {
             entries.push(Entry::parse_from_bytes(e)?);
@@ -132,9 +216,9 @@ fn replay_segment(p: &Path, storage: &Store) -> Result<u64, WalError> {
             None => None,
         };
         storage.replay(hs.as_ref(), &entries)?;
-        good = data.len() - rest.len();
+        at += HDR + len;
     }
-    Ok(good as u64)
+    Ok(at as u64)
 }
 
 impl Wal {
@@ -147,22 +231,30 @@ impl Wal {
         let sp = snap_path(path);
         if sp.exists() {
             let bytes = std::fs::read(&sp)?;
-            if bytes.len() < 8 {
-                return Err(WalError::Io(io::Error::other(format!(
-                    "{}: too short for a snapshot",
-                    sp.display()
-                ))));
+            let damaged = |reason: &str| WalError::Damaged {
+                path: sp.display().to_string(),
+                offset: 0,
+                reason: reason.to_string(),
+            };
+            if bytes.len() < 12 {
+                return Err(damaged("too short for a snapshot"));
             }
-            let (seq, snap) = bytes.split_at(8);
-            let mut b = [0u8; 8];
-            b.copy_from_slice(seq);
-            from = u64::from_le_bytes(b);
+            let (head, snap) = bytes.split_at(12);
+            let u = |r: std::ops::Range<usize>| {
+                let mut b = [0u8; 8];
+                b[..r.len()].copy_from_slice(&head[r]);
+                u64::from_le_bytes(b)
+            };
+            if u(8..12) != u64::from(crc32c::crc32c(snap)) {
+                return Err(damaged("the snapshot fails its checksum"));
+            }
+            from = u(0..8);
             storage.install(Snapshot::parse_from_bytes(snap)?)?;
         }
         let seqs: Vec<u64> = segments(path)?.into_iter().filter(|s| *s >= from).collect();
         let mut good = 0;
-        for &seq in &seqs {
-            good = replay_segment(&segment(path, seq), &storage)?;
+        for (i, &seq) in seqs.iter().enumerate() {
+            good = replay_segment(&segment(path, seq), &storage, i + 1 == seqs.len())?;
         }
         let seq = seqs.last().copied().unwrap_or(from.max(1));
         let file = OpenOptions::new()
@@ -208,8 +300,10 @@ impl Wal {
         if self.fsync {
             f.sync_data()?;
         }
+        let body = snap.write_to_bytes()?;
         let mut bytes = next.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&snap.write_to_bytes()?);
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
         replace_file(&snap_path(&self.path), &bytes, self.fsync)?;
         let closing = std::mem::replace(&mut self.file, f);
         let old: Vec<PathBuf> = segments(&self.path)?
@@ -276,6 +370,7 @@ mod tests {
                 .append(true)
                 .open(segment(&p, 1))
                 .unwrap();
+            f.write_all(&MAGIC.to_le_bytes()).unwrap();
             f.write_all(&[0x20, 1, 2]).unwrap();
         }
         let (mut w, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
@@ -321,5 +416,75 @@ mod tests {
         assert_eq!(s.term(8).unwrap(), 1);
         assert_eq!(s.term(11).unwrap(), 2);
         assert_eq!(s.initial_state().unwrap().hard_state.commit, 9);
+    }
+
+    /// Three records in segment 1; returns their offsets.
+    fn three_records(p: &Path) -> Vec<u64> {
+        let (mut w, _) = Wal::open(p, false, vec![1, 2, 3]).unwrap();
+        let mut offsets = Vec::new();
+        for i in 1..=3 {
+            offsets.push(std::fs::metadata(segment(p, 1)).unwrap().len());
+            w.append(None, &[entry(i, 1)]).unwrap();
+        }
+        offsets
+    }
+
+    fn flip(path: &Path, offset: u64) {
+        let mut b = std::fs::read(path).unwrap();
+        b[offset as usize] ^= 0x40;
+        std::fs::write(path, b).unwrap();
+    }
+
+    /// A flipped byte in the middle of the log: the records after it were acknowledged,
+    /// so the replica refuses to start, naming the file and the offset (it used to cut the
+    /// log there, or apply a record that still decoded).
+    #[test]
+    fn a_flipped_byte_mid_log_refuses_to_start() {
+        for field in [2u64, 9, HDR as u64 + 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("g0.wal");
+            let off = three_records(&p);
+            flip(&segment(&p, 1), off[1] + field);
+            let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("g0.wal.1") && msg.contains(&format!("offset {}", off[1])),
+                "{msg}"
+            );
+        }
+    }
+
+    /// The same flip in the last record is a torn tail: cut, and the rest replays.
+    #[test]
+    fn a_damaged_last_record_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        let off = three_records(&p);
+        flip(&segment(&p, 1), off[2] + HDR as u64 + 1);
+        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 2);
+        assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), off[2]);
+        // A truncated last record likewise.
+        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
+        f.set_len(off[2] - 3).unwrap();
+        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 1);
+    }
+
+    /// Damage in a segment that is not the last one refuses to start, even at its end.
+    #[test]
+    fn a_damaged_segment_that_is_not_the_last_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        let off = three_records(&p);
+        std::fs::write(segment(&p, 2), b"").unwrap();
+        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
+        f.set_len(off[2] + 5).unwrap();
+        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
+        assert!(e.to_string().contains("g0.wal.1"), "{e}");
+        // A damaged snapshot, too.
+        std::fs::write(snap_path(&p), [0u8; 20]).unwrap();
+        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
+        assert!(e.to_string().contains("snapshot"), "{e}");
     }
 }

@@ -1,9 +1,15 @@
 //! Sequencer capacity: the state machine alone on one core, and a server over the network
 //! driven by pipelined, batched requests. Both report numbers handed out per second.
+//!
+//! Over the network the bench speaks as proxy replica 0 of triple 0 for groups
+//! `0..groups`, from batch id 1: it needs a sequencer of its own (a fresh primary, started
+//! with at least that many `--groups`), never one that real proxies use.
 
 use crate::{Sequencer, SequencerConfig};
-use mason_common::frame::{spawn_writer, FrameReader, DEFAULT_MAX_FRAME};
-use mason_common::msg::{Body, Frame, GetSeq, SeqStatus};
+use futures::StreamExt;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::conn::{dial, spawn_writer, Overflow};
+use mason_common::msg::{Body, Frame, GetSeq, SeqHello, SeqStatus};
 use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
 use std::net::SocketAddr;
@@ -45,6 +51,7 @@ fn request(cfg: &BenchConfig, group: u32, batch_id: u64) -> GetSeq {
         space_mask: mask.0,
         counts: vec![cfg.batch; mask.len()],
         committed: 0,
+        session: 0,
     }
 }
 
@@ -85,6 +92,7 @@ pub fn in_process(cfg: &BenchConfig) -> BenchResult {
 pub async fn over_network(
     transport: Arc<dyn Transport>,
     addr: SocketAddr,
+    key: &ClusterKey,
     cfg: &BenchConfig,
     pipeline: usize,
 ) -> anyhow::Result<BenchResult> {
@@ -92,37 +100,51 @@ pub async fn over_network(
     let stop_at = Instant::now() + cfg.duration;
     let mut tasks = Vec::new();
     let start = Instant::now();
-    // Fresh group ids per run: a sequencer refuses batch ids it has already moved past.
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as u32).wrapping_mul(64))
-        .unwrap_or(0);
-    for i in 0..cfg.groups.max(1) {
-        let g = base.wrapping_add(i);
-        let conn = transport.connect(addr).await?;
-        let tx = spawn_writer(conn.write, conn.peer.clone());
-        let mut rx = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);
+    for g in 0..cfg.groups.max(1) {
+        let mut d = dial(
+            &*transport,
+            addr,
+            key,
+            &Role::proxy(0, 0),
+            |r| r.role_kind() == RoleKind::Sequencer,
+            1 << 20,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let tx = spawn_writer(d.wr, 64 << 20, Overflow::Disconnect, addr.to_string());
+        let hello = SeqHello {
+            replica: 0,
+            groups: vec![g],
+        };
+        let _ = tx.send(&Frame::new(Body::SeqHello(hello)));
         let cfg = cfg.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let mut next_id = 0u64;
             for _ in 0..pipeline {
                 next_id += 1;
-                let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+                let _ = tx.send(&Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
             }
             let mut outstanding = pipeline;
             while outstanding > 0 {
-                match rx.next().await {
+                match d.rd.next().await {
                     Some(Ok(Frame {
                         body: Some(Body::SeqReply(r)),
-                    })) if r.status == SeqStatus::Ok as i32 => {
+                    })) if r.status == SeqStatus::Ok as i32 && !r.repeat => {
                         outstanding -= 1;
                         done.fetch_add(1, Ordering::Relaxed);
                         if Instant::now() < stop_at {
                             next_id += 1;
                             outstanding += 1;
-                            let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+                            let _ = tx.send(&Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
                         }
+                    }
+                    Some(Ok(Frame {
+                        body: Some(Body::SeqReply(r)),
+                    })) => {
+                        tracing::error!(group = g, status = r.status, repeat = r.repeat, "the sequencer did not grant a fresh batch: is it fresh, and serving this many groups?");
+                        break;
                     }
                     _ => break,
                 }

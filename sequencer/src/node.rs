@@ -8,11 +8,20 @@
 //! highest recorded number to a group to commit as noops, wait until each has, and start
 //! serving with counters at the highest recorded number + 1. A group that promised a higher
 //! epoch refuses, and this takeover gives up.
+//!
+//! Every message of a takeover may arrive twice, late, or out of order, and changes
+//! nothing the second time: a `Takeover` about an epoch older than the newest this node
+//! knows of starts nothing; promises, fills and their acknowledgements count only for the
+//! takeover (epoch and ballot) they belong to. The ballot is this process's random
+//! incarnation: a sequencer restarts with no memory of the epochs it used, and a group
+//! promises each epoch to one ballot only, so a restarted sequencer can never complete a
+//! second takeover at an epoch it (or anyone) already used.
 
 use crate::state::{Sequencer, SequencerConfig};
 use mason_common::msg::{
     epoch_owner, next_owned_epoch, Activate, Body, Fill, Promise, Ranges, Switch,
 };
+use mason_common::record::GrantChunk;
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug)]
@@ -31,6 +40,9 @@ pub struct SeqNodeConfig {
     pub retry_us: u64,
     /// Recompute the garbage-collection watermarks this often (0: never, GC off).
     pub gc_us: u64,
+    /// This process's ballot: a random number drawn at start (the simulator draws it from
+    /// its seed). Never 0.
+    pub ballot: u64,
     pub mutant: Option<SeqMutant>,
 }
 
@@ -45,6 +57,7 @@ impl Default for SeqNodeConfig {
             window: 1024,
             retry_us: 20_000,
             gc_us: 10_000,
+            ballot: 1,
             mutant: None,
         }
     }
@@ -68,6 +81,8 @@ pub enum SeqOut {
     Group(u32, Body),
     /// To every proxy connection.
     Broadcast(Body),
+    /// Grants to direct-baseline sessions, for the sequencer's record.
+    Record(GrantChunk),
 }
 
 struct Taking {
@@ -132,6 +147,17 @@ impl SeqNode {
         now: u64,
         out: &mut Vec<SeqOut>,
     ) -> Result<(), &'static str> {
+        let group = match &body {
+            Body::GetSeq(r) if r.session == 0 => Some(r.group),
+            Body::Heartbeat(h) => Some(h.group),
+            Body::Takeover(t) => Some(t.group),
+            Body::Promise(p) => Some(p.group),
+            Body::FillAck(a) => Some(a.group),
+            _ => None,
+        };
+        if group.is_some_and(|g| g >= self.cfg.groups) {
+            return Err("a group this sequencer does not serve");
+        }
         match body {
             Body::GetSeq(req) => {
                 if let Role::Active(s) = &mut self.role {
@@ -142,6 +168,10 @@ impl SeqNode {
                             .into_iter()
                             .map(|(o, r)| SeqOut::Reply(o, Body::SeqReply(r))),
                     );
+                    let grants = s.take_grants();
+                    if !grants.is_empty() {
+                        out.push(SeqOut::Record(grants));
+                    }
                 }
             }
             Body::Heartbeat(h) => {
@@ -153,7 +183,7 @@ impl SeqNode {
             Body::Promise(p) => self.on_promise(p, now, out),
             Body::FillAck(a) => {
                 if let Role::Taking(t) = &mut self.role {
-                    if t.epoch == a.epoch && t.collected {
+                    if t.epoch == a.epoch && a.ballot == self.cfg.ballot && t.collected {
                         t.filling.remove(&a.group);
                         if t.filling.is_empty() {
                             self.activate(out);
@@ -165,6 +195,15 @@ impl SeqNode {
             _ => return Err("not a sequencer message"),
         }
         Ok(())
+    }
+
+    /// When [`SeqNode::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match &self.role {
+            Role::Active(_) if self.cfg.gc_us > 0 => Some(self.gc_at),
+            Role::Taking(t) => Some(t.sent_at + self.cfg.retry_us),
+            _ => None,
+        }
     }
 
     /// Periodic work: re-send what a takeover waits for, and recompute the watermarks.
@@ -183,6 +222,7 @@ impl SeqNode {
                         let s = Switch {
                             epoch: t.epoch,
                             group: g,
+                            ballot: self.cfg.ballot,
                         };
                         out.push(SeqOut::Group(g, Body::Switch(s)));
                     }
@@ -204,17 +244,28 @@ impl SeqNode {
         now: u64,
         out: &mut Vec<SeqOut>,
     ) {
-        self.max_seen = self.max_seen.max(epoch);
         match &self.role {
             Role::Active(s) if s.epoch() == epoch => {
                 // The group thinks this sequencer is gone, but it is here.
-                out.push(SeqOut::Reply(origin, Body::Activate(Activate { epoch })));
+                out.push(SeqOut::Reply(
+                    origin,
+                    Body::Activate(Activate {
+                        epoch,
+                        ballot: self.cfg.ballot,
+                    }),
+                ));
                 return;
             }
             Role::Active(s) if s.epoch() > epoch => return,
             Role::Taking(t) if t.epoch >= epoch => return,
             _ => {}
         }
+        if epoch < self.max_seen {
+            // About an epoch that something newer already replaced: a late or repeated
+            // request. The group asks again, about its current epoch, if it still must.
+            return;
+        }
+        self.max_seen = epoch;
         let epoch = next_owned_epoch(self.max_seen, self.cfg.id, self.cfg.sequencers);
         self.max_seen = epoch;
         tracing::warn!(
@@ -231,7 +282,14 @@ impl SeqNode {
             sent_at: now,
         });
         for g in 0..self.cfg.groups {
-            out.push(SeqOut::Group(g, Body::Switch(Switch { epoch, group: g })));
+            out.push(SeqOut::Group(
+                g,
+                Body::Switch(Switch {
+                    epoch,
+                    group: g,
+                    ballot: self.cfg.ballot,
+                }),
+            ));
         }
     }
 
@@ -243,13 +301,15 @@ impl SeqNode {
         if p.epoch != t.epoch || t.collected || p.group >= self.cfg.groups {
             return;
         }
-        if !p.ok {
-            if p.promised > t.epoch {
+        // A promise of this epoch to another ballot (this sequencer before a restart) is
+        // a refusal too: the epoch is used.
+        if !p.ok || p.ballot != self.cfg.ballot {
+            if p.promised >= t.epoch {
                 tracing::warn!(
                     epoch = t.epoch,
                     group = p.group,
                     promised = p.promised,
-                    "giving up the takeover: a group promised a higher epoch"
+                    "giving up the takeover: a group promised this epoch elsewhere, or a higher one"
                 );
                 self.role = Role::Backup;
             }
@@ -276,6 +336,7 @@ impl SeqNode {
                     epoch: t.epoch,
                     group: g,
                     holes: Some(Ranges::default()),
+                    ballot: self.cfg.ballot,
                 });
                 if let Some(r) = f.holes.as_mut() {
                     r.push(s, base, len);
@@ -313,7 +374,10 @@ impl SeqNode {
             counters,
             &last_ids,
         ));
-        out.push(SeqOut::Broadcast(Body::Activate(Activate { epoch })));
+        out.push(SeqOut::Broadcast(Body::Activate(Activate {
+            epoch,
+            ballot: self.cfg.ballot,
+        })));
     }
 
     /// Whether `epoch` belongs to this sequencer (for the runtime's logs).
@@ -327,6 +391,7 @@ fn seq_config(cfg: &SeqNodeConfig, epoch: u64) -> SequencerConfig {
         spaces: cfg.spaces,
         epoch,
         window: cfg.window,
+        max_groups: cfg.groups,
         ..SequencerConfig::default()
     }
 }

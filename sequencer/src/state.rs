@@ -6,8 +6,14 @@
 //! never gets smaller numbers than an earlier one, which is what keeps one client's ops in
 //! order (FIFO) although a proxy leader keeps several requests in flight. Zero-count
 //! requests (a new leader probing its predecessor's ids) fill gaps like any other.
+//!
+//! Clients of the direct baseline (no proxies, no failover) ask with their session
+//! instead of a group, one request per op, their ops' seqs as ids: they have a table of
+//! their own, bounded in sessions and in ids per session, so that they can never take a
+//! group's ids. Only the groups `0..max_groups` are served.
 
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
+use mason_common::record::GrantChunk;
 use mason_common::types::SpaceMask;
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,8 +26,14 @@ pub struct SequencerConfig {
     /// How many of the most recent batch ids per group are remembered for repeats, and how
     /// many early requests per group may wait for earlier ids.
     pub window: usize,
-    /// How many groups are served; requests of further groups are refused as invalid.
-    pub max_groups: usize,
+    /// The groups served are `0..max_groups`; requests of others are refused as invalid.
+    pub max_groups: u32,
+    /// Direct-baseline sessions remembered at once; the least recently used is forgotten
+    /// to make room for a new one.
+    pub max_sessions: usize,
+    /// Ids remembered per direct session (its client says, with `committed`, which
+    /// answers it holds; those are forgotten first).
+    pub session_window: usize,
 }
 
 impl Default for SequencerConfig {
@@ -30,7 +42,9 @@ impl Default for SequencerConfig {
             spaces: 1,
             epoch: 1,
             window: 1024,
-            max_groups: 1 << 20,
+            max_groups: 1 << 16,
+            max_sessions: 16_384,
+            session_window: 256,
         }
     }
 }
@@ -54,6 +68,8 @@ struct GroupState {
     ids: BTreeMap<u64, Assigned>,
     /// Requests that arrived before the ids below them, with who sent them.
     early: BTreeMap<u64, Vec<(u64, GetSeq)>>,
+    /// Direct sessions: when the session was last asked for something (a request count).
+    used: u64,
 }
 
 impl Default for GroupState {
@@ -65,7 +81,23 @@ impl Default for GroupState {
             forgotten_below: 1,
             ids: BTreeMap::new(),
             early: BTreeMap::new(),
+            used: 0,
         }
+    }
+}
+
+/// Which table a request's ids live in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Key {
+    Group(u32),
+    Session(u64),
+}
+
+fn key_of(req: &GetSeq) -> Key {
+    if req.session != 0 {
+        Key::Session(req.session)
+    } else {
+        Key::Group(req.group)
     }
 }
 
@@ -75,6 +107,10 @@ pub struct Sequencer {
     cfg: SequencerConfig,
     counters: Vec<u64>,
     groups: HashMap<u32, GroupState>,
+    sessions: HashMap<u64, GroupState>,
+    requests: u64,
+    /// Fresh grants to direct sessions since the last [`Sequencer::take_grants`].
+    grants: GrantChunk,
     /// Per space: every number below is bound for good (see [`Sequencer::collect`]).
     watermarks: Vec<u64>,
     /// Bumped whenever the watermarks move; an answer carries them only to a group that
@@ -90,7 +126,27 @@ impl Sequencer {
             wm_version: 0,
             cfg,
             groups: HashMap::new(),
+            sessions: HashMap::new(),
+            requests: 0,
+            grants: GrantChunk::default(),
         }
+    }
+
+    fn state(&mut self, k: Key) -> Option<&mut GroupState> {
+        match k {
+            Key::Group(g) => self.groups.get_mut(&g),
+            Key::Session(s) => self.sessions.get_mut(&s),
+        }
+    }
+
+    /// What direct sessions were given since the last call (for the sequencer's record).
+    pub fn take_grants(&mut self) -> GrantChunk {
+        std::mem::take(&mut self.grants)
+    }
+
+    /// How many direct sessions are remembered.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// A sequencer taking over (DESIGN.md section 5): its counters restart at `counters`,
@@ -194,8 +250,12 @@ impl Sequencer {
         }
     }
 
-    /// Attaches the watermarks to `reply` if its group has not seen them yet.
-    fn with_watermarks(&mut self, mut reply: SeqReply) -> SeqReply {
+    /// Attaches the watermarks to `reply` if its group has not seen them yet (direct
+    /// sessions have no use for them).
+    fn with_watermarks(&mut self, req: &GetSeq, mut reply: SeqReply) -> SeqReply {
+        if req.session != 0 {
+            return reply;
+        }
         let version = self.wm_version;
         if let Some(g) = self.groups.get_mut(&reply.group) {
             if g.wm_sent < version {
@@ -212,19 +272,48 @@ impl Sequencer {
     pub fn handle(&mut self, req: &GetSeq, origin: u64, out: &mut Vec<(u64, SeqReply)>) {
         let mask = SpaceMask(req.space_mask);
         let fits = mask.within(self.cfg.spaces) && req.counts.len() == mask.len();
-        let known = self.groups.contains_key(&req.group);
-        if !fits || (!known && self.groups.len() >= self.cfg.max_groups) || req.batch_id == 0 {
+        let key = key_of(req);
+        let known_group = match key {
+            Key::Group(g) => g < self.cfg.max_groups,
+            Key::Session(_) => true,
+        };
+        if !fits || !known_group || req.batch_id == 0 {
             out.push((origin, self.status(req, SeqStatus::Invalid)));
             return;
         }
-        if req.epoch != self.cfg.epoch && req.epoch != 0 {
-            // Meant for another sequencer's epoch (0: a client of the direct baseline,
-            // which has no failover). Its sender does not use our answers.
-            return;
+        match key {
+            // A direct session has no failover: its requests carry epoch 0.
+            Key::Session(_) if req.epoch != 0 => return,
+            // Meant for another sequencer's epoch: its sender does not use our answers.
+            Key::Group(_) if req.epoch != self.cfg.epoch => return,
+            _ => {}
         }
-        let window = self.cfg.window;
-        let g = self.groups.entry(req.group).or_default();
+        self.requests += 1;
+        let (window, used) = match key {
+            Key::Group(_) => (self.cfg.window, self.requests),
+            Key::Session(_) => (self.cfg.session_window, self.requests),
+        };
+        if let Key::Session(s) = key {
+            self.make_room_for(s);
+        }
+        let g = match key {
+            Key::Group(g) => self.groups.entry(g).or_default(),
+            Key::Session(s) => self.sessions.entry(s).or_default(),
+        };
+        g.used = used;
         g.committed = g.committed.max(req.committed.min(g.next.saturating_sub(1)));
+        if let Key::Session(_) = key {
+            // The client holds every answer up to `committed`: forget them.
+            while g
+                .ids
+                .first_key_value()
+                .is_some_and(|(id, _)| *id <= g.committed)
+            {
+                if let Some((id, _)) = g.ids.pop_first() {
+                    g.forgotten_below = g.forgotten_below.max(id + 1);
+                }
+            }
+        }
         if req.batch_id < g.next {
             let reply = match g.ids.get(&req.batch_id) {
                 Some(a) => {
@@ -238,7 +327,7 @@ impl Sequencer {
         }
         if req.batch_id > g.next {
             let waiting: usize = g.early.values().map(Vec::len).sum();
-            if waiting < window {
+            if waiting < window && req.batch_id - g.next <= window as u64 {
                 g.early
                     .entry(req.batch_id)
                     .or_default()
@@ -247,13 +336,12 @@ impl Sequencer {
             // Beyond that the request is dropped; its sender re-sends it.
             return;
         }
-        let group = req.group;
         let a = self.assign(req);
         let reply = self.answer_with(req, &a, false);
-        out.push((origin, self.with_watermarks(reply)));
+        out.push((origin, self.with_watermarks(req, reply)));
         // Release whatever waited on this id, in order.
         loop {
-            let Some(g) = self.groups.get_mut(&group) else {
+            let Some(g) = self.state(key) else {
                 return;
             };
             let next = g.next;
@@ -265,21 +353,36 @@ impl Sequencer {
                 if first {
                     let a = self.assign(&r);
                     let reply = self.answer_with(&r, &a, false);
-                    out.push((o, self.with_watermarks(reply)));
+                    out.push((o, self.with_watermarks(&r, reply)));
                     first = false;
-                } else if let Some(a) = self.groups.get(&group).and_then(|g| g.ids.get(&r.batch_id))
-                {
+                } else if let Some(a) = self.state(key).and_then(|g| g.ids.get(&r.batch_id)) {
                     let a = a.clone();
                     out.push((o, self.answer_with(&r, &a, true)));
                 }
             }
         }
-        if let Some(g) = self.groups.get_mut(&group) {
+        if let Some(g) = self.state(key) {
             while g.ids.len() > window {
                 if let Some((id, _)) = g.ids.pop_first() {
                     g.forgotten_below = g.forgotten_below.max(id + 1);
                 }
             }
+        }
+    }
+
+    /// Before a new direct session is remembered: forget the least recently used one if
+    /// the table is full.
+    fn make_room_for(&mut self, s: u64) {
+        if self.sessions.len() < self.cfg.max_sessions || self.sessions.contains_key(&s) {
+            return;
+        }
+        if let Some(old) = self
+            .sessions
+            .iter()
+            .min_by_key(|(_, g)| g.used)
+            .map(|(k, _)| *k)
+        {
+            self.sessions.remove(&old);
         }
     }
 
@@ -297,7 +400,12 @@ impl Sequencer {
             bases,
             counts: req.counts.clone(),
         };
-        if let Some(g) = self.groups.get_mut(&req.group) {
+        let key = key_of(req);
+        if let Key::Session(s) = key {
+            // One number per space is what a direct op asks for; the record keeps bases.
+            self.grants.push(s, req.batch_id, mask, &a.bases);
+        }
+        if let Some(g) = self.state(key) {
             g.ids.insert(req.batch_id, a.clone());
             g.next = req.batch_id + 1;
         }
@@ -327,6 +435,7 @@ mod tests {
             space_mask: mask,
             counts,
             committed: 0,
+            session: 0,
         }
     }
 
@@ -336,7 +445,21 @@ mod tests {
             epoch: 7,
             window: 4,
             max_groups: 2,
+            max_sessions: 2,
+            session_window: 4,
         })
+    }
+
+    fn direct(session: u64, seq: u64, committed: u64) -> GetSeq {
+        GetSeq {
+            epoch: 0,
+            session,
+            batch_id: seq,
+            space_mask: 1,
+            counts: vec![1],
+            committed,
+            ..GetSeq::default()
+        }
     }
 
     #[test]
@@ -415,16 +538,70 @@ mod tests {
         assert_eq!(s.groups[&0].ids.len(), 4);
         // Early requests are bounded too.
         let mut out = Vec::new();
-        for id in 20..40 {
+        for id in 12..30 {
             s.handle(&req(0, id, 1, vec![1]), 0, &mut out);
         }
         assert!(out.is_empty());
         assert_eq!(s.groups[&0].early.values().map(Vec::len).sum::<usize>(), 4);
-        // Groups are bounded: a third is refused.
+        // Early requests far ahead are not held at all.
+        s.handle(&req(0, 500, 1, vec![1]), 0, &mut out);
+        assert!(!s.groups[&0].early.contains_key(&500));
+        // Only the configured groups are served: group 2 of 2 is refused.
         s.answer(&req(1, 1, 1, vec![1])).unwrap();
         let r = s.answer(&req(2, 1, 1, vec![1])).unwrap();
         assert_eq!(r.status, SeqStatus::Invalid as i32);
         assert_eq!(s.groups.len(), 2);
+    }
+
+    /// Direct sessions have their own ids (an epoch-0 request cannot take a group's next
+    /// batch id), forget what their client holds, and are bounded in number.
+    #[test]
+    fn direct_sessions_are_apart_from_groups_and_bounded() {
+        let mut s = seq(1);
+        // Epoch 0 without a session: a group's id at no epoch is not served.
+        let mut out = Vec::new();
+        s.handle(
+            &GetSeq {
+                epoch: 0,
+                ..req(0, 1, 1, vec![1])
+            },
+            0,
+            &mut out,
+        );
+        assert!(out.is_empty() && s.groups.is_empty());
+        let a = s.answer(&direct(77, 1, 0)).unwrap();
+        assert_eq!((a.bases.clone(), a.repeat), (vec![0], false));
+        // The group's batch 1 is still its own.
+        let g = s.answer(&req(0, 1, 1, vec![2])).unwrap();
+        assert_eq!((g.bases, g.repeat), (vec![1], false));
+        assert!(s.answer(&direct(77, 1, 0)).unwrap().repeat);
+        let grants = s.take_grants();
+        assert_eq!(
+            (grants.sessions, grants.seqs, grants.numbers),
+            (vec![77], vec![1], vec![0])
+        );
+        // What the client holds is forgotten; only the window is kept.
+        for q in 2..=10 {
+            s.answer(&direct(77, q, q - 1)).unwrap();
+        }
+        assert_eq!(s.sessions[&77].ids.len(), 1);
+        // A third session pushes out the least recently used.
+        s.answer(&direct(78, 1, 0)).unwrap();
+        s.answer(&direct(77, 11, 10)).unwrap();
+        s.answer(&direct(79, 1, 0)).unwrap();
+        assert_eq!(s.sessions(), 2);
+        assert!(s.sessions.contains_key(&77) && s.sessions.contains_key(&79));
+        // A direct request at an epoch is not served.
+        let mut out = Vec::new();
+        s.handle(
+            &GetSeq {
+                epoch: 7,
+                ..direct(80, 1, 0)
+            },
+            0,
+            &mut out,
+        );
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn check(
             .collect();
         let log = agree(g, logs)?;
         check_fenced(g, &log)?;
+        checker.fenced_checked();
         for b in &log {
             checker.bind_batch(b)?;
         }
@@ -59,8 +60,8 @@ pub fn check(
             all_bound.extend(log);
         }
     }
-    for chunk in &w.acks {
-        chunk.for_each(|seq, mask, nums| checker.ack(chunk.client_id, seq, mask, nums));
+    for chunk in w.acks() {
+        chunk.for_each(|seq, mask, nums| checker.ack(chunk.session, seq, mask, nums));
     }
     // Safety first (Unique, Once, FIFO, Stable); then Live; then Contiguous, which can
     // only hold once the run recovered.
@@ -84,9 +85,10 @@ pub fn check(
         return Err(violation(
             "Live",
             format!(
-                "{left} ops still unanswered at {} (faults over at {})",
+                "{left} ops still unanswered at {} (faults over at {}): {}",
                 stamp(w.now),
-                stamp(final_heal)
+                stamp(final_heal),
+                w.stuck().join("; ")
             ),
         ));
     }

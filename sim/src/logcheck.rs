@@ -37,7 +37,7 @@ fn describe(e: &Entry) -> String {
     match e.kind {
         LogKind::Junk => "junk".to_string(),
         LogKind::Data => match unstamp(&e.payload) {
-            Some((c, s)) => format!("client {c} op {s}"),
+            Some((c, s)) => format!("session {c} op {s}"),
             None => format!("unstamped data of {} bytes", e.payload.len()),
         },
     }
@@ -59,19 +59,12 @@ fn expected(bound: &[BoundBatch]) -> Result<BTreeMap<u64, Expect>, Violation> {
         for pos in base..base + u64::from(count) {
             want.insert(pos, Expect::Junk);
         }
-        let mut ops = Vec::new();
-        let shape = b.for_each_op(|c, s, m, nums| {
-            if let Some(i) = m.index_of(0) {
-                if let Some(&pos) = nums.get(i) {
-                    ops.push((pos, c, s));
-                }
+        let numbered = mason_common::verify::op_numbers(b)
+            .map_err(|e| violation("Log", format!("group {}: {e}", b.group), None))?;
+        for (c, s, m, nums) in numbered {
+            if let Some(&pos) = m.index_of(0).and_then(|i| nums.get(i)) {
+                want.insert(pos, Expect::Op(c, s));
             }
-        });
-        if let Err(e) = shape {
-            return Err(violation("Log", format!("group {}: {e}", b.group), None));
-        }
-        for (pos, c, s) in ops {
-            want.insert(pos, Expect::Op(c, s));
         }
     }
     Ok(want)
@@ -158,8 +151,8 @@ pub fn check_log(w: &World, bound: &[BoundBatch]) -> Result<(), Violation> {
         log.push(first.1.clone());
     }
     // Every answered op is in the log at the number it was told.
-    for chunk in &w.acks {
-        let c = chunk.client_id;
+    for chunk in w.acks() {
+        let c = chunk.session;
         let mut bad = None;
         chunk.for_each(|seq, mask, nums| {
             if bad.is_some() {

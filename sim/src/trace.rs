@@ -11,7 +11,7 @@ pub struct Trace {
     notes: Vec<String>,
     recent: VecDeque<String>,
     keep: usize,
-    /// Every message about this (client, seq) is kept in `focused`.
+    /// Every message about this (session, seq) is kept in `focused`.
     focus: Option<(u64, u64)>,
     focused: Vec<String>,
 }
@@ -36,16 +36,20 @@ fn describe(body: &Body) -> String {
             if r.repeat { " (repeat)" } else { "" }
         ),
         Body::Raft(r) => format!("Raft g{} ({} bytes)", r.group, r.data.len()),
-        Body::ClientOp(o) => format!("ClientOp c{} s{}", o.client_id, o.client_seq),
+        Body::ClientOp(o) => format!("ClientOp session {} s{}", o.session, o.client_seq),
         Body::ClientReply(r) => format!(
-            "ClientReply c{} s{} status {} numbers {:?}",
-            r.client_id, r.client_seq, r.status, r.numbers
+            "ClientReply session {} s{} status {} numbers {:?}",
+            r.session, r.client_seq, r.status, r.numbers
         ),
-        Body::PeerHello(h) => format!("PeerHello {}", h.replica),
+        Body::Register(r) => format!("Register c{} g{} nonce {}", r.client_id, r.group, r.nonce),
+        Body::Registered(r) => format!(
+            "Registered nonce {} status {} session {}",
+            r.nonce, r.status, r.session
+        ),
         Body::SeqHello(h) => format!("SeqHello {}", h.replica),
         Body::Heartbeat(h) => format!("Heartbeat g{} e{}", h.group, h.epoch),
         Body::Takeover(t) => format!("Takeover g{} from e{}", t.group, t.epoch),
-        Body::Switch(s) => format!("Switch g{} e{}", s.group, s.epoch),
+        Body::Switch(s) => format!("Switch g{} e{} ballot {:x}", s.group, s.epoch, s.ballot),
         Body::Promise(p) => format!(
             "Promise g{} e{} ok {} promised {} last b{} watermarks {:?} ranges {}",
             p.group,
@@ -86,7 +90,7 @@ fn describe(body: &Body) -> String {
         Body::LogReadReply(r) => format!("LogReadReply id{} n{}", r.id, r.results.len()),
         Body::LogTail(t) => format!("LogTail id{}", t.id),
         Body::LogTailReply(t) => format!("LogTailReply id{} next{}", t.id, t.next),
-        Body::LogHello(h) => format!("LogHello shard{} idx{}", h.shard, h.chain_index),
+        Body::Hello(_) | Body::Challenge(_) | Body::Proof(_) => body.name().to_string(),
     }
 }
 
@@ -102,9 +106,9 @@ impl Trace {
         }
     }
 
-    /// Also keeps every message about op `seq` of `client`.
-    pub fn focus(mut self, client: u64, seq: u64) -> Trace {
-        self.focus = Some((client, seq));
+    /// Also keeps every message about op `seq` of `session`.
+    pub fn focus(mut self, session: u64, seq: u64) -> Trace {
+        self.focus = Some((session, seq));
         self
     }
 
@@ -128,10 +132,8 @@ impl Trace {
     pub fn message(&mut self, now: u64, from: Node, to: Node, body: &Body) {
         if let Some((c, s)) = self.focus {
             let about = match body {
-                Body::ClientOp(o) => o.client_id == c && o.client_seq == s,
-                Body::ClientReply(r) => {
-                    r.client_id == c && (r.client_seq == s || r.client_seq == 0)
-                }
+                Body::ClientOp(o) => o.session == c && o.client_seq == s,
+                Body::ClientReply(r) => r.session == c && (r.client_seq == s || r.client_seq == 0),
                 // Writes of the op's entry to the shared log (its payload is stamped).
                 Body::LogWrite(w) => w
                     .items

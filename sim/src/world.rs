@@ -174,7 +174,8 @@ pub struct World {
     load: bool,
     /// What each (group, replica index) applied, in order, across restarts.
     pub bound: BTreeMap<(u32, u32), Vec<BoundBatch>>,
-    pub acks: Vec<AckChunk>,
+    /// What each client session was told, by session.
+    acks: BTreeMap<u64, AckChunk>,
     /// Virtual time of every acknowledgement, in order.
     pub ack_times: Vec<u64>,
     pub events: u64,
@@ -196,7 +197,7 @@ impl World {
         let groups = cfg.triples * cfg.groups_per_triple;
         let seqs = (0..cfg.sequencers.max(1))
             .map(|i| SimSeq {
-                node: SeqNode::new(seq_config(&cfg, i, i == 0)),
+                node: SeqNode::new(seq_config(&cfg, i, i == 0, 0)),
                 alive: true,
                 incarnation: 0,
             })
@@ -226,6 +227,7 @@ impl World {
                         client_id: u64::from(c) + 1,
                         target: CoreTarget::Group { group, replicas: 3 },
                         retry_timeout_us: cfg.retry_timeout_us,
+                        window: cfg.concurrency,
                     }),
                     machines: (0..3).map(|r| t * 3 + r).collect(),
                     in_flight: 0,
@@ -245,12 +247,7 @@ impl World {
             clients,
             load: true,
             bound: BTreeMap::new(),
-            acks: (0..cfg.clients)
-                .map(|c| AckChunk {
-                    client_id: u64::from(c) + 1,
-                    ..AckChunk::default()
-                })
-                .collect(),
+            acks: BTreeMap::new(),
             ack_times: Vec::new(),
             events: 0,
             trace,
@@ -300,6 +297,15 @@ impl World {
             .filter(|c| c.alive)
             .map(|c| c.core.outstanding())
             .sum()
+    }
+
+    /// What the live clients with ops in flight wait for (for a Live report).
+    pub fn stuck(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .filter(|c| c.alive && c.core.outstanding() > 0)
+            .map(|c| c.core.describe())
+            .collect()
     }
 
     /// Runs events until `until` (virtual us) or the queue empties.
@@ -445,6 +451,8 @@ impl World {
                         self.send(from, Node::Proxy(m), body.clone());
                     }
                 }
+                // The simulated clients go through proxy groups: no direct grants.
+                SeqOut::Record(_) => {}
             }
         }
     }
@@ -456,11 +464,11 @@ impl World {
         let cl = &mut self.clients[c as usize];
         // With a log, each entry says whose op it is, so the checker can find it there.
         let payload = if with_log {
-            mason_client::log::stamp(&[0u8; 24], u64::from(c) + 1, cl.core.next_seq())
+            Bytes::from_static(&[0u8; 24])
         } else {
             Bytes::new()
         };
-        cl.core.submit(mask, payload, self.now, &mut out);
+        cl.core.submit(mask, payload, with_log, self.now, &mut out);
         cl.in_flight += 1;
         self.client_actions(c, out);
     }
@@ -473,10 +481,14 @@ impl World {
                     let m = self.clients[c as usize].machines[to % 3];
                     self.send(Node::Client(c), Node::Proxy(m), body);
                 }
-                ClientAction::Done { seq, result } => {
+                ClientAction::Done { result, .. } => {
                     self.clients[c as usize].in_flight -= 1;
                     if let Ok(ms) = result {
-                        self.acks[c as usize].push(seq, ms.mask, &ms.numbers);
+                        let chunk = self.acks.entry(ms.session).or_insert_with(|| AckChunk {
+                            session: ms.session,
+                            ..AckChunk::default()
+                        });
+                        chunk.push(ms.seq, ms.mask, &ms.numbers);
                         self.ack_times.push(self.now);
                     }
                     if self.load && self.clients[c as usize].alive {
@@ -485,6 +497,11 @@ impl World {
                 }
             }
         }
+    }
+
+    /// What every client session was told.
+    pub fn acks(&self) -> impl Iterator<Item = &AckChunk> {
+        self.acks.values()
     }
 
     /// A fresh draw from the world's RNG (for schedules made up front).

@@ -9,6 +9,7 @@ use crate::logrun::LogLayout;
 use crate::roles::{self, ProxyPlace, Shape};
 use mason_setup::machines::{with_role, Machine, Role};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
 /// What a process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,8 +231,16 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         // Each client machine runs its clients on up to 16 runtime threads.
         client_threads_rt: a.client_threads.clamp(1, 16),
         gc_ms: if a.no_gc { 0 } else { 10 },
+        // Where the launcher keeps the run's key (set by the launcher); each machine gets
+        // a copy in its own directory (see `on`).
+        key_file: PathBuf::from("cluster.key"),
     };
     let dir = |m: &Machine| format!("{}/{}", a.remote_dir.trim_end_matches('/'), m.name);
+    // The shape as a process on machine `m` is told it: with its copy of the key.
+    let on = |m: &Machine| Shape {
+        key_file: PathBuf::from(format!("{}/cluster.key", dir(m))),
+        ..shape.clone()
+    };
     let addr = |m: &Machine, off: u16| -> Result<SocketAddr, String> {
         Ok(SocketAddr::new(
             data_ip(m)?,
@@ -274,12 +283,19 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
                 &format!("{}/data", dir(m)),
                 a.proxy.fsync.on(),
                 a.proxy_threads,
+                &format!("{}/cluster.key", dir(m)),
             );
             procs.push(proc_(m, Kind::LogServer(i), Some(l.addrs[i]), args));
         }
     }
     for (i, m) in seqs.iter().enumerate() {
-        let args = roles::sequencer(&shape, seq_addrs[i], i, seqs.len());
+        let args = roles::sequencer(
+            &on(m),
+            seq_addrs[i],
+            i,
+            seqs.len(),
+            &format!("{}/out", dir(m)),
+        );
         procs.push(proc_(m, Kind::Sequencer(i), Some(seq_addrs[i]), args));
     }
     for (k, m) in proxies.iter().enumerate() {
@@ -292,7 +308,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         };
         let d = dir(m);
         let args = roles::proxy(
-            &shape,
+            &on(m),
             &place,
             &seq_addrs,
             &format!("{d}/data"),
@@ -310,7 +326,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         let i = i as u32;
         let out = format!("{}/out", dir(m));
         let args = roles::client(
-            &shape,
+            &on(m),
             i,
             seq_addrs[0],
             &proxy_addrs,

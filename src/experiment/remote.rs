@@ -62,6 +62,17 @@ pub fn install(ssh: &Ssh, m: &Machine, dir: &str, exe: &Path, sum: &str) -> anyh
     Ok(true)
 }
 
+/// Copies the run's cluster key to `dir/cluster.key`, readable only by its owner.
+pub fn install_key(ssh: &Ssh, m: &Machine, dir: &str, key: &Path) -> anyhow::Result<()> {
+    let d = quote(dir);
+    ssh.put(&m.ctrl, key, &format!("{dir}/cluster.key.new"))?;
+    ssh.run(
+        &m.ctrl,
+        &format!("chmod 600 {d}/cluster.key.new && mv -f {d}/cluster.key.new {d}/cluster.key"),
+    )?;
+    Ok(())
+}
+
 /// The shell line that starts `p` detached; a client also leaves its exit status in
 /// `pids/client.exit`.
 fn start_line(p: &Proc, extra: &[String]) -> String {

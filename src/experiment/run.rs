@@ -131,7 +131,7 @@ pub fn load_machines(path: &Path) -> anyhow::Result<Vec<Machine>> {
 
 pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     let machines = load_machines(&a.machine_info)?;
-    let plan = plan::build(&machines, a)
+    let mut plan = plan::build(&machines, a)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.machine_info.display()))?;
     let ssh = a.ssh.ssh();
     let width = a.ssh_parallel as usize;
@@ -174,6 +174,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         );
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // A fresh cluster key for this run, readable only by its owner; every machine gets a
+    // copy with the binary.
+    let key_file = out.join("cluster.key");
+    mason_common::auth::ClusterKey::write_new(&key_file)
+        .with_context(|| format!("writing the run's cluster key {}", key_file.display()))?;
+    plan.shape.key_file = key_file.clone();
 
     let mut used: Vec<(Machine, String)> = Vec::new();
     for p in &plan.procs {
@@ -221,7 +227,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             if remote::install(&ssh, m, d, &exe, &sum)? {
                 copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            Ok(())
+            remote::install_key(&ssh, m, d, &key_file)
         },
     )?;
     eprintln!(
@@ -278,14 +284,17 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     };
     let clients: Vec<&Proc> = plan.of(|k| matches!(k, Kind::Client(_))).collect();
     start_all(clients.clone(), &watch)?;
-    let kill_log = drive(a, &ssh, &plan, &clients, &proxies, t0)?;
+    let (kill_log, killed) = drive(a, &ssh, &plan, &clients, &proxies, t0)?;
 
-    // 5. Stop the proxies so that they flush their records, then collect.
+    // 5. Stop the proxies and the sequencers so that they end their records, then collect.
     std::thread::sleep(Duration::from_millis(500));
+    let stopping: Vec<&Proc> = plan
+        .of(|k| matches!(k, Kind::Proxy { .. } | Kind::Sequencer(_)))
+        .collect();
     each(
-        &proxies,
+        &stopping,
         width,
-        "stopping the proxies",
+        "stopping the proxies and sequencers",
         |p| p.machine.name.clone(),
         |p| remote::signal(&ssh, p, "TERM", true),
     )?;
@@ -321,7 +330,6 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
 
     // 6. The figures and the verdict.
     let checks = report::Checks {
-        system: plan.shape.system,
         spaces: plan.shape.spaces,
         groups: plan
             .shape
@@ -332,6 +340,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         verify: a.verify.on(),
         log_verdict,
         recovery: record,
+        killed_replicas: killed.proxies,
+        triples: plan.triples,
     };
     let (text, code) = report::summary(&out, checks)?;
     std::fs::write(
@@ -418,8 +428,16 @@ fn say(bar: &ProgressBar, msg: String) {
     bar.suspend(|| eprintln!("experiment: {msg}"));
 }
 
+/// What a run killed (and did not restart).
+#[derive(Default)]
+struct Killed {
+    /// Proxy processes, as (triple, replica).
+    proxies: Vec<(u32, u32)>,
+    sequencer: bool,
+}
+
 /// Shows progress until every client has exited, and makes the scheduled kills. Returns
-/// the kills' record (`t_ms,what`).
+/// the kills' record (`t_ms,what`) and what was killed.
 fn drive(
     a: &RunArgs,
     ssh: &Ssh,
@@ -427,7 +445,8 @@ fn drive(
     clients: &[&Proc],
     proxies: &[&Proc],
     t0: Instant,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Killed)> {
+    let mut killed = Killed::default();
     let (warm, dur, cool) = (a.warmup, a.duration, a.cooldown);
     let total = warm + dur + cool;
     let bar = ProgressBar::new(total.as_millis() as u64);
@@ -457,6 +476,9 @@ fn drive(
             match leader_of_group0(ssh, proxies) {
                 Some(p) => {
                     remote::signal(ssh, p, "KILL", false)?;
+                    if let Kind::Proxy { triple, replica } = p.kind {
+                        killed.proxies.push((triple, replica));
+                    }
                     kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
                     let (m, at) = (&p.machine.name, t.as_secs_f64());
                     say(
@@ -471,6 +493,7 @@ fn drive(
             seq_done = true;
             if let Some(p) = plan.of(|k| k == Kind::Sequencer(0)).next() {
                 remote::signal(ssh, p, "KILL", false)?;
+                killed.sequencer = true;
                 kill_log.push_str(&format!("{},sequencer\n", t0.elapsed().as_millis()));
                 let (m, at) = (&p.machine.name, t.as_secs_f64());
                 say(
@@ -518,7 +541,7 @@ fn drive(
         std::thread::sleep(Duration::from_millis(50));
     }
     bar.finish_and_clear();
-    Ok(kill_log)
+    Ok((kill_log, killed))
 }
 
 /// Moves the collected `<machine>/out/*` files (client results, acks, records) up into the

@@ -3,7 +3,9 @@
 //! the next call.
 
 use super::LogError;
-use mason_common::frame::{spawn_writer, FrameReader, FrameTx, DEFAULT_MAX_FRAME};
+use futures::StreamExt;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
 use mason_common::msg::{Body, Frame};
 use mason_common::transport::Transport;
 use std::collections::HashMap;
@@ -16,21 +18,23 @@ use tokio::sync::oneshot;
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
 
 struct Link {
-    tx: FrameTx,
+    tx: Outbox,
     waiters: Waiters,
     dead: Arc<AtomicBool>,
 }
 
 pub(crate) struct Links {
     transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
     links: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Link>>>,
     next_id: AtomicU64,
 }
 
 impl Links {
-    pub(crate) fn new(transport: Arc<dyn Transport>) -> Links {
+    pub(crate) fn new(transport: Arc<dyn Transport>, key: Arc<ClusterKey>) -> Links {
         Links {
             transport,
+            key,
             links: tokio::sync::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
@@ -49,18 +53,28 @@ impl Links {
         }
         // Connect without holding the map: a server that is down must not stall calls to
         // the others.
-        let conn = match tokio::time::timeout(timeout, self.transport.connect(addr)).await {
-            Ok(Ok(c)) => c,
-            _ => return Err(LogError::Unreachable(addr)),
-        };
+        let conn = dial(
+            &*self.transport,
+            addr,
+            &self.key,
+            &Role::client(0),
+            |r| r.role_kind() == RoleKind::LogServer,
+            64 << 20,
+            timeout,
+        )
+        .await
+        .map_err(|e| {
+            tracing::debug!(%addr, error = %e, "cannot reach a log server");
+            LogError::Unreachable(addr)
+        })?;
         let waiters: Waiters = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
         let link = Arc::new(Link {
-            tx: spawn_writer(conn.write, addr.to_string()),
+            tx: spawn_writer(conn.wr, 64 << 20, Overflow::Drop, addr.to_string()),
             waiters: waiters.clone(),
             dead: dead.clone(),
         });
-        let mut reader = FrameReader::new(conn.read, DEFAULT_MAX_FRAME);
+        let mut reader = conn.rd;
         tokio::spawn(async move {
             while let Some(Ok(Frame { body: Some(b) })) = reader.next().await {
                 let id = match &b {
@@ -123,7 +137,7 @@ impl Links {
         if let Ok(mut w) = link.waiters.lock() {
             w.insert(id, tx);
         }
-        if link.tx.send(Frame::new(make(id))).is_err() {
+        if link.tx.send(&Frame::new(make(id))).is_err() {
             link.dead.store(true, Ordering::Release);
             return Err((LogError::Unreachable(addr), reused));
         }

@@ -1,7 +1,55 @@
 use super::*;
-use crate::storage::MemStore;
+use crate::storage::{run_disk_action, DiskDone, MemStore, Storage};
 use bytes::Bytes;
 use mason_common::logmsg::LogWriteReply;
+
+/// A node and its store; disk actions are carried out at once (syncs too, unless held).
+struct Srv {
+    node: LogNode,
+    store: MemStore,
+    hold_syncs: bool,
+}
+
+impl Srv {
+    fn new(cfg: NodeConfig) -> Srv {
+        Srv {
+            node: LogNode::new(cfg, 0),
+            store: MemStore::new(),
+            hold_syncs: false,
+        }
+    }
+
+    /// Carries out the disk actions (and what they lead to); returns the others.
+    fn run(&mut self, mut out: Vec<NodeAction>) -> Vec<NodeAction> {
+        let mut rest = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    NodeAction::Sync(_) if self.hold_syncs => rest.push(a),
+                    NodeAction::Send { .. } | NodeAction::Forward(_) => rest.push(a),
+                    d => match run_disk_action(&mut self.store, d).expect("disk") {
+                        Some(DiskDone::Looked(t, f)) => self.node.on_looked_up(t, f, &mut next),
+                        Some(DiskDone::Synced(g)) => self.node.on_synced(g, &mut next),
+                        None => {}
+                    },
+                }
+            }
+            out = next;
+        }
+        rest
+    }
+
+    fn write(&mut self, conn: ConnId, upstream: bool, w: LogWrite) -> Vec<NodeAction> {
+        let mut out = Vec::new();
+        self.node.on_write(conn, upstream, w, &mut out);
+        let mut rest = self.run(out);
+        let mut out = Vec::new();
+        self.node.flush(&mut out);
+        rest.extend(self.run(out));
+        rest
+    }
+}
 
 const CLIENT: ConnId = 1;
 const UPSTREAM: ConnId = 1000;
@@ -20,8 +68,8 @@ fn cfg(index: u32) -> NodeConfig {
 
 /// A chain of two nodes; forwards reach the tail unless `cut`.
 struct Chain {
-    head: LogNode<MemStore>,
-    tail: LogNode<MemStore>,
+    head: Srv,
+    tail: Srv,
     cut: bool,
     to_client: Vec<Body>,
 }
@@ -29,26 +77,20 @@ struct Chain {
 impl Chain {
     fn new() -> Chain {
         Chain {
-            head: LogNode::new(cfg(0), MemStore::new()),
-            tail: LogNode::new(cfg(1), MemStore::new()),
+            head: Srv::new(cfg(0)),
+            tail: Srv::new(cfg(1)),
             cut: false,
             to_client: Vec::new(),
         }
     }
 
     fn write(&mut self, items: Vec<LogItem>) -> Vec<LogResult> {
-        let mut out = Vec::new();
-        self.head.on_write(
-            CLIENT,
-            false,
-            LogWrite {
-                id: 7,
-                shard: 1,
-                items,
-            },
-            &mut out,
-        );
-        self.head.flush(&mut out);
+        let w = LogWrite {
+            id: 7,
+            shard: 1,
+            items,
+        };
+        let out = self.head.write(CLIENT, false, w);
         self.run_head(out);
         match self.to_client.pop() {
             Some(Body::LogWriteReply(r)) => {
@@ -64,49 +106,39 @@ impl Chain {
             let mut next = Vec::new();
             for a in out {
                 match a {
-                    NodeAction::Sync(g) => self.head.on_synced(g, &mut next),
                     NodeAction::Send { conn, body } => {
                         assert_eq!(conn, CLIENT);
                         self.to_client.push(body)
                     }
                     NodeAction::Forward(w) if !self.cut => {
                         let r = self.tail_write(w);
-                        self.head.on_forward_reply(r, &mut next);
+                        self.head.node.on_forward_reply(r, &mut next);
                     }
                     NodeAction::Forward(_) => {}
+                    other => panic!("head left {other:?}"),
                 }
             }
-            out = next;
+            out = self.head.run(next);
         }
     }
 
     fn tail_write(&mut self, w: LogWrite) -> LogWriteReply {
-        let mut out = Vec::new();
-        self.tail.on_write(UPSTREAM, true, w, &mut out);
-        self.tail.flush(&mut out);
-        loop {
-            let mut next = Vec::new();
-            for a in out {
-                match a {
-                    NodeAction::Sync(g) => self.tail.on_synced(g, &mut next),
-                    NodeAction::Send {
-                        conn,
-                        body: Body::LogWriteReply(r),
-                    } => {
-                        assert_eq!(conn, UPSTREAM);
-                        return r;
-                    }
-                    other => panic!("tail did {other:?}"),
-                }
+        match self.tail.write(UPSTREAM, true, w).pop() {
+            Some(NodeAction::Send {
+                conn,
+                body: Body::LogWriteReply(r),
+            }) => {
+                assert_eq!(conn, UPSTREAM);
+                r
             }
-            out = next;
+            other => panic!("tail did {other:?}"),
         }
     }
 }
 
-fn read(n: &mut LogNode<MemStore>, pos: u64) -> LogResult {
+fn read(n: &mut Srv, pos: u64) -> LogResult {
     let mut out = Vec::new();
-    n.on_read(
+    n.node.on_read(
         CLIENT,
         LogRead {
             id: 1,
@@ -115,7 +147,7 @@ fn read(n: &mut LogNode<MemStore>, pos: u64) -> LogResult {
         },
         &mut out,
     );
-    match out.pop() {
+    match n.run(out).pop() {
         Some(NodeAction::Send {
             body: Body::LogReadReply(mut r),
             ..
@@ -177,18 +209,12 @@ fn bad_writes_are_refused_with_a_reason() {
         assert_eq!(read(&mut c.tail, pos).status(), NotWritten);
         assert_eq!(read(&mut c.head, pos).status(), NotWritten);
     }
-    let mut out = Vec::new();
-    c.tail.on_write(
-        CLIENT,
-        false,
-        LogWrite {
-            id: 1,
-            shard: 1,
-            items: vec![data(7, "x")],
-        },
-        &mut out,
-    );
-    match out.pop() {
+    let w = LogWrite {
+        id: 1,
+        shard: 1,
+        items: vec![data(7, "x")],
+    };
+    match c.tail.write(CLIENT, false, w).pop() {
         Some(NodeAction::Send {
             body: Body::LogWriteReply(r),
             ..
@@ -200,21 +226,65 @@ fn bad_writes_are_refused_with_a_reason() {
 
 #[test]
 fn nothing_is_acknowledged_or_read_before_it_is_durable() {
-    let mut n = LogNode::new(cfg(1), MemStore::new());
-    let mut out = Vec::new();
+    let mut n = Srv::new(cfg(1));
+    n.hold_syncs = true;
     let w = LogWrite {
         id: 2,
         shard: 1,
         items: vec![data(9, "z")],
     };
-    n.on_write(UPSTREAM, true, w, &mut out);
-    n.flush(&mut out);
+    let out = n.write(UPSTREAM, true, w);
     assert!(matches!(out.as_slice(), [NodeAction::Sync(1)]), "{out:?}");
     assert_eq!(read(&mut n, 9).status(), LogStatus::NotWritten);
+    let mut tail = Vec::new();
+    n.node.on_tail(CLIENT, 1, &mut tail);
+    assert!(
+        matches!(&tail[..], [NodeAction::Send { body: Body::LogTailReply(t), .. }] if t.next <= 9),
+        "the tail counts only what is durable"
+    );
+    n.store.sync().unwrap();
     let mut out = Vec::new();
-    n.on_synced(1, &mut out);
+    n.node.on_synced(1, &mut out);
     assert!(matches!(out.as_slice(), [NodeAction::Send { .. }]));
     assert_eq!(read(&mut n, 9).status(), LogStatus::Ok);
+}
+
+/// Two writes of one position in one burst (both looked up before either appends): the
+/// second is decided against the first, not against the (stale) lookup.
+#[test]
+fn racing_writes_of_one_position_in_one_burst_are_decided_in_order() {
+    let mut n = Srv::new(cfg(1));
+    let mut out = Vec::new();
+    for (id, v) in [(1, "a"), (2, "b")] {
+        let w = LogWrite {
+            id,
+            shard: 1,
+            items: vec![data(3, v)],
+        };
+        n.node.on_write(UPSTREAM, true, w, &mut out);
+    }
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, NodeAction::Lookup { .. }))
+            .count(),
+        2
+    );
+    let mut rest = n.run(out);
+    let mut flush = Vec::new();
+    n.node.flush(&mut flush);
+    rest.extend(n.run(flush));
+    let answers: Vec<LogStatus> = rest
+        .iter()
+        .filter_map(|a| match a {
+            NodeAction::Send {
+                body: Body::LogWriteReply(r),
+                ..
+            } => Some(r.results[0].status()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![LogStatus::Ok, LogStatus::Taken]);
+    assert_eq!(&read(&mut n, 3).payload[..], b"a");
 }
 
 #[test]
@@ -222,21 +292,16 @@ fn a_write_the_tail_never_acknowledges_times_out_unacknowledged() {
     let mut c = Chain::new();
     c.cut = true;
     let mut out = Vec::new();
-    c.head.on_write(
-        CLIENT,
-        false,
-        LogWrite {
-            id: 7,
-            shard: 1,
-            items: vec![data(3, "a")],
-        },
-        &mut out,
-    );
-    c.head.flush(&mut out);
+    let w = LogWrite {
+        id: 7,
+        shard: 1,
+        items: vec![data(3, "a")],
+    };
+    out.extend(c.head.write(CLIENT, false, w));
     c.run_head(out);
     assert!(c.to_client.is_empty(), "acknowledged without the tail");
     let mut out = Vec::new();
-    c.head.tick(5000, &mut out);
+    c.head.node.tick(5000, &mut out);
     c.run_head(out);
     match c.to_client.pop() {
         Some(Body::LogWriteReply(r)) => assert_eq!(r.results[0].status(), LogStatus::Unavailable),
@@ -252,7 +317,7 @@ fn a_write_the_tail_never_acknowledges_times_out_unacknowledged() {
 fn the_head_repairs_a_successor_that_lost_an_entry() {
     let mut c = Chain::new();
     c.write(vec![data(3, "a")]);
-    c.tail = LogNode::new(cfg(1), MemStore::new());
+    c.tail = Srv::new(cfg(1));
     assert_eq!(read(&mut c.tail, 3).status(), LogStatus::NotWritten);
     // A reader's junk fill meets the head's data: refused, and the data goes down again.
     let r = c.write(vec![LogItem::junk(3)]).remove(0);

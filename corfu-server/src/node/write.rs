@@ -1,12 +1,23 @@
-//! The write path of a log server: write-once checks, appends, group-committed syncs, and
-//! passing a write down the chain; the tail's answer travels back up.
+//! The write path of a log server: checks, write-once against what is stored (looked up
+//! first), appends, group-committed syncs, and passing a write down the chain; the tail's
+//! answer travels back up.
 
-use super::{entry_result, status, ConnId, LogNode, NodeAction, Pending};
-use crate::storage::{Entry, Storage, StoreError};
+use super::{entry_result, status, ConnId, LogNode, NodeAction, Pending, Waiting};
+use crate::storage::{Entry, Lookup};
 use mason_common::logmsg::{LogItem, LogKind, LogResult, LogStatus, LogWrite, LogWriteReply};
 use mason_common::msg::Body;
 
-impl<S: Storage> LogNode<S> {
+/// A write whose items wait for a lookup of what is stored at their positions.
+pub(super) struct Checking {
+    conn: ConnId,
+    id: u64,
+    from_upstream: bool,
+    items: Vec<LogItem>,
+    /// Per item: its answer if already known (a refusal), or `None` (looked up).
+    early: Vec<Option<LogResult>>,
+}
+
+impl LogNode {
     /// A write from `conn`: a writer's (only the head takes those) or, with
     /// `from_upstream`, the predecessor's forward.
     pub fn on_write(
@@ -25,11 +36,65 @@ impl<S: Storage> LogNode<S> {
             out.push(reply(conn, w.id, results));
             return;
         }
-        let mut results = Vec::with_capacity(w.items.len());
-        let mut down = Vec::with_capacity(w.items.len());
-        for item in w.items {
+        let mut early = Vec::with_capacity(w.items.len());
+        let mut ask = Vec::new();
+        for item in &w.items {
+            let refused = self.refusal(item);
+            if refused.is_none() {
+                ask.push(item.pos);
+            }
+            early.push(refused);
+        }
+        let c = Checking {
+            conn,
+            id: w.id,
+            from_upstream,
+            items: w.items,
+            early,
+        };
+        if ask.is_empty() {
+            self.finish_write(c, Vec::new(), out);
+        } else {
+            self.lookup(ask, Waiting::Write(c), out);
+        }
+    }
+
+    /// Why `item` is refused before anything is looked up, if it is.
+    fn refusal(&mut self, item: &LogItem) -> Option<LogResult> {
+        let pos = item.pos;
+        let s = match LogKind::try_from(item.kind) {
+            Ok(LogKind::Junk) if !item.payload.is_empty() => LogStatus::Invalid,
+            Err(_) => LogStatus::Invalid,
+            Ok(_) if !self.owns(pos) => LogStatus::WrongShard,
+            Ok(_) if item.payload.len() > self.cfg.max_payload => LogStatus::TooLarge,
+            Ok(_) => return None,
+        };
+        if s != LogStatus::Invalid {
+            self.stats.refused += 1;
+        }
+        Some(status(pos, s))
+    }
+
+    /// The write's lookups are back: decide each item, append, and wait for the disk.
+    pub(super) fn finish_write(
+        &mut self,
+        c: Checking,
+        found: Vec<Lookup>,
+        out: &mut Vec<NodeAction>,
+    ) {
+        let mut found = found.into_iter();
+        let mut results = Vec::with_capacity(c.items.len());
+        let mut down = Vec::with_capacity(c.items.len());
+        for (item, early) in c.items.into_iter().zip(c.early) {
             let i = results.len();
-            let (res, repair) = self.write_one(&item, from_upstream);
+            if let Some(r) = early {
+                results.push(r);
+                continue;
+            }
+            let look = found
+                .next()
+                .unwrap_or(Lookup::Failed(item.pos, "no lookup".into()));
+            let (res, repair) = self.write_one(&item, c.from_upstream, look, out);
             match (res.status(), repair) {
                 (LogStatus::Ok, _) => down.push((Some(i), item)),
                 (LogStatus::Taken, true) => down.push((
@@ -45,8 +110,8 @@ impl<S: Storage> LogNode<S> {
             results.push(res);
         }
         let p = Pending {
-            conn,
-            id: w.id,
+            conn: c.conn,
+            id: c.id,
             results,
             down,
             needs_sync: self.append_gen,
@@ -59,62 +124,53 @@ impl<S: Storage> LogNode<S> {
         }
     }
 
-    /// Checks and stores one item. The flag says whether what is there should go down the
-    /// chain again although this write was refused (the head repairs its successor).
-    fn write_one(&mut self, item: &LogItem, from_upstream: bool) -> (LogResult, bool) {
+    /// Decides one item against what is there (what this node appended and has not yet
+    /// synced is newer than any lookup). The flag says whether what is there should go
+    /// down the chain again although this write was refused (the head repairs its
+    /// successor).
+    fn write_one(
+        &mut self,
+        item: &LogItem,
+        from_upstream: bool,
+        look: Lookup,
+        out: &mut Vec<NodeAction>,
+    ) -> (LogResult, bool) {
         let pos = item.pos;
-        let kind = match LogKind::try_from(item.kind) {
-            Ok(LogKind::Junk) if !item.payload.is_empty() => {
-                return (status(pos, LogStatus::Invalid), false)
-            }
-            Ok(k) => k,
-            Err(_) => return (status(pos, LogStatus::Invalid), false),
-        };
-        if !self.owns(pos) {
-            self.stats.refused += 1;
-            return (status(pos, LogStatus::WrongShard), false);
-        }
-        if item.payload.len() > self.cfg.max_payload {
-            self.stats.refused += 1;
-            return (status(pos, LogStatus::TooLarge), false);
-        }
+        let kind = LogKind::try_from(item.kind).unwrap_or(LogKind::Data);
         let entry = Entry {
             kind,
             payload: item.payload.clone(),
         };
-        let repair = match self.store.get(pos) {
-            Ok(None) => false,
-            Ok(Some(e)) if e == entry => return (status(pos, LogStatus::Ok), false),
-            Ok(Some(e)) => {
+        let there = match self.unsynced.get(&pos) {
+            Some((_, e)) => Lookup::Held(pos, e.clone()),
+            None => look,
+        };
+        let repair = match there {
+            Lookup::Free(_) => false,
+            Lookup::Held(_, e) if e == entry => return (status(pos, LogStatus::Ok), false),
+            Lookup::Held(_, e) => {
                 self.stats.refused += 1;
                 return (entry_result(pos, LogStatus::Taken, e), true);
             }
             // Upstream is the authority on what a position holds: its copy replaces a
             // corrupt one. A writer's value cannot be checked against it: refused.
-            Err(StoreError::Corrupt { .. }) if from_upstream => true,
-            Err(StoreError::Corrupt { .. }) => {
+            Lookup::Corrupt(..) if from_upstream => true,
+            Lookup::Corrupt(..) => {
                 self.stats.refused += 1;
                 return (status(pos, LogStatus::Corrupt), false);
             }
-            Err(e) => {
-                tracing::error!(pos, error = %e, "read before write failed");
+            Lookup::Failed(_, why) => {
+                tracing::error!(pos, "read before write failed: {why}");
                 return (status(pos, LogStatus::Unavailable), false);
             }
         };
-        match self.store.append(pos, &entry, repair) {
-            Ok(()) => {
-                self.append_gen += 1;
-                self.stats.appended += 1;
-                self.unsynced.push_back((self.append_gen, pos));
-                self.unsynced_set.insert(pos);
-                (status(pos, LogStatus::Ok), false)
-            }
-            Err(StoreError::TooLarge { .. }) => (status(pos, LogStatus::TooLarge), false),
-            Err(e) => {
-                tracing::error!(pos, error = %e, "append failed");
-                (status(pos, LogStatus::Unavailable), false)
-            }
-        }
+        self.append_gen += 1;
+        self.stats.appended += 1;
+        self.unsynced.insert(pos, (self.append_gen, entry.clone()));
+        self.unsynced_order.push_back((self.append_gen, pos));
+        self.next = self.next.max(pos + 1);
+        out.push(NodeAction::Append { pos, entry, repair });
+        (status(pos, LogStatus::Ok), false)
     }
 
     /// Durable here: forward down the chain, or (at the tail) answer.

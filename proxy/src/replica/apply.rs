@@ -1,7 +1,8 @@
 //! Applying committed entries: every replica binds each batch's ops to numbers in order,
-//! keeps the per-client dedup state (Once), and records what it bound (the recorded set,
+//! keeps the per-session dedup state (Once), and records what it bound (the recorded set,
 //! and a record for the checker); the leader also answers the clients. Batches from an
-//! epoch below the group's promise are fenced off: they bind nothing.
+//! epoch below the group's promise are fenced off: they bind nothing. An op of a session
+//! that is no longer open binds nothing either (its numbers become noops).
 
 use super::{Action, Replica};
 use crate::config::Mutant;
@@ -28,6 +29,9 @@ impl Replica {
                 Ok(LogEntry {
                     kind: Some(Kind::Fill(f)),
                 }) => self.apply_fill(f, out),
+                Ok(LogEntry {
+                    kind: Some(Kind::Sessions(x)),
+                }) => self.apply_sessions(x, out),
                 Ok(LogEntry { kind: None }) => {
                     tracing::error!(group = self.cfg.group, index = e.index, "empty entry")
                 }
@@ -75,11 +79,15 @@ impl Replica {
             self.anomalies += 1;
         }
         self.last_batch_id = b.batch_id;
+        let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
         let mut kept = Vec::with_capacity(b.ops.len());
         let mut dups = Vec::new();
         for o in &b.ops {
-            let a = self.clients.entry(o.client_id).or_default();
-            if o.client_seq <= a.max_seq && self.cfg.mutant != Some(Mutant::NoDedup) {
+            // A session closed since its op was batched: the op binds nothing.
+            let Some(a) = self.sessions.get_mut(&o.session) else {
+                continue;
+            };
+            if o.client_seq <= a.max_seq && !no_dedup {
                 dups.push(o);
             } else {
                 a.max_seq = o.client_seq;
@@ -93,26 +101,38 @@ impl Replica {
         if b.watermarks.len() == self.cfg.spaces as usize {
             self.recorded.advance(&b.watermarks);
         }
-        let mut numbered = Vec::with_capacity(kept.len());
-        if let Err(e) = bound.for_each_op(|c, s, m, n| numbered.push((c, s, m.0, n.to_vec()))) {
-            tracing::error!(group = self.cfg.group, error = %e, "batch ranges do not cover its ops");
-        }
+        let mut numbered = b.number(&kept).unwrap_or_else(|| {
+            tracing::error!(
+                group = self.cfg.group,
+                batch = b.batch_id,
+                "batch ranges do not cover its ops"
+            );
+            Vec::new()
+        });
         self.forget_written(b.log_done_below);
-        for (o, (c, s, m, n)) in kept.iter().zip(&numbered) {
-            if SpaceMask(*m).index_of(0) == Some(0) {
-                if let Some(pos) = n.first() {
+        for (o, n) in kept.iter().zip(&numbered) {
+            if SpaceMask(n.mask).index_of(0) == Some(0) {
+                if let Some(pos) = n.numbers.first() {
                     self.stash_payload(*pos, &o.payload);
                 }
             }
-            let a = self.clients.entry(*c).or_default();
-            a.answers.insert(*s, (*m, n.clone()));
-            // The client holds every answer below `acked_below`: forget them.
-            while a
-                .answers
-                .first_key_value()
-                .is_some_and(|(seq, _)| *seq < o.acked_below)
-            {
+            let Some(a) = self.sessions.get_mut(&n.session) else {
+                continue;
+            };
+            a.answers.insert(n.seq, (n.mask, n.numbers.clone()));
+            // The client holds every answer below `acked_below`: forget them. A client that
+            // never says so keeps at most MAX_ANSWERS (a retry of a forgotten one is told
+            // its session expired).
+            while a.answers.first_key_value().is_some_and(|(seq, _)| {
+                *seq < o.acked_below || a.answers.len() > super::clients::MAX_ANSWERS
+            }) {
                 a.answers.pop_first();
+            }
+        }
+        if self.cfg.mutant == Some(Mutant::WrongNumbers) && numbered.len() >= 2 {
+            let (x, y) = numbered.split_at_mut(1);
+            if x[0].mask == y[0].mask {
+                std::mem::swap(&mut x[0].numbers, &mut y[0].numbers);
             }
         }
         out.push(Action::Bound(bound));
@@ -125,23 +145,23 @@ impl Replica {
         if l.inflight.front().is_some_and(|f| f.id == b.batch_id) {
             l.inflight.pop_front();
         }
-        for (c, s, m, n) in numbered {
-            if let Some(lc) = l.clients.get(&c) {
+        for n in numbered {
+            if let Some(lc) = l.clients.get(&n.session) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::answered(c, s, m, n),
+                    reply: Replica::answered(n.session, n.seq, n.mask, n.numbers),
                 });
             }
         }
         for o in dups {
             let cached = self
-                .clients
-                .get(&o.client_id)
+                .sessions
+                .get(&o.session)
                 .and_then(|a| a.answers.get(&o.client_seq));
-            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.client_id), cached) {
+            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.session), cached) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::answered(o.client_id, o.client_seq, *m, n.clone()),
+                    reply: Replica::answered(o.session, o.client_seq, *m, n.clone()),
                 });
             }
         }

@@ -24,8 +24,18 @@ impl Replica {
             && (l.open.len() >= cfg.max_batch_ops
                 || now.saturating_sub(l.open_since) >= cfg.batch_delay_us)
         {
-            let n = l.open.len().min(cfg.max_batch_ops);
+            // At most `max_batch_ops` ops and (past the first) `max_batch_bytes` bytes.
+            let mut n = 0;
+            let mut bytes = 0;
+            for o in l.open.iter().take(cfg.max_batch_ops) {
+                if n > 0 && bytes + o.payload.len() > cfg.max_batch_bytes {
+                    break;
+                }
+                bytes += o.payload.len();
+                n += 1;
+            }
             let ops: Vec<OpEntry> = l.open.drain(..n).collect();
+            l.queued_bytes = l.queued_bytes.saturating_sub(bytes + 64 * n);
             let mut mask = 0u64;
             for o in &ops {
                 mask |= o.space_mask;
@@ -48,6 +58,7 @@ impl Replica {
                 space_mask: mask.0,
                 counts,
                 committed,
+                session: 0,
             };
             out.push(Action::SendSeq(request.clone()));
             l.inflight.push_back(Inflight {
@@ -110,7 +121,7 @@ impl Replica {
                 }
                 b.stage = Stage::Proposed;
                 if self.cfg.mutant == Some(Mutant::AnswerBeforeCommit) {
-                    answer_early(&b.ops, b.id, &reply, &l.clients, self.cfg.group, out);
+                    answer_early(&b.ops, b.id, &reply, &l.clients, out);
                 }
             }
         }
@@ -130,7 +141,6 @@ fn answer_early(
     id: u64,
     reply: &SeqReply,
     clients: &BTreeMap<u64, LeaderClient>,
-    group: u32,
     out: &mut Vec<Action>,
 ) {
     let entry = BatchEntry {
@@ -144,14 +154,14 @@ fn answer_early(
         log_done_below: 0,
     };
     let ops: Vec<&OpEntry> = ops.iter().collect();
-    let _ = entry.bound(group, &ops).for_each_op(|c, s, m, n| {
-        if let Some(lc) = clients.get(&c) {
+    for n in entry.number(&ops).unwrap_or_default() {
+        if let Some(lc) = clients.get(&n.session) {
             out.push(Action::Reply {
                 conn: lc.conn,
-                reply: Replica::answered(c, s, m.0, n.to_vec()),
+                reply: Replica::answered(n.session, n.seq, n.mask, n.numbers),
             });
         }
-    });
+    }
 }
 
 /// Whether a sequencer answer gives the batch every number it asked for.

@@ -4,24 +4,30 @@
 //! reporting its recorded set; it commits the holes it is assigned as noops. Every replica
 //! applies promises and holes the same way, and binds nothing from an epoch below its
 //! promise (the fence).
+//!
+//! Each of these messages may come twice, late, or out of order. A group promises an
+//! epoch to one ballot (one takeover attempt) only: a `Switch` of that epoch from another
+//! ballot is refused, and fills and activations count only from the ballot promised. A
+//! re-sent `Switch` or `Fill` of the promised ballot is answered again (a promise once
+//! committed, a fill once recorded), never applied twice.
 
 use super::{Action, Replica};
 use crate::config::Mutant;
-use crate::entry::{FillEntry, Kind, LogEntry, SwitchEntry};
+use crate::entry::{FillEntry, Kind, SwitchEntry};
 use mason_common::msg::{Activate, Body, Fill, FillAck, Heartbeat, Promise, Switch, Takeover};
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
-use prost::Message as _;
 
 impl Replica {
     /// Leaders only: a heartbeat when the sequencer has been quiet, and a takeover request
-    /// to the next backup when it has been silent for the timeout.
+    /// to the next backup when it has been silent for the timeout, with a heartbeat sent
+    /// meanwhile unanswered (silence observed while this process ran: see `tick`).
     pub(super) fn watch_sequencer(&mut self, now: u64, out: &mut Vec<Action>) {
         if !self.is_leader() || self.leader.is_none() {
             return;
         }
         let quiet = now.saturating_sub(self.seq_heard);
-        if quiet >= self.cfg.seq_timeout_us {
+        if quiet >= self.cfg.seq_timeout_us && self.heartbeat_sent > self.seq_heard {
             if self.cfg.sequencers > 1 {
                 let mut target = self.owner(self.promised + 1 + self.takeover_asks);
                 if target == self.owner(self.promised) {
@@ -68,7 +74,9 @@ impl Replica {
 
     /// The sequencer of `epoch` serves now: re-send what is unanswered at once.
     pub fn on_activate(&mut self, a: Activate, out: &mut Vec<Action>) {
-        if a.epoch == self.promised {
+        if a.epoch == self.promised
+            && (self.promised_ballot == 0 || a.ballot == self.promised_ballot)
+        {
             self.seq_heard = self.now;
             self.takeover_asks = 0;
             self.on_seq_connected(out);
@@ -86,6 +94,7 @@ impl Replica {
             last_batch_id: self.last_batch_id,
             watermarks: self.recorded.watermarks().to_vec(),
             recorded: ok.then(|| self.recorded.ranges()),
+            ballot: self.promised_ballot,
         }
     }
 
@@ -94,25 +103,39 @@ impl Replica {
             return;
         }
         let to = self.owner(sw.epoch);
-        if sw.epoch < self.promised {
+        let same = sw.epoch == self.promised && sw.ballot == self.promised_ballot;
+        if sw.epoch < self.promised || (sw.epoch == self.promised && !same) {
+            // An older epoch, or this one promised to another ballot.
             out.push(Action::ToSeq {
                 seq: to,
                 body: Body::Promise(self.promise(false, sw.epoch)),
             });
-        } else if sw.epoch == self.promised {
+        } else if same {
             // A re-sent Switch: the promise is committed already.
             out.push(Action::ToSeq {
                 seq: to,
                 body: Body::Promise(self.promise(true, sw.epoch)),
             });
-        } else {
-            self.propose(Kind::Switch(SwitchEntry { epoch: sw.epoch }));
+        } else if let Some(l) = self.leader.as_mut() {
+            // Proposed once per (epoch, ballot) by this leader; a lost proposal is
+            // proposed again by the next leader, whom the backup asks again.
+            if l.proposed_switch != Some((sw.epoch, sw.ballot)) {
+                l.proposed_switch = Some((sw.epoch, sw.ballot));
+                self.propose(Kind::Switch(SwitchEntry {
+                    epoch: sw.epoch,
+                    ballot: sw.ballot,
+                }));
+            }
         }
         self.flush(self.now, out);
     }
 
     pub fn on_fill(&mut self, f: Fill, out: &mut Vec<Action>) {
-        if !self.is_leader() || f.group != self.cfg.group || f.epoch != self.promised {
+        if !self.is_leader()
+            || f.group != self.cfg.group
+            || f.epoch != self.promised
+            || f.ballot != self.promised_ballot
+        {
             return;
         }
         let Some(holes) = f.holes else {
@@ -132,21 +155,18 @@ impl Replica {
                 body: Body::FillAck(FillAck {
                     epoch: f.epoch,
                     group: self.cfg.group,
+                    ballot: f.ballot,
                 }),
             });
         } else {
+            // Re-sent fills may commit this more than once: applying it binds only what
+            // is still missing.
             self.propose(Kind::Fill(FillEntry {
                 epoch: f.epoch,
                 holes: Some(holes),
+                ballot: f.ballot,
             }));
             self.flush(self.now, out);
-        }
-    }
-
-    fn propose(&mut self, kind: Kind) {
-        let data = LogEntry { kind: Some(kind) }.encode_to_vec();
-        if let Err(e) = self.node.propose(Vec::new(), data) {
-            tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
         }
     }
 
@@ -158,6 +178,7 @@ impl Replica {
             return;
         }
         self.promised = sw.epoch;
+        self.promised_ballot = sw.ballot;
         tracing::info!(
             group = self.cfg.group,
             epoch = sw.epoch,
@@ -181,7 +202,7 @@ impl Replica {
 
     /// Applies a takeover's holes: binds as noops every part not yet recorded.
     pub(super) fn apply_fill(&mut self, f: FillEntry, out: &mut Vec<Action>) {
-        if f.epoch != self.promised {
+        if f.epoch != self.promised || f.ballot != self.promised_ballot {
             return;
         }
         let Some(it) = f.holes.as_ref().and_then(|h| h.iter()) else {
@@ -215,6 +236,7 @@ impl Replica {
                 body: Body::FillAck(FillAck {
                     epoch: f.epoch,
                     group: self.cfg.group,
+                    ballot: f.ballot,
                 }),
             });
         }

@@ -1,6 +1,6 @@
 //! Snapshots of a replica's state machine (DESIGN.md section 6): every `snapshot_entries`
 //! applied entries a replica snapshots what it applied (batch ids, promise, recorded set,
-//! per-client dedup state) and compacts its Raft log behind it; a follower that fell
+//! open sessions with their dedup state) and compacts its Raft log behind it; a follower that fell
 //! behind the compacted log gets the snapshot from its leader and restores from it, and a
 //! restarted replica restores from the one on its disk.
 
@@ -26,6 +26,10 @@ struct SnapshotData {
     /// CorfuMason: deliveries not known to be written to the log.
     #[prost(message, repeated, tag = "6")]
     deliveries: Vec<PendingDelivery>,
+    #[prost(uint64, tag = "7")]
+    promised_ballot: u64,
+    #[prost(uint64, tag = "8")]
+    next_session: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -39,11 +43,15 @@ struct PendingDelivery {
 #[derive(Clone, PartialEq, prost::Message)]
 struct ClientState {
     #[prost(uint64, tag = "1")]
-    client_id: u64,
+    session: u64,
     #[prost(uint64, tag = "2")]
     max_seq: u64,
     #[prost(message, repeated, tag = "3")]
     answers: Vec<Answer>,
+    #[prost(uint64, tag = "4")]
+    client_id: u64,
+    #[prost(uint32, tag = "5")]
+    window: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -63,10 +71,12 @@ const KEEP_BEHIND: u64 = 1_000;
 impl Replica {
     fn state_data(&self) -> Vec<u8> {
         let mut clients: Vec<ClientState> = self
-            .clients
+            .sessions
             .iter()
             .map(|(id, a)| ClientState {
-                client_id: *id,
+                session: *id,
+                client_id: a.client_id,
+                window: a.window,
                 max_seq: a.max_seq,
                 answers: a
                     .answers
@@ -79,10 +89,12 @@ impl Replica {
                     .collect(),
             })
             .collect();
-        clients.sort_by_key(|c| c.client_id);
+        clients.sort_by_key(|c| c.session);
         SnapshotData {
             last_batch_id: self.last_batch_id,
             promised: self.promised,
+            promised_ballot: self.promised_ballot,
+            next_session: self.next_session,
             watermarks: self.recorded.watermarks().to_vec(),
             recorded: Some(self.recorded.ranges()),
             clients,
@@ -108,14 +120,18 @@ impl Replica {
         };
         self.last_batch_id = data.last_batch_id;
         self.promised = data.promised;
+        self.promised_ballot = data.promised_ballot;
+        self.next_session = data.next_session.max(1);
         self.recorded = Recorded::restore(
             self.cfg.spaces,
             &data.watermarks,
             &data.recorded.unwrap_or_default(),
         );
-        self.clients.clear();
+        self.sessions.clear();
         for c in data.clients {
-            let a: &mut Applied = self.clients.entry(c.client_id).or_default();
+            let a: &mut Applied = self.sessions.entry(c.session).or_default();
+            a.client_id = c.client_id;
+            a.window = c.window;
             a.max_seq = c.max_seq;
             for ans in c.answers {
                 a.answers.insert(ans.seq, (ans.mask, ans.numbers));

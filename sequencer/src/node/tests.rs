@@ -22,8 +22,11 @@ fn promise(
         last_batch_id: last,
         watermarks: w,
         recorded: Some(r),
+        ballot: BALLOT,
     }
 }
+
+const BALLOT: u64 = 0xba11;
 
 fn backup(id: u32, groups: u32) -> SeqNode {
     SeqNode::new(SeqNodeConfig {
@@ -32,6 +35,7 @@ fn backup(id: u32, groups: u32) -> SeqNode {
         groups,
         spaces: 2,
         primary: false,
+        ballot: BALLOT,
         ..SeqNodeConfig::default()
     })
 }
@@ -99,7 +103,11 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
     out.clear();
     n.on_frame(
         1,
-        Body::FillAck(FillAck { epoch: 2, group: 0 }),
+        Body::FillAck(FillAck {
+            epoch: 2,
+            group: 0,
+            ballot: BALLOT,
+        }),
         0,
         &mut out,
     )
@@ -107,7 +115,10 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
     assert_eq!(n.active_epoch(), Some(2));
     assert!(matches!(
         out[0],
-        SeqOut::Broadcast(Body::Activate(Activate { epoch: 2 }))
+        SeqOut::Broadcast(Body::Activate(Activate {
+            epoch: 2,
+            ballot: BALLOT
+        }))
     ));
     // Counters restart at the highest recorded number + 1; group 1's next id is 9.
     out.clear();
@@ -118,6 +129,7 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
         space_mask: 1,
         counts: vec![4],
         committed: 8,
+        session: 0,
     };
     n.on_frame(3, Body::GetSeq(req.clone()), 0, &mut out)
         .unwrap();
@@ -204,4 +216,117 @@ fn the_primary_answers_heartbeats_and_takeover_requests_of_its_own_epoch() {
     assert!(p
         .on_frame(4, Body::ClientReply(Default::default()), 0, &mut out)
         .is_err());
+}
+
+/// Every takeover message again, and late: nothing happens twice. A repeated `Takeover`
+/// starts no second takeover, repeated promises and acknowledgements count once, and
+/// after activation none of them changes anything.
+#[test]
+fn repeated_and_late_takeover_messages_change_nothing() {
+    let mut n = backup(1, 2);
+    let mut out = Vec::new();
+    let ask = |epoch| Body::Takeover(Takeover { epoch, group: 0 });
+    n.on_frame(9, ask(1), 0, &mut out).unwrap();
+    n.on_frame(9, ask(1), 0, &mut out).unwrap();
+    let switches = out
+        .iter()
+        .filter(|o| matches!(o, SeqOut::Group(_, Body::Switch(_))))
+        .count();
+    assert_eq!(switches, 2, "one Switch per group, once");
+    out.clear();
+    let p0 = promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)]);
+    let p1 = promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)]);
+    for p in [&p0, &p0, &p1, &p0, &p1] {
+        n.on_frame(1, Body::Promise(p.clone()), 0, &mut out)
+            .unwrap();
+    }
+    let fills = out
+        .iter()
+        .filter(|o| matches!(o, SeqOut::Group(_, Body::Fill(_))))
+        .count();
+    assert_eq!(fills, 1, "holes assigned once");
+    let ack = |ballot| {
+        Body::FillAck(FillAck {
+            epoch: 2,
+            group: 0,
+            ballot,
+        })
+    };
+    out.clear();
+    // An acknowledgement of another ballot's fill (this sequencer before a restart).
+    n.on_frame(1, ack(BALLOT + 1), 0, &mut out).unwrap();
+    assert!(n.active_epoch().is_none());
+    n.on_frame(1, ack(BALLOT), 0, &mut out).unwrap();
+    n.on_frame(1, ack(BALLOT), 0, &mut out).unwrap();
+    assert_eq!(n.active_epoch(), Some(2));
+    let activations = out
+        .iter()
+        .filter(|o| matches!(o, SeqOut::Broadcast(Body::Activate(_))))
+        .count();
+    assert_eq!(activations, 1);
+    // Late copies of everything once active: no new takeover, no change of epoch.
+    out.clear();
+    n.on_frame(9, ask(1), 0, &mut out).unwrap();
+    n.on_frame(1, Body::Promise(p0.clone()), 0, &mut out)
+        .unwrap();
+    n.on_frame(1, ack(BALLOT), 0, &mut out).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(n.active_epoch(), Some(2));
+}
+
+/// A sequencer that restarted (a new ballot) and hears a late `Takeover` about an epoch
+/// it had already taken over before the restart: the groups refuse, since they promised
+/// that epoch to the old ballot, and it gives up instead of serving that epoch again.
+#[test]
+fn a_restarted_sequencer_cannot_take_over_an_epoch_again() {
+    let mut n = SeqNode::new(SeqNodeConfig {
+        ballot: BALLOT + 7,
+        ..backup(1, 1).cfg
+    });
+    let mut out = Vec::new();
+    n.on_frame(
+        9,
+        Body::Takeover(Takeover { epoch: 1, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    assert!(
+        matches!(&out[0], SeqOut::Group(0, Body::Switch(s)) if s.epoch == 2 && s.ballot == BALLOT + 7)
+    );
+    // The group promised epoch 2 to the old ballot: a re-sent promise of it is no promise
+    // to this one.
+    out.clear();
+    n.on_frame(
+        1,
+        Body::Promise(promise(2, 0, 3, vec![0, 0], &[])),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    assert!(n.active_epoch().is_none() && out.is_empty());
+    // Asked again about epoch 2, it moves past it.
+    n.on_frame(
+        9,
+        Body::Takeover(Takeover { epoch: 2, group: 0 }),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    assert!(matches!(&out[0], SeqOut::Group(0, Body::Switch(s)) if s.epoch == 5));
+}
+
+#[test]
+fn groups_it_does_not_serve_are_refused() {
+    let mut n = backup(1, 2);
+    let mut out = Vec::new();
+    assert!(n
+        .on_frame(
+            9,
+            Body::Takeover(Takeover { epoch: 1, group: 2 }),
+            0,
+            &mut out
+        )
+        .is_err());
+    assert!(out.is_empty() && n.next_deadline().is_none());
 }

@@ -247,13 +247,21 @@ impl World {
 
     /// Restarts a crashed sequencer with no state, as a backup.
     fn restart_sequencer(&mut self, i: u32) {
-        let cfg = seq_config(&self.cfg, i, false);
-        let Some(s) = self.seqs.get_mut(i as usize).filter(|s| !s.alive) else {
+        let Some(inc) = self
+            .seqs
+            .get(i as usize)
+            .filter(|s| !s.alive)
+            .map(|s| s.incarnation + 1)
+        else {
+            return;
+        };
+        let cfg = seq_config(&self.cfg, i, false, inc);
+        let Some(s) = self.seqs.get_mut(i as usize) else {
             return;
         };
         s.node = SeqNode::new(cfg);
         s.alive = true;
-        s.incarnation += 1;
+        s.incarnation = inc;
         let inc = s.incarnation;
         self.trace
             .note(self.now, format!("restart sequencer-{i} (as a backup)"));
@@ -262,13 +270,22 @@ impl World {
     }
 }
 
-pub(super) fn seq_config(cfg: &WorldConfig, id: u32, primary: bool) -> SeqNodeConfig {
+/// Sequencer `id`'s configuration in its incarnation `inc` (0 at the start); its ballot
+/// is drawn from the seed, new for every incarnation, as a real one draws it at random.
+pub(super) fn seq_config(cfg: &WorldConfig, id: u32, primary: bool, inc: u64) -> SeqNodeConfig {
+    let mut x = cfg.seed ^ (u64::from(id) << 40) ^ inc.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
     SeqNodeConfig {
         id,
         sequencers: cfg.sequencers.max(1),
         groups: cfg.triples * cfg.groups_per_triple,
         spaces: cfg.spaces,
         primary,
+        ballot: x | 1,
         mutant: cfg.seq_mutant,
         ..SeqNodeConfig::default()
     }

@@ -11,7 +11,7 @@ use crate::net::Node;
 use mason_common::logmsg::LogWrite;
 use mason_common::msg::Body;
 use mason_corfu_server::node::{ConnId, LogNode, NodeAction, NodeConfig};
-use mason_corfu_server::storage::{MemStore, Storage};
+use mason_corfu_server::storage::{run_disk_action, DiskDone, MemStore, Storage};
 use rand::Rng;
 
 /// The shape of the shared log.
@@ -76,7 +76,8 @@ fn peer_of(conn: ConnId) -> (Node, u64) {
 }
 
 pub(super) struct SimLog {
-    node: LogNode<MemStore>,
+    node: LogNode,
+    store: MemStore,
     alive: bool,
     incarnation: u64,
     disk_busy: bool,
@@ -106,7 +107,8 @@ impl World {
                 return;
             };
             self.logs.push(SimLog {
-                node: LogNode::new(cfg, MemStore::new()),
+                node: LogNode::new(cfg, 0),
+                store: MemStore::new(),
                 alive: true,
                 incarnation: 1,
                 disk_busy: false,
@@ -200,12 +202,37 @@ impl World {
         self.log_actions(i, out);
     }
 
-    fn log_actions(&mut self, i: u32, out: Vec<NodeAction>) {
+    fn log_actions(&mut self, i: u32, mut out: Vec<NodeAction>) {
         let Some(l) = self.cfg.log else { return };
         let r = l.replication.max(1);
         let me = Node::LogServer(i);
-        for a in out {
+        // Lookups and appends are carried out at once (what they report comes back before
+        // anything else); a sync takes the disk's time.
+        let mut todo = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    NodeAction::Lookup { .. } | NodeAction::Append { .. } => {
+                        let Some(s) = self.logs.get_mut(i as usize) else {
+                            continue;
+                        };
+                        match run_disk_action(&mut s.store, a) {
+                            Ok(Some(DiskDone::Looked(t, found))) => {
+                                s.node.on_looked_up(t, found, &mut next)
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "simulated disk action failed"),
+                        }
+                    }
+                    other => todo.push(other),
+                }
+            }
+            out = next;
+        }
+        for a in todo {
             match a {
+                NodeAction::Lookup { .. } | NodeAction::Append { .. } => {}
                 NodeAction::Sync(gen) => {
                     let Some(s) = self.logs.get_mut(i as usize) else {
                         continue;
@@ -258,12 +285,9 @@ impl World {
             return;
         };
         let mut out = Vec::new();
-        match s.node.store_mut().sync() {
+        match s.store.sync() {
             Ok(()) => s.node.on_synced(gen, &mut out),
-            Err(e) => {
-                tracing::error!(error = %e, "simulated sync failed");
-                s.node.on_sync_failed(&mut out);
-            }
+            Err(e) => tracing::error!(error = %e, "simulated sync failed"),
         }
         s.disk_busy = false;
         let next = s.sync_queued.take();
@@ -298,8 +322,8 @@ impl World {
         let Some(s) = self.logs.get_mut(i as usize).filter(|s| s.alive) else {
             return;
         };
-        let kept = s.node.store().crash();
-        s.node = LogNode::new(cfg, kept);
+        s.store = s.store.crash();
+        s.node = LogNode::new(cfg, s.store.next_position());
         s.alive = false;
         s.incarnation += 1;
         s.disk_busy = false;
@@ -367,7 +391,7 @@ impl World {
 
     /// What log server `i` holds (its store, synced or not).
     pub fn log_store(&self, i: u32) -> Option<&MemStore> {
-        self.logs.get(i as usize).map(|s| s.node.store())
+        self.logs.get(i as usize).map(|s| &s.store)
     }
 
     /// Whether every group's serving leader has written all its deliveries (always true

@@ -25,6 +25,7 @@ impl World {
                 Body::Raft(r) => r.group,
                 Body::SeqReply(r) => r.group,
                 Body::ClientOp(o) => o.group,
+                Body::Register(r) => r.group,
                 Body::Heartbeat(h) => h.group,
                 Body::Switch(s) => s.group,
                 Body::Fill(f) => f.group,
@@ -53,7 +54,11 @@ impl World {
                 continue;
             };
             match body {
-                Body::Raft(r) => rep.on_raft(&r.data),
+                Body::Raft(r) => {
+                    if let Node::Proxy(p) = from {
+                        rep.on_raft(p % 3, &r.data)
+                    }
+                }
                 Body::SeqReply(r) => rep.on_seq_reply(r),
                 Body::Heartbeat(h) => rep.on_heartbeat(h),
                 Body::Switch(s) => rep.on_switch(s, &mut out),
@@ -62,6 +67,11 @@ impl World {
                 Body::ClientOp(op) => {
                     if let Node::Client(c) = from {
                         rep.on_client_op(u64::from(c), op, &mut out);
+                    }
+                }
+                Body::Register(r) => {
+                    if let Node::Client(c) = from {
+                        rep.on_register(u64::from(c), r, &mut out);
                     }
                 }
                 _ => {}
@@ -146,6 +156,11 @@ impl World {
                     Node::Proxy(m),
                     Node::Client(conn as u32),
                     Body::ClientReply(reply),
+                ),
+                Action::Registered { conn, reply } => self.send(
+                    Node::Proxy(m),
+                    Node::Client(conn as u32),
+                    Body::Registered(reply),
                 ),
                 Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
                 Action::LogWrite(w) => self.log_write_from(m, w),

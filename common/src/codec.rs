@@ -1,0 +1,240 @@
+//! The wire's framing as a tokio-util codec, used on both sides of every connection: a
+//! 4-byte big-endian length, then the prost bytes of one [`Frame`].
+//!
+//! A length prefix buys nothing until its bytes arrive: the decoder never reserves the
+//! announced length up front (the read buffer grows only with what was received), and a
+//! buffer that grew for one large frame is given back once it is drained. Each connection
+//! has its own limit, set from its role after the handshake (a few hundred bytes before
+//! it); a longer frame is an error that closes that connection. Bodies are decoded from
+//! frozen [`Bytes`], so payloads are not copied.
+
+use crate::msg::Frame;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use prost::Message;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Bytes of the length prefix.
+pub const PREFIX: usize = 4;
+/// The default largest frame between peers (Raft messages, promises, log writes).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// A read buffer at least this large is replaced by a small one once it is empty.
+const SHRINK_ABOVE: usize = 256 << 10;
+/// What a connection's read buffer starts with.
+pub const READ_BUFFER: usize = 4 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {len} bytes exceeds this connection's limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("frame does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("frame has no body")]
+    Empty,
+    #[error("the stream ended inside a frame ({0} bytes of it received)")]
+    Truncated(usize),
+}
+
+/// Length-prefixed [`Frame`]s with a per-connection size limit.
+#[derive(Clone, Debug)]
+pub struct FrameCodec {
+    max: usize,
+}
+
+impl FrameCodec {
+    pub fn new(max: usize) -> FrameCodec {
+        FrameCodec { max }
+    }
+
+    /// The largest body accepted (and sent) from now on.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The body's length, once the prefix has arrived and passed the limit.
+    fn announced(&self, src: &BytesMut) -> Result<Option<usize>, CodecError> {
+        if src.len() < PREFIX {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max {
+            return Err(CodecError::TooLong { len, max: self.max });
+        }
+        Ok(Some(len))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some(len) = self.announced(src)? else {
+            return Ok(None);
+        };
+        if src.len() < PREFIX + len {
+            return Ok(None);
+        }
+        src.advance(PREFIX);
+        let body = src.split_to(len).freeze();
+        if src.is_empty() && src.capacity() > SHRINK_ABOVE {
+            *src = BytesMut::with_capacity(READ_BUFFER);
+        }
+        decode_body(body).map(Some)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self.decode(src)? {
+            Some(f) => Ok(Some(f)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated(src.len())),
+        }
+    }
+}
+
+/// Decodes one frame body (without its prefix).
+pub fn decode_body(body: Bytes) -> Result<Frame, CodecError> {
+    let frame = Frame::decode(body)?;
+    if frame.body.is_none() {
+        return Err(CodecError::Empty);
+    }
+    Ok(frame)
+}
+
+/// One frame's body, encoded once (to be sent on one or many connections).
+pub fn encode_body(frame: &Frame) -> Bytes {
+    Bytes::from(frame.encode_to_vec())
+}
+
+/// Appends one length-prefixed frame to `buf`.
+pub fn encode_into(frame: &Frame, buf: &mut BytesMut) {
+    let len = frame.encoded_len();
+    buf.reserve(len + PREFIX);
+    buf.put_u32(len as u32);
+    // Encoding into a BytesMut with reserved room cannot fail.
+    let _ = frame.encode(buf);
+}
+
+/// Encodes an already encoded body (see [`encode_body`]) with its prefix.
+impl Encoder<Bytes> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> Result<(), CodecError> {
+        if body.len() > self.max {
+            return Err(CodecError::TooLong {
+                len: body.len(),
+                max: self.max,
+            });
+        }
+        dst.reserve(PREFIX + body.len());
+        dst.put_u32(body.len() as u32);
+        dst.extend_from_slice(&body);
+        Ok(())
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let len = frame.encoded_len();
+        if len > self.max {
+            return Err(CodecError::TooLong { len, max: self.max });
+        }
+        encode_into(frame, dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{Body, GetSeq};
+    use futures::StreamExt;
+    use tokio_util::codec::FramedRead;
+
+    fn sample() -> Frame {
+        Frame::new(Body::GetSeq(GetSeq {
+            epoch: 1,
+            group: 2,
+            batch_id: 3,
+            space_mask: 0b101,
+            counts: vec![4, 5],
+            ..Default::default()
+        }))
+    }
+
+    #[tokio::test]
+    async fn roundtrip_and_every_error() {
+        let mut buf = BytesMut::new();
+        encode_into(&sample(), &mut buf);
+        encode_into(&sample(), &mut buf);
+        let mut r = FramedRead::new(&buf[..], FrameCodec::new(1024));
+        assert_eq!(r.next().await.unwrap().unwrap(), sample());
+        assert_eq!(r.next().await.unwrap().unwrap(), sample());
+        assert!(r.next().await.is_none());
+
+        let mut r = FramedRead::new(&buf[..], FrameCodec::new(4));
+        assert!(matches!(
+            r.next().await,
+            Some(Err(CodecError::TooLong { max: 4, .. }))
+        ));
+        let cut = &buf[..buf.len() - 3];
+        let mut r = FramedRead::new(cut, FrameCodec::new(1024));
+        assert!(r.next().await.unwrap().is_ok());
+        assert!(matches!(
+            r.next().await,
+            Some(Err(CodecError::Truncated(_)))
+        ));
+        let junk = [0u8, 0, 0, 3, 0xff, 0xff, 0xff];
+        let mut r = FramedRead::new(&junk[..], FrameCodec::new(1024));
+        assert!(matches!(r.next().await, Some(Err(CodecError::Decode(_)))));
+        let empty = [0u8, 0, 0, 0];
+        let mut r = FramedRead::new(&empty[..], FrameCodec::new(1024));
+        assert!(matches!(r.next().await, Some(Err(CodecError::Empty))));
+    }
+
+    /// A bare prefix announcing 16 MiB reserves nothing beyond what arrived.
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut c = FrameCodec::new(32 << 20);
+        let mut src = BytesMut::with_capacity(READ_BUFFER);
+        src.extend_from_slice(&(16u32 << 20).to_be_bytes());
+        assert!(c.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= READ_BUFFER, "{}", src.capacity());
+        src.extend_from_slice(&[0u8; 1000]);
+        assert!(c.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= READ_BUFFER);
+    }
+
+    /// A buffer that grew for a large frame shrinks once drained.
+    #[test]
+    fn a_drained_large_buffer_is_given_back() {
+        let mut c = FrameCodec::new(4 << 20);
+        let big = Frame::new(Body::GetSeq(GetSeq {
+            counts: vec![7; 400_000],
+            ..Default::default()
+        }));
+        let mut src = BytesMut::new();
+        encode_into(&big, &mut src);
+        assert!(src.capacity() > SHRINK_ABOVE);
+        assert_eq!(c.decode(&mut src).unwrap().unwrap(), big);
+        assert!(src.capacity() <= READ_BUFFER);
+    }
+
+    #[test]
+    fn the_encoder_refuses_what_the_peer_would_refuse() {
+        let mut c = FrameCodec::new(8);
+        let mut dst = BytesMut::new();
+        assert!(Encoder::<&Frame>::encode(&mut c, &sample(), &mut dst).is_err());
+        assert!(dst.is_empty());
+        c.set_max(1024);
+        Encoder::<Bytes>::encode(&mut c, encode_body(&sample()), &mut dst).unwrap();
+        assert_eq!(c.decode(&mut dst).unwrap().unwrap(), sample());
+    }
+}

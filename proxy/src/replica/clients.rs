@@ -1,0 +1,354 @@
+//! Client sessions and client ops at the leader.
+//!
+//! A client opens a session before its first op: the leader commits the request through
+//! the log, and every replica gives the session the group's next id (so ids are never
+//! reused, even across leaders). Ops are deduplicated per session (Once), held back until
+//! their predecessors of the same session are batched (FIFO), at most the session's
+//! window of them. A session that sends nothing for the session timeout is closed, again
+//! through the log, so that dedup state stays bounded; an op of a session the group does
+//! not know is answered `SessionExpired`, and its client must open a new session (an op
+//! retried under a new session would be a new op, so none is ever bound twice).
+
+use super::{Action, ConnId, LeaderClient, Opening, Replica, SESSION_GROUP_SHIFT};
+use crate::config::Mutant;
+use crate::entry::{Kind, LogEntry, OpEntry, OpenSession, SessionEntry};
+use mason_common::msg::{ClientOp, ClientReply, Register, Registered, ReplyStatus};
+use mason_common::types::SpaceMask;
+use prost::Message as _;
+use std::collections::BTreeMap;
+
+/// What a client sends a replica.
+#[derive(Debug)]
+pub enum Incoming {
+    Op(ClientOp),
+    Register(Register),
+}
+
+impl Incoming {
+    fn bytes(&self) -> usize {
+        match self {
+            Incoming::Op(op) => op.payload.len() + 64,
+            Incoming::Register(_) => 64,
+        }
+    }
+}
+
+/// The largest window a session may ask for.
+pub const MAX_WINDOW: u32 = 4096;
+/// Answers kept per session at most, whatever its client says it holds.
+pub const MAX_ANSWERS: usize = 1 << 16;
+/// Sessions closed per log entry at most.
+const CLOSE_PER_ENTRY: usize = 4096;
+/// How often the leader looks for idle sessions.
+const EXPIRY_CHECK_US: u64 = 1_000_000;
+
+pub(super) fn not_leader(conn: ConnId, inc: &Incoming, hint: u32) -> Action {
+    match inc {
+        Incoming::Op(op) => Action::Reply {
+            conn,
+            reply: Replica::reply(ReplyStatus::NotLeader, op, hint),
+        },
+        Incoming::Register(r) => Action::Registered {
+            conn,
+            reply: Registered {
+                nonce: r.nonce,
+                status: ReplyStatus::NotLeader as i32,
+                leader_hint: hint,
+                session: 0,
+            },
+        },
+    }
+}
+
+impl Replica {
+    /// The answer to op `seq` of `session`: its numbers, one per space of `mask`.
+    pub(super) fn answered(session: u64, seq: u64, mask: u64, numbers: Vec<u64>) -> ClientReply {
+        ClientReply {
+            session,
+            client_seq: seq,
+            status: ReplyStatus::Ok as i32,
+            leader_hint: 0,
+            space_mask: mask,
+            numbers,
+        }
+    }
+
+    pub(super) fn reply(status: ReplyStatus, op: &ClientOp, hint: u32) -> ClientReply {
+        ClientReply {
+            session: op.session,
+            client_seq: op.client_seq,
+            status: status as i32,
+            leader_hint: hint,
+            space_mask: 0,
+            numbers: Vec::new(),
+        }
+    }
+
+    pub fn on_client_op(&mut self, conn: ConnId, op: ClientOp, out: &mut Vec<Action>) {
+        self.on_incoming(conn, Incoming::Op(op), out);
+    }
+
+    pub fn on_register(&mut self, conn: ConnId, r: Register, out: &mut Vec<Action>) {
+        self.on_incoming(conn, Incoming::Register(r), out);
+    }
+
+    pub(super) fn on_incoming(&mut self, conn: ConnId, inc: Incoming, out: &mut Vec<Action>) {
+        if let Incoming::Op(op) = &inc {
+            let mask = SpaceMask(op.space_mask);
+            if op.group != self.cfg.group
+                || op.client_seq == 0
+                || op.session == 0
+                || mask.is_empty()
+                || !mask.within(self.cfg.spaces)
+            {
+                out.push(Action::Reply {
+                    conn,
+                    reply: Self::reply(ReplyStatus::Invalid, op, 0),
+                });
+                return;
+            }
+        }
+        if let Incoming::Register(r) = &inc {
+            if r.group != self.cfg.group {
+                out.push(Action::Registered {
+                    conn,
+                    reply: Registered {
+                        nonce: r.nonce,
+                        status: ReplyStatus::Invalid as i32,
+                        leader_hint: 0,
+                        session: 0,
+                    },
+                });
+                return;
+            }
+        }
+        let hint = self.node.raft.leader_id as u32;
+        let max_queued = self.cfg.max_queued_bytes;
+        let Some(l) = self.leader.as_mut() else {
+            out.push(not_leader(conn, &inc, hint));
+            return;
+        };
+        if !l.started {
+            let n = inc.bytes();
+            if l.queued_bytes + n <= max_queued {
+                l.queued_bytes += n;
+                l.waiting.push((conn, inc));
+            }
+            return;
+        }
+        match inc {
+            Incoming::Register(r) => {
+                l.to_open.push(Opening {
+                    conn,
+                    client_id: r.client_id,
+                    nonce: r.nonce,
+                    window: r.window.clamp(1, MAX_WINDOW),
+                });
+            }
+            Incoming::Op(op) => self.take_op(conn, op, out),
+        }
+    }
+
+    /// A well-formed op at a started leader.
+    fn take_op(&mut self, conn: ConnId, op: ClientOp, out: &mut Vec<Action>) {
+        let now = self.now;
+        let max_queued = self.cfg.max_queued_bytes;
+        let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        let Some(applied) = self.sessions.get(&op.session) else {
+            out.push(Action::Reply {
+                conn,
+                reply: Self::reply(ReplyStatus::SessionExpired, &op, 0),
+            });
+            return;
+        };
+        l.last_seen.insert(op.session, now);
+        if op.client_seq <= applied.max_seq && !no_dedup {
+            let reply = match applied.answers.get(&op.client_seq) {
+                Some((m, nums)) => Self::answered(op.session, op.client_seq, *m, nums.clone()),
+                // Bound, and its answer forgotten (the client said it held it, or kept too
+                // many): the session cannot be trusted to be in step; it must start anew.
+                None => Self::reply(ReplyStatus::SessionExpired, &op, 0),
+            };
+            self.answer_after_log(conn, reply, out);
+            return;
+        }
+        let window = u64::from(applied.window.max(1));
+        let lc = l.clients.entry(op.session).or_insert_with(|| LeaderClient {
+            next_seq: applied.max_seq + 1,
+            held: BTreeMap::new(),
+            conn,
+        });
+        lc.conn = conn;
+        let bytes = op.payload.len() + 64;
+        let entry = OpEntry {
+            session: op.session,
+            client_seq: op.client_seq,
+            space_mask: op.space_mask,
+            payload: op.payload,
+            acked_below: op.acked_below,
+        };
+        if op.client_seq < lc.next_seq && !no_dedup {
+            return; // already batched: answered when its batch applies
+        }
+        if l.queued_bytes + bytes > max_queued {
+            return; // dropped: its client re-sends it
+        }
+        if no_dedup && op.client_seq < lc.next_seq {
+            // The NoDedup mutant batches the retry again.
+            if l.open.is_empty() {
+                l.open_since = now;
+            }
+            l.queued_bytes += bytes;
+            l.open.push_back(entry);
+            return;
+        }
+        if self.cfg.mutant == Some(Mutant::NoHoldBack) {
+            if l.open.is_empty() {
+                l.open_since = now;
+            }
+            l.queued_bytes += bytes;
+            l.open.push_back(entry);
+            lc.next_seq = lc.next_seq.max(op.client_seq + 1);
+            return;
+        }
+        if op.client_seq > lc.next_seq {
+            // The session has at most `window` ops in flight: anything further ahead is
+            // not a real op of it.
+            if op.client_seq < lc.next_seq + window && lc.held.len() < window as usize {
+                if lc.held.insert(op.client_seq, entry).is_none() {
+                    l.queued_bytes += bytes;
+                }
+            }
+            return;
+        }
+        if l.open.is_empty() {
+            l.open_since = now;
+        }
+        l.queued_bytes += bytes;
+        l.open.push_back(entry);
+        lc.next_seq += 1;
+        while let Some(e) = lc.held.remove(&lc.next_seq) {
+            l.open.push_back(e);
+            lc.next_seq += 1;
+        }
+    }
+
+    /// Proposes the registrations that came in since the last flush, in one entry.
+    pub(super) fn propose_sessions(&mut self) {
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if !l.started || l.to_open.is_empty() {
+            return;
+        }
+        let opening = std::mem::take(&mut l.to_open);
+        let mut opened = Vec::with_capacity(opening.len());
+        for o in opening {
+            l.opening.insert((o.client_id, o.nonce), o.conn);
+            opened.push(OpenSession {
+                client_id: o.client_id,
+                nonce: o.nonce,
+                window: o.window,
+            });
+        }
+        self.propose(Kind::Sessions(SessionEntry {
+            opened,
+            closed: Vec::new(),
+        }));
+    }
+
+    /// The leader closes, through the log, the sessions idle for the session timeout.
+    pub(super) fn expire_sessions(&mut self, now: u64) {
+        let timeout = self.cfg.session_timeout_us;
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if !l.started || now < l.next_expiry_check {
+            return;
+        }
+        l.next_expiry_check = now + EXPIRY_CHECK_US.min(timeout);
+        let idle: Vec<u64> = l
+            .last_seen
+            .iter()
+            .filter(|(_, t)| now.saturating_sub(**t) >= timeout)
+            .map(|(s, _)| *s)
+            .take(CLOSE_PER_ENTRY)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for s in &idle {
+            // Not again until the entry applies (or this leader's term ends).
+            l.last_seen.remove(s);
+        }
+        tracing::info!(
+            group = self.cfg.group,
+            sessions = idle.len(),
+            "closing idle sessions"
+        );
+        self.propose(Kind::Sessions(SessionEntry {
+            opened: Vec::new(),
+            closed: idle,
+        }));
+    }
+
+    pub(super) fn propose(&mut self, kind: Kind) {
+        let data = LogEntry { kind: Some(kind) }.encode_to_vec();
+        if let Err(e) = self.node.propose(Vec::new(), data) {
+            tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
+        }
+    }
+
+    /// Applies opened and closed sessions; the leader answers the registrations it
+    /// proposed.
+    pub(super) fn apply_sessions(&mut self, e: SessionEntry, out: &mut Vec<Action>) {
+        for s in &e.closed {
+            self.sessions.remove(s);
+            if let Some(l) = self.leader.as_mut() {
+                if let Some(lc) = l.clients.remove(s) {
+                    let held: usize = lc.held.values().map(|o| o.payload.len() + 64).sum();
+                    l.queued_bytes = l.queued_bytes.saturating_sub(held);
+                }
+                l.last_seen.remove(s);
+            }
+        }
+        for o in e.opened {
+            let (status, session) = if self.sessions.len() >= self.cfg.max_sessions {
+                (ReplyStatus::TooManySessions, 0)
+            } else {
+                let id = (u64::from(self.cfg.group) + 1) << SESSION_GROUP_SHIFT | self.next_session;
+                self.next_session += 1;
+                self.sessions.insert(
+                    id,
+                    super::Applied {
+                        client_id: o.client_id,
+                        window: o.window.clamp(1, MAX_WINDOW),
+                        ..Default::default()
+                    },
+                );
+                (ReplyStatus::Ok, id)
+            };
+            let now = self.now;
+            let Some(l) = self.leader.as_mut() else {
+                continue;
+            };
+            if status == ReplyStatus::Ok {
+                l.last_seen.insert(session, now);
+            }
+            if let Some(conn) = l.opening.remove(&(o.client_id, o.nonce)) {
+                out.push(Action::Registered {
+                    conn,
+                    reply: Registered {
+                        nonce: o.nonce,
+                        status: status as i32,
+                        leader_hint: 0,
+                        session,
+                    },
+                });
+            }
+        }
+    }
+}

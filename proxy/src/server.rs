@@ -1,0 +1,669 @@
+//! The proxy runtime: one process hosts replica `r` of the groups of its triple (as Mason
+//! ran one replica of 8 groups per proxy machine). Every connection goes through the
+//! common connection layer (handshake, limits, bounded queues); every hosted group's
+//! [`Replica`] is driven by the common driver on its own task, fed from a bounded inbox.
+//!
+//! Who may say what here: clients open sessions and send ops, watchers watch, and the two
+//! other replicas of this triple (and only they) send Raft messages, each carrying its own
+//! replica index. Anything else closes that connection with a logged reason.
+//!
+//! Outgoing, the process keeps links to its two peers (Raft), to every sequencer (the
+//! primary and its backups), and with a shared log (CorfuMason) to the head of every log
+//! shard's chain. A group's actions are carried out in order: WAL writes (fdatasync'd
+//! when `fsync` is on) before anything that depends on them, sends, answers, and the
+//! bound-number record, which ends with an end marker when the process stops cleanly.
+
+use crate::replica::{Action, ConnId, Incoming, Replica, ReplicaConfig};
+use crate::wal::Wal;
+use anyhow::Context;
+use bytes::Bytes;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::codec::encode_body;
+use mason_common::conn::{
+    self, ConnInfo, Handler, LinkConfig, LinkHandler, Outbox, SendOnly, ServeConfig,
+};
+use mason_common::driver::{self, Executor, Machine};
+use mason_common::logmsg::LogWriteReply;
+use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, SeqHello, SeqReply};
+use mason_common::record::{BoundBatch, RecordWriter};
+use mason_common::transport::{Listener, Transport};
+use raft::Storage;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This process's replica index, 0..peers.len(), in triple `triple`.
+    pub replica: u32,
+    pub triple: u32,
+    /// The groups this process hosts a replica of.
+    pub groups: Vec<u32>,
+    /// Every replica process of this triple, by replica index (this one's included).
+    pub peers: Vec<SocketAddr>,
+    /// Every sequencer's address, by sequencer index (index 0 is the first primary).
+    pub sequencers: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// Where to write `bound-g<G>-r<R>.bin`, the record of every applied batch.
+    pub record_dir: Option<PathBuf>,
+    pub fsync: bool,
+    /// One Raft tick.
+    pub tick: Duration,
+    /// Template for every hosted replica (group and replica are filled in).
+    pub replica_cfg: ReplicaConfig,
+    /// The largest frame a peer replica or a sequencer may send.
+    pub max_frame: usize,
+    /// The largest frame a client may send (an op's payload and its headers).
+    pub client_max_frame: usize,
+    /// CorfuMason: each log shard's chain of servers, head first (empty: no log).
+    pub log_chains: Vec<Vec<SocketAddr>>,
+    pub key: Arc<ClusterKey>,
+    /// Connections past their handshake at once.
+    pub max_conns: usize,
+}
+
+/// What a group's task hears.
+enum Event {
+    Client {
+        conn: ConnId,
+        out: Outbox,
+        inc: Incoming,
+    },
+    Watch {
+        conn: ConnId,
+        out: Outbox,
+        ranges_only: bool,
+    },
+    Closed(ConnId),
+    /// A Raft message from replica `from`.
+    Raft(u32, Bytes),
+    Seq(SeqReply),
+    /// A failover message from a sequencer (heartbeat echo, switch, fill, activate).
+    SeqOther(Body),
+    SeqConnected,
+    LogReply(LogWriteReply),
+    Shutdown,
+}
+
+type Inboxes = Arc<HashMap<u32, mpsc::Sender<Event>>>;
+
+/// Events a group's inbox holds before its senders wait.
+const INBOX: usize = 8192;
+/// How often a group's record is flushed to its file.
+const RECORD_FLUSH_US: u64 = 100_000;
+
+/// Runs the process until `shutdown` resolves; then every group ends its record cleanly.
+pub async fn run(
+    cfg: ServerConfig,
+    transport: Arc<dyn Transport>,
+    listener: Box<dyn Listener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let me = Role::proxy(cfg.replica, cfg.triple);
+    let mut senders = HashMap::new();
+    let mut receivers = Vec::new();
+    for &g in &cfg.groups {
+        let (tx, rx) = driver::inbox(INBOX);
+        senders.insert(g, tx);
+        receivers.push((g, rx));
+    }
+    let inboxes: Inboxes = Arc::new(senders);
+
+    let mut peer_links = Vec::new();
+    for (i, addr) in cfg.peers.iter().enumerate() {
+        if i as u32 == cfg.replica {
+            peer_links.push(None);
+            continue;
+        }
+        let lc = LinkConfig::new(
+            cfg.key.clone(),
+            me.clone(),
+            Role::proxy(i as u32, cfg.triple),
+            cfg.max_frame,
+        );
+        peer_links.push(Some(conn::spawn_link(
+            transport.clone(),
+            *addr,
+            lc,
+            Arc::new(SendOnly),
+        )));
+    }
+    let mut seq_links = Vec::new();
+    for (i, addr) in cfg.sequencers.iter().enumerate() {
+        let lc = LinkConfig::new(
+            cfg.key.clone(),
+            me.clone(),
+            Role::sequencer(i as u32),
+            cfg.max_frame,
+        );
+        let h = SeqLink {
+            inboxes: inboxes.clone(),
+            hello: SeqHello {
+                replica: cfg.replica,
+                groups: cfg.groups.clone(),
+            },
+        };
+        seq_links.push(conn::spawn_link(transport.clone(), *addr, lc, Arc::new(h)));
+    }
+    let mut log_links = Vec::new();
+    for (shard, chain) in cfg.log_chains.iter().enumerate() {
+        let Some(head) = chain.first() else {
+            anyhow::bail!("a log shard with no servers");
+        };
+        let lc = LinkConfig::new(
+            cfg.key.clone(),
+            me.clone(),
+            Role::log_server(shard as u32, 0),
+            cfg.max_frame,
+        );
+        let h = LogLink {
+            inboxes: inboxes.clone(),
+        };
+        log_links.push(conn::spawn_link(transport.clone(), *head, lc, Arc::new(h)));
+    }
+    let links = Arc::new(Links {
+        peers: peer_links,
+        seqs: seq_links,
+        logs: log_links,
+    });
+
+    let mut tasks = Vec::new();
+    for (g, mut rx) in receivers {
+        let (wal, storage) = Wal::open(
+            &cfg.data_dir.join(format!("g{g}.wal")),
+            cfg.fsync,
+            (1..=cfg.peers.len() as u64).collect(),
+        )
+        .with_context(|| format!("opening the wal of group {g}"))?;
+        let replayed = storage.last_index().unwrap_or(0);
+        tracing::info!(group = g, replayed_index = replayed, "wal replayed");
+        let fresh = replayed == 0
+            && storage
+                .initial_state()
+                .map(|s| s.hard_state.term)
+                .unwrap_or(0)
+                == 0;
+        let mut rcfg = cfg.replica_cfg.clone();
+        rcfg.group = g;
+        rcfg.replica = cfg.replica;
+        rcfg.replicas = cfg.peers.len() as u32;
+        rcfg.sequencers = cfg.sequencers.len() as u32;
+        rcfg.campaign_on_start = fresh && cfg.replica == 0;
+        rcfg.log_shards = cfg.log_chains.len() as u32;
+        let replica = Replica::new(rcfg, storage).context("starting raft")?;
+        let record = match &cfg.record_dir {
+            // Appended to across restarts: records carry their Raft index, and a replica
+            // restarted from a snapshot resumes at a later one.
+            Some(d) => Some(RecordWriter::open_append::<BoundBatch>(
+                &d.join(format!("bound-g{g}-r{}.bin", cfg.replica)),
+            )?),
+            None => None,
+        };
+        let mut group = Group {
+            replica,
+            conns: HashMap::new(),
+            watchers: Vec::new(),
+            tick: cfg.tick.as_micros() as u64,
+            next_tick: 0,
+            next_flush: 0,
+            stopped: false,
+        };
+        let mut io = GroupIo {
+            group: g,
+            wal,
+            record,
+            fsync: cfg.fsync,
+            links: links.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            driver::drive(&mut group, &mut io, &mut rx, Instant::now()).await;
+            if let Some(r) = io.record.take() {
+                if let Err(e) = r.finish() {
+                    tracing::error!(group = g, error = %e, "ending the bound record");
+                }
+            }
+        }));
+    }
+
+    let handler = Arc::new(Conns {
+        inboxes: inboxes.clone(),
+        replica: cfg.replica,
+        triple: cfg.triple,
+        replicas: cfg.peers.len() as u32,
+        max_frame: cfg.max_frame,
+        client_max_frame: cfg.client_max_frame,
+    });
+    let mut serve = ServeConfig::new(cfg.key.clone(), me);
+    serve.max_conns = cfg.max_conns;
+    let accept = tokio::spawn(conn::serve(listener, serve, handler));
+    // A group task that dies (raft-rs aborts on states it considers impossible) would
+    // leave a replica that looks alive but serves nothing: fail-stop instead, so that the
+    // replica restarts from its log.
+    let mut watched: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let watch = async {
+        use futures::StreamExt;
+        while let Some(r) = watched.next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a group task died; exiting");
+                std::process::exit(70);
+            }
+        }
+    };
+    tokio::pin!(watch);
+    tokio::select! {
+        _ = shutdown => {}
+        _ = &mut watch => {}
+    }
+    accept.abort();
+    for tx in inboxes.values() {
+        let _ = tx.send(Event::Shutdown).await;
+    }
+    watch.await;
+    Ok(())
+}
+
+/// Accepted connections: clients, watchers, and this triple's other replicas.
+struct Conns {
+    inboxes: Inboxes,
+    replica: u32,
+    triple: u32,
+    replicas: u32,
+    max_frame: usize,
+    client_max_frame: usize,
+}
+
+impl Conns {
+    async fn to_group(&self, group: u32, ev: Event) -> Result<(), String> {
+        let Some(tx) = self.inboxes.get(&group) else {
+            return Err(format!("group {group} is not hosted here"));
+        };
+        tx.send(ev)
+            .await
+            .map_err(|_| "the proxy is stopping".to_string())
+    }
+}
+
+impl Handler for Conns {
+    fn admit(&self, role: &Role) -> Result<usize, String> {
+        match role.role_kind() {
+            RoleKind::Client => Ok(self.client_max_frame),
+            RoleKind::Watcher => Ok(4 << 10),
+            RoleKind::Proxy
+                if role.triple == self.triple
+                    && role.replica < self.replicas
+                    && role.replica != self.replica =>
+            {
+                Ok(self.max_frame)
+            }
+            RoleKind::Proxy => Err("not a peer of this replica".into()),
+            _ => Err("only clients, watchers and this triple's replicas talk to a proxy".into()),
+        }
+    }
+
+    async fn open(&self, _: &ConnInfo, _: Outbox) {}
+
+    async fn frame(&self, c: &ConnInfo, out: &Outbox, body: Body) -> Result<(), String> {
+        let conn = c.id;
+        match (c.role.role_kind(), body) {
+            (RoleKind::Client, Body::ClientOp(op)) => {
+                let group = op.group;
+                let out = out.clone();
+                let inc = Incoming::Op(op);
+                self.to_group(group, Event::Client { conn, out, inc }).await
+            }
+            (RoleKind::Client, Body::Register(r)) => {
+                let group = r.group;
+                let out = out.clone();
+                let inc = Incoming::Register(r);
+                self.to_group(group, Event::Client { conn, out, inc }).await
+            }
+            (RoleKind::Watcher, Body::Watch(w)) => {
+                let ev = Event::Watch {
+                    conn,
+                    out: out.clone(),
+                    ranges_only: w.ranges_only,
+                };
+                self.to_group(w.group, ev).await
+            }
+            (RoleKind::Proxy, Body::Raft(m)) => {
+                self.to_group(m.group, Event::Raft(c.role.replica, m.data))
+                    .await
+            }
+            (_, body) => Err(format!("{} may not send a {} here", c.role, body.name())),
+        }
+    }
+
+    async fn close(&self, c: &ConnInfo) {
+        for tx in self.inboxes.values() {
+            let _ = tx.send(Event::Closed(c.id)).await;
+        }
+    }
+}
+
+/// A link to sequencer `i`: it hears answers and failover messages for this process's
+/// groups.
+struct SeqLink {
+    inboxes: Inboxes,
+    hello: SeqHello,
+}
+
+impl LinkHandler for SeqLink {
+    async fn up(&self, _: &Role, out: &Outbox) {
+        let _ = out.send(&Frame::new(Body::SeqHello(self.hello.clone())));
+        for tx in self.inboxes.values() {
+            let _ = tx.send(Event::SeqConnected).await;
+        }
+    }
+
+    async fn frame(&self, body: Body) -> Result<(), String> {
+        let group = match &body {
+            Body::SeqReply(r) => r.group,
+            Body::Heartbeat(h) => h.group,
+            Body::Switch(s) => s.group,
+            Body::Fill(x) => x.group,
+            Body::Activate(_) => {
+                for tx in self.inboxes.values() {
+                    let _ = tx.send(Event::SeqOther(body.clone())).await;
+                }
+                return Ok(());
+            }
+            other => return Err(format!("a sequencer sent a {}", other.name())),
+        };
+        let Some(tx) = self.inboxes.get(&group) else {
+            return Err(format!(
+                "a sequencer sent a frame for group {group}, not hosted here"
+            ));
+        };
+        let ev = match body {
+            Body::SeqReply(r) => Event::Seq(r),
+            b => Event::SeqOther(b),
+        };
+        let _ = tx.send(ev).await;
+        Ok(())
+    }
+}
+
+/// A link to the head of a log shard's chain: answers to the leaders' log writes.
+struct LogLink {
+    inboxes: Inboxes,
+}
+
+impl LinkHandler for LogLink {
+    async fn up(&self, _: &Role, _: &Outbox) {}
+
+    async fn frame(&self, body: Body) -> Result<(), String> {
+        let Body::LogWriteReply(r) = body else {
+            return Err(format!("a log server sent a {}", body.name()));
+        };
+        let group = (r.id >> crate::replica::LOG_REQ_GROUP_SHIFT) as u32;
+        match self.inboxes.get(&group) {
+            Some(tx) => {
+                let _ = tx.send(Event::LogReply(r)).await;
+                Ok(())
+            }
+            None => Err(format!("a log answer for group {group}, not hosted here")),
+        }
+    }
+}
+
+/// Every outgoing link of the process.
+struct Links {
+    /// By replica index (none for this one).
+    peers: Vec<Option<Outbox>>,
+    /// By sequencer index.
+    seqs: Vec<Outbox>,
+    /// By log shard.
+    logs: Vec<Outbox>,
+}
+
+/// What a group's driver does: its replica, and where its answers go.
+struct Group {
+    replica: Replica,
+    /// Client connections this group has heard from.
+    conns: HashMap<ConnId, Outbox>,
+    /// Watchers: (connection, ranges only).
+    watchers: Vec<(Outbox, bool)>,
+    tick: u64,
+    next_tick: u64,
+    next_flush: u64,
+    stopped: bool,
+}
+
+/// A group's actions, routed: what the executor does.
+enum Todo {
+    /// Everything the replica asked for that touches disk or a link.
+    Replica(Action),
+    Send(Outbox, Bytes),
+    Record(BoundBatch),
+    FlushRecord,
+}
+
+impl Group {
+    fn route(&mut self, actions: &mut Vec<Action>, out: &mut Vec<Todo>) {
+        for a in actions.drain(..) {
+            match a {
+                Action::Reply { conn, reply } => {
+                    if let Some(o) = self.conns.get(&conn) {
+                        out.push(Todo::Send(
+                            o.clone(),
+                            encode_body(&Frame::new(Body::ClientReply(reply))),
+                        ));
+                    }
+                }
+                Action::Registered { conn, reply } => {
+                    if let Some(o) = self.conns.get(&conn) {
+                        out.push(Todo::Send(
+                            o.clone(),
+                            encode_body(&Frame::new(Body::Registered(reply))),
+                        ));
+                    }
+                }
+                Action::Bound(b) => {
+                    if !self.watchers.is_empty() {
+                        self.notify_watchers(&b, out);
+                    }
+                    out.push(Todo::Record(b));
+                }
+                other => out.push(Todo::Replica(other)),
+            }
+        }
+    }
+
+    fn notify_watchers(&mut self, b: &BoundBatch, out: &mut Vec<Todo>) {
+        let full = encode_body(&Frame::new(Body::Bound(b.clone())));
+        let ranges = encode_body(&Frame::new(Body::Bound(BoundBatch {
+            op_sessions: Vec::new(),
+            op_seqs: Vec::new(),
+            op_masks: Vec::new(),
+            ..b.clone()
+        })));
+        self.watchers.retain(|(o, _)| !o.is_closed());
+        for (o, ranges_only) in &self.watchers {
+            let body = if *ranges_only { &ranges } else { &full };
+            out.push(Todo::Send(o.clone(), body.clone()));
+        }
+    }
+}
+
+impl Machine for Group {
+    type Event = Event;
+    type Action = Todo;
+
+    fn on_event(&mut self, ev: Event, now: u64, out: &mut Vec<Todo>) {
+        let mut acts = Vec::new();
+        let r = &mut self.replica;
+        match ev {
+            Event::Client { conn, out: o, inc } => {
+                self.conns.entry(conn).or_insert(o);
+                match inc {
+                    Incoming::Op(op) => r.on_client_op(conn, op, &mut acts),
+                    Incoming::Register(x) => r.on_register(conn, x, &mut acts),
+                }
+            }
+            Event::Watch {
+                conn,
+                out: o,
+                ranges_only,
+            } => {
+                let snap = r.promise(true, r.promised());
+                tracing::info!(group = r.group(), conn, "a client watches this group");
+                if o.send(&Frame::new(Body::Promise(snap))).is_ok() {
+                    self.watchers.push((o, ranges_only));
+                }
+            }
+            Event::Closed(conn) => {
+                self.conns.remove(&conn);
+            }
+            Event::Raft(from, data) => r.on_raft(from, &data),
+            Event::Seq(x) => r.on_seq_reply(x),
+            Event::SeqOther(b) => match b {
+                Body::Heartbeat(h) => r.on_heartbeat(h),
+                Body::Switch(s) => r.on_switch(s, &mut acts),
+                Body::Fill(f) => r.on_fill(f, &mut acts),
+                Body::Activate(a) => r.on_activate(a, &mut acts),
+                _ => {}
+            },
+            Event::SeqConnected => r.on_seq_connected(&mut acts),
+            Event::LogReply(x) => r.on_log_reply(x, &mut acts),
+            Event::Shutdown => self.stopped = true,
+        }
+        let _ = now;
+        self.route(&mut acts, out);
+    }
+
+    fn on_time(&mut self, now: u64, out: &mut Vec<Todo>) {
+        let mut acts = Vec::new();
+        if now >= self.next_tick {
+            self.replica.tick(now, &mut acts);
+            self.next_tick = self.next_tick.max(now.saturating_sub(self.tick)) + self.tick;
+        }
+        self.replica.flush(now, &mut acts);
+        self.route(&mut acts, out);
+        if now >= self.next_flush {
+            out.push(Todo::FlushRecord);
+            self.next_flush = now + RECORD_FLUSH_US;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        let mut d = self.next_tick.min(self.next_flush);
+        if let Some(b) = self.replica.next_deadline() {
+            d = d.min(b);
+        }
+        Some(d)
+    }
+
+    fn finished(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// A group's disk and links.
+struct GroupIo {
+    group: u32,
+    wal: Wal,
+    record: Option<RecordWriter>,
+    fsync: bool,
+    links: Arc<Links>,
+}
+
+impl Executor<Group> for GroupIo {
+    fn execute(&mut self, t: Todo, _: &mut Vec<Event>) {
+        match t {
+            Todo::Send(o, b) => {
+                let _ = o.send_body(b);
+            }
+            Todo::Record(b) => {
+                if let Some(r) = self.record.as_mut() {
+                    if let Err(e) = r.append(&b) {
+                        tracing::error!(group = self.group, error = %e, "writing the bound record");
+                    }
+                }
+            }
+            Todo::FlushRecord => {
+                if let Some(r) = self.record.as_mut() {
+                    let _ = r.flush();
+                }
+            }
+            Todo::Replica(a) => self.replica_action(a),
+        }
+    }
+}
+
+impl GroupIo {
+    fn replica_action(&mut self, a: Action) {
+        match a {
+            Action::Persist {
+                hard_state,
+                entries,
+            } => {
+                let wal = &mut self.wal;
+                let r = if self.fsync {
+                    tokio::task::block_in_place(|| wal.append(hard_state.as_ref(), &entries))
+                } else {
+                    wal.append(hard_state.as_ref(), &entries)
+                };
+                if let Err(e) = r {
+                    // Acknowledging what is not durable would break the protocol: stop.
+                    tracing::error!(group = self.group, error = %e, "wal write failed; exiting");
+                    std::process::exit(1);
+                }
+            }
+            Action::Snapshot {
+                snapshot,
+                hard_state,
+                entries,
+            } => {
+                let wal = &mut self.wal;
+                let t = Instant::now();
+                let r = tokio::task::block_in_place(|| {
+                    wal.install_snapshot(&snapshot, &hard_state, &entries)
+                });
+                tracing::info!(
+                    group = self.group,
+                    index = snapshot.get_metadata().index,
+                    bytes = snapshot.data.len(),
+                    entries = entries.len(),
+                    us = t.elapsed().as_micros() as u64,
+                    "snapshot written"
+                );
+                if let Err(e) = r {
+                    tracing::error!(group = self.group, error = %e, "writing a snapshot failed; exiting");
+                    std::process::exit(1);
+                }
+            }
+            Action::SendRaft { to, data } => {
+                if let Some(Some(link)) = self.links.peers.get(to as usize) {
+                    let m = RaftMsg {
+                        group: self.group,
+                        data,
+                    };
+                    let _ = link.send(&Frame::new(Body::Raft(m)));
+                }
+            }
+            Action::SendSeq(req) => {
+                let to = epoch_owner(req.epoch, self.links.seqs.len() as u32);
+                if let Some(link) = self.links.seqs.get(to as usize) {
+                    let _ = link.send(&Frame::new(Body::GetSeq(req)));
+                }
+            }
+            Action::ToSeq { seq, body } => {
+                if let Some(link) = self.links.seqs.get(seq as usize) {
+                    let _ = link.send(&Frame::new(body));
+                }
+            }
+            Action::LogWrite(w) => {
+                if let Some(link) = self.links.logs.get(w.shard as usize) {
+                    let _ = link.send(&Frame::new(Body::LogWrite(w)));
+                }
+            }
+            // Routed by the group before they get here.
+            Action::Reply { .. } | Action::Registered { .. } | Action::Bound(_) => {}
+        }
+    }
+}
