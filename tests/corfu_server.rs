@@ -4,9 +4,12 @@
 //! returned as data; racing writers never leave two values at one position; and a Corfu
 //! reader fills a hole a writer left.
 
-use bytes::{Bytes, BytesMut};
+#[path = "support/wire.rs"]
+mod wire;
+
+use bytes::Bytes;
 use mason_client::log::{AppendVia, LogClient, LogClientConfig, Noops};
-use mason_common::frame::{decode, encode_into};
+use mason_common::auth::{ClusterKey, Role};
 use mason_common::logmsg::{LogItem, LogStatus, LogWrite, LogWriteReply};
 use mason_common::msg::{Body, Frame};
 use mason_common::transport::Tcp;
@@ -89,8 +92,18 @@ fn spawn(args: &[String], log: &Path) -> Child {
         .expect("starting mason")
 }
 
+/// The test's cluster key, in `dir` (made on first use).
+fn key(dir: &Path) -> ClusterKey {
+    let p = dir.join("cluster.key");
+    if !p.exists() {
+        wire::key_in(dir);
+    }
+    ClusterKey::from_file(&p).expect("the test's key")
+}
+
 /// A chain of `r` servers for `shard` of `shards`, head first, tails started first.
 fn chain(dir: &Path, shard: u32, shards: u32, r: u32, extra: &[&str]) -> Vec<Server> {
+    key(dir);
     let addrs: Vec<SocketAddr> = (0..r).map(|_| free_addr()).collect();
     let mut servers = Vec::new();
     for i in (0..r as usize).rev() {
@@ -115,6 +128,7 @@ fn chain(dir: &Path, shard: u32, shards: u32, r: u32, extra: &[&str]) -> Vec<Ser
         if i + 1 < r as usize {
             args.extend(["--successor".to_string(), addrs[i + 1].to_string()]);
         }
+        args.extend(wire::key_args(&dir.join("cluster.key")));
         args.extend(extra.iter().map(|s| s.to_string()));
         servers.push(Server::start(args, addrs[i], dir.join(format!("s{i}.log"))));
     }
@@ -122,23 +136,18 @@ fn chain(dir: &Path, shard: u32, shards: u32, r: u32, extra: &[&str]) -> Vec<Ser
     servers
 }
 
-/// One request and its answer over a fresh blocking connection.
-fn call(addr: SocketAddr, body: Body) -> Body {
-    let mut s = TcpStream::connect(addr).expect("connect");
+/// One request and its answer over a fresh blocking connection, as a client.
+fn call(addr: SocketAddr, key: &ClusterKey, body: Body) -> Body {
+    let (mut s, _) = wire::connect_as(addr, key, &Role::client(1));
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut buf = BytesMut::new();
-    encode_into(&Frame::new(body), &mut buf);
-    s.write_all(&buf).expect("send");
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("answer length");
-    let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut b).expect("answer");
-    decode(&b).expect("answer decodes").body.expect("a body")
+    wire::send(&mut s, &Frame::new(body));
+    wire::recv(&mut s).body.expect("a body")
 }
 
-fn write(addr: SocketAddr, shard: u32, items: Vec<LogItem>) -> LogWriteReply {
+fn write(addr: SocketAddr, key: &ClusterKey, shard: u32, items: Vec<LogItem>) -> LogWriteReply {
     match call(
         addr,
+        key,
         Body::LogWrite(LogWrite {
             id: 9,
             shard,
@@ -161,8 +170,8 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn reader(chains: Vec<Vec<SocketAddr>>) -> Arc<LogClient> {
-    let mut cfg = LogClientConfig::new(77, chains, AppendVia::None);
+fn reader(chains: Vec<Vec<SocketAddr>>, key: &ClusterKey) -> Arc<LogClient> {
+    let mut cfg = LogClientConfig::new(77, chains, AppendVia::None, Arc::new(key.clone()));
     cfg.request_timeout = Duration::from_millis(500);
     Arc::new(LogClient::new(Arc::new(Tcp), cfg).expect("client"))
 }
@@ -178,9 +187,11 @@ fn bad_writes_are_refused_and_never_stored() {
         2,
         &["--max-payload", "1024", "--fsync", "off"],
     );
+    let k = key(dir.path());
     let head = c[0].addr;
     let r = write(
         head,
+        &k,
         0,
         vec![
             data(1, 8, 1),    // another shard's
@@ -194,7 +205,7 @@ fn bad_writes_are_refused_and_never_stored() {
         [LogStatus::WrongShard, LogStatus::TooLarge, LogStatus::Ok]
     );
     // Only the tail's place in the chain takes forwards: a writer there is refused.
-    let r = write(c[1].addr, 0, vec![data(6, 8, 4)]);
+    let r = write(c[1].addr, &k, 0, vec![data(6, 8, 4)]);
     assert_eq!(r.results[0].status(), LogStatus::NotHead);
     // A malformed frame closes its own connection; the server goes on serving.
     let mut s = TcpStream::connect(head).expect("connect");
@@ -206,7 +217,10 @@ fn bad_writes_are_refused_and_never_stored() {
         matches!(s.read(&mut b), Ok(0) | Err(_)),
         "connection not closed"
     );
-    let log = reader(vec![c.iter().map(|s| s.addr).collect(), vec![free_addr()]]);
+    let log = reader(
+        vec![c.iter().map(|s| s.addr).collect(), vec![free_addr()]],
+        &k,
+    );
     let rt = rt();
     for m in 0..2 {
         let got = rt
@@ -226,7 +240,7 @@ fn bad_writes_are_refused_and_never_stored() {
         assert_eq!(e.payload.len(), 1024);
     }
     assert!(
-        c[0].log_text().contains("malformed frame"),
+        c[0].log_text().contains("closing connection"),
         "no reason logged"
     );
 }
@@ -235,8 +249,9 @@ fn bad_writes_are_refused_and_never_stored() {
 fn damaged_segments_are_reported_and_never_returned_as_data() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = chain(dir.path(), 0, 1, 2, &["--fsync", "on"]);
+    let k = key(dir.path());
     let items: Vec<LogItem> = (0..50).map(|p| data(p, 100, p as u8)).collect();
-    let r = write(c[0].addr, 0, items);
+    let r = write(c[0].addr, &k, 0, items);
     assert!(r.results.iter().all(|x| x.status() == LogStatus::Ok));
     let chains = vec![c.iter().map(|s| s.addr).collect::<Vec<_>>()];
     // Flip a payload byte of position 20 in the tail's segment.
@@ -251,7 +266,7 @@ fn damaged_segments_are_reported_and_never_returned_as_data() {
     bytes[at + 50] ^= 0x40;
     std::fs::write(&seg, &bytes).expect("write back");
     c[1].restart();
-    let log = reader(chains.clone());
+    let log = reader(chains.clone(), &k);
     let rt = rt();
     let tail_view = rt
         .block_on(log.read_member(0, 1, &[19, 20, 21]))
@@ -268,7 +283,7 @@ fn damaged_segments_are_reported_and_never_returned_as_data() {
     assert_eq!(e.payload, Bytes::from(vec![20u8; 100]));
     assert!(c[1].log_text().contains("corrupt"), "damage not reported");
     // The head's copy repairs the tail: the same value again goes down the chain.
-    let r = write(c[0].addr, 0, vec![data(20, 100, 20)]);
+    let r = write(c[0].addr, &k, 0, vec![data(20, 100, 20)]);
     assert_eq!(r.results[0].status(), LogStatus::Ok);
     let fixed = rt.block_on(log.read_member(0, 1, &[20])).expect("read");
     assert_eq!(
@@ -303,12 +318,18 @@ fn damaged_segments_are_reported_and_never_returned_as_data() {
 fn racing_writers_leave_one_value_per_position() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = chain(dir.path(), 0, 1, 2, &["--fsync", "off"]);
+    let k = key(dir.path());
     let head = c[0].addr;
     let handles: Vec<_> = (0..6u8)
         .map(|w| {
+            let k = k.clone();
             std::thread::spawn(move || {
                 (0..100u64)
-                    .map(|p| write(head, 0, vec![data(p, 32, w + 1)]).results.remove(0))
+                    .map(|p| {
+                        write(head, &k, 0, vec![data(p, 32, w + 1)])
+                            .results
+                            .remove(0)
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -317,7 +338,7 @@ fn racing_writers_leave_one_value_per_position() {
         .into_iter()
         .map(|h| h.join().expect("writer"))
         .collect();
-    let log = reader(vec![c.iter().map(|s| s.addr).collect()]);
+    let log = reader(vec![c.iter().map(|s| s.addr).collect()], &k);
     let rt = rt();
     let positions: Vec<u64> = (0..100).collect();
     let head_view = rt
@@ -364,15 +385,20 @@ fn racing_writers_leave_one_value_per_position() {
 fn a_corfu_reader_fills_the_hole_a_writer_left() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = chain(dir.path(), 0, 1, 2, &["--fsync", "off"]);
+    let k = key(dir.path());
     let seq_addr = free_addr();
     let _seq = Server::start(
-        vec![
-            "sequencer".into(),
-            "--listen".into(),
-            seq_addr.to_string(),
-            "--sequencers".into(),
-            "1".into(),
-        ],
+        [
+            vec![
+                "sequencer".into(),
+                "--listen".into(),
+                seq_addr.to_string(),
+                "--sequencers".into(),
+                "1".into(),
+            ],
+            wire::key_args(&dir.path().join("cluster.key")),
+        ]
+        .concat(),
         seq_addr,
         dir.path().join("seq.log"),
     );
@@ -392,6 +418,8 @@ fn a_corfu_reader_fills_the_hole_a_writer_left() {
                     sequencer: seq_addr,
                 },
                 retry_timeout: Duration::from_secs(1),
+                window: 1,
+                key: Arc::new(k.clone()),
             },
         );
         let token = dead
@@ -405,6 +433,7 @@ fn a_corfu_reader_fills_the_hole_a_writer_left() {
             AppendVia::Corfu {
                 sequencer: seq_addr,
             },
+            Arc::new(k.clone()),
         );
         cfg.hole_timeout = Duration::from_millis(200);
         let log = Arc::new(LogClient::new(Arc::new(Tcp), cfg).expect("client"));
@@ -441,10 +470,15 @@ fn a_reader_that_is_not_a_corfu_writer_never_fills() {
     // reader that filled it would take it from them.
     let dir = tempfile::tempdir().expect("tmp");
     let c = chain(dir.path(), 0, 1, 2, &["--fsync", "off"]);
-    let r = write(c[0].addr, 0, vec![data(1, 8, 1)]);
+    let k = key(dir.path());
+    let r = write(c[0].addr, &k, 0, vec![data(1, 8, 1)]);
     assert_eq!(r.results[0].status(), LogStatus::Ok);
-    let mut cfg =
-        LogClientConfig::new(8, vec![c.iter().map(|s| s.addr).collect()], AppendVia::None);
+    let mut cfg = LogClientConfig::new(
+        8,
+        vec![c.iter().map(|s| s.addr).collect()],
+        AppendVia::None,
+        Arc::new(k.clone()),
+    );
     cfg.hole_timeout = Duration::from_millis(50);
     assert!(!cfg.fill_holes);
     let log = Arc::new(LogClient::new(Arc::new(Tcp), cfg).expect("client"));
@@ -461,7 +495,7 @@ fn a_reader_that_is_not_a_corfu_writer_never_fills() {
             assert_eq!(v[0].1, Ok(None), "member {m}: position 0 was filled");
         }
         // Once the position is written, the subscriber goes on in order.
-        let r = write(c[0].addr, 0, vec![data(0, 8, 9)]);
+        let r = write(c[0].addr, &k, 0, vec![data(0, 8, 9)]);
         assert_eq!(r.results[0].status(), LogStatus::Ok);
         let e = sub.recv().await.expect("open").expect("entry");
         assert_eq!((e.pos, e.payload[0]), (0, 9));

@@ -62,9 +62,10 @@ fn leader_then_primary_sequencer_killed_under_load() {
         let mut seen = false;
         for rep in 0..3 {
             let p = dir.join(format!("bound-g{g}-r{rep}.bin"));
-            let Ok((log, _)) = read_records::<BoundBatch>(&p) else {
+            let Ok(recs) = read_records::<BoundBatch>(&p) else {
                 continue;
             };
+            let log = recs.records;
             let Some(i) = log
                 .iter()
                 .position(|b| b.epoch == 2 && b.space_mask == 0 && b.batch_id == 0)

@@ -86,10 +86,10 @@ fn two_groups_three_spaces_random_subsets() {
         for g in 0..2 {
             let a = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r0.bin")))
                 .expect("r0")
-                .0;
+                .records;
             let b = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r{rep}.bin")))
                 .expect("follower")
-                .0;
+                .records;
             assert!(
                 b.len() <= a.len() && a[..b.len()] == b[..],
                 "group {g}: replica {rep} applied batches r0 did not"
@@ -171,11 +171,20 @@ fn follower_killed_and_restarted() {
     // leader: at every Raft index both hold, it applied what replica 0 applied, and it
     // holds the whole tail, up to replica 0's last index.
     for g in 0..2 {
-        let (a, _) = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r0.bin")))
-            .expect("reading r0's records");
-        let (b, torn) = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r2.bin")))
+        let a = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r0.bin")))
+            .expect("reading r0's records")
+            .records;
+        let rb = read_records::<BoundBatch>(&dir.join(format!("bound-g{g}-r2.bin")))
             .expect("reading the restarted replica's records");
-        assert!(!torn, "group {g}: the restarted replica's records are torn");
+        assert!(
+            !rb.torn,
+            "group {g}: the restarted replica's records are torn"
+        );
+        assert!(
+            rb.ended,
+            "group {g}: the restarted replica did not end its records"
+        );
+        let b = rb.records;
         let (a, b) = (by_index(a), by_index(b));
         for (i, rb) in &b {
             assert_eq!(
@@ -212,8 +221,25 @@ fn direct_baseline() {
         Duration::from_secs(120),
     );
     let r = check_ok_run(&run, 2, 2);
+    assert!(
+        !r.verify.contains("fenced"),
+        "no group, no epoch: Fenced is not checked, and not claimed: {}",
+        r.verify
+    );
     let dir = out.path();
     assert_clean_logs(dir);
+    // The sequencer's own record of its grants, ended cleanly, is what was checked.
+    let grants = mason_common::record::read_records::<mason_common::record::GrantChunk>(
+        &dir.join("grants-0.bin"),
+    )
+    .expect("the sequencer's grant record");
+    assert!(grants.ended && !grants.torn);
+    let granted: usize = grants.records.iter().map(|g| g.len()).sum();
+    assert!(
+        granted as u64 >= r.acked,
+        "{granted} grants, {} acked",
+        r.acked
+    );
     // No proxy was started: no bound records, no proxy logs.
     assert!(files_matching(dir, "bound-").is_empty());
     assert!(files_matching(&dir.join("logs"), "proxy-").is_empty());
@@ -295,7 +321,9 @@ fn leader_killed_under_load() {
     }
     let survivor = (0..3).find(|&x| x != killed).expect("a survivor");
     let p = out.path().join(format!("bound-g0-r{survivor}.bin"));
-    let (log, _) = read_records::<BoundBatch>(&p).expect("survivor's records");
+    let log = read_records::<BoundBatch>(&p)
+        .expect("survivor's records")
+        .records;
     let k = 4;
     // Start of every run of K op-less batches.
     let probe_runs: Vec<usize> = (0..log.len().saturating_sub(k - 1))

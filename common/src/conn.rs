@@ -215,7 +215,7 @@ static CLOSE_LOG: LogLimit = LogLimit {
     count: AtomicU64::new(0),
     suppressed: AtomicU64::new(0),
 };
-const CLOSE_LOGS_PER_SECOND: u64 = 20;
+const CLOSE_LOGS_PER_SECOND: u64 = 100;
 
 /// Logs why a connection closes (rate-limited).
 pub fn log_close(peer: &str, why: &dyn std::fmt::Display) {

@@ -125,6 +125,8 @@ struct LeaderClient {
     next_seq: u64,
     held: BTreeMap<u64, OpEntry>,
     conn: ConnId,
+    /// The NoHoldBack mutant only: the seqs it batched (it batches out of order).
+    batched: std::collections::BTreeSet<u64>,
 }
 
 /// A request to open a session, waiting for its entry to apply.

@@ -52,7 +52,7 @@ fn burst_is_batched_and_every_op_is_answered_once() {
     }
     assert_eq!(net.replies.len(), 40);
     assert!(net.replies.iter().all(|(r, conn, rep)| *r == l
-        && *conn == rep.client_id
+        && rep.session == harness::session(*conn)
         && rep.status == ReplyStatus::Ok as i32));
     let report = net.check(l);
     assert_eq!(report.ops, 40);
@@ -99,7 +99,7 @@ fn duplicates_are_bound_once_and_answered_alike() {
     assert_eq!(net.oks(1).len(), 1, "one answer for two sends");
     assert_eq!(net.oks(2).len(), 1);
     let first = net.oks(1)[0].clone();
-    let counters = net.seq.counters().to_vec();
+    let counters = net.counters();
     let log_len = net.bound[l].len();
 
     net.send_on(l, 9, op(1, 1, 0b11)); // retry after the answer, on a new connection
@@ -108,11 +108,7 @@ fn duplicates_are_bound_once_and_answered_alike() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].2, first, "the retry gets the first answer back");
     assert_eq!(net.bound[l].len(), log_len, "nothing new bound");
-    assert_eq!(
-        net.seq.counters(),
-        &counters[..],
-        "no new numbers asked for"
-    );
+    assert_eq!(net.counters(), &counters[..], "no new numbers asked for");
     assert_eq!(net.bound_ops(l, 1).len(), 1);
     assert_eq!(net.bound_ops(l, 2).len(), 1);
     let report = net.check(l);
@@ -314,10 +310,10 @@ fn invalid_ops_and_followers_are_refused() {
     assert_eq!(net.replies.len(), 6);
     for (_, conn, rep) in &net.replies {
         assert_eq!(rep.status, ReplyStatus::Invalid as i32);
-        assert_eq!((rep.client_id, rep.client_seq), (*conn, 1));
+        assert_eq!((rep.session, rep.client_seq), (harness::session(*conn), 1));
     }
     net.advance(3 * TICK);
-    assert_eq!(net.seq.counters(), &[0, 0], "no numbers asked for");
+    assert_eq!(net.counters(), vec![0, 0], "no numbers asked for");
     assert!(
         net.bound.iter().flatten().all(|b| b.op_seqs.is_empty()),
         "nothing bound"
@@ -349,14 +345,14 @@ fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
     let last = net.last_bound(l);
     // A rival's recovery probe claims the leader's next batch id first, as empty.
     let probe = net
-        .seq
-        .answer(&GetSeq {
-            epoch: 0,
+        .seq_answer(GetSeq {
+            epoch: 1,
             group: 0,
             batch_id: last + 1,
             space_mask: 1,
             counts: vec![0],
             committed: 0,
+            session: 0,
         })
         .expect("the next id is answered at once");
     assert_eq!(probe.counts, vec![0]);

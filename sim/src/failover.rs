@@ -27,6 +27,46 @@ pub fn seq_crash(seed: u64) -> Plan {
     p
 }
 
+/// Every message to and from the backup (takeover requests, switches, promises, fills
+/// and their acknowledgements, activation, re-asks) may come up to three times, up to
+/// 60 ms late, in any order. Two triples: the primary stalls towards the first (its
+/// answers arrive 150-250 ms late, after the groups promised the backup's epoch: fenced,
+/// they leave holes below what the other triple's groups bound, which the backup assigns
+/// as fills, re-sent every 20 ms until acknowledged, so fills also arrive after they were
+/// applied), then crashes, and restarts as a backup while stale copies of messages are
+/// still on their way.
+pub fn seq_crash_dup_backup(seed: u64) -> Plan {
+    let mut p = base(seed);
+    p.world.triples = 2;
+    p.world.clients = 8;
+    let mut r = rng(seed);
+    let stall = 600 * MS + r.gen_range(0..100 * MS);
+    let late = r.gen_range(150 * MS..250 * MS);
+    p.faults = vec![
+        (
+            500 * MS,
+            Fault::Noisy {
+                node: Node::Sequencer(1),
+                dup: 0.5,
+                late_us: 60 * MS,
+            },
+        ),
+        (
+            stall,
+            Fault::Slow {
+                a: vec![Node::Sequencer(0)],
+                b: proxies(1),
+                extra_us: late,
+            },
+        ),
+        (stall + 400 * MS, Fault::CrashSequencer(0)),
+        (stall + 800 * MS, Fault::RestartSequencer(0)),
+        (1800 * MS, Fault::Heal),
+    ];
+    p.heals = vec![1800 * MS];
+    p
+}
+
 pub fn leader_crash_during_seq_recovery(seed: u64) -> Plan {
     let mut p = base(seed);
     let at = 850 * MS + rng(seed).gen_range(0..40 * MS);

@@ -60,6 +60,10 @@ pub struct Net {
     /// Directed pairs whose messages take this much longer (a stalled process or link:
     /// its messages arrive late, not never).
     slow: BTreeMap<(Node, Node), u64>,
+    /// Nodes whose messages (to them and from them) are duplicated with this probability,
+    /// up to twice, and each copy delayed by up to this many us more: out of order, late
+    /// and repeated.
+    noisy: BTreeMap<Node, (f64, u64)>,
 }
 
 impl Net {
@@ -68,6 +72,7 @@ impl Net {
             cfg,
             blocked: BTreeSet::new(),
             slow: BTreeMap::new(),
+            noisy: BTreeMap::new(),
         }
     }
 
@@ -84,7 +89,28 @@ impl Net {
         if self.cfg.dup > 0.0 && rng.gen_bool(self.cfg.dup) {
             out.push(self.delay(rng) + extra);
         }
+        let noise = self
+            .noisy
+            .get(&from)
+            .or_else(|| self.noisy.get(&to))
+            .copied();
+        if let Some((dup, late)) = noise {
+            for _ in 0..2 {
+                if rng.gen_bool(dup) {
+                    out.push(self.delay(rng) + extra);
+                }
+            }
+            for d in out.iter_mut() {
+                *d += rng.gen_range(0..=late);
+            }
+        }
         out
+    }
+
+    /// Messages to and from `n` are duplicated (each copy with probability `dup`, twice
+    /// at most) and delayed by up to `late_us` more, until the next heal.
+    pub fn make_noisy(&mut self, n: Node, dup: f64, late_us: u64) {
+        self.noisy.insert(n, (dup, late_us));
     }
 
     fn delay(&self, rng: &mut StdRng) -> u64 {
@@ -118,9 +144,10 @@ impl Net {
     pub fn heal(&mut self) {
         self.blocked.clear();
         self.slow.clear();
+        self.noisy.clear();
     }
 
     pub fn is_partitioned(&self) -> bool {
-        !self.blocked.is_empty() || !self.slow.is_empty()
+        !self.blocked.is_empty() || !self.slow.is_empty() || !self.noisy.is_empty()
     }
 }

@@ -259,6 +259,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "loss", about: "5% of all messages are lost", in_all: true, build: loss },
     Scenario { name: "dup-reorder", about: "5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: dup_reorder },
     Scenario { name: "random", about: "random crash, partition and loss episodes drawn from the seed", in_all: true, build: random },
+    Scenario { name: "seq-crash-dup-backup", about: "the primary sequencer crashes at 0.6-0.7s; the backup's messages both ways come up to 3 times, up to 60 ms late; the primary restarts 0.5s later", in_all: true, build: failover::seq_crash_dup_backup },
     Scenario { name: "seq-crash", about: "the primary sequencer crashes at 0.7s (a backup takes over) and restarts as a backup at 1.4s", in_all: true, build: failover::seq_crash },
     Scenario { name: "leader-crash-in-seq-recovery", about: "the primary sequencer crashes at 0.7s; group 0's leader crashes during the takeover", in_all: true, build: failover::leader_crash_during_seq_recovery },
     Scenario { name: "seq-crash-in-election", about: "group 0's leader crashes at 0.7s; the primary sequencer crashes during the election", in_all: true, build: failover::seq_crash_during_election },

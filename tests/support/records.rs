@@ -12,7 +12,7 @@ use std::path::Path;
 /// An op as the records bind it: its spaces and its numbers (ascending by space).
 pub type Bound = HashMap<(u64, u64), (u64, Vec<u64>)>;
 
-/// An acknowledged op: ((client, seq), mask, numbers).
+/// An acknowledged op: ((session, seq), mask, numbers).
 pub type Ack = ((u64, u64), u64, Vec<u64>);
 
 /// What this test finds in one replica's records, checked on its own.
@@ -47,9 +47,19 @@ pub fn check_tiling(dir: &Path, groups: u32, replica: u32, spaces: u32) -> Tilin
     let mut batches = 0;
     for g in 0..groups {
         let p = dir.join(format!("bound-g{g}-r{replica}.bin"));
-        let (log, torn) = read_records::<BoundBatch>(&p)
+        let recs = read_records::<BoundBatch>(&p)
             .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-        assert!(!torn, "{} has a torn tail after a clean stop", p.display());
+        assert!(
+            !recs.torn,
+            "{} has a torn tail after a clean stop",
+            p.display()
+        );
+        assert!(
+            recs.ended,
+            "{} has no end marker after a clean stop",
+            p.display()
+        );
+        let log = recs.records;
         let log: Vec<BoundBatch> = by_index(log).into_values().collect();
         assert!(!log.is_empty(), "{} holds no batch", p.display());
         batches += log.len();
@@ -78,10 +88,10 @@ pub fn check_tiling(dir: &Path, groups: u32, replica: u32, spaces: u32) -> Tilin
                 }
             }
             // Ops take the numbers of their batch's ranges in order, per space.
-            assert_eq!(b.op_seqs.len(), b.op_clients.len());
-            assert_eq!(b.op_masks.len(), b.op_clients.len());
+            assert_eq!(b.op_seqs.len(), b.op_sessions.len());
+            assert_eq!(b.op_masks.len(), b.op_sessions.len());
             let mut used = vec![0u64; mask.len()];
-            for i in 0..b.op_clients.len() {
+            for i in 0..b.op_sessions.len() {
                 let om = SpaceMask(b.op_masks[i]);
                 assert!(
                     !om.is_empty(),
@@ -105,11 +115,11 @@ pub fn check_tiling(dir: &Path, groups: u32, replica: u32, spaces: u32) -> Tilin
                     used[k] += 1;
                     taken[s as usize] += 1;
                 }
-                let key = (b.op_clients[i], b.op_seqs[i]);
+                let key = (b.op_sessions[i], b.op_seqs[i]);
                 let prev = ops.insert(key, (om.0, nums));
                 assert!(
                     prev.is_none(),
-                    "client {} op {} bound twice (Once)",
+                    "session {} op {} bound twice (Once)",
                     key.0,
                     key.1
                 );
@@ -148,18 +158,18 @@ pub fn read_acks(dir: &Path, clients: u32) -> Vec<Ack> {
     let mut all = Vec::new();
     for i in 0..clients {
         let p = dir.join(format!("acks-{i}.bin"));
-        let (chunks, torn) =
+        let recs =
             read_records::<AckChunk>(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-        assert!(!torn, "{} is torn", p.display());
-        for c in &chunks {
+        assert!(!recs.torn, "{} is torn", p.display());
+        for c in &recs.records {
             let ok = c.for_each(|seq, mask, nums| {
-                all.push(((c.client_id, seq), mask.0, nums.to_vec()));
+                all.push(((c.session, seq), mask.0, nums.to_vec()));
             });
             assert!(
                 ok,
-                "{}: malformed chunk of client {}",
+                "{}: malformed chunk of session {}",
                 p.display(),
-                c.client_id
+                c.session
             );
         }
     }
@@ -234,7 +244,7 @@ fn independent_checks_catch_broken_records() {
         space_mask: 0b11,
         bases,
         counts,
-        op_clients: ops.iter().map(|o| o.0).collect(),
+        op_sessions: ops.iter().map(|o| o.0).collect(),
         op_seqs: ops.iter().map(|o| o.1).collect(),
         op_masks: ops.iter().map(|o| o.2).collect(),
         index: id,
@@ -244,7 +254,7 @@ fn independent_checks_catch_broken_records() {
         for b in log {
             w.append(b).expect("append");
         }
-        w.flush().expect("flush");
+        w.finish().expect("finish");
     };
     let good = vec![
         batch(1, vec![0, 0], vec![2, 1], &[(1, 1, 0b11), (1, 2, 0b01)]),

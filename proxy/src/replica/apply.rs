@@ -79,7 +79,6 @@ impl Replica {
             self.anomalies += 1;
         }
         self.last_batch_id = b.batch_id;
-        let no_dedup = self.cfg.mutant == Some(Mutant::NoDedup);
         let mut kept = Vec::with_capacity(b.ops.len());
         let mut dups = Vec::new();
         for o in &b.ops {
@@ -87,10 +86,16 @@ impl Replica {
             let Some(a) = self.sessions.get_mut(&o.session) else {
                 continue;
             };
-            if o.client_seq <= a.max_seq && !no_dedup {
+            let dup = match self.cfg.mutant {
+                Some(Mutant::NoDedup) => false,
+                // Ops come in any order: a dup is one already answered.
+                Some(Mutant::NoHoldBack) => a.answers.contains_key(&o.client_seq),
+                _ => o.client_seq <= a.max_seq,
+            };
+            if dup {
                 dups.push(o);
             } else {
-                a.max_seq = o.client_seq;
+                a.max_seq = a.max_seq.max(o.client_seq);
                 kept.push(o);
             }
         }

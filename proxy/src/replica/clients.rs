@@ -165,6 +165,35 @@ impl Replica {
             return;
         };
         l.last_seen.insert(op.session, now);
+        let no_hold_back = self.cfg.mutant == Some(Mutant::NoHoldBack);
+        if no_hold_back {
+            // The mutant batches ops as they come, in any order (each once).
+            if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
+                let reply = Self::answered(op.session, op.client_seq, *m, nums.clone());
+                self.answer_after_log(conn, reply, out);
+                return;
+            }
+            let lc = l.clients.entry(op.session).or_insert_with(|| LeaderClient {
+                next_seq: 1,
+                held: BTreeMap::new(),
+                conn,
+                batched: Default::default(),
+            });
+            lc.conn = conn;
+            if lc.batched.insert(op.client_seq) {
+                if l.open.is_empty() {
+                    l.open_since = now;
+                }
+                l.open.push_back(OpEntry {
+                    session: op.session,
+                    client_seq: op.client_seq,
+                    space_mask: op.space_mask,
+                    payload: op.payload,
+                    acked_below: op.acked_below,
+                });
+            }
+            return;
+        }
         if op.client_seq <= applied.max_seq && !no_dedup {
             let reply = match applied.answers.get(&op.client_seq) {
                 Some((m, nums)) => Self::answered(op.session, op.client_seq, *m, nums.clone()),
@@ -180,6 +209,7 @@ impl Replica {
             next_seq: applied.max_seq + 1,
             held: BTreeMap::new(),
             conn,
+            batched: Default::default(),
         });
         lc.conn = conn;
         let bytes = op.payload.len() + 64;
@@ -203,15 +233,6 @@ impl Replica {
             }
             l.queued_bytes += bytes;
             l.open.push_back(entry);
-            return;
-        }
-        if self.cfg.mutant == Some(Mutant::NoHoldBack) {
-            if l.open.is_empty() {
-                l.open_since = now;
-            }
-            l.queued_bytes += bytes;
-            l.open.push_back(entry);
-            lc.next_seq = lc.next_seq.max(op.client_seq + 1);
             return;
         }
         if op.client_seq > lc.next_seq {

@@ -51,6 +51,13 @@ pub enum Fault {
         b: Vec<Node>,
         extra_us: u64,
     },
+    /// Messages to and from `node` are duplicated (each extra copy with probability
+    /// `dup`) and delayed by up to `late_us` more, until the next heal.
+    Noisy {
+        node: Node,
+        dup: f64,
+        late_us: u64,
+    },
     /// Log server `i` crashes: it keeps only what it had synced.
     CrashLog(u32),
     /// Log server `i` restarts from what it kept.
@@ -227,6 +234,16 @@ impl World {
                     format!("slow {a:?} -> {b:?} by {} ms", extra_us / 1000),
                 );
                 self.net.slow_down(&a, &b, extra_us);
+            }
+            Fault::Noisy { node, dup, late_us } => {
+                self.trace.note(
+                    self.now,
+                    format!(
+                        "{node}'s messages duplicated ({dup}) and up to {} ms late",
+                        late_us / 1000
+                    ),
+                );
+                self.net.make_noisy(node, dup, late_us);
             }
             Fault::CrashLog(i) => self.crash_log(i),
             Fault::RestartLog(i) => self.restart_log(i),
