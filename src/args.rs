@@ -304,6 +304,14 @@ pub struct LocalArgs {
     /// clients start.
     #[arg(long, value_parser = positive_secs, requires = "kill_follower")]
     pub restart_follower: Option<Duration>,
+    /// SIGKILL client process 0 this many seconds after the clients start (with
+    /// --restart-client).
+    #[arg(long, value_parser = positive_secs, requires = "restart_client")]
+    pub kill_client: Option<Duration>,
+    /// Start client process 0 again, with the same index (so the same client ids, each in a
+    /// new session), this many seconds after the clients start.
+    #[arg(long, value_parser = positive_secs, requires = "kill_client")]
+    pub restart_client: Option<Duration>,
     /// SIGKILL the proxy process that leads group 0 this many seconds after the clients
     /// start (its replicas of other groups die with it, as with a machine).
     #[arg(long, value_parser = positive_secs)]

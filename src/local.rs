@@ -294,6 +294,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mut killed_leader = None;
     let mut seq_killed = false;
     let (mut log_killed, mut log_restarted) = (false, false);
+    let (mut client_killed, mut client_restarted) = (false, false);
     let victim = a.log_victim as usize;
     if layout.is_some() && a.kill_log_server.is_some() && victim >= log_idx.len() {
         anyhow::bail!(
@@ -388,11 +389,41 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             restarted = true;
             eprintln!("mason local: restarted proxy 2 at {:.2}s", t.as_secs_f64());
         }
+        if !client_killed && a.kill_client.is_some_and(|k| t >= k) {
+            client_killed = true;
+            let c = &mut cluster.procs[client_idx[0]].1;
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!("mason local: SIGKILLed client 0 at {:.2}s", t.as_secs_f64());
+        }
+        if client_killed && !client_restarted && a.restart_client.is_some_and(|r| t >= r) {
+            client_restarted = true;
+            let v = roles::client(
+                &shape,
+                0,
+                seq_addr,
+                &proxies,
+                chains.as_deref(),
+                &out.display().to_string(),
+            );
+            let child = spawn(&exe, &v, &logs.join("client-0.restarted.log"), true)?;
+            cluster.procs[client_idx[0]].1 = child;
+            eprintln!(
+                "mason local: restarted client 0 (same index, new sessions) at {:.2}s",
+                t.as_secs_f64()
+            );
+        }
         let mut running = 0;
-        for &i in &client_idx {
+        for (k, &i) in client_idx.iter().enumerate() {
             let (name, c) = &mut cluster.procs[i];
             match c.try_wait()? {
                 None => running += 1,
+                // Killed on purpose, and not (or not yet) started again.
+                Some(_) if k == 0 && client_killed && !client_restarted => {
+                    if a.restart_client.is_some() {
+                        running += 1;
+                    }
+                }
                 Some(st) if !st.success() => {
                     anyhow::bail!("{name} failed ({st}); see {}", logs.display())
                 }

@@ -234,3 +234,107 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
     std::fs::write(out.join("summary.txt"), &text)?;
     Ok((text, code))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mason_common::record::RecordWriter;
+    use mason_common::types::SpaceMask;
+
+    fn batch(id: u64, base: u64, ops: &[(u64, u64)]) -> BoundBatch {
+        BoundBatch {
+            group: 0,
+            batch_id: id,
+            epoch: 1,
+            space_mask: 1,
+            bases: vec![base],
+            counts: vec![ops.len() as u32],
+            op_sessions: ops.iter().map(|o| o.0).collect(),
+            op_seqs: ops.iter().map(|o| o.1).collect(),
+            op_masks: vec![1; ops.len()],
+            index: id,
+        }
+    }
+
+    /// A run of one group: every replica bound ops 1 and 2 of session 9 (numbers 0 and 1);
+    /// `ended[r]` says whether replica r ended its record cleanly.
+    fn run(dir: &Path, ended: [bool; 3]) {
+        for (r, end) in ended.iter().enumerate() {
+            let mut w = RecordWriter::create(&dir.join(format!("bound-g0-r{r}.bin"))).unwrap();
+            w.append(&batch(1, 0, &[(9, 1), (9, 2)])).unwrap();
+            if *end {
+                w.finish().unwrap();
+            } else {
+                w.flush().unwrap();
+            }
+        }
+        let mut a = AckChunk {
+            session: 9,
+            ..AckChunk::default()
+        };
+        a.push(1, SpaceMask(1), &[0]);
+        a.push(2, SpaceMask(1), &[1]);
+        let mut w = RecordWriter::create(&dir.join("acks-0.bin")).unwrap();
+        w.append(&a).unwrap();
+        w.finish().unwrap();
+    }
+
+    fn groups(unfinished: Vec<(u32, u32)>) -> Bound {
+        Bound::Groups {
+            groups: 1,
+            replicas: 3,
+            triples: 1,
+            unfinished,
+        }
+    }
+
+    /// A record without its end marker is reported, unless its replica was killed (and
+    /// then another replica's complete record must exist).
+    #[test]
+    fn records_that_did_not_end_cleanly_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), [true, true, true]);
+        let r = verify(d.path(), 1, &groups(vec![]), 1).unwrap().unwrap();
+        assert!(r.fenced && r.acked == 2);
+        run(d.path(), [true, true, false]);
+        let v = verify(d.path(), 1, &groups(vec![]), 1).unwrap().unwrap_err();
+        assert_eq!(v.invariant, "Records");
+        assert!(v.detail.contains("bound-g0-r2.bin"), "{}", v.detail);
+        assert!(verify(d.path(), 1, &groups(vec![(0, 2)]), 1)
+            .unwrap()
+            .is_ok());
+        run(d.path(), [false, false, false]);
+        let all = vec![(0, 0), (0, 1), (0, 2)];
+        let v = verify(d.path(), 1, &groups(all), 1).unwrap().unwrap_err();
+        assert_eq!(v.invariant, "Records");
+    }
+
+    /// The direct baseline is checked against the sequencer's own grants: an answer it
+    /// never granted is caught, and a grant record without its end is reported.
+    #[test]
+    fn the_direct_baseline_is_checked_against_the_sequencers_grants() {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), [true; 3]);
+        let grants = |ended: bool, numbers: [u64; 2]| {
+            let mut g = GrantChunk::default();
+            g.push(9, 1, SpaceMask(1), &[numbers[0]]);
+            g.push(9, 2, SpaceMask(1), &[numbers[1]]);
+            let mut w = RecordWriter::create(&d.path().join("grants-0.bin")).unwrap();
+            w.append(&g).unwrap();
+            if ended {
+                w.finish().unwrap();
+            } else {
+                w.flush().unwrap();
+            }
+        };
+        grants(true, [0, 1]);
+        let r = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap();
+        assert!(!r.fenced, "no epochs in the direct baseline");
+        grants(true, [0, 2]);
+        let v = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap_err();
+        assert_eq!(v.invariant, "Stable");
+        grants(false, [0, 1]);
+        let v = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap_err();
+        assert_eq!(v.invariant, "Records");
+    }
+}

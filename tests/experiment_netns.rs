@@ -206,6 +206,15 @@ fn experiment_on_a_namespace_cluster() {
     }
     let config = std::fs::read_to_string(res.join("config.json")).unwrap();
     assert!(config.contains("\"groups\": 2") && config.contains("proxy triple 0 replica 2"));
+    // The run's key went to every machine with the binary, readable by its owner only.
+    let key = std::fs::read_to_string(res.join("cluster.key")).unwrap();
+    for m in ["sequencer-1", "proxy-2", "client-1"] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = Path::new(&c.remote).join(m).join("cluster.key");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), key, "{}", p.display());
+    }
     c.wait_none_running("after run1");
     // `experiment results` gives the run's aggregate line again.
     let o = Command::new(mason())
@@ -304,7 +313,7 @@ fn experiment_on_a_namespace_cluster() {
             mason(),
             "sequencer",
         ])
-        .args(["--listen", &format!("{SUBNET}.15:7001")])
+        .args(["--listen", &format!("{SUBNET}.15:7001"), "--insecure"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
