@@ -105,6 +105,39 @@ pub fn spawn_reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandl
 
 /// Runs `mason local <args> --out <out>` and waits for it (at most `timeout`).
 pub fn run_local(args: &[&str], out: &Path, timeout: Duration) -> RunResult {
+    run_local_with(args, out, timeout, || ()).0
+}
+
+/// The address a role's log says it listens on (`listen=ADDR`), once it says so (at most
+/// 20 s).
+pub fn listen_addr(log: &Path) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text.split_whitespace().find_map(|w| {
+            w.strip_prefix("listen=")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        });
+        if let Some(a) = found {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} names no listen address",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `mason local <args> --out <out>`, runs `during` on this thread while it runs, then
+/// waits for it (at most `timeout` in all).
+pub fn run_local_with<T>(
+    args: &[&str],
+    out: &Path,
+    timeout: Duration,
+    during: impl FnOnce() -> T,
+) -> (RunResult, T) {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_mason"))
         .arg("local")
@@ -124,6 +157,7 @@ pub fn run_local(args: &[&str], out: &Path, timeout: Duration) -> RunResult {
     };
     let out_r = spawn_reader(p.child.stdout.take().expect("stdout"));
     let err_r = spawn_reader(p.child.stderr.take().expect("stderr"));
+    let got = during();
     let status = loop {
         if let Some(st) = p.child.try_wait().expect("waiting for mason local") {
             p.reaped = true;
@@ -150,12 +184,15 @@ pub fn run_local(args: &[&str], out: &Path, timeout: Duration) -> RunResult {
         args.join(" "),
         wall.as_secs_f64()
     );
-    RunResult {
-        code: status.code(),
-        stdout,
-        stderr,
-        wall,
-    }
+    (
+        RunResult {
+            code: status.code(),
+            stdout,
+            stderr,
+            wall,
+        },
+        got,
+    )
 }
 
 /// One client process's line: `mrps,p50,p99,p999,p9999,num_re_tx`.
