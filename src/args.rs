@@ -201,6 +201,10 @@ pub struct ProxyKnobs {
     /// entries (0: never; Mason's max_log_size).
     #[arg(long, default_value_t = 10_000, alias = "max-log-size")]
     pub snapshot_entries: u64,
+    /// Bytes of answers queued for one client connection, in MiB, before the connection is
+    /// closed (its client is not reading).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub conn_queue_mb: u64,
     /// A client session with no op for this many seconds is closed through the log (its
     /// dedup state forgotten; its client must open a new one).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -232,6 +236,8 @@ impl ProxyKnobs {
             self.snapshot_entries.to_string(),
             "--session-timeout-s".into(),
             self.session_timeout_s.to_string(),
+            "--conn-queue-mb".into(),
+            self.conn_queue_mb.to_string(),
         ]
     }
 }

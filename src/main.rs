@@ -189,6 +189,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             log_chains: a.log_chains.clone().map(|c| c.0).unwrap_or_default(),
             key,
             max_conns: a.max_connections as usize,
+            conn_queue: (a.knobs.conn_queue_mb as usize) << 20,
         };
         tracing::info!(replica = a.replica, groups = a.groups, %listen, fsync = a.knobs.fsync.on(), "proxy up");
         mason_proxy::server::run(cfg, Arc::new(Tcp), listener, terminated()).await

@@ -297,7 +297,9 @@ mod tests {
         let r = verify(d.path(), 1, &groups(vec![]), 1).unwrap().unwrap();
         assert!(r.fenced && r.acked == 2);
         run(d.path(), [true, true, false]);
-        let v = verify(d.path(), 1, &groups(vec![]), 1).unwrap().unwrap_err();
+        let v = verify(d.path(), 1, &groups(vec![]), 1)
+            .unwrap()
+            .unwrap_err();
         assert_eq!(v.invariant, "Records");
         assert!(v.detail.contains("bound-g0-r2.bin"), "{}", v.detail);
         assert!(verify(d.path(), 1, &groups(vec![(0, 2)]), 1)
@@ -331,10 +333,14 @@ mod tests {
         let r = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap();
         assert!(!r.fenced, "no epochs in the direct baseline");
         grants(true, [0, 2]);
-        let v = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap_err();
+        let v = verify(d.path(), 1, &Bound::Sequencer, 1)
+            .unwrap()
+            .unwrap_err();
         assert_eq!(v.invariant, "Stable");
         grants(false, [0, 1]);
-        let v = verify(d.path(), 1, &Bound::Sequencer, 1).unwrap().unwrap_err();
+        let v = verify(d.path(), 1, &Bound::Sequencer, 1)
+            .unwrap()
+            .unwrap_err();
         assert_eq!(v.invariant, "Records");
     }
 }

@@ -130,7 +130,12 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
                     ballot: 1,
                 })),
             ];
-            failed.extend(attack(backup, &Role::proxy(0, 0), &backup_frames, "a takeover"));
+            failed.extend(attack(
+                backup,
+                &Role::proxy(0, 0),
+                &backup_frames,
+                "a takeover",
+            ));
             let get = Frame::new(Body::GetSeq(GetSeq {
                 epoch: 0,
                 group: 0,
@@ -140,7 +145,12 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
                 committed: 0,
                 session: 0,
             }));
-            failed.extend(attack(primary, &Role::client(1), &[get], "an epoch-0 GetSeq"));
+            failed.extend(attack(
+                primary,
+                &Role::client(1),
+                &[get],
+                "an epoch-0 GetSeq",
+            ));
             for (r, p) in proxies.iter().enumerate() {
                 let peer = Role::proxy((r as u32 + 1) % 3, 0);
                 let frames = [forged_heartbeat(0), forged_heartbeat(1)];
@@ -178,7 +188,8 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
         .find(|l| l.starts_with("verify: "))
         .unwrap_or("");
     assert!(verify.starts_with("verify: ok "), "{verify}");
-    let read = |name: &str| std::fs::read_to_string(dir.join("logs").join(name)).unwrap_or_default();
+    let read =
+        |name: &str| std::fs::read_to_string(dir.join("logs").join(name)).unwrap_or_default();
     assert!(
         !read("sequencer-1.log").contains("taking over"),
         "the backup took over:\n{}",

@@ -397,6 +397,9 @@ fn a_client_restarted_with_its_id_gets_new_sessions_and_progresses() {
         );
         // The restarted process's own answers: new sessions, numbered from 1.
         let acks = read_acks(out.path(), 1);
-        assert!(acks.iter().any(|a| a.0 .1 == 1), "{system}: seqs restart at 1");
+        assert!(
+            acks.iter().any(|a| a.0 .1 == 1),
+            "{system}: seqs restart at 1"
+        );
     }
 }

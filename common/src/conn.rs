@@ -182,7 +182,20 @@ impl OutboxRx {
 }
 
 /// Writes what is queued, many frames per write, until the queue closes or a write fails.
+/// Closing the queue also abandons a write in progress: a peer that does not read must
+/// not hold its connection open.
 async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: &mut FramedWrite<W, FrameCodec>,
+    rx: &mut OutboxRx,
+) -> Result<(), CodecError> {
+    let closed = rx.closed();
+    tokio::select! {
+        r = write_all_queued(wr, rx) => r,
+        _ = closed.cancelled() => Ok(()),
+    }
+}
+
+async fn write_all_queued<W: AsyncWrite + Unpin>(
     wr: &mut FramedWrite<W, FrameCodec>,
     rx: &mut OutboxRx,
 ) -> Result<(), CodecError> {

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub key: Arc<ClusterKey>,
     /// Connections past their handshake at once.
     pub max_conns: usize,
+    /// Bytes queued for one accepted connection before it is closed.
+    pub conn_queue: usize,
 }
 
 /// What a group's task hears.
@@ -240,6 +242,7 @@ pub async fn run(
     });
     let mut serve = ServeConfig::new(cfg.key.clone(), me);
     serve.max_conns = cfg.max_conns;
+    serve.out_limit = cfg.conn_queue;
     let accept = tokio::spawn(conn::serve(listener, serve, handler));
     // A group task that dies (raft-rs aborts on states it considers impossible) would
     // leave a replica that looks alive but serves nothing: fail-stop instead, so that the

@@ -125,12 +125,16 @@ impl Replica {
                 continue;
             };
             a.answers.insert(n.seq, (n.mask, n.numbers.clone()));
-            // The client holds every answer below `acked_below`: forget them. A client that
-            // never says so keeps at most MAX_ANSWERS (a retry of a forgotten one is told
-            // its session expired).
-            while a.answers.first_key_value().is_some_and(|(seq, _)| {
-                *seq < o.acked_below || a.answers.len() > super::clients::MAX_ANSWERS
-            }) {
+            // The client holds every answer below `acked_below`: forget them. Of the rest,
+            // it can ask again only for ops it still has in flight, at most its window of
+            // them: twice that many are kept (a retry of one forgotten is told its session
+            // expired, and the client opens a new one).
+            let keep = (2 * a.window as usize).max(super::clients::MIN_ANSWERS);
+            while a
+                .answers
+                .first_key_value()
+                .is_some_and(|(seq, _)| *seq < o.acked_below || a.answers.len() > keep)
+            {
                 a.answers.pop_first();
             }
         }

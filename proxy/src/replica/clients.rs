@@ -35,8 +35,9 @@ impl Incoming {
 
 /// The largest window a session may ask for.
 pub const MAX_WINDOW: u32 = 4096;
-/// Answers kept per session at most, whatever its client says it holds.
-pub const MAX_ANSWERS: usize = 1 << 16;
+/// Answers kept per session at least (twice its window at most), whatever its client says
+/// it holds.
+pub const MIN_ANSWERS: usize = 64;
 /// Sessions closed per log entry at most.
 const CLOSE_PER_ENTRY: usize = 4096;
 /// How often the leader looks for idle sessions.
