@@ -258,12 +258,15 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         let until = Instant::now() + cfg.warmup + cfg.duration;
         let (proxies, groups, spaces) = (cfg.proxies.clone(), cfg.groups, cfg.spaces);
         rt.spawn(async move {
-            let r = mason_client::watch::record_contiguity(
-                Arc::new(Tcp),
-                key,
+            let watched = mason_client::watch::Watched {
                 proxies,
                 groups,
                 spaces,
+            };
+            let r = mason_client::watch::record_contiguity(
+                Arc::new(Tcp),
+                key,
+                watched,
                 &csv,
                 t0,
                 until,

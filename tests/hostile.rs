@@ -220,8 +220,7 @@ fn memory_stays_bounded_against_idle_prefixed_and_unread_connections() {
         .unwrap_or("");
     assert!(verify.starts_with("verify: ok "), "{verify}");
     let logs: String = (0..3)
-        .map(|r| std::fs::read_to_string(dir.join("logs").join(format!("proxy-{r}.log"))))
-        .flatten()
+        .flat_map(|r| std::fs::read_to_string(dir.join("logs").join(format!("proxy-{r}.log"))))
         .collect();
     assert!(
         logs.contains("outgoing queue passed the bound"),

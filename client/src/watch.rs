@@ -149,18 +149,30 @@ impl Contiguity {
     }
 }
 
+/// What [`record_contiguity`] watches: every replica of `groups` groups hosted by
+/// `proxies` (in triples), over `spaces` spaces.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    pub proxies: Vec<SocketAddr>,
+    pub groups: u32,
+    pub spaces: u32,
+}
+
 /// Watches every replica of every group and writes `t_ms,s0,s1,...` to `csv` every 10 ms
 /// (`t_ms` counted from `t0`) until `until`.
 pub async fn record_contiguity(
     transport: Arc<dyn Transport>,
     key: Arc<ClusterKey>,
-    proxies: Vec<SocketAddr>,
-    groups: u32,
-    spaces: u32,
+    w: Watched,
     csv: &Path,
     t0: Instant,
     until: Instant,
 ) -> std::io::Result<()> {
+    let Watched {
+        proxies,
+        groups,
+        spaces,
+    } = w;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for g in 0..groups {

@@ -563,7 +563,7 @@ pub fn spawn_link<H: LinkHandler>(
                 Err(e) => {
                     failures += 1;
                     // Say so once, then only now and then (the peer may be down for long).
-                    if failures == 1 || failures % 500 == 0 {
+                    if failures == 1 || failures.is_multiple_of(500) {
                         tracing::debug!(%addr, peer = %cfg.peer, error = %e, failures, "cannot link");
                     }
                 }

@@ -112,9 +112,12 @@ pub struct Checker {
     fenced: bool,
 }
 
-/// Each op of a batch with its numbers, `(session, seq, mask, numbers)`, in op order: in
-/// each space of the batch, the ops that touch it take the space's range in turn.
-pub fn op_numbers(b: &BoundBatch) -> Result<Vec<(u64, u64, SpaceMask, Vec<u64>)>, String> {
+/// One op of a batch with its numbers: `(session, seq, mask, numbers)`.
+pub type NumberedOp = (u64, u64, SpaceMask, Vec<u64>);
+
+/// Each op of a batch with its numbers, in op order: in each space of the batch, the ops
+/// that touch it take the space's range in turn.
+pub fn op_numbers(b: &BoundBatch) -> Result<Vec<NumberedOp>, String> {
     let mask = SpaceMask(b.space_mask);
     if b.bases.len() != mask.len() || b.counts.len() != mask.len() {
         return Err(format!(
@@ -132,7 +135,7 @@ pub fn op_numbers(b: &BoundBatch) -> Result<Vec<(u64, u64, SpaceMask, Vec<u64>)>
             b.batch_id
         ));
     }
-    let mut out: Vec<(u64, u64, SpaceMask, Vec<u64>)> = (0..n)
+    let mut out: Vec<NumberedOp> = (0..n)
         .map(|i| {
             (
                 b.op_sessions[i],
@@ -154,16 +157,15 @@ pub fn op_numbers(b: &BoundBatch) -> Result<Vec<(u64, u64, SpaceMask, Vec<u64>)>
     // come out in its spaces' order.
     for (k, s) in mask.iter().enumerate() {
         let (base, count) = (b.bases[k], u64::from(b.counts[k]));
-        let mut next = base;
-        for op in out.iter_mut().filter(|op| op.2.contains(s)) {
-            if next >= base + count {
+        let touching = out.iter_mut().filter(|op| op.2.contains(s));
+        for (number, op) in (base..).zip(touching) {
+            if number >= base + count {
                 return Err(format!(
                     "batch {}: its ops need more numbers in space {s} than its range holds",
                     b.batch_id
                 ));
             }
-            op.3.push(next);
-            next += 1;
+            op.3.push(number);
         }
     }
     Ok(out)

@@ -223,12 +223,12 @@ fn pre_rate(ts: &[u64], p: &[u64], at: u64) -> f64 {
 }
 
 fn first_new(ts: &[u64], outages: &[Stall], at: u64, next_kill: Option<u64>) -> Option<u64> {
-    if ts.last().map_or(true, |&last| last < at) {
+    if ts.last().is_none_or(|&last| last < at) {
         return None;
     }
     let in_progress = |s: &&Stall| s.start <= at && (s.end > at || !s.resumed);
     let begins_after = |s: &&Stall| {
-        s.start > at && s.start - at <= STALL_ONSET_MS && next_kill.map_or(true, |k| s.start < k)
+        s.start > at && s.start - at <= STALL_ONSET_MS && next_kill.is_none_or(|k| s.start < k)
     };
     let key = |s: &&Stall| {
         (

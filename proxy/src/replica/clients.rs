@@ -239,10 +239,11 @@ impl Replica {
         if op.client_seq > lc.next_seq {
             // The session has at most `window` ops in flight: anything further ahead is
             // not a real op of it.
-            if op.client_seq < lc.next_seq + window && lc.held.len() < window as usize {
-                if lc.held.insert(op.client_seq, entry).is_none() {
-                    l.queued_bytes += bytes;
-                }
+            if op.client_seq < lc.next_seq + window
+                && lc.held.len() < window as usize
+                && lc.held.insert(op.client_seq, entry).is_none()
+            {
+                l.queued_bytes += bytes;
             }
             return;
         }

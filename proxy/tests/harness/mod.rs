@@ -169,7 +169,7 @@ impl Net {
     }
 
     /// Hands a frame from replica `r` to sequencer `i` and routes its answers.
-    fn to_sequencer(&mut self, r: usize, i: usize, body: Body) {
+    fn tell_sequencer(&mut self, r: usize, i: usize, body: Body) {
         if !self.seq_up.get(i).copied().unwrap_or(false) {
             return;
         }
@@ -185,10 +185,10 @@ impl Net {
         {
             return;
         }
-        self.from_sequencer(out, req.map(|q| (r, q)));
+        self.route_sequencer(out, req.map(|q| (r, q)));
     }
 
-    fn from_sequencer(&mut self, out: Vec<SeqOut>, asked: Option<(usize, GetSeq)>) {
+    fn route_sequencer(&mut self, out: Vec<SeqOut>, asked: Option<(usize, GetSeq)>) {
         for o in out {
             match o {
                 SeqOut::Reply(origin, Body::SeqReply(rep)) => {
@@ -234,7 +234,7 @@ impl Net {
                         continue;
                     }
                     self.to_seq.push((r, seq, body.clone()));
-                    self.to_sequencer(r, seq as usize, body);
+                    self.tell_sequencer(r, seq as usize, body);
                 }
                 Action::SendRaft { to, data } => {
                     if !self.cut[r] && !self.mute[r] {
@@ -253,7 +253,7 @@ impl Net {
                         continue;
                     }
                     let to = epoch_owner(req.epoch, self.seqs.len() as u32) as usize;
-                    self.to_sequencer(r, to, Body::GetSeq(req));
+                    self.tell_sequencer(r, to, Body::GetSeq(req));
                 }
                 Action::Reply { conn, reply } => self.replies.push((r, conn, reply)),
                 Action::Registered { conn, reply } => {
@@ -325,7 +325,7 @@ impl Net {
                 }
                 let mut out = Vec::new();
                 self.seqs[i].tick(self.now, &mut out);
-                self.from_sequencer(out, None);
+                self.route_sequencer(out, None);
             }
             self.settle();
         }

@@ -279,7 +279,6 @@ impl World {
         s.node = SeqNode::new(cfg);
         s.alive = true;
         s.incarnation = inc;
-        let inc = s.incarnation;
         self.trace
             .note(self.now, format!("restart sequencer-{i} (as a backup)"));
         let at = self.now + self.cfg.seq_tick_us;
