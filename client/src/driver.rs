@@ -268,7 +268,7 @@ impl Driver {
                     ClientAction::Send { to, frame } => {
                         if self.connect(to).await {
                             if let Some(c) = &self.conn {
-                                let _ = c.tx.send(&frame);
+                                let _ = c.tx.send(frame);
                             }
                         } else {
                             let now = self.now_us();

@@ -56,7 +56,7 @@ pub async fn watch_group(
             continue;
         };
         let w = spawn_writer(conn.wr, 1 << 20, Overflow::Drop, addr.to_string());
-        let _ = w.send(&Frame::new(Body::Watch(Watch { group, ranges_only })));
+        let _ = w.send(Frame::new(Body::Watch(Watch { group, ranges_only })));
         let mut reader = conn.rd;
         while let Some(Ok(f)) = reader.next().await {
             let n = match f.body {

@@ -15,8 +15,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// Bytes of the length prefix.
 pub const PREFIX: usize = 4;
-/// The default largest frame between peers (Raft messages, promises, log writes).
-pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// The default largest frame between authenticated peers (Raft messages and snapshots,
+/// promises, log writes). Nothing is reserved for it before it arrives.
+pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// A read buffer at least this large is replaced by a small one once it is empty.
 const SHRINK_ABOVE: usize = 256 << 10;
 /// What a connection's read buffer starts with.
@@ -81,7 +82,15 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         src.advance(PREFIX);
-        let body = src.split_to(len).freeze();
+        // A small frame in a large buffer is copied out: as a slice it would keep the
+        // whole buffer alive for as long as it is kept (an op held back, say).
+        let body = if src.capacity() > SHRINK_ABOVE && len < src.capacity() / 8 {
+            let b = Bytes::copy_from_slice(&src[..len]);
+            src.advance(len);
+            b
+        } else {
+            src.split_to(len).freeze()
+        };
         if src.is_empty() && src.capacity() > SHRINK_ABOVE {
             *src = BytesMut::with_capacity(READ_BUFFER);
         }
@@ -118,6 +127,36 @@ pub fn encode_into(frame: &Frame, buf: &mut BytesMut) {
     buf.put_u32(len as u32);
     // Encoding into a BytesMut with reserved room cannot fail.
     let _ = frame.encode(buf);
+}
+
+/// What goes out on a connection: a frame to encode, or one encoded already (to be sent
+/// on many connections, encoded once).
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    Frame(Frame),
+    Body(Bytes),
+}
+
+impl Outgoing {
+    /// Bytes on the wire, prefix included.
+    pub fn wire_len(&self) -> usize {
+        PREFIX
+            + match self {
+                Outgoing::Frame(f) => f.encoded_len(),
+                Outgoing::Body(b) => b.len(),
+            }
+    }
+}
+
+impl Encoder<Outgoing> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, o: Outgoing, dst: &mut BytesMut) -> Result<(), CodecError> {
+        match o {
+            Outgoing::Frame(f) => Encoder::<&Frame>::encode(self, &f, dst),
+            Outgoing::Body(b) => Encoder::<Bytes>::encode(self, b, dst),
+        }
+    }
 }
 
 /// Encodes an already encoded body (see [`encode_body`]) with its prefix.

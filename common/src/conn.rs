@@ -13,11 +13,12 @@
 //!   what arrived (see [`crate::codec`]).
 
 use crate::auth::{self, ClusterKey, Role};
-use crate::codec::{encode_body, CodecError, FrameCodec, READ_BUFFER};
+use crate::codec::{CodecError, FrameCodec, Outgoing, READ_BUFFER};
 use crate::msg::{Body, Frame};
 use crate::transport::{Connection, Listener, Transport};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,7 +50,7 @@ pub enum SendError {
 }
 
 struct OutboxInner {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<(usize, Outgoing)>,
     queued: AtomicUsize,
     limit: usize,
     policy: Overflow,
@@ -65,7 +66,7 @@ pub struct Outbox {
 
 /// The receiving side, held by the task that writes to the socket.
 pub struct OutboxRx {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<(usize, Outgoing)>,
     inner: Arc<OutboxInner>,
 }
 
@@ -89,20 +90,25 @@ pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx
 }
 
 impl Outbox {
-    /// Encodes and queues one frame.
-    pub fn send(&self, frame: &Frame) -> Result<(), SendError> {
-        self.send_body(encode_body(frame))
+    /// Queues one frame (encoded by the writer, straight into its buffer).
+    pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        self.queue(Outgoing::Frame(frame))
     }
 
     /// Queues one frame given as its encoded body (encode once, send to many).
     pub fn send_body(&self, body: Bytes) -> Result<(), SendError> {
+        self.queue(Outgoing::Body(body))
+    }
+
+    fn queue(&self, o: Outgoing) -> Result<(), SendError> {
         let i = &self.inner;
         if i.closed.is_cancelled() {
             return Err(SendError::Closed);
         }
-        let n = body.len() + crate::codec::PREFIX;
+        let n = o.wire_len();
         let queued = i.queued.fetch_add(n, Ordering::Relaxed) + n;
-        if queued > i.limit {
+        // One frame larger than the bound still goes out alone (a snapshot, say).
+        if queued > i.limit && queued > n {
             i.queued.fetch_sub(n, Ordering::Relaxed);
             return match i.policy {
                 Overflow::Drop => Err(SendError::Full),
@@ -118,7 +124,7 @@ impl Outbox {
                 }
             };
         }
-        i.tx.send(body).map_err(|_| {
+        i.tx.send((n, o)).map_err(|_| {
             i.queued.fetch_sub(n, Ordering::Relaxed);
             SendError::Closed
         })
@@ -144,36 +150,35 @@ impl Outbox {
 }
 
 impl OutboxRx {
-    /// The next frame body to write, or `None` once the connection is closed.
-    async fn recv(&mut self) -> Option<Bytes> {
-        tokio::select! {
-            b = self.rx.recv() => b,
-            _ = self.inner.closed.cancelled() => None,
-        }
+    /// The next frame to write (taken off the count of queued bytes), or `None` once the
+    /// connection is closed.
+    async fn recv(&mut self) -> Option<Outgoing> {
+        let (n, o) = tokio::select! {
+            x = self.rx.recv() => x?,
+            _ = self.inner.closed.cancelled() => return None,
+        };
+        self.written(n);
+        Some(o)
     }
 
-    fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+    fn try_recv(&mut self) -> Option<Outgoing> {
+        let (n, o) = self.rx.try_recv().ok()?;
+        self.written(n);
+        Some(o)
     }
 
-    /// The next queued frame body, if any (for tests that stand in for a socket).
-    pub fn try_next(&mut self) -> Option<Bytes> {
-        let b = self.rx.try_recv().ok()?;
-        self.written(&b);
-        Some(b)
+    /// The next queued frame, if any (for tests that stand in for a socket).
+    pub fn try_next(&mut self) -> Option<Outgoing> {
+        self.try_recv()
     }
 
-    fn written(&self, b: &Bytes) {
-        self.inner
-            .queued
-            .fetch_sub(b.len() + crate::codec::PREFIX, Ordering::Relaxed);
+    fn written(&self, n: usize) {
+        self.inner.queued.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Drops everything queued (a link that is down).
     fn discard(&mut self) {
-        while let Ok(b) = self.rx.try_recv() {
-            self.written(&b);
-        }
+        while self.try_recv().is_some() {}
     }
 
     fn closed(&self) -> CancellationToken {
@@ -199,15 +204,13 @@ async fn write_all_queued<W: AsyncWrite + Unpin>(
     wr: &mut FramedWrite<W, FrameCodec>,
     rx: &mut OutboxRx,
 ) -> Result<(), CodecError> {
-    while let Some(b) = rx.recv().await {
-        rx.written(&b);
-        wr.feed(b).await?;
+    while let Some(o) = rx.recv().await {
+        wr.feed(o).await?;
         while wr.write_buffer().len() < COALESCE {
-            let Some(b) = rx.try_recv() else { break };
-            rx.written(&b);
-            wr.feed(b).await?;
+            let Some(o) = rx.try_recv() else { break };
+            wr.feed(o).await?;
         }
-        SinkExt::<Bytes>::flush(wr).await?;
+        SinkExt::<Outgoing>::flush(wr).await?;
     }
     Ok(())
 }
@@ -273,7 +276,7 @@ impl ServeConfig {
             me,
             max_conns: 4096,
             max_handshakes: 256,
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(3),
             out_limit: 8 << 20,
         }
     }
@@ -310,6 +313,7 @@ pub trait Handler: Send + Sync + 'static {
 pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig, handler: Arc<H>) {
     let cfg = Arc::new(cfg);
     let handshakes = Arc::new(Semaphore::new(cfg.max_handshakes));
+    let per_host = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
     let conns = Arc::new(Semaphore::new(cfg.max_conns));
     let mut next: ConnId = 1;
     loop {
@@ -320,6 +324,15 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
+        };
+        // One host cannot take every handshake slot: at most a quarter of them.
+        let host = host_of(&conn.peer);
+        let Some(pending) = PendingHost::enter(&per_host, host, cfg.max_handshakes / 4) else {
+            log_close(
+                &conn.peer,
+                &"too many connections from this host in their handshake",
+            );
+            continue;
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             log_close(&conn.peer, &"too many connections in their handshake");
@@ -342,7 +355,7 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
             )
             .await
             .unwrap_or(Err(auth::HandshakeError::Timeout));
-            drop(permit);
+            drop((permit, pending));
             let role = match shake {
                 Ok(r) => r,
                 Err(e) => return log_close(&peer, &format!("handshake: {e}")),
@@ -361,6 +374,48 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
             let info = ConnInfo { id, role, peer };
             run_accepted(rd, wr, info, &cfg, &*handler).await;
         });
+    }
+}
+
+/// The host part of a peer's `host:port` (or all of it).
+fn host_of(peer: &str) -> String {
+    peer.rsplit_once(':').map_or(peer, |(h, _)| h).to_string()
+}
+
+/// A connection of `host` in its handshake; counted until dropped.
+struct PendingHost {
+    map: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    host: String,
+}
+
+impl PendingHost {
+    fn enter(
+        map: &Arc<std::sync::Mutex<HashMap<String, usize>>>,
+        host: String,
+        max: usize,
+    ) -> Option<PendingHost> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(host.clone()).or_insert(0);
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PendingHost {
+            map: map.clone(),
+            host,
+        })
+    }
+}
+
+impl Drop for PendingHost {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.host);
+            }
+        }
     }
 }
 
@@ -482,6 +537,10 @@ where
 
 /// A link's side of the frames it receives.
 pub trait LinkHandler: Send + Sync + 'static {
+    /// The first frame on every (re)established link, before anything queued.
+    fn hello(&self) -> Option<Frame> {
+        None
+    }
     /// The link is (re)established with a peer of role `peer`; `out` is the link's queue.
     fn up(&self, peer: &Role, out: &Outbox) -> impl Future<Output = ()> + Send;
     /// One frame from the peer; an error breaks the link (it reconnects).
@@ -553,8 +612,18 @@ pub fn spawn_link<H: LinkHandler>(
             )
             .await;
             match dialed {
-                Ok(d) => {
+                Ok(mut d) => {
                     failures = 0;
+                    let hello = match handler.hello() {
+                        Some(h) => d.wr.send(&h).await.map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    };
+                    if let Err(e) = hello {
+                        tracing::debug!(%addr, error = %e, "the link broke at once");
+                        rx.discard();
+                        tokio::time::sleep(cfg.retry).await;
+                        continue;
+                    }
                     handler.up(&cfg.peer, &link).await;
                     if let Some(why) = run_link(d.rd, d.wr, &mut rx, &*handler).await {
                         tracing::warn!(%addr, peer = %cfg.peer, %why, "link broken; reconnecting");
@@ -602,5 +671,98 @@ async fn run_link<H: LinkHandler>(
             Ok(()) => None,
             Err(e) => Some(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Tcp;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Takes clients, echoes nothing, counts frames.
+    struct Count(AtomicUsize);
+
+    impl Handler for Count {
+        fn admit(&self, role: &Role) -> Result<usize, String> {
+            match role.role_kind() {
+                crate::auth::RoleKind::Client => Ok(1024),
+                _ => Err("clients only".into()),
+            }
+        }
+        async fn open(&self, _: &ConnInfo, _: Outbox) {}
+        async fn frame(&self, _: &ConnInfo, _: &Outbox, _: Body) -> Result<(), String> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        async fn close(&self, _: &ConnInfo) {}
+    }
+
+    async fn server(key: &ClusterKey, max_handshakes: usize) -> SocketAddr {
+        let l = Tcp.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut cfg = ServeConfig::new(Arc::new(key.clone()), Role::sequencer(0));
+        cfg.max_handshakes = max_handshakes;
+        tokio::spawn(serve(l, cfg, Arc::new(Count(AtomicUsize::new(0)))));
+        addr
+    }
+
+    async fn from(src: &str, to: SocketAddr) -> tokio::net::TcpStream {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{src}:0").parse().unwrap()).unwrap();
+        s.connect(to).await.unwrap()
+    }
+
+    /// One host that opens connections and never finishes their handshakes holds at most
+    /// a quarter of the slots: others still get in.
+    #[tokio::test]
+    async fn one_host_cannot_take_every_handshake_slot() {
+        use tokio::io::AsyncReadExt;
+        let key = ClusterKey::generate();
+        let addr = server(&key, 16).await;
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(from("127.0.0.1", addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The fifth from the same host is refused at once.
+        let mut fifth = from("127.0.0.1", addr).await;
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(1), fifth.read(&mut b)).await;
+        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "not refused: {r:?}");
+        // So is a client of that host that would finish its handshake; another host's
+        // gets through.
+        let transport = Tcp;
+        let d = dial(
+            &transport,
+            addr,
+            &key,
+            &Role::client(1),
+            |r| *r == Role::sequencer(0),
+            1024,
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(d.is_err(), "127.0.0.1 has no slot left");
+        let (r, w) = from("127.0.0.2", addr).await.into_split();
+        let mut rd = FramedRead::new(r, FrameCodec::new(auth::HANDSHAKE_MAX_FRAME));
+        let mut wr = FramedWrite::new(w, FrameCodec::new(auth::HANDSHAKE_MAX_FRAME));
+        let peer = auth::connect(&mut rd, &mut wr, &key, &Role::client(1)).await;
+        assert_eq!(peer.unwrap(), Role::sequencer(0));
+        drop(idle);
+    }
+
+    /// A frame larger than an empty queue's bound goes out alone; a second is refused.
+    #[test]
+    fn one_oversized_frame_fits_an_empty_queue() {
+        let (o, mut rx) = outbox(100, Overflow::Drop, "p".into());
+        assert!(o.send_body(Bytes::from(vec![0u8; 500])).is_ok());
+        assert_eq!(
+            o.send_body(Bytes::from(vec![0u8; 10])),
+            Err(SendError::Full)
+        );
+        assert!(rx.try_next().is_some());
+        assert_eq!(o.queued(), 0);
+        assert!(o.send_body(Bytes::from(vec![0u8; 10])).is_ok());
     }
 }

@@ -12,6 +12,8 @@
 
 mod write;
 
+pub use write::Source;
+
 use crate::storage::{Entry, Lookup};
 use mason_common::logmsg::{
     LogItem, LogKind, LogRead, LogReadReply, LogResult, LogStatus, LogTailReply, LogWrite,
@@ -21,6 +23,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Identifies a connection to the runtime that drives the node.
 pub type ConnId = u64;
+
+/// Positions one read answers at most.
+pub const MAX_READ_POSITIONS: usize = 65_536;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -45,8 +50,13 @@ impl NodeConfig {
 #[derive(Debug)]
 pub enum NodeAction {
     /// Look up what the store holds at `positions`, then call [`LogNode::on_looked_up`]
-    /// with `token` and one [`Lookup`] per position, in order.
-    Lookup { token: u64, positions: Vec<u64> },
+    /// with `token` and one [`Lookup`] per position, in order; once the entries found
+    /// pass `budget` payload bytes, stop (the answer covers a prefix).
+    Lookup {
+        token: u64,
+        positions: Vec<u64>,
+        budget: usize,
+    },
     /// Store `entry` at `pos` (with `repair`, replacing a record known to be corrupt).
     /// Durable at the next sync. A failed append stops the server.
     Append {
@@ -149,18 +159,31 @@ impl LogNode {
         self.waiting_sync.len() + self.forwarded.len() + self.looking.len()
     }
 
-    fn lookup(&mut self, positions: Vec<u64>, w: Waiting, out: &mut Vec<NodeAction>) {
+    fn lookup(
+        &mut self,
+        positions: Vec<u64>,
+        budget: usize,
+        w: Waiting,
+        out: &mut Vec<NodeAction>,
+    ) {
         let token = self.next_token;
         self.next_token += 1;
         self.looking.insert(token, w);
-        out.push(NodeAction::Lookup { token, positions });
+        out.push(NodeAction::Lookup {
+            token,
+            positions,
+            budget,
+        });
     }
 
     /// A read of `r.positions`: durable entries only, each checked against its checksum.
+    /// The answer covers at most [`MAX_READ_POSITIONS`] positions and stops once it passes
+    /// `max_read_bytes` of payload (the reader asks again for the rest).
     pub fn on_read(&mut self, conn: ConnId, r: LogRead, out: &mut Vec<NodeAction>) {
-        let mut results = Vec::with_capacity(r.positions.len());
+        let n = r.positions.len().min(MAX_READ_POSITIONS);
+        let mut results = Vec::with_capacity(n);
         let mut ask = Vec::new();
-        for pos in r.positions {
+        for pos in r.positions.into_iter().take(n) {
             if !self.owns(pos) {
                 results.push(Some(status(pos, LogStatus::WrongShard)));
             } else if self.unsynced.contains_key(&pos) || pos >= self.next {
@@ -178,7 +201,8 @@ impl LogNode {
         if ask.is_empty() {
             self.answer_read(w, out);
         } else {
-            self.lookup(ask, w, out);
+            let budget = self.cfg.max_read_bytes;
+            self.lookup(ask, budget, w, out);
         }
     }
 
@@ -188,7 +212,8 @@ impl LogNode {
         };
         let mut answered = Vec::with_capacity(results.len());
         let mut bytes = 0usize;
-        for r in results.into_iter().flatten() {
+        // In order, up to the first position not looked up (past the byte budget).
+        for r in results.into_iter().map_while(|r| r) {
             bytes += r.payload.len();
             answered.push(r);
             if bytes >= self.cfg.max_read_bytes {
@@ -218,19 +243,22 @@ impl LogNode {
             } => {
                 let mut found = found.into_iter();
                 for slot in results.iter_mut().filter(|r| r.is_none()) {
-                    *slot = Some(match found.next() {
-                        Some(Lookup::Held(pos, e)) => entry_result(pos, LogStatus::Ok, e),
-                        Some(Lookup::Free(pos)) => status(pos, LogStatus::NotWritten),
-                        Some(Lookup::Corrupt(pos, why)) => {
+                    // The lookup stopped at its byte budget: the answer ends here.
+                    let Some(f) = found.next() else {
+                        break;
+                    };
+                    *slot = Some(match f {
+                        Lookup::Held(pos, e) => entry_result(pos, LogStatus::Ok, e),
+                        Lookup::Free(pos) => status(pos, LogStatus::NotWritten),
+                        Lookup::Corrupt(pos, why) => {
                             self.stats.corrupt_reads += 1;
                             tracing::error!(pos, "corrupt entry not returned: {why}");
                             status(pos, LogStatus::Corrupt)
                         }
-                        Some(Lookup::Failed(pos, why)) => {
+                        Lookup::Failed(pos, why) => {
                             tracing::error!(pos, "read failed: {why}");
                             status(pos, LogStatus::Unavailable)
                         }
-                        None => status(0, LogStatus::Unavailable),
                     });
                 }
                 self.answer_read(Waiting::Read { conn, id, results }, out);

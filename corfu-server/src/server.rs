@@ -12,11 +12,9 @@
 //! else closes that connection with a logged reason.
 
 use crate::disk::{DiskOptions, DiskStore};
-use crate::node::{ConnId, LogNode, NodeAction, NodeConfig};
+use crate::node::{ConnId, LogNode, NodeAction, NodeConfig, Source};
 use crate::storage::{run_disk_action, DiskDone, Lookup, Storage};
-use bytes::Bytes;
 use mason_common::auth::{ClusterKey, Role, RoleKind};
-use mason_common::codec::encode_body;
 use mason_common::conn::{self, ConnInfo, Handler, LinkConfig, LinkHandler, Outbox, ServeConfig};
 use mason_common::driver::{self, Executor, Machine};
 use mason_common::logmsg::LogWriteReply;
@@ -57,16 +55,16 @@ enum Event {
 }
 
 enum Action {
-    Send(Outbox, Bytes),
-    Forward(Bytes),
+    Send(Outbox, Frame),
+    Forward(Frame),
     Disk(NodeAction),
     Close(Outbox, String),
 }
 
 struct Conn {
     out: Outbox,
-    /// This server's predecessor in the chain: its writes are forwards.
-    upstream: bool,
+    /// Who its writes come from.
+    source: Source,
 }
 
 const STATS_US: u64 = 10_000_000;
@@ -89,12 +87,10 @@ impl Core {
             match a {
                 NodeAction::Send { conn, body } => {
                     if let Some(c) = self.conns.get(&conn) {
-                        out.push(Action::Send(c.out.clone(), encode_body(&Frame::new(body))));
+                        out.push(Action::Send(c.out.clone(), Frame::new(body)));
                     }
                 }
-                NodeAction::Forward(w) => {
-                    out.push(Action::Forward(encode_body(&Frame::new(Body::LogWrite(w)))))
-                }
+                NodeAction::Forward(w) => out.push(Action::Forward(Frame::new(Body::LogWrite(w)))),
                 disk => out.push(Action::Disk(disk)),
             }
         }
@@ -109,16 +105,21 @@ impl Machine for Core {
         let n = &mut self.node;
         match ev {
             Event::Open(id, role, o) => {
-                let upstream = role.role_kind() == RoleKind::LogServer;
-                self.conns.insert(id, Conn { out: o, upstream });
+                let source = match role.role_kind() {
+                    RoleKind::LogServer => Source::Upstream,
+                    RoleKind::Proxy => Source::Proxy,
+                    _ => Source::Client,
+                };
+                self.conns.insert(id, Conn { out: o, source });
             }
             Event::Close(id) => {
                 self.conns.remove(&id);
             }
             Event::Frame(id, body) => {
-                let upstream = self.conns.get(&id).is_some_and(|c| c.upstream);
+                let source = self.conns.get(&id).map_or(Source::Client, |c| c.source);
+                let upstream = source == Source::Upstream;
                 match body {
-                    Body::LogWrite(w) => n.on_write(id, upstream, w, &mut self.outs),
+                    Body::LogWrite(w) => n.on_write(id, source, w, &mut self.outs),
                     Body::LogRead(r) if !upstream => n.on_read(id, r, &mut self.outs),
                     Body::LogTail(t) if !upstream => n.on_tail(id, t.id, &mut self.outs),
                     other => {
@@ -196,12 +197,12 @@ impl<S: Storage> Executor<Core> for Disk<S> {
             return;
         }
         match a {
-            Action::Send(o, b) => {
-                let _ = o.send_body(b);
+            Action::Send(o, f) => {
+                let _ = o.send(f);
             }
-            Action::Forward(b) => {
+            Action::Forward(f) => {
                 if let Some(s) = &self.successor {
-                    let _ = s.send_body(b);
+                    let _ = s.send(f);
                 }
             }
             Action::Close(o, why) => {
@@ -378,6 +379,7 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::storage::{Entry, MemStore, StoreError};
+    use bytes::Bytes;
     use mason_common::logmsg::{LogItem, LogWrite};
 
     /// A store whose syncs fail (as fdatasync does after a write-back error).

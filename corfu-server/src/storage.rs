@@ -48,13 +48,21 @@ pub enum Lookup {
     Failed(u64, String),
 }
 
-/// Looks up every position, in order.
-pub fn lookup<S: Storage>(store: &S, positions: &[u64]) -> Vec<Lookup> {
-    positions
-        .iter()
-        .map(|&p| match store.get(p) {
+/// Looks up the positions in order, stopping once the entries found pass `budget` bytes
+/// of payload.
+pub fn lookup<S: Storage>(store: &S, positions: &[u64], budget: usize) -> Vec<Lookup> {
+    let mut out = Vec::with_capacity(positions.len());
+    let mut bytes = 0usize;
+    for &p in positions {
+        if bytes >= budget {
+            break;
+        }
+        out.push(match store.get(p) {
             Ok(None) => Lookup::Free(p),
-            Ok(Some(e)) => Lookup::Held(p, e),
+            Ok(Some(e)) => {
+                bytes = bytes.saturating_add(e.payload.len());
+                Lookup::Held(p, e)
+            }
             Err(StoreError::Corrupt {
                 reason,
                 path,
@@ -65,8 +73,9 @@ pub fn lookup<S: Storage>(store: &S, positions: &[u64]) -> Vec<Lookup> {
                 format!("{} at offset {offset}: {reason}", path.display()),
             ),
             Err(e) => Lookup::Failed(p, e.to_string()),
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 /// What a disk action asks the node to hear back.
@@ -84,9 +93,14 @@ pub fn run_disk_action<S: Storage>(
 ) -> Result<Option<DiskDone>, StoreError> {
     use crate::node::NodeAction;
     match a {
-        NodeAction::Lookup { token, positions } => {
-            Ok(Some(DiskDone::Looked(token, lookup(store, &positions))))
-        }
+        NodeAction::Lookup {
+            token,
+            positions,
+            budget,
+        } => Ok(Some(DiskDone::Looked(
+            token,
+            lookup(store, &positions, budget),
+        ))),
         NodeAction::Append { pos, entry, repair } => {
             store.append(pos, &entry, repair)?;
             Ok(None)

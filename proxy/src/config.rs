@@ -17,6 +17,9 @@ pub struct ReplicaConfig {
     pub batch_delay_us: u64,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// How often the runtime ticks, in us (a tick much later than that means the process
+    /// was paused).
+    pub tick_us: u64,
     /// Re-send a sequencer request unanswered for this long.
     pub seq_retry_us: u64,
     /// How many sequencers there are (the primary and its backups); epoch `e` belongs to
@@ -109,6 +112,7 @@ impl Default for ReplicaConfig {
             batch_delay_us: 0,
             election_ticks: 20,
             heartbeat_ticks: 2,
+            tick_us: 10_000,
             seq_retry_us: 500_000,
             sequencers: 1,
             seq_heartbeat_us: 50_000,

@@ -168,8 +168,8 @@ struct Leader {
 pub const LOG_REQ_GROUP_SHIFT: u32 = 40;
 /// A session id carries its group (+ 1) in the bits from here up.
 pub const SESSION_GROUP_SHIFT: u32 = 40;
-/// A tick that comes this much later than the one before means the process was paused
-/// (or starved): the silence it measured of its sequencer is not evidence.
+/// A tick that comes this much later than the one before (or 3 ticks, if longer) means
+/// the process was paused (or starved): the silence it measured is not evidence.
 const PAUSE_US: u64 = 50_000;
 
 pub struct Replica {
@@ -315,16 +315,23 @@ impl Replica {
 
     /// One Raft tick, at time `now` (us).
     pub fn tick(&mut self, now: u64, out: &mut Vec<Action>) {
-        if now.saturating_sub(self.last_tick) > PAUSE_US && self.last_tick > 0 {
+        let pause = PAUSE_US.max(3 * self.cfg.tick_us);
+        if now.saturating_sub(self.last_tick) > pause && self.last_tick > 0 {
             // The process did not run for a while: what it did not hear meanwhile says
-            // nothing about the sequencer. Start watching it afresh.
+            // nothing about the sequencer, nor about its clients' sessions. Start watching
+            // both afresh.
             tracing::info!(
                 group = self.cfg.group,
                 paused_ms = (now - self.last_tick) / 1000,
-                "ticks resumed after a pause; the sequencer's silence is measured afresh"
+                "ticks resumed after a pause; silences are measured afresh"
             );
             self.seq_heard = now;
             self.heartbeat_sent = 0;
+            if let Some(l) = self.leader.as_mut() {
+                for t in l.last_seen.values_mut() {
+                    *t = now;
+                }
+            }
         }
         self.last_tick = now;
         self.now = self.now.max(now);

@@ -197,6 +197,7 @@ pub async fn run(
         rcfg.sequencers = cfg.sequencers.len() as u32;
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
         rcfg.log_shards = cfg.log_chains.len() as u32;
+        rcfg.tick_us = cfg.tick.as_micros() as u64;
         let replica = Replica::new(rcfg, storage).context("starting raft")?;
         let record = match &cfg.record_dir {
             // Appended to across restarts: records carry their Raft index, and a replica
@@ -356,8 +357,11 @@ struct SeqLink {
 }
 
 impl LinkHandler for SeqLink {
-    async fn up(&self, _: &Role, out: &Outbox) {
-        let _ = out.send(&Frame::new(Body::SeqHello(self.hello.clone())));
+    fn hello(&self) -> Option<Frame> {
+        Some(Frame::new(Body::SeqHello(self.hello.clone())))
+    }
+
+    async fn up(&self, _: &Role, _: &Outbox) {
         for tx in self.inboxes.values() {
             let _ = tx.send(Event::SeqConnected).await;
         }
@@ -441,7 +445,9 @@ struct Group {
 enum Todo {
     /// Everything the replica asked for that touches disk or a link.
     Replica(Action),
-    Send(Outbox, Bytes),
+    Send(Outbox, Frame),
+    /// One encoded frame, to many connections.
+    SendBody(Outbox, Bytes),
     Record(BoundBatch),
     FlushRecord,
 }
@@ -452,18 +458,12 @@ impl Group {
             match a {
                 Action::Reply { conn, reply } => {
                     if let Some(o) = self.conns.get(&conn) {
-                        out.push(Todo::Send(
-                            o.clone(),
-                            encode_body(&Frame::new(Body::ClientReply(reply))),
-                        ));
+                        out.push(Todo::Send(o.clone(), Frame::new(Body::ClientReply(reply))));
                     }
                 }
                 Action::Registered { conn, reply } => {
                     if let Some(o) = self.conns.get(&conn) {
-                        out.push(Todo::Send(
-                            o.clone(),
-                            encode_body(&Frame::new(Body::Registered(reply))),
-                        ));
+                        out.push(Todo::Send(o.clone(), Frame::new(Body::Registered(reply))));
                     }
                 }
                 Action::Bound(b) => {
@@ -488,7 +488,7 @@ impl Group {
         self.watchers.retain(|(o, _)| !o.is_closed());
         for (o, ranges_only) in &self.watchers {
             let body = if *ranges_only { &ranges } else { &full };
-            out.push(Todo::Send(o.clone(), body.clone()));
+            out.push(Todo::SendBody(o.clone(), body.clone()));
         }
     }
 }
@@ -515,7 +515,7 @@ impl Machine for Group {
             } => {
                 let snap = r.promise(true, r.promised());
                 tracing::info!(group = r.group(), conn, "a client watches this group");
-                if o.send(&Frame::new(Body::Promise(snap))).is_ok() {
+                if o.send(Frame::new(Body::Promise(snap))).is_ok() {
                     self.watchers.push((o, ranges_only));
                 }
             }
@@ -578,7 +578,10 @@ struct GroupIo {
 impl Executor<Group> for GroupIo {
     fn execute(&mut self, t: Todo, _: &mut Vec<Event>) {
         match t {
-            Todo::Send(o, b) => {
+            Todo::Send(o, f) => {
+                let _ = o.send(f);
+            }
+            Todo::SendBody(o, b) => {
                 let _ = o.send_body(b);
             }
             Todo::Record(b) => {
@@ -646,23 +649,23 @@ impl GroupIo {
                         group: self.group,
                         data,
                     };
-                    let _ = link.send(&Frame::new(Body::Raft(m)));
+                    let _ = link.send(Frame::new(Body::Raft(m)));
                 }
             }
             Action::SendSeq(req) => {
                 let to = epoch_owner(req.epoch, self.links.seqs.len() as u32);
                 if let Some(link) = self.links.seqs.get(to as usize) {
-                    let _ = link.send(&Frame::new(Body::GetSeq(req)));
+                    let _ = link.send(Frame::new(Body::GetSeq(req)));
                 }
             }
             Action::ToSeq { seq, body } => {
                 if let Some(link) = self.links.seqs.get(seq as usize) {
-                    let _ = link.send(&Frame::new(body));
+                    let _ = link.send(Frame::new(body));
                 }
             }
             Action::LogWrite(w) => {
                 if let Some(link) = self.links.logs.get(w.shard as usize) {
-                    let _ = link.send(&Frame::new(Body::LogWrite(w)));
+                    let _ = link.send(Frame::new(Body::LogWrite(w)));
                 }
             }
             // Routed by the group before they get here.

@@ -73,14 +73,26 @@ fn header(b: &[u8]) -> Option<(usize, u32)> {
     (len <= MAX_RECORD).then_some((len, u(8)))
 }
 
-/// Whether a whole, valid record starts anywhere in `b` (after damage: if one does, the
-/// damage is not a torn tail).
-fn valid_record_in(b: &[u8]) -> bool {
-    (0..b.len().saturating_sub(HDR - 1)).any(|i| match header(&b[i..]) {
-        Some((len, crc)) => b
-            .get(i + HDR..i + HDR + len)
-            .is_some_and(|p| crc32c::crc32c(p) == crc),
-        None => false,
+/// The length of the whole, valid record at the start of `b`, if there is one.
+fn record_at(b: &[u8]) -> Option<usize> {
+    let (len, crc) = header(b)?;
+    let p = b.get(HDR..HDR + len)?;
+    (crc32c::crc32c(p) == crc).then_some(HDR + len)
+}
+
+/// Whether, somewhere in `b` (what follows damage), valid records start that run exactly
+/// to its end: then the damage is not a torn tail, since records were written after it.
+/// (One record alone could be a client's payload that happens to look like one.)
+fn valid_records_after(b: &[u8]) -> bool {
+    (0..b.len().saturating_sub(HDR - 1)).any(|i| {
+        let mut at = i;
+        while let Some(n) = record_at(&b[at..]) {
+            at += n;
+            if at == b.len() {
+                return true;
+            }
+        }
+        false
     })
 }
 
@@ -196,7 +208,7 @@ fn replay_segment(p: &Path, storage: &Store, last: bool) -> Result<u64, WalError
             Some(_) => "",
         };
         if !problem.is_empty() {
-            if last && !valid_record_in(&rest[1.min(rest.len())..]) {
+            if last && !valid_records_after(&rest[1.min(rest.len())..]) {
                 tracing::warn!(path = %p.display(), offset = at, bytes = rest.len(), what = problem, "cutting a torn record at the wal's tail");
                 break;
             }
@@ -469,6 +481,36 @@ mod tests {
         f.set_len(off[2] - 3).unwrap();
         let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
         assert_eq!(s.last_index().unwrap(), 1);
+    }
+
+    /// A client's payload may hold bytes that look like a whole record. When the record
+    /// that carries it is torn, that look-alike is not taken for a record written after
+    /// the damage: the tail is still cut, and the replica starts.
+    #[test]
+    fn a_record_inside_a_torn_payload_is_still_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        let off = three_records(&p);
+        let mut inner = Vec::new();
+        encode_record(None, &[entry(99, 1)], &mut inner).unwrap();
+        let mut data = b"head".to_vec();
+        data.extend_from_slice(&inner);
+        data.extend_from_slice(&[7u8; 64]);
+        let end = std::fs::metadata(segment(&p, 1)).unwrap().len();
+        {
+            let (mut w, _) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+            let mut e = entry(4, 1);
+            e.data = bytes::Bytes::from(data);
+            w.append(None, &[e]).unwrap();
+        }
+        // Torn after the look-alike, before the carrying record's end.
+        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
+        f.set_len(std::fs::metadata(segment(&p, 1)).unwrap().len() - 10)
+            .unwrap();
+        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 3);
+        assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), end);
+        assert!(end > off[2]);
     }
 
     /// Damage in a segment that is not the last one refuses to start, even at its end.

@@ -117,14 +117,14 @@ pub async fn over_network(
             replica: 0,
             groups: vec![g],
         };
-        let _ = tx.send(&Frame::new(Body::SeqHello(hello)));
+        let _ = tx.send(Frame::new(Body::SeqHello(hello)));
         let cfg = cfg.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let mut next_id = 0u64;
             for _ in 0..pipeline {
                 next_id += 1;
-                let _ = tx.send(&Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+                let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
             }
             let mut outstanding = pipeline;
             while outstanding > 0 {
@@ -137,7 +137,7 @@ pub async fn over_network(
                         if Instant::now() < stop_at {
                             next_id += 1;
                             outstanding += 1;
-                            let _ = tx.send(&Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
+                            let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
                         }
                     }
                     Some(Ok(Frame {

@@ -44,7 +44,9 @@ enum Event {
 }
 
 enum Action {
-    Send(Outbox, Bytes),
+    Send(Outbox, Frame),
+    /// One encoded frame, to many connections.
+    SendBody(Outbox, Bytes),
     Close(Outbox, String),
     Record(GrantChunk),
 }
@@ -115,19 +117,19 @@ impl Core {
             match o {
                 SeqOut::Reply(origin, body) => {
                     if let Some(c) = self.conns.get(&origin) {
-                        out.push(Action::Send(c.out.clone(), encode_body(&Frame::new(body))));
+                        out.push(Action::Send(c.out.clone(), Frame::new(body)));
                     }
                 }
                 SeqOut::Group(g, body) => {
                     let b = encode_body(&Frame::new(body));
                     for c in self.conns.values().filter(|c| c.groups.contains(&g)) {
-                        out.push(Action::Send(c.out.clone(), b.clone()));
+                        out.push(Action::SendBody(c.out.clone(), b.clone()));
                     }
                 }
                 SeqOut::Broadcast(body) => {
                     let b = encode_body(&Frame::new(body));
                     for c in self.conns.values().filter(|c| c.proxy) {
-                        out.push(Action::Send(c.out.clone(), b.clone()));
+                        out.push(Action::SendBody(c.out.clone(), b.clone()));
                     }
                 }
                 SeqOut::Record(g) => out.push(Action::Record(g)),
@@ -185,7 +187,10 @@ struct Io {
 impl Executor<Core> for Io {
     fn execute(&mut self, a: Action, _: &mut Vec<Event>) {
         match a {
-            Action::Send(out, b) => {
+            Action::Send(out, f) => {
+                let _ = out.send(f);
+            }
+            Action::SendBody(out, b) => {
                 let _ = out.send_body(b);
             }
             Action::Close(out, why) => {

@@ -294,6 +294,12 @@ impl Sequencer {
             Key::Session(_) => (self.cfg.session_window, self.requests),
         };
         if let Key::Session(s) = key {
+            if req.committed > 0 && !self.sessions.contains_key(&s) {
+                // A session this sequencer forgot (it made room for others) that already
+                // holds answers: its ids cannot be told from new ones. Never grant again.
+                out.push((origin, self.status(req, SeqStatus::TooOld)));
+                return;
+            }
             self.make_room_for(s);
         }
         let g = match key {
@@ -591,6 +597,15 @@ mod tests {
         s.answer(&direct(79, 1, 0)).unwrap();
         assert_eq!(s.sessions(), 2);
         assert!(s.sessions.contains_key(&77) && s.sessions.contains_key(&79));
+        // The forgotten session's client already holds an answer: its next ids cannot be
+        // told from repeats, so it is refused for good, and nothing is remembered.
+        s.take_grants();
+        let gone = s.answer(&direct(78, 2, 1)).unwrap();
+        assert_eq!(gone.status, SeqStatus::TooOld as i32);
+        assert!(gone.bases.is_empty() && !s.sessions.contains_key(&78));
+        assert!(s.take_grants().sessions.is_empty());
+        // A session that holds nothing yet may start (again) from its first id.
+        assert_eq!(s.answer(&direct(78, 1, 0)).unwrap().status, 0);
         // A direct request at an epoch is not served.
         let mut out = Vec::new();
         s.handle(

@@ -137,7 +137,7 @@ impl Links {
         if let Ok(mut w) = link.waiters.lock() {
             w.insert(id, tx);
         }
-        if link.tx.send(&Frame::new(make(id))).is_err() {
+        if link.tx.send(Frame::new(make(id))).is_err() {
             link.dead.store(true, Ordering::Release);
             return Err((LogError::Unreachable(addr), reused));
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::{run_disk_action, DiskDone, MemStore, Storage};
+use crate::storage::{run_disk_action, DiskDone, Entry, MemStore, Storage, StoreError};
 use bytes::Bytes;
 use mason_common::logmsg::LogWriteReply;
 
@@ -42,7 +42,12 @@ impl Srv {
 
     fn write(&mut self, conn: ConnId, upstream: bool, w: LogWrite) -> Vec<NodeAction> {
         let mut out = Vec::new();
-        self.node.on_write(conn, upstream, w, &mut out);
+        let from = if upstream {
+            Source::Upstream
+        } else {
+            Source::Client
+        };
+        self.node.on_write(conn, from, w, &mut out);
         let mut rest = self.run(out);
         let mut out = Vec::new();
         self.node.flush(&mut out);
@@ -261,7 +266,7 @@ fn racing_writes_of_one_position_in_one_burst_are_decided_in_order() {
             shard: 1,
             items: vec![data(3, v)],
         };
-        n.node.on_write(UPSTREAM, true, w, &mut out);
+        n.node.on_write(UPSTREAM, Source::Upstream, w, &mut out);
     }
     assert_eq!(
         out.iter()
@@ -323,4 +328,134 @@ fn the_head_repairs_a_successor_that_lost_an_entry() {
     let r = c.write(vec![LogItem::junk(3)]).remove(0);
     assert_eq!(r.status(), LogStatus::Taken);
     assert_eq!(&read(&mut c.tail, 3).payload[..], b"a");
+}
+
+/// A read of many positions stops once its answer passes `max_read_bytes` (it once looked
+/// up everything first), and covers at most MAX_READ_POSITIONS.
+#[test]
+fn a_read_stops_at_its_byte_budget() {
+    let mut n = Srv::new(NodeConfig {
+        max_payload: 1000,
+        max_read_bytes: 2500,
+        ..cfg(1)
+    });
+    let items: Vec<LogItem> = (0..10)
+        .map(|i| data(2 * i + 1, &"x".repeat(1000)))
+        .collect();
+    n.write(
+        UPSTREAM,
+        true,
+        LogWrite {
+            id: 1,
+            shard: 1,
+            items,
+        },
+    );
+    let mut out = Vec::new();
+    // The same position a million times (a 16 MiB frame could say so).
+    n.node.on_read(
+        CLIENT,
+        LogRead {
+            id: 2,
+            shard: 1,
+            positions: vec![3; 1_000_000],
+        },
+        &mut out,
+    );
+    let looked: usize = out
+        .iter()
+        .map(|a| match a {
+            NodeAction::Lookup { positions, .. } => positions.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!(looked <= MAX_READ_POSITIONS);
+    match n.run(out).pop() {
+        Some(NodeAction::Send {
+            body: Body::LogReadReply(r),
+            ..
+        }) => {
+            assert_eq!(r.results.len(), 3, "1000 + 1000 + 1000 bytes passes 2500");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A store whose copy of one position is corrupt (as a flipped bit on disk leaves it).
+struct Corrupt(MemStore, u64);
+
+impl Storage for Corrupt {
+    fn get(&self, pos: u64) -> Result<Option<Entry>, StoreError> {
+        if pos == self.1 {
+            return Err(StoreError::Corrupt {
+                pos,
+                path: "seg-00000000.log".into(),
+                offset: 0,
+                reason: "flipped".into(),
+            });
+        }
+        self.0.get(pos)
+    }
+    fn contains(&self, pos: u64) -> bool {
+        pos == self.1 || self.0.contains(pos)
+    }
+    fn append(&mut self, pos: u64, e: &Entry, repair: bool) -> Result<(), StoreError> {
+        if pos == self.1 && repair {
+            self.1 = u64::MAX;
+        }
+        self.0.append(pos, e, repair)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.0.sync()
+    }
+    fn next_position(&self) -> u64 {
+        self.0.next_position()
+    }
+    fn damaged(&self) -> Vec<u64> {
+        vec![self.1]
+    }
+}
+
+/// The head's own copy is corrupt: a racing client's value is refused, but a proxy's
+/// (which bound the position) replaces it, so a CorfuMason group is not stuck.
+#[test]
+fn a_proxy_repairs_a_corrupt_copy_at_the_head() {
+    let mut node = LogNode::new(cfg(0), 10);
+    let mut store = Corrupt(MemStore::new(), 3);
+    let mut write = |node: &mut LogNode, from: Source| {
+        let mut out = Vec::new();
+        let w = LogWrite {
+            id: 1,
+            shard: 1,
+            items: vec![data(3, "a")],
+        };
+        node.on_write(CLIENT, from, w, &mut out);
+        let mut sent = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    NodeAction::Send { .. } | NodeAction::Forward(_) => sent.push(a),
+                    d => match run_disk_action(&mut store, d).unwrap() {
+                        Some(DiskDone::Looked(t, f)) => node.on_looked_up(t, f, &mut next),
+                        Some(DiskDone::Synced(g)) => node.on_synced(g, &mut next),
+                        None => {}
+                    },
+                }
+            }
+            node.flush(&mut next);
+            out = next;
+        }
+        sent
+    };
+    let sent = write(&mut node, Source::Client);
+    assert!(matches!(
+        &sent[..],
+        [NodeAction::Send { body: Body::LogWriteReply(r), .. }] if r.results[0].status() == LogStatus::Corrupt
+    ));
+    let sent = write(&mut node, Source::Proxy);
+    assert!(
+        matches!(&sent[..], [NodeAction::Forward(w)] if w.items[0].pos == 3),
+        "{sent:?}"
+    );
 }

@@ -7,27 +7,40 @@ use crate::storage::{Entry, Lookup};
 use mason_common::logmsg::{LogItem, LogKind, LogResult, LogStatus, LogWrite, LogWriteReply};
 use mason_common::msg::Body;
 
+/// Who a write comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A writer that may race others for a position (Corfu's clients): head only.
+    Client,
+    /// A proxy writing what its group bound (CorfuMason): head only, and the authority on
+    /// what a position holds, so its value replaces a corrupt copy.
+    Proxy,
+    /// This server's predecessor in the chain, forwarding: also the authority.
+    Upstream,
+}
+
+impl Source {
+    /// Whether this source's value may replace a copy known to be corrupt.
+    fn authoritative(self) -> bool {
+        self != Source::Client
+    }
+}
+
 /// A write whose items wait for a lookup of what is stored at their positions.
 pub(super) struct Checking {
     conn: ConnId,
     id: u64,
-    from_upstream: bool,
+    from: Source,
     items: Vec<LogItem>,
     /// Per item: its answer if already known (a refusal), or `None` (looked up).
     early: Vec<Option<LogResult>>,
 }
 
 impl LogNode {
-    /// A write from `conn`: a writer's (only the head takes those) or, with
-    /// `from_upstream`, the predecessor's forward.
-    pub fn on_write(
-        &mut self,
-        conn: ConnId,
-        from_upstream: bool,
-        w: LogWrite,
-        out: &mut Vec<NodeAction>,
-    ) {
-        if !from_upstream && self.cfg.chain_index != 0 {
+    /// A write from `conn`: a writer's (only the head takes those) or the predecessor's
+    /// forward.
+    pub fn on_write(&mut self, conn: ConnId, from: Source, w: LogWrite, out: &mut Vec<NodeAction>) {
+        if from != Source::Upstream && self.cfg.chain_index != 0 {
             let results = w
                 .items
                 .iter()
@@ -48,14 +61,14 @@ impl LogNode {
         let c = Checking {
             conn,
             id: w.id,
-            from_upstream,
+            from,
             items: w.items,
             early,
         };
         if ask.is_empty() {
             self.finish_write(c, Vec::new(), out);
         } else {
-            self.lookup(ask, Waiting::Write(c), out);
+            self.lookup(ask, usize::MAX, Waiting::Write(c), out);
         }
     }
 
@@ -94,7 +107,7 @@ impl LogNode {
             let look = found
                 .next()
                 .unwrap_or(Lookup::Failed(item.pos, "no lookup".into()));
-            let (res, repair) = self.write_one(&item, c.from_upstream, look, out);
+            let (res, repair) = self.write_one(&item, c.from, look, out);
             match (res.status(), repair) {
                 (LogStatus::Ok, _) => down.push((Some(i), item)),
                 (LogStatus::Taken, true) => down.push((
@@ -131,7 +144,7 @@ impl LogNode {
     fn write_one(
         &mut self,
         item: &LogItem,
-        from_upstream: bool,
+        from: Source,
         look: Lookup,
         out: &mut Vec<NodeAction>,
     ) -> (LogResult, bool) {
@@ -152,9 +165,10 @@ impl LogNode {
                 self.stats.refused += 1;
                 return (entry_result(pos, LogStatus::Taken, e), true);
             }
-            // Upstream is the authority on what a position holds: its copy replaces a
-            // corrupt one. A writer's value cannot be checked against it: refused.
-            Lookup::Corrupt(..) if from_upstream => true,
+            // Upstream (and a proxy, which bound it) is the authority on what a position
+            // holds: its copy replaces a corrupt one. A racing writer's value cannot be
+            // checked against it: refused.
+            Lookup::Corrupt(..) if from.authoritative() => true,
             Lookup::Corrupt(..) => {
                 self.stats.refused += 1;
                 return (status(pos, LogStatus::Corrupt), false);
@@ -168,7 +182,7 @@ impl LogNode {
         self.stats.appended += 1;
         self.unsynced.insert(pos, (self.append_gen, entry.clone()));
         self.unsynced_order.push_back((self.append_gen, pos));
-        self.next = self.next.max(pos + 1);
+        self.next = self.next.max(pos.saturating_add(1));
         out.push(NodeAction::Append { pos, entry, repair });
         (status(pos, LogStatus::Ok), false)
     }

@@ -94,6 +94,7 @@ impl World {
                 replicas: 3,
                 campaign_on_start: fresh && m.is_multiple_of(3),
                 election_jitter: Some(jitter),
+                tick_us: self.cfg.tick_us,
                 ..self.cfg.replica.clone()
             };
             debug_assert_eq!(group % per, slot as u32);

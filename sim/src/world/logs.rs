@@ -10,7 +10,7 @@ use super::{Ev, World};
 use crate::net::Node;
 use mason_common::logmsg::LogWrite;
 use mason_common::msg::Body;
-use mason_corfu_server::node::{ConnId, LogNode, NodeAction, NodeConfig};
+use mason_corfu_server::node::{ConnId, LogNode, NodeAction, NodeConfig, Source};
 use mason_corfu_server::storage::{run_disk_action, DiskDone, MemStore, Storage};
 use rand::Rng;
 
@@ -187,9 +187,11 @@ impl World {
         };
         let mut out = Vec::new();
         match (from, body) {
-            (Node::Proxy(_), Body::LogWrite(w)) => s.node.on_write(conn, false, w, &mut out),
+            (Node::Proxy(_), Body::LogWrite(w)) => {
+                s.node.on_write(conn, Source::Proxy, w, &mut out)
+            }
             (Node::LogServer(p), Body::LogWrite(w)) if p + 1 == i && !i.is_multiple_of(r) => {
-                s.node.on_write(conn, true, w, &mut out)
+                s.node.on_write(conn, Source::Upstream, w, &mut out)
             }
             (Node::LogServer(n), Body::LogWriteReply(rep))
                 if n == i + 1 && !n.is_multiple_of(r) =>
