@@ -133,7 +133,8 @@ pub fn encode_into(frame: &Frame, buf: &mut BytesMut) {
 /// on many connections, encoded once).
 #[derive(Clone, Debug)]
 pub enum Outgoing {
-    Frame(Frame),
+    /// A frame and its encoded length (computed once, when it is queued).
+    Frame(Frame, usize),
     Body(Bytes),
 }
 
@@ -142,7 +143,7 @@ impl Outgoing {
     pub fn wire_len(&self) -> usize {
         PREFIX
             + match self {
-                Outgoing::Frame(f) => f.encoded_len(),
+                Outgoing::Frame(_, len) => *len,
                 Outgoing::Body(b) => b.len(),
             }
     }
@@ -153,7 +154,15 @@ impl Encoder<Outgoing> for FrameCodec {
 
     fn encode(&mut self, o: Outgoing, dst: &mut BytesMut) -> Result<(), CodecError> {
         match o {
-            Outgoing::Frame(f) => Encoder::<&Frame>::encode(self, &f, dst),
+            Outgoing::Frame(f, len) => {
+                if len > self.max {
+                    return Err(CodecError::TooLong { len, max: self.max });
+                }
+                dst.reserve(len + PREFIX);
+                dst.put_u32(len as u32);
+                f.encode_raw(dst);
+                Ok(())
+            }
             Outgoing::Body(b) => Encoder::<Bytes>::encode(self, b, dst),
         }
     }

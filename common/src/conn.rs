@@ -21,7 +21,7 @@ use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -54,8 +54,17 @@ struct OutboxInner {
     queued: AtomicUsize,
     limit: usize,
     policy: Overflow,
+    /// Set with `closed` (a flag is cheaper to check per frame than the token).
+    shut: AtomicBool,
     closed: CancellationToken,
     peer: String,
+}
+
+impl OutboxInner {
+    fn shut(&self) {
+        self.shut.store(true, Ordering::Relaxed);
+        self.closed.cancel();
+    }
 }
 
 /// The sending side of one connection's bounded outgoing queue; cheap to clone.
@@ -78,6 +87,7 @@ pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx
         queued: AtomicUsize::new(0),
         limit,
         policy,
+        shut: AtomicBool::new(false),
         closed: CancellationToken::new(),
         peer,
     });
@@ -92,7 +102,8 @@ pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx
 impl Outbox {
     /// Queues one frame (encoded by the writer, straight into its buffer).
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        self.queue(Outgoing::Frame(frame))
+        let len = prost::Message::encoded_len(&frame);
+        self.queue(Outgoing::Frame(frame, len))
     }
 
     /// Queues one frame given as its encoded body (encode once, send to many).
@@ -102,7 +113,7 @@ impl Outbox {
 
     fn queue(&self, o: Outgoing) -> Result<(), SendError> {
         let i = &self.inner;
-        if i.closed.is_cancelled() {
+        if i.shut.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
         let n = o.wire_len();
@@ -119,7 +130,7 @@ impl Outbox {
                         limit = i.limit,
                         "closing connection: its outgoing queue passed the bound (the peer is not reading)"
                     );
-                    i.closed.cancel();
+                    i.shut();
                     Err(SendError::Closed)
                 }
             };
@@ -132,11 +143,11 @@ impl Outbox {
 
     /// Closes the connection (its tasks end, the socket is shut down).
     pub fn close(&self) {
-        self.inner.closed.cancel();
+        self.inner.shut();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.is_cancelled() || self.inner.tx.is_closed()
+        self.inner.shut.load(Ordering::Relaxed) || self.inner.tx.is_closed()
     }
 
     /// Bytes queued and not yet written.
@@ -150,13 +161,10 @@ impl Outbox {
 }
 
 impl OutboxRx {
-    /// The next frame to write (taken off the count of queued bytes), or `None` once the
-    /// connection is closed.
+    /// The next frame to write (taken off the count of queued bytes). Closing is seen by
+    /// [`write_loop`], which stops waiting here.
     async fn recv(&mut self) -> Option<Outgoing> {
-        let (n, o) = tokio::select! {
-            x = self.rx.recv() => x?,
-            _ = self.inner.closed.cancelled() => return None,
-        };
+        let (n, o) = self.rx.recv().await?;
         self.written(n);
         Some(o)
     }
@@ -437,14 +445,16 @@ async fn run_accepted<H, R, W>(
         if let Err(e) = write_loop(&mut wr, &mut orx).await {
             tracing::debug!(%peer, error = %e, "write failed; closing connection");
         }
-        orx.inner.closed.cancel();
+        orx.inner.shut();
         let _ = wr.get_mut().shutdown().await;
     });
     handler.open(&info, out.clone()).await;
+    let cancelled = closed.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let next = tokio::select! {
             f = rd.next() => f,
-            _ = closed.cancelled() => break,
+            _ = &mut cancelled => break,
         };
         match next {
             None => break,
@@ -529,7 +539,7 @@ where
         if let Err(e) = write_loop(&mut wr, &mut rx).await {
             tracing::debug!(peer = %rx.inner.peer, error = %e, "write failed; closing connection");
         }
-        rx.inner.closed.cancel();
+        rx.inner.shut();
         let _ = wr.get_mut().shutdown().await;
     });
     out
