@@ -329,6 +329,10 @@ pub enum HandshakeError {
     Codec(#[from] CodecError),
     #[error("the peer closed the connection during the handshake")]
     Closed,
+    /// Closed before sending a byte: a probe whether the port is open (as the launchers
+    /// make while a role starts), not worth a warning.
+    #[error("the peer closed the connection without a word")]
+    Silent,
     #[error("expected {0} during the handshake")]
     Unexpected(&'static str),
     #[error("the peer speaks handshake version {0}, this process {VERSION}")]
@@ -372,7 +376,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Body::Hello(h) = next(rd).await? else {
+    let first = match next(rd).await {
+        Err(HandshakeError::Closed) if rd.read_buffer().is_empty() => {
+            return Err(HandshakeError::Silent)
+        }
+        r => r?,
+    };
+    let Body::Hello(h) = first else {
         return Err(HandshakeError::Unexpected("a hello"));
     };
     if h.version != VERSION {

@@ -366,6 +366,9 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
             drop((permit, pending));
             let role = match shake {
                 Ok(r) => r,
+                Err(auth::HandshakeError::Silent) => {
+                    return tracing::debug!(%peer, "a connection closed before its handshake")
+                }
                 Err(e) => return log_close(&peer, &format!("handshake: {e}")),
             };
             let max = match handler.admit(&role) {
