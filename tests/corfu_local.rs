@@ -6,7 +6,7 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{check_ok_run, one_at_a_time, parse_report, run_local, small, OutDir};
+use cluster::{check_ok_run, one_at_a_time, run_local, small, OutDir};
 use std::time::Duration;
 
 /// `log: tail=T data=D noops=N holes_filled=H acked=A` from the verify line.
@@ -93,14 +93,7 @@ fn corfu(name: &str, extra: &str) -> cluster::Report {
     let out = OutDir::new(name);
     let flags = format!("--system corfu --warmup 0.5 {extra}");
     let run = run_local(&small(&flags), out.path(), Duration::from_secs(120));
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let r = parse_report(&run.stdout);
+    let r = cluster::exited_ok(&run);
     // Corfu has no proxy groups: the tokens are checked (Fenced has nothing to check),
     // and the verdict says so.
     assert!(

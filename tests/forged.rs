@@ -175,19 +175,7 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
         failed
     });
     assert!(failed.is_empty(), "{}", failed.join("\n"));
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let verify = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("verify: "))
-        .unwrap_or("");
-    assert!(verify.starts_with("verify: ok "), "{verify}");
+    cluster::verified_ok(&run);
     let read =
         |name: &str| std::fs::read_to_string(dir.join("logs").join(name)).unwrap_or_default();
     assert!(

@@ -206,19 +206,7 @@ fn memory_stays_bounded_against_idle_prefixed_and_unread_connections() {
             "{name}: {b} KiB before, {a} KiB during the attack"
         );
     }
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let verify = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("verify: "))
-        .unwrap_or("");
-    assert!(verify.starts_with("verify: ok "), "{verify}");
+    cluster::verified_ok(&run);
     let logs: String = (0..3)
         .flat_map(|r| std::fs::read_to_string(dir.join("logs").join(format!("proxy-{r}.log"))))
         .collect();
@@ -267,19 +255,7 @@ fn garbage_at_every_port_starts_no_takeover() {
         bursts
     });
     assert!(bursts > 10, "{bursts} bursts");
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    let verify = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("verify: "))
-        .unwrap_or("");
-    assert!(verify.starts_with("verify: ok "), "{verify}");
+    cluster::verified_ok(&run);
     for r in 0..3 {
         let text = std::fs::read_to_string(dir.join("logs").join(format!("proxy-{r}.log")))
             .unwrap_or_default();
