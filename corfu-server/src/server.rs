@@ -82,6 +82,18 @@ struct Core {
 }
 
 impl Core {
+    fn new(node: LogNode) -> Core {
+        Core {
+            node,
+            conns: HashMap::new(),
+            outs: Vec::new(),
+            next_stats: STATS_US,
+            next_tick: 0,
+            stopped: false,
+            failed: None,
+        }
+    }
+
     fn route(&mut self, out: &mut Vec<Action>) {
         for a in self.outs.drain(..) {
             match a {
@@ -345,15 +357,7 @@ pub async fn serve(
     let mut serve = ServeConfig::new(cfg.key.clone(), me);
     serve.max_conns = cfg.max_conns;
     let accept = tokio::spawn(conn::serve(listener, serve, handler));
-    let mut core = Core {
-        node: LogNode::new(cfg.node.clone(), store.next_position()),
-        conns: HashMap::new(),
-        outs: Vec::new(),
-        next_stats: STATS_US,
-        next_tick: 0,
-        stopped: false,
-        failed: None,
-    };
+    let mut core = Core::new(LogNode::new(cfg.node.clone(), store.next_position()));
     let mut disk = Disk {
         store,
         successor,
@@ -423,15 +427,7 @@ mod tests {
             forward_timeout_us: 1_000_000,
             max_read_bytes: 1 << 20,
         };
-        let mut core = Core {
-            node: LogNode::new(cfg, 0),
-            conns: HashMap::new(),
-            outs: Vec::new(),
-            next_stats: STATS_US,
-            next_tick: 0,
-            stopped: false,
-            failed: None,
-        };
+        let mut core = Core::new(LogNode::new(cfg, 0));
         let mut disk = Disk {
             store: FailingSync(MemStore::new()),
             successor: None,

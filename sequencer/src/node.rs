@@ -108,6 +108,19 @@ pub struct SeqNode {
     gc_at: u64,
 }
 
+/// The proxy group a frame speaks for, if it is one a group sends (a group's `GetSeq`,
+/// heartbeat, takeover, promise or fill ack).
+pub fn group_of(body: &Body) -> Option<u32> {
+    match body {
+        Body::GetSeq(r) if r.session == 0 => Some(r.group),
+        Body::Heartbeat(h) => Some(h.group),
+        Body::Takeover(t) => Some(t.group),
+        Body::Promise(p) => Some(p.group),
+        Body::FillAck(a) => Some(a.group),
+        _ => None,
+    }
+}
+
 impl SeqNode {
     pub fn new(cfg: SeqNodeConfig) -> SeqNode {
         let role = if cfg.primary {
@@ -147,14 +160,7 @@ impl SeqNode {
         now: u64,
         out: &mut Vec<SeqOut>,
     ) -> Result<(), &'static str> {
-        let group = match &body {
-            Body::GetSeq(r) if r.session == 0 => Some(r.group),
-            Body::Heartbeat(h) => Some(h.group),
-            Body::Takeover(t) => Some(t.group),
-            Body::Promise(p) => Some(p.group),
-            Body::FillAck(a) => Some(a.group),
-            _ => None,
-        };
+        let group = group_of(&body);
         if group.is_some_and(|g| g >= self.cfg.groups) {
             return Err("a group this sequencer does not serve");
         }

@@ -72,14 +72,7 @@ impl Core {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let group = match &body {
-            Body::GetSeq(r) if r.session == 0 => Some(r.group),
-            Body::Heartbeat(h) => Some(h.group),
-            Body::Takeover(t) => Some(t.group),
-            Body::Promise(p) => Some(p.group),
-            Body::FillAck(a) => Some(a.group),
-            _ => None,
-        };
+        let group = crate::node::group_of(&body);
         let refuse = match &body {
             Body::SeqHello(h) if h.groups.iter().any(|g| *g >= self.groups) => {
                 Some("a hello naming a group this sequencer does not serve".to_string())
