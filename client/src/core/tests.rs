@@ -1,0 +1,341 @@
+//! The client's state machine driven by hand: sessions, re-sends, answers and failures.
+
+use super::*;
+
+const RT: u64 = 100_000;
+
+const SESSION: u64 = 77;
+
+fn core(target: CoreTarget) -> ClientCore {
+    let cfg = CoreConfig {
+        client_id: 7,
+        target,
+        retry_timeout_us: RT,
+        window: 16,
+    };
+    ClientCore::new(cfg)
+}
+
+fn registered(nonce: u64, session: u64) -> Frame {
+    Frame::new(Body::Registered(Registered {
+        nonce,
+        status: ReplyStatus::Ok as i32,
+        leader_hint: 0,
+        session,
+    }))
+}
+
+/// A client of group 3 with its session open.
+fn group() -> ClientCore {
+    let mut c = core(CoreTarget::Group {
+        group: 3,
+        replicas: 3,
+    });
+    let mut out = Vec::new();
+    c.open(0, &mut out);
+    assert!(matches!(
+        &out[..],
+        [ClientAction::Send { to: 0, frame: Frame { body: Some(Body::Register(r)) } }]
+            if r.group == 3 && r.window == 16 && r.nonce == 1
+    ));
+    out.clear();
+    c.on_frame(0, registered(1, SESSION), 0, &mut out);
+    assert!(out.is_empty());
+    c
+}
+
+fn submit(c: &mut ClientCore, now: u64, out: &mut Vec<ClientAction>) -> u64 {
+    c.submit(SpaceMask(0b101), Bytes::from_static(b"p"), false, now, out)
+}
+
+/// (to, seq, acked_below) of each ClientOp sent; drains `out`, which must hold only sends.
+fn sent(out: &mut Vec<ClientAction>) -> Vec<(usize, u64, u64)> {
+    out.drain(..)
+        .map(|a| match a {
+            ClientAction::Send {
+                to,
+                frame: Frame {
+                    body: Some(Body::ClientOp(op)),
+                },
+            } => {
+                assert_eq!((op.session, op.group, op.space_mask), (SESSION, 3, 0b101));
+                (to, op.client_seq, op.acked_below)
+            }
+            other => panic!("expected a ClientOp send, got {other:?}"),
+        })
+        .collect()
+}
+
+fn done(out: &mut Vec<ClientAction>) -> Vec<(u64, Result<MultiSeq, ClientError>)> {
+    out.drain(..)
+        .map(|a| match a {
+            ClientAction::Done { id, result } => (id, result),
+            other => panic!("expected Done, got {other:?}"),
+        })
+        .collect()
+}
+
+fn reply(seq: u64, status: ReplyStatus, leader_hint: u32) -> Frame {
+    Frame::new(Body::ClientReply(ClientReply {
+        session: SESSION,
+        client_seq: seq,
+        status: status as i32,
+        leader_hint,
+        space_mask: 0b101,
+        numbers: vec![seq * 10, seq * 10 + 1],
+    }))
+}
+
+fn answer(seq: u64) -> (u64, Result<MultiSeq, ClientError>) {
+    let m = MultiSeq {
+        session: SESSION,
+        seq,
+        mask: SpaceMask(0b101),
+        numbers: vec![seq * 10, seq * 10 + 1],
+    };
+    (seq, Ok(m))
+}
+
+#[test]
+fn numbers_ops_and_acks_below_the_lowest_unanswered() {
+    let (mut c, mut out) = (group(), Vec::new());
+    assert_eq!([1, 2, 3].map(|_| submit(&mut c, 0, &mut out)), [1, 2, 3]);
+    assert_eq!(sent(&mut out), [(0, 1, 1), (0, 2, 1), (0, 3, 1)]);
+    c.on_frame(0, reply(1, ReplyStatus::Ok, 0), 5, &mut out);
+    assert_eq!(done(&mut out), [answer(1)]);
+    assert_eq!(submit(&mut c, 6, &mut out), 4);
+    assert_eq!(sent(&mut out), [(0, 4, 2)]);
+    for s in [3, 2, 4] {
+        c.on_frame(0, reply(s, ReplyStatus::Ok, 0), 7, &mut out);
+    }
+    assert_eq!(done(&mut out), [answer(3), answer(2), answer(4)]);
+    assert_eq!(c.outstanding(), 0);
+    assert_eq!(submit(&mut c, 8, &mut out), 5);
+    assert_eq!(sent(&mut out), [(0, 5, 5)]);
+    assert_eq!((c.current(), c.retransmissions(), c.client_id()), (0, 0, 7));
+}
+
+#[test]
+fn not_leader_with_a_hint_moves_there_and_resends_everything_once() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_frame(0, reply(1, ReplyStatus::NotLeader, 3), 10, &mut out);
+    assert_eq!(c.current(), 2);
+    assert_eq!(sent(&mut out), [(2, 1, 1), (2, 2, 1)]);
+    assert_eq!(c.retransmissions(), 2);
+    // The old replica's answer to the other op changes nothing.
+    c.on_frame(0, reply(2, ReplyStatus::NotLeader, 3), 11, &mut out);
+    assert!(out.is_empty());
+    assert_eq!((c.current(), c.retransmissions()), (2, 2));
+}
+
+#[test]
+fn not_leader_without_a_hint_backs_off_then_resends_on_tick() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    // A hint naming the replica itself is no hint.
+    c.on_frame(0, reply(1, ReplyStatus::NotLeader, 1), 1_000, &mut out);
+    assert_eq!(c.current(), 1);
+    assert!(out.is_empty());
+    assert_eq!(submit(&mut c, 2_000, &mut out), 2);
+    c.tick(1_000 + NOT_LEADER_BACKOFF_US - 1, &mut out);
+    assert!(out.is_empty(), "nothing goes out during the back-off");
+    c.tick(1_000 + NOT_LEADER_BACKOFF_US, &mut out);
+    assert_eq!(sent(&mut out), [(1, 1, 1), (1, 2, 1)]);
+    assert_eq!(c.retransmissions(), 1, "op 2 had never been sent");
+    c.tick(1_000 + NOT_LEADER_BACKOFF_US + 1, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn not_leader_from_another_replica_is_ignored() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_frame(1, reply(1, ReplyStatus::NotLeader, 3), 10, &mut out);
+    c.on_frame(2, reply(1, ReplyStatus::NotLeader, 0), 10, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(
+        (c.current(), c.retransmissions(), c.outstanding()),
+        (0, 0, 1)
+    );
+}
+
+#[test]
+fn timeout_moves_on_and_resends() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.tick(RT - 1, &mut out);
+    assert!(out.is_empty());
+    c.tick(RT, &mut out);
+    assert_eq!(sent(&mut out), [(1, 1, 1)]);
+    c.tick(2 * RT - 1, &mut out);
+    assert!(out.is_empty(), "the re-send restarted the clock");
+    c.tick(2 * RT, &mut out);
+    c.tick(3 * RT, &mut out);
+    assert_eq!(sent(&mut out), [(2, 1, 1), (0, 1, 1)]);
+    assert_eq!((c.current(), c.retransmissions()), (0, 3));
+}
+
+#[test]
+fn unreachable_replica_moves_on_after_a_back_off() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_unreachable(1, 5, &mut out);
+    assert_eq!(c.current(), 0, "only the current replica counts");
+    c.on_unreachable(0, 5, &mut out);
+    assert_eq!(c.current(), 1);
+    c.tick(5 + UNREACHABLE_BACKOFF_US - 1, &mut out);
+    assert!(out.is_empty());
+    // A submit once the back-off has passed re-sends too, before its own op.
+    assert_eq!(submit(&mut c, 5 + UNREACHABLE_BACKOFF_US, &mut out), 2);
+    assert_eq!(sent(&mut out), [(1, 1, 1), (1, 2, 1)]);
+    assert_eq!(c.retransmissions(), 1);
+}
+
+#[test]
+fn duplicate_answers_finish_an_op_once() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_frame(2, reply(1, ReplyStatus::Ok, 0), 1, &mut out);
+    c.on_frame(0, reply(1, ReplyStatus::Ok, 0), 2, &mut out);
+    c.on_frame(0, reply(9, ReplyStatus::Ok, 0), 2, &mut out);
+    assert_eq!(done(&mut out), [answer(1)]);
+    assert_eq!(c.outstanding(), 0);
+    c.tick(10 * RT, &mut out);
+    assert!(out.is_empty(), "nothing is left to time out");
+}
+
+#[test]
+fn invalid_finishes_with_an_error() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_frame(0, reply(1, ReplyStatus::Invalid, 0), 1, &mut out);
+    assert_eq!(done(&mut out), [(1, Err(ClientError::Invalid))]);
+    assert_eq!(c.outstanding(), 0);
+}
+
+#[test]
+fn direct_asks_the_sequencer_for_one_number_per_space() {
+    let (mut c, mut out) = (core(CoreTarget::Direct { session: 99 }), Vec::new());
+    assert_eq!(submit(&mut c, 0, &mut out), 1);
+    let want = GetSeq {
+        epoch: 0,
+        group: 0,
+        batch_id: 1,
+        space_mask: 0b101,
+        counts: vec![1, 1],
+        committed: 0,
+        session: 99,
+    };
+    let expect_get_seq = |out: &mut Vec<ClientAction>| match out.pop() {
+        Some(ClientAction::Send { to: 0, frame }) if out.is_empty() => {
+            assert_eq!(frame, Frame::new(Body::GetSeq(want.clone())))
+        }
+        other => panic!("expected one GetSeq to 0, got {other:?} and {out:?}"),
+    };
+    expect_get_seq(&mut out);
+    c.tick(RT, &mut out);
+    expect_get_seq(&mut out);
+    assert_eq!((c.current(), c.retransmissions()), (0, 1));
+    let seq_reply = |batch_id, status: SeqStatus| {
+        let bases = vec![40, 41];
+        let r = SeqReply {
+            epoch: 0,
+            group: 0,
+            batch_id,
+            status: status as i32,
+            repeat: false,
+            space_mask: 0b101,
+            bases,
+            counts: vec![1, 1],
+            watermarks: Vec::new(),
+        };
+        Frame::new(Body::SeqReply(r))
+    };
+    c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
+    c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
+    let m = MultiSeq {
+        session: 99,
+        seq: 1,
+        mask: SpaceMask(0b101),
+        numbers: vec![40, 41],
+    };
+    assert_eq!(done(&mut out), [(1, Ok(m))]);
+    assert_eq!(submit(&mut c, RT + 2, &mut out), 2);
+    match out.pop() {
+        Some(ClientAction::Send {
+            frame: Frame {
+                body: Some(Body::GetSeq(g)),
+            },
+            ..
+        }) => {
+            assert_eq!(g.committed, 1, "the client holds the answer to op 1")
+        }
+        other => panic!("{other:?}"),
+    }
+    c.on_frame(0, seq_reply(2, SeqStatus::Invalid), RT + 3, &mut out);
+    assert_eq!(done(&mut out), [(2, Err(ClientError::Invalid))]);
+}
+
+/// Ops submitted before the session is open wait for it, then go out numbered 1, 2.
+#[test]
+fn ops_wait_for_the_session_and_a_lost_registration_is_retried_elsewhere() {
+    let mut c = core(CoreTarget::Group {
+        group: 3,
+        replicas: 3,
+    });
+    let mut out = Vec::new();
+    assert_eq!([1, 2].map(|_| submit(&mut c, 0, &mut out)), [1, 2]);
+    assert_eq!(out.len(), 1, "one registration, no op yet");
+    out.clear();
+    c.tick(RT, &mut out);
+    assert!(matches!(
+        &out[..],
+        [ClientAction::Send { to: 1, frame: Frame { body: Some(Body::Register(r)) } }] if r.nonce == 1
+    ));
+    out.clear();
+    // An answer to another attempt is not this one's.
+    c.on_frame(1, registered(9, 5), RT, &mut out);
+    assert!(out.is_empty() && c.session().is_none());
+    c.on_frame(1, registered(1, SESSION), RT, &mut out);
+    assert_eq!(sent(&mut out), [(1, 1, 1), (1, 2, 1)]);
+}
+
+/// The group forgot the session: what is in flight fails (it may have been bound), a
+/// new session opens, and later ops are numbered afresh in it.
+#[test]
+fn an_expired_session_fails_what_is_in_flight_and_opens_another() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    submit(&mut c, 0, &mut out);
+    out.clear();
+    c.on_frame(0, reply(1, ReplyStatus::SessionExpired, 0), 5, &mut out);
+    let failed: Vec<(u64, bool)> = out
+        .iter()
+        .filter_map(|a| match a {
+            ClientAction::Done { id, result } => {
+                Some((*id, *result == Err(ClientError::SessionExpired)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec![(1, true), (2, true)]);
+    assert!(out.iter().any(|a| matches!(
+        a,
+        ClientAction::Send { frame: Frame { body: Some(Body::Register(r)) }, .. } if r.nonce == 2
+    )));
+    out.clear();
+    assert_eq!(submit(&mut c, 6, &mut out), 3);
+    assert!(out.is_empty(), "waits for the new session");
+    c.on_frame(0, registered(2, SESSION), 7, &mut out);
+    assert_eq!(sent(&mut out), [(0, 1, 1)]);
+    assert_eq!(c.sessions_lost(), 1);
+}
