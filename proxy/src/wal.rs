@@ -15,12 +15,14 @@
 //!     16     n  payload          a WalRecord (prost)
 //! ```
 //!
-//! Only an incomplete or damaged record at the very end of the last segment, with no
-//! valid record after it, is a torn tail (a crash mid-write: it was never acknowledged)
-//! and is cut. Any other damage (a flipped bit anywhere else, a damaged segment that is
-//! not the last) refuses to start, naming the file and the offset: records after it were
-//! synced and acknowledged, and dropping them would lose votes and entries. The snapshot
-//! file carries a checksum too.
+//! Only a record that runs to the very end of the last segment may be a torn tail (a
+//! crash mid-write: it was never acknowledged), and is cut: one cut short, one whose
+//! payload fails its checksum with nothing after it, or a damaged header with no valid
+//! record anywhere after it. Any other damage (a flipped bit anywhere else, a damaged
+//! segment that is not the last) refuses to start, naming the file and the offset: records
+//! after it may have been synced and acknowledged, and dropping them would lose votes and
+//! entries. When in doubt the replica refuses: the group goes on with the others, and a
+//! replica started afresh catches up from them. The snapshot file carries a checksum too.
 
 use crate::store::Store;
 use prost::Message as _;
@@ -80,20 +82,16 @@ fn record_at(b: &[u8]) -> Option<usize> {
     (crc32c::crc32c(p) == crc).then_some(HDR + len)
 }
 
-/// Whether, somewhere in `b` (what follows damage), valid records start that run exactly
-/// to its end: then the damage is not a torn tail, since records were written after it.
-/// (One record alone could be a client's payload that happens to look like one.)
-fn valid_records_after(b: &[u8]) -> bool {
-    (0..b.len().saturating_sub(HDR - 1)).any(|i| {
-        let mut at = i;
-        while let Some(n) = record_at(&b[at..]) {
-            at += n;
-            if at == b.len() {
-                return true;
-            }
-        }
-        false
-    })
+/// Whether damage at the start of `rest` (the rest of the last segment) can be a torn
+/// tail: the damaged record must reach the end of the file. With its header intact, its
+/// declared length says where it ends; with its header damaged, no valid record may start
+/// anywhere after it.
+fn torn_tail(rest: &[u8]) -> bool {
+    match header(rest) {
+        Some((len, _)) => HDR + len >= rest.len(),
+        None if rest.len() < HDR => true,
+        None => (1..rest.len()).all(|i| record_at(&rest[i..]).is_none()),
+    }
 }
 
 pub struct Wal {
@@ -208,7 +206,7 @@ fn replay_segment(p: &Path, storage: &Store, last: bool) -> Result<u64, WalError
             Some(_) => "",
         };
         if !problem.is_empty() {
-            if last && !valid_records_after(&rest[1.min(rest.len())..]) {
+            if last && torn_tail(rest) {
                 tracing::warn!(path = %p.display(), offset = at, bytes = rest.len(), what = problem, "cutting a torn record at the wal's tail");
                 break;
             }
@@ -511,6 +509,26 @@ mod tests {
         assert_eq!(s.last_index().unwrap(), 3);
         assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), end);
         assert!(end > off[2]);
+    }
+
+    /// Damage mid-log followed by a torn tail is still damage mid-log: the records after
+    /// it may have been acknowledged, so the replica refuses to start instead of cutting
+    /// them with the tail.
+    #[test]
+    fn damage_before_a_torn_tail_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        let off = three_records(&p);
+        {
+            let (mut w, _) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+            w.append(None, &[entry(4, 1)]).unwrap();
+        }
+        flip(&segment(&p, 1), off[1] + HDR as u64 + 1);
+        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
+        f.set_len(std::fs::metadata(segment(&p, 1)).unwrap().len() - 3)
+            .unwrap();
+        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
+        assert!(e.to_string().contains(&format!("offset {}", off[1])), "{e}");
     }
 
     /// Damage in a segment that is not the last one refuses to start, even at its end.
