@@ -7,16 +7,20 @@
 //! its session a client numbers its ops 1, 2, 3, ..., keeps them until answered, and
 //! re-sends every unanswered op (or its registration) when it moves to another replica (on
 //! a timeout, an unreachable replica or a "not leader" answer). Each op carries
-//! `acked_below`, the lowest unanswered seq, so the group can forget older answers. If the
+//! `acked_below`, the lowest unanswered seq, so the group can forget older answers; an op
+//! is numbered only while its seq stays below `acked_below` plus the window (later ones
+//! wait, in order), so the group never holds more than a window of its answers. If the
 //! group answers that the session expired, every op in flight fails (it may or may not
 //! have been bound: a retry under a new session would be a new op) and the client opens a
-//! new session for what comes next. In the direct baseline the session is a random id the
-//! client brings, and the sequencer itself answers.
+//! new session for what comes next; if it answers that it does not know the session (it
+//! closed it after an idle spell), ops that went out only that once, to that replica, are
+//! surely unbound and go again under the new session. In the direct baseline the session
+//! is a random id the client brings, and the sequencer itself answers.
 
 use bytes::Bytes;
 use mason_common::msg::{
     Body, ClientOp, ClientReply, Frame, GetSeq, Register, Registered, ReplyStatus, SeqReply,
-    SeqStatus,
+    SeqStatus, DIRECT_SESSION_WINDOW, MAX_CLIENT_WINDOW,
 };
 use mason_common::types::SpaceMask;
 use std::collections::{BTreeMap, VecDeque};
@@ -35,7 +39,8 @@ pub struct CoreConfig {
     pub target: CoreTarget,
     /// Move to another replica when the oldest op has waited this long.
     pub retry_timeout_us: u64,
-    /// Ops this client keeps in flight at most (told to the group with its session).
+    /// Ops this client keeps in flight at most (told to the group with its session; at most
+    /// `MAX_CLIENT_WINDOW` through a group, `DIRECT_SESSION_WINDOW` direct).
     pub window: u32,
 }
 
@@ -88,8 +93,10 @@ struct Pending {
     stamp: bool,
     /// When it was last sent (or submitted, if it was held back by a back-off).
     sent_at: u64,
-    /// Whether it went out at least once: only later sends count as re-sends.
-    sent: bool,
+    /// How often it went out (only sends after the first count as re-sends), and to which
+    /// replica last.
+    sends: u32,
+    to: usize,
 }
 
 /// A registration in flight.
@@ -112,7 +119,7 @@ pub struct ClientCore {
     next_nonce: u64,
     next_id: u64,
     next_seq: u64,
-    /// Ops submitted before the session was open.
+    /// Ops waiting for a seq: submitted before the session was open, or beyond the window.
     unnumbered: VecDeque<Pending>,
     outstanding: BTreeMap<u64, Pending>,
     re_tx: u64,
@@ -120,11 +127,12 @@ pub struct ClientCore {
 }
 
 impl ClientCore {
-    pub fn new(cfg: CoreConfig) -> ClientCore {
-        let (n, session) = match cfg.target {
-            CoreTarget::Group { replicas, .. } => (replicas.max(1), None),
-            CoreTarget::Direct { session } => (1, Some(session.max(1))),
+    pub fn new(mut cfg: CoreConfig) -> ClientCore {
+        let (n, session, most) = match cfg.target {
+            CoreTarget::Group { replicas, .. } => (replicas.max(1), None, MAX_CLIENT_WINDOW),
+            CoreTarget::Direct { session } => (1, Some(session.max(1)), DIRECT_SESSION_WINDOW),
         };
+        cfg.window = cfg.window.clamp(1, most);
         ClientCore {
             cfg,
             n,
@@ -182,27 +190,19 @@ impl ClientCore {
         self.end_backoff(now_us, out);
         let id = self.next_id;
         self.next_id += 1;
-        let p = Pending {
+        self.unnumbered.push_back(Pending {
             id,
             mask,
             payload,
             stamp,
             sent_at: now_us,
-            sent: false,
-        };
-        match self.session {
-            Some(session) => {
-                let seq = self.number(session, p);
-                if self.backoff_until.is_none() {
-                    self.send_op(seq, now_us, out);
-                }
-            }
-            None => {
-                self.unnumbered.push_back(p);
-                if self.registering.is_none() {
-                    self.register(now_us, out);
-                }
-            }
+            sends: 0,
+            to: 0,
+        });
+        if self.session.is_some() {
+            self.release(now_us, out);
+        } else if self.registering.is_none() {
+            self.register(now_us, out);
         }
         id
     }
@@ -214,15 +214,29 @@ impl ClientCore {
         }
     }
 
-    /// Gives `p` the session's next seq (stamping its payload if asked); returns the seq.
-    fn number(&mut self, session: u64, mut p: Pending) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if p.stamp {
-            p.payload = crate::log::stamp(&p.payload, session, seq);
+    /// Numbers the waiting ops, in order, while the session is open and their seqs stay
+    /// within the window; each goes out at once unless a back-off holds.
+    fn release(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
+        let Some(session) = self.session else {
+            return;
+        };
+        while self.next_seq < self.acked_below() + u64::from(self.cfg.window) {
+            let Some(mut p) = self.unnumbered.pop_front() else {
+                return;
+            };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            if p.stamp {
+                // Over an earlier stamp too, if the op waits again under a new session.
+                p.payload = crate::log::stamp(&p.payload, session, seq);
+            }
+            p.sends = 0;
+            p.sent_at = now_us;
+            self.outstanding.insert(seq, p);
+            if self.backoff_until.is_none() {
+                self.send_op(seq, now_us, out);
+            }
         }
-        self.outstanding.insert(seq, p);
-        seq
     }
 
     fn send_op(&mut self, seq: u64, now_us: u64, out: &mut Vec<ClientAction>) {
@@ -230,10 +244,11 @@ impl ClientCore {
         let (Some(session), Some(p)) = (self.session, self.outstanding.get_mut(&seq)) else {
             return;
         };
-        if p.sent {
+        if p.sends > 0 {
             self.re_tx += 1;
         }
-        p.sent = true;
+        p.sends = p.sends.saturating_add(1);
+        p.to = self.current;
         p.sent_at = now_us;
         let frame = Self::frame(&self.cfg, session, acked, seq, p);
         out.push(ClientAction::Send {
@@ -291,7 +306,7 @@ impl ClientCore {
         match frame.body {
             Some(Body::ClientReply(r)) => self.on_reply(from, r, now_us, out),
             Some(Body::Registered(r)) => self.on_registered(from, r, now_us, out),
-            Some(Body::SeqReply(r)) => self.on_seq_reply(r, out),
+            Some(Body::SeqReply(r)) => self.on_seq_reply(r, now_us, out),
             other => tracing::warn!(?other, "unexpected frame for a client"),
         }
     }
@@ -332,7 +347,7 @@ impl ClientCore {
     /// A line about what waits, for a report of a stuck client.
     pub fn describe(&self) -> String {
         format!(
-            "client {} session {:?} at replica {} (moves {}): {} op(s) in flight (oldest seq {:?}), {} waiting for a session{}{}",
+            "client {} session {:?} at replica {} (moves {}): {} op(s) in flight (oldest seq {:?}), {} waiting for a seq{}{}",
             self.cfg.client_id,
             self.session,
             self.current,
@@ -380,10 +395,15 @@ impl ClientCore {
                 self.session_expired(now_us, out)
             }
             Ok(ReplyStatus::SessionExpired) => {}
+            Ok(ReplyStatus::UnknownSession) if self.outstanding.contains_key(&r.client_seq) => {
+                self.session_unknown(from, now_us, out)
+            }
+            Ok(ReplyStatus::UnknownSession) => {}
             Ok(ReplyStatus::Invalid) | Ok(ReplyStatus::TooManySessions) | Err(_) => {
                 self.finish(r.client_seq, Err(ClientError::Invalid), out)
             }
         }
+        self.release(now_us, out);
     }
 
     fn on_registered(
@@ -401,10 +421,7 @@ impl ClientCore {
                 self.registering = None;
                 self.session = Some(r.session);
                 self.next_seq = 1;
-                while let Some(p) = self.unnumbered.pop_front() {
-                    let seq = self.number(r.session, p);
-                    self.send_op(seq, now_us, out);
-                }
+                self.release(now_us, out);
             }
             Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
                 self.redirect(r.leader_hint, now_us, out)
@@ -442,27 +459,51 @@ impl ClientCore {
         }
     }
 
-    /// The group no longer knows this client's session: what is in flight is lost to it
-    /// (bound or not), and a new session is opened for what comes next.
+    /// The group forgot an answer this session still needed: what is in flight is lost to
+    /// it (bound or not), and a new session is opened for what comes next.
     fn session_expired(&mut self, now_us: u64, out: &mut Vec<ClientAction>) {
-        tracing::warn!(
-            client = self.cfg.client_id,
-            session = ?self.session,
-            in_flight = self.outstanding.len(),
-            "the session expired; opening a new one"
-        );
+        self.lose_session(None, now_us, out);
+    }
+
+    /// Replica `from` does not know this client's session (the group closed it after an
+    /// idle spell): it batched none of the ops it was sent, and closed sessions bind
+    /// nothing, so the ops that went out only once, to `from`, wait for the new session
+    /// (ahead of those that never went); the rest fail, as on an expiry.
+    fn session_unknown(&mut self, from: usize, now_us: u64, out: &mut Vec<ClientAction>) {
+        self.lose_session(Some(from), now_us, out);
+    }
+
+    fn lose_session(
+        &mut self,
+        unknown_at: Option<usize>,
+        now_us: u64,
+        out: &mut Vec<ClientAction>,
+    ) {
+        if unknown_at.is_some() {
+            tracing::info!(client = self.cfg.client_id, session = ?self.session, "the group closed the idle session; opening a new one");
+        } else {
+            tracing::warn!(client = self.cfg.client_id, session = ?self.session, in_flight = self.outstanding.len(), "the session expired; opening a new one");
+        }
         self.sessions_lost += 1;
         self.session = None;
+        let mut again = Vec::new();
         for (_, p) in std::mem::take(&mut self.outstanding) {
-            out.push(ClientAction::Done {
-                id: p.id,
-                result: Err(ClientError::SessionExpired),
-            });
+            if unknown_at.is_some_and(|r| p.sends == 1 && p.to == r) {
+                again.push(p);
+            } else {
+                out.push(ClientAction::Done {
+                    id: p.id,
+                    result: Err(ClientError::SessionExpired),
+                });
+            }
+        }
+        for p in again.into_iter().rev() {
+            self.unnumbered.push_front(p);
         }
         self.register(now_us, out);
     }
 
-    fn on_seq_reply(&mut self, r: SeqReply, out: &mut Vec<ClientAction>) {
+    fn on_seq_reply(&mut self, r: SeqReply, now_us: u64, out: &mut Vec<ClientAction>) {
         let Some(session) = self.session else {
             return;
         };
@@ -476,6 +517,7 @@ impl ClientCore {
             _ => Err(ClientError::Invalid),
         };
         self.finish(r.batch_id, result, out);
+        self.release(now_us, out);
     }
 
     fn finish(

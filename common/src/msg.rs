@@ -239,12 +239,24 @@ pub enum ReplyStatus {
     NotLeader = 1,
     /// The op is malformed (spaces out of range, no space, unknown group).
     Invalid = 2,
-    /// The group does not know the op's session (it expired, or was never opened): the
-    /// client must open a new one. Whether this op was bound is not known.
+    /// The op was bound once and its answer is forgotten (the client said it held it, or
+    /// kept more than its window in flight): the session is out of step and the client
+    /// must open a new one. The op itself is bound.
     SessionExpired = 3,
     /// The group holds as many sessions as it may: try again later.
     TooManySessions = 4,
+    /// The group does not know the op's session (closed after an idle spell, or never
+    /// opened), so this copy of the op was not batched and never will be: an op sent only
+    /// this once may go again under a new session.
+    UnknownSession = 5,
 }
+
+/// The most ops a session may keep in flight through a proxy group: a client numbers an
+/// op only while it is below its lowest unanswered op plus its window.
+pub const MAX_CLIENT_WINDOW: u32 = 4096;
+/// The most ops a direct client (one that asks the sequencer itself) keeps in flight: the
+/// sequencer keeps this many answers per direct session.
+pub const DIRECT_SESSION_WINDOW: u32 = 256;
 
 /// The answer to a [`ClientOp`]: one number per space of `space_mask`, ascending by space.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -266,7 +278,7 @@ pub struct ClientReply {
 /// Client -> a proxy replica of `group`: "open a session for me". The group commits the
 /// session through its log and answers with its id; a session that stays idle longer
 /// than the group's session timeout is closed (through the log too), and its ops are
-/// answered [`ReplyStatus::SessionExpired`]. `nonce` tells the answers of this request
+/// answered [`ReplyStatus::UnknownSession`]. `nonce` tells the answers of this request
 /// from those of earlier ones.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Register {
@@ -277,8 +289,9 @@ pub struct Register {
     pub client_id: u64,
     #[prost(uint64, tag = "3")]
     pub nonce: u64,
-    /// Ops the client keeps in flight at most: the group holds back no more than this many
-    /// of its ops, and keeps no more of its answers.
+    /// Ops the client keeps in flight at most ([`MAX_CLIENT_WINDOW`] at most): an op at or
+    /// beyond its `acked_below` plus this window is refused, so the group holds back no
+    /// more than this many of the session's ops, and keeps no more of its answers.
     #[prost(uint32, tag = "4")]
     pub window: u32,
 }

@@ -109,6 +109,18 @@ pub struct OpEntry {
     pub acked_below: u64,
 }
 
+impl From<mason_common::msg::ClientOp> for OpEntry {
+    fn from(op: mason_common::msg::ClientOp) -> OpEntry {
+        OpEntry {
+            session: op.session,
+            client_seq: op.client_seq,
+            space_mask: op.space_mask,
+            payload: op.payload,
+            acked_below: op.acked_below,
+        }
+    }
+}
+
 /// One op's numbers: one per space of `mask`, ascending by space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Numbered {

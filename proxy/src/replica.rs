@@ -4,11 +4,11 @@
 //! timeout from the thread's RNG, which nothing here seeds: which follower wins an
 //! election varies from run to run.)
 //!
-//! The leader batches client ops in client-seq order per client (FIFO hold-back), asks the
+//! The leader batches client ops in client-seq order per session (FIFO hold-back), asks the
 //! sequencer for a whole batch at once (at most `max_outstanding` batch ids past the last
 //! committed one), proposes each answered batch through Raft in batch-id order, and answers
 //! clients when the batch is applied. Every replica applies the same batches and keeps the
-//! per-client dedup state (Once). A new leader first applies everything up to its own first
+//! per-session dedup state (Once). A new leader first applies everything up to its own first
 //! entry, then re-asks the sequencer, with zero counts, for every batch id its predecessor
 //! may have used, and commits whatever ranges come back as noops (DESIGN.md section 4).
 //! Clients open sessions through the log first (`clients`), and ops are deduplicated per
@@ -147,7 +147,7 @@ struct Leader {
     open: VecDeque<OpEntry>,
     open_since: u64,
     clients: BTreeMap<u64, LeaderClient>,
-    /// Ops and registrations that came before this leader started, and their bytes.
+    /// Ops and registrations that came before this leader started.
     waiting: Vec<(ConnId, clients::Incoming)>,
     /// Bytes of client payloads in `waiting`, `open` and held ops.
     queued_bytes: usize,
@@ -162,6 +162,16 @@ struct Leader {
     next_expiry_check: u64,
     /// The switch this leader proposed last (proposed once per epoch and ballot).
     proposed_switch: Option<(u64, u64)>,
+}
+
+impl Leader {
+    /// Puts `op` at the end of the open batch (its age counts from the first op).
+    fn batch(&mut self, now: u64, op: OpEntry) {
+        if self.open.is_empty() {
+            self.open_since = now;
+        }
+        self.open.push_back(op);
+    }
 }
 
 /// A log write's id carries its group in the bits from here up.
@@ -501,15 +511,7 @@ impl Replica {
         }
         let opening = l.to_open.into_iter().map(|o| (o.conn, o.nonce));
         for (conn, nonce) in opening.chain(l.opening.into_iter().map(|((_, n), c)| (c, n))) {
-            out.push(Action::Registered {
-                conn,
-                reply: Registered {
-                    nonce,
-                    status: ReplyStatus::NotLeader as i32,
-                    leader_hint: hint,
-                    session: 0,
-                },
-            });
+            out.push(clients::registered_elsewhere(conn, nonce, hint));
         }
         for (conn, inc) in l.waiting {
             out.push(clients::not_leader(conn, &inc, hint));

@@ -44,7 +44,7 @@ impl Default for SequencerConfig {
             window: 1024,
             max_groups: 1 << 16,
             max_sessions: 16_384,
-            session_window: 256,
+            session_window: mason_common::msg::DIRECT_SESSION_WINDOW as usize,
         }
     }
 }

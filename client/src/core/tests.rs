@@ -339,3 +339,69 @@ fn an_expired_session_fails_what_is_in_flight_and_opens_another() {
     assert_eq!(sent(&mut out), [(0, 1, 1)]);
     assert_eq!(c.sessions_lost(), 1);
 }
+
+/// Ops beyond the lowest unanswered seq plus the window wait, in order, and go as the
+/// lowest is answered (an answer further up releases nothing).
+#[test]
+fn ops_beyond_the_window_wait_for_the_lowest_answer() {
+    let (mut c, mut out) = (group(), Vec::new());
+    for _ in 0..20 {
+        submit(&mut c, 0, &mut out);
+    }
+    let seqs: Vec<u64> = sent(&mut out).iter().map(|s| s.1).collect();
+    assert_eq!(seqs, (1..=16).collect::<Vec<_>>(), "a window of 16");
+    assert_eq!(c.outstanding(), 20);
+    c.on_frame(0, reply(2, ReplyStatus::Ok, 0), 1, &mut out);
+    assert_eq!(done(&mut out).len(), 1);
+    c.on_frame(0, reply(1, ReplyStatus::Ok, 0), 2, &mut out);
+    let (finished, sends): (Vec<_>, Vec<_>) = out
+        .drain(..)
+        .partition(|a| matches!(a, ClientAction::Done { .. }));
+    assert_eq!(finished.len(), 1);
+    let mut sends = sends;
+    assert_eq!(sent(&mut sends), [(0, 17, 3), (0, 18, 3)]);
+}
+
+/// A replica that does not know the session (the group closed it while the client was
+/// idle) batched none of what it was sent: an op that went only there, once, goes again
+/// under the new session; one that went elsewhere too fails (it may have been bound).
+#[test]
+fn an_unknown_session_sends_surely_unbound_ops_again() {
+    let (mut c, mut out) = (group(), Vec::new());
+    submit(&mut c, 0, &mut out);
+    c.tick(RT, &mut out); // op 1 goes to replica 1 too
+    assert_eq!(sent(&mut out), [(0, 1, 1), (1, 1, 1)]);
+    submit(&mut c, RT, &mut out);
+    assert_eq!(sent(&mut out), [(1, 2, 1)]);
+    c.on_frame(
+        1,
+        reply(2, ReplyStatus::UnknownSession, 0),
+        RT + 1,
+        &mut out,
+    );
+    let mut failed = Vec::new();
+    let mut registers = 0;
+    for a in out.drain(..) {
+        match a {
+            ClientAction::Done { id, result } => failed.push((id, result)),
+            ClientAction::Send {
+                frame: Frame {
+                    body: Some(Body::Register(r)),
+                },
+                ..
+            } => registers += r.nonce,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(failed, vec![(1, Err(ClientError::SessionExpired))]);
+    assert_eq!(registers, 2, "a new registration");
+    assert_eq!(c.outstanding(), 1, "op 2 waits for the new session");
+    c.on_frame(1, registered(2, SESSION), RT + 2, &mut out);
+    assert_eq!(
+        sent(&mut out),
+        [(1, 1, 1)],
+        "op 2 is seq 1 of the new session"
+    );
+    c.on_frame(1, reply(1, ReplyStatus::Ok, 0), RT + 3, &mut out);
+    assert_eq!(done(&mut out)[0].0, 2);
+}

@@ -125,10 +125,11 @@ impl Replica {
                 continue;
             };
             a.answers.insert(n.seq, (n.mask, n.numbers.clone()));
-            // The client holds every answer below `acked_below`: forget them. Of the rest,
-            // it can ask again only for ops it still has in flight, at most its window of
-            // them: twice that many are kept (a retry of one forgotten is told its session
-            // expired, and the client opens a new one).
+            // The client holds every answer below `acked_below`: forget them. Every op of
+            // the session is below its `acked_below` plus the window (the leader refuses
+            // the others), so what is left is at most a window of answers; twice that is
+            // kept, a backstop that never drops one its client may still ask for (a retry
+            // of one forgotten is told its session expired).
             let keep = (2 * a.window as usize).max(super::clients::MIN_ANSWERS);
             while a
                 .answers

@@ -27,15 +27,17 @@ impl Replica {
             // At most `max_batch_ops` ops and (past the first) `max_batch_bytes` bytes.
             let mut n = 0;
             let mut bytes = 0;
+            let mut queued = 0;
             for o in l.open.iter().take(cfg.max_batch_ops) {
                 if n > 0 && bytes + o.payload.len() > cfg.max_batch_bytes {
                     break;
                 }
                 bytes += o.payload.len();
+                queued += super::clients::queued_size(o.payload.len());
                 n += 1;
             }
             let ops: Vec<OpEntry> = l.open.drain(..n).collect();
-            l.queued_bytes = l.queued_bytes.saturating_sub(bytes + 64 * n);
+            l.queued_bytes = l.queued_bytes.saturating_sub(queued);
             let mut mask = 0u64;
             for o in &ops {
                 mask |= o.space_mask;

@@ -4,10 +4,13 @@
 //! the log, and every replica gives the session the group's next id (so ids are never
 //! reused, even across leaders). Ops are deduplicated per session (Once), held back until
 //! their predecessors of the same session are batched (FIFO), at most the session's
-//! window of them. A session that sends nothing for the session timeout is closed, again
-//! through the log, so that dedup state stays bounded; an op of a session the group does
-//! not know is answered `SessionExpired`, and its client must open a new session (an op
-//! retried under a new session would be a new op, so none is ever bound twice).
+//! window of them, and an op at or beyond its `acked_below` plus the window is refused. A
+//! session that sends nothing for the session timeout is closed, again through the log,
+//! so that dedup state stays bounded. An op of a session the group does not know is
+//! answered `UnknownSession` (that copy is never batched: a closed session binds nothing);
+//! a retry whose answer was forgotten is answered `SessionExpired`. Either way the client
+//! opens a new session (an op retried under a new session is a new op, so it may go again
+//! only if it was surely never batched).
 
 use super::{Action, ConnId, LeaderClient, Opening, Replica, SESSION_GROUP_SHIFT};
 use crate::config::Mutant;
@@ -27,14 +30,19 @@ pub enum Incoming {
 impl Incoming {
     fn bytes(&self) -> usize {
         match self {
-            Incoming::Op(op) => op.payload.len() + 64,
-            Incoming::Register(_) => 64,
+            Incoming::Op(op) => queued_size(op.payload.len()),
+            Incoming::Register(_) => queued_size(0),
         }
     }
 }
 
+/// What an op of `payload` bytes counts against the leader's `max_queued_bytes`.
+pub(super) fn queued_size(payload: usize) -> usize {
+    payload + 64
+}
+
 /// The largest window a session may ask for.
-pub const MAX_WINDOW: u32 = 4096;
+pub const MAX_WINDOW: u32 = mason_common::msg::MAX_CLIENT_WINDOW;
 /// Answers kept per session at least (twice its window at most), whatever its client says
 /// it holds.
 pub const MIN_ANSWERS: usize = 64;
@@ -49,14 +57,19 @@ pub(super) fn not_leader(conn: ConnId, inc: &Incoming, hint: u32) -> Action {
             conn,
             reply: Replica::reply(ReplyStatus::NotLeader, op, hint),
         },
-        Incoming::Register(r) => Action::Registered {
-            conn,
-            reply: Registered {
-                nonce: r.nonce,
-                status: ReplyStatus::NotLeader as i32,
-                leader_hint: hint,
-                session: 0,
-            },
+        Incoming::Register(r) => registered_elsewhere(conn, r.nonce, hint),
+    }
+}
+
+/// "Not leader" to registration `nonce`.
+pub(super) fn registered_elsewhere(conn: ConnId, nonce: u64, hint: u32) -> Action {
+    Action::Registered {
+        conn,
+        reply: Registered {
+            nonce,
+            status: ReplyStatus::NotLeader as i32,
+            leader_hint: hint,
+            session: 0,
         },
     }
 }
@@ -139,6 +152,16 @@ impl Replica {
         }
         match inc {
             Incoming::Register(r) => {
+                // A re-sent registration: answer it where it came from last, once.
+                let key = (r.client_id, r.nonce);
+                if let Some(c) = l.opening.get_mut(&key) {
+                    *c = conn;
+                    return;
+                }
+                if let Some(o) = l.to_open.iter_mut().find(|o| (o.client_id, o.nonce) == key) {
+                    o.conn = conn;
+                    return;
+                }
                 l.to_open.push(Opening {
                     conn,
                     client_id: r.client_id,
@@ -159,12 +182,30 @@ impl Replica {
             return;
         };
         let Some(applied) = self.sessions.get(&op.session) else {
+            let ours = op.session >> SESSION_GROUP_SHIFT == u64::from(self.cfg.group) + 1;
+            let unapplied = op.session & ((1 << SESSION_GROUP_SHIFT) - 1) >= self.next_session;
+            // A session opened after what this replica applied: it is behind (a deposed
+            // leader that does not know it yet), so it must not say "unknown".
+            let status = if ours && unapplied {
+                ReplyStatus::NotLeader
+            } else {
+                ReplyStatus::UnknownSession
+            };
             out.push(Action::Reply {
                 conn,
-                reply: Self::reply(ReplyStatus::SessionExpired, &op, 0),
+                reply: Self::reply(status, &op, 0),
             });
             return;
         };
+        let window = u64::from(applied.window.max(1));
+        if op.client_seq >= op.acked_below.max(1).saturating_add(window) {
+            // Beyond the window its client said it keeps: not a real op of the session.
+            out.push(Action::Reply {
+                conn,
+                reply: Self::reply(ReplyStatus::Invalid, &op, 0),
+            });
+            return;
+        }
         l.last_seen.insert(op.session, now);
         let no_hold_back = self.cfg.mutant == Some(Mutant::NoHoldBack);
         if no_hold_back {
@@ -182,16 +223,7 @@ impl Replica {
             });
             lc.conn = conn;
             if lc.batched.insert(op.client_seq) {
-                if l.open.is_empty() {
-                    l.open_since = now;
-                }
-                l.open.push_back(OpEntry {
-                    session: op.session,
-                    client_seq: op.client_seq,
-                    space_mask: op.space_mask,
-                    payload: op.payload,
-                    acked_below: op.acked_below,
-                });
+                l.batch(now, OpEntry::from(op));
             }
             return;
         }
@@ -205,7 +237,6 @@ impl Replica {
             self.answer_after_log(conn, reply, out);
             return;
         }
-        let window = u64::from(applied.window.max(1));
         let lc = l.clients.entry(op.session).or_insert_with(|| LeaderClient {
             next_seq: applied.max_seq + 1,
             held: BTreeMap::new(),
@@ -213,50 +244,45 @@ impl Replica {
             batched: Default::default(),
         });
         lc.conn = conn;
-        let bytes = op.payload.len() + 64;
-        let entry = OpEntry {
-            session: op.session,
-            client_seq: op.client_seq,
-            space_mask: op.space_mask,
-            payload: op.payload,
-            acked_below: op.acked_below,
-        };
-        if op.client_seq < lc.next_seq && !no_dedup {
+        let bytes = queued_size(op.payload.len());
+        let seq = op.client_seq;
+        let entry = OpEntry::from(op);
+        if seq < lc.next_seq && !no_dedup {
             return; // already batched: answered when its batch applies
         }
-        if l.queued_bytes + bytes > max_queued {
-            return; // dropped: its client re-sends it
-        }
-        if no_dedup && op.client_seq < lc.next_seq {
-            // The NoDedup mutant batches the retry again.
-            if l.open.is_empty() {
-                l.open_since = now;
-            }
-            l.queued_bytes += bytes;
-            l.open.push_back(entry);
+        // The op that lets held ones go is taken even over the budget (the held ones are
+        // what fills it); anything else is dropped, and its client re-sends it.
+        let unblocks = seq == lc.next_seq && !lc.held.is_empty();
+        if l.queued_bytes + bytes > max_queued && !unblocks {
             return;
         }
-        if op.client_seq > lc.next_seq {
+        if no_dedup && seq < lc.next_seq {
+            // The NoDedup mutant batches the retry again.
+            l.queued_bytes += bytes;
+            l.batch(now, entry);
+            return;
+        }
+        if seq > lc.next_seq {
             // The session has at most `window` ops in flight: anything further ahead is
             // not a real op of it.
-            if op.client_seq < lc.next_seq + window
+            if seq < lc.next_seq + window
                 && lc.held.len() < window as usize
-                && lc.held.insert(op.client_seq, entry).is_none()
+                && lc.held.insert(seq, entry).is_none()
             {
                 l.queued_bytes += bytes;
             }
             return;
         }
-        if l.open.is_empty() {
-            l.open_since = now;
-        }
-        l.queued_bytes += bytes;
-        l.open.push_back(entry);
         lc.next_seq += 1;
+        // The held ops it lets go, in seq order (no allocation when none is held).
+        let mut released = Vec::new();
         while let Some(e) = lc.held.remove(&lc.next_seq) {
-            l.open.push_back(e);
+            released.push(e);
             lc.next_seq += 1;
         }
+        l.queued_bytes += bytes;
+        l.batch(now, entry);
+        l.open.extend(released);
     }
 
     /// Proposes the registrations that came in since the last flush, in one entry.
@@ -332,7 +358,7 @@ impl Replica {
             self.sessions.remove(s);
             if let Some(l) = self.leader.as_mut() {
                 if let Some(lc) = l.clients.remove(s) {
-                    let held: usize = lc.held.values().map(|o| o.payload.len() + 64).sum();
+                    let held: usize = lc.held.values().map(|o| queued_size(o.payload.len())).sum();
                     l.queued_bytes = l.queued_bytes.saturating_sub(held);
                 }
                 l.last_seen.remove(s);
