@@ -1,0 +1,42 @@
+//! Sessions: createSession registers a session id with its timeout;
+//! closeSession (also how expiry is applied) deletes every ephemeral node of
+//! the session in one step, in path order, and forgets the session.
+//!
+//! Liveness (heartbeats, timers, expiry decisions) is the caller's job; the
+//! tree only needs to know which sessions exist so that an ephemeral create
+//! for an unknown session fails with `SessionExpired`, as ZooKeeper's
+//! `checkGlobalSession` makes it.
+
+use crate::op::{Ctx, Trigger};
+use crate::path::split_last_slash;
+use crate::tree::DataTree;
+
+impl DataTree {
+    /// Register `session` (or update its timeout, as ZooKeeper's
+    /// `commitSession` does for a known id).
+    pub(crate) fn create_session(&mut self, session: i64, timeout_ms: i32) {
+        self.sessions.insert(session, timeout_ms);
+    }
+
+    /// Delete the session's ephemerals at `ctx.zxid` (each moves its
+    /// parent's pzxid and fires NodeDeleted and NodeChildrenChanged) and
+    /// forget the session. Closing an unknown session changes nothing.
+    pub(crate) fn close_session(&mut self, ctx: Ctx, session: i64, triggers: &mut Vec<Trigger>) {
+        let paths = self.ephemerals.remove(&session).unwrap_or_default();
+        for path in paths {
+            let Some((raw_parent, _)) = split_last_slash(&path) else {
+                continue;
+            };
+            let parent = if raw_parent.is_empty() {
+                "/"
+            } else {
+                raw_parent
+            }
+            .to_string();
+            // a node an ephemeral set names always exists; ZooKeeper ignores
+            // a missing one the same way
+            let _ = self.remove_node(&path, &parent, ctx.zxid, triggers);
+        }
+        self.sessions.remove(&session);
+    }
+}

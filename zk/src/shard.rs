@@ -1,0 +1,138 @@
+//! Where a znode lives in ZK-Mason, and which shards an op touches.
+//!
+//! A path's owner shard is the 64-bit FNV-1a hash of the path, taken modulo the number
+//! of shards, after dropping a trailing sequential suffix (the ten characters `%010d`
+//! gives the parent's child counter) from its last component. So a sequential create is
+//! placed before its name is known (the parent's shard picks the suffix when the op
+//! applies), and `/q/job-0000000007` lives where `/q/job-` hashes. FNV-1a is fixed by its
+//! specification (offset 0xcbf29ce484222325, prime 0x100000001b3), so the placement is the
+//! same on every machine and release.
+//!
+//! A znode's record (data, Stat, ACL, its children's names and its child counter) lives on
+//! its owner shard. A create and a delete touch the owner shard and the parent's owner
+//! shard (the parent's children change); reads, setData and check touch the owner only
+//! (getChildren reads the children the node's own record holds); a multi touches what its
+//! ops touch; opening and closing a session, getEphemerals and getAllChildrenNumber touch
+//! every shard (any may hold the session's ephemerals or the path's descendants).
+
+use crate::op::Request;
+use crate::path;
+
+/// The FNV-1a hash of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `path` without a trailing sequential suffix: ten digits, or a minus sign and nine
+/// digits (`%010d` of a counter that overflowed), at the end of the last component.
+pub fn without_suffix(path: &str) -> &str {
+    let b = path.as_bytes();
+    let last = b.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1);
+    if b.len() < last + 10 {
+        return path;
+    }
+    let tail = &b[b.len() - 10..];
+    let digits = tail[1..].iter().all(u8::is_ascii_digit);
+    if digits && (tail[0].is_ascii_digit() || tail[0] == b'-') {
+        &path[..path.len() - 10]
+    } else {
+        path
+    }
+}
+
+/// The shard that owns `path`, of `shards` (at least 1).
+pub fn owner(path: &str, shards: u32) -> u32 {
+    (fnv1a(without_suffix(path).as_bytes()) % u64::from(shards.max(1))) as u32
+}
+
+/// The shards `req` touches, as a bit mask (bit s = shard s; at most 64 shards).
+pub fn touched(req: &Request, shards: u32) -> u64 {
+    let all = if shards >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << shards.max(1)) - 1
+    };
+    let bit = |p: &str| 1u64 << owner(p, shards);
+    match req {
+        Request::Create { path, .. } | Request::Delete { path, .. } => {
+            bit(path) | path::parent(path).map_or(0, bit)
+        }
+        Request::Multi(ops) => ops.iter().fold(0, |m, op| m | touched(op, shards)),
+        // Any shard may hold the session's ephemerals, or the path's descendants.
+        Request::CloseSession
+        | Request::CreateSession { .. }
+        | Request::GetEphemerals { .. }
+        | Request::GetAllChildrenNumber { .. } => all,
+        other => other.paths().into_iter().fold(0, |m, p| m | bit(p)) & all,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn fnv1a_matches_its_specification() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn a_sequential_name_lives_where_its_prefix_does() {
+        assert_eq!(without_suffix("/q/job-0000000007"), "/q/job-");
+        assert_eq!(without_suffix("/q/-000000001"), "/q/");
+        assert_eq!(without_suffix("/q/0000000012"), "/q/");
+        assert_eq!(without_suffix("/q/job-123"), "/q/job-123");
+        assert_eq!(without_suffix("/0123456789/x"), "/0123456789/x");
+        assert_eq!(without_suffix("/"), "/");
+        for shards in 1..9 {
+            assert_eq!(owner("/q/job-0000000007", shards), owner("/q/job-", shards));
+            assert!(owner("/a/b", shards) < shards);
+        }
+    }
+
+    #[test]
+    fn paths_spread_over_the_shards() {
+        let mut seen = [0u32; 4];
+        for i in 0..400 {
+            seen[owner(&format!("/app/node{i}"), 4) as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 60), "{seen:?}");
+    }
+
+    #[test]
+    fn creates_and_deletes_touch_the_parent_too() {
+        let shards = 8;
+        let (a, parent) = ("/app/x1", "/app");
+        let both = 1 << owner(a, shards) | 1 << owner(parent, shards);
+        let create = Request::Create {
+            path: a.into(),
+            data: Bytes::new(),
+            acl: Vec::new(),
+            mode: crate::CreateMode::Persistent,
+        };
+        assert_eq!(touched(&create, shards), both);
+        let delete = Request::Delete {
+            path: a.into(),
+            version: -1,
+        };
+        assert_eq!(touched(&delete, shards), both);
+        let set = Request::SetData {
+            path: a.into(),
+            data: Bytes::new(),
+            version: -1,
+        };
+        assert_eq!(touched(&set, shards), 1 << owner(a, shards));
+        let multi = Request::Multi(vec![set, create]);
+        assert_eq!(touched(&multi, shards), both);
+        assert_eq!(touched(&Request::CloseSession, shards), 0xff);
+    }
+}
