@@ -62,6 +62,8 @@ pub struct MultiSeq {
     pub seq: u64,
     pub mask: SpaceMask,
     pub numbers: Vec<u64>,
+    /// What the group answered besides numbers (RSMKeeper: the ZooKeeper reply).
+    pub result: Bytes,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -381,6 +383,7 @@ impl ClientCore {
                     seq: r.client_seq,
                     mask: SpaceMask(r.space_mask),
                     numbers: r.numbers,
+                    result: r.result,
                 };
                 self.finish(r.client_seq, Ok(m), out);
             }
@@ -513,6 +516,7 @@ impl ClientCore {
                 seq: r.batch_id,
                 mask: SpaceMask(r.space_mask),
                 numbers: r.bases,
+                result: Bytes::new(),
             }),
             _ => Err(ClientError::Invalid),
         };

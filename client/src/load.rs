@@ -308,6 +308,7 @@ async fn one_op(
                 seq,
                 mask: SpaceMask::single(0),
                 numbers: vec![pos],
+                result: Bytes::new(),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "append failed");

@@ -273,6 +273,10 @@ pub struct ClientReply {
     pub space_mask: u64,
     #[prost(uint64, repeated, packed = "true", tag = "6")]
     pub numbers: Vec<u64>,
+    /// RSMKeeper: the ZooKeeper reply to the op's request (jute: the reply header and its
+    /// body, without the length prefix). Empty otherwise.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub result: Bytes,
 }
 
 /// Client -> a proxy replica of `group`: "open a session for me". The group commits the

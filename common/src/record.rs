@@ -59,6 +59,45 @@ pub struct AckChunk {
     pub numbers: Vec<u64>,
 }
 
+/// ZooKeeper runs: acknowledged ops on znodes, as one client saw them (column `i` of each
+/// field is op `i`). `writes[i]`: a setData or create (its version is the one it wrote),
+/// else a getData or exists (the version it saw). Times are CLOCK_MONOTONIC microseconds,
+/// one clock for every process of a machine. `created` are the paths this client created
+/// and saw acknowledged; `sessions` the ZooKeeper sessions it opened and closed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ZkHistoryChunk {
+    #[prost(uint64, tag = "1")]
+    pub client: u64,
+    #[prost(string, repeated, tag = "2")]
+    pub paths: Vec<String>,
+    #[prost(int64, repeated, packed = "true", tag = "3")]
+    pub czxids: Vec<i64>,
+    #[prost(bool, repeated, packed = "true", tag = "4")]
+    pub writes: Vec<bool>,
+    #[prost(int32, repeated, packed = "true", tag = "5")]
+    pub versions: Vec<i32>,
+    #[prost(uint64, repeated, packed = "true", tag = "6")]
+    pub sent_us: Vec<u64>,
+    #[prost(uint64, repeated, packed = "true", tag = "7")]
+    pub answered_us: Vec<u64>,
+    #[prost(string, repeated, tag = "8")]
+    pub created: Vec<String>,
+    #[prost(int64, repeated, packed = "true", tag = "9")]
+    pub closed_sessions: Vec<i64>,
+}
+
+/// A clock every process of a machine shares (CLOCK_MONOTONIC), in microseconds: what
+/// ZooKeeper histories are timed with, so that ops of different clients compare.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
+
 /// Walks columns `(seq, mask)` with `numbers` holding each op's numbers in turn; `false`
 /// if the columns do not fit together.
 fn walk(

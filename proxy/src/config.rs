@@ -55,6 +55,12 @@ pub struct ReplicaConfig {
     /// Client ops waiting for a batch (or for a new leader to start) at most, in bytes;
     /// more are dropped (their clients re-send).
     pub max_queued_bytes: usize,
+    /// RSMKeeper: no sequencer; every op's payload is a ZooKeeper request that every
+    /// replica applies to the group's tree (see `replica::keeper`).
+    pub keeper: bool,
+    /// The wall clock (Unix ms) at the runtime's time 0: a keeper leader stamps each batch
+    /// with `wall_base_ms + now / 1000`, ZooKeeper's ctime and mtime.
+    pub wall_base_ms: i64,
     /// A deliberate protocol bug, for proving that the checker catches it. Only the
     /// simulator and tests set this.
     pub mutant: Option<Mutant>,
@@ -126,6 +132,8 @@ impl Default for ReplicaConfig {
             session_timeout_us: 60_000_000,
             max_sessions: 1 << 16,
             max_queued_bytes: 256 << 20,
+            keeper: false,
+            wall_base_ms: 0,
             mutant: None,
         }
     }

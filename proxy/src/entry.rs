@@ -92,6 +92,9 @@ pub struct BatchEntry {
     /// index to the log (0: no log, or nothing said).
     #[prost(uint64, tag = "8")]
     pub log_done_below: u64,
+    /// RSMKeeper: the proposing leader's wall clock (Unix ms), the ops' ctime and mtime.
+    #[prost(int64, tag = "9")]
+    pub time_ms: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -18,6 +18,7 @@ mod apply;
 mod batching;
 mod clients;
 mod failover;
+mod keeper;
 mod logwrite;
 mod snapshot;
 
@@ -100,7 +101,26 @@ pub(crate) struct Applied {
     /// Ops the client keeps in flight at most (it said so when it opened the session).
     window: u32,
     max_seq: u64,
-    answers: BTreeMap<u64, (u64, Vec<u64>)>,
+    answers: BTreeMap<u64, OpAnswer>,
+}
+
+/// What an op was answered: one number per space of `mask`, and (RSMKeeper) the ZooKeeper
+/// reply to its request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct OpAnswer {
+    mask: u64,
+    numbers: Vec<u64>,
+    result: Bytes,
+}
+
+impl OpAnswer {
+    fn numbered(mask: u64, numbers: Vec<u64>) -> OpAnswer {
+        OpAnswer {
+            mask,
+            numbers,
+            result: Bytes::new(),
+        }
+    }
 }
 
 enum Stage {
@@ -191,6 +211,8 @@ pub struct Replica {
     snapshot_index: u64,
     /// Batches applied out of id order (a bug: a state machine that missed entries).
     anomalies: u64,
+    /// RSMKeeper: the group's ZooKeeper tree.
+    tree: Option<mason_zk::DataTree>,
     last_batch_id: u64,
     /// Open client sessions by id (applied state).
     sessions: HashMap<u64, Applied>,
@@ -249,6 +271,7 @@ impl Replica {
             applied_index: 0,
             snapshot_index: 0,
             anomalies: 0,
+            tree: cfg.keeper.then(mason_zk::DataTree::new),
             last_batch_id: 0,
             sessions: HashMap::new(),
             next_session: 1,
@@ -506,6 +529,7 @@ impl Replica {
                     leader_hint: hint,
                     space_mask: 0,
                     numbers: Vec::new(),
+                    result: Bytes::new(),
                 },
             });
         }
@@ -532,7 +556,7 @@ impl Replica {
         }
         l.started = true;
         let first = self.last_batch_id + 1;
-        let probes = if self.cfg.mutant == Some(Mutant::SkipReask) {
+        let probes = if self.cfg.mutant == Some(Mutant::SkipReask) || self.cfg.keeper {
             first..first
         } else {
             first..first + k
@@ -556,7 +580,8 @@ impl Replica {
                 resends: 0,
             });
         }
-        l.next_batch_id = first + k;
+        // A keeper's batch ids take no numbers: nothing of its predecessor's to re-ask.
+        l.next_batch_id = if self.cfg.keeper { first } else { first + k };
         // Every open session gets a full timeout from now: this leader has not watched it.
         let now = self.now;
         l.last_seen = self.sessions.keys().map(|s| (*s, now)).collect();

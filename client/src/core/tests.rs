@@ -83,6 +83,7 @@ fn reply(seq: u64, status: ReplyStatus, leader_hint: u32) -> Frame {
         leader_hint,
         space_mask: 0b101,
         numbers: vec![seq * 10, seq * 10 + 1],
+        result: Bytes::new(),
     }))
 }
 
@@ -92,6 +93,7 @@ fn answer(seq: u64) -> (u64, Result<MultiSeq, ClientError>) {
         seq,
         mask: SpaceMask(0b101),
         numbers: vec![seq * 10, seq * 10 + 1],
+        result: Bytes::new(),
     };
     (seq, Ok(m))
 }
@@ -267,6 +269,7 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
         seq: 1,
         mask: SpaceMask(0b101),
         numbers: vec![40, 41],
+        result: Bytes::new(),
     };
     assert_eq!(done(&mut out), [(1, Ok(m))]);
     assert_eq!(submit(&mut c, RT + 2, &mut out), 2);

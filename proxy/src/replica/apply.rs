@@ -4,7 +4,8 @@
 //! epoch below the group's promise are fenced off: they bind nothing. An op of a session
 //! that is no longer open binds nothing either (its numbers become noops).
 
-use super::{Action, Replica};
+use super::{Action, Applied, OpAnswer, Replica};
+use crate::entry::OpEntry;
 use crate::config::Mutant;
 use crate::entry::{BatchEntry, Kind, LogEntry};
 use mason_common::types::SpaceMask;
@@ -99,6 +100,10 @@ impl Replica {
                 kept.push(o);
             }
         }
+        if self.cfg.keeper {
+            self.apply_requests(&b, &kept, &dups, out);
+            return;
+        }
         let bound = b.bound(self.cfg.group, &kept);
         for ((s, base), count) in SpaceMask(b.space_mask).iter().zip(&b.bases).zip(&b.counts) {
             self.recorded.insert(s, *base, u64::from(*count));
@@ -124,20 +129,9 @@ impl Replica {
             let Some(a) = self.sessions.get_mut(&n.session) else {
                 continue;
             };
-            a.answers.insert(n.seq, (n.mask, n.numbers.clone()));
-            // The client holds every answer below `acked_below`: forget them. Every op of
-            // the session is below its `acked_below` plus the window (the leader refuses
-            // the others), so what is left is at most a window of answers; twice that is
-            // kept, a backstop that never drops one its client may still ask for (a retry
-            // of one forgotten is told its session expired).
-            let keep = (2 * a.window as usize).max(super::clients::MIN_ANSWERS);
-            while a
-                .answers
-                .first_key_value()
-                .is_some_and(|(seq, _)| *seq < o.acked_below || a.answers.len() > keep)
-            {
-                a.answers.pop_first();
-            }
+            a.answers
+                .insert(n.seq, OpAnswer::numbered(n.mask, n.numbers.clone()));
+            a.forget_answers(o.acked_below);
         }
         if self.cfg.mutant == Some(Mutant::WrongNumbers) && numbered.len() >= 2 {
             let (x, y) = numbered.split_at_mut(1);
@@ -157,23 +151,50 @@ impl Replica {
         }
         for n in numbered {
             if let Some(lc) = l.clients.get(&n.session) {
+                let a = OpAnswer::numbered(n.mask, n.numbers);
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::answered(n.session, n.seq, n.mask, n.numbers),
+                    reply: Replica::answered(n.session, n.seq, &a),
                 });
             }
         }
+        self.answer_dups(&dups, out);
+    }
+
+    /// A batch's ops that were applied before: their kept answers, again.
+    pub(super) fn answer_dups(&self, dups: &[&OpEntry], out: &mut Vec<Action>) {
+        let Some(l) = self.leader.as_ref() else {
+            return;
+        };
         for o in dups {
             let cached = self
                 .sessions
                 .get(&o.session)
                 .and_then(|a| a.answers.get(&o.client_seq));
-            if let (Some(lc), Some((m, n))) = (l.clients.get(&o.session), cached) {
+            if let (Some(lc), Some(a)) = (l.clients.get(&o.session), cached) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::answered(o.session, o.client_seq, *m, n.clone()),
+                    reply: Replica::answered(o.session, o.client_seq, a),
                 });
             }
+        }
+    }
+}
+
+impl Applied {
+    /// The client holds every answer below `acked_below`: forget them. Every op of the
+    /// session is below its `acked_below` plus the window (the leader refuses the others),
+    /// so what is left is at most a window of answers; twice that is kept, a backstop that
+    /// never drops one its client may still ask for (a retry of one forgotten is told its
+    /// session expired).
+    pub(super) fn forget_answers(&mut self, acked_below: u64) {
+        let keep = (2 * self.window as usize).max(super::clients::MIN_ANSWERS);
+        while self
+            .answers
+            .first_key_value()
+            .is_some_and(|(seq, _)| *seq < acked_below || self.answers.len() > keep)
+        {
+            self.answers.pop_first();
         }
     }
 }

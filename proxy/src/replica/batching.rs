@@ -2,7 +2,7 @@
 //! flight), and proposing answered batches through Raft in batch-id order. An answer that
 //! does not cover its batch makes the leader restart its leadership instead of binding.
 
-use super::{Action, Inflight, LeaderClient, Replica, Stage};
+use super::{Action, Inflight, LeaderClient, OpAnswer, Replica, Stage};
 use crate::config::Mutant;
 use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
@@ -53,7 +53,7 @@ impl Replica {
             }
             let id = l.next_batch_id;
             l.next_batch_id += 1;
-            let request = GetSeq {
+            let mut request = GetSeq {
                 epoch,
                 group: cfg.group,
                 batch_id: id,
@@ -62,12 +62,25 @@ impl Replica {
                 committed,
                 session: 0,
             };
-            out.push(Action::SendSeq(request.clone()));
+            let stage = if cfg.keeper {
+                // No sequencer: the batch takes no numbers and goes straight to the log.
+                request.space_mask = 0;
+                request.counts.clear();
+                Stage::Answered(SeqReply {
+                    epoch,
+                    batch_id: id,
+                    status: SeqStatus::Ok as i32,
+                    ..Default::default()
+                })
+            } else {
+                out.push(Action::SendSeq(request.clone()));
+                Stage::Requested { sent_at: now }
+            };
             l.inflight.push_back(Inflight {
                 id,
                 ops,
                 request,
-                stage: Stage::Requested { sent_at: now },
+                stage,
                 resends: 0,
             });
             l.open_since = now;
@@ -78,6 +91,11 @@ impl Replica {
         let mut restart = false;
         let log_done_below = if self.cfg.log_shards > 0 {
             self.log_done_below()
+        } else {
+            0
+        };
+        let time_ms = if self.cfg.keeper {
+            self.cfg.wall_base_ms + (self.now / 1000) as i64
         } else {
             0
         };
@@ -112,6 +130,7 @@ impl Replica {
                     ops: b.ops.clone(),
                     watermarks,
                     log_done_below,
+                    time_ms,
                 };
                 let data = LogEntry {
                     kind: Some(Kind::Batch(entry)),
@@ -154,13 +173,14 @@ fn answer_early(
         ops: Vec::new(),
         watermarks: Vec::new(),
         log_done_below: 0,
+        time_ms: 0,
     };
     let ops: Vec<&OpEntry> = ops.iter().collect();
     for n in entry.number(&ops).unwrap_or_default() {
         if let Some(lc) = clients.get(&n.session) {
             out.push(Action::Reply {
                 conn: lc.conn,
-                reply: Replica::answered(n.session, n.seq, n.mask, n.numbers),
+                reply: Replica::answered(n.session, n.seq, &OpAnswer::numbered(n.mask, n.numbers)),
             });
         }
     }

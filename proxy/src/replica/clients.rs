@@ -12,7 +12,8 @@
 //! opens a new session (an op retried under a new session is a new op, so it may go again
 //! only if it was surely never batched).
 
-use super::{Action, ConnId, LeaderClient, Opening, Replica, SESSION_GROUP_SHIFT};
+use super::{Action, ConnId, LeaderClient, OpAnswer, Opening, Replica, SESSION_GROUP_SHIFT};
+use bytes::Bytes;
 use crate::config::Mutant;
 use crate::entry::{Kind, LogEntry, OpEntry, OpenSession, SessionEntry};
 use mason_common::msg::{ClientOp, ClientReply, Register, Registered, ReplyStatus};
@@ -75,15 +76,16 @@ pub(super) fn registered_elsewhere(conn: ConnId, nonce: u64, hint: u32) -> Actio
 }
 
 impl Replica {
-    /// The answer to op `seq` of `session`: its numbers, one per space of `mask`.
-    pub(super) fn answered(session: u64, seq: u64, mask: u64, numbers: Vec<u64>) -> ClientReply {
+    /// The answer to op `seq` of `session`.
+    pub(super) fn answered(session: u64, seq: u64, a: &OpAnswer) -> ClientReply {
         ClientReply {
             session,
             client_seq: seq,
             status: ReplyStatus::Ok as i32,
             leader_hint: 0,
-            space_mask: mask,
-            numbers,
+            space_mask: a.mask,
+            numbers: a.numbers.clone(),
+            result: a.result.clone(),
         }
     }
 
@@ -95,6 +97,7 @@ impl Replica {
             leader_hint: hint,
             space_mask: 0,
             numbers: Vec::new(),
+            result: Bytes::new(),
         }
     }
 
@@ -210,8 +213,8 @@ impl Replica {
         let no_hold_back = self.cfg.mutant == Some(Mutant::NoHoldBack);
         if no_hold_back {
             // The mutant batches ops as they come, in any order (each once).
-            if let Some((m, nums)) = applied.answers.get(&op.client_seq) {
-                let reply = Self::answered(op.session, op.client_seq, *m, nums.clone());
+            if let Some(a) = applied.answers.get(&op.client_seq) {
+                let reply = Self::answered(op.session, op.client_seq, a);
                 self.answer_after_log(conn, reply, out);
                 return;
             }
@@ -229,7 +232,7 @@ impl Replica {
         }
         if op.client_seq <= applied.max_seq && !no_dedup {
             let reply = match applied.answers.get(&op.client_seq) {
-                Some((m, nums)) => Self::answered(op.session, op.client_seq, *m, nums.clone()),
+                Some(a) => Self::answered(op.session, op.client_seq, a),
                 // Bound, and its answer forgotten (the client said it held it, or kept too
                 // many): the session cannot be trusted to be in step; it must start anew.
                 None => Self::reply(ReplyStatus::SessionExpired, &op, 0),

@@ -23,7 +23,7 @@ impl Replica {
     /// to the next backup when it has been silent for the timeout, with a heartbeat sent
     /// meanwhile unanswered (silence observed while this process ran: see `tick`).
     pub(super) fn watch_sequencer(&mut self, now: u64, out: &mut Vec<Action>) {
-        if !self.is_leader() || self.leader.is_none() {
+        if !self.is_leader() || self.leader.is_none() || self.cfg.keeper {
             return;
         }
         let quiet = now.saturating_sub(self.seq_heard);

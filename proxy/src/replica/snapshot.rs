@@ -4,7 +4,7 @@
 //! behind the compacted log gets the snapshot from its leader and restores from it, and a
 //! restarted replica restores from the one on its disk.
 
-use super::{Action, Applied, Replica};
+use super::{Action, Applied, OpAnswer, Replica};
 use crate::recorded::Recorded;
 use mason_common::msg::Ranges;
 use prost::Message as _;
@@ -30,6 +30,9 @@ struct SnapshotData {
     promised_ballot: u64,
     #[prost(uint64, tag = "8")]
     next_session: u64,
+    /// RSMKeeper: the ZooKeeper tree (`DataTree::snapshot`).
+    #[prost(bytes = "vec", tag = "9")]
+    tree: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,6 +65,8 @@ struct Answer {
     mask: u64,
     #[prost(uint64, repeated, packed = "true", tag = "3")]
     numbers: Vec<u64>,
+    #[prost(bytes = "bytes", tag = "4")]
+    result: bytes::Bytes,
 }
 
 /// Entries kept below a snapshot taken locally, so that a follower a little behind still
@@ -81,10 +86,11 @@ impl Replica {
                 answers: a
                     .answers
                     .iter()
-                    .map(|(seq, (mask, numbers))| Answer {
+                    .map(|(seq, a)| Answer {
                         seq: *seq,
-                        mask: *mask,
-                        numbers: numbers.clone(),
+                        mask: a.mask,
+                        numbers: a.numbers.clone(),
+                        result: a.result.clone(),
                     })
                     .collect(),
             })
@@ -95,6 +101,7 @@ impl Replica {
             promised: self.promised,
             promised_ballot: self.promised_ballot,
             next_session: self.next_session,
+            tree: self.tree.as_ref().map(|t| t.snapshot()).unwrap_or_default(),
             watermarks: self.recorded.watermarks().to_vec(),
             recorded: Some(self.recorded.ranges()),
             clients,
@@ -118,6 +125,15 @@ impl Replica {
                 return false;
             }
         };
+        if self.cfg.keeper {
+            match mason_zk::DataTree::restore(&data.tree) {
+                Ok(t) => self.tree = Some(t),
+                Err(e) => {
+                    tracing::error!(group = self.cfg.group, error = %e, "the snapshot's tree does not restore");
+                    return false;
+                }
+            }
+        }
         self.last_batch_id = data.last_batch_id;
         self.promised = data.promised;
         self.promised_ballot = data.promised_ballot;
@@ -134,7 +150,12 @@ impl Replica {
             a.window = c.window;
             a.max_seq = c.max_seq;
             for ans in c.answers {
-                a.answers.insert(ans.seq, (ans.mask, ans.numbers));
+                let answer = OpAnswer {
+                    mask: ans.mask,
+                    numbers: ans.numbers,
+                    result: ans.result,
+                };
+                a.answers.insert(ans.seq, answer);
             }
         }
         self.deliveries.clear();

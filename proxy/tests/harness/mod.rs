@@ -268,6 +268,7 @@ impl Net {
                             leader_hint: reply.leader_hint,
                             space_mask: u64::MAX,
                             numbers: Vec::new(),
+                            result: Bytes::new(),
                         },
                     ))
                 }

@@ -1,0 +1,120 @@
+//! RSMKeeper: the group's state machine is a ZooKeeper tree, and there is no sequencer.
+//!
+//! The leader proposes each batch of client ops straight into the log (its batch ids take
+//! no numbers), stamped with its wall clock. Every replica applies each op, in log order,
+//! to its own [`DataTree`]: the op's payload is a ZooKeeper request in ZooKeeper's own
+//! encoding (jute: the request header and the body, no length prefix), and the reply, in
+//! the same encoding, is kept as the op's answer. So a retried op is answered again, never
+//! applied twice, and every replica's tree goes through the same states. Reads go through
+//! the log too, so they are linearizable. Only the leader answers.
+//!
+//! The ZooKeeper session of an op is its client session (unique in the deployment, never
+//! reused): a client opens it with a `createSession` request (opcode -10, the body its
+//! timeout in ms) and ends it with `closeSession`. Each write takes the next zxid.
+
+use super::{Action, OpAnswer, Replica};
+use crate::entry::{BatchEntry, OpEntry};
+use bytes::Bytes;
+use mason_zk::jute::{self, Decoded, JuteError, Reader, ReplyHeader, Writer};
+use mason_zk::{opcode, Code, Ctx, DataTree, Request};
+
+impl Replica {
+    /// Applies a committed batch's new ops to the tree and answers them (the leader), and
+    /// answers again the ops applied before.
+    pub(super) fn apply_requests(
+        &mut self,
+        b: &BatchEntry,
+        kept: &[&OpEntry],
+        dups: &[&OpEntry],
+        out: &mut Vec<Action>,
+    ) {
+        let Some(tree) = self.tree.as_mut() else {
+            return;
+        };
+        for o in kept {
+            let result = run(tree, o.session as i64, b.time_ms, &o.payload);
+            let Some(a) = self.sessions.get_mut(&o.session) else {
+                continue;
+            };
+            let answer = OpAnswer {
+                mask: o.space_mask,
+                numbers: Vec::new(),
+                result,
+            };
+            a.answers.insert(o.client_seq, answer.clone());
+            a.forget_answers(o.acked_below);
+            if let Some(lc) = self
+                .leader
+                .as_ref()
+                .filter(|l| l.started)
+                .and_then(|l| l.clients.get(&o.session))
+            {
+                out.push(Action::Reply {
+                    conn: lc.conn,
+                    reply: Replica::answered(o.session, o.client_seq, &answer),
+                });
+            }
+        }
+        if let Some(l) = self.leader.as_mut() {
+            if l.inflight.front().is_some_and(|f| f.id == b.batch_id) {
+                l.inflight.pop_front();
+            }
+        }
+        self.answer_dups(dups, out);
+    }
+
+    /// The group's tree (RSMKeeper only).
+    pub fn tree(&self) -> Option<&DataTree> {
+        self.tree.as_ref()
+    }
+}
+
+/// Applies one request (`payload`: header and body) of `session` to `tree`; returns the
+/// reply (header and body). A request that does not decode is answered with ZooKeeper's
+/// code for it, and changes nothing.
+pub(crate) fn run(tree: &mut DataTree, session: i64, time_ms: i64, payload: &[u8]) -> Bytes {
+    let (header, body) = match jute::split_request(payload) {
+        Ok(x) => x,
+        Err(_) => return error_reply(0, tree.last_zxid(), Code::MarshallingError),
+    };
+    let ctx = Ctx {
+        zxid: tree.last_zxid() + 1,
+        time_ms,
+    };
+    let decoded = if header.op == opcode::CREATE_SESSION {
+        Reader::new(body).read_i32().map(|timeout_ms| Decoded::Tree {
+            request: Request::CreateSession { timeout_ms },
+            // Its reply has no body, as closeSession's.
+            shape: jute::Shape::CloseSession,
+        })
+    } else {
+        jute::decode_request(header.op, body)
+    };
+    match decoded {
+        Ok(Decoded::Tree { request, shape }) => {
+            let applied = tree.apply(ctx, session, &request);
+            match jute::encode_response(header.xid, applied.zxid, &applied.response, &shape) {
+                Ok(framed) => Bytes::from(framed).slice(4..),
+                Err(_) => error_reply(header.xid, applied.zxid, Code::MarshallingError),
+            }
+        }
+        // Pings, auth, watches and the like are a front end's business, not the log's.
+        Ok(Decoded::Special(_)) => error_reply(header.xid, tree.last_zxid(), Code::Unimplemented),
+        Err(e) => error_reply(header.xid, tree.last_zxid(), reply_code(&e)),
+    }
+}
+
+fn reply_code(e: &JuteError) -> Code {
+    e.reply_code()
+}
+
+fn error_reply(xid: i32, zxid: i64, code: Code) -> Bytes {
+    let mut w = Writer::new();
+    ReplyHeader {
+        xid,
+        zxid,
+        err: code.code(),
+    }
+    .write(&mut w);
+    Bytes::from(w.into_inner())
+}
