@@ -2,7 +2,7 @@
 //! error and exit code 2.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mason_client::load::{LoadConfig, LogLoad, OpSpaces};
+use mason_client::load::{LoadConfig, LogLoad, OpSpaces, ZkLoad, ZkWorkload};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +69,9 @@ pub enum System {
     /// The shared log through Mason: clients append via proxy groups, which write every
     /// op and noop to the log servers; no holes.
     Corfumason,
+    /// ZooKeeper's tree in every replica of one Raft group of 3 proxies (no sequencer);
+    /// reads and writes go through the log, only the leader answers.
+    Rsmkeeper,
 }
 
 impl System {
@@ -78,7 +81,13 @@ impl System {
             System::Direct => "direct",
             System::Corfu => "corfu",
             System::Corfumason => "corfumason",
+            System::Rsmkeeper => "rsmkeeper",
         }
+    }
+
+    /// Whether the system is a ZooKeeper (its ops are ZooKeeper requests on a tree).
+    pub fn zk(self) -> bool {
+        matches!(self, System::Rsmkeeper)
     }
 
     /// Whether the system is a shared log.
@@ -88,7 +97,12 @@ impl System {
 
     /// Whether clients go through proxy groups.
     pub fn proxies(self) -> bool {
-        matches!(self, System::Mason | System::Corfumason)
+        matches!(self, System::Mason | System::Corfumason | System::Rsmkeeper)
+    }
+
+    /// Whether the system has sequencers.
+    pub fn sequencers(self) -> bool {
+        !matches!(self, System::Rsmkeeper)
     }
 }
 
@@ -98,6 +112,22 @@ pub enum Workload {
     Appends,
     /// Read random positions of a log filled beforehand (shared-log systems).
     Reads,
+    /// ZooKeeper: setData on the run's znodes.
+    Setdata,
+    /// ZooKeeper: getData on the run's znodes.
+    Getdata,
+    /// ZooKeeper: setData for --write-percent of the ops, getData for the rest.
+    Mixed,
+}
+
+impl Workload {
+    /// The ZooKeeper workloads.
+    pub fn zk(self) -> bool {
+        matches!(
+            self,
+            Workload::Setdata | Workload::Getdata | Workload::Mixed
+        )
+    }
 }
 
 /// Log chains: shards separated by ';', each a chain of servers (head first) separated by
@@ -268,9 +298,16 @@ pub struct LocalArgs {
     /// otherwise). Log payloads start with 16 bytes naming the op, so they are at least 16.
     #[arg(long)]
     pub payload: Option<usize>,
-    /// Appends, or reads of a log filled by --prefill appends first (shared-log systems).
-    #[arg(long, value_enum, default_value = "appends")]
-    pub workload: Workload,
+    /// Appends, or reads of a log filled by --prefill appends first (shared-log systems);
+    /// setdata, getdata or mixed (ZooKeeper systems; default mixed).
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub write_percent: u32,
+    /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub znodes: u32,
     /// Log servers (shared-log systems): shards x --replication.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub log_servers: u32,
@@ -440,8 +477,11 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub triples: u32,
     /// Every sequencer's address, by index (the first primary first), comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "keeper")]
     pub sequencers: Vec<SocketAddr>,
+    /// RSMKeeper: the groups hold a ZooKeeper tree and take no numbers (no sequencer).
+    #[arg(long)]
+    pub keeper: bool,
     #[arg(long, default_value_t = 1, value_parser = spaces())]
     pub spaces: u32,
     #[arg(long)]
@@ -481,8 +521,9 @@ pub struct ClientArgs {
     pub proxies: Vec<SocketAddr>,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub groups: u32,
+    /// The primary sequencer (every system but rsmkeeper).
     #[arg(long)]
-    pub sequencer: SocketAddr,
+    pub sequencer: Option<SocketAddr>,
     #[arg(long, default_value_t = 1, value_parser = spaces())]
     pub spaces: u32,
     #[arg(long, default_value = "all")]
@@ -499,6 +540,12 @@ pub struct ClientArgs {
     pub log_chains: Option<Chains>,
     #[arg(long, value_enum, default_value = "appends")]
     pub workload: Workload,
+    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub write_percent: u32,
+    /// ZooKeeper: the znodes every client works on.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub znodes: u32,
     /// Appends by this process before a read workload.
     #[arg(long, default_value_t = 100_000)]
     pub prefill: u64,
@@ -540,7 +587,11 @@ impl ClientArgs {
                 Vec::new()
             },
             groups: self.groups,
-            sequencer: self.sequencer,
+            // Only the direct baseline and Corfu's clients talk to the sequencer; the
+            // others' (checked in `main`) have none to name.
+            sequencer: self
+                .sequencer
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
             spaces: self.spaces,
             op_spaces: self.op_spaces,
             payload: self.payload,
@@ -559,6 +610,17 @@ impl ClientArgs {
                 }),
                 _ => None,
             },
+            zk: self.system.zk().then(|| ZkLoad {
+                workload: match self.workload {
+                    Workload::Setdata => ZkWorkload::SetData,
+                    Workload::Getdata => ZkWorkload::GetData,
+                    _ => ZkWorkload::Mixed,
+                },
+                write_percent: self.write_percent,
+                znodes: self.znodes,
+                session_timeout_ms: 30_000,
+                history_file: Some(self.out.join(format!("zk-history-{}.bin", self.index))),
+            }),
             key,
         }
     }

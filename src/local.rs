@@ -68,16 +68,19 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Re
 }
 
 /// The run's shape, as every process is told it.
-fn shape(a: &LocalArgs, payload: usize, key_file: &Path) -> Shape {
+fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> Shape {
     Shape {
         system: a.system,
-        groups: a.groups,
+        // RSMKeeper is one group.
+        groups: if a.system.zk() { 1 } else { a.groups },
         spaces: a.spaces,
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
         payload,
-        workload: a.workload,
+        workload,
+        write_percent: a.write_percent,
+        znodes: a.znodes,
         prefill_per_client: a.prefill.div_ceil(u64::from(a.clients)),
         warmup: a.warmup,
         duration: a.duration,
@@ -126,9 +129,31 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("finding the mason binary")?;
     // "mason" below: the clients go through proxy groups (mason and corfumason).
     let mason = a.system.proxies();
-    let nseq = if mason { a.sequencers as usize } else { 1 };
-    let payload = a.payload.unwrap_or(if a.system.log() { 64 } else { 0 });
-    let shape = shape(&a, payload, &key_file);
+    let nseq = match (a.system.sequencers(), mason) {
+        (false, _) => 0,
+        (true, true) => a.sequencers as usize,
+        (true, false) => 1,
+    };
+    let workload = a.workload.unwrap_or(if a.system.zk() {
+        Workload::Mixed
+    } else {
+        Workload::Appends
+    });
+    if workload.zk() != a.system.zk() {
+        eprintln!(
+            "error: --workload {} does not apply to the {} system",
+            format!("{workload:?}").to_lowercase(),
+            a.system.name()
+        );
+        return Ok(2);
+    }
+    // Mason's ZooKeeper values are 8 bytes.
+    let payload = a.payload.unwrap_or(match a.system {
+        s if s.log() => 64,
+        s if s.zk() => 8,
+        _ => 0,
+    });
+    let shape = shape(&a, workload, payload, &key_file);
     let data_dir = out.join("data").display().to_string();
     let fsync = a.proxy.fsync.on();
     if a.system.log() && !a.log_servers.is_multiple_of(a.replication) {
@@ -144,7 +169,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
     let addrs = free_addrs(nseq + REPLICAS as usize)?;
     let seq_addrs: Vec<SocketAddr> = addrs[..nseq].to_vec();
-    let seq_addr = seq_addrs[0];
+    let seq_addr = seq_addrs.first().copied();
     let proxies: Vec<SocketAddr> = addrs[nseq..].to_vec();
     let mut cluster = Cluster { procs: Vec::new() };
     let layout = if a.system.log() {
@@ -232,7 +257,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         // clients' first ops are not redirected (and counted as re-sent) while the groups
         // elect.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while (0..a.groups).any(|g| leader_of(&logs, g).is_none()) {
+        while (0..shape.groups).any(|g| leader_of(&logs, g).is_none()) {
             if Instant::now() >= deadline {
                 eprintln!("mason local: not every group has a leader after 10 s; starting anyway");
                 break;
@@ -242,7 +267,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some() || a.kill_follower.is_some();
-    let record = mason && (a.record_contiguity || kills);
+    // RSMKeeper binds no numbers: there is no contiguity to record.
+    let record = mason && a.system.sequencers() && (a.record_contiguity || kills);
     let recovery_dir = out.join("recovery");
     if record {
         std::fs::create_dir_all(&recovery_dir)?;
@@ -278,7 +304,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     eprintln!(
         "mason local: {} system, {} group(s), {} space(s), {} client process(es) x {} x {}; results in {}",
         a.system.name(),
-        a.groups,
+        shape.groups,
         a.spaces,
         a.clients,
         a.client_threads,
@@ -467,7 +493,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 );
             }
             let mut v = logrun::check(&out, &shape, a.clients, l, payload)?;
-            if a.workload == Workload::Reads {
+            if workload == Workload::Reads {
                 v = v.and_then(|s| {
                     logrun::check_reads(&out, a.clients).map(|r| format!("{s}; {r}"))
                 });
@@ -481,7 +507,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     if record {
         std::fs::write(recovery_dir.join("kills.csv"), &kill_log)?;
     }
-    let groups = mason.then_some((a.groups, REPLICAS));
+    let groups = mason.then_some((shape.groups, REPLICAS));
     // Replicas that were killed and never restarted cannot have ended their records.
     let mut unfinished = Vec::new();
     if let Some(r) = killed_leader {
@@ -499,6 +525,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         recovery: record,
         killed_replicas: unfinished,
         triples: 1,
+        zk: a.system.zk(),
     };
     Ok(report::summary(&out, checks)?.1)
 }

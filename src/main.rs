@@ -8,6 +8,7 @@ mod logrun;
 mod report;
 mod roles;
 mod sim;
+mod zkrun;
 
 use anyhow::Context;
 use args::{BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs};
@@ -182,6 +183,11 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
                 seq_timeout_us: a.knobs.seq_timeout_ms * 1000,
                 snapshot_entries: a.knobs.snapshot_entries,
                 session_timeout_us: a.knobs.session_timeout_s * 1_000_000,
+                keeper: a.keeper,
+                wall_base_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0),
                 ..Default::default()
             },
             max_frame: a.max_frame,
@@ -247,6 +253,11 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
 }
 
 fn client(a: ClientArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.sequencer.is_some() || !a.system.sequencers(),
+        "--sequencer is required for the {} system",
+        a.system.name()
+    );
     let key = a.key.load()?;
     let rt = runtime(a.runtime_threads)?;
     let out = a.out.clone();

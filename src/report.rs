@@ -174,6 +174,8 @@ pub struct Checks {
     pub log_verdict: Option<Result<String, String>>,
     /// Report the recovery times and draw the recovery plot.
     pub recovery: bool,
+    /// A ZooKeeper run: its verdict is `zkrun::verify`'s, not the numbers'.
+    pub zk: bool,
 }
 
 /// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
@@ -201,7 +203,23 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
             },
             None => Bound::Sequencer,
         };
-        let seq = verify(out, c.spaces, &bound, c.clients)?;
+        let seq = if c.zk {
+            let (replicas, gone) = match &c.groups {
+                Some((_, replicas)) => (
+                    *replicas,
+                    c.killed_replicas
+                        .iter()
+                        .map(|(_, r)| *r)
+                        .collect::<Vec<_>>(),
+                ),
+                None => (0, Vec::new()),
+            };
+            crate::zkrun::verify(out, c.clients, replicas, &gone)
+        } else {
+            verify(out, c.spaces, &bound, c.clients)?
+                .map(|r| r.to_string())
+                .map_err(|v| v.to_string())
+        };
         match (seq, c.log_verdict) {
             (Err(v), _) => (format!("verify: FAIL {v}"), 1),
             (_, Some(Err(v))) => (format!("verify: FAIL {v}"), 1),

@@ -19,6 +19,9 @@ pub struct Shape {
     /// Payload bytes per op, resolved (64 for the shared-log systems unless set).
     pub payload: usize,
     pub workload: Workload,
+    /// ZooKeeper: the mixed workload's percentage of setData, and the znodes.
+    pub write_percent: u32,
+    pub znodes: u32,
     /// Appends by each client process before a read workload.
     pub prefill_per_client: u64,
     pub warmup: Duration,
@@ -116,8 +119,6 @@ pub fn proxy(
         join(place.peers),
         s("--groups"),
         s(sh.groups),
-        s("--sequencers"),
-        join(sequencers),
         s("--spaces"),
         s(sh.spaces),
         s("--data-dir"),
@@ -129,6 +130,11 @@ pub fn proxy(
     ];
     v.extend(sh.proxy.to_args());
     v.extend(sh.key_args());
+    if sh.system.sequencers() {
+        v.extend([s("--sequencers"), join(sequencers)]);
+    } else {
+        v.push(s("--keeper"));
+    }
     if let (Some(c), System::Corfumason) = (log_chains, sh.system) {
         v.extend([s("--log-chains"), s(c)]);
     }
@@ -140,7 +146,7 @@ pub fn proxy(
 pub fn client(
     sh: &Shape,
     index: u32,
-    sequencer: SocketAddr,
+    sequencer: Option<SocketAddr>,
     proxies: &[SocketAddr],
     log_chains: Option<&str>,
     out: &str,
@@ -151,8 +157,6 @@ pub fn client(
         s(index),
         s("--system"),
         s(sh.system.name()),
-        s("--sequencer"),
-        s(sequencer),
         s("--groups"),
         s(sh.groups),
         s("--spaces"),
@@ -179,8 +183,21 @@ pub fn client(
         s(sh.client_threads_rt),
     ];
     v.extend(sh.key_args());
+    if let Some(seq) = sequencer {
+        v.extend([s("--sequencer"), s(seq)]);
+    }
     if sh.system.proxies() {
         v.extend([s("--proxies"), join(proxies)]);
+    }
+    if sh.system.zk() {
+        v.extend([
+            s("--workload"),
+            format!("{:?}", sh.workload).to_lowercase(),
+            s("--write-percent"),
+            s(sh.write_percent),
+            s("--znodes"),
+            s(sh.znodes),
+        ]);
     }
     if let Some(c) = log_chains.filter(|_| sh.system.log()) {
         v.extend([s("--log-chains"), s(c)]);

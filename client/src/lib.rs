@@ -3,16 +3,19 @@
 //! in the direct baseline, straight from the sequencer. The protocol itself is
 //! [`ClientCore`], a deterministic state machine with no I/O that the async driver behind
 //! [`Client`] and the simulator both drive. [`load`] is the closed-loop load generator used
-//! by `mason local` and benchmarks.
+//! by `mason local` and benchmarks. [`ZkClient`] speaks ZooKeeper to a keeper group
+//! (RSMKeeper).
 
 pub mod core;
 mod driver;
 pub mod load;
 pub mod log;
 pub mod watch;
+pub mod zk;
 
 pub use self::core::{ClientAction, ClientCore, ClientError, CoreConfig, CoreTarget, MultiSeq};
 pub use driver::{Client, ClientConfig, Target};
+pub use zk::{ZkClient, ZkError};
 
 /// The replicas of `group` among every proxy process's address: processes come in triples
 /// (`proxies[3t..3t+3]` host one replica each of the groups `g` with `g % triples == t`).

@@ -5,11 +5,21 @@
 //!
 //! With a shared log ([`LogLoad`]) the ops are log appends (Corfu or CorfuMason) or, after
 //! a prefill of appends, reads of random positions below the tail.
+//!
+//! With ZooKeeper ([`ZkLoad`], RSMKeeper) the ops are setData and getData on shared znodes,
+//! and each client's acknowledged ops are recorded for the linearizability check (see
+//! [`zk`](self::zk)).
+
+mod results;
+mod zk;
+
+pub use self::results::{dat_line, new_histogram, write_results, LoadResult};
+
+pub use self::zk::{node_path, parent_path, ZkLoad, ZkWorkload};
 
 use crate::driver::{Client, ClientConfig, MultiSeq, Target};
 use crate::log::{AppendVia, LogClient, LogClientConfig};
 use bytes::Bytes;
-use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use mason_common::record::{AckChunk, RecordWriter};
 use mason_common::transport::Transport;
@@ -17,7 +27,6 @@ use mason_common::types::SpaceMask;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +104,8 @@ pub struct LoadConfig {
     pub acks_file: Option<std::path::PathBuf>,
     /// Ops on a shared log instead of bare sequencing.
     pub log: Option<LogLoad>,
+    /// ZooKeeper ops (RSMKeeper) instead of bare sequencing.
+    pub zk: Option<ZkLoad>,
     pub key: Arc<mason_common::auth::ClusterKey>,
 }
 
@@ -124,48 +135,6 @@ pub struct ReadStats {
 const ACK_CHUNK: usize = 16 * 1024;
 
 type AckSink = Arc<Mutex<RecordWriter>>;
-
-pub struct LoadResult {
-    /// Ops completed inside the measured window.
-    pub ops: u64,
-    /// Latencies (ns) of those ops.
-    pub hist: Histogram<u64>,
-    pub re_tx: u64,
-    pub window: Duration,
-    /// Every answer received (those not streamed to `acks_file`), in chunks.
-    pub acks: Vec<AckChunk>,
-    /// Why streaming the answers to `acks_file` failed, if it did.
-    pub acks_error: Option<String>,
-    /// Ops still unanswered when the drain ended.
-    pub unanswered: u64,
-    pub reads: ReadStats,
-}
-
-impl LoadResult {
-    /// Mason's per-client line: `mrps,p50,p99,p999,p9999,num_re_tx` (Mops/s, us).
-    pub fn dat_line(&self) -> String {
-        dat_line(self.ops, self.window, &self.hist, self.re_tx)
-    }
-}
-
-/// Formats `mrps,p50,p99,p999,p9999,num_re_tx` from counts and a histogram in ns.
-pub fn dat_line(ops: u64, window: Duration, hist: &Histogram<u64>, re_tx: u64) -> String {
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    format!(
-        "{:.6},{:.1},{:.1},{:.1},{:.1},{}",
-        ops as f64 / window.as_secs_f64().max(1e-9) / 1e6,
-        us(0.5),
-        us(0.99),
-        us(0.999),
-        us(0.9999),
-        re_tx
-    )
-}
-
-pub fn new_histogram() -> Histogram<u64> {
-    // 1 ns to 100 s at 3 significant digits: constant, valid bounds.
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("constant histogram bounds are valid")
-}
 
 struct Shared {
     hist: Histogram<u64>,
@@ -215,9 +184,29 @@ enum Outcome {
     Failed,
 }
 
+/// The group of this process's client thread `t`.
+fn group_of(cfg: &LoadConfig, t: u32) -> u32 {
+    ((u64::from(cfg.index) * u64::from(cfg.threads) + u64::from(t)) % u64::from(cfg.groups.max(1)))
+        as u32
+}
+
+/// Where a client of `group` sends its ops: the group's replicas, or the sequencer in the
+/// direct baseline.
+fn target(cfg: &LoadConfig, group: u32) -> Target {
+    if cfg.proxies.is_empty() {
+        Target::Direct {
+            sequencer: cfg.sequencer,
+        }
+    } else {
+        Target::Group {
+            group,
+            replicas: crate::group_replicas(&cfg.proxies, group),
+        }
+    }
+}
+
 fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u64) -> Worker {
-    let group = ((u64::from(cfg.index) * u64::from(cfg.threads) + u64::from(t))
-        % u64::from(cfg.groups.max(1))) as u32;
+    let group = group_of(cfg, t);
     if let Some(l) = &cfg.log {
         let append = if l.corfu {
             AppendVia::Corfu {
@@ -238,21 +227,11 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
             Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
         }
     }
-    let target = if cfg.proxies.is_empty() {
-        Target::Direct {
-            sequencer: cfg.sequencer,
-        }
-    } else {
-        Target::Group {
-            group,
-            replicas: crate::group_replicas(&cfg.proxies, group),
-        }
-    };
     Worker::Seq(Client::start(
         transport.clone(),
         ClientConfig {
             client_id,
-            target,
+            target: target(cfg, group),
             retry_timeout: cfg.retry_timeout,
             window: cfg.concurrency,
             key: cfg.key.clone(),
@@ -349,6 +328,9 @@ fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
 }
 
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
+    if let Some(z) = cfg.zk.clone() {
+        return zk::run(transport, cfg, z).await;
+    }
     let mut acks_error = None;
     // Appended to: a client restarted with the same index keeps its predecessor's answers.
     let sink: Option<AckSink> = match &cfg.acks_file {
@@ -435,6 +417,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         acks_error,
         unanswered,
         reads: ReadStats::default(),
+        errors: 0,
+        zk_history: Vec::new(),
     };
     for (_, _, s) in workers {
         if let Ok(mut s) = s.lock() {
@@ -507,36 +491,4 @@ async fn prefill(
         }
     }
     0
-}
-
-/// Writes `client-N.dat`, `client-N.hist` (HDR V2) and, unless the run streamed them,
-/// `acks-N.bin` under `dir`.
-pub fn write_results(dir: &Path, index: u32, r: &LoadResult) -> std::io::Result<()> {
-    std::fs::write(
-        dir.join(format!("client-{index}.dat")),
-        format!("{}\n", r.dat_line()),
-    )?;
-    let mut buf = Vec::new();
-    V2Serializer::new()
-        .serialize(&r.hist, &mut buf)
-        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    std::fs::write(dir.join(format!("client-{index}.hist")), buf)?;
-    if r.reads.reads > 0 {
-        let s = r.reads;
-        std::fs::write(
-            dir.join(format!("client-{index}.reads")),
-            format!(
-                "reads={} noops={} unwritten={} bad={}\n",
-                s.reads, s.noops, s.unwritten, s.bad
-            ),
-        )?;
-    }
-    if r.acks.is_empty() {
-        return Ok(());
-    }
-    let mut w = RecordWriter::create(&dir.join(format!("acks-{index}.bin")))?;
-    for a in r.acks.iter().filter(|a| !a.seqs.is_empty()) {
-        w.append(a)?;
-    }
-    w.finish()
 }

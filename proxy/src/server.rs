@@ -194,7 +194,7 @@ pub async fn run(
         rcfg.group = g;
         rcfg.replica = cfg.replica;
         rcfg.replicas = cfg.peers.len() as u32;
-        rcfg.sequencers = cfg.sequencers.len() as u32;
+        rcfg.sequencers = cfg.sequencers.len().max(1) as u32;
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
         rcfg.log_shards = cfg.log_chains.len() as u32;
         rcfg.tick_us = cfg.tick.as_micros() as u64;
@@ -223,11 +223,21 @@ pub async fn run(
             fsync: cfg.fsync,
             links: links.clone(),
         };
+        let tree_file = cfg
+            .record_dir
+            .as_ref()
+            .map(|d| d.join(format!("tree-g{g}-r{}.snap", cfg.replica)));
         tasks.push(tokio::spawn(async move {
             driver::drive(&mut group, &mut io, &mut rx, Instant::now()).await;
             if let Some(r) = io.record.take() {
                 if let Err(e) = r.finish() {
                     tracing::error!(group = g, error = %e, "ending the bound record");
+                }
+            }
+            // RSMKeeper: the tree as this replica ends, for the checker to compare.
+            if let (Some(path), Some(tree)) = (tree_file, group.replica.tree()) {
+                if let Err(e) = std::fs::write(&path, tree.snapshot()) {
+                    tracing::error!(group = g, error = %e, "writing the final tree");
                 }
             }
         }));

@@ -149,6 +149,12 @@ fn take<'a>(
 /// Builds the plan; errors say which knob or which line of the machines file is wrong.
 pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let system = a.system;
+    if system.zk() {
+        return Err(format!(
+            "the {} system runs only on loopback so far (`mason local --system {0}`)",
+            system.name()
+        ));
+    }
     if system == System::Corfumason && a.spaces != 1 {
         return Err(
             "corfumason runs one sequence space (the log's positions); drop --spaces".into(),
@@ -221,6 +227,9 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         concurrency: a.concurrency,
         payload,
         workload: a.workload,
+        // ZooKeeper systems are refused above.
+        write_percent: 0,
+        znodes: 0,
         prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
         warmup: a.warmup,
         duration: a.duration,
@@ -328,7 +337,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         let args = roles::client(
             &on(m),
             i,
-            seq_addrs[0],
+            Some(seq_addrs[0]),
             &proxy_addrs,
             chains.as_deref(),
             &out,

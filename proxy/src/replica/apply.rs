@@ -5,8 +5,8 @@
 //! that is no longer open binds nothing either (its numbers become noops).
 
 use super::{Action, Applied, OpAnswer, Replica};
-use crate::entry::OpEntry;
 use crate::config::Mutant;
+use crate::entry::OpEntry;
 use crate::entry::{BatchEntry, Kind, LogEntry};
 use mason_common::types::SpaceMask;
 use prost::Message as _;

@@ -13,9 +13,9 @@
 //! only if it was surely never batched).
 
 use super::{Action, ConnId, LeaderClient, OpAnswer, Opening, Replica, SESSION_GROUP_SHIFT};
-use bytes::Bytes;
 use crate::config::Mutant;
 use crate::entry::{Kind, LogEntry, OpEntry, OpenSession, SessionEntry};
+use bytes::Bytes;
 use mason_common::msg::{ClientOp, ClientReply, Register, Registered, ReplyStatus};
 use mason_common::types::SpaceMask;
 use prost::Message as _;

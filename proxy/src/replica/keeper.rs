@@ -82,11 +82,13 @@ pub(crate) fn run(tree: &mut DataTree, session: i64, time_ms: i64, payload: &[u8
         time_ms,
     };
     let decoded = if header.op == opcode::CREATE_SESSION {
-        Reader::new(body).read_i32().map(|timeout_ms| Decoded::Tree {
-            request: Request::CreateSession { timeout_ms },
-            // Its reply has no body, as closeSession's.
-            shape: jute::Shape::CloseSession,
-        })
+        Reader::new(body)
+            .read_i32()
+            .map(|timeout_ms| Decoded::Tree {
+                request: Request::CreateSession { timeout_ms },
+                // Its reply has no body, as closeSession's.
+                shape: jute::Shape::CloseSession,
+            })
     } else {
         jute::decode_request(header.op, body)
     };

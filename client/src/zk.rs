@@ -1,0 +1,397 @@
+//! A ZooKeeper client over a proxy group in keeper mode (RSMKeeper): each request is one
+//! client op whose payload is the request in jute encoding (header and body, no length
+//! prefix), and whose answer (`MultiSeq.result`) is the reply, encoded the same way.
+//!
+//! The ZooKeeper session is the client's proxy session: [`ZkClient::connect`] opens it
+//! with a createSession request (opcode -10, the timeout as the body) and keeps the proxy
+//! session it was answered under. If the underlying [`Client`] later answers under
+//! another proxy session (it lost the first and silently opened a new one), the ZooKeeper
+//! session is gone for this client, as ZooKeeper would say: that call and every later one
+//! fail with [`ZkError::SessionExpired`].
+
+use crate::core::{ClientError, MultiSeq};
+use crate::driver::Client;
+use bytes::Bytes;
+use mason_common::types::SpaceMask;
+use mason_zk::jute::{self, JuteError, RequestHeader, Shape, Writer};
+use mason_zk::{opcode, Acl, Code, CreateMode, OpResult, Request, Response, Stat};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+
+/// Why a ZooKeeper call failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ZkError {
+    /// The reply carried this ZooKeeper error code.
+    #[error("ZooKeeper error: {0} ({code})", code = .0.code())]
+    Zk(Code),
+    /// The op did not get an answer (transport or proxy session failure).
+    #[error("client: {0}")]
+    Client(ClientError),
+    /// The reply does not decode.
+    #[error("undecodable reply: {0}")]
+    Decode(JuteError),
+    /// The request could not be encoded (too large, or not a request a client sends).
+    #[error("unencodable request: {0}")]
+    Encode(JuteError),
+    /// The reply answers another request.
+    #[error("reply xid {got} to request xid {sent}")]
+    Xid { sent: i32, got: i32 },
+    /// The ZooKeeper session is gone: an answer came under another proxy session.
+    #[error("the ZooKeeper session expired")]
+    SessionExpired,
+}
+
+impl From<ClientError> for ZkError {
+    fn from(e: ClientError) -> ZkError {
+        ZkError::Client(e)
+    }
+}
+
+/// The space every keeper op names (the group takes no numbers for it).
+fn keeper_mask() -> SpaceMask {
+    SpaceMask::single(0)
+}
+
+/// The payload of a createSession request: the header `{xid, -10}` and the timeout.
+pub fn create_session_payload(xid: i32, timeout_ms: i32) -> Bytes {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid,
+        op: opcode::CREATE_SESSION,
+    }
+    .write(&mut w);
+    w.write_i32(timeout_ms);
+    Bytes::from(w.into_inner())
+}
+
+/// The payload of a tree request (header and body, no length prefix), and the form its
+/// reply takes.
+pub fn request_payload(xid: i32, req: &Request) -> Result<(Bytes, Shape), ZkError> {
+    let shape = Shape::for_request(req)
+        .ok_or(ZkError::Encode(JuteError::ShapeMismatch("createSession")))?;
+    let framed = jute::encode_request(xid, req, &shape).map_err(ZkError::Encode)?;
+    let payload = Bytes::from(framed);
+    if payload.len() < 4 {
+        return Err(ZkError::Encode(JuteError::ShapeMismatch("short frame")));
+    }
+    Ok((payload.slice(4..), shape))
+}
+
+/// Decodes the reply (`MultiSeq.result`) to the request with `sent_xid` sent in form
+/// `shape`: its zxid, and the response or the ZooKeeper error code.
+pub fn decode_reply(
+    sent_xid: i32,
+    shape: &Shape,
+    reply: &[u8],
+) -> Result<(i64, Result<Response, Code>), ZkError> {
+    let (header, body) = jute::split_reply(reply).map_err(ZkError::Decode)?;
+    if header.xid != sent_xid {
+        return Err(ZkError::Xid {
+            sent: sent_xid,
+            got: header.xid,
+        });
+    }
+    let result = jute::decode_response(shape, header.err, body).map_err(ZkError::Decode)?;
+    Ok((header.zxid, result))
+}
+
+/// A ZooKeeper session over an async [`Client`]; calls may run concurrently (`&self`).
+pub struct ZkClient {
+    client: Client,
+    /// The proxy session that is the ZooKeeper session.
+    session: u64,
+    next_xid: AtomicU32,
+    last_zxid: AtomicI64,
+    expired: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl ZkClient {
+    /// Opens a ZooKeeper session of `timeout_ms` through `client`.
+    pub async fn connect(client: Client, timeout_ms: i32) -> Result<ZkClient, ZkError> {
+        let xid = 1;
+        let m = client
+            .sequence(keeper_mask(), create_session_payload(xid, timeout_ms))
+            .await?;
+        let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
+        result.map_err(ZkError::Zk)?;
+        Ok(ZkClient {
+            client,
+            session: m.session,
+            next_xid: AtomicU32::new(2),
+            last_zxid: AtomicI64::new(zxid),
+            expired: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The ZooKeeper session id (the proxy session's).
+    pub fn session(&self) -> i64 {
+        self.session as i64
+    }
+
+    /// The largest zxid seen in a reply of this session.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session is gone (every call fails with `SessionExpired`).
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Retransmissions of the underlying client.
+    pub fn retransmissions(&self) -> u64 {
+        self.client.retransmissions()
+    }
+
+    fn xid(&self) -> i32 {
+        (self.next_xid.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff) as i32
+    }
+
+    /// Sends `req`; its response and the reply's zxid, or why not.
+    pub async fn call(&self, req: Request) -> Result<(Response, i64), ZkError> {
+        if self.is_expired() {
+            return Err(ZkError::SessionExpired);
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(ZkError::Client(ClientError::Closed));
+        }
+        let xid = self.xid();
+        let (payload, shape) = request_payload(xid, &req)?;
+        let m = match self.client.sequence(keeper_mask(), payload).await {
+            Ok(m) => m,
+            Err(ClientError::SessionExpired) => {
+                // The client opens a new proxy session: this ZooKeeper session is over.
+                self.expired.store(true, Ordering::Relaxed);
+                return Err(ZkError::Client(ClientError::SessionExpired));
+            }
+            Err(e) => return Err(ZkError::Client(e)),
+        };
+        self.answer(xid, &shape, &m)
+    }
+
+    fn answer(&self, xid: i32, shape: &Shape, m: &MultiSeq) -> Result<(Response, i64), ZkError> {
+        if m.session != self.session {
+            self.expired.store(true, Ordering::Relaxed);
+            return Err(ZkError::SessionExpired);
+        }
+        let (zxid, result) = decode_reply(xid, shape, &m.result)?;
+        self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
+        result.map(|r| (r, zxid)).map_err(ZkError::Zk)
+    }
+
+    /// create2 with the open ACL: the actual path and the new node's Stat.
+    pub async fn create(
+        &self,
+        path: &str,
+        data: Bytes,
+        mode: CreateMode,
+    ) -> Result<(String, Stat), ZkError> {
+        let req = Request::Create {
+            path: path.to_string(),
+            data,
+            acl: Acl::open_unsafe(),
+            mode,
+        };
+        match self.call(req).await? {
+            (Response::Create { path, stat }, _) => Ok((path, stat)),
+            _ => Err(unexpected("create")),
+        }
+    }
+
+    pub async fn set_data(&self, path: &str, data: Bytes, version: i32) -> Result<Stat, ZkError> {
+        let req = Request::SetData {
+            path: path.to_string(),
+            data,
+            version,
+        };
+        match self.call(req).await? {
+            (Response::Stat(stat), _) => Ok(stat),
+            _ => Err(unexpected("setData")),
+        }
+    }
+
+    pub async fn get_data(&self, path: &str) -> Result<(Bytes, Stat), ZkError> {
+        let req = Request::GetData {
+            path: path.to_string(),
+            watch: false,
+        };
+        match self.call(req).await? {
+            (Response::Data { data, stat }, _) => Ok((data, stat)),
+            _ => Err(unexpected("getData")),
+        }
+    }
+
+    /// The node's Stat, or `None` if there is no such node.
+    pub async fn exists(&self, path: &str) -> Result<Option<Stat>, ZkError> {
+        let req = Request::Exists {
+            path: path.to_string(),
+            watch: false,
+        };
+        match self.call(req).await {
+            Ok((Response::Stat(stat), _)) => Ok(Some(stat)),
+            Ok(_) => Err(unexpected("exists")),
+            Err(ZkError::Zk(Code::NoNode)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn delete(&self, path: &str, version: i32) -> Result<(), ZkError> {
+        let req = Request::Delete {
+            path: path.to_string(),
+            version,
+        };
+        self.call(req).await.map(|_| ())
+    }
+
+    /// The child names (getChildren, no Stat).
+    pub async fn get_children(&self, path: &str) -> Result<Vec<String>, ZkError> {
+        let req = Request::GetChildren {
+            path: path.to_string(),
+            watch: false,
+            with_stat: false,
+        };
+        match self.call(req).await? {
+            (Response::Children { names, .. }, _) => Ok(names),
+            _ => Err(unexpected("getChildren")),
+        }
+    }
+
+    /// An atomic multi; a failed one answers `OpResult::Error` for every op.
+    pub async fn multi(&self, ops: Vec<Request>) -> Result<Vec<OpResult>, ZkError> {
+        match self.call(Request::Multi(ops)).await? {
+            (Response::Multi(results), _) => Ok(results),
+            _ => Err(unexpected("multi")),
+        }
+    }
+
+    /// Ends the session (its ephemerals go); later calls fail.
+    pub async fn close(&self) -> Result<(), ZkError> {
+        let r = self.call(Request::CloseSession).await.map(|_| ());
+        self.closed.store(true, Ordering::Relaxed);
+        r
+    }
+}
+
+fn unexpected(what: &'static str) -> ZkError {
+    ZkError::Decode(JuteError::ShapeMismatch(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(xid: i32, zxid: i64, result: &Result<Response, Code>, shape: &Shape) -> Bytes {
+        let framed = jute::encode_response(xid, zxid, result, shape).unwrap();
+        Bytes::from(framed).slice(4..)
+    }
+
+    fn stat(version: i32) -> Stat {
+        Stat {
+            czxid: 3,
+            mzxid: 9,
+            version,
+            data_length: 2,
+            ..Stat::default()
+        }
+    }
+
+    #[test]
+    fn a_create2_reply_decodes_with_its_stat_and_zxid() {
+        let req = Request::Create {
+            path: "/a".into(),
+            data: Bytes::from_static(b"hi"),
+            acl: Acl::open_unsafe(),
+            mode: CreateMode::Persistent,
+        };
+        let (payload, shape) = request_payload(7, &req).unwrap();
+        assert_eq!(shape, Shape::Create2);
+        let (h, body) = jute::split_request(&payload).unwrap();
+        assert_eq!((h.xid, h.op), (7, opcode::CREATE2));
+        match jute::decode_request(h.op, body).unwrap() {
+            jute::Decoded::Tree { request, .. } => assert_eq!(request, req),
+            other => panic!("{other:?}"),
+        }
+        let resp = Response::Create {
+            path: "/a".into(),
+            stat: stat(0),
+        };
+        let bytes = reply(7, 42, &Ok(resp.clone()), &shape);
+        assert_eq!(decode_reply(7, &shape, &bytes).unwrap(), (42, Ok(resp)));
+    }
+
+    #[test]
+    fn an_error_reply_is_its_code_with_the_zxid() {
+        let shape = Shape::SetData;
+        let bytes = reply(3, 11, &Err(Code::BadVersion), &shape);
+        assert_eq!(
+            decode_reply(3, &shape, &bytes).unwrap(),
+            (11, Err(Code::BadVersion))
+        );
+    }
+
+    #[test]
+    fn a_reply_to_another_xid_or_cut_short_is_refused() {
+        let shape = Shape::GetData;
+        let ok = Ok(Response::Data {
+            data: Bytes::from_static(b"hi"),
+            stat: stat(4),
+        });
+        let bytes = reply(5, 1, &ok, &shape);
+        assert_eq!(
+            decode_reply(6, &shape, &bytes),
+            Err(ZkError::Xid { sent: 6, got: 5 })
+        );
+        assert!(matches!(
+            decode_reply(5, &shape, &bytes[..bytes.len() - 1]),
+            Err(ZkError::Decode(_))
+        ));
+        assert!(matches!(
+            decode_reply(5, &shape, &bytes[..10]),
+            Err(ZkError::Decode(_))
+        ));
+        assert!(matches!(
+            decode_reply(5, &shape, &[]),
+            Err(ZkError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_multi_is_a_list_of_codes() {
+        let ops = vec![
+            Request::Check {
+                path: "/a".into(),
+                version: 0,
+            },
+            Request::Delete {
+                path: "/b".into(),
+                version: -1,
+            },
+        ];
+        let (_, shape) = request_payload(2, &Request::Multi(ops)).unwrap();
+        let results = vec![OpResult::Error(Code::Ok), OpResult::Error(Code::NoNode)];
+        let bytes = reply(2, 8, &Ok(Response::Multi(results.clone())), &shape);
+        assert_eq!(
+            decode_reply(2, &shape, &bytes).unwrap(),
+            (8, Ok(Response::Multi(results)))
+        );
+    }
+
+    #[test]
+    fn create_session_is_a_header_and_the_timeout() {
+        let p = create_session_payload(1, 10_000);
+        let (h, body) = jute::split_request(&p).unwrap();
+        assert_eq!((h.xid, h.op), (1, opcode::CREATE_SESSION));
+        assert_eq!(body, 10_000i32.to_be_bytes());
+        assert!(matches!(
+            request_payload(1, &Request::CreateSession { timeout_ms: 1 }),
+            Err(ZkError::Encode(_))
+        ));
+        // Its reply has no body.
+        let bytes = reply(1, 1, &Ok(Response::Empty), &Shape::CloseSession);
+        assert_eq!(
+            decode_reply(1, &Shape::CloseSession, &bytes).unwrap(),
+            (1, Ok(Response::Empty))
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! RSMKeeper over the group harness: three replicas in keeper mode apply ZooKeeper
+//! requests to their trees (no sequencer), the leader answers with ZooKeeper's replies, a
+//! retried op is answered again without being applied again, a new leader goes on from
+//! the same tree, and every replica ends with the same tree.
+
+mod harness;
+
+use bytes::Bytes;
+use harness::{cfg, op, Net, N, TICK};
+use mason_common::msg::ClientOp;
+use mason_proxy::ReplicaConfig;
+use mason_zk::jute::{self, RequestHeader, Shape, Writer};
+use mason_zk::{opcode, Acl, Code, CreateMode, Request, Response};
+
+fn keeper() -> ReplicaConfig {
+    ReplicaConfig {
+        keeper: true,
+        wall_base_ms: 1_700_000_000_000,
+        ..cfg(1)
+    }
+}
+
+fn zk_op(client: u64, seq: u64, req: &Request) -> ClientOp {
+    let shape = Shape::for_request(req).expect("a tree request");
+    let framed = jute::encode_request(seq as i32, req, &shape).expect("encodes");
+    ClientOp {
+        payload: Bytes::from(framed).slice(4..),
+        acked_below: seq,
+        ..op(client, seq, 1)
+    }
+}
+
+fn open_session(client: u64, seq: u64) -> ClientOp {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid: seq as i32,
+        op: opcode::CREATE_SESSION,
+    }
+    .write(&mut w);
+    w.write_i32(10_000);
+    ClientOp {
+        payload: Bytes::from(w.into_inner()),
+        acked_below: seq,
+        ..op(client, seq, 1)
+    }
+}
+
+/// The reply to `client`'s op `seq`: (zxid, result).
+fn reply(net: &Net, client: u64, seq: u64, req: &Request) -> (i64, Result<Response, Code>) {
+    let r = net
+        .oks(client)
+        .into_iter()
+        .rev()
+        .find(|r| r.client_seq == seq)
+        .unwrap_or_else(|| panic!("no answer to op {seq}"));
+    let (h, body) = jute::split_reply(&r.result).expect("a reply header");
+    assert_eq!(h.xid, seq as i32);
+    let shape = Shape::for_request(req).expect("a tree request");
+    let result = jute::decode_response(&shape, h.err, body).expect("a reply body");
+    (h.zxid, result)
+}
+
+fn create(path: &str, mode: CreateMode) -> Request {
+    Request::Create {
+        path: path.into(),
+        data: Bytes::from_static(b"v0"),
+        acl: Acl::open_unsafe(),
+        mode,
+    }
+}
+
+fn set(path: &str, version: i32) -> Request {
+    Request::SetData {
+        path: path.into(),
+        data: Bytes::from_static(b"v1"),
+        version,
+    }
+}
+
+fn get(path: &str) -> Request {
+    Request::GetData {
+        path: path.into(),
+        watch: false,
+    }
+}
+
+fn version_of(r: &Result<Response, Code>) -> i32 {
+    match r {
+        Ok(Response::Stat(s)) | Ok(Response::Data { stat: s, .. }) => s.version,
+        other => panic!("no Stat in {other:?}"),
+    }
+}
+
+#[test]
+fn a_keeper_group_applies_requests_once_and_its_replicas_agree() {
+    let (mut net, l) = Net::start(keeper());
+    let ops = [
+        create("/a", CreateMode::Persistent),
+        create("/a/e", CreateMode::Ephemeral),
+        set("/a", -1),
+        get("/a"),
+        set("/a", 7),
+        create("/missing/x", CreateMode::Persistent),
+    ];
+    net.send(l, &[open_session(1, 1)]);
+    for (i, req) in ops.iter().enumerate() {
+        net.send(l, &[zk_op(1, i as u64 + 2, req)]);
+        if i == 2 {
+            // A retry of the setData on a new connection: the same reply, not a second
+            // write (the getData after it sees version 1).
+            let before = net.oks(1).len();
+            net.send_on(l, 9, zk_op(1, 4, req));
+            assert_eq!(net.oks(1).len(), before + 1);
+            let both: Vec<&Bytes> = net
+                .oks(1)
+                .into_iter()
+                .filter(|r| r.client_seq == 4)
+                .map(|r| &r.result)
+                .collect();
+            assert!(both.len() == 2 && both[0] == both[1]);
+        }
+    }
+    net.advance(3 * TICK);
+    let got: Vec<(i64, Result<Response, Code>)> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, req)| reply(&net, 1, i as u64 + 2, req))
+        .collect();
+    assert!(matches!(&got[0].1, Ok(Response::Create { path, .. }) if path == "/a"));
+    assert!(
+        matches!(&got[1].1, Ok(Response::Create { stat, .. }) if stat.ephemeral_owner == harness::session(1) as i64)
+    );
+    assert_eq!(version_of(&got[2].1), 1);
+    assert_eq!(
+        version_of(&got[3].1),
+        1,
+        "the read sees the write before it"
+    );
+    assert_eq!(got[4].1, Err(Code::BadVersion));
+    assert_eq!(got[5].1, Err(Code::NoNode));
+    // One zxid per write, failed ones too; a read reports the last one.
+    let zxids: Vec<i64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(zxids, vec![2, 3, 4, 4, 5, 6], "zxid 1 opened the session");
+
+    // The leader is lost; the next one goes on from the same tree.
+    net.cut[l] = true;
+    let new = net.elect();
+    assert_ne!(new, l);
+    net.send(new, &[zk_op(1, 8, &get("/a"))]);
+    net.advance(3 * TICK);
+    assert_eq!(
+        version_of(&reply(&net, 1, 8, &get("/a")).1),
+        1,
+        "written once"
+    );
+    net.send(new, &[zk_op(1, 9, &Request::CloseSession)]);
+    net.advance(3 * TICK);
+    net.cut[l] = false;
+    net.advance(30 * TICK);
+    let trees: Vec<_> = (0..N)
+        .map(|r| net.reps[r].tree().expect("a tree"))
+        .collect();
+    for t in &trees[1..] {
+        assert_eq!(trees[0].first_difference(t), None);
+        assert_eq!(trees[0].digest(), t.digest());
+    }
+    assert!(
+        trees[0].stat("/a/e").is_none(),
+        "the ephemeral went with its session"
+    );
+    assert_eq!(trees[0].stat("/a").map(|s| s.version), Some(1));
+    assert!(trees[0]
+        .stat("/a")
+        .is_some_and(|s| s.ctime >= 1_700_000_000_000));
+}
