@@ -173,3 +173,47 @@ fn a_keeper_group_applies_requests_once_and_its_replicas_agree() {
         .stat("/a")
         .is_some_and(|s| s.ctime >= 1_700_000_000_000));
 }
+
+/// A client that goes silent past the session timeout: the group closes its session
+/// through the log, and every replica deletes its ephemerals at that point, while another
+/// client's session (kept busy) and persistent znodes stay.
+#[test]
+fn an_idle_session_expires_with_its_ephemerals_on_every_replica() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        session_timeout_us: 20 * TICK,
+        ..keeper()
+    });
+    net.send(l, &[open_session(1, 1), open_session(2, 1)]);
+    net.send(l, &[zk_op(1, 2, &create("/p", CreateMode::Persistent))]);
+    net.send(l, &[zk_op(2, 2, &create("/p/e2", CreateMode::Ephemeral))]);
+    net.send(l, &[zk_op(1, 3, &create("/e1", CreateMode::Ephemeral))]);
+    assert!(reply(&net, 2, 2, &create("/p/e2", CreateMode::Ephemeral))
+        .1
+        .is_ok());
+    // Client 1 keeps its session alive; client 2 says nothing.
+    for i in 0..40u64 {
+        net.send(l, &[zk_op(1, 4 + i, &get("/p"))]);
+        net.advance(2 * TICK);
+    }
+    net.agree_all();
+    for r in 0..N {
+        let t = net.reps[r].tree().expect("a tree");
+        assert!(
+            t.stat("/p/e2").is_none(),
+            "replica {r}: expired ephemeral still there"
+        );
+        assert!(
+            t.stat("/e1").is_some(),
+            "replica {r}: the live session's ephemeral went"
+        );
+        assert!(t.stat("/p").is_some());
+        assert!(!t
+            .sessions()
+            .iter()
+            .any(|(s, _)| *s == harness::session(2) as i64));
+    }
+    let t0 = net.reps[0].tree().expect("a tree");
+    for r in 1..N {
+        assert_eq!(net.reps[r].tree().map(|t| t.digest()), Some(t0.digest()));
+    }
+}

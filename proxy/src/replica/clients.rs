@@ -359,6 +359,7 @@ impl Replica {
     pub(super) fn apply_sessions(&mut self, e: SessionEntry, out: &mut Vec<Action>) {
         for s in &e.closed {
             self.sessions.remove(s);
+            self.expire_zk_session(*s);
             if let Some(l) = self.leader.as_mut() {
                 if let Some(lc) = l.clients.remove(s) {
                     let held: usize = lc.held.values().map(|o| queued_size(o.payload.len())).sum();

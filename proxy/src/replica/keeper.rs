@@ -10,7 +10,9 @@
 //!
 //! The ZooKeeper session of an op is its client session (unique in the deployment, never
 //! reused): a client opens it with a `createSession` request (opcode -10, the body its
-//! timeout in ms) and ends it with `closeSession`. Each write takes the next zxid.
+//! timeout in ms) and ends it with `closeSession`; a client session the group closes for
+//! idleness (`--session-timeout-s`) expires its ZooKeeper session at that place in the
+//! log. Each write takes the next zxid.
 
 use super::{Action, OpAnswer, Replica};
 use crate::entry::{BatchEntry, OpEntry};
@@ -61,6 +63,31 @@ impl Replica {
             }
         }
         self.answer_dups(dups, out);
+    }
+
+    /// RSMKeeper: a client session closed for idleness ends its ZooKeeper session too, at
+    /// this entry's place in the log, so every replica deletes its ephemerals at the same
+    /// point (ZooKeeper's session expiry).
+    pub(super) fn expire_zk_session(&mut self, session: u64) {
+        let Some(tree) = self.tree.as_mut() else {
+            return;
+        };
+        let id = session as i64;
+        if !tree.sessions().iter().any(|(s, _)| *s == id) {
+            return;
+        }
+        let ctx = Ctx {
+            zxid: tree.last_zxid() + 1,
+            time_ms: 0,
+        };
+        let gone = tree.ephemerals(id).len();
+        tree.apply(ctx, id, &Request::CloseSession);
+        tracing::info!(
+            group = self.cfg.group,
+            session = id,
+            ephemerals = gone,
+            "an idle session expired; its ephemerals are deleted"
+        );
     }
 
     /// The group's tree (RSMKeeper only).
