@@ -85,6 +85,9 @@ pub enum Mutant {
     /// The leader answers the first two ops of a batch with each other's numbers (what
     /// it binds is right; what it tells the clients is not).
     WrongNumbers,
+    /// RSMKeeper: followers apply each batch's requests in reverse order (the leader in
+    /// order), so replicas' trees part.
+    KeeperReorder,
 }
 
 impl std::str::FromStr for Mutant {
@@ -98,9 +101,10 @@ impl std::str::FromStr for Mutant {
             "no-fence" => Ok(Mutant::NoFence),
             "no-log-redo" => Ok(Mutant::NoLogRedo),
             "wrong-numbers" => Ok(Mutant::WrongNumbers),
+            "keeper-reorder" => Ok(Mutant::KeeperReorder),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
-                 no-dedup, no-fence, no-log-redo, wrong-numbers)"
+                 no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder)"
             )),
         }
     }

@@ -10,6 +10,7 @@ use crate::logcheck::check_log;
 use crate::trace::stamp;
 use crate::world::World;
 use mason_common::verify::{agree, check_fenced, Checker, Report, Violation};
+use mason_zk::history;
 
 fn violation(invariant: &'static str, detail: String) -> Violation {
     Violation {
@@ -25,6 +26,9 @@ pub fn check(
     final_heal: u64,
     live_bound_us: u64,
 ) -> Result<Report, Violation> {
+    if w.cfg.keeper {
+        return check_keeper(w, heals, final_heal, live_bound_us);
+    }
     if w.anomalies() > 0 {
         // A replica applied batches out of id order: its state machine missed entries
         // (a snapshot not restored, say), which its records alone may not show.
@@ -66,6 +70,18 @@ pub fn check(
     // Safety first (Unique, Once, FIFO, Stable); then Live; then Contiguous, which can
     // only hold once the run recovered.
     let (report, hole) = checker.finish_safety()?;
+    live(w, heals, final_heal, live_bound_us)?;
+    if let Some(v) = hole {
+        return Err(v);
+    }
+    check_log(w, &all_bound)?;
+    Ok(report)
+}
+
+/// Live: after each heal, clients get answers again within the bound; every op is
+/// answered once the faults are over, soon after; and (with a log) every leader has
+/// written what its group bound.
+fn live(w: &World, heals: &[u64], final_heal: u64, live_bound_us: u64) -> Result<(), Violation> {
     // Heals after the load stopped are covered by the final check below.
     for &h in heals.iter().filter(|&&h| h < final_heal) {
         let answered = w.ack_times.iter().any(|&t| t > h && t <= h + live_bound_us);
@@ -116,9 +132,55 @@ pub fn check(
             ));
         }
     }
-    if let Some(v) = hole {
-        return Err(v);
+    Ok(())
+}
+
+/// RSMKeeper's verdict: every acknowledged op is linearizable per znode, each group's live
+/// replicas hold the same tree, and the run was live.
+fn check_keeper(
+    w: &World,
+    heals: &[u64],
+    final_heal: u64,
+    live_bound_us: u64,
+) -> Result<Report, Violation> {
+    if w.anomalies() > 0 {
+        return Err(violation(
+            "Stable",
+            format!(
+                "{} batches applied out of id order by some replica",
+                w.anomalies()
+            ),
+        ));
     }
-    check_log(w, &all_bound)?;
-    Ok(report)
+    if let Some((g, m, last, top)) = w.lagging().first() {
+        return Err(violation(
+            "Live",
+            format!("proxy-{m}'s replica of group {g} applied up to batch {last}, its group {top}"),
+        ));
+    }
+    let covered =
+        history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
+    let trees = w.zk_trees();
+    for (g, m, t) in &trees {
+        let Some((_, m0, t0)) = trees.iter().find(|x| x.0 == *g) else {
+            continue;
+        };
+        if t.digest() != t0.digest() {
+            let at = t0
+                .first_difference(t)
+                .unwrap_or_else(|| "(the sessions)".into());
+            return Err(violation(
+                "Agreement",
+                format!("group {g}: proxy-{m}'s tree differs from proxy-{m0}'s at {at}"),
+            ));
+        }
+    }
+    live(w, heals, final_heal, live_bound_us)?;
+    Ok(Report {
+        numbers: Vec::new(),
+        noops: Vec::new(),
+        ops: (covered.writes + covered.reads) as u64,
+        acked: (covered.writes + covered.reads) as u64,
+        fenced: false,
+    })
 }

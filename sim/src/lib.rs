@@ -10,6 +10,7 @@
 mod check;
 mod corfu;
 mod failover;
+mod keeper;
 mod logcheck;
 pub mod net;
 pub mod scenario;

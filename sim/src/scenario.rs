@@ -5,6 +5,7 @@
 use crate::check::check;
 use crate::corfu;
 use crate::failover;
+use crate::keeper;
 use crate::net::{NetConfig, Node};
 use crate::trace::{stamp, Trace};
 use crate::world::{Fault, World, WorldConfig};
@@ -86,6 +87,7 @@ pub(crate) fn base(seed: u64) -> Plan {
             seq_tick_us: 2 * MS,
             seq_mutant: None,
             log: None,
+            keeper: false,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -93,11 +95,11 @@ pub(crate) fn base(seed: u64) -> Plan {
     }
 }
 
-fn steady(seed: u64) -> Plan {
+pub(crate) fn steady(seed: u64) -> Plan {
     base(seed)
 }
 
-fn follower_crash(seed: u64) -> Plan {
+pub(crate) fn follower_crash(seed: u64) -> Plan {
     let mut p = base(seed);
     p.faults = vec![
         (600 * MS, Fault::CrashFollower(0)),
@@ -107,7 +109,7 @@ fn follower_crash(seed: u64) -> Plan {
     p
 }
 
-fn leader_crash(seed: u64) -> Plan {
+pub(crate) fn leader_crash(seed: u64) -> Plan {
     let mut p = base(seed);
     p.faults = vec![
         (700 * MS, Fault::CrashLeader(0)),
@@ -117,7 +119,7 @@ fn leader_crash(seed: u64) -> Plan {
     p
 }
 
-fn leader_isolated(seed: u64) -> Plan {
+pub(crate) fn leader_isolated(seed: u64) -> Plan {
     let mut p = base(seed);
     p.faults = vec![
         (500 * MS, Fault::IsolateLeader(0)),
@@ -137,7 +139,7 @@ fn client_crash(seed: u64) -> Plan {
     p
 }
 
-fn loss(seed: u64) -> Plan {
+pub(crate) fn loss(seed: u64) -> Plan {
     let mut p = base(seed);
     p.world.net.drop = 0.05;
     // Nothing below retransmits a lost message (no TCP here): retry sooner, so that the
@@ -147,7 +149,7 @@ fn loss(seed: u64) -> Plan {
     p
 }
 
-fn dup_reorder(seed: u64) -> Plan {
+pub(crate) fn dup_reorder(seed: u64) -> Plan {
     let mut p = base(seed);
     p.world.net.dup = 0.05;
     p.world.net.mean_extra_us = 400.0;
@@ -158,7 +160,7 @@ fn dup_reorder(seed: u64) -> Plan {
 /// is cut from its triple (or from the sequencer) and healed, or the network turns lossy
 /// for a while. At most one machine of a triple is affected at once, so every group keeps
 /// a majority.
-fn random(seed: u64) -> Plan {
+pub(crate) fn random(seed: u64) -> Plan {
     let mut p = base(seed);
     p.world.load_until_us = 3 * S;
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
@@ -273,6 +275,12 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "log-server-partition", about: "CorfuMason: a random log server is cut from everyone at 0.6-0.8s, healed 0.3-0.7s later", in_all: true, build: corfu::log_server_partition },
     Scenario { name: "log-leader-crash", about: "CorfuMason: the log turns slow at 0.5s; group 0's leader crashes with writes in flight at 0.7s", in_all: true, build: corfu::log_leader_crash },
     Scenario { name: "log-random", about: "CorfuMason: random log server crash/cut-off, proxy crash/cut-off and loss episodes", in_all: true, build: corfu::log_random },
+    Scenario { name: "keeper-steady", about: "RSMKeeper: 2 groups keep ZooKeeper trees; 4 clients create, set and get 6 shared znodes; no faults", in_all: true, build: keeper::keeper_steady },
+    Scenario { name: "keeper-follower-crash", about: "RSMKeeper: a follower's machine crashes at 0.6s and restarts from its disk at 1.2s", in_all: true, build: keeper::keeper_follower_crash },
+    Scenario { name: "keeper-leader-crash", about: "RSMKeeper: the machine leading group 0 crashes at 0.7s and restarts at 1.4s", in_all: true, build: keeper::keeper_leader_crash },
+    Scenario { name: "keeper-leader-isolated", about: "RSMKeeper: group 0's leader is cut from its followers at 0.5s, healed at 1.3s", in_all: true, build: keeper::keeper_leader_isolated },
+    Scenario { name: "keeper-dup-reorder", about: "RSMKeeper: 5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: keeper::keeper_dup_reorder },
+    Scenario { name: "keeper-random", about: "RSMKeeper: random crash, partition and loss episodes drawn from the seed", in_all: true, build: keeper::keeper_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
 

@@ -8,6 +8,7 @@
 mod faults;
 mod logs;
 mod proxies;
+mod zk;
 
 use crate::net::{Net, NetConfig, Node};
 use crate::trace::Trace;
@@ -61,6 +62,9 @@ pub struct WorldConfig {
     /// A shared log (CorfuMason): space 0's numbers are its positions, and every replica
     /// writes what its group bound there before answering.
     pub log: Option<LogConfig>,
+    /// RSMKeeper: the groups hold a ZooKeeper tree and the clients' ops are ZooKeeper
+    /// requests (see `world::zk`).
+    pub keeper: bool,
 }
 
 enum Ev {
@@ -186,6 +190,8 @@ pub struct World {
     anomalies: u64,
     /// The shared log's servers (none without a log).
     logs: Vec<SimLog>,
+    /// RSMKeeper's clients (none otherwise).
+    zk: Option<zk::SimZk>,
 }
 
 impl World {
@@ -255,6 +261,7 @@ impl World {
             leader_changes: 0,
             anomalies: 0,
             logs: Vec::new(),
+            zk: None,
             cfg,
         };
         w.start_logs();
@@ -458,6 +465,9 @@ impl World {
     }
 
     fn submit(&mut self, c: u32) {
+        if self.cfg.keeper {
+            return self.zk_submit(c);
+        }
         let mask = self.cfg.op_spaces.pick(self.cfg.spaces, &mut self.rng);
         let mut out = Vec::new();
         let with_log = self.cfg.log.is_some();
@@ -481,9 +491,14 @@ impl World {
                     let m = self.clients[c as usize].machines[to % 3];
                     self.send(Node::Client(c), Node::Proxy(m), body);
                 }
-                ClientAction::Done { result, .. } => {
+                ClientAction::Done { id, result } => {
                     self.clients[c as usize].in_flight -= 1;
-                    if let Ok(ms) = result {
+                    if self.cfg.keeper {
+                        self.zk_done(c, id, &result);
+                        if result.is_ok() {
+                            self.ack_times.push(self.now);
+                        }
+                    } else if let Ok(ms) = result {
                         let chunk = self.acks.entry(ms.session).or_insert_with(|| AckChunk {
                             session: ms.session,
                             ..AckChunk::default()

@@ -98,6 +98,19 @@ fn the_shared_log_scenarios_pass_across_seeds() {
 }
 
 #[test]
+fn the_rsmkeeper_scenarios_pass_across_seeds() {
+    let scenarios = [
+        "keeper-steady",
+        "keeper-follower-crash",
+        "keeper-leader-crash",
+        "keeper-leader-isolated",
+        "keeper-dup-reorder",
+        "keeper-random",
+    ];
+    sweep(&scenarios, 20);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let sc = find("random").expect("scenario");
     let a: Outcome = run_seed(sc, 11, &opts(None));
@@ -163,6 +176,9 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
         // A new leader drops its predecessor's unfinished log writes: positions bound
         // and possibly answered are never written.
         (Mutant::NoLogRedo.into(), "log-leader-crash", "NoHole"),
+        // RSMKeeper followers apply a batch's requests in another order than the leader:
+        // the replicas' trees part.
+        (Mutant::KeeperReorder.into(), "keeper-steady", "Agreement"),
     ];
     for (m, scenario, expected) in cases {
         let caught = first_catch(m, scenario, 20);

@@ -30,10 +30,17 @@ impl Replica {
         dups: &[&OpEntry],
         out: &mut Vec<Action>,
     ) {
+        let reorder =
+            self.cfg.mutant == Some(crate::config::Mutant::KeeperReorder) && !self.is_leader();
         let Some(tree) = self.tree.as_mut() else {
             return;
         };
-        for o in kept {
+        let order: Vec<&&OpEntry> = if reorder {
+            kept.iter().rev().collect()
+        } else {
+            kept.iter().collect()
+        };
+        for o in order {
             let result = run(tree, o.session as i64, b.time_ms, &o.payload);
             let Some(a) = self.sessions.get_mut(&o.session) else {
                 continue;

@@ -1,0 +1,140 @@
+//! RSMKeeper in the simulated world: the groups run in keeper mode (a ZooKeeper tree, no
+//! sequencer), and each client op is a ZooKeeper request on a few shared znodes: a create
+//! (once one exists, NodeExists), a setData or a getData. Every acknowledged op becomes a
+//! history event with its virtual send and answer times, for the per-znode linearizability
+//! check; at the end every live replica's tree is compared with its group's others.
+
+use super::World;
+use bytes::Bytes;
+use mason_client::zk::{decode_reply, request_payload};
+use mason_client::{ClientError, MultiSeq};
+use mason_common::types::SpaceMask;
+use mason_zk::history::{Access, Event};
+use mason_zk::jute::Shape;
+use mason_zk::{Acl, CreateMode, DataTree, Request, Response};
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// The znodes every client works on: `/z0` .. `/z{ZNODES - 1}`.
+const ZNODES: u32 = 6;
+
+/// An op in flight: what it asked, and when.
+struct Asked {
+    xid: i32,
+    shape: Shape,
+    path: String,
+    sent_us: u64,
+}
+
+/// The ZooKeeper side of the world's clients.
+#[derive(Default)]
+pub struct SimZk {
+    next_xid: i32,
+    asked: BTreeMap<(u32, u64), Asked>,
+    /// Every acknowledged op on a znode.
+    pub events: Vec<Event>,
+}
+
+impl World {
+    /// Client `c` starts one ZooKeeper op.
+    pub(super) fn zk_submit(&mut self, c: u32) {
+        let k = self.rng.gen_range(0..ZNODES);
+        let path = format!("/z{k}");
+        let roll = self.rng.gen_range(0..100);
+        let req = if roll < 10 {
+            Request::Create {
+                path: path.clone(),
+                data: Bytes::from_static(b"v"),
+                acl: Acl::open_unsafe(),
+                mode: CreateMode::Persistent,
+            }
+        } else if roll < 55 {
+            Request::SetData {
+                path: path.clone(),
+                data: Bytes::from(format!("{c}")),
+                version: -1,
+            }
+        } else {
+            Request::GetData {
+                path: path.clone(),
+                watch: false,
+            }
+        };
+        let zk = self.zk.get_or_insert_with(SimZk::default);
+        zk.next_xid = zk.next_xid.wrapping_add(1);
+        let xid = zk.next_xid;
+        let Ok((payload, shape)) = request_payload(xid, &req) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let cl = &mut self.clients[c as usize];
+        let id = cl
+            .core
+            .submit(SpaceMask::single(0), payload, false, self.now, &mut out);
+        cl.in_flight += 1;
+        if let Some(zk) = self.zk.as_mut() {
+            zk.asked.insert(
+                (c, id),
+                Asked {
+                    xid,
+                    shape,
+                    path,
+                    sent_us: self.now,
+                },
+            );
+        }
+        self.client_actions(c, out);
+    }
+
+    /// Client `c`'s op `id` finished: an acknowledged one is recorded.
+    pub(super) fn zk_done(&mut self, c: u32, id: u64, result: &Result<MultiSeq, ClientError>) {
+        let now = self.now;
+        let Some(zk) = self.zk.as_mut() else {
+            return;
+        };
+        let Some(asked) = zk.asked.remove(&(c, id)) else {
+            return;
+        };
+        let Ok(ms) = result else {
+            return;
+        };
+        let Ok((_, Ok(resp))) = decode_reply(asked.xid, &asked.shape, &ms.result) else {
+            return;
+        };
+        let (access, stat) = match resp {
+            Response::Create { stat, .. } | Response::Stat(stat) => (Access::Write, stat),
+            Response::Data { stat, .. } => (Access::Read, stat),
+            _ => return,
+        };
+        zk.events.push(Event {
+            path: asked.path,
+            czxid: stat.czxid,
+            access,
+            version: stat.version,
+            sent_us: asked.sent_us,
+            answered_us: now,
+            client: u64::from(c),
+        });
+    }
+
+    /// Each group's live replicas' trees: (group, machine, tree).
+    pub fn zk_trees(&self) -> Vec<(u32, u32, &DataTree)> {
+        let per = self.cfg.groups_per_triple;
+        let mut out = Vec::new();
+        for g in 0..self.groups() {
+            let t = g / per;
+            for m in t * 3..t * 3 + 3 {
+                let rep = self.machines[m as usize].replicas[(g % per) as usize].as_ref();
+                if let Some(tree) = rep.and_then(|r| r.tree()) {
+                    out.push((g, m, tree));
+                }
+            }
+        }
+        out
+    }
+
+    /// The acknowledged ops on znodes.
+    pub fn zk_events(&self) -> &[Event] {
+        self.zk.as_ref().map_or(&[], |z| &z.events[..])
+    }
+}
