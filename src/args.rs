@@ -277,8 +277,9 @@ pub struct LocalArgs {
     #[arg(long, value_enum, default_value = "mason")]
     pub system: System,
     /// Proxy groups (each 3 replicas; 3 proxy processes host one replica of every group).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub groups: u32,
+    /// Default 2; RSMKeeper is one group.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: Option<u32>,
     /// Sequence spaces, 1..=64.
     #[arg(long, default_value_t = 1, value_parser = spaces())]
     pub spaces: u32,
@@ -538,8 +539,10 @@ pub struct ClientArgs {
     /// first, separated by ','.
     #[arg(long, value_parser = chains)]
     pub log_chains: Option<Chains>,
-    #[arg(long, value_enum, default_value = "appends")]
-    pub workload: Workload,
+    /// appends or reads (shared-log systems; default appends); setdata, getdata or mixed
+    /// (ZooKeeper systems; default mixed).
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
     /// ZooKeeper's mixed workload: the percentage of ops that are setData.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub write_percent: u32,
@@ -576,6 +579,15 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// The workload asked for, or the system's default.
+    pub fn workload(&self) -> Workload {
+        self.workload.unwrap_or(if self.system.zk() {
+            Workload::Mixed
+        } else {
+            Workload::Appends
+        })
+    }
+
     pub fn load_config(&self, key: std::sync::Arc<mason_common::auth::ClusterKey>) -> LoadConfig {
         LoadConfig {
             index: self.index,
@@ -605,13 +617,13 @@ impl ClientArgs {
                 (Some(chains), true) => Some(LogLoad {
                     chains: chains.0.clone(),
                     corfu: self.system == System::Corfu,
-                    reads: self.workload == Workload::Reads,
+                    reads: self.workload() == Workload::Reads,
                     prefill: self.prefill,
                 }),
                 _ => None,
             },
             zk: self.system.zk().then(|| ZkLoad {
-                workload: match self.workload {
+                workload: match self.workload() {
                     Workload::Setdata => ZkWorkload::SetData,
                     Workload::Getdata => ZkWorkload::GetData,
                     _ => ZkWorkload::Mixed,

@@ -72,7 +72,7 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
     Shape {
         system: a.system,
         // RSMKeeper is one group.
-        groups: if a.system.zk() { 1 } else { a.groups },
+        groups: a.groups.unwrap_or(if a.system.zk() { 1 } else { 2 }),
         spaces: a.spaces,
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
@@ -102,7 +102,7 @@ fn default_out(a: &LocalArgs) -> PathBuf {
     PathBuf::from("results").join(format!(
         "{}-g{}-s{}-{t}",
         a.system.name(),
-        a.groups,
+        a.groups.unwrap_or(2),
         a.spaces
     ))
 }
@@ -139,6 +139,21 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     } else {
         Workload::Appends
     });
+    if a.system.zk() {
+        let refused = [
+            ("--groups other than 1", a.groups.is_some_and(|g| g != 1)),
+            ("--kill-sequencer", a.kill_sequencer.is_some()),
+            ("--record-contiguity", a.record_contiguity),
+            ("--spaces", a.spaces != 1),
+        ];
+        if let Some((flag, _)) = refused.iter().find(|x| x.1) {
+            eprintln!(
+                "error: {flag} does not apply to the {} system (one group, no sequencer)",
+                a.system.name()
+            );
+            return Ok(2);
+        }
+    }
     if workload.zk() != a.system.zk() {
         eprintln!(
             "error: --workload {} does not apply to the {} system",

@@ -258,6 +258,12 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         "--sequencer is required for the {} system",
         a.system.name()
     );
+    anyhow::ensure!(
+        a.workload().zk() == a.system.zk(),
+        "--workload {} does not apply to the {} system",
+        format!("{:?}", a.workload()).to_lowercase(),
+        a.system.name()
+    );
     let key = a.key.load()?;
     let rt = runtime(a.runtime_threads)?;
     let out = a.out.clone();

@@ -36,6 +36,12 @@ pub fn verify(out: &Path, clients: u32, replicas: u32, gone: &[u32]) -> Result<S
         }
     }
     let covered = history::check(&events).map_err(|v| format!("linearizable {v}"))?;
+    if covered.writes == 0 || covered.reads + covered.writes < 2 {
+        return Err(format!(
+            "linearizable too little to check: {} write(s) and {} read(s) acknowledged",
+            covered.writes, covered.reads
+        ));
+    }
 
     let mut trees: Vec<(u32, DataTree)> = Vec::new();
     for r in (0..replicas).filter(|r| !gone.contains(r)) {
@@ -44,6 +50,12 @@ pub fn verify(out: &Path, clients: u32, replicas: u32, gone: &[u32]) -> Result<S
         let tree =
             DataTree::restore(&bytes).map_err(|e| format!("tree {}: {e}", path.display()))?;
         trees.push((r, tree));
+    }
+    if trees.len() < 2 {
+        return Err(format!(
+            "trees only {} replica tree(s) to compare (killed replicas write none)",
+            trees.len()
+        ));
     }
     let Some((first, t0)) = trees.first() else {
         return Err("trees no replica's tree to check".into());
@@ -197,8 +209,10 @@ mod tests {
             e.starts_with("trees replica 2") && e.ends_with("at /a"),
             "{e}"
         );
-        // Killed and never restarted: not compared.
+        // Killed and never restarted: not compared; with one tree left, nothing to compare.
         assert!(verify(&dir, 1, 3, &[2]).is_ok());
+        let e = verify(&dir, 1, 3, &[1, 2]).expect_err("one tree");
+        assert!(e.starts_with("trees only 1"), "{e}");
 
         // An acknowledged create missing from the trees.
         let mut c = chunk([0, 0]);

@@ -229,6 +229,32 @@ fn experiment_on_a_namespace_cluster() {
         "results: {agg} vs {summary}"
     );
 
+    // RSMKeeper on the same machines (its proxies only; no sequencer), with its leader
+    // killed: the ZooKeeper verdict holds across machines.
+    let o = c
+        .run_cmd(
+            &info,
+            &[
+                "--name",
+                "zk1",
+                "--system",
+                "rsmkeeper",
+                "--duration",
+                "3",
+                "--znodes",
+                "16",
+                "--kill-leader",
+                "1.5",
+            ],
+        )
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "zk1: {text}");
+    assert!(text.contains("verify: ok linearizable"), "{text}");
+    assert!(text.contains("trees agree replicas=2"), "{text}");
+    c.wait_none_running("after zk1");
+
     // A suite: two points, one trial each, the CSV and the plots.
     let mut suite = c.run_cmd(&info, &["--duration", "1"]);
     suite.args([

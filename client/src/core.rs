@@ -491,7 +491,12 @@ impl ClientCore {
         self.session = None;
         let mut again = Vec::new();
         for (_, p) in std::mem::take(&mut self.outstanding) {
-            if unknown_at.is_some_and(|r| p.sends == 1 && p.to == r) {
+            // Sent nowhere yet (a back-off held it), or only once, to the replica that
+            // did not know the session: surely unbound. (A lost answer makes the client
+            // send again within the retry timeout, far below the session timeout, so an
+            // op the group may have bound has gone out twice by the time it closes an
+            // idle session.)
+            if unknown_at.is_some_and(|r| p.sends == 0 || (p.sends == 1 && p.to == r)) {
                 again.push(p);
             } else {
                 out.push(ClientAction::Done {

@@ -102,6 +102,8 @@ pub(crate) struct Applied {
     window: u32,
     max_seq: u64,
     answers: BTreeMap<u64, OpAnswer>,
+    /// Bytes of the ZooKeeper replies in `answers`.
+    answer_bytes: usize,
 }
 
 /// What an op was answered: one number per space of `mask`, and (RSMKeeper) the ZooKeeper

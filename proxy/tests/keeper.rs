@@ -6,8 +6,8 @@
 mod harness;
 
 use bytes::Bytes;
-use harness::{cfg, op, Net, N, TICK};
-use mason_common::msg::ClientOp;
+use harness::{cfg, op, Net, CLIENTS, N, TICK};
+use mason_common::msg::{ClientOp, Register};
 use mason_proxy::ReplicaConfig;
 use mason_zk::jute::{self, RequestHeader, Shape, Writer};
 use mason_zk::{opcode, Acl, Code, CreateMode, Request, Response};
@@ -212,7 +212,27 @@ fn an_idle_session_expires_with_its_ephemerals_on_every_replica() {
             .iter()
             .any(|(s, _)| *s == harness::session(2) as i64));
     }
+    // Client 2 comes back under a new client session (its old one is gone) and writes
+    // without opening a ZooKeeper session: nothing of it is applied.
+    let reg = Register {
+        group: 0,
+        client_id: 2,
+        nonce: 7,
+        window: 8,
+    };
+    net.on(l, |rep, _, out| rep.on_register(2, reg, out));
+    net.settle();
+    net.advance(2 * TICK);
+    let fresh = CLIENTS + 1; // the group's next session
+    net.send(l, &[zk_op(fresh, 1, &set("/p", -1))]);
+    net.advance(3 * TICK);
+    assert_eq!(
+        reply(&net, fresh, 1, &set("/p", -1)).1,
+        Err(Code::SessionExpired)
+    );
+    net.agree_all();
     let t0 = net.reps[0].tree().expect("a tree");
+    assert_eq!(t0.stat("/p").map(|s| s.version), Some(0), "nothing applied");
     for r in 1..N {
         assert_eq!(net.reps[r].tree().map(|t| t.digest()), Some(t0.digest()));
     }

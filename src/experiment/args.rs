@@ -106,8 +106,16 @@ pub struct RunArgs {
     pub results: PathBuf,
     #[arg(long, value_enum, default_value = "mason")]
     pub system: System,
-    #[arg(long, value_enum, default_value = "appends")]
-    pub workload: Workload,
+    /// appends or reads (shared-log systems); setdata, getdata or mixed (ZooKeeper
+    /// systems; default mixed).
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub write_percent: u32,
+    /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub znodes: u32,
     /// Proxy machines to use, a multiple of 3 (default: every proxy machine, which must
     /// then be a multiple of 3). Mason's --nproxies.
     #[arg(long, alias = "nproxies")]

@@ -4,7 +4,7 @@
 //! known) is found before anything is launched, and `--dry-run` can print it.
 
 use super::args::RunArgs;
-use crate::args::System;
+use crate::args::{System, Workload};
 use crate::logrun::LogLayout;
 use crate::roles::{self, ProxyPlace, Shape};
 use mason_setup::machines::{with_role, Machine, Role};
@@ -149,9 +149,15 @@ fn take<'a>(
 /// Builds the plan; errors say which knob or which line of the machines file is wrong.
 pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let system = a.system;
-    if system.zk() {
+    let workload = a.workload.unwrap_or(if system.zk() {
+        Workload::Mixed
+    } else {
+        Workload::Appends
+    });
+    if workload.zk() != system.zk() {
         return Err(format!(
-            "the {} system runs only on loopback so far (`mason local --system {0}`)",
+            "--workload {} does not apply to the {} system",
+            format!("{workload:?}").to_lowercase(),
             system.name()
         ));
     }
@@ -178,8 +184,17 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             system.name()
         ));
     }
-    let payload = a.payload.unwrap_or(if system.log() { 64 } else { 0 });
-    let nseq = if system.proxies() { a.sequencers } else { 1 };
+    // Mason's ZooKeeper values are 8 bytes.
+    let payload = a.payload.unwrap_or(match system {
+        s if s.log() => 64,
+        s if s.zk() => 8,
+        _ => 0,
+    });
+    let nseq = match (system.sequencers(), system.proxies()) {
+        (false, _) => 0,
+        (true, true) => a.sequencers,
+        (true, false) => 1,
+    };
     let seqs = take(machines, Role::Sequencer, Some(nseq), "--sequencers")?;
     let proxies = if system.proxies() {
         let p = take(machines, Role::Proxy, a.proxies, "--proxies")?;
@@ -216,20 +231,21 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     };
     // A triple hosts the groups g with g % triples == t: with fewer groups than triples,
     // only the first `groups` triples are used.
-    let triples = (proxies.len() as u32 / 3).min(a.groups);
+    // RSMKeeper is one group, on one triple.
+    let groups = if system.zk() { 1 } else { a.groups };
+    let triples = (proxies.len() as u32 / 3).min(groups);
     let proxies = &proxies[..triples as usize * 3];
     let shape = Shape {
         system,
-        groups: a.groups,
+        groups,
         spaces: a.spaces,
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
         payload,
-        workload: a.workload,
-        // ZooKeeper systems are refused above.
-        write_percent: 0,
-        znodes: 0,
+        workload,
+        write_percent: a.write_percent,
+        znodes: a.znodes,
         prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
         warmup: a.warmup,
         duration: a.duration,
@@ -337,7 +353,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         let args = roles::client(
             &on(m),
             i,
-            Some(seq_addrs[0]),
+            seq_addrs.first().copied(),
             &proxy_addrs,
             chains.as_deref(),
             &out,

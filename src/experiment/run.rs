@@ -270,7 +270,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     wait_for_leaders(&ssh, &plan, &proxies);
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some();
-    let record = plan.shape.system.proxies() && kills;
+    // RSMKeeper binds no numbers: there is no contiguity to record.
+    let record = plan.shape.system.proxies() && plan.shape.system.sequencers() && kills;
     let t0_ms = unix_ms();
     let t0 = Instant::now();
     let watch = |p: &Proc| match p.kind {
@@ -342,8 +343,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         recovery: record,
         killed_replicas: killed.proxies,
         triples: plan.triples,
-        // ZooKeeper systems run on loopback only so far (the plan refuses them).
-        zk: false,
+        zk: plan.shape.system.zk(),
     };
     let (text, code) = report::summary(&out, checks)?;
     std::fs::write(

@@ -136,6 +136,11 @@ impl DataTree {
             .map(|n| n.children.iter().cloned().collect())
     }
 
+    /// Whether `session` is live (created and not closed).
+    pub fn has_session(&self, session: i64) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
     /// Live sessions with their timeouts (ms), by session id.
     pub fn sessions(&self) -> Vec<(i64, i32)> {
         self.sessions.iter().map(|(id, t)| (*id, *t)).collect()

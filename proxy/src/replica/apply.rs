@@ -129,9 +129,11 @@ impl Replica {
             let Some(a) = self.sessions.get_mut(&n.session) else {
                 continue;
             };
-            a.answers
-                .insert(n.seq, OpAnswer::numbered(n.mask, n.numbers.clone()));
-            a.forget_answers(o.acked_below);
+            a.keep_answer(
+                n.seq,
+                OpAnswer::numbered(n.mask, n.numbers.clone()),
+                o.acked_below,
+            );
         }
         if self.cfg.mutant == Some(Mutant::WrongNumbers) && numbered.len() >= 2 {
             let (x, y) = numbered.split_at_mut(1);
@@ -181,20 +183,33 @@ impl Replica {
     }
 }
 
+/// The bytes of ZooKeeper replies (RSMKeeper) a session's kept answers hold at most: past
+/// it the oldest are forgotten, and a retry of one is told its session expired.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 impl Applied {
+    /// Keeps op `seq`'s answer, then forgets what its client no longer needs.
+    pub(super) fn keep_answer(&mut self, seq: u64, answer: OpAnswer, acked_below: u64) {
+        self.answer_bytes += answer.result.len();
+        if let Some(old) = self.answers.insert(seq, answer) {
+            self.answer_bytes = self.answer_bytes.saturating_sub(old.result.len());
+        }
+        self.forget_answers(acked_below);
+    }
+
     /// The client holds every answer below `acked_below`: forget them. Every op of the
     /// session is below its `acked_below` plus the window (the leader refuses the others),
     /// so what is left is at most a window of answers; twice that is kept, a backstop that
-    /// never drops one its client may still ask for (a retry of one forgotten is told its
-    /// session expired).
-    pub(super) fn forget_answers(&mut self, acked_below: u64) {
+    /// never drops one its client may still ask for, and at most `MAX_ANSWER_BYTES` of
+    /// replies (a retry of one forgotten is told its session expired).
+    fn forget_answers(&mut self, acked_below: u64) {
         let keep = (2 * self.window as usize).max(super::clients::MIN_ANSWERS);
-        while self
-            .answers
-            .first_key_value()
-            .is_some_and(|(seq, _)| *seq < acked_below || self.answers.len() > keep)
-        {
-            self.answers.pop_first();
+        while self.answers.first_key_value().is_some_and(|(seq, _)| {
+            *seq < acked_below || self.answers.len() > keep || self.answer_bytes > MAX_ANSWER_BYTES
+        }) {
+            if let Some((_, a)) = self.answers.pop_first() {
+                self.answer_bytes = self.answer_bytes.saturating_sub(a.result.len());
+            }
         }
     }
 }

@@ -50,8 +50,7 @@ impl Replica {
                 numbers: Vec::new(),
                 result,
             };
-            a.answers.insert(o.client_seq, answer.clone());
-            a.forget_answers(o.acked_below);
+            a.keep_answer(o.client_seq, answer.clone(), o.acked_below);
             if let Some(lc) = self
                 .leader
                 .as_ref()
@@ -80,7 +79,7 @@ impl Replica {
             return;
         };
         let id = session as i64;
-        if !tree.sessions().iter().any(|(s, _)| *s == id) {
+        if !tree.has_session(id) {
             return;
         }
         let ctx = Ctx {
@@ -105,12 +104,17 @@ impl Replica {
 
 /// Applies one request (`payload`: header and body) of `session` to `tree`; returns the
 /// reply (header and body). A request that does not decode is answered with ZooKeeper's
-/// code for it, and changes nothing.
+/// code for it, and changes nothing; so is any request but createSession of a session the
+/// tree does not hold (never created, closed or expired): ZooKeeper applies nothing of an
+/// expired session.
 pub(crate) fn run(tree: &mut DataTree, session: i64, time_ms: i64, payload: &[u8]) -> Bytes {
     let (header, body) = match jute::split_request(payload) {
         Ok(x) => x,
         Err(_) => return error_reply(0, tree.last_zxid(), Code::MarshallingError),
     };
+    if header.op != opcode::CREATE_SESSION && !tree.has_session(session) {
+        return error_reply(header.xid, tree.last_zxid(), Code::SessionExpired);
+    }
     let ctx = Ctx {
         zxid: tree.last_zxid() + 1,
         time_ms,

@@ -155,7 +155,7 @@ impl Replica {
                     numbers: ans.numbers,
                     result: ans.result,
                 };
-                a.answers.insert(ans.seq, answer);
+                a.keep_answer(ans.seq, answer, 0);
             }
         }
         self.deliveries.clear();
@@ -167,10 +167,28 @@ impl Replica {
         true
     }
 
+    /// Whether `snap`'s state decodes (and, RSMKeeper, its tree restores).
+    fn restores(&self, snap: &Snapshot) -> bool {
+        match SnapshotData::decode(&snap.data[..]) {
+            Ok(d) => !self.cfg.keeper || mason_zk::DataTree::restore(&d.tree).is_ok(),
+            Err(_) => false,
+        }
+    }
+
     /// A snapshot from the leader: the log up to it is replaced, and the state machine
     /// restored from it.
     pub(super) fn install_snapshot(&mut self, snap: Snapshot, out: &mut Vec<Action>) {
         let index = snap.get_metadata().index;
+        // Checked before the log moves past it: a snapshot whose state does not restore
+        // must leave both the log and the state machine as they were.
+        if !self.restores(&snap) {
+            tracing::error!(
+                group = self.cfg.group,
+                index,
+                "the leader's snapshot does not restore; not installed"
+            );
+            return;
+        }
         if let Err(e) = self.node.store().install(snap.clone()) {
             tracing::warn!(group = self.cfg.group, index, error = %e, "snapshot not installed");
             return;

@@ -1,17 +1,18 @@
 //! RSMKeeper in the simulated world: the groups run in keeper mode (a ZooKeeper tree, no
 //! sequencer), and each client op is a ZooKeeper request on a few shared znodes: a create
-//! (once one exists, NodeExists), a setData or a getData. Every acknowledged op becomes a
+//! (once one exists, NodeExists), a setData or a getData. A client first opens a
+//! ZooKeeper session, and opens another when told its session expired. Every acknowledged op becomes a
 //! history event with its virtual send and answer times, for the per-znode linearizability
 //! check; at the end every live replica's tree is compared with its group's others.
 
 use super::World;
 use bytes::Bytes;
-use mason_client::zk::{decode_reply, request_payload};
+use mason_client::zk::{create_session_payload, decode_reply, request_payload};
 use mason_client::{ClientError, MultiSeq};
 use mason_common::types::SpaceMask;
 use mason_zk::history::{Access, Event};
 use mason_zk::jute::Shape;
-use mason_zk::{Acl, CreateMode, DataTree, Request, Response};
+use mason_zk::{Acl, Code, CreateMode, DataTree, Request, Response};
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ const ZNODES: u32 = 6;
 
 /// An op in flight: what it asked, and when.
 struct Asked {
+    opens: bool,
     xid: i32,
     shape: Shape,
     path: String,
@@ -31,6 +33,8 @@ struct Asked {
 pub struct SimZk {
     next_xid: i32,
     asked: BTreeMap<(u32, u64), Asked>,
+    /// Clients with a ZooKeeper session open or being opened.
+    session: std::collections::BTreeSet<u32>,
     /// Every acknowledged op on a znode.
     pub events: Vec<Event>,
 }
@@ -41,7 +45,11 @@ impl World {
         let k = self.rng.gen_range(0..ZNODES);
         let path = format!("/z{k}");
         let roll = self.rng.gen_range(0..100);
-        let req = if roll < 10 {
+        let zk = self.zk.get_or_insert_with(SimZk::default);
+        let opens = zk.session.insert(c);
+        let req = if opens {
+            Request::CreateSession { timeout_ms: 30_000 }
+        } else if roll < 10 {
             Request::Create {
                 path: path.clone(),
                 data: Bytes::from_static(b"v"),
@@ -60,10 +68,14 @@ impl World {
                 watch: false,
             }
         };
-        let zk = self.zk.get_or_insert_with(SimZk::default);
         zk.next_xid = zk.next_xid.wrapping_add(1);
         let xid = zk.next_xid;
-        let Ok((payload, shape)) = request_payload(xid, &req) else {
+        let encoded = if opens {
+            Ok((create_session_payload(xid, 30_000), Shape::CloseSession))
+        } else {
+            request_payload(xid, &req)
+        };
+        let Ok((payload, shape)) = encoded else {
             return;
         };
         let mut out = Vec::new();
@@ -76,6 +88,7 @@ impl World {
             zk.asked.insert(
                 (c, id),
                 Asked {
+                    opens,
                     xid,
                     shape,
                     path,
@@ -96,18 +109,33 @@ impl World {
             return;
         };
         let Ok(ms) = result else {
+            if asked.opens {
+                zk.session.remove(&c);
+            }
             return;
         };
-        let Ok((_, Ok(resp))) = decode_reply(asked.xid, &asked.shape, &ms.result) else {
-            return;
+        let resp = match decode_reply(asked.xid, &asked.shape, &ms.result) {
+            Ok((_, Ok(resp))) => resp,
+            Ok((_, Err(Code::SessionExpired))) | Err(_) => {
+                // The next op opens a new session.
+                zk.session.remove(&c);
+                return;
+            }
+            Ok((_, Err(_))) => return,
         };
         let (access, stat) = match resp {
             Response::Create { stat, .. } | Response::Stat(stat) => (Access::Write, stat),
             Response::Data { stat, .. } => (Access::Read, stat),
             _ => return,
         };
+        // Each group is a tree of its own: its znodes are told apart by the group.
+        let group = c % self
+            .cfg
+            .triples
+            .saturating_mul(self.cfg.groups_per_triple)
+            .max(1);
         zk.events.push(Event {
-            path: asked.path,
+            path: format!("group {group} {}", asked.path),
             czxid: stat.czxid,
             access,
             version: stat.version,
