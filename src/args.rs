@@ -120,6 +120,17 @@ pub enum Workload {
     Mixed,
 }
 
+/// The ZooKeeper workload's knobs (`--system rsmkeeper`).
+#[derive(Args, Clone, Debug)]
+pub struct ZkArgs {
+    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub write_percent: u32,
+    /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub znodes: u32,
+}
+
 impl Workload {
     /// The ZooKeeper workloads.
     pub fn zk(self) -> bool {
@@ -303,12 +314,8 @@ pub struct LocalArgs {
     /// setdata, getdata or mixed (ZooKeeper systems; default mixed).
     #[arg(long, value_enum)]
     pub workload: Option<Workload>,
-    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub write_percent: u32,
-    /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub znodes: u32,
+    #[command(flatten)]
+    pub zk: ZkArgs,
     /// Log servers (shared-log systems): shards x --replication.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub log_servers: u32,
@@ -543,12 +550,8 @@ pub struct ClientArgs {
     /// (ZooKeeper systems; default mixed).
     #[arg(long, value_enum)]
     pub workload: Option<Workload>,
-    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub write_percent: u32,
-    /// ZooKeeper: the znodes every client works on.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub znodes: u32,
+    #[command(flatten)]
+    pub zk: ZkArgs,
     /// Appends by this process before a read workload.
     #[arg(long, default_value_t = 100_000)]
     pub prefill: u64,
@@ -628,8 +631,8 @@ impl ClientArgs {
                     Workload::Getdata => ZkWorkload::GetData,
                     _ => ZkWorkload::Mixed,
                 },
-                write_percent: self.write_percent,
-                znodes: self.znodes,
+                write_percent: self.zk.write_percent,
+                znodes: self.zk.znodes,
                 session_timeout_ms: 30_000,
                 history_file: Some(self.out.join(format!("zk-history-{}.bin", self.index))),
             }),

@@ -131,6 +131,61 @@ pub struct ReadStats {
     pub bad: u64,
 }
 
+/// The measured window of a run: ops from `warmup` on, for `duration`; load goes on
+/// through the cool-down to `stop`.
+#[derive(Clone, Copy)]
+pub(crate) struct Window {
+    measure_from: Instant,
+    end: Instant,
+    pub(crate) stop: Instant,
+}
+
+impl Window {
+    pub(crate) fn starting_now(cfg: &LoadConfig) -> Window {
+        let measure_from = Instant::now() + cfg.warmup;
+        let end = measure_from + cfg.duration;
+        Window {
+            measure_from,
+            end,
+            stop: end + cfg.cooldown,
+        }
+    }
+
+    /// Counts an op sent at `t0` and answered at `t1` if it lies inside the window.
+    pub(crate) fn measure(
+        &self,
+        t0: Instant,
+        t1: Instant,
+        ops: &mut u64,
+        hist: &mut Histogram<u64>,
+    ) {
+        if t0 >= self.measure_from && t1 <= self.end {
+            *ops += 1;
+            let ns = t1.duration_since(t0).as_nanos() as u64;
+            let _ = hist.record(ns.max(1));
+        }
+    }
+
+    /// Waits for the load's tasks until `drain` after `stop`; those still running then are
+    /// abandoned (and counted: each holds an unanswered op).
+    pub(crate) async fn drain(
+        &self,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        drain: Duration,
+    ) -> u64 {
+        let drain_end = tokio::time::Instant::from_std(self.stop + drain);
+        let mut unanswered = 0;
+        for t in tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(drain_end, t).await.is_err() {
+                abort.abort();
+                unanswered += 1;
+            }
+        }
+        unanswered
+    }
+}
+
 /// Answers per client kept in memory before they are written out.
 const ACK_CHUNK: usize = 16 * 1024;
 
@@ -361,10 +416,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         Some(l) => prefill(&workers, &cfg, l.prefill, &sink).await.max(1),
         None => 0,
     };
-    let start = Instant::now();
-    let measure_from = start + cfg.warmup;
-    let end = measure_from + cfg.duration;
-    let stop = end + cfg.cooldown;
+    let win = Window::starting_now(&cfg);
+    let stop = win.stop;
     let mut tasks = Vec::new();
     for (client_id, w, shared) in &workers {
         for c in 0..cfg.concurrency {
@@ -389,25 +442,13 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                         }
                         Outcome::Failed => continue,
                     }
-                    if t0 >= measure_from && t1 <= end {
-                        s.ops += 1;
-                        let ns = t1.duration_since(t0).as_nanos() as u64;
-                        let _ = s.hist.record(ns.max(1));
-                    }
+                    let s = &mut *s;
+                    win.measure(t0, t1, &mut s.ops, &mut s.hist);
                 }
             }));
         }
     }
-    // Ops still unanswered when the drain ends are abandoned (and counted).
-    let drain_end = tokio::time::Instant::from_std(stop + cfg.drain);
-    let mut unanswered = 0;
-    for t in tasks {
-        let abort = t.abort_handle();
-        if tokio::time::timeout_at(drain_end, t).await.is_err() {
-            abort.abort();
-            unanswered += 1;
-        }
-    }
+    let unanswered = win.drain(tasks, cfg.drain).await;
     let mut result = LoadResult {
         ops: 0,
         hist: new_histogram(),

@@ -29,25 +29,7 @@ pub fn check(
     if w.cfg.keeper {
         return check_keeper(w, heals, final_heal, live_bound_us);
     }
-    if w.anomalies() > 0 {
-        // A replica applied batches out of id order: its state machine missed entries
-        // (a snapshot not restored, say), which its records alone may not show.
-        return Err(violation(
-            "Stable",
-            format!(
-                "{} batches applied out of id order by some replica",
-                w.anomalies()
-            ),
-        ));
-    }
-    if let Some((g, m, last, top)) = w.lagging().first() {
-        // Once everything healed and went quiet, every live replica has caught up (from
-        // the log, or from a snapshot once the log was compacted).
-        return Err(violation(
-            "Live",
-            format!("proxy-{m}'s replica of group {g} applied up to batch {last}, its group {top}"),
-        ));
-    }
+    settled(w)?;
     let mut checker = Checker::new(w.cfg.spaces);
     let mut all_bound = Vec::new();
     for g in 0..w.groups() {
@@ -143,21 +125,7 @@ fn check_keeper(
     final_heal: u64,
     live_bound_us: u64,
 ) -> Result<Report, Violation> {
-    if w.anomalies() > 0 {
-        return Err(violation(
-            "Stable",
-            format!(
-                "{} batches applied out of id order by some replica",
-                w.anomalies()
-            ),
-        ));
-    }
-    if let Some((g, m, last, top)) = w.lagging().first() {
-        return Err(violation(
-            "Live",
-            format!("proxy-{m}'s replica of group {g} applied up to batch {last}, its group {top}"),
-        ));
-    }
+    settled(w)?;
     let covered =
         history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
     let trees = w.zk_trees();
@@ -183,4 +151,29 @@ fn check_keeper(
         acked: (covered.writes + covered.reads) as u64,
         fenced: false,
     })
+}
+
+/// Every replica applied its batches in id order (none missed entries), and once
+/// everything healed and went quiet, every live replica caught up with its group.
+fn settled(w: &World) -> Result<(), Violation> {
+    if w.anomalies() > 0 {
+        // A replica applied batches out of id order: its state machine missed entries
+        // (a snapshot not restored, say), which its records alone may not show.
+        return Err(violation(
+            "Stable",
+            format!(
+                "{} batches applied out of id order by some replica",
+                w.anomalies()
+            ),
+        ));
+    }
+    if let Some((g, m, last, top)) = w.lagging().first() {
+        // Once everything healed and went quiet, every live replica has caught up (from
+        // the log, or from a snapshot once the log was compacted).
+        return Err(violation(
+            "Live",
+            format!("proxy-{m}'s replica of group {g} applied up to batch {last}, its group {top}"),
+        ));
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! run_experiment.py (DESIGN.md section 10), under the same names where they fit, with
 //! Mason's defaults.
 
-use crate::args::{positive_secs, secs, OnOff, ProxyKnobs, System, Workload};
+use crate::args::{positive_secs, secs, OnOff, ProxyKnobs, System, Workload, ZkArgs};
 use clap::{Args, Subcommand};
 use mason_client::load::OpSpaces;
 use std::path::PathBuf;
@@ -110,12 +110,8 @@ pub struct RunArgs {
     /// systems; default mixed).
     #[arg(long, value_enum)]
     pub workload: Option<Workload>,
-    /// ZooKeeper's mixed workload: the percentage of ops that are setData.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub write_percent: u32,
-    /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub znodes: u32,
+    #[command(flatten)]
+    pub zk: ZkArgs,
     /// Proxy machines to use, a multiple of 3 (default: every proxy machine, which must
     /// then be a multiple of 3). Mason's --nproxies.
     #[arg(long, alias = "nproxies")]

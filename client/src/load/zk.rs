@@ -5,7 +5,7 @@
 //! thread's history (`ZkHistoryChunk`s, streamed to the history file as they fill) for the
 //! per-znode linearizability check.
 
-use super::{group_of, new_histogram, target, LoadConfig, LoadResult, ReadStats};
+use super::{group_of, new_histogram, target, LoadConfig, LoadResult, ReadStats, Window};
 use crate::driver::{Client, ClientConfig};
 use crate::zk::{ZkClient, ZkError};
 use bytes::Bytes;
@@ -230,10 +230,8 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
         }
     }
 
-    let start = Instant::now();
-    let measure_from = start + cfg.warmup;
-    let end = measure_from + cfg.duration;
-    let stop = end + cfg.cooldown;
+    let win = Window::starting_now(&cfg);
+    let stop = win.stop;
     let mut tasks = Vec::new();
     for (t, th) in threads.iter().enumerate() {
         let Some(zk) = &th.zk else { continue };
@@ -265,25 +263,13 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
                             continue;
                         }
                     }
-                    if t0 >= measure_from && t1 <= end {
-                        s.ops += 1;
-                        let ns = t1.duration_since(t0).as_nanos() as u64;
-                        let _ = s.hist.record(ns.max(1));
-                    }
+                    let s = &mut *s;
+                    win.measure(t0, t1, &mut s.ops, &mut s.hist);
                 }
             }));
         }
     }
-    // Ops still unanswered when the drain ends are abandoned (and counted).
-    let drain_end = tokio::time::Instant::from_std(stop + cfg.drain);
-    let mut unanswered = 0;
-    for t in tasks {
-        let abort = t.abort_handle();
-        if tokio::time::timeout_at(drain_end, t).await.is_err() {
-            abort.abort();
-            unanswered += 1;
-        }
-    }
+    let unanswered = win.drain(tasks, cfg.drain).await;
     // Close every live session; a close counts only if it was acknowledged.
     let close_wait = cfg.drain.max(Duration::from_secs(1));
     let closes = threads.iter().map(|th| {
