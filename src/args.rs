@@ -124,8 +124,8 @@ pub enum Workload {
 #[derive(Args, Clone, Debug)]
 pub struct ZkArgs {
     /// ZooKeeper's mixed workload: the percentage of ops that are setData (Mason's
-    /// --write_percent, as a percentage).
-    #[arg(long, alias = "write_percent", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    /// --write_percent was a fraction: no alias, so that 1 cannot mean two things).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub write_percent: u32,
     /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
