@@ -24,11 +24,6 @@ pub struct ConnectRequest {
 }
 
 impl ConnectRequest {
-    /// Decodes a connect payload (the frame's contents).
-    pub fn decode(payload: &[u8]) -> Result<ConnectRequest, JuteError> {
-        ConnectRequest::read(&mut Reader::new(payload))
-    }
-
     pub fn read(r: &mut Reader<'_>) -> Result<ConnectRequest, JuteError> {
         Ok(ConnectRequest {
             protocol_version: r.read_i32()?,
@@ -50,13 +45,6 @@ impl ConnectRequest {
             w.write_bool(ro);
         }
     }
-
-    /// The framed packet.
-    pub fn encode(&self) -> Result<Vec<u8>, JuteError> {
-        let mut w = Writer::framed();
-        self.write(&mut w);
-        w.finish_frame()
-    }
 }
 
 /// A server's answer to a connect request.
@@ -73,11 +61,6 @@ pub struct ConnectResponse {
 }
 
 impl ConnectResponse {
-    /// Decodes a connect-response payload (the frame's contents).
-    pub fn decode(payload: &[u8]) -> Result<ConnectResponse, JuteError> {
-        ConnectResponse::read(&mut Reader::new(payload))
-    }
-
     pub fn read(r: &mut Reader<'_>) -> Result<ConnectResponse, JuteError> {
         Ok(ConnectResponse {
             protocol_version: r.read_i32()?,
@@ -97,14 +80,29 @@ impl ConnectResponse {
             w.write_bool(ro);
         }
     }
-
-    /// The framed packet.
-    pub fn encode(&self) -> Result<Vec<u8>, JuteError> {
-        let mut w = Writer::framed();
-        self.write(&mut w);
-        w.finish_frame()
-    }
 }
+
+/// Decoding from a frame's contents and encoding as a framed packet, for the two
+/// handshake packets (they have no header, and are read and written whole).
+macro_rules! whole_packet {
+    ($t:ty) => {
+        impl $t {
+            /// Decodes the packet from a frame's contents.
+            pub fn decode(payload: &[u8]) -> Result<$t, JuteError> {
+                <$t>::read(&mut Reader::new(payload))
+            }
+
+            /// The framed packet.
+            pub fn encode(&self) -> Result<Vec<u8>, JuteError> {
+                let mut w = Writer::framed();
+                self.write(&mut w);
+                w.finish_frame()
+            }
+        }
+    };
+}
+whole_packet!(ConnectRequest);
+whole_packet!(ConnectResponse);
 
 fn read_trailing_bool(r: &mut Reader<'_>) -> Result<Option<bool>, JuteError> {
     if r.remaining() == 0 {

@@ -44,14 +44,27 @@ pub fn encode_response(
     result: &Result<Response, Code>,
     shape: &Shape,
 ) -> Result<Vec<u8>, JuteError> {
+    encode_reply(xid, zxid, result, |w, response| {
+        write_body(w, response, shape)
+    })
+}
+
+/// A framed reply: the header `{xid, zxid, err}` (err from `result`) and, on success,
+/// the body `body` writes.
+pub(super) fn encode_reply<T>(
+    xid: i32,
+    zxid: i64,
+    result: &Result<T, Code>,
+    body: impl FnOnce(&mut Writer, &T),
+) -> Result<Vec<u8>, JuteError> {
     let mut w = Writer::framed();
     let err = match result {
         Ok(_) => 0,
         Err(code) => code.code(),
     };
     ReplyHeader { xid, zxid, err }.write(&mut w);
-    if let Ok(response) = result {
-        write_body(&mut w, response, shape);
+    if let Ok(b) = result {
+        body(&mut w, b);
     }
     w.finish_frame()
 }

@@ -17,7 +17,7 @@ use crate::op::Request;
 use crate::types::{opcode, Stat};
 
 use super::prim::{Reader, Writer};
-use super::records::{read_stat, write_stat, MultiHeader, ReplyHeader, RequestHeader};
+use super::records::{read_stat, write_stat, MultiHeader, RequestHeader};
 use super::JuteError;
 
 /// The watch lists a client re-registers on reconnect.
@@ -290,16 +290,7 @@ pub fn encode_special_response(
     zxid: i64,
     result: &Result<SpecialResponse, Code>,
 ) -> Result<Vec<u8>, JuteError> {
-    let mut w = Writer::framed();
-    let err = match result {
-        Ok(_) => 0,
-        Err(code) => code.code(),
-    };
-    ReplyHeader { xid, zxid, err }.write(&mut w);
-    if let Ok(body) = result {
-        write_special_body(&mut w, body);
-    }
-    w.finish_frame()
+    super::response::encode_reply(xid, zxid, result, write_special_body)
 }
 
 fn write_special_body(w: &mut Writer, body: &SpecialResponse) {
