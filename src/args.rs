@@ -603,8 +603,9 @@ impl ClientArgs {
                 Vec::new()
             },
             groups: self.groups,
-            // Only the direct baseline and Corfu's clients talk to the sequencer; the
-            // others' (checked in `main`) have none to name.
+            // Only the direct baseline and Corfu's clients talk to the sequencer. RSMKeeper
+            // has none (`main` requires --sequencer of every other system): the address
+            // is then never used.
             sequencer: self
                 .sequencer
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),

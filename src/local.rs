@@ -102,7 +102,7 @@ fn default_out(a: &LocalArgs) -> PathBuf {
     PathBuf::from("results").join(format!(
         "{}-g{}-s{}-{t}",
         a.system.name(),
-        a.groups.unwrap_or(2),
+        a.groups.unwrap_or(if a.system.zk() { 1 } else { 2 }),
         a.spaces
     ))
 }

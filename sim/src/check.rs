@@ -128,7 +128,22 @@ fn check_keeper(
     settled(w)?;
     let covered =
         history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
+    if covered.writes == 0 {
+        return Err(violation(
+            "Live",
+            "no write was acknowledged: nothing to check".into(),
+        ));
+    }
     let trees = w.zk_trees();
+    for g in 0..w.groups() {
+        let n = trees.iter().filter(|t| t.0 == g).count();
+        if n < 2 {
+            return Err(violation(
+                "Agreement",
+                format!("group {g}: {n} live replica tree(s), nothing to compare"),
+            ));
+        }
+    }
     for (g, m, t) in &trees {
         let Some((_, m0, t0)) = trees.iter().find(|x| x.0 == *g) else {
             continue;

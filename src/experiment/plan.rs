@@ -154,6 +154,18 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     } else {
         Workload::Appends
     });
+    if system.zk() {
+        let refused = [
+            ("--kill-sequencer", a.kill_sequencer.is_some()),
+            ("--spaces", a.spaces != 1),
+        ];
+        if let Some((flag, _)) = refused.iter().find(|x| x.1) {
+            return Err(format!(
+                "{flag} does not apply to the {} system (one group, no sequencer)",
+                system.name()
+            ));
+        }
+    }
     if workload.zk() != system.zk() {
         return Err(format!(
             "--workload {} does not apply to the {} system",

@@ -160,7 +160,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         format!(
             "{}-g{}-s{}-c{}-{}",
             a.system.name(),
-            a.groups,
+            if a.system.zk() { 1 } else { a.groups },
             a.spaces,
             a.concurrency,
             unix_ms() / 1000
