@@ -158,6 +158,18 @@ fn check_keeper(
             ));
         }
     }
+    // A client that died for good: once its idle session was closed through the log,
+    // every replica ended its ZooKeeper session and deleted its ephemerals.
+    if w.cfg.replica.session_timeout_us < final_heal {
+        let expected = history::Expected {
+            closed: w.dead_sessions(),
+            ..Default::default()
+        };
+        for (g, m, t) in &trees {
+            history::check_final(t, &expected)
+                .map_err(|e| violation("Expiry", format!("group {g}: proxy-{m}'s tree: {e}")))?;
+        }
+    }
     live(w, heals, final_heal, live_bound_us)?;
     Ok(Report {
         numbers: Vec::new(),

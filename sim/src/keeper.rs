@@ -42,3 +42,11 @@ pub fn keeper_dup_reorder(seed: u64) -> Plan {
 pub fn keeper_random(seed: u64) -> Plan {
     keeper(scenario::random(seed))
 }
+
+/// A client dies for good at 0.6s (its session then idles out after 0.4s and its
+/// ephemeral must go on every replica); group 0's leader crashes at 0.9s.
+pub fn keeper_client_crash(seed: u64) -> Plan {
+    let mut p = keeper(scenario::client_crash(seed));
+    p.world.replica.session_timeout_us = 400 * crate::scenario::MS;
+    p
+}

@@ -129,7 +129,7 @@ pub(crate) fn leader_isolated(seed: u64) -> Plan {
     p
 }
 
-fn client_crash(seed: u64) -> Plan {
+pub(crate) fn client_crash(seed: u64) -> Plan {
     let mut p = base(seed);
     p.faults = vec![
         (600 * MS, Fault::CrashClient(0)),
@@ -280,6 +280,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "keeper-leader-crash", about: "RSMKeeper: the machine leading group 0 crashes at 0.7s and restarts at 1.4s", in_all: true, build: keeper::keeper_leader_crash },
     Scenario { name: "keeper-leader-isolated", about: "RSMKeeper: group 0's leader is cut from its followers at 0.5s, healed at 1.3s", in_all: true, build: keeper::keeper_leader_isolated },
     Scenario { name: "keeper-dup-reorder", about: "RSMKeeper: 5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: keeper::keeper_dup_reorder },
+    Scenario { name: "keeper-client-crash", about: "RSMKeeper: a client dies for good at 0.6s and its session expires (0.4s timeout), with its ephemeral; group 0's leader crashes at 0.9s", in_all: true, build: keeper::keeper_client_crash },
     Scenario { name: "keeper-random", about: "RSMKeeper: random crash, partition and loss episodes drawn from the seed", in_all: true, build: keeper::keeper_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];

@@ -105,6 +105,7 @@ fn the_rsmkeeper_scenarios_pass_across_seeds() {
         "keeper-leader-crash",
         "keeper-leader-isolated",
         "keeper-dup-reorder",
+        "keeper-client-crash",
         "keeper-random",
     ];
     sweep(&scenarios, 20);

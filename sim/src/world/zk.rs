@@ -35,6 +35,8 @@ pub struct SimZk {
     asked: BTreeMap<(u32, u64), Asked>,
     /// Clients with a ZooKeeper session open or being opened.
     session: std::collections::BTreeSet<u32>,
+    /// Clients whose session has its ephemeral (asked for, or created).
+    ephemeral: std::collections::BTreeSet<u32>,
     /// Every acknowledged op on a znode.
     pub events: Vec<Event>,
 }
@@ -49,6 +51,14 @@ impl World {
         let opens = zk.session.insert(c);
         let req = if opens {
             Request::CreateSession { timeout_ms: 30_000 }
+        } else if zk.ephemeral.insert(c) {
+            // One ephemeral per session, for the expiry check (a dead client's go).
+            Request::Create {
+                path: format!("/e{c}-{}", zk.next_xid),
+                data: Bytes::new(),
+                acl: Acl::open_unsafe(),
+                mode: CreateMode::Ephemeral,
+            }
         } else if roll < 10 {
             Request::Create {
                 path: path.clone(),
@@ -119,11 +129,14 @@ impl World {
             Ok((_, Err(Code::SessionExpired))) | Err(_) => {
                 // The next op opens a new session.
                 zk.session.remove(&c);
+                zk.ephemeral.remove(&c);
                 return;
             }
             Ok((_, Err(_))) => return,
         };
         let (access, stat) = match resp {
+            // The session's ephemeral: its owner is checked at the end, not its versions.
+            Response::Create { stat, .. } if stat.ephemeral_owner != 0 => return,
             Response::Create { stat, .. } | Response::Stat(stat) => (Access::Write, stat),
             Response::Data { stat, .. } => (Access::Read, stat),
             _ => return,
@@ -159,6 +172,17 @@ impl World {
             }
         }
         out
+    }
+
+    /// The client sessions of clients that died for good (their ZooKeeper sessions must
+    /// expire once the group closes the idle client sessions).
+    pub fn dead_sessions(&self) -> Vec<i64> {
+        self.clients
+            .iter()
+            .filter(|c| !c.alive)
+            .filter_map(|c| c.core.session())
+            .map(|s| s as i64)
+            .collect()
     }
 
     /// The acknowledged ops on znodes.
