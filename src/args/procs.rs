@@ -1,0 +1,298 @@
+//! Flags of the role processes (`mason sequencer`, `proxy`, `client`, `corfu-server`) and
+//! of the sequencer benchmark; `mason local` and `mason experiment` build these command
+//! lines (`crate::roles`).
+
+use super::{
+    chains, positive_secs, secs, spaces, Chains, KeyArgs, OnOff, ProxyKnobs, System, Workload,
+    ZkArgs,
+};
+use clap::Args;
+use mason_client::load::{LoadConfig, LogLoad, OpSpaces, ZkLoad, ZkWorkload};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+#[derive(Args, Debug)]
+pub struct SequencerArgs {
+    #[arg(long)]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    /// This sequencer's index among --sequencers (index 0 is the first primary).
+    #[arg(long, default_value_t = 0)]
+    pub id: u32,
+    /// How many sequencers the deployment has (the primary and its backups).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sequencers: u32,
+    /// Proxy groups of the deployment (a takeover needs a promise from each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    /// Start as an idle backup. Without it, sequencer 0 serves epoch 1 at once: only the
+    /// first primary of a fresh deployment may do that, never a restarted sequencer.
+    #[arg(long)]
+    pub backup: bool,
+    /// Batch ids remembered per group for at-most-once answers.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub window: u64,
+    /// Recompute the garbage-collection watermarks every this many milliseconds (0: GC
+    /// off, recorded sets grow for the whole run).
+    #[arg(long, default_value_t = 10)]
+    pub gc_ms: u64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The largest frame a proxy may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// Append every grant to a direct-baseline client to `grants-<id>.bin` here (the
+    /// verdict's record of the direct baseline).
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// This process's index into --peers.
+    #[arg(long)]
+    pub replica: u32,
+    /// Every proxy process's address, by replica index, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<SocketAddr>,
+    /// The deployment's groups, 0..G: this process hosts a replica of those of its triple.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    /// This process's triple of proxy processes: it hosts the groups g with
+    /// g % --triples == --triple (--peers names its own triple's three processes).
+    #[arg(long, default_value_t = 0)]
+    pub triple: u32,
+    /// Triples of proxy processes in the deployment.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub triples: u32,
+    /// Every sequencer's address, by index (the first primary first), comma-separated.
+    #[arg(long, value_delimiter = ',', required_unless_present = "keeper")]
+    pub sequencers: Vec<SocketAddr>,
+    /// RSMKeeper: the groups hold a ZooKeeper tree and take no numbers (no sequencer).
+    #[arg(long)]
+    pub keeper: bool,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// CorfuMason: the log's chains (see `mason client --log-chains`); leaders write every
+    /// number of space 0 they bind there.
+    #[arg(long, value_parser = chains)]
+    pub log_chains: Option<Chains>,
+    /// Write bound-g<G>-r<R>.bin records of every applied batch here.
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The largest frame a peer replica or a sequencer may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// The largest op payload a client may send, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=(64 << 20)))]
+    pub max_payload: u64,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub knobs: ProxyKnobs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    #[arg(long, default_value_t = 0)]
+    pub index: u32,
+    #[arg(long, value_enum, default_value = "mason")]
+    pub system: System,
+    /// Proxy processes' addresses, by replica index, comma-separated (mason system).
+    #[arg(long, value_delimiter = ',')]
+    pub proxies: Vec<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    /// The primary sequencer (every system but rsmkeeper).
+    #[arg(long)]
+    pub sequencer: Option<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    #[arg(long, default_value = "all")]
+    pub op_spaces: OpSpaces,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub threads: u32,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Shared-log systems: shards separated by ';', each a chain of log servers, head
+    /// first, separated by ','.
+    #[arg(long, value_parser = chains)]
+    pub log_chains: Option<Chains>,
+    /// appends or reads (shared-log systems; default appends); setdata, getdata or mixed
+    /// (ZooKeeper systems; default mixed).
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+    #[command(flatten)]
+    pub zk: ZkArgs,
+    /// Appends by this process before a read workload.
+    #[arg(long, default_value_t = 100_000)]
+    pub prefill: u64,
+    #[arg(long, default_value = "1", value_parser = secs)]
+    pub warmup: Duration,
+    #[arg(long, default_value = "5", value_parser = positive_secs)]
+    pub duration: Duration,
+    /// Seconds of load after the measured window, not measured.
+    #[arg(long, default_value = "0", value_parser = secs)]
+    pub cooldown: Duration,
+    #[arg(long, default_value = "1", value_parser = positive_secs)]
+    pub retry_timeout: Duration,
+    #[arg(long, default_value = "15", value_parser = positive_secs)]
+    pub drain: Duration,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub runtime_threads: usize,
+    /// Also watch every replica of every group and write the highest contiguous number
+    /// known per space to this CSV every 10 ms (mason system only).
+    #[arg(long)]
+    pub watch_csv: Option<PathBuf>,
+    /// The record's time zero, in Unix milliseconds (default: when this process starts).
+    #[arg(long)]
+    pub t0_unix_ms: Option<u64>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+impl ClientArgs {
+    /// The workload asked for, or the system's default.
+    pub fn workload(&self) -> Workload {
+        self.workload.unwrap_or(if self.system.zk() {
+            Workload::Mixed
+        } else {
+            Workload::Appends
+        })
+    }
+
+    pub fn load_config(&self, key: std::sync::Arc<mason_common::auth::ClusterKey>) -> LoadConfig {
+        LoadConfig {
+            index: self.index,
+            threads: self.threads,
+            concurrency: self.concurrency,
+            proxies: if self.system.proxies() {
+                self.proxies.clone()
+            } else {
+                Vec::new()
+            },
+            groups: self.groups,
+            // Only the direct baseline and Corfu's clients talk to the sequencer. RSMKeeper
+            // has none (`main` requires --sequencer of every other system): the address
+            // is then never used.
+            sequencer: self
+                .sequencer
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            spaces: self.spaces,
+            op_spaces: self.op_spaces,
+            payload: self.payload,
+            warmup: self.warmup,
+            duration: self.duration,
+            cooldown: self.cooldown,
+            retry_timeout: self.retry_timeout,
+            drain: self.drain,
+            acks_file: Some(self.out.join(format!("acks-{}.bin", self.index))),
+            log: match (&self.log_chains, self.system.log()) {
+                (Some(chains), true) => Some(LogLoad {
+                    chains: chains.0.clone(),
+                    corfu: self.system == System::Corfu,
+                    reads: self.workload() == Workload::Reads,
+                    prefill: self.prefill,
+                }),
+                _ => None,
+            },
+            zk: self.system.zk().then(|| ZkLoad {
+                workload: match self.workload() {
+                    Workload::Setdata => ZkWorkload::SetData,
+                    Workload::Getdata => ZkWorkload::GetData,
+                    _ => ZkWorkload::Mixed,
+                },
+                write_percent: self.zk.write_percent,
+                znodes: self.zk.znodes,
+                session_timeout_ms: 30_000,
+                history_file: Some(self.out.join(format!("zk-history-{}.bin", self.index))),
+            }),
+            key,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CorfuServerArgs {
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where the segment files live (recovered from on start).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// This server's shard, of --shards.
+    #[arg(long, default_value_t = 0)]
+    pub shard: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub shards: u32,
+    /// This server's place in its shard's chain (0 = head).
+    #[arg(long, default_value_t = 0)]
+    pub chain_index: u32,
+    /// Servers in the chain.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub chain_len: u32,
+    /// The next server in the chain (required unless this is the tail).
+    #[arg(long)]
+    pub successor: Option<SocketAddr>,
+    /// fdatasync before acknowledging (off: acknowledge once written to the page cache,
+    /// as paper-style runs do).
+    #[arg(long, value_enum, default_value = "on")]
+    pub fsync: OnOff,
+    /// The largest entry accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_payload: usize,
+    /// Segment file size, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub segment_mb: u64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The largest frame a client, proxy or predecessor may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSeqArgs {
+    /// A running sequencer to load over TCP; without it the state machine is driven in
+    /// process, on one core.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = spaces())]
+    pub spaces: u32,
+    /// Numbers per space per request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Groups (connections, over TCP).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub groups: u32,
+    /// Requests in flight per connection (over TCP).
+    #[arg(long, default_value_t = 8)]
+    pub pipeline: usize,
+    #[arg(long, default_value = "3", value_parser = positive_secs)]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
