@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod procs;
-pub use procs::{BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs};
+pub use procs::{
+    BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkServerArgs,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,8 @@ pub enum Cmd {
     Client(ClientArgs),
     /// Run one Corfu log server: one member of one shard's chain.
     CorfuServer(CorfuServerArgs),
+    /// Run one ZK-Mason shard server: server I of shard S.
+    ZkServer(ZkServerArgs),
     /// Measure the sequencer's capacity (in process, or over TCP with --addr).
     BenchSequencer(BenchSeqArgs),
     /// Run whole clusters in the deterministic simulator, under faults, from seeds.
@@ -75,6 +79,10 @@ pub enum System {
     /// ZooKeeper's tree in every replica of one Raft group of 3 proxies (no sequencer);
     /// reads and writes go through the log, only the leader answers.
     Rsmkeeper,
+    /// ZooKeeper's tree sharded over --zk-shards shards of 3 shard servers each; every op
+    /// takes a number in each shard it touches (and writes one in the zxid clock) through
+    /// proxy groups and the sequencer.
+    Zkmason,
 }
 
 impl System {
@@ -85,12 +93,13 @@ impl System {
             System::Corfu => "corfu",
             System::Corfumason => "corfumason",
             System::Rsmkeeper => "rsmkeeper",
+            System::Zkmason => "zkmason",
         }
     }
 
     /// Whether the system is a ZooKeeper (its ops are ZooKeeper requests on a tree).
     pub fn zk(self) -> bool {
-        matches!(self, System::Rsmkeeper)
+        matches!(self, System::Rsmkeeper | System::Zkmason)
     }
 
     /// Whether the system is a shared log.
@@ -100,7 +109,10 @@ impl System {
 
     /// Whether clients go through proxy groups.
     pub fn proxies(self) -> bool {
-        matches!(self, System::Mason | System::Corfumason | System::Rsmkeeper)
+        matches!(
+            self,
+            System::Mason | System::Corfumason | System::Rsmkeeper | System::Zkmason
+        )
     }
 
     /// Whether the system has sequencers.
@@ -133,6 +145,19 @@ pub struct ZkArgs {
     /// ZooKeeper: the znodes every client works on (created first, /z{k % 16}/n{k}).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub znodes: u32,
+    /// ZK-Mason: the tree's shards, each 3 shard servers (default 2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=63))]
+    pub zk_shards: Option<u32>,
+}
+
+impl ZkArgs {
+    /// The shard count for `system` (0: not ZK-Mason).
+    pub fn shards(&self, system: System) -> u32 {
+        match system {
+            System::Zkmason => self.zk_shards.unwrap_or(2),
+            _ => 0,
+        }
+    }
 }
 
 impl Workload {
@@ -375,6 +400,12 @@ pub struct LocalArgs {
     /// takes over.
     #[arg(long, value_parser = positive_secs)]
     pub kill_sequencer: Option<Duration>,
+    /// SIGKILL ZK-Mason shard server 1 of shard 0 this many seconds after the clients start.
+    #[arg(long, value_parser = positive_secs)]
+    pub kill_zk_server: Option<Duration>,
+    /// Restart the killed shard server (from its data directory) at this many seconds.
+    #[arg(long, value_parser = positive_secs, requires = "kill_zk_server")]
+    pub restart_zk_server: Option<Duration>,
     /// Sequencers: the primary and its backups (mason system).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub sequencers: u32,

@@ -9,12 +9,15 @@ use crate::logrun::{self, LogLayout};
 use crate::report;
 use crate::roles::{self, s, ProxyPlace, Shape};
 use anyhow::Context;
+use mason_client::load::OpSpaces;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const REPLICAS: u32 = 3;
+/// Servers per ZK-Mason shard.
+const ZK_SERVERS: usize = 3;
 
 /// Children that are killed if the run ends early.
 struct Cluster {
@@ -71,9 +74,12 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Re
 fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> Shape {
     Shape {
         system: a.system,
-        // RSMKeeper is one group.
-        groups: a.groups.unwrap_or(if a.system.zk() { 1 } else { 2 }),
-        spaces: a.spaces,
+        groups: default_groups(a),
+        // ZK-Mason: the zxid clock, then one space per shard.
+        spaces: match a.zk.shards(a.system) {
+            0 => a.spaces,
+            n => n + 1,
+        },
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
@@ -81,6 +87,7 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
         workload,
         write_percent: a.zk.write_percent,
         znodes: a.zk.znodes,
+        zk_shards: a.zk.shards(a.system),
         prefill_per_client: a.prefill.div_ceil(u64::from(a.clients)),
         warmup: a.warmup,
         duration: a.duration,
@@ -94,6 +101,12 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
     }
 }
 
+/// RSMKeeper is one group; everything else has 2 unless told.
+fn default_groups(a: &LocalArgs) -> u32 {
+    a.groups
+        .unwrap_or(if a.system == System::Rsmkeeper { 1 } else { 2 })
+}
+
 fn default_out(a: &LocalArgs) -> PathBuf {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,7 +115,7 @@ fn default_out(a: &LocalArgs) -> PathBuf {
     PathBuf::from("results").join(format!(
         "{}-g{}-s{}-{t}",
         a.system.name(),
-        a.groups.unwrap_or(if a.system.zk() { 1 } else { 2 }),
+        default_groups(a),
         a.spaces
     ))
 }
@@ -139,7 +152,21 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     } else {
         Workload::Appends
     });
-    if a.system.zk() {
+    if a.system == System::Zkmason {
+        let refused = [
+            ("--record-contiguity", a.record_contiguity),
+            ("--spaces (the shards make the spaces)", a.spaces != 1),
+            ("--op-spaces", a.op_spaces != OpSpaces::All),
+        ];
+        if let Some((flag, _)) = refused.iter().find(|x| x.1) {
+            eprintln!("error: {flag} does not apply to the zkmason system");
+            return Ok(2);
+        }
+    } else if a.zk.zk_shards.is_some() || a.kill_zk_server.is_some() {
+        eprintln!("error: --zk-shards and --kill-zk-server apply to the zkmason system only");
+        return Ok(2);
+    }
+    if a.system == System::Rsmkeeper {
         let refused = [
             ("--groups other than 1", a.groups.is_some_and(|g| g != 1)),
             ("--kill-sequencer", a.kill_sequencer.is_some()),
@@ -236,7 +263,40 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         seq_idx.push(cluster.procs.len() - 1);
     }
 
-    let chains = layout.as_ref().map(LogLayout::chains_arg);
+    // ZK-Mason's shard servers: 3 per shard, each linked to every other.
+    let zk_shards = shape.zk_shards as usize;
+    let zk_addrs = free_addrs(zk_shards * ZK_SERVERS)?;
+    let zk_list = zk_addrs
+        .chunks(ZK_SERVERS)
+        .map(roles::join)
+        .collect::<Vec<_>>()
+        .join(";");
+    let zk_args = |k: usize| {
+        roles::zk_server(
+            &shape,
+            zk_addrs[k],
+            k / ZK_SERVERS,
+            k % ZK_SERVERS,
+            &zk_list,
+            &data_dir,
+            &out.display().to_string(),
+        )
+    };
+    let mut zk_idx = Vec::new();
+    for k in 0..zk_addrs.len() {
+        let name = format!("zk-s{}-r{}", k / ZK_SERVERS, k % ZK_SERVERS);
+        let child = spawn(&exe, &zk_args(k), &logs.join(format!("{name}.log")), false)?;
+        cluster.procs.push((name, child));
+        zk_idx.push(cluster.procs.len() - 1);
+    }
+    for (k, &i) in zk_idx.iter().enumerate() {
+        let name = cluster.procs[i].0.clone();
+        wait_listening(zk_addrs[k], &mut cluster.procs[i].1, &name)?;
+    }
+    let chains = match &layout {
+        Some(l) => Some(l.chains_arg()),
+        None => (zk_shards > 0).then(|| zk_list.clone()),
+    };
     let proxy_args = |r: u32| -> Vec<String> {
         let place = ProxyPlace {
             replica: r,
@@ -320,7 +380,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         "mason local: {} system, {} group(s), {} space(s), {} client process(es) x {} x {}; results in {}",
         a.system.name(),
         shape.groups,
-        a.spaces,
+        shape.spaces,
         a.clients,
         a.client_threads,
         a.concurrency,
@@ -343,6 +403,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             log_idx.len()
         );
     }
+    // The shard server a --kill-zk-server hits: server 1 of shard 0.
+    let zk_victim = 1;
+    let (mut zk_killed, mut zk_restarted) = (false, false);
     let mut kill_log = String::from("t_ms,what\n");
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     loop {
@@ -418,6 +481,26 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 );
             }
         }
+        if !zk_killed && zk_victim < zk_idx.len() && a.kill_zk_server.is_some_and(|k| t >= k) {
+            zk_killed = true;
+            let c = &mut cluster.procs[zk_idx[zk_victim]].1;
+            let _ = c.kill();
+            let _ = c.wait();
+            kill_log.push_str(&format!("{},zk-server\n", t0.elapsed().as_millis()));
+            eprintln!(
+                "mason local: SIGKILLed shard server {zk_victim} of shard 0 at {:.2}s",
+                t.as_secs_f64()
+            );
+        }
+        if zk_killed && !zk_restarted && a.restart_zk_server.is_some_and(|r| t >= r) {
+            zk_restarted = true;
+            let log = logs.join(format!("zk-s0-r{zk_victim}.restarted.log"));
+            cluster.procs[zk_idx[zk_victim]].1 = spawn(&exe, &zk_args(zk_victim), &log, false)?;
+            eprintln!(
+                "mason local: restarted shard server {zk_victim} of shard 0 at {:.2}s",
+                t.as_secs_f64()
+            );
+        }
         if killed && !restarted && a.restart_follower.is_some_and(|r| t >= r) {
             let i = proxy_idx[2];
             let child = spawn(
@@ -482,23 +565,15 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     // they end their records cleanly (a record without its end marker is reported).
     std::thread::sleep(Duration::from_millis(500));
     let stopping: Vec<usize> = proxy_idx.iter().chain(&seq_idx).copied().collect();
-    for &i in &stopping {
-        if cluster.procs[i].1.try_wait()?.is_some() {
-            continue; // killed, and not restarted
-        }
-        if let Ok(pid) = i32::try_from(cluster.procs[i].1.id()) {
-            // SAFETY: kill(2) on a child's pid has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
+    stop(&mut cluster, &stopping)?;
+    // Shard servers last, once nothing more is delivered: a lagging one catches up from
+    // its peers (they fetch from each other every second when idle), then each writes the
+    // tree it ends with.
+    if !zk_idx.is_empty() {
+        std::thread::sleep(Duration::from_millis(if zk_restarted { 2500 } else { 300 }));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for &i in &stopping {
-        while cluster.procs[i].1.try_wait()?.is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    stop(&mut cluster, &zk_idx)?;
+
     // The log is checked while its servers still run.
     let log_verdict = match &layout {
         Some(l) if a.verify.on() => {
@@ -540,9 +615,40 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         recovery: record,
         killed_replicas: unfinished,
         triples: 1,
-        zk: a.system.zk(),
+        zk: a.system.zk().then_some(report::ZkChecks {
+            shards: zk_shards as u32,
+            servers: ZK_SERVERS as u32,
+            gone: if zk_killed && !zk_restarted {
+                vec![(0, zk_victim as u32)]
+            } else {
+                Vec::new()
+            },
+        }),
     };
     Ok(report::summary(&out, checks)?.1)
+}
+
+/// SIGTERMs the processes `which` (those still running) and waits up to 10 s for them to
+/// end their records.
+fn stop(cluster: &mut Cluster, which: &[usize]) -> anyhow::Result<()> {
+    for &i in which {
+        if cluster.procs[i].1.try_wait()?.is_some() {
+            continue; // killed, and not restarted
+        }
+        if let Ok(pid) = i32::try_from(cluster.procs[i].1.id()) {
+            // SAFETY: kill(2) on a child's pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &i in which {
+        while cluster.procs[i].1.try_wait()?.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
 }
 
 /// The proxy process whose replica of `group` most recently took the lead (the highest

@@ -11,7 +11,9 @@ mod sim;
 mod zkrun;
 
 use anyhow::Context;
-use args::{BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs};
+use args::{
+    BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkServerArgs,
+};
 use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
 use std::sync::Arc;
@@ -64,6 +66,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Proxy(a) => proxy(a).map(|_| 0),
         Cmd::Client(a) => client(a).map(|_| 0),
         Cmd::CorfuServer(a) => corfu_server(a).map(|_| 0),
+        Cmd::ZkServer(a) => zk_server(a).map(|_| 0),
         Cmd::Local(a) => local::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
@@ -193,6 +196,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             max_frame: a.max_frame,
             client_max_frame: a.max_payload as usize + (4 << 10),
             log_chains: a.log_chains.clone().map(|c| c.0).unwrap_or_default(),
+            zk_servers: a.zk_servers.clone().map(|c| c.0).unwrap_or_default(),
             key,
             max_conns: a.max_connections as usize,
             conn_queue: (a.knobs.conn_queue_mb as usize) << 20,
@@ -249,6 +253,55 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
         };
         tracing::info!(listen = %a.listen, shard = a.shard, chain_index = a.chain_index, fsync = a.fsync.on(), "log server up");
         mason_corfu_server::server::serve(listener, Arc::new(Tcp), cfg, terminated()).await
+    })
+}
+
+fn zk_server(a: ZkServerArgs) -> anyhow::Result<()> {
+    let servers = a.servers.0.clone();
+    let shards = servers.len() as u32;
+    anyhow::ensure!(
+        shards <= 63,
+        "--servers names {shards} shards; ZK-Mason has at most 63"
+    );
+    let here = servers.get(a.shard as usize).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--shard {} is not one of the {shards} shards of --servers",
+            a.shard
+        )
+    })?;
+    anyhow::ensure!(
+        (a.index as usize) < here.len(),
+        "--index {} is not a server of shard {} (it has {})",
+        a.index,
+        a.shard,
+        here.len()
+    );
+    let key = a.key.load()?;
+    let rt = runtime(a.threads)?;
+    rt.block_on(async move {
+        let listener = Tcp
+            .bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let mut node = mason_zk_server::node::NodeConfig::new(
+            a.shard,
+            shards,
+            a.index,
+            servers.iter().map(|s| s.len() as u32).collect(),
+        );
+        node.snapshot_every = a.snapshot_every;
+        let cfg = mason_zk_server::server::ServerConfig {
+            node,
+            dir: a.dir.clone(),
+            fsync: a.fsync.on(),
+            servers,
+            max_frame: a.max_frame,
+            key,
+            max_conns: a.max_connections as usize,
+            record_dir: a.record_dir.clone(),
+        };
+        tracing::info!(listen = %a.listen, shard = a.shard, index = a.index, fsync = a.fsync.on(), "zk server up");
+        mason_zk_server::server::serve(listener, Arc::new(Tcp), cfg, terminated()).await
     })
 }
 

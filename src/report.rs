@@ -175,7 +175,17 @@ pub struct Checks {
     /// Report the recovery times and draw the recovery plot.
     pub recovery: bool,
     /// A ZooKeeper run: its verdict is `zkrun::verify`'s, not the numbers'.
-    pub zk: bool,
+    pub zk: Option<ZkChecks>,
+}
+
+/// What a ZooKeeper run's verdict compares.
+pub struct ZkChecks {
+    /// ZK-Mason's shards (0: RSMKeeper, whose group replicas hold the trees).
+    pub shards: u32,
+    /// Servers per shard.
+    pub servers: u32,
+    /// Shard servers (shard, index) killed and not restarted.
+    pub gone: Vec<(u32, u32)>,
 }
 
 /// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
@@ -203,7 +213,9 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
             },
             None => Bound::Sequencer,
         };
-        let seq = if c.zk {
+        let seq = if let Some(z) = c.zk.as_ref().filter(|z| z.shards > 0) {
+            crate::zkrun::verify_sharded(out, c.clients, z)
+        } else if c.zk.is_some() {
             let (replicas, gone) = match &c.groups {
                 Some((_, replicas)) => (
                     *replicas,

@@ -22,6 +22,8 @@ pub struct Shape {
     /// ZooKeeper: the mixed workload's percentage of setData, and the znodes.
     pub write_percent: u32,
     pub znodes: u32,
+    /// ZK-Mason: the tree's shards (0: not ZK-Mason).
+    pub zk_shards: u32,
     /// Appends by each client process before a read workload.
     pub prefill_per_client: u64,
     pub warmup: Duration,
@@ -135,9 +137,45 @@ pub fn proxy(
     } else {
         v.push(s("--keeper"));
     }
-    if let (Some(c), System::Corfumason) = (log_chains, sh.system) {
-        v.extend([s("--log-chains"), s(c)]);
+    match (log_chains, sh.system) {
+        (Some(c), System::Corfumason) => v.extend([s("--log-chains"), s(c)]),
+        (Some(c), System::Zkmason) => v.extend([s("--zk-servers"), s(c)]),
+        _ => {}
     }
+    v
+}
+
+/// `mason zk-server` flags for server `index` of shard `shard`; `servers` is the
+/// `--zk-servers` list (shards by ';', a shard's servers by ',').
+pub fn zk_server(
+    sh: &Shape,
+    listen: SocketAddr,
+    shard: usize,
+    index: usize,
+    servers: &str,
+    data_dir: &str,
+    record_dir: &str,
+) -> Vec<String> {
+    let mut v = vec![
+        s("zk-server"),
+        s("--listen"),
+        s(listen),
+        s("--shard"),
+        s(shard),
+        s("--index"),
+        s(index),
+        s("--servers"),
+        s(servers),
+        s("--dir"),
+        format!("{data_dir}/zk-s{shard}-r{index}"),
+        s("--fsync"),
+        s(if sh.proxy.fsync.on() { "on" } else { "off" }),
+        s("--record-dir"),
+        s(record_dir),
+        s("--threads"),
+        s(sh.threads),
+    ];
+    v.extend(sh.key_args());
     v
 }
 
@@ -198,6 +236,9 @@ pub fn client(
             s("--znodes"),
             s(sh.znodes),
         ]);
+        if sh.zk_shards > 0 {
+            v.extend([s("--zk-shards"), s(sh.zk_shards)]);
+        }
     }
     if let Some(c) = log_chains.filter(|_| sh.system.log()) {
         v.extend([s("--log-chains"), s(c)]);

@@ -18,6 +18,95 @@ use std::path::Path;
 /// those in `gone` excepted (killed and not restarted: they could not write one).
 /// `Ok` is the verdict's details; `Err` names the check that failed.
 pub fn verify(out: &Path, clients: u32, replicas: u32, gone: &[u32]) -> Result<String, String> {
+    let (covered, expected) = histories(out, clients)?;
+    let paths: Vec<(u32, std::path::PathBuf)> = (0..replicas)
+        .filter(|r| !gone.contains(r))
+        .map(|r| (r, out.join(format!("tree-g0-r{r}.snap"))))
+        .collect();
+    let (n, t0) = agreeing(&paths, "replica")?;
+    history::check_final(&t0, &expected).map_err(|m| format!("acknowledged {m}"))?;
+    Ok(format!(
+        "linearizable znodes={} writes={} reads={}; trees agree replicas={n} znodes={} zxid={:#x}; created={} present; closed-sessions={} without ephemerals",
+        covered.znodes,
+        covered.writes,
+        covered.reads,
+        t0.node_count(),
+        t0.last_zxid(),
+        expected.created.len(),
+        expected.closed.len(),
+    ))
+}
+
+/// ZK-Mason's verdict: the histories as for RSMKeeper; the servers of each shard end
+/// with the same tree (those in `z.gone` excepted); and the shards' trees, put together,
+/// hold what was acknowledged.
+pub fn verify_sharded(
+    out: &Path,
+    clients: u32,
+    z: &crate::report::ZkChecks,
+) -> Result<String, String> {
+    let (covered, expected) = histories(out, clients)?;
+    let mut parts = Vec::new();
+    let mut compared = 0;
+    for s in 0..z.shards {
+        let paths: Vec<(u32, std::path::PathBuf)> = (0..z.servers)
+            .filter(|i| !z.gone.contains(&(s, *i)))
+            .map(|i| (i, out.join(format!("zk-s{s}-r{i}.snap"))))
+            .collect();
+        let (n, t) = agreeing(&paths, &format!("shard {s} server"))?;
+        compared += n;
+        parts.push(t);
+    }
+    let whole = mason_zk::sharded::merge(&parts).map_err(|e| format!("trees {e}"))?;
+    history::check_final(&whole, &expected).map_err(|m| format!("acknowledged {m}"))?;
+    Ok(format!(
+        "linearizable znodes={} writes={} reads={}; trees agree shards={} servers={compared} znodes={} zxid={:#x}; created={} present; closed-sessions={} without ephemerals",
+        covered.znodes,
+        covered.writes,
+        covered.reads,
+        z.shards,
+        whole.node_count(),
+        whole.last_zxid(),
+        expected.created.len(),
+        expected.closed.len(),
+    ))
+}
+
+/// Reads the trees at `paths` (at least two) and checks they are the same: how many,
+/// and one of them.
+fn agreeing(paths: &[(u32, std::path::PathBuf)], what: &str) -> Result<(usize, DataTree), String> {
+    let mut trees: Vec<(u32, DataTree)> = Vec::new();
+    for (r, path) in paths {
+        let bytes = std::fs::read(path).map_err(|e| format!("tree {}: {e}", path.display()))?;
+        let tree =
+            DataTree::restore(&bytes).map_err(|e| format!("tree {}: {e}", path.display()))?;
+        trees.push((*r, tree));
+    }
+    if trees.len() < 2 {
+        return Err(format!(
+            "trees only {} {what} tree(s) to compare (killed ones write none)",
+            trees.len()
+        ));
+    }
+    let (first, t0) = trees.remove(0);
+    for (r, t) in &trees {
+        if t.digest() != t0.digest() {
+            let at = t0
+                .first_difference(t)
+                .unwrap_or_else(|| "(the sessions)".into());
+            return Err(format!(
+                "trees {what} {r} (zxid {:#x}) differs from {what} {first} (zxid {:#x}) at {at}",
+                t.last_zxid(),
+                t0.last_zxid()
+            ));
+        }
+    }
+    Ok((trees.len() + 1, t0))
+}
+
+/// Every client's history: what the per-znode check covered, and what the final tree
+/// must hold.
+fn histories(out: &Path, clients: u32) -> Result<(history::Covered, Expected), String> {
     let mut events = Vec::new();
     let mut expected = Expected::default();
     for i in 0..clients {
@@ -42,48 +131,7 @@ pub fn verify(out: &Path, clients: u32, replicas: u32, gone: &[u32]) -> Result<S
             covered.writes, covered.reads
         ));
     }
-
-    let mut trees: Vec<(u32, DataTree)> = Vec::new();
-    for r in (0..replicas).filter(|r| !gone.contains(r)) {
-        let path = out.join(format!("tree-g0-r{r}.snap"));
-        let bytes = std::fs::read(&path).map_err(|e| format!("tree {}: {e}", path.display()))?;
-        let tree =
-            DataTree::restore(&bytes).map_err(|e| format!("tree {}: {e}", path.display()))?;
-        trees.push((r, tree));
-    }
-    if trees.len() < 2 {
-        return Err(format!(
-            "trees only {} replica tree(s) to compare (killed replicas write none)",
-            trees.len()
-        ));
-    }
-    let Some((first, t0)) = trees.first() else {
-        return Err("trees no replica's tree to check".into());
-    };
-    for (r, t) in &trees[1..] {
-        if t.digest() != t0.digest() {
-            let at = t0
-                .first_difference(t)
-                .unwrap_or_else(|| "(the sessions)".into());
-            return Err(format!(
-                "trees replica {r} (zxid {:#x}) differs from replica {first} (zxid {:#x}) at {at}",
-                t.last_zxid(),
-                t0.last_zxid()
-            ));
-        }
-    }
-    history::check_final(t0, &expected).map_err(|m| format!("acknowledged {m}"))?;
-    Ok(format!(
-        "linearizable znodes={} writes={} reads={}; trees agree replicas={} znodes={} zxid={:#x}; created={} present; closed-sessions={} without ephemerals",
-        covered.znodes,
-        covered.writes,
-        covered.reads,
-        trees.len(),
-        t0.node_count(),
-        t0.last_zxid(),
-        expected.created.len(),
-        expected.closed.len(),
-    ))
+    Ok((covered, expected))
 }
 
 /// One chunk's ops as events, and what it says must be in the final tree.

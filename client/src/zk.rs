@@ -46,9 +46,15 @@ impl From<ClientError> for ZkError {
     }
 }
 
-/// The space every keeper op names (the group takes no numbers for it).
-fn keeper_mask() -> SpaceMask {
-    SpaceMask::single(0)
+/// The spaces an op names: RSMKeeper (`shards == 0`) takes no numbers, and every op
+/// names space 0; ZK-Mason takes a number in the clock (space 0, writes only) and in
+/// each shard the request touches (shard `s` is space `s + 1`).
+fn op_mask(req: &Request, shards: u32) -> SpaceMask {
+    if shards == 0 {
+        SpaceMask::single(0)
+    } else {
+        SpaceMask(mason_zk::shard::spaces(req, shards))
+    }
 }
 
 /// The payload of a createSession request: the header `{xid, -10}` and the timeout.
@@ -97,6 +103,8 @@ pub fn decode_reply(
 /// A ZooKeeper session over an async [`Client`]; calls may run concurrently (`&self`).
 pub struct ZkClient {
     client: Client,
+    /// ZK-Mason's shard count (0: RSMKeeper).
+    shards: u32,
     /// The proxy session that is the ZooKeeper session.
     session: u64,
     next_xid: AtomicU32,
@@ -106,16 +114,28 @@ pub struct ZkClient {
 }
 
 impl ZkClient {
-    /// Opens a ZooKeeper session of `timeout_ms` through `client`.
+    /// Opens a ZooKeeper session of `timeout_ms` through `client` (RSMKeeper).
     pub async fn connect(client: Client, timeout_ms: i32) -> Result<ZkClient, ZkError> {
+        ZkClient::connect_sharded(client, timeout_ms, 0).await
+    }
+
+    /// Opens a ZooKeeper session of `timeout_ms` through `client` on ZK-Mason with
+    /// `shards` shards (0: RSMKeeper).
+    pub async fn connect_sharded(
+        client: Client,
+        timeout_ms: i32,
+        shards: u32,
+    ) -> Result<ZkClient, ZkError> {
         let xid = 1;
+        let mask = op_mask(&Request::CreateSession { timeout_ms }, shards);
         let m = client
-            .sequence(keeper_mask(), create_session_payload(xid, timeout_ms))
+            .sequence(mask, create_session_payload(xid, timeout_ms))
             .await?;
         let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
         result.map_err(ZkError::Zk)?;
         Ok(ZkClient {
             client,
+            shards,
             session: m.session,
             next_xid: AtomicU32::new(2),
             last_zxid: AtomicI64::new(zxid),
@@ -158,7 +178,11 @@ impl ZkClient {
         }
         let xid = self.xid();
         let (payload, shape) = request_payload(xid, &req)?;
-        let m = match self.client.sequence(keeper_mask(), payload).await {
+        let m = match self
+            .client
+            .sequence(op_mask(&req, self.shards), payload)
+            .await
+        {
             Ok(m) => m,
             Err(ClientError::SessionExpired) => {
                 // The client opens a new proxy session: this ZooKeeper session is over.
@@ -176,6 +200,9 @@ impl ZkClient {
             return Err(ZkError::SessionExpired);
         }
         let (zxid, result) = decode_reply(xid, shape, &m.result)?;
+        if result == Err(Code::SessionExpired) {
+            self.expired.store(true, Ordering::Relaxed);
+        }
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
         result.map(|r| (r, zxid)).map_err(ZkError::Zk)
     }

@@ -57,6 +57,8 @@ pub enum RoleKind {
     Sequencer = 4,
     /// Member `index` of shard `shard`'s chain of log servers.
     LogServer = 5,
+    /// Server `index` of ZK-Mason shard `shard`.
+    ZkServer = 6,
 }
 
 /// A connection's role, as its handshake established it.
@@ -114,6 +116,14 @@ impl Role {
             ..Role::default()
         }
     }
+    pub fn zk_server(shard: u32, index: u32) -> Role {
+        Role {
+            kind: RoleKind::ZkServer as i32,
+            shard,
+            index,
+            ..Role::default()
+        }
+    }
     pub fn role_kind(&self) -> RoleKind {
         RoleKind::try_from(self.kind).unwrap_or(RoleKind::Unknown)
     }
@@ -132,6 +142,7 @@ impl fmt::Display for Role {
             ),
             RoleKind::Sequencer => write!(f, "sequencer {}", self.index),
             RoleKind::LogServer => write!(f, "log server {}/{}", self.shard, self.index),
+            RoleKind::ZkServer => write!(f, "zk server {}/{}", self.shard, self.index),
         }
     }
 }

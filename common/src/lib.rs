@@ -14,5 +14,6 @@ pub mod record;
 pub mod transport;
 pub mod types;
 pub mod verify;
+pub mod zkmsg;
 
 pub use types::{SpaceMask, MAX_SPACES};

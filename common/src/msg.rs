@@ -11,7 +11,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28"
+        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35"
     )]
     pub body: Option<Body>,
 }
@@ -70,6 +70,20 @@ pub enum Body {
     Register(Register),
     #[prost(message, tag = "28")]
     Registered(Registered),
+    #[prost(message, tag = "29")]
+    ZkDeliver(crate::zkmsg::ZkDeliver),
+    #[prost(message, tag = "30")]
+    ZkQuery(crate::zkmsg::ZkQuery),
+    #[prost(message, tag = "31")]
+    ZkApplied(crate::zkmsg::ZkApplied),
+    #[prost(message, tag = "32")]
+    ZkView(crate::zkmsg::ZkView),
+    #[prost(message, tag = "33")]
+    ZkViewPull(crate::zkmsg::ZkViewPull),
+    #[prost(message, tag = "34")]
+    ZkFetch(crate::zkmsg::ZkFetch),
+    #[prost(message, tag = "35")]
+    ZkFetchReply(crate::zkmsg::ZkFetchReply),
 }
 
 impl Body {
@@ -102,6 +116,13 @@ impl Body {
             Body::Proof(_) => "Proof",
             Body::Register(_) => "Register",
             Body::Registered(_) => "Registered",
+            Body::ZkDeliver(_) => "ZkDeliver",
+            Body::ZkQuery(_) => "ZkQuery",
+            Body::ZkApplied(_) => "ZkApplied",
+            Body::ZkView(_) => "ZkView",
+            Body::ZkViewPull(_) => "ZkViewPull",
+            Body::ZkFetch(_) => "ZkFetch",
+            Body::ZkFetchReply(_) => "ZkFetchReply",
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct ReplicaConfig {
     /// RSMKeeper: no sequencer; every op's payload is a ZooKeeper request that every
     /// replica applies to the group's tree (see `replica::keeper`).
     pub keeper: bool,
+    /// ZK-Mason: the servers of each shard (empty: not ZK-Mason). Shard `s` is space
+    /// `s + 1`; every bound op and noop there is delivered to its servers (see
+    /// `replica::zkdeliver`), and log_retry_us paces re-sends.
+    pub zk_servers: Vec<u32>,
     /// The wall clock (Unix ms) at the runtime's time 0: a keeper leader stamps each batch
     /// with `wall_base_ms + now / 1000`, ZooKeeper's ctime and mtime.
     pub wall_base_ms: i64,
@@ -137,6 +141,7 @@ impl Default for ReplicaConfig {
             max_sessions: 1 << 16,
             max_queued_bytes: 256 << 20,
             keeper: false,
+            zk_servers: Vec::new(),
             wall_base_ms: 0,
             mutant: None,
         }

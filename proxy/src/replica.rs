@@ -21,6 +21,7 @@ mod failover;
 mod keeper;
 mod logwrite;
 mod snapshot;
+mod zkdeliver;
 
 pub use crate::config::{Mutant, ReplicaConfig};
 use crate::entry::OpEntry;
@@ -83,6 +84,12 @@ pub enum Action {
     Bound(BoundBatch),
     /// To the head of the chain of log shard `write.shard` (CorfuMason).
     LogWrite(LogWrite),
+    /// To server `server` of ZK-Mason shard `shard`.
+    ToZk {
+        shard: u32,
+        server: u32,
+        body: Body,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +246,8 @@ pub struct Replica {
     next_log_req: u64,
     /// Payloads of the entry being applied, by log position.
     log_stash: HashMap<u64, Bytes>,
+    /// ZK-Mason: deliveries to the shard servers.
+    zk: zkdeliver::ZkState,
 }
 
 impl Replica {
@@ -290,6 +299,7 @@ impl Replica {
             // Log servers answer on one link per process: the id says which group asked.
             next_log_req: (u64::from(cfg.group) << LOG_REQ_GROUP_SHIFT) + 1,
             log_stash: HashMap::new(),
+            zk: zkdeliver::ZkState::default(),
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {

@@ -27,6 +27,7 @@ use mason_common::logmsg::LogWriteReply;
 use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, SeqHello, SeqReply};
 use mason_common::record::{BoundBatch, RecordWriter};
 use mason_common::transport::{Listener, Transport};
+use mason_common::zkmsg::ZkApplied;
 use raft::Storage;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     pub client_max_frame: usize,
     /// CorfuMason: each log shard's chain of servers, head first (empty: no log).
     pub log_chains: Vec<Vec<SocketAddr>>,
+    /// ZK-Mason: each shard's servers (empty: not ZK-Mason).
+    pub zk_servers: Vec<Vec<SocketAddr>>,
     pub key: Arc<ClusterKey>,
     /// Connections past their handshake at once.
     pub max_conns: usize,
@@ -87,6 +90,7 @@ enum Event {
     SeqOther(Body),
     SeqConnected,
     LogReply(LogWriteReply),
+    ZkApplied(ZkApplied),
     Shutdown,
 }
 
@@ -168,10 +172,28 @@ pub async fn run(
         };
         log_links.push(conn::spawn_link(transport.clone(), *head, lc, Arc::new(h)));
     }
+    let mut zk_links = Vec::new();
+    for (shard, servers) in cfg.zk_servers.iter().enumerate() {
+        let mut row = Vec::new();
+        for (i, addr) in servers.iter().enumerate() {
+            let lc = LinkConfig::new(
+                cfg.key.clone(),
+                me.clone(),
+                Role::zk_server(shard as u32, i as u32),
+                cfg.max_frame,
+            );
+            let h = ZkLink {
+                inboxes: inboxes.clone(),
+            };
+            row.push(conn::spawn_link(transport.clone(), *addr, lc, Arc::new(h)));
+        }
+        zk_links.push(row);
+    }
     let links = Arc::new(Links {
         peers: peer_links,
         seqs: seq_links,
         logs: log_links,
+        zk: zk_links,
     });
 
     let mut tasks = Vec::new();
@@ -197,6 +219,7 @@ pub async fn run(
         rcfg.sequencers = cfg.sequencers.len().max(1) as u32;
         rcfg.campaign_on_start = fresh && cfg.replica == 0;
         rcfg.log_shards = cfg.log_chains.len() as u32;
+        rcfg.zk_servers = cfg.zk_servers.iter().map(|s| s.len() as u32).collect();
         rcfg.tick_us = cfg.tick.as_micros() as u64;
         let replica = Replica::new(rcfg, storage).context("starting raft")?;
         let record = match &cfg.record_dir {
@@ -436,6 +459,33 @@ struct Links {
     seqs: Vec<Outbox>,
     /// By log shard.
     logs: Vec<Outbox>,
+    /// By ZK-Mason shard, then server.
+    zk: Vec<Vec<Outbox>>,
+}
+
+/// A link to a ZK-Mason shard server: what it applied, for the group that delivered it.
+struct ZkLink {
+    inboxes: Inboxes,
+}
+
+impl LinkHandler for ZkLink {
+    async fn up(&self, _: &Role, _: &Outbox) {}
+
+    async fn frame(&self, body: Body) -> Result<(), String> {
+        let Body::ZkApplied(a) = body else {
+            return Err(format!("a zk server sent a {}", body.name()));
+        };
+        match self.inboxes.get(&a.group) {
+            Some(tx) => {
+                let _ = tx.send(Event::ZkApplied(a)).await;
+                Ok(())
+            }
+            None => Err(format!(
+                "a zk answer for group {}, not hosted here",
+                a.group
+            )),
+        }
+    }
 }
 
 /// What a group's driver does: its replica, and where its answers go.
@@ -543,6 +593,7 @@ impl Machine for Group {
             },
             Event::SeqConnected => r.on_seq_connected(&mut acts),
             Event::LogReply(x) => r.on_log_reply(x, &mut acts),
+            Event::ZkApplied(x) => r.on_zk_applied(x, &mut acts),
             Event::Shutdown => self.stopped = true,
         }
         let _ = now;
@@ -670,6 +721,20 @@ impl GroupIo {
             }
             Action::ToSeq { seq, body } => {
                 if let Some(link) = self.links.seqs.get(seq as usize) {
+                    let _ = link.send(Frame::new(body));
+                }
+            }
+            Action::ToZk {
+                shard,
+                server,
+                body,
+            } => {
+                let link = self
+                    .links
+                    .zk
+                    .get(shard as usize)
+                    .and_then(|s| s.get(server as usize));
+                if let Some(link) = link {
                     let _ = link.send(Frame::new(body));
                 }
             }

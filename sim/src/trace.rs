@@ -72,6 +72,26 @@ fn describe(body: &Body) -> String {
         Body::Activate(a) => format!("Activate e{}", a.epoch),
         Body::Watch(w) => format!("Watch g{}", w.group),
         Body::Bound(b) => format!("Bound g{} b{}", b.group, b.batch_id),
+        Body::ZkDeliver(d) => format!(
+            "ZkDeliver g{} shard{} {:?}",
+            d.group,
+            d.shard,
+            d.items.iter().map(|i| (i.pos, i.noops)).collect::<Vec<_>>()
+        ),
+        Body::ZkQuery(q) => format!("ZkQuery g{} shard{} {:?}", q.group, q.shard, q.positions),
+        Body::ZkApplied(a) => format!(
+            "ZkApplied g{} shard{} server{} {:?}",
+            a.group,
+            a.shard,
+            a.server,
+            a.done.iter().map(|d| d.pos).collect::<Vec<_>>()
+        ),
+        Body::ZkView(v) => format!("ZkView shard{} pos {}", v.shard, v.pos),
+        Body::ZkViewPull(p) => format!("ZkViewPull pos {}", p.pos),
+        Body::ZkFetch(f) => format!("ZkFetch from {}", f.from),
+        Body::ZkFetchReply(r) => {
+            format!("ZkFetchReply {} records next {}", r.records.len(), r.next)
+        }
         Body::LogWrite(w) => format!(
             "LogWrite id{} shard{} {:?}",
             w.id,

@@ -85,6 +85,10 @@ pub struct ProxyArgs {
     /// number of space 0 they bind there.
     #[arg(long, value_parser = chains)]
     pub log_chains: Option<Chains>,
+    /// ZK-Mason: every shard server, shards separated by ';', a shard's servers by ','
+    /// (shard s is space s + 1); leaders deliver every number they bind there.
+    #[arg(long, value_parser = chains, conflicts_with_all = ["log_chains", "keeper"])]
+    pub zk_servers: Option<Chains>,
     /// Write bound-g<G>-r<R>.bin records of every applied batch here.
     #[arg(long)]
     pub record_dir: Option<PathBuf>,
@@ -223,6 +227,7 @@ impl ClientArgs {
                 znodes: self.zk.znodes,
                 session_timeout_ms: 30_000,
                 history_file: Some(self.out.join(format!("zk-history-{}.bin", self.index))),
+                shards: self.zk.shards(self.system),
             }),
             key,
         }
@@ -263,6 +268,44 @@ pub struct CorfuServerArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// The largest frame a client, proxy or predecessor may send.
+    #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+    /// Connections past their handshake at once; more are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ZkServerArgs {
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where its records and tree snapshots live (recovered from on start).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// This server's shard.
+    #[arg(long)]
+    pub shard: u32,
+    /// This server's index among its shard's servers.
+    #[arg(long)]
+    pub index: u32,
+    /// Every shard server, shards separated by ';', a shard's servers by ',' (the same
+    /// list every proxy is given).
+    #[arg(long, value_parser = chains)]
+    pub servers: Chains,
+    /// fdatasync what is applied before saying so.
+    #[arg(long, value_enum, default_value = "on")]
+    pub fsync: OnOff,
+    /// Snapshot the tree every this many applied positions (0: never).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_every: u64,
+    /// Write the tree as it ends (`zk-s<S>-r<I>.snap`) here at a clean stop.
+    #[arg(long)]
+    pub record_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The largest frame a proxy or another server may send.
     #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
     /// Connections past their handshake at once; more are refused.

@@ -149,6 +149,12 @@ fn take<'a>(
 /// Builds the plan; errors say which knob or which line of the machines file is wrong.
 pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let system = a.system;
+    if system == System::Zkmason {
+        return Err(
+            "the zkmason system runs on loopback only so far (mason local --system zkmason); experiment run does not place shard servers yet"
+                .into(),
+        );
+    }
     let workload = a.workload.unwrap_or(if system.zk() {
         Workload::Mixed
     } else {
@@ -258,6 +264,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         workload,
         write_percent: a.zk.write_percent,
         znodes: a.zk.znodes,
+        zk_shards: 0,
         prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
         warmup: a.warmup,
         duration: a.duration,

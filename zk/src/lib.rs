@@ -15,7 +15,9 @@
 //!
 //! For ZK-Mason, [`shard`] says which shard owns a path and which shards an
 //! op touches, and [`order::InOrder`] hands a shard server its space's
-//! positions strictly in order, whatever order they come in.
+//! positions strictly in order, whatever order they come in. [`sharded`]
+//! runs an op on one shard's part of the tree, with the views of the other
+//! shards it touches, so that every shard decides as the whole tree would.
 //!
 //! [`history::check`] checks a run's acknowledged ops per znode for
 //! linearizability, from the clients' records.
@@ -43,6 +45,7 @@ pub mod path;
 mod read;
 mod session;
 pub mod shard;
+pub mod sharded;
 mod snapshot;
 mod tree;
 mod types;

@@ -112,6 +112,16 @@ impl<T: PartialEq> InOrder<T> {
         Offer::Taken
     }
 
+    /// The next position's content, if it has come, without taking it: (position, slot).
+    pub fn peek(&self) -> Option<(u64, &Slot<T>)> {
+        self.ahead.get(&self.next).map(|slot| (self.next, slot))
+    }
+
+    /// Everything held, in position order (to move what waits into a new intake).
+    pub fn into_held(self) -> Vec<(u64, Slot<T>)> {
+        self.ahead.into_iter().collect()
+    }
+
     /// The next position's content, if it has come: (position, slot). Call until `None`.
     pub fn pop(&mut self) -> Option<(u64, Slot<T>)> {
         let slot = self.ahead.remove(&self.next)?;
@@ -154,6 +164,22 @@ mod tests {
             "already applied"
         );
         assert!(drain(&mut q).is_empty());
+    }
+
+    #[test]
+    fn peek_shows_the_next_position_without_taking_it() {
+        let mut q = InOrder::new(1, 100);
+        assert_eq!(q.peek(), None);
+        q.offer(2, Slot::Op("b"));
+        assert_eq!(q.peek(), None, "1 has not come");
+        q.offer(1, Slot::Noops(1));
+        assert_eq!(q.peek(), Some((1, &Slot::Noops(1))));
+        assert_eq!(q.peek(), Some((1, &Slot::Noops(1))), "still there");
+        assert_eq!(q.held(), 2);
+        assert_eq!(q.pop(), Some((1, Slot::Noops(1))));
+        assert_eq!(q.peek(), Some((2, &Slot::Op("b"))));
+        q.pop();
+        assert_eq!(q.peek(), None);
     }
 
     #[test]

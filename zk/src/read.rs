@@ -94,15 +94,21 @@ impl DataTree {
     /// getAllChildrenNumber: every descendant of `path`; for `/` every node
     /// but the root.
     fn all_children_number(&self, path: &str) -> i32 {
-        let count = if path == "/" {
-            self.nodes.len().saturating_sub(1)
+        i32::try_from(self.descendants_held(path)).unwrap_or(i32::MAX)
+    }
+
+    /// The nodes this tree holds that getAllChildrenNumber counts for
+    /// `path`: a sum over disjoint parts of the tree (ZK-Mason's shards)
+    /// adds up to the whole tree's count.
+    pub(crate) fn descendants_held(&self, path: &str) -> usize {
+        if path == "/" {
+            self.nodes.len() - usize::from(self.nodes.contains_key("/"))
         } else {
             let prefix = format!("{path}/");
             self.nodes
                 .range(prefix.clone()..)
                 .take_while(|(k, _)| k.starts_with(&prefix))
                 .count()
-        };
-        i32::try_from(count).unwrap_or(i32::MAX)
+        }
     }
 }

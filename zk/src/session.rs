@@ -34,7 +34,8 @@ impl DataTree {
             }
             .to_string();
             // a node an ephemeral set names always exists; ZooKeeper ignores
-            // a missing one the same way
+            // a missing one the same way. On a ZK-Mason shard the parent may
+            // live on another shard: remove_node then leaves it to its owner.
             let _ = self.remove_node(&path, &parent, ctx.zxid, triggers);
         }
         self.sessions.remove(&session);

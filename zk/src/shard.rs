@@ -4,9 +4,11 @@
 //! of shards, after dropping a trailing sequential suffix (the ten characters `%010d`
 //! gives the parent's child counter) from its last component. So a sequential create is
 //! placed before its name is known (the parent's shard picks the suffix when the op
-//! applies), and `/q/job-0000000007` lives where `/q/job-` hashes. FNV-1a is fixed by its
-//! specification (offset 0xcbf29ce484222325, prime 0x100000001b3), so the placement is the
-//! same on every machine and release.
+//! applies), and `/q/job-0000000007` lives where `/q/job-` hashes. A create whose prefix
+//! ends in ten digits itself (`/q/0000000001`) makes nodes that live where the whole
+//! prefix hashes, and touches that shard. The empty path, the root's alias, lives where
+//! `/` does. FNV-1a is fixed by its specification (offset 0xcbf29ce484222325, prime
+//! 0x100000001b3), so the placement is the same on every machine and release.
 //!
 //! A znode's record (data, Stat, ACL, its children's names and its child counter) lives on
 //! its owner shard. A create and a delete touch the owner shard and the parent's owner
@@ -45,8 +47,10 @@ pub fn without_suffix(path: &str) -> &str {
     }
 }
 
-/// The shard that owns `path`, of `shards` (at least 1).
+/// The shard that owns `path`, of `shards` (at least 1). The empty path is an alias of
+/// the root (ZooKeeper's node map makes it one), so it lives where `/` does.
 pub fn owner(path: &str, shards: u32) -> u32 {
+    let path = if path.is_empty() { "/" } else { path };
     (fnv1a(without_suffix(path).as_bytes()) % u64::from(shards.max(1))) as u32
 }
 
@@ -59,6 +63,11 @@ pub fn touched(req: &Request, shards: u32) -> u64 {
     };
     let bit = |p: &str| 1u64 << owner(p, shards);
     match req {
+        // A sequential node is named the prefix and ten digits, so it lives where that name
+        // hashes; not always where the prefix does (a prefix may end in ten digits itself).
+        Request::Create { path, mode, .. } if mode.is_sequential() => {
+            bit(&format!("{path}0000000000")) | path::parent(path).map_or(0, bit)
+        }
         Request::Create { path, .. } | Request::Delete { path, .. } => {
             bit(path) | path::parent(path).map_or(0, bit)
         }
@@ -70,6 +79,13 @@ pub fn touched(req: &Request, shards: u32) -> u64 {
         | Request::GetAllChildrenNumber { .. } => all,
         other => other.paths().into_iter().fold(0, |m, p| m | bit(p)) & all,
     }
+}
+
+/// ZK-Mason: the sequencer spaces `req` takes a number in, as a mask. Space 0 is the
+/// clock every write touches (its number is the write's zxid); shard `s` is space `s + 1`.
+pub fn spaces(req: &Request, shards: u32) -> u64 {
+    let clock = u64::from(req.is_write());
+    clock | touched(req, shards.min(63)) << 1
 }
 
 #[cfg(test)]
@@ -94,6 +110,7 @@ mod tests {
         assert_eq!(without_suffix("/0123456789/x"), "/0123456789/x");
         assert_eq!(without_suffix("/"), "/");
         for shards in 1..9 {
+            assert_eq!(owner("", shards), owner("/", shards), "the root's alias");
             assert_eq!(owner("/q/job-0000000007", shards), owner("/q/job-", shards));
             assert!(owner("/a/b", shards) < shards);
         }
@@ -134,5 +151,23 @@ mod tests {
         let multi = Request::Multi(vec![set, create]);
         assert_eq!(touched(&multi, shards), both);
         assert_eq!(touched(&Request::CloseSession, shards), 0xff);
+    }
+
+    #[test]
+    fn a_sequential_create_touches_where_its_node_will_live() {
+        let prefix = "/q/job-0000000001";
+        let node = "/q/job-00000000010000000004";
+        let shards = (2..64)
+            .find(|n| owner(prefix, *n) != owner(node, *n))
+            .expect("some shard count tells them apart");
+        let create = Request::Create {
+            path: prefix.into(),
+            data: Bytes::new(),
+            acl: Vec::new(),
+            mode: crate::CreateMode::EphemeralSequential,
+        };
+        let mask = touched(&create, shards);
+        assert_ne!(mask & 1 << owner(node, shards), 0);
+        assert_eq!(mask, 1 << owner(node, shards) | 1 << owner("/q", shards));
     }
 }

@@ -9,6 +9,11 @@
 //! (i32 perms, string scheme, string id) each, the 9 persisted Stat fields),
 //! then u32 CRC-32 of everything before it. Strings and byte arrays are a
 //! u32 length then the bytes. Child lists and ephemeral sets are rebuilt.
+//!
+//! Version 2 is a ZK-Mason shard's records ([`DataTree::shard_snapshot`]): the same,
+//! but each node is followed by its children's names (u32 count, then strings, sorted),
+//! since a shard holds a node's record without its children's; nodes need not have
+//! their parents, nor the tree a root.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +26,7 @@ use crate::types::{Acl, StatPersisted};
 
 const MAGIC: &[u8; 4] = b"MZKT";
 const VERSION: u32 = 1;
+const SHARD_VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -134,9 +140,18 @@ fn invalid(why: &str) -> SnapshotError {
 impl DataTree {
     /// Encode the whole tree.
     pub fn snapshot(&self) -> Vec<u8> {
+        self.encode(VERSION)
+    }
+
+    /// Encode a ZK-Mason shard's records (version 2: child names kept with each node).
+    pub fn shard_snapshot(&self) -> Vec<u8> {
+        self.encode(SHARD_VERSION)
+    }
+
+    fn encode(&self, version: u32) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
-        put_u32(&mut out, VERSION);
+        put_u32(&mut out, version);
         put_i64(&mut out, self.last_zxid);
         put_count(&mut out, self.sessions.len());
         for (id, timeout) in &self.sessions {
@@ -146,6 +161,12 @@ impl DataTree {
         put_count(&mut out, self.nodes.len());
         for (path, node) in &self.nodes {
             encode_node(&mut out, path, node);
+            if version == SHARD_VERSION {
+                put_count(&mut out, node.children.len());
+                for c in &node.children {
+                    put_bytes(&mut out, c.as_bytes());
+                }
+            }
         }
         let crc = crc32fast::hash(&out);
         put_u32(&mut out, crc);
@@ -163,7 +184,7 @@ impl DataTree {
         let (body, trailer) = buf.split_at(buf.len() - 4);
         let mut r = Reader { buf: body, pos: 4 };
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != SHARD_VERSION {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let mut crc = [0u8; 4];
@@ -171,7 +192,7 @@ impl DataTree {
         if crc32fast::hash(body) != u32::from_be_bytes(crc) {
             return Err(SnapshotError::BadChecksum);
         }
-        let tree = read_tree(&mut r)?;
+        let tree = read_tree(&mut r, version == SHARD_VERSION)?;
         if r.pos != body.len() {
             return Err(SnapshotError::TrailingBytes(body.len() - r.pos));
         }
@@ -179,7 +200,7 @@ impl DataTree {
     }
 }
 
-fn read_tree(r: &mut Reader<'_>) -> Result<DataTree, SnapshotError> {
+fn read_tree(r: &mut Reader<'_>, shard: bool) -> Result<DataTree, SnapshotError> {
     let last_zxid = r.i64()?;
     let mut sessions = BTreeMap::new();
     for _ in 0..r.u32()? {
@@ -198,14 +219,24 @@ fn read_tree(r: &mut Reader<'_>) -> Result<DataTree, SnapshotError> {
     let count = r.u32()?;
     let mut previous: Option<String> = None;
     for _ in 0..count {
-        let (path, node) = read_node(r)?;
+        let (path, mut node) = read_node(r)?;
         if !is_valid_path(&path) {
             return Err(invalid("bad path"));
         }
         if previous.as_ref().is_some_and(|p| *p >= path) {
             return Err(invalid("paths out of order"));
         }
+        if shard {
+            for _ in 0..r.u32()? {
+                let name = r.string()?;
+                if name.is_empty() || name.contains('/') {
+                    return Err(invalid("bad child name"));
+                }
+                node.children.insert(name);
+            }
+        }
         match parent(&path) {
+            _ if shard => {}
             None => {}
             Some(parent_path) => {
                 let name = crate::path::name(&path).to_string();
@@ -226,7 +257,7 @@ fn read_tree(r: &mut Reader<'_>) -> Result<DataTree, SnapshotError> {
         tree.nodes.insert(path.clone(), node);
         previous = Some(path);
     }
-    if !tree.nodes.contains_key("/") {
+    if !shard && !tree.nodes.contains_key("/") {
         return Err(invalid("no root"));
     }
     Ok(tree)

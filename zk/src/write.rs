@@ -130,7 +130,10 @@ impl DataTree {
             path.to_string()
         };
         validate_path(&full)?;
-        if self.nodes.contains_key(&full) {
+        // Decided from the parent's child set (on a whole tree the same as
+        // looking the node up): a ZK-Mason shard holds the parent's record,
+        // while a sequential node's record could not be sent in advance.
+        if full == "/" || parent.children.contains(name(&full)) {
             return Err(Code::NodeExists);
         }
         if parent.stat.ephemeral_owner != 0 {
@@ -215,9 +218,12 @@ impl DataTree {
         Ok(OpResult::Delete)
     }
 
-    /// `DataTree.deleteNode`: unlink a node from its parent (moving the
-    /// parent's pzxid forward, never back) and from its session's ephemeral
-    /// set. Returns the node and the parent's previous pzxid.
+    /// `DataTree.deleteNode`: remove a node, unlink it from its session's
+    /// ephemeral set and from its parent (moving the parent's pzxid forward,
+    /// never back). Returns the node and the parent's previous pzxid. A
+    /// parent that is not held (only on a ZK-Mason shard, where its owner
+    /// updates it; on a whole tree a node's parent always exists) is
+    /// skipped, with its NodeChildrenChanged trigger.
     pub(crate) fn remove_node(
         &mut self,
         path: &str,
@@ -225,13 +231,6 @@ impl DataTree {
         zxid: i64,
         triggers: &mut Vec<Trigger>,
     ) -> Option<(Node, i64)> {
-        let parent = self.nodes.get_mut(parent_path)?;
-        let prev_pzxid = parent.stat.pzxid;
-        let parent_acl = parent.acl.clone();
-        parent.children.remove(name(path));
-        if zxid > parent.stat.pzxid {
-            parent.stat.pzxid = zxid;
-        }
         let node = self.nodes.remove(path)?;
         let owner = node.stat.ephemeral_owner;
         if owner != 0 {
@@ -247,11 +246,19 @@ impl DataTree {
             event: EventType::NodeDeleted,
             acl: node.acl.clone(),
         });
-        triggers.push(Trigger {
-            path: parent_path.to_string(),
-            event: EventType::NodeChildrenChanged,
-            acl: parent_acl,
-        });
+        let mut prev_pzxid = 0;
+        if let Some(parent) = self.nodes.get_mut(parent_path) {
+            prev_pzxid = parent.stat.pzxid;
+            parent.children.remove(name(path));
+            if zxid > parent.stat.pzxid {
+                parent.stat.pzxid = zxid;
+            }
+            triggers.push(Trigger {
+                path: parent_path.to_string(),
+                event: EventType::NodeChildrenChanged,
+                acl: parent.acl.clone(),
+            });
+        }
         Some((node, prev_pzxid))
     }
 

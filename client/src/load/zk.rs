@@ -54,6 +54,8 @@ pub struct ZkLoad {
     /// Where every thread's acknowledged ops go (appended to, ended cleanly); kept in
     /// [`LoadResult::zk_history`] when there is none.
     pub history_file: Option<PathBuf>,
+    /// ZK-Mason's shard count (0: RSMKeeper).
+    pub shards: u32,
 }
 
 impl ZkLoad {
@@ -348,7 +350,7 @@ async fn setup(
     payload: Bytes,
     width: usize,
 ) -> Option<ZkClient> {
-    let zk = match ZkClient::connect(client, z.session_timeout_ms).await {
+    let zk = match ZkClient::connect_sharded(client, z.session_timeout_ms, z.shards).await {
         Ok(zk) => zk,
         Err(e) => {
             tracing::error!(error = %e, "no ZooKeeper session");

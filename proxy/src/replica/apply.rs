@@ -46,6 +46,7 @@ impl Replica {
                 }
             }
             self.deliver_to_log(e.index, from, out);
+            self.deliver_to_zk(e.index, from, out);
         }
     }
 
@@ -120,6 +121,8 @@ impl Replica {
             Vec::new()
         });
         self.forget_written(b.log_done_below);
+        self.zk_forget(b.log_done_below);
+        self.zk_stash(&b, &kept, &numbered);
         for (o, n) in kept.iter().zip(&numbered) {
             if SpaceMask(n.mask).index_of(0) == Some(0) {
                 if let Some(pos) = n.numbers.first() {
@@ -160,7 +163,11 @@ impl Replica {
                 });
             }
         }
-        self.answer_dups(&dups, out);
+        if self.zk_on() {
+            self.zk_answer_dups(&dups, out);
+        } else {
+            self.answer_dups(&dups, out);
+        }
     }
 
     /// A batch's ops that were applied before: their kept answers, again.

@@ -91,10 +91,12 @@ impl Replica {
         let mut restart = false;
         let log_done_below = if self.cfg.log_shards > 0 {
             self.log_done_below()
+        } else if self.zk_on() {
+            self.zk_done_below()
         } else {
             0
         };
-        let time_ms = if self.cfg.keeper {
+        let time_ms = if self.cfg.keeper || self.zk_on() {
             self.cfg.wall_base_ms + (self.now / 1000) as i64
         } else {
             0

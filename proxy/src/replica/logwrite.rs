@@ -102,6 +102,10 @@ impl Replica {
         reply: ClientReply,
         out: &mut Vec<Action>,
     ) {
+        if self.zk_on() {
+            self.zk_answer_again(conn, reply, out);
+            return;
+        }
         let on = self.log_on();
         match self.deliveries.values_mut().next_back() {
             Some(last) if on => last.replies.push((conn, reply)),
@@ -150,10 +154,12 @@ impl Replica {
             self.send_delivery(index, out);
         }
         self.release_deliveries(out);
+        self.zk_start(out);
     }
 
     /// Leadership is lost: nothing is being written by this replica any more.
     pub(super) fn stop_deliveries(&mut self) {
+        self.zk_stop();
         self.log_reqs.clear();
         for d in self.deliveries.values_mut() {
             d.sent = false;
@@ -218,6 +224,7 @@ impl Replica {
 
     /// Re-sends writes unanswered (or refused for now) for `log_retry_us`.
     pub(super) fn retry_log_writes(&mut self, now: u64, out: &mut Vec<Action>) {
+        self.zk_retry(now, out);
         let retry = self.cfg.log_retry_us;
         for (id, req) in self.log_reqs.iter_mut() {
             if now.saturating_sub(req.sent_at) < retry {

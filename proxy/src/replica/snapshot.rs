@@ -33,6 +33,19 @@ struct SnapshotData {
     /// RSMKeeper: the ZooKeeper tree (`DataTree::snapshot`).
     #[prost(bytes = "vec", tag = "9")]
     tree: Vec<u8>,
+    /// ZK-Mason: deliveries not known to be applied by the shard servers.
+    #[prost(message, repeated, tag = "10")]
+    zk_deliveries: Vec<PendingZk>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PendingZk {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(uint32, tag = "2")]
+    shard: u32,
+    #[prost(message, repeated, tag = "3")]
+    items: Vec<mason_common::zkmsg::ZkItem>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -112,6 +125,15 @@ impl Replica {
                     items: d.items.values().flatten().cloned().collect(),
                 })
                 .collect(),
+            zk_deliveries: self
+                .zk_pending()
+                .into_iter()
+                .map(|(index, shard, items)| PendingZk {
+                    index,
+                    shard,
+                    items,
+                })
+                .collect(),
         }
         .encode_to_vec()
     }
@@ -162,6 +184,12 @@ impl Replica {
         for d in data.deliveries {
             self.restore_delivery(d.index, d.items);
         }
+        self.zk_restore(
+            data.zk_deliveries
+                .into_iter()
+                .map(|p| (p.index, p.shard, p.items))
+                .collect(),
+        );
         self.applied_index = snap.get_metadata().index;
         self.snapshot_index = self.applied_index;
         true

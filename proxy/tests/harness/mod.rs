@@ -66,6 +66,8 @@ pub struct Net {
     pub asks: Vec<(usize, GetSeq, SeqReply)>,
     /// Every takeover message a replica sent a sequencer: (replica, sequencer, message).
     pub to_seq: Vec<(usize, u32, Body)>,
+    /// ZK-Mason: every frame a replica sent a shard server: (replica, shard, server, frame).
+    pub to_zk: Vec<(usize, u32, u32, Body)>,
 }
 
 pub fn op(client: u64, seq: u64, mask: u64) -> ClientOp {
@@ -130,6 +132,7 @@ impl Net {
             replies: Vec::new(),
             asks: Vec::new(),
             to_seq: Vec::new(),
+            to_zk: Vec::new(),
         };
         for r in 0..N {
             net.on(r, |rep, now, out| rep.flush(now, out));
@@ -229,6 +232,15 @@ impl Net {
         for a in out {
             match a {
                 Action::Persist { .. } | Action::Snapshot { .. } | Action::LogWrite(_) => {}
+                Action::ToZk {
+                    shard,
+                    server,
+                    body,
+                } => {
+                    if !self.cut[r] {
+                        self.to_zk.push((r, shard, server, body));
+                    }
+                }
                 Action::ToSeq { seq, body } => {
                     if self.cut[r] {
                         continue;

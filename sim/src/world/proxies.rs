@@ -164,6 +164,8 @@ impl World {
                 ),
                 Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
                 Action::LogWrite(w) => self.log_write_from(m, w),
+                // No simulated world configures ZK-Mason shard servers (yet).
+                Action::ToZk { .. } => {}
             }
         }
         self.note_leader(m, slot);

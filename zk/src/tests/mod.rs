@@ -7,6 +7,8 @@ mod multi;
 mod op;
 mod oracle;
 mod session;
+mod sharded;
+mod sharded_gen;
 mod state;
 mod watch;
 mod write;

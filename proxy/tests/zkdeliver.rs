@@ -1,0 +1,188 @@
+//! ZK-Mason delivery over the group harness: a group with two shards of three servers
+//! each (spaces: the zxid clock, then one per shard) delivers every number it binds in a
+//! shard's space to that shard's servers, as ops or noops, and answers a client only
+//! once a majority of the servers of every shard its op touched applied it, with the
+//! reply a server computed. A new leader delivers again what its predecessor may not
+//! have finished, and a retried op is answered with the reply the servers keep.
+
+mod harness;
+
+use bytes::Bytes;
+use harness::{cfg, op, Net, TICK};
+use mason_common::msg::{Body, ClientOp};
+use mason_common::zkmsg::{ZkApplied, ZkDone, ZkItem};
+use mason_proxy::ReplicaConfig;
+use std::collections::BTreeMap;
+
+/// Clock (space 0) and shard 0 (space 1); shard 1 (space 2); both shards.
+const SHARD0: u64 = 0b011;
+const SHARD1: u64 = 0b100;
+const BOTH: u64 = 0b111;
+
+fn zk() -> ReplicaConfig {
+    ReplicaConfig {
+        zk_servers: vec![3, 3],
+        ..cfg(3)
+    }
+}
+
+/// Op `seq` of `client`, which has heard no answer yet.
+fn zk_op(client: u64, seq: u64, mask: u64) -> ClientOp {
+    ClientOp {
+        payload: Bytes::from(format!("req {client}/{seq}")),
+        acked_below: 1,
+        ..op(client, seq, mask)
+    }
+}
+
+/// What was delivered, per (shard, server): position -> item (the same every time).
+fn delivered(net: &Net, from: Option<usize>) -> BTreeMap<(u32, u32), BTreeMap<u64, ZkItem>> {
+    let mut out: BTreeMap<(u32, u32), BTreeMap<u64, ZkItem>> = BTreeMap::new();
+    for (r, shard, server, body) in &net.to_zk {
+        if from.is_some_and(|f| f != *r) {
+            continue;
+        }
+        if let Body::ZkDeliver(d) = body {
+            assert_eq!(d.shard, *shard);
+            for it in &d.items {
+                let at = out.entry((*shard, *server)).or_default();
+                if let Some(old) = at.insert(it.pos, it.clone()) {
+                    assert_eq!(&old, it, "two things delivered at {shard}/{}", it.pos);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Server `server` of `shard` says it applied everything delivered to it so far.
+fn ack(net: &mut Net, leader: usize, shard: u32, server: u32) {
+    let items = delivered(net, None)
+        .remove(&(shard, server))
+        .unwrap_or_default();
+    let done = items
+        .keys()
+        .map(|pos| ZkDone {
+            pos: *pos,
+            result: Bytes::from(format!("reply {shard}/{pos}")),
+            forgotten: false,
+        })
+        .collect();
+    let a = ZkApplied {
+        group: 0,
+        shard,
+        server,
+        done,
+    };
+    net.on(leader, |r, _, out| r.on_zk_applied(a, out));
+}
+
+#[test]
+fn answers_wait_for_a_majority_of_every_touched_shard() {
+    let (mut net, l) = Net::start(zk());
+    net.send(
+        l,
+        &[zk_op(1, 1, BOTH), zk_op(2, 1, SHARD0), zk_op(1, 2, SHARD1)],
+    );
+    net.advance(3 * TICK);
+    assert!(
+        net.oks(1).is_empty() && net.oks(2).is_empty(),
+        "nothing applied yet"
+    );
+    // Every number bound in a shard's space went to all three of its servers, contiguous.
+    let d = delivered(&net, None);
+    for shard in 0..2u32 {
+        for server in 0..3 {
+            let items = &d[&(shard, server)];
+            let mut next = *items.keys().next().expect("something");
+            for (pos, it) in items {
+                assert_eq!(*pos, next, "shard {shard}: a gap before {pos}");
+                next = it.end();
+            }
+        }
+    }
+    let ops: usize = d[&(0, 0)].values().filter(|i| i.is_op()).count();
+    assert_eq!(ops, 2, "two ops touch shard 0");
+    ack(&mut net, l, 0, 0);
+    ack(&mut net, l, 0, 1);
+    ack(&mut net, l, 1, 2);
+    assert!(
+        net.oks(1).is_empty(),
+        "shard 1 has one server of three: no answer"
+    );
+    ack(&mut net, l, 1, 0);
+    let a = net.oks(1);
+    assert_eq!(a.len(), 2, "{a:?}");
+    let r = a.iter().find(|r| r.client_seq == 1).expect("op 1");
+    let shard0 = r.numbers[1];
+    assert_eq!(
+        r.result,
+        Bytes::from(format!("reply 0/{shard0}")),
+        "the first shard's reply"
+    );
+    assert_eq!(net.oks(2).len(), 1);
+}
+
+#[test]
+fn a_new_leader_delivers_again_and_a_retry_is_answered_from_the_servers() {
+    let (mut net, l) = Net::start(zk());
+    net.send(l, &[zk_op(1, 1, BOTH), zk_op(1, 2, SHARD0)]);
+    net.advance(3 * TICK);
+    let before = delivered(&net, Some(l));
+    assert!(!before.is_empty());
+    // The leader is lost before any server answered.
+    net.cut[l] = true;
+    let new = net.elect();
+    net.advance(3 * TICK);
+    let again = delivered(&net, Some(new));
+    assert_eq!(
+        again, before,
+        "the new leader delivers the same positions again"
+    );
+    for shard in 0..2 {
+        for server in 0..2 {
+            ack(&mut net, new, shard, server);
+        }
+    }
+    // The client, which heard nothing, asks the new leader again.
+    net.send(new, &[zk_op(1, 1, BOTH), zk_op(1, 2, SHARD0)]);
+    net.advance(3 * TICK);
+    let queried: Vec<_> = net
+        .to_zk
+        .iter()
+        .filter(|(r, ..)| *r == new)
+        .filter_map(|(_, shard, server, b)| match b {
+            Body::ZkQuery(q) => Some((*shard, *server, q.positions.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !queried.is_empty(),
+        "the retries ask the servers for the kept replies"
+    );
+    for (shard, server, positions) in queried {
+        let done = positions
+            .iter()
+            .map(|pos| ZkDone {
+                pos: *pos,
+                result: Bytes::from(format!("reply {shard}/{pos}")),
+                forgotten: false,
+            })
+            .collect();
+        let a = ZkApplied {
+            group: 0,
+            shard,
+            server,
+            done,
+        };
+        net.on(new, |r, _, out| r.on_zk_applied(a, out));
+    }
+    let oks = net.oks(1);
+    for seq in [1, 2] {
+        let r = oks.iter().find(|r| r.client_seq == seq).expect("answered");
+        assert_eq!(r.result, Bytes::from(format!("reply 0/{}", r.numbers[1])));
+    }
+    // Bound once each: the retries took no new numbers.
+    let bound = net.bound_ops(new, 1);
+    assert_eq!(bound.len(), 2, "{bound:?}");
+}
