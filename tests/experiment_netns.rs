@@ -1,6 +1,7 @@
 //! `mason experiment` end to end through real SSH: a 6-machine cluster on this host
 //! (network namespaces, each with its own address and sshd, made by
-//! scripts/netns-cluster.sh): 2 sequencers, 3 proxies, 1 client.
+//! scripts/netns-cluster.sh): 2 sequencers, 3 proxies, 1 client, 3 servers (ZK-Mason's
+//! shard servers; the other systems leave them unused).
 //! - `setup parse-list` asks every machine over SSH and writes the same machine_info.txt
 //!   the cluster script wrote;
 //! - a short run with the leader of group 0 SIGKILLed passes every check, recovers, and
@@ -68,7 +69,7 @@ impl NsCluster {
             .arg(&dir)
             .args([
                 "--machines",
-                "sequencer-1,sequencer-2,proxy-1,proxy-2,proxy-3,client-1",
+                "sequencer-1,sequencer-2,proxy-1,proxy-2,proxy-3,client-1,server-1,server-2,server-3",
             ])
             .output()
             .expect("running netns-cluster.sh");
@@ -254,6 +255,33 @@ fn experiment_on_a_namespace_cluster() {
     assert!(text.contains("verify: ok linearizable"), "{text}");
     assert!(text.contains("trees agree replicas=2"), "{text}");
     c.wait_none_running("after zk1");
+
+    // ZK-Mason: one shard on the three server machines, its proxy leader killed.
+    let o = c
+        .run_cmd(
+            &info,
+            &[
+                "--name",
+                "zkm1",
+                "--system",
+                "zkmason",
+                "--zk-shards",
+                "1",
+                "--duration",
+                "3",
+                "--znodes",
+                "16",
+                "--kill-leader",
+                "1.5",
+            ],
+        )
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "zkm1: {text}");
+    assert!(text.contains("verify: ok linearizable"), "{text}");
+    assert!(text.contains("trees agree shards=1 servers=3"), "{text}");
+    c.wait_none_running("after zkm1");
 
     // A suite: two points, one trial each, the CSV and the plots.
     let mut suite = c.run_cmd(&info, &["--duration", "1"]);

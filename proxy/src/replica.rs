@@ -22,6 +22,7 @@ mod keeper;
 mod logwrite;
 mod snapshot;
 mod zkdeliver;
+mod zkexpire;
 
 pub use crate::config::{Mutant, ReplicaConfig};
 use crate::entry::OpEntry;
@@ -248,6 +249,10 @@ pub struct Replica {
     log_stash: HashMap<u64, Bytes>,
     /// ZK-Mason: deliveries to the shard servers.
     zk: zkdeliver::ZkState,
+    /// ZK-Mason: sessions closed for idleness whose ZooKeeper session is still to close
+    /// on the shards (applied state), and those this leader batched a close for.
+    zk_expiring: std::collections::BTreeSet<u64>,
+    zk_closes_batched: std::collections::BTreeSet<u64>,
 }
 
 impl Replica {
@@ -300,6 +305,8 @@ impl Replica {
             next_log_req: (u64::from(cfg.group) << LOG_REQ_GROUP_SHIFT) + 1,
             log_stash: HashMap::new(),
             zk: zkdeliver::ZkState::default(),
+            zk_expiring: Default::default(),
+            zk_closes_batched: Default::default(),
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {
@@ -381,6 +388,7 @@ impl Replica {
         self.last_tick = now;
         self.now = self.now.max(now);
         self.node.tick();
+        self.zk_propose_closes(now, out);
         let retry = self.cfg.seq_retry_us;
         let group = self.cfg.group;
         if let Some(l) = self.leader.as_mut() {

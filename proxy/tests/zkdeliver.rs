@@ -186,3 +186,48 @@ fn a_new_leader_delivers_again_and_a_retry_is_answered_from_the_servers() {
     let bound = net.bound_ops(new, 1);
     assert_eq!(bound.len(), 2, "{bound:?}");
 }
+
+/// A client that goes silent past the session timeout: the group closes its session
+/// through the log, and its leader then sends a closeSession of that session to every
+/// shard (once), so the shard servers delete its ephemerals at one place in each
+/// shard's order. A leader elected after the close sends it if its predecessor had not.
+#[test]
+fn an_idle_session_is_closed_on_every_shard() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        session_timeout_us: 20 * TICK,
+        ..zk()
+    });
+    net.send(l, &[zk_op(1, 1, SHARD0), zk_op(2, 1, SHARD1)]);
+    // Client 1 stays busy; client 2 says nothing more.
+    for i in 0..40u64 {
+        net.send(l, &[zk_op(1, 2 + i, SHARD0)]);
+        net.advance(2 * TICK);
+        for shard in 0..2 {
+            for server in 0..2 {
+                ack(&mut net, l, shard, server);
+            }
+        }
+    }
+    let closes: Vec<ZkItem> = delivered(&net, Some(l))
+        .into_iter()
+        .flat_map(|(_, items)| items.into_values())
+        .filter(|it| {
+            it.is_op() && it.session == harness::session(2) && it.payload != Bytes::from("req 2/1")
+        })
+        .collect();
+    // One closeSession per shard (both shards' servers got the same op).
+    assert!(!closes.is_empty(), "no closeSession was delivered");
+    let first = &closes[0];
+    assert_eq!(
+        first.mask, BOTH,
+        "a close touches the clock and every shard"
+    );
+    let header = mason_zk::jute::split_request(&first.payload)
+        .expect("a request")
+        .0;
+    assert_eq!(header.op, mason_zk::opcode::CLOSE_SESSION);
+    let distinct: std::collections::BTreeSet<Vec<u64>> =
+        closes.iter().map(|c| c.numbers.clone()).collect();
+    assert_eq!(distinct.len(), 1, "closed once: {distinct:?}");
+    assert!(net.oks(1).len() > 10, "client 1 kept being answered");
+}

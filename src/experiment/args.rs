@@ -185,7 +185,8 @@ pub struct RunArgs {
     /// Where each machine keeps the binary, logs and data: <remote-dir>/<machine name>/.
     #[arg(long, default_value = "/tmp/mason-rs", value_parser = remote_dir)]
     pub remote_dir: String,
-    /// Ports: sequencers listen on BASE, proxies on BASE+1, log servers on BASE+2.
+    /// Ports: sequencers listen on BASE, proxies on BASE+1, log servers on BASE+2, ZK-Mason
+    /// shard servers on BASE+3.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
     /// Machines served at once by SSH.

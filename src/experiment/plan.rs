@@ -11,6 +11,9 @@ use mason_setup::machines::{with_role, Machine, Role};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+/// Servers per ZK-Mason shard.
+pub const ZK_SERVERS: u32 = 3;
+
 /// What a process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -22,6 +25,11 @@ pub enum Kind {
     },
     /// Log server `i`: member `i % R` of shard `i / R`'s chain.
     LogServer(usize),
+    /// ZK-Mason shard server `index` of `shard`.
+    ZkServer {
+        shard: u32,
+        index: u32,
+    },
     Client(u32),
 }
 
@@ -44,6 +52,7 @@ impl Proc {
             Kind::Sequencer(_) => "sequencer",
             Kind::Proxy { .. } => "proxy",
             Kind::LogServer(_) => "log-server",
+            Kind::ZkServer { .. } => "zk-server",
             Kind::Client(_) => "client",
         }
     }
@@ -54,13 +63,15 @@ impl Proc {
             Kind::Sequencer(i) => format!("sequencer {i} (backup)"),
             Kind::Proxy { triple, replica } => format!("proxy triple {triple} replica {replica}"),
             Kind::LogServer(i) => format!("log server {i}"),
+            Kind::ZkServer { shard, index } => format!("zk server {index} of shard {shard}"),
             Kind::Client(i) => format!("client {i}"),
         }
     }
 }
 
 pub struct Plan {
-    /// In start order: log servers (tails first), sequencers, proxies, clients.
+    /// In start order: log servers (tails first) or shard servers, sequencers, proxies,
+    /// clients.
     pub procs: Vec<Proc>,
     /// Machines of the file the run does not use.
     pub unused: Vec<String>,
@@ -149,11 +160,9 @@ fn take<'a>(
 /// Builds the plan; errors say which knob or which line of the machines file is wrong.
 pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     let system = a.system;
-    if system == System::Zkmason {
-        return Err(
-            "the zkmason system runs on loopback only so far (mason local --system zkmason); experiment run does not place shard servers yet"
-                .into(),
-        );
+    let zk_shards = a.zk.shards(system);
+    if system != System::Zkmason && a.zk.zk_shards.is_some() {
+        return Err("--zk-shards applies to the zkmason system only".into());
     }
     let workload = a.workload.unwrap_or(if system.zk() {
         Workload::Mixed
@@ -162,7 +171,10 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     });
     if system.zk() {
         let refused = [
-            ("--kill-sequencer", a.kill_sequencer.is_some()),
+            (
+                "--kill-sequencer",
+                a.kill_sequencer.is_some() && system == System::Rsmkeeper,
+            ),
             ("--spaces", a.spaces != 1),
         ];
         if let Some((flag, _)) = refused.iter().find(|x| x.1) {
@@ -234,6 +246,14 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     if clients.is_empty() {
         return Err("no client machines: name one client-N".into());
     }
+    let zk_machines = if zk_shards > 0 {
+        let want = zk_shards * ZK_SERVERS;
+        let s = take(machines, Role::Server, Some(want), "--zk-shards")
+            .map_err(|e| format!("{e} (3 server-N machines per shard)"))?;
+        s
+    } else {
+        Vec::new()
+    };
     let servers = if system.log() {
         let s = take(machines, Role::Server, a.log_servers, "--log-servers")?;
         let r = a.replication as usize;
@@ -250,13 +270,22 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     // A triple hosts the groups g with g % triples == t: with fewer groups than triples,
     // only the first `groups` triples are used.
     // RSMKeeper is one group, on one triple.
-    let groups = if system.zk() { 1 } else { a.groups };
+    let groups = if system == System::Rsmkeeper {
+        1
+    } else {
+        a.groups
+    };
     let triples = (proxies.len() as u32 / 3).min(groups);
     let proxies = &proxies[..triples as usize * 3];
     let shape = Shape {
         system,
         groups,
-        spaces: a.spaces,
+        // ZK-Mason: the zxid clock, then one space per shard.
+        spaces: if zk_shards > 0 {
+            zk_shards + 1
+        } else {
+            a.spaces
+        },
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
@@ -264,7 +293,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         workload,
         write_percent: a.zk.write_percent,
         znodes: a.zk.znodes,
-        zk_shards: 0,
+        zk_shards,
         prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
         warmup: a.warmup,
         duration: a.duration,
@@ -310,7 +339,19 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
     } else {
         None
     };
-    let chains = layout.as_ref().map(LogLayout::chains_arg);
+    let zk_addrs = zk_machines
+        .iter()
+        .map(|m| addr(m, 3))
+        .collect::<Result<Vec<_>, _>>()?;
+    let zk_list = zk_addrs
+        .chunks(ZK_SERVERS as usize)
+        .map(roles::join)
+        .collect::<Vec<_>>()
+        .join(";");
+    let chains = match &layout {
+        Some(l) => Some(l.chains_arg()),
+        None => (zk_shards > 0).then(|| zk_list.clone()),
+    };
     let mut procs = Vec::new();
     let proc_ = |m: &Machine, kind, listen, args| Proc {
         machine: m.clone(),
@@ -331,6 +372,24 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             );
             procs.push(proc_(m, Kind::LogServer(i), Some(l.addrs[i]), args));
         }
+    }
+    for (k, m) in zk_machines.iter().enumerate() {
+        let (shard, index) = (k / ZK_SERVERS as usize, k % ZK_SERVERS as usize);
+        let d = dir(m);
+        let args = roles::zk_server(
+            &on(m),
+            zk_addrs[k],
+            shard,
+            index,
+            &zk_list,
+            &format!("{d}/data"),
+            &format!("{d}/out"),
+        );
+        let kind = Kind::ZkServer {
+            shard: shard as u32,
+            index: index as u32,
+        };
+        procs.push(proc_(m, kind, Some(zk_addrs[k]), args));
     }
     for (i, m) in seqs.iter().enumerate() {
         let args = roles::sequencer(

@@ -258,6 +258,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             start_all(at, &none)?;
         }
     }
+    // ZK-Mason's shard servers link to each other and wait for proxies: any order.
+    start_all(
+        plan.of(|k| matches!(k, Kind::ZkServer { .. })).collect(),
+        &none,
+    )?;
     start_all(
         plan.of(|k| matches!(k, Kind::Sequencer(_))).collect(),
         &none,
@@ -299,6 +304,19 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         |p| p.machine.name.clone(),
         |p| remote::signal(&ssh, p, "TERM", true),
     )?;
+    // Shard servers last, once nothing more is delivered (a lagging one catches up from
+    // its peers meanwhile): each writes the tree it ends with.
+    let zk_servers: Vec<&Proc> = plan.of(|k| matches!(k, Kind::ZkServer { .. })).collect();
+    if !zk_servers.is_empty() {
+        std::thread::sleep(Duration::from_millis(1500));
+        each(
+            &zk_servers,
+            width,
+            "stopping the shard servers",
+            |p| p.machine.name.clone(),
+            |p| remote::signal(&ssh, p, "TERM", true),
+        )?;
+    }
     let machines_dir = out.join("machines");
     each(
         &used,
@@ -344,8 +362,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         killed_replicas: killed.proxies,
         triples: plan.triples,
         zk: plan.shape.system.zk().then_some(report::ZkChecks {
-            shards: 0,
-            servers: 3,
+            shards: plan.shape.zk_shards,
+            servers: super::plan::ZK_SERVERS,
             gone: Vec::new(),
         }),
     };

@@ -1,14 +1,18 @@
 //! Where a znode lives in ZK-Mason, and which shards an op touches.
 //!
-//! A path's owner shard is the 64-bit FNV-1a hash of the path, taken modulo the number
-//! of shards, after dropping a trailing sequential suffix (the ten characters `%010d`
+//! A path's owner shard is the 64-bit FNV-1a hash of the path, mixed by MurmurHash3's
+//! 64-bit finalizer (`fmix64`), taken modulo the number of shards, after dropping a trailing sequential suffix (the ten characters `%010d`
 //! gives the parent's child counter) from its last component. So a sequential create is
 //! placed before its name is known (the parent's shard picks the suffix when the op
 //! applies), and `/q/job-0000000007` lives where `/q/job-` hashes. A create whose prefix
 //! ends in ten digits itself (`/q/0000000001`) makes nodes that live where the whole
 //! prefix hashes, and touches that shard. The empty path, the root's alias, lives where
-//! `/` does. FNV-1a is fixed by its specification (offset 0xcbf29ce484222325, prime
-//! 0x100000001b3), so the placement is the same on every machine and release.
+//! `/` does. Both functions are fixed by their specifications (FNV-1a: offset
+//! 0xcbf29ce484222325, prime 0x100000001b3; fmix64: shifts of 33 and the constants
+//! 0xff51afd7ed558ccd and 0xc4ceb9fe1a85ec53), so the placement is the same on every
+//! machine and release. The finalizer is needed: FNV-1a's low bits mix poorly (its lowest
+//! bit is the parity of the bytes' lowest bits), so with 2 shards every `/z{k}/n{k}`
+//! landed on one shard.
 //!
 //! A znode's record (data, Stat, ACL, its children's names and its child counter) lives on
 //! its owner shard. A create and a delete touch the owner shard and the parent's owner
@@ -47,11 +51,22 @@ pub fn without_suffix(path: &str) -> &str {
     }
 }
 
+/// MurmurHash3's 64-bit finalizer: every input bit reaches every output bit.
+pub fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
 /// The shard that owns `path`, of `shards` (at least 1). The empty path is an alias of
 /// the root (ZooKeeper's node map makes it one), so it lives where `/` does.
 pub fn owner(path: &str, shards: u32) -> u32 {
     let path = if path.is_empty() { "/" } else { path };
-    (fnv1a(without_suffix(path).as_bytes()) % u64::from(shards.max(1))) as u32
+    let h = fmix64(fnv1a(without_suffix(path).as_bytes()));
+    (h % u64::from(shards.max(1))) as u32
 }
 
 /// The shards `req` touches, as a bit mask (bit s = shard s; at most 64 shards).
@@ -113,6 +128,26 @@ mod tests {
             assert_eq!(owner("", shards), owner("/", shards), "the root's alias");
             assert_eq!(owner("/q/job-0000000007", shards), owner("/q/job-", shards));
             assert!(owner("/a/b", shards) < shards);
+        }
+    }
+
+    #[test]
+    fn fmix64_matches_murmur3() {
+        // MurmurHash3's fmix64 of 0 is 0; of 1, a published value.
+        assert_eq!(fmix64(0), 0);
+        assert_eq!(fmix64(1), 0xb456_bcfc_34c2_cb2c);
+    }
+
+    #[test]
+    fn short_similar_paths_spread_over_two_and_four_shards() {
+        // The load generator's znodes: FNV-1a alone put every one on one shard of two.
+        for shards in [2u32, 4, 8] {
+            let mut seen = vec![0u32; shards as usize];
+            for k in 0..64 {
+                seen[owner(&format!("/z{}/n{k}", k % 16), shards) as usize] += 1;
+            }
+            let fair = 64 / shards;
+            assert!(seen.iter().all(|n| *n >= fair / 3), "{shards} shards: {seen:?}");
         }
     }
 

@@ -84,6 +84,11 @@ impl Replica {
         let mut kept = Vec::with_capacity(b.ops.len());
         let mut dups = Vec::new();
         for o in &b.ops {
+            // ZK-Mason: the group's own closeSession of an expired session.
+            if self.zk_take_close(o) {
+                kept.push(o);
+                continue;
+            }
             // A session closed since its op was batched: the op binds nothing.
             let Some(a) = self.sessions.get_mut(&o.session) else {
                 continue;

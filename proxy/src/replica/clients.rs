@@ -360,6 +360,7 @@ impl Replica {
         for s in &e.closed {
             self.sessions.remove(s);
             self.expire_zk_session(*s);
+            self.zk_expire(*s);
             if let Some(l) = self.leader.as_mut() {
                 if let Some(lc) = l.clients.remove(s) {
                     let held: usize = lc.held.values().map(|o| queued_size(o.payload.len())).sum();

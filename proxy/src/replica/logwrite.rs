@@ -160,6 +160,7 @@ impl Replica {
     /// Leadership is lost: nothing is being written by this replica any more.
     pub(super) fn stop_deliveries(&mut self) {
         self.zk_stop();
+        self.zk_closes_batched.clear();
         self.log_reqs.clear();
         for d in self.deliveries.values_mut() {
             d.sent = false;

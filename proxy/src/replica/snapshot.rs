@@ -36,6 +36,9 @@ struct SnapshotData {
     /// ZK-Mason: deliveries not known to be applied by the shard servers.
     #[prost(message, repeated, tag = "10")]
     zk_deliveries: Vec<PendingZk>,
+    /// ZK-Mason: closed sessions whose ZooKeeper session is still to close.
+    #[prost(uint64, repeated, tag = "11")]
+    zk_expiring: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -125,6 +128,7 @@ impl Replica {
                     items: d.items.values().flatten().cloned().collect(),
                 })
                 .collect(),
+            zk_expiring: self.zk_expiring.iter().copied().collect(),
             zk_deliveries: self
                 .zk_pending()
                 .into_iter()
@@ -184,6 +188,7 @@ impl Replica {
         for d in data.deliveries {
             self.restore_delivery(d.index, d.items);
         }
+        self.zk_expiring = data.zk_expiring.into_iter().collect();
         self.zk_restore(
             data.zk_deliveries
                 .into_iter()

@@ -1,0 +1,78 @@
+//! ZK-Mason session expiry: when the group closes an idle client session (through its
+//! log, `--session-timeout-s`), the ZooKeeper session it carried must end too, with its
+//! ephemerals, at one place in every shard's order. So every replica notes the session
+//! as *expiring* when it applies the close (applied state, in snapshots), and the
+//! serving leader batches a closeSession for it, as an op of that session with seq 0
+//! (no client sends seq 0). The op takes its numbers like any other (every shard and the
+//! clock) and goes to the shard servers, which delete the session's ephemerals at it.
+//! Applying it ends the expiry; a second one (a new leader batched it again) binds
+//! nothing, its numbers become noops.
+
+use super::{Action, Replica};
+use crate::entry::OpEntry;
+use bytes::Bytes;
+use mason_zk::jute::{RequestHeader, Writer};
+use mason_zk::{opcode, shard, Request};
+
+impl Replica {
+    /// Applying the close of idle session `session`: its ZooKeeper session must expire.
+    pub(super) fn zk_expire(&mut self, session: u64) {
+        if self.zk_on() {
+            self.zk_expiring.insert(session);
+        }
+    }
+
+    /// Whether `o` is a group-made closeSession still to apply (then it is applied, and
+    /// the session's expiry is done).
+    pub(super) fn zk_take_close(&mut self, o: &OpEntry) -> bool {
+        o.client_seq == 0 && self.zk_on() && self.zk_expiring.remove(&o.session)
+    }
+
+    /// The serving leader batches a closeSession for each expiring session it has not
+    /// batched one for yet.
+    pub(super) fn zk_propose_closes(&mut self, now: u64, _out: &mut [Action]) {
+        if !self.zk_on() || !self.is_serving() {
+            return;
+        }
+        let shards = self.cfg.zk_servers.len() as u32;
+        let mask = shard::spaces(&Request::CloseSession, shards);
+        let todo: Vec<u64> = self
+            .zk_expiring
+            .iter()
+            .filter(|s| !self.zk_closes_batched.contains(s))
+            .copied()
+            .collect();
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        for session in todo {
+            tracing::info!(
+                group = self.cfg.group,
+                session,
+                "an idle session expires: closing its ZooKeeper session on every shard"
+            );
+            l.batch(
+                now,
+                OpEntry {
+                    session,
+                    client_seq: 0,
+                    space_mask: mask,
+                    payload: close_payload(),
+                    acked_below: 0,
+                },
+            );
+            self.zk_closes_batched.insert(session);
+        }
+    }
+}
+
+/// closeSession in jute: the header `{xid 0, -11}` and no body.
+fn close_payload() -> Bytes {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid: 0,
+        op: opcode::CLOSE_SESSION,
+    }
+    .write(&mut w);
+    Bytes::from(w.into_inner())
+}

@@ -1,0 +1,60 @@
+//! ZK-Mason on real processes (`mason local --system zkmason`): the tree is sharded over
+//! shard servers (three per shard), proxy groups take a number per touched shard (and one
+//! in the zxid clock per write) from the sequencer, and deliver every bound op and noop
+//! to the shards' servers. The verdict checks every acknowledged op per znode for
+//! linearizability, that the servers of each shard end with the same tree, and that the
+//! shards' trees together hold every acknowledged create.
+//! Faults: SIGKILL of a shard server that restarts from its disk and catches up from its
+//! peers, and of the proxy process leading group 0 (its successor delivers again what
+//! it may not have finished).
+
+#[path = "support/cluster.rs"]
+mod cluster;
+use cluster::{exited_ok, one_at_a_time, run_local, small, OutDir, Report};
+use std::time::Duration;
+
+/// `key=N` from the verdict.
+fn field(verify: &str, key: &str) -> u64 {
+    verify
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix(key))
+        .and_then(|n| n.trim_end_matches(';').parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in '{verify}'"))
+}
+
+fn zkmason(name: &str, extra: &str) -> Report {
+    let _one = one_at_a_time();
+    let out = OutDir::new(name);
+    let flags = format!("--system zkmason --duration 3 --warmup 0.5 --znodes 16 {extra}");
+    let run = run_local(&small(&flags), out.path(), Duration::from_secs(120));
+    let r = exited_ok(&run);
+    assert!(
+        r.verify.starts_with("verify: ok linearizable"),
+        "{}",
+        r.verify
+    );
+    assert!(r.aggregate[0] > 0.0, "aggregate {:?}", r.aggregate);
+    // 16 znodes /z{k}/n{k} and their 16 parents, each created once by some client.
+    assert_eq!(field(&r.verify, "znodes="), 32, "{}", r.verify);
+    assert_eq!(field(&r.verify, "created="), 32, "{}", r.verify);
+    assert!(field(&r.verify, "writes=") > 100, "{}", r.verify);
+    assert!(field(&r.verify, "reads=") > 100, "{}", r.verify);
+    r
+}
+
+#[test]
+fn zkmason_mixed_load_is_linearizable_and_each_shards_servers_agree() {
+    let r = zkmason("zkm-mixed", "--fsync off --zk-shards 3");
+    assert_eq!(field(&r.verify, "shards="), 3, "{}", r.verify);
+    assert_eq!(field(&r.verify, "servers="), 9, "{}", r.verify);
+}
+
+#[test]
+fn zkmason_survives_a_shard_server_and_a_proxy_leader_killed() {
+    let r = zkmason(
+        "zkm-kills",
+        "--fsync on --zk-shards 2 --kill-zk-server 0.8 --restart-zk-server 1.6 --kill-leader 1.2",
+    );
+    // The restarted shard server caught up: every server of every shard is compared.
+    assert_eq!(field(&r.verify, "servers="), 6, "{}", r.verify);
+}
