@@ -10,17 +10,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{exited_ok, one_at_a_time, run_local, small, OutDir, Report};
+use cluster::{exited_ok, field, one_at_a_time, run_local, small, OutDir, Report};
 use std::time::Duration;
-
-/// `key=N` from the verdict.
-fn field(verify: &str, key: &str) -> u64 {
-    verify
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix(key))
-        .and_then(|n| n.trim_end_matches(';').parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in '{verify}'"))
-}
 
 fn zkmason(name: &str, extra: &str) -> Report {
     let _one = one_at_a_time();

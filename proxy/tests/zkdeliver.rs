@@ -60,8 +60,18 @@ fn ack(net: &mut Net, leader: usize, shard: u32, server: u32) {
     let items = delivered(net, None)
         .remove(&(shard, server))
         .unwrap_or_default();
-    let done = items
-        .keys()
+    applied(net, leader, shard, server, items.keys());
+}
+
+/// Server `server` of `shard` applied `positions`; each reply names its place.
+fn applied<'a>(
+    net: &mut Net,
+    leader: usize,
+    shard: u32,
+    server: u32,
+    positions: impl Iterator<Item = &'a u64>,
+) {
+    let done = positions
         .map(|pos| ZkDone {
             pos: *pos,
             result: Bytes::from(format!("reply {shard}/{pos}")),
@@ -161,21 +171,7 @@ fn a_new_leader_delivers_again_and_a_retry_is_answered_from_the_servers() {
         "the retries ask the servers for the kept replies"
     );
     for (shard, server, positions) in queried {
-        let done = positions
-            .iter()
-            .map(|pos| ZkDone {
-                pos: *pos,
-                result: Bytes::from(format!("reply {shard}/{pos}")),
-                forgotten: false,
-            })
-            .collect();
-        let a = ZkApplied {
-            group: 0,
-            shard,
-            server,
-            done,
-        };
-        net.on(new, |r, _, out| r.on_zk_applied(a, out));
+        applied(&mut net, new, shard, server, positions.iter());
     }
     let oks = net.oks(1);
     for seq in [1, 2] {

@@ -392,3 +392,12 @@ pub fn small(extra: &str) -> Vec<&str> {
     v.extend(extra.split_whitespace());
     v
 }
+
+/// `key=N` from a verdict line.
+pub fn field(verify: &str, key: &str) -> u64 {
+    verify
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix(key))
+        .and_then(|n| n.trim_end_matches(';').parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in '{verify}'"))
+}

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use mason_common::types::SpaceMask;
 use mason_common::zkmsg::ZkItem;
-use mason_zk::jute::{self, Decoded, Reader, ReplyHeader, Shape, Writer};
+use mason_zk::jute::{self, Decoded, Reader, Shape};
 use mason_zk::sharded::{self, View};
 use mason_zk::{opcode, shard, Code, Ctx, DataTree, Request};
 
@@ -118,12 +118,5 @@ pub fn run(
 
 /// A reply with only a header.
 pub fn error_reply(xid: i32, zxid: i64, code: Code) -> Bytes {
-    let mut w = Writer::new();
-    ReplyHeader {
-        xid,
-        zxid,
-        err: code.code(),
-    }
-    .write(&mut w);
-    Bytes::from(w.into_inner())
+    Bytes::from(jute::header_reply(xid, zxid, code.code()))
 }

@@ -17,7 +17,7 @@
 use super::{Action, OpAnswer, Replica};
 use crate::entry::{BatchEntry, OpEntry};
 use bytes::Bytes;
-use mason_zk::jute::{self, Decoded, JuteError, Reader, ReplyHeader, Writer};
+use mason_zk::jute::{self, Decoded, JuteError, Reader};
 use mason_zk::{opcode, Code, Ctx, DataTree, Request};
 
 impl Replica {
@@ -149,12 +149,5 @@ fn reply_code(e: &JuteError) -> Code {
 }
 
 fn error_reply(xid: i32, zxid: i64, code: Code) -> Bytes {
-    let mut w = Writer::new();
-    ReplyHeader {
-        xid,
-        zxid,
-        err: code.code(),
-    }
-    .write(&mut w);
-    Bytes::from(w.into_inner())
+    Bytes::from(jute::header_reply(xid, zxid, code.code()))
 }

@@ -41,8 +41,8 @@ pub use records::{
 };
 pub use request::{decode_request, encode_request, read_request, split_request, Decoded, Shape};
 pub use response::{
-    decode_notification, decode_response, encode_notification, encode_response, read_response,
-    split_reply,
+    decode_notification, decode_response, encode_notification, encode_response, header_reply,
+    read_response, split_reply,
 };
 pub use special::{
     decode_special_response, encode_special_request, encode_special_response, ClientInfo,

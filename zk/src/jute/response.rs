@@ -140,6 +140,13 @@ fn write_op_result(w: &mut Writer, result: &OpResult, shape: &Shape) {
 }
 
 /// Splits a reply payload into its header and body.
+/// A reply that is only a header (an error, or a reply with no body), unframed.
+pub fn header_reply(xid: i32, zxid: i64, err: i32) -> Vec<u8> {
+    let mut w = Writer::new();
+    ReplyHeader { xid, zxid, err }.write(&mut w);
+    w.into_inner()
+}
+
 pub fn split_reply(payload: &[u8]) -> Result<(ReplyHeader, &[u8]), JuteError> {
     let mut r = Reader::new(payload);
     let header = ReplyHeader::read(&mut r)?;
