@@ -205,11 +205,9 @@ fn an_idle_session_is_closed_on_every_shard() {
         }
     }
     let closes: Vec<ZkItem> = delivered(&net, Some(l))
-        .into_iter()
-        .flat_map(|(_, items)| items.into_values())
-        .filter(|it| {
-            it.is_op() && it.session == harness::session(2) && it.payload != Bytes::from("req 2/1")
-        })
+        .into_values()
+        .flat_map(|items| items.into_values())
+        .filter(|it| it.is_op() && it.session == harness::session(2) && it.payload != "req 2/1")
         .collect();
     // One closeSession per shard (both shards' servers got the same op).
     assert!(!closes.is_empty(), "no closeSession was delivered");
