@@ -92,6 +92,9 @@ pub enum Mutant {
     /// RSMKeeper: followers apply each batch's requests in reverse order (the leader in
     /// order), so replicas' trees part.
     KeeperReorder,
+    /// ZK-Mason: a new leader does not deliver again what its predecessor may not have
+    /// delivered to the shard servers (their positions stay holes).
+    NoZkRedo,
 }
 
 impl std::str::FromStr for Mutant {
@@ -106,9 +109,10 @@ impl std::str::FromStr for Mutant {
             "no-log-redo" => Ok(Mutant::NoLogRedo),
             "wrong-numbers" => Ok(Mutant::WrongNumbers),
             "keeper-reorder" => Ok(Mutant::KeeperReorder),
+            "no-zk-redo" => Ok(Mutant::NoZkRedo),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
-                 no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder)"
+                 no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo)"
             )),
         }
     }

@@ -4,11 +4,13 @@
 //! Fenced (a group never binds a batch of an older epoch after a newer one) and Live
 //! (after each heal, clients get answers again within the bound, and every op is answered
 //! once the faults are over). With a shared log, `logcheck` then checks the log servers'
-//! contents against what was bound and answered.
+//! contents against what was bound and answered; with ZK-Mason, `zkcheck` checks the
+//! shard servers' trees and the clients' ZooKeeper histories.
 
 use crate::logcheck::check_log;
 use crate::trace::stamp;
 use crate::world::World;
+use crate::zkcheck::{check_zkmason, live_servers};
 use mason_common::verify::{agree, check_fenced, Checker, Report, Violation};
 use mason_zk::history;
 
@@ -52,6 +54,9 @@ pub fn check(
     // Safety first (Unique, Once, FIFO, Stable); then Live; then Contiguous, which can
     // only hold once the run recovered.
     let (report, hole) = checker.finish_safety()?;
+    if w.cfg.zk.is_some() {
+        check_zkmason(w)?;
+    }
     live(w, heals, final_heal, live_bound_us)?;
     if let Some(v) = hole {
         return Err(v);
@@ -100,6 +105,9 @@ fn live(w: &World, heals: &[u64], final_heal: u64, live_bound_us: u64) -> Result
                 w.log_pending()
             ),
         ));
+    }
+    if w.cfg.zk.is_some() {
+        live_servers(w)?;
     }
     if let Some(&last) = w.ack_times.last() {
         if last > final_heal + live_bound_us {

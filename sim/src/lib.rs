@@ -16,5 +16,7 @@ pub mod net;
 pub mod scenario;
 pub mod trace;
 pub mod world;
+mod zkcheck;
+mod zkmason;
 
 pub use scenario::{find, run_seed, Options, Outcome, Scenario, SimMutant, SCENARIOS};

@@ -17,6 +17,8 @@ pub enum Node {
     /// Log server `i` of the shared log: shard `i / replication`, place `i % replication`
     /// in that shard's chain (0 = head).
     LogServer(u32),
+    /// ZK-Mason shard server (shard, index).
+    ZkServer(u32, u32),
 }
 
 impl std::fmt::Display for Node {
@@ -26,6 +28,7 @@ impl std::fmt::Display for Node {
             Node::Proxy(m) => write!(f, "proxy-{m}"),
             Node::Client(c) => write!(f, "client-{c}"),
             Node::LogServer(i) => write!(f, "log-{i}"),
+            Node::ZkServer(s, i) => write!(f, "zk-s{s}-r{i}"),
         }
     }
 }

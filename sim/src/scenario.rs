@@ -9,10 +9,12 @@ use crate::keeper;
 use crate::net::{NetConfig, Node};
 use crate::trace::{stamp, Trace};
 use crate::world::{Fault, World, WorldConfig};
+use crate::zkmason;
 use mason_client::load::OpSpaces;
 use mason_common::verify::{Report, Violation};
 use mason_proxy::{Mutant, ReplicaConfig};
 use mason_sequencer::SeqMutant;
+use mason_zk_server::node::NodeMutant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -88,6 +90,7 @@ pub(crate) fn base(seed: u64) -> Plan {
             seq_mutant: None,
             log: None,
             keeper: false,
+            zk: None,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -282,6 +285,13 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "keeper-dup-reorder", about: "RSMKeeper: 5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: keeper::keeper_dup_reorder },
     Scenario { name: "keeper-client-crash", about: "RSMKeeper: a client dies for good at 0.6s and its session expires (0.4s timeout), with its ephemeral; group 0's leader crashes at 0.9s", in_all: true, build: keeper::keeper_client_crash },
     Scenario { name: "keeper-random", about: "RSMKeeper: random crash, partition and loss episodes drawn from the seed", in_all: true, build: keeper::keeper_random },
+    Scenario { name: "zkmason-steady", about: "ZK-Mason: 2 groups sequence ZooKeeper requests over a tree of 2 shards x 3 servers; 4 clients; no faults", in_all: true, build: zkmason::zkmason_steady },
+    Scenario { name: "zkmason-server-crash", about: "ZK-Mason: a random shard server crashes at 0.6-0.9s and restarts from its disk 0.2-0.6s later", in_all: true, build: zkmason::zkmason_server_crash },
+    Scenario { name: "zkmason-server-lost", about: "ZK-Mason, 3 shards: a random shard server loses its disk at 0.6-0.8s and restarts empty 0.2-0.5s later (it catches up from its peers)", in_all: true, build: zkmason::zkmason_server_lost },
+    Scenario { name: "zkmason-leader-crash", about: "ZK-Mason: the shard servers turn slow to reach at 0.5s; group 0's leader crashes with deliveries in flight at 0.7s", in_all: true, build: zkmason::zkmason_leader_crash },
+    Scenario { name: "zkmason-partition", about: "ZK-Mason: a random shard server is cut from everyone at 0.6-0.8s, healed 0.3-0.7s later", in_all: true, build: zkmason::zkmason_partition },
+    Scenario { name: "zkmason-dup-reorder", about: "ZK-Mason, 3 shards: 5% of messages are duplicated; delays vary widely, so deliveries, views and fetches reorder", in_all: true, build: zkmason::zkmason_dup_reorder },
+    Scenario { name: "zkmason-random", about: "ZK-Mason, 2 or 3 shards: random shard server crash/disk loss/cut-off, proxy crash/cut-off, leader crash and loss episodes", in_all: true, build: zkmason::zkmason_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
 
@@ -289,11 +299,13 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-/// A deliberate protocol breakage in a proxy replica or in the sequencers.
+/// A deliberate protocol breakage in a proxy replica, in the sequencers, or in ZK-Mason's
+/// shard servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimMutant {
     Proxy(Mutant),
     Seq(SeqMutant),
+    Zk(NodeMutant),
 }
 
 impl std::str::FromStr for SimMutant {
@@ -302,10 +314,14 @@ impl std::str::FromStr for SimMutant {
         match s {
             "no-fill" => Ok(SimMutant::Seq(SeqMutant::NoFill)),
             "majority-promises" => Ok(SimMutant::Seq(SeqMutant::MajorityPromises)),
-            _ => s
-                .parse::<Mutant>()
-                .map(SimMutant::Proxy)
-                .map_err(|e| format!("{e}, or of the sequencer: no-fill, majority-promises")),
+            "zk-out-of-order" => Ok(SimMutant::Zk(NodeMutant::ApplyOnArrival)),
+            "zk-no-views" => Ok(SimMutant::Zk(NodeMutant::NoViews)),
+            _ => s.parse::<Mutant>().map(SimMutant::Proxy).map_err(|e| {
+                format!(
+                    "{e}, or of the sequencer: no-fill, majority-promises, or of ZK-Mason's \
+                     shard servers: zk-out-of-order, zk-no-views"
+                )
+            }),
         }
     }
 }
@@ -400,6 +416,11 @@ fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
     match opts.mutant {
         Some(SimMutant::Proxy(m)) => plan.world.replica.mutant = Some(m),
         Some(SimMutant::Seq(m)) => plan.world.seq_mutant = Some(m),
+        Some(SimMutant::Zk(m)) => {
+            if let Some(z) = plan.world.zk.as_mut() {
+                z.mutant = Some(m);
+            }
+        }
         None => {}
     }
     let load_until = plan.world.load_until_us;
@@ -425,7 +446,7 @@ fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
         let next = w.now + 50 * MS;
         w.run_until(next);
         // With a log, also until every leader has written what its group bound.
-        if w.outstanding() == 0 && w.log_settled() {
+        if w.outstanding() == 0 && w.log_settled() && w.zk_settled() {
             let q = *quiet_since.get_or_insert(w.now);
             if w.now >= q + 300 * MS {
                 break;

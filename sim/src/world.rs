@@ -9,6 +9,9 @@ mod faults;
 mod logs;
 mod proxies;
 mod zk;
+mod zkmason;
+mod zkops;
+mod zkstate;
 
 use crate::net::{Net, NetConfig, Node};
 use crate::trace::Trace;
@@ -28,6 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+pub use zkmason::{DiskLoss, ZkConfig};
 
 #[derive(Clone, Debug)]
 pub struct WorldConfig {
@@ -65,6 +69,9 @@ pub struct WorldConfig {
     /// RSMKeeper: the groups hold a ZooKeeper tree and the clients' ops are ZooKeeper
     /// requests (see `world::zk`).
     pub keeper: bool,
+    /// ZK-Mason: shard servers apply what the groups bind in the shard spaces (space 0
+    /// is the zxid clock), and the clients' ops are ZooKeeper requests (`world::zk`).
+    pub zk: Option<ZkConfig>,
 }
 
 enum Ev {
@@ -84,6 +91,9 @@ enum Ev {
     /// Log server `i` (incarnation) finished a sync of this generation.
     LogSync(u32, u64, u64),
     LogTick(u32, u64),
+    /// Shard server `k` (incarnation) finished a sync of this generation; its tick.
+    ZkSync(u32, u64, u64),
+    ZkTick(u32, u64),
     Process(u32),
     Tick(u32, u64),
     ClientTick(u32),
@@ -122,11 +132,13 @@ fn node_token(n: Node) -> u64 {
         Node::Client(c) => (1 << 32) | u64::from(c),
         Node::Sequencer(i) => (2 << 32) | u64::from(i),
         Node::LogServer(i) => (3 << 32) | u64::from(i),
+        Node::ZkServer(s, i) => (4 << 32) | u64::from(s) << 16 | u64::from(i & 0xffff),
     }
 }
 
 fn token_node(t: u64) -> Node {
     match t >> 32 {
+        4 => Node::ZkServer((t >> 16) as u32 & 0xffff, t as u32 & 0xffff),
         3 => Node::LogServer(t as u32),
         2 => Node::Sequencer(t as u32),
         1 => Node::Client(t as u32),
@@ -190,14 +202,26 @@ pub struct World {
     anomalies: u64,
     /// The shared log's servers (none without a log).
     logs: Vec<SimLog>,
-    /// RSMKeeper's clients (none otherwise).
+    /// The ZooKeeper side of the clients (RSMKeeper and ZK-Mason; none otherwise).
     zk: Option<zk::SimZk>,
+    /// ZK-Mason's shard servers, shard by shard (none otherwise).
+    zks: Vec<zkmason::SimZkServer>,
+    /// Shard servers' anomalies: conflicts seen by servers since restarted, positions
+    /// applied twice, failed recoveries.
+    zk_conflicts: u64,
+    zk_twice: u64,
+    zk_failures: Vec<String>,
 }
 
 impl World {
     pub fn new(mut cfg: WorldConfig, trace: Trace) -> World {
         if let Some(l) = &cfg.log {
             cfg.replica.log_shards = l.shards;
+        }
+        if let Some(z) = &cfg.zk {
+            cfg.replica.zk_servers = vec![z.servers; z.shards as usize];
+            cfg.spaces = z.shards + 1;
+            cfg.replica.spaces = z.shards + 1;
         }
         let rng = StdRng::seed_from_u64(cfg.seed);
         let groups = cfg.triples * cfg.groups_per_triple;
@@ -262,9 +286,14 @@ impl World {
             anomalies: 0,
             logs: Vec::new(),
             zk: None,
+            zks: Vec::new(),
+            zk_conflicts: 0,
+            zk_twice: 0,
+            zk_failures: Vec::new(),
             cfg,
         };
         w.start_logs();
+        w.start_zk_servers();
         for m in 0..w.machines.len() as u32 {
             w.start_machine(m);
         }
@@ -348,6 +377,8 @@ impl World {
             }
             Ev::LogSync(i, inc, gen) => self.log_synced(i, inc, gen),
             Ev::LogTick(i, inc) => self.log_tick(i, inc),
+            Ev::ZkSync(k, inc, gen) => self.zk_synced(k, inc, gen),
+            Ev::ZkTick(k, inc) => self.zk_tick(k, inc),
             Ev::Process(m) => self.process(m),
             Ev::Tick(m, inc) => self.tick(m, inc),
             Ev::ClientTick(c) => {
@@ -438,6 +469,7 @@ impl World {
                 self.client_actions(c, out);
             }
             Node::LogServer(i) => self.log_receive(from, i, body),
+            Node::ZkServer(s, i) => self.zk_receive(from, s, i, body),
         }
     }
 
@@ -465,7 +497,7 @@ impl World {
     }
 
     fn submit(&mut self, c: u32) {
-        if self.cfg.keeper {
+        if self.zk_workload() {
             return self.zk_submit(c);
         }
         let mask = self.cfg.op_spaces.pick(self.cfg.spaces, &mut self.rng);
@@ -493,8 +525,10 @@ impl World {
                 }
                 ClientAction::Done { id, result } => {
                     self.clients[c as usize].in_flight -= 1;
-                    if self.cfg.keeper {
+                    if self.zk_workload() {
                         self.zk_done(c, id, &result);
+                    }
+                    if self.cfg.keeper {
                         if result.is_ok() {
                             self.ack_times.push(self.now);
                         }

@@ -10,7 +10,9 @@
 //! that delivered (or asked about) the position hear that it is applied, with the reply.
 //!
 //! A server that sees a hole (positions held past one that has not come) for a while,
-//! or that has heard nothing for a while, fetches from a peer of its shard: the peer
+//! that waits on a view for a while (a server that lags gets no views pushed: the other
+//! shards sent them long ago), or that has heard nothing for a while, fetches from a
+//! peer of its shard: the peer
 //! sends its records from that position on, or its tree when it no longer holds them.
 //! Records carry their views, so a fetched op runs without any exchange.
 
@@ -46,6 +48,19 @@ pub struct NodeConfig {
     pub max_fetch_bytes: usize,
     /// Write a snapshot of the tree every this many applied positions (0: never).
     pub snapshot_every: u64,
+    /// A deliberate breakage (the simulator proves its checks catch it); never set in a
+    /// real server.
+    pub mutant: Option<NodeMutant>,
+}
+
+/// Deliberate breakages of one step of a shard server (`mason sim --mutant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeMutant {
+    /// A delivered op that touches this shard alone is applied as soon as it arrives, not
+    /// when its position comes up.
+    ApplyOnArrival,
+    /// An op that spans shards runs on this shard's records alone: no view exchange.
+    NoViews,
 }
 
 impl NodeConfig {
@@ -60,6 +75,7 @@ impl NodeConfig {
             idle_fetch_us: 1_000_000,
             max_fetch_bytes: 4 << 20,
             snapshot_every: 100_000,
+            mutant: None,
         }
     }
 }
@@ -104,6 +120,8 @@ struct Waiting {
     /// (shard, position there) of each view still missing.
     need: Vec<(u32, u64)>,
     asked_at: u64,
+    /// When it started waiting.
+    since: u64,
 }
 
 #[derive(Default, Debug, Clone)]
@@ -141,6 +159,8 @@ pub struct ZkNode {
     last_fetch: u64,
     fetch_peer: u32,
     since_snapshot: u64,
+    /// Mutant `ApplyOnArrival`: the results of ops applied before their turn.
+    early: BTreeMap<u64, Bytes>,
     pub stats: Stats,
 }
 
@@ -170,6 +190,7 @@ impl ZkNode {
             last_fetch: 0,
             fetch_peer: 0,
             since_snapshot: 0,
+            early: BTreeMap::new(),
             stats: Stats::default(),
             cfg,
         }
@@ -217,13 +238,23 @@ impl ZkNode {
                 again.push(pos);
                 continue;
             }
+            let early = (self.cfg.mutant == Some(NodeMutant::ApplyOnArrival)
+                && item.is_op()
+                && pos > self.next())
+            .then(|| item.clone());
             let slot = if item.is_op() {
                 Slot::Op(item)
             } else {
                 Slot::Noops(item.noops)
             };
             match self.intake.offer(pos, slot) {
-                Offer::Taken | Offer::Duplicate => self.wait_on(pos, conn, d.group),
+                Offer::Taken => {
+                    if let Some(item) = early {
+                        self.apply_early(item);
+                    }
+                    self.wait_on(pos, conn, d.group)
+                }
+                Offer::Duplicate => self.wait_on(pos, conn, d.group),
                 Offer::TooFar => {}
                 Offer::Conflict => {
                     self.stats.conflicts += 1;
@@ -306,9 +337,15 @@ impl ZkNode {
                 }
                 Some((_, Slot::Op(item))) => item.clone(),
             };
+            if let Some(result) = self.early.remove(&item.pos) {
+                self.intake.pop();
+                self.applied(item, Vec::new(), result, out);
+                continue;
+            }
             let prepared = op::prepare(&self.tree, &item, self.cfg.shards);
             let mut views = Vec::new();
-            if prepared.needs_views(self.cfg.shards) {
+            let no_views = self.cfg.mutant == Some(NodeMutant::NoViews);
+            if prepared.needs_views(self.cfg.shards) && !no_views {
                 match self.gather(&item, &prepared, out) {
                     Some(v) => views = v,
                     None => return,
@@ -326,6 +363,24 @@ impl ZkNode {
             );
             self.applied(item, views, result, out);
         }
+    }
+
+    /// Mutant `ApplyOnArrival`: runs `item` now (unless it spans shards), and keeps its
+    /// result for when its position comes up.
+    fn apply_early(&mut self, item: ZkItem) {
+        let prepared = op::prepare(&self.tree, &item, self.cfg.shards);
+        if prepared.needs_views(self.cfg.shards) {
+            return;
+        }
+        let result = op::run(
+            &mut self.tree,
+            &item,
+            &prepared,
+            &[],
+            self.cfg.shard,
+            self.cfg.shards,
+        );
+        self.early.insert(item.pos, result);
     }
 
     /// The views `item` runs with (this shard's first), once all have come; until then it
@@ -368,6 +423,7 @@ impl ZkNode {
                 own,
                 need,
                 asked_at: self.now,
+                since: self.now,
             });
         }
         let w = self.waiting.as_ref()?;

@@ -266,9 +266,15 @@ impl ZkNode {
             }
         }
         let hole = self.intake.held() > 0 && self.intake.peek().is_none();
+        // A view this late was most likely pushed long ago, when this server was cut off
+        // or behind: the peers' records carry it, and what follows.
+        let late_view = self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| now.saturating_sub(w.since) >= retry);
         let quiet = now.saturating_sub(self.last_progress);
         let since = now.saturating_sub(self.last_fetch);
-        let due = (hole && quiet >= retry && since >= retry)
+        let due = (((hole && quiet >= retry) || late_view) && since >= retry)
             || (quiet >= self.cfg.idle_fetch_us && since >= self.cfg.idle_fetch_us);
         let peers = self.servers(self.cfg.shard);
         if due && peers > 1 {

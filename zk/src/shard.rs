@@ -147,7 +147,10 @@ mod tests {
                 seen[owner(&format!("/z{}/n{k}", k % 16), shards) as usize] += 1;
             }
             let fair = 64 / shards;
-            assert!(seen.iter().all(|n| *n >= fair / 3), "{shards} shards: {seen:?}");
+            assert!(
+                seen.iter().all(|n| *n >= fair / 3),
+                "{shards} shards: {seen:?}"
+            );
         }
     }
 

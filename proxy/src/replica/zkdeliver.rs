@@ -216,6 +216,10 @@ impl Replica {
 
     /// A new leader sends every delivery its predecessor may not have finished.
     pub(super) fn zk_start(&mut self, out: &mut Vec<Action>) {
+        if self.cfg.mutant == Some(crate::config::Mutant::NoZkRedo) {
+            self.zk.deliveries.clear();
+            self.zk.at.clear();
+        }
         let pending: Vec<u64> = self.zk.deliveries.keys().copied().collect();
         for index in pending {
             self.zk_send(index, out);
@@ -238,7 +242,10 @@ impl Replica {
         let bit = 1u64 << a.server.min(63);
         for done in a.done {
             let key = (a.shard, done.pos);
-            if let Some((_, waiters)) = self.zk.queries.remove(&key).filter(|_| !done.forgotten) {
+            // A server that no longer holds the reply says so; another may still hold it,
+            // so the query stays (and is asked again) until one answers with it.
+            let known = !done.forgotten;
+            if let Some((_, waiters)) = known.then(|| self.zk.queries.remove(&key)).flatten() {
                 for w in waiters {
                     let mut answer = w.answer;
                     answer.result = done.result.clone();

@@ -1,9 +1,10 @@
 //! What the simulated world's faults do: crashes that lose a machine's memory (and its
 //! unsynced writes when fsync is off), restarts from its simulated disk, sequencer crashes
 //! and restarts (as backups), partitions, slow links, loss, client deaths, and the shared
-//! log's servers crashing, restarting and being cut off.
+//! log's servers and ZK-Mason's shard servers crashing (or losing their disks),
+//! restarting and being cut off.
 
-use super::{Ev, World, WorldConfig};
+use super::{DiskLoss, Ev, World, WorldConfig};
 use crate::net::Node;
 use mason_common::msg::{Body, Takeover};
 use mason_proxy::store::Store;
@@ -64,6 +65,14 @@ pub enum Fault {
     RestartLog(u32),
     /// Log server `i` is cut from every other node (both ways) until the next heal.
     PartitionLog(u32),
+    /// Shard server (shard, index) crashes: it keeps what it had synced, less what the
+    /// `DiskLoss` says.
+    CrashZk(u32, u32, DiskLoss),
+    /// Shard server (shard, index) restarts from what it kept.
+    RestartZk(u32, u32),
+    /// Shard server (shard, index) is cut from every other node (both ways) until the
+    /// next heal.
+    PartitionZk(u32, u32),
 }
 
 impl World {
@@ -126,6 +135,7 @@ impl World {
             return;
         }
         mach.alive = false;
+        let closed = mach.incarnation;
         mach.incarnation += 1;
         mach.inbox.clear();
         for r in mach.replicas.iter_mut() {
@@ -142,6 +152,7 @@ impl World {
                 *g = None;
             }
         }
+        self.zk_proxy_closed(m, closed);
         self.trace.note(now, format!("crash proxy-{m}"));
     }
 
@@ -206,6 +217,7 @@ impl World {
                     self.restart_sequencer(i);
                 }
                 self.restart_logs();
+                self.restart_zk_servers();
             }
             Fault::CrashClient(c) => {
                 if let Some(cl) = self.clients.get_mut(c as usize) {
@@ -253,6 +265,14 @@ impl World {
                 let others = self.everyone_but(me);
                 self.trace
                     .note(self.now, format!("cut log-{i} from everyone"));
+                self.net.partition(&[me], &others, true);
+            }
+            Fault::CrashZk(s, i, loss) => self.crash_zk(s, i, loss),
+            Fault::RestartZk(s, i) => self.restart_zk(s, i),
+            Fault::PartitionZk(s, i) => {
+                let me = Node::ZkServer(s, i);
+                let others = self.everyone_but(me);
+                self.trace.note(self.now, format!("cut {me} from everyone"));
                 self.net.partition(&[me], &others, true);
             }
             Fault::Loss { drop, dup } => {

@@ -133,13 +133,15 @@ impl World {
                 .get(i as usize)
                 .filter(|x| x.alive)
                 .map(|x| x.incarnation),
+            Node::ZkServer(s, i) => self.zk_incarnation(s, i),
             _ => Some(0),
         }
     }
 
-    /// Sends on a log connection: nothing goes to (or from) a node that is down, or to an
-    /// incarnation of `to` other than `to_inc` (when the connection was opened by it).
-    fn send_log(&mut self, from: Node, to: Node, to_inc: Option<u64>, body: Body) {
+    /// Sends on a connection (to or between log servers or shard servers): nothing goes
+    /// to (or from) a node that is down, or to an incarnation of `to` other than `to_inc`
+    /// (when the connection was opened by it).
+    pub(super) fn send_conn(&mut self, from: Node, to: Node, to_inc: Option<u64>, body: Body) {
         let (Some(a), Some(b)) = (self.incarnation(from), self.incarnation(to)) else {
             return;
         };
@@ -172,7 +174,7 @@ impl World {
         }
         let head = l.chain(w.shard).start;
         let to = Node::LogServer(head);
-        self.send_log(Node::Proxy(m), to, None, Body::LogWrite(w));
+        self.send_conn(Node::Proxy(m), to, None, Body::LogWrite(w));
     }
 
     /// A message arrives at log server `i`.
@@ -247,12 +249,12 @@ impl World {
                 }
                 NodeAction::Send { conn, body } => {
                     let (to, inc) = peer_of(conn);
-                    self.send_log(me, to, Some(inc), body);
+                    self.send_conn(me, to, Some(inc), body);
                 }
                 NodeAction::Forward(w) => {
                     if !(i + 1).is_multiple_of(r) {
                         let to = Node::LogServer(i + 1);
-                        self.send_log(me, to, None, Body::LogWrite(w));
+                        self.send_conn(me, to, None, Body::LogWrite(w));
                     }
                 }
             }
@@ -387,6 +389,7 @@ impl World {
         all.extend((0..self.machines.len() as u32).map(Node::Proxy));
         all.extend((0..self.clients.len() as u32).map(Node::Client));
         all.extend((0..self.logs.len() as u32).map(Node::LogServer));
+        all.extend(self.zk_nodes());
         all.retain(|&x| x != n);
         all
     }

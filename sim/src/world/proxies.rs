@@ -1,6 +1,7 @@
 //! The proxy machines of the simulated world: each handles what arrived in one go (its
 //! batching), routes its replicas' actions (Raft to its triple, requests to the
-//! sequencers, answers to clients, writes to the shared log), and ticks them; plus the
+//! sequencers, answers to clients, writes to the shared log, deliveries to ZK-Mason's
+//! shard servers), and ticks them; plus the
 //! queries the checker asks of them (who leads, who lags).
 
 use super::{Ev, World};
@@ -31,6 +32,7 @@ impl World {
                 Body::Fill(f) => f.group,
                 // A log server's answer: the write id says which group asked.
                 Body::LogWriteReply(r) => (r.id >> LOG_REQ_GROUP_SHIFT) as u32,
+                Body::ZkApplied(a) => a.group,
                 Body::Activate(a) => {
                     for (slot, t) in touched.iter_mut().enumerate() {
                         *t = true;
@@ -64,6 +66,11 @@ impl World {
                 Body::Switch(s) => rep.on_switch(s, &mut out),
                 Body::Fill(f) => rep.on_fill(f, &mut out),
                 Body::LogWriteReply(r) => rep.on_log_reply(r, &mut out),
+                Body::ZkApplied(a) => {
+                    if let Node::ZkServer(..) = from {
+                        rep.on_zk_applied(a, &mut out)
+                    }
+                }
                 Body::ClientOp(op) => {
                     if let Node::Client(c) = from {
                         rep.on_client_op(u64::from(c), op, &mut out);
@@ -164,8 +171,11 @@ impl World {
                 ),
                 Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
                 Action::LogWrite(w) => self.log_write_from(m, w),
-                // No simulated world configures ZK-Mason shard servers (yet).
-                Action::ToZk { .. } => {}
+                Action::ToZk {
+                    shard,
+                    server,
+                    body,
+                } => self.zk_from_proxy(m, shard, server, body),
             }
         }
         self.note_leader(m, slot);

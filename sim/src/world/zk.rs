@@ -1,10 +1,16 @@
-//! RSMKeeper in the simulated world: the groups run in keeper mode (a ZooKeeper tree, no
-//! sequencer), and each client op is a ZooKeeper request on a few shared znodes: a create
-//! (once one exists, NodeExists), a setData or a getData. A client first opens a
-//! ZooKeeper session, and opens another when told its session expired. Every acknowledged op becomes a
-//! history event with its virtual send and answer times, for the per-znode linearizability
-//! check; at the end every live replica's tree is compared with its group's others.
+//! The ZooKeeper clients of the simulated world. With RSMKeeper the groups run in keeper
+//! mode (a ZooKeeper tree, no sequencer); with ZK-Mason every group sequences and the
+//! shard servers hold one tree for all groups, and an op names the spaces
+//! `mason_zk::shard::spaces` gives it. Each client op is a ZooKeeper request on a few
+//! shared znodes: a create (once one exists, NodeExists), a setData or a getData; under
+//! ZK-Mason also ops that span shards (sequential children, creates and deletes of
+//! short-lived znodes, multis of two setData; see `world::zkops`). A client first opens a
+//! ZooKeeper session, and opens another when told its session expired. Every acknowledged
+//! op becomes a history event with its virtual send and answer times, for the per-znode
+//! linearizability check; every acknowledged create of a znode no op deletes is kept for
+//! the final check of the trees.
 
+use super::zkops::{self, Picked};
 use super::World;
 use bytes::Bytes;
 use mason_client::zk::{create_session_payload, decode_reply, request_payload};
@@ -12,7 +18,7 @@ use mason_client::{ClientError, MultiSeq};
 use mason_common::types::SpaceMask;
 use mason_zk::history::{Access, Event};
 use mason_zk::jute::Shape;
-use mason_zk::{Acl, Code, CreateMode, DataTree, Request, Response};
+use mason_zk::{Acl, Code, CreateMode, DataTree, OpResult, Request, Response};
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -25,6 +31,10 @@ struct Asked {
     xid: i32,
     shape: Shape,
     path: String,
+    /// A multi's ops' paths, in order.
+    paths: Vec<String>,
+    /// Whether an acknowledged create of it stays (no op deletes it).
+    kept: bool,
     sent_us: u64,
 }
 
@@ -39,6 +49,10 @@ pub struct SimZk {
     ephemeral: std::collections::BTreeSet<u32>,
     /// Every acknowledged op on a znode.
     pub events: Vec<Event>,
+    /// Acknowledged creates that no op deletes (ZK-Mason, whose sessions never expire).
+    pub created: Vec<String>,
+    /// Acknowledged ops whose reply does not decode (an empty or foreign reply).
+    pub bad_replies: Vec<String>,
 }
 
 impl World {
@@ -47,8 +61,10 @@ impl World {
         let k = self.rng.gen_range(0..ZNODES);
         let path = format!("/z{k}");
         let roll = self.rng.gen_range(0..100);
+        let zkmason = self.cfg.zk.is_some();
         let zk = self.zk.get_or_insert_with(SimZk::default);
         let opens = zk.session.insert(c);
+        let mut spanning: Option<Picked> = None;
         let req = if opens {
             Request::CreateSession { timeout_ms: 30_000 }
         } else if zk.ephemeral.insert(c) {
@@ -59,6 +75,11 @@ impl World {
                 acl: Acl::open_unsafe(),
                 mode: CreateMode::Ephemeral,
             }
+        } else if zkmason && (10..50).contains(&roll) {
+            let p = zkops::spanning(&mut self.rng, k, ZNODES, roll - 10);
+            let req = p.req.clone();
+            spanning = Some(p);
+            req
         } else if roll < 10 {
             Request::Create {
                 path: path.clone(),
@@ -66,7 +87,7 @@ impl World {
                 acl: Acl::open_unsafe(),
                 mode: CreateMode::Persistent,
             }
-        } else if roll < 55 {
+        } else if roll < if zkmason { 75 } else { 55 } {
             Request::SetData {
                 path: path.clone(),
                 data: Bytes::from(format!("{c}")),
@@ -78,6 +99,13 @@ impl World {
                 watch: false,
             }
         };
+        // What the client records of it: its path (a multi's, each op's), and whether an
+        // acknowledged create stays.
+        let (path, paths, kept) = match spanning {
+            Some(p) => (p.path, p.paths, p.kept),
+            None => (path, Vec::new(), zkmason),
+        };
+        let Some(zk) = self.zk.as_mut() else { return };
         zk.next_xid = zk.next_xid.wrapping_add(1);
         let xid = zk.next_xid;
         let encoded = if opens {
@@ -88,11 +116,15 @@ impl World {
         let Ok((payload, shape)) = encoded else {
             return;
         };
+        // RSMKeeper takes no numbers; ZK-Mason one in the clock (writes) and in each shard
+        // the request touches.
+        let mask = match self.cfg.zk {
+            Some(z) => SpaceMask(mason_zk::shard::spaces(&req, z.shards)),
+            None => SpaceMask::single(0),
+        };
         let mut out = Vec::new();
         let cl = &mut self.clients[c as usize];
-        let id = cl
-            .core
-            .submit(SpaceMask::single(0), payload, false, self.now, &mut out);
+        let id = cl.core.submit(mask, payload, false, self.now, &mut out);
         cl.in_flight += 1;
         if let Some(zk) = self.zk.as_mut() {
             zk.asked.insert(
@@ -102,6 +134,8 @@ impl World {
                     xid,
                     shape,
                     path,
+                    paths,
+                    kept,
                     sent_us: self.now,
                 },
             );
@@ -126,36 +160,65 @@ impl World {
         };
         let resp = match decode_reply(asked.xid, &asked.shape, &ms.result) {
             Ok((_, Ok(resp))) => resp,
-            Ok((_, Err(Code::SessionExpired))) | Err(_) => {
+            Ok((_, Err(Code::SessionExpired))) => {
                 // The next op opens a new session.
+                zk.session.remove(&c);
+                zk.ephemeral.remove(&c);
+                return;
+            }
+            Err(e) => {
+                zk.bad_replies.push(format!(
+                    "client {c}'s op on {} answered at {}: {e}",
+                    asked.path,
+                    crate::trace::stamp(now)
+                ));
                 zk.session.remove(&c);
                 zk.ephemeral.remove(&c);
                 return;
             }
             Ok((_, Err(_))) => return,
         };
-        let (access, stat) = match resp {
-            // The session's ephemeral: its owner is checked at the end, not its versions.
-            Response::Create { stat, .. } if stat.ephemeral_owner != 0 => return,
-            Response::Create { stat, .. } | Response::Stat(stat) => (Access::Write, stat),
-            Response::Data { stat, .. } => (Access::Read, stat),
-            _ => return,
+        // With RSMKeeper each group is a tree of its own: its znodes are told apart by the
+        // group. ZK-Mason's groups share one tree.
+        let prefix = if self.cfg.zk.is_some() {
+            String::new()
+        } else {
+            let groups = self.cfg.triples * self.cfg.groups_per_triple;
+            format!("group {} ", c % groups.max(1))
         };
-        // Each group is a tree of its own: its znodes are told apart by the group.
-        let group = c % self
-            .cfg
-            .triples
-            .saturating_mul(self.cfg.groups_per_triple)
-            .max(1);
-        zk.events.push(Event {
-            path: format!("group {group} {}", asked.path),
-            czxid: stat.czxid,
-            access,
-            version: stat.version,
-            sent_us: asked.sent_us,
-            answered_us: now,
-            client: u64::from(c),
-        });
+        let mut seen: Vec<(String, Access, mason_zk::Stat)> = Vec::new();
+        match resp {
+            Response::Create { path, stat } => {
+                if asked.kept {
+                    zk.created.push(path.clone());
+                }
+                // The session's ephemeral: its owner is checked at the end, not its versions.
+                if stat.ephemeral_owner == 0 {
+                    seen.push((path, Access::Write, stat));
+                }
+            }
+            Response::Stat(stat) => seen.push((asked.path, Access::Write, stat)),
+            Response::Data { stat, .. } => seen.push((asked.path, Access::Read, stat)),
+            Response::Multi(results) => {
+                for (r, path) in results.into_iter().zip(asked.paths) {
+                    if let OpResult::SetData { stat } = r {
+                        seen.push((path, Access::Write, stat));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (path, access, stat) in seen {
+            zk.events.push(Event {
+                path: format!("{prefix}{path}"),
+                czxid: stat.czxid,
+                access,
+                version: stat.version,
+                sent_us: asked.sent_us,
+                answered_us: now,
+                client: u64::from(c),
+            });
+        }
     }
 
     /// Each group's live replicas' trees: (group, machine, tree).
@@ -188,5 +251,15 @@ impl World {
     /// The acknowledged ops on znodes.
     pub fn zk_events(&self) -> &[Event] {
         self.zk.as_ref().map_or(&[], |z| &z.events[..])
+    }
+
+    /// The acknowledged creates no op deletes (ZK-Mason).
+    pub fn zk_created(&self) -> &[String] {
+        self.zk.as_ref().map_or(&[], |z| &z.created[..])
+    }
+
+    /// Acknowledged ops whose ZooKeeper reply does not decode.
+    pub fn zk_bad_replies(&self) -> &[String] {
+        self.zk.as_ref().map_or(&[], |z| &z.bad_replies[..])
     }
 }

@@ -188,30 +188,41 @@ fn a_machine_without_any_address_is_named() {
 #[test]
 fn zkmason_puts_three_shard_servers_per_shard_on_server_machines() {
     let mut names: Vec<&str> = SIX.to_vec();
-    names.extend(["server-1", "server-2", "server-3", "server-4", "server-5", "server-6"]);
+    names.extend([
+        "server-1", "server-2", "server-3", "server-4", "server-5", "server-6",
+    ]);
     let p = build(
         &machines(&names),
-        &args(&["--system", "zkmason", "--zk-shards", "2", "--kill-leader", "1"]),
+        &args(&[
+            "--system",
+            "zkmason",
+            "--zk-shards",
+            "2",
+            "--kill-leader",
+            "1",
+        ]),
     )
     .unwrap();
     let zk: Vec<&Proc> = p.of(|k| matches!(k, Kind::ZkServer { .. })).collect();
     assert_eq!(zk.len(), 6);
-    assert_eq!(
-        zk[4].kind,
-        Kind::ZkServer {
-            shard: 1,
-            index: 1
-        }
-    );
+    assert_eq!(zk[4].kind, Kind::ZkServer { shard: 1, index: 1 });
     // Every server and every proxy is given the same list, shards by ';'.
-    let list = "10.0.0.7:7003,10.0.0.8:7003,10.0.0.9:7003;10.0.0.10:7003,10.0.0.11:7003,10.0.0.12:7003";
+    let list =
+        "10.0.0.7:7003,10.0.0.8:7003,10.0.0.9:7003;10.0.0.10:7003,10.0.0.11:7003,10.0.0.12:7003";
     let has = |args: &[String], flag: &str| args.windows(2).any(|w| w[0] == flag && w[1] == list);
-    assert!(zk.iter().all(|s| has(&s.args, "--servers")), "{:?}", zk[0].args);
+    assert!(
+        zk.iter().all(|s| has(&s.args, "--servers")),
+        "{:?}",
+        zk[0].args
+    );
     let proxy = p.of(|k| matches!(k, Kind::Proxy { .. })).next().unwrap();
     assert!(has(&proxy.args, "--zk-servers"), "{:?}", proxy.args);
     assert_eq!(p.shape.spaces, 3, "the clock and two shards");
     let client = p.of(|k| matches!(k, Kind::Client(_))).next().unwrap();
-    assert!(client.args.windows(2).any(|w| w[0] == "--zk-shards" && w[1] == "2"));
+    assert!(client
+        .args
+        .windows(2)
+        .any(|w| w[0] == "--zk-shards" && w[1] == "2"));
     // Too few server machines for the shards.
     let e = build(
         &machines(&names),
@@ -220,6 +231,8 @@ fn zkmason_puts_three_shard_servers_per_shard_on_server_machines() {
     .err()
     .unwrap();
     assert!(e.contains("--zk-shards") && e.contains("server"), "{e}");
-    let e = build(&machines(&SIX), &args(&["--zk-shards", "2"])).err().unwrap();
+    let e = build(&machines(&SIX), &args(&["--zk-shards", "2"]))
+        .err()
+        .unwrap();
     assert!(e.contains("zkmason"), "{e}");
 }
