@@ -40,6 +40,10 @@ pub struct NodeConfig {
     pub servers: Vec<u32>,
     /// Positions held at most past the next one.
     pub max_ahead: u64,
+    /// Bytes of delivered payloads held past the next position at most: past it, a
+    /// delivery is refused as one too far ahead is (its proxy delivers it again). The
+    /// next position is always taken: it is what lets the others go.
+    pub max_held_bytes: usize,
     /// How long to wait for a view, or on a hole, before asking again.
     pub retry_us: u64,
     /// A fetch from a peer at least this often while nothing is applied.
@@ -71,6 +75,7 @@ impl NodeConfig {
             index,
             servers,
             max_ahead: 1 << 20,
+            max_held_bytes: 256 << 20,
             retry_us: 200_000,
             idle_fetch_us: 1_000_000,
             max_fetch_bytes: 4 << 20,
@@ -140,6 +145,8 @@ pub struct ZkNode {
     cfg: NodeConfig,
     tree: DataTree,
     intake: InOrder<ZkItem>,
+    /// Payload bytes the intake holds.
+    held_bytes: usize,
     waiting: Option<Waiting>,
     /// Views from other shards, by (shard, position there).
     views: BTreeMap<(u32, u64), Bytes>,
@@ -174,6 +181,7 @@ impl ZkNode {
         let shards = cfg.shards as usize;
         ZkNode {
             intake: InOrder::new(next, cfg.max_ahead),
+            held_bytes: 0,
             tree,
             waiting: None,
             views: BTreeMap::new(),
@@ -224,6 +232,7 @@ impl ZkNode {
 
     fn reset_intake(&mut self, next: u64) {
         self.intake = InOrder::new(next, self.cfg.max_ahead);
+        self.held_bytes = 0;
     }
 
     /// A proxy delivered positions.
@@ -238,6 +247,12 @@ impl ZkNode {
                 again.push(pos);
                 continue;
             }
+            // What waits is bounded in bytes too; the next position is always taken (it
+            // is what lets the others go).
+            let len = item.payload.len();
+            if pos != self.next() && self.held_bytes + len > self.cfg.max_held_bytes {
+                continue;
+            }
             let early = (self.cfg.mutant == Some(NodeMutant::ApplyOnArrival)
                 && item.is_op()
                 && pos > self.next())
@@ -249,6 +264,7 @@ impl ZkNode {
             };
             match self.intake.offer(pos, slot) {
                 Offer::Taken => {
+                    self.held_bytes += len;
                     if let Some(item) = early {
                         self.apply_early(item);
                     }
@@ -339,6 +355,7 @@ impl ZkNode {
             };
             if let Some(result) = self.early.remove(&item.pos) {
                 self.intake.pop();
+                self.held_bytes = self.held_bytes.saturating_sub(item.payload.len());
                 self.applied(item, Vec::new(), result, out);
                 continue;
             }
@@ -352,6 +369,7 @@ impl ZkNode {
                 }
             }
             self.intake.pop();
+            self.held_bytes = self.held_bytes.saturating_sub(item.payload.len());
             let others = decode_views(&views[views.len().min(1)..]);
             let result = op::run(
                 &mut self.tree,

@@ -7,6 +7,7 @@ use super::{ConnId, NodeAction, Want, ZkNode, MAX_VIEWS, MAX_VIEW_BYTES};
 use bytes::Bytes;
 use mason_common::msg::Body;
 use mason_common::zkmsg::{ZkDone, ZkFetch, ZkFetchReply, ZkRecord, ZkView, ZkViewPull};
+use mason_zk::order::Slot;
 use mason_zk::DataTree;
 use prost::Message as _;
 
@@ -213,8 +214,12 @@ impl ZkNode {
             &mut self.intake,
             mason_zk::order::InOrder::new(next, self.cfg.max_ahead),
         );
+        self.held_bytes = 0;
         for (pos, slot) in old.into_held() {
             if pos >= next {
+                if let Slot::Op(item) = &slot {
+                    self.held_bytes += item.payload.len();
+                }
                 self.intake.offer(pos, slot);
             }
         }

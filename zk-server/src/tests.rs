@@ -50,6 +50,9 @@ enum Msg {
 
 struct World {
     shards: u32,
+    /// A server cut off from every server of the other shards (its own shard's still
+    /// reach it, and so do the proxies).
+    cut_off: Option<(u32, u32)>,
     servers: Vec<Vec<Server>>,
     net: VecDeque<Msg>,
     applied: Vec<ZkApplied>,
@@ -92,6 +95,7 @@ impl World {
             .collect();
         World {
             shards,
+            cut_off: None,
             servers,
             net: VecDeque::new(),
             applied: Vec::new(),
@@ -138,6 +142,12 @@ impl World {
             },
             Vec::new(),
         );
+        if let (Msg::Peer { from, .. }, Some(cut)) = (&m, self.cut_off) {
+            let across = from.0 != to.0;
+            if across && (*from == cut || to == cut) {
+                return;
+            }
+        }
         let srv = &mut self.servers[to.0 as usize][to.1 as usize];
         if srv.down {
             return;
@@ -238,7 +248,7 @@ fn random_op(rng: &mut Rng, sessions: &[i64]) -> (i64, Request) {
 fn shards_apply_in_order_and_agree_with_one_tree() {
     for seed in 1..=12u64 {
         for shards in [1u32, 2, 3] {
-            check_run(seed, shards, false);
+            check_run(seed, shards, Fault::None);
         }
     }
 }
@@ -246,12 +256,33 @@ fn shards_apply_in_order_and_agree_with_one_tree() {
 #[test]
 fn a_server_that_lost_everything_catches_up_from_its_peers() {
     for seed in 1..=6u64 {
-        check_run(seed, 2, true);
+        check_run(seed, 2, Fault::Crash);
     }
 }
 
-fn check_run(seed: u64, shards: u32, crash: bool) {
+/// A server that gets every delivery but no view (the other shards cannot reach it)
+/// still keeps up: it fetches what it waits on from its own shard's peers, whose records
+/// carry the views.
+#[test]
+fn a_server_cut_off_from_the_other_shards_keeps_up() {
+    for seed in 1..=6u64 {
+        check_run(seed, 2, Fault::CutOff);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Crash,
+    CutOff,
+}
+
+fn check_run(seed: u64, shards: u32, fault: Fault) {
+    let crash = fault == Fault::Crash;
     let mut w = World::new(shards, seed);
+    if fault == Fault::CutOff {
+        w.cut_off = Some((0, 1));
+    }
     let mut full = DataTree::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     // The sequencer's counters: the clock, then each shard.
@@ -422,4 +453,88 @@ fn check_run(seed: u64, shards: u32, crash: bool) {
     store::replay(&srv.store, &mut again).expect("replays");
     assert_eq!(again.next(), srv.node.next());
     assert_eq!(again.tree().digest(), srv.node.tree().digest());
+}
+
+/// What waits for its turn is bounded in bytes: deliveries past the bound are refused
+/// (their proxy delivers them again), and the next position is always taken, so the
+/// server goes on once the hole is filled.
+#[test]
+fn what_waits_ahead_is_bounded_in_bytes() {
+    let mut cfg = NodeConfig::new(0, 1, 0, vec![3]);
+    cfg.max_held_bytes = 10_000;
+    let mut node = ZkNode::new(cfg, DataTree::new_shard(0, 1), 0);
+    let mut out = Vec::new();
+    let session = Request::CreateSession { timeout_ms: 5000 };
+    let set = |pos: u64, n: usize| ZkItem {
+        pos,
+        noops: 0,
+        session: 7,
+        payload: payload(
+            pos as i32 + 1,
+            &Request::SetData {
+                path: "/zookeeper".into(),
+                data: Bytes::from(vec![b'x'; n]),
+                version: -1,
+            },
+        ),
+        time_ms: 0,
+        mask: shard::spaces(
+            &Request::GetData {
+                path: "/".into(),
+                watch: false,
+            },
+            1,
+        ) | 1,
+        numbers: vec![pos, pos],
+    };
+    // Positions 1..=40, 1 KB each, while position 0 has not come: about 10 are held.
+    let items: Vec<ZkItem> = (1..=40).map(|p| set(p, 1000)).collect();
+    node.on_deliver(
+        1,
+        ZkDeliver {
+            group: 0,
+            shard: 0,
+            items: items.clone(),
+        },
+        &mut out,
+    );
+    assert_eq!(node.next(), 0);
+    // Position 0 opens the session; then everything held applies, and stops at the
+    // first position that was refused.
+    let open = ZkItem {
+        pos: 0,
+        noops: 0,
+        session: 7,
+        payload: payload(1, &session),
+        time_ms: 0,
+        mask: shard::spaces(&session, 1),
+        numbers: vec![0, 0],
+    };
+    node.on_deliver(
+        1,
+        ZkDeliver {
+            group: 0,
+            shard: 0,
+            items: vec![open],
+        },
+        &mut out,
+    );
+    let stopped = node.next();
+    assert!(
+        (5..=11).contains(&stopped),
+        "held past the bound: next {stopped}"
+    );
+    // Delivered again (as proxies do until answered), the rest goes through, a bounded
+    // part at a time.
+    for _ in 0..10 {
+        let before = node.next();
+        let d = ZkDeliver {
+            group: 0,
+            shard: 0,
+            items: items.clone(),
+        };
+        node.on_deliver(1, d, &mut out);
+        assert!(node.next() > before || node.next() == 41);
+    }
+    assert_eq!(node.next(), 41);
 }
