@@ -13,8 +13,9 @@
 //! - **Live** (`live_servers`): every live server of each shard reached the sequencer's
 //!   counter of its space, and every leader's deliveries are done.
 //!
-//! Session expiry is not checked: ZK-Mason's proxies do not expire ZooKeeper sessions on a
-//! timeout yet.
+//! Session expiry is not checked here: the proxies close an idle session's ZooKeeper
+//! session on every shard (`proxy/src/replica/zkexpire.rs`, tested over the group
+//! harness), but no scenario lets a session expire yet.
 
 use crate::world::World;
 use mason_common::verify::Violation;
