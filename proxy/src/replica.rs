@@ -251,7 +251,7 @@ pub struct Replica {
     zk: zkdeliver::ZkState,
     /// ZK-Mason: sessions closed for idleness whose ZooKeeper session is still to close
     /// on the shards (applied state), and those this leader batched a close for.
-    zk_expiring: std::collections::BTreeSet<u64>,
+    zk_expiring: BTreeMap<u64, u64>,
     zk_closes_batched: std::collections::BTreeSet<u64>,
 }
 

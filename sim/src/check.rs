@@ -55,7 +55,7 @@ pub fn check(
     // only hold once the run recovered.
     let (report, hole) = checker.finish_safety()?;
     if w.cfg.zk.is_some() {
-        check_zkmason(w)?;
+        check_zkmason(w, final_heal)?;
     }
     live(w, heals, final_heal, live_bound_us)?;
     if let Some(v) = hole {

@@ -291,6 +291,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "zkmason-leader-crash", about: "ZK-Mason: the shard servers turn slow to reach at 0.5s; group 0's leader crashes with deliveries in flight at 0.7s", in_all: true, build: zkmason::zkmason_leader_crash },
     Scenario { name: "zkmason-partition", about: "ZK-Mason: a random shard server is cut from everyone at 0.6-0.8s, healed 0.3-0.7s later", in_all: true, build: zkmason::zkmason_partition },
     Scenario { name: "zkmason-dup-reorder", about: "ZK-Mason, 3 shards: 5% of messages are duplicated; delays vary widely, so deliveries, views and fetches reorder", in_all: true, build: zkmason::zkmason_dup_reorder },
+    Scenario { name: "zkmason-client-crash", about: "ZK-Mason: a client dies for good at 0.6s and its session expires (0.4s timeout) on every shard with its ephemeral, while a shard server is cut off (0.8-1.3s) and group 0's leader crashes (0.9s)", in_all: true, build: zkmason::zkmason_client_crash },
     Scenario { name: "zkmason-random", about: "ZK-Mason, 2 or 3 shards: random shard server crash/disk loss/cut-off, proxy crash/cut-off, leader crash and loss episodes", in_all: true, build: zkmason::zkmason_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];

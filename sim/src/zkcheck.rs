@@ -13,9 +13,9 @@
 //! - **Live** (`live_servers`): every live server of each shard reached the sequencer's
 //!   counter of its space, and every leader's deliveries are done.
 //!
-//! Session expiry is not checked here: the proxies close an idle session's ZooKeeper
-//! session on every shard (`proxy/src/replica/zkexpire.rs`, tested over the group
-//! harness), but no scenario lets a session expire yet.
+//! - **Expiry** (when sessions time out within the run): every session of a client that
+//!   died for good is closed in the shards' union, its ephemerals gone
+//!   (`proxy/src/replica/zkexpire.rs` closes it on every shard through the sequencer).
 
 use crate::world::World;
 use mason_common::verify::Violation;
@@ -30,7 +30,7 @@ fn violation(invariant: &'static str, detail: String) -> Violation {
 }
 
 /// Linearizable and Agreement.
-pub fn check_zkmason(w: &World) -> Result<(), Violation> {
+pub fn check_zkmason(w: &World, final_heal: u64) -> Result<(), Violation> {
     let covered =
         history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
     if covered.writes == 0 {
@@ -92,12 +92,31 @@ pub fn check_zkmason(w: &World) -> Result<(), Violation> {
     }
     let whole = sharded::merge(&parts)
         .map_err(|e| violation("Agreement", format!("the shards' trees do not merge: {e}")))?;
+    // Sessions time out within the run: a dead client's ephemeral must be gone (Expiry,
+    // below), not present.
+    let expiry = w.cfg.replica.session_timeout_us < final_heal;
+    let dead: Vec<String> = w.dead_clients().iter().map(|c| format!("/e{c}-")).collect();
     let expected = history::Expected {
-        created: w.zk_created().to_vec(),
+        created: w
+            .zk_created()
+            .iter()
+            .filter(|p| !expiry || !dead.iter().any(|d| p.starts_with(d.as_str())))
+            .cloned()
+            .collect(),
         ..Default::default()
     };
     history::check_final(&whole, &expected)
         .map_err(|e| violation("Agreement", format!("the shards' union: {e}")))?;
+    // A client that died for good: once its idle session was closed through its group's
+    // log, every shard ended its ZooKeeper session and deleted its ephemerals.
+    if expiry {
+        let expected = history::Expected {
+            closed: w.dead_sessions(),
+            ..Default::default()
+        };
+        history::check_final(&whole, &expected)
+            .map_err(|e| violation("Expiry", format!("the shards' union: {e}")))?;
+    }
     Ok(())
 }
 

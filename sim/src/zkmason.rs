@@ -158,6 +158,26 @@ pub fn zkmason_partition(seed: u64) -> Plan {
     p
 }
 
+/// A client dies for good at 0.6s, and its session (0.4s timeout) expires through its
+/// group's log: the group's leader closes its ZooKeeper session on every shard, while a
+/// shard server is cut off from everyone (0.8s-1.3s) and group 0's leader crashes
+/// (0.9s). The dead client's ephemeral must be gone from the shards' union, and the cut
+/// server must have closed the session at the same place as its peers.
+pub fn zkmason_client_crash(seed: u64) -> Plan {
+    let mut p = zk_base(seed, 2);
+    p.world.replica.session_timeout_us = 400 * MS;
+    let mut r = rng(seed);
+    let (s, i) = some_server(&p, &mut r);
+    p.faults = vec![
+        (600 * MS, Fault::CrashClient(0)),
+        (800 * MS, Fault::PartitionZk(s, i)),
+        (900 * MS, Fault::CrashLeader(0)),
+        (1300 * MS, Fault::Heal),
+    ];
+    p.heals = vec![900 * MS, 1300 * MS];
+    p
+}
+
 /// Episodes drawn from the seed, one at a time: a shard server crashes and restarts,
 /// loses its disk, or is cut off; a proxy machine crashes or is cut from its triple; a
 /// proxy leader crashes while the shard servers are slow to reach; or the network turns

@@ -120,6 +120,7 @@ fn the_zkmason_scenarios_pass_across_seeds() {
         "zkmason-leader-crash",
         "zkmason-partition",
         "zkmason-dup-reorder",
+        "zkmason-client-crash",
         "zkmason-random",
     ];
     sweep(&scenarios, 8);

@@ -358,9 +358,9 @@ impl Replica {
     /// proposed.
     pub(super) fn apply_sessions(&mut self, e: SessionEntry, out: &mut Vec<Action>) {
         for s in &e.closed {
-            self.sessions.remove(s);
+            let last_seq = self.sessions.remove(s).map_or(0, |a| a.max_seq);
             self.expire_zk_session(*s);
-            self.zk_expire(*s);
+            self.zk_expire(*s, last_seq + 1);
             if let Some(l) = self.leader.as_mut() {
                 if let Some(lc) = l.clients.remove(s) {
                     let held: usize = lc.held.values().map(|o| queued_size(o.payload.len())).sum();

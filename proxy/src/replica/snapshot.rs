@@ -36,9 +36,12 @@ struct SnapshotData {
     /// ZK-Mason: deliveries not known to be applied by the shard servers.
     #[prost(message, repeated, tag = "10")]
     zk_deliveries: Vec<PendingZk>,
-    /// ZK-Mason: closed sessions whose ZooKeeper session is still to close.
+    /// ZK-Mason: closed sessions whose ZooKeeper session is still to close, and the seq
+    /// of the closeSession that closes it.
     #[prost(uint64, repeated, tag = "11")]
     zk_expiring: Vec<u64>,
+    #[prost(uint64, repeated, tag = "12")]
+    zk_expiring_seqs: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -128,7 +131,8 @@ impl Replica {
                     items: d.items.values().flatten().cloned().collect(),
                 })
                 .collect(),
-            zk_expiring: self.zk_expiring.iter().copied().collect(),
+            zk_expiring: self.zk_expiring.keys().copied().collect(),
+            zk_expiring_seqs: self.zk_expiring.values().copied().collect(),
             zk_deliveries: self
                 .zk_pending()
                 .into_iter()
@@ -188,7 +192,11 @@ impl Replica {
         for d in data.deliveries {
             self.restore_delivery(d.index, d.items);
         }
-        self.zk_expiring = data.zk_expiring.into_iter().collect();
+        self.zk_expiring = data
+            .zk_expiring
+            .into_iter()
+            .zip(data.zk_expiring_seqs)
+            .collect();
         self.zk_restore(
             data.zk_deliveries
                 .into_iter()

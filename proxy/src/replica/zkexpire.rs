@@ -2,11 +2,12 @@
 //! log, `--session-timeout-s`), the ZooKeeper session it carried must end too, with its
 //! ephemerals, at one place in every shard's order. So every replica notes the session
 //! as *expiring* when it applies the close (applied state, in snapshots), and the
-//! serving leader batches a closeSession for it, as an op of that session with seq 0
-//! (no client sends seq 0). The op takes its numbers like any other (every shard and the
-//! clock) and goes to the shard servers, which delete the session's ephemerals at it.
-//! Applying it ends the expiry; a second one (a new leader batched it again) binds
-//! nothing, its numbers become noops.
+//! serving leader batches a closeSession for it, as the op of that session after its last
+//! (so the session's numbers still grow with its seqs). The op takes its numbers like any
+//! other (every shard and the clock) and goes to the shard servers, which delete the
+//! session's ephemerals at it. No client can send it: the session is closed, and the
+//! leader takes nothing more from it. Applying it ends the expiry; a second one (a new
+//! leader batched it again) binds nothing, its numbers become noops.
 
 use super::{Action, Replica};
 use crate::entry::OpEntry;
@@ -15,17 +16,22 @@ use mason_zk::jute::{RequestHeader, Writer};
 use mason_zk::{opcode, shard, Request};
 
 impl Replica {
-    /// Applying the close of idle session `session`: its ZooKeeper session must expire.
-    pub(super) fn zk_expire(&mut self, session: u64) {
+    /// Applying the close of idle session `session`: its ZooKeeper session must expire,
+    /// by an op of seq `seq` (the one after the session's last).
+    pub(super) fn zk_expire(&mut self, session: u64, seq: u64) {
         if self.zk_on() {
-            self.zk_expiring.insert(session);
+            self.zk_expiring.insert(session, seq);
         }
     }
 
     /// Whether `o` is a group-made closeSession still to apply (then it is applied, and
     /// the session's expiry is done).
     pub(super) fn zk_take_close(&mut self, o: &OpEntry) -> bool {
-        o.client_seq == 0 && self.zk_on() && self.zk_expiring.remove(&o.session)
+        let ours = self.zk_on() && self.zk_expiring.get(&o.session) == Some(&o.client_seq);
+        if ours {
+            self.zk_expiring.remove(&o.session);
+        }
+        ours
     }
 
     /// The serving leader batches a closeSession for each expiring session it has not
@@ -36,16 +42,16 @@ impl Replica {
         }
         let shards = self.cfg.zk_servers.len() as u32;
         let mask = shard::spaces(&Request::CloseSession, shards);
-        let todo: Vec<u64> = self
+        let todo: Vec<(u64, u64)> = self
             .zk_expiring
             .iter()
-            .filter(|s| !self.zk_closes_batched.contains(s))
-            .copied()
+            .filter(|(s, _)| !self.zk_closes_batched.contains(s))
+            .map(|(s, seq)| (*s, *seq))
             .collect();
         let Some(l) = self.leader.as_mut() else {
             return;
         };
-        for session in todo {
+        for (session, seq) in todo {
             tracing::info!(
                 group = self.cfg.group,
                 session,
@@ -55,7 +61,7 @@ impl Replica {
                 now,
                 OpEntry {
                     session,
-                    client_seq: 0,
+                    client_seq: seq,
                     space_mask: mask,
                     payload: close_payload(),
                     acked_below: 0,

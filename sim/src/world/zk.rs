@@ -248,6 +248,13 @@ impl World {
             .collect()
     }
 
+    /// The indices of the clients that died for good (their ephemerals are `/e{c}-N`).
+    pub fn dead_clients(&self) -> Vec<u32> {
+        (0..self.clients.len() as u32)
+            .filter(|c| !self.clients[*c as usize].alive)
+            .collect()
+    }
+
     /// The acknowledged ops on znodes.
     pub fn zk_events(&self) -> &[Event] {
         self.zk.as_ref().map_or(&[], |z| &z.events[..])
