@@ -225,3 +225,44 @@ fn an_idle_session_is_closed_on_every_shard() {
     assert_eq!(distinct.len(), 1, "closed once: {distinct:?}");
     assert!(net.oks(1).len() > 10, "client 1 kept being answered");
 }
+
+/// A majority of the shard said "applied" without the reply (servers that took a peer's
+/// tree past the op no longer hold it): the client is not answered with an empty reply;
+/// the leader asks the shard's servers, and answers with the reply one of them keeps.
+#[test]
+fn an_op_applied_without_a_known_reply_waits_for_one() {
+    let (mut net, l) = Net::start(zk());
+    net.send(l, &[zk_op(1, 1, SHARD0)]);
+    net.advance(3 * TICK);
+    let pos = *delivered(&net, None)[&(0, 0)]
+        .keys()
+        .next()
+        .expect("delivered");
+    for server in 0..2 {
+        let a = ZkApplied {
+            group: 0,
+            shard: 0,
+            server,
+            done: vec![ZkDone {
+                pos,
+                result: Bytes::new(),
+                forgotten: true,
+            }],
+        };
+        net.on(l, |r, _, out| r.on_zk_applied(a, out));
+    }
+    assert!(
+        net.oks(1).is_empty(),
+        "answered with no reply: {:?}",
+        net.oks(1)
+    );
+    let asked = net
+        .to_zk
+        .iter()
+        .any(|(_, _, _, b)| matches!(b, Body::ZkQuery(q) if q.positions == vec![pos]));
+    assert!(asked, "the servers are asked for the reply");
+    applied(&mut net, l, 0, 2, [pos].iter());
+    let a = net.oks(1);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].result, Bytes::from(format!("reply 0/{pos}")));
+}

@@ -247,6 +247,17 @@ impl ZkNode {
                 again.push(pos);
                 continue;
             }
+            // A noop range with a payload, or longer than what may wait, is no delivery
+            // of a correct proxy.
+            if item.noops > self.cfg.max_ahead || (item.noops > 0 && !item.payload.is_empty()) {
+                tracing::warn!(
+                    shard = self.cfg.shard,
+                    pos,
+                    noops = item.noops,
+                    "a malformed delivery; ignored"
+                );
+                continue;
+            }
             // What waits is bounded in bytes too; the next position is always taken (it
             // is what lets the others go).
             let len = item.payload.len();
@@ -479,7 +490,7 @@ impl ZkNode {
     /// Runs a stored record's op (recovery, fetch): its views came with it.
     fn apply_record(&mut self, item: &ZkItem, views: &[Bytes]) -> Bytes {
         if !item.is_op() {
-            self.stats.applied_noops += item.noops;
+            self.stats.applied_noops = self.stats.applied_noops.saturating_add(item.noops);
             return Bytes::new();
         }
         self.stats.applied_ops += 1;
@@ -509,7 +520,7 @@ impl ZkNode {
         if item.is_op() {
             self.stats.applied_ops += 1;
         } else {
-            self.stats.applied_noops += item.noops;
+            self.stats.applied_noops = self.stats.applied_noops.saturating_add(item.noops);
         }
         self.stored(item, views, result, out);
     }

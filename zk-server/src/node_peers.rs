@@ -166,18 +166,23 @@ impl ZkNode {
     /// A peer's answer to a fetch: apply what continues from here.
     pub fn on_fetch_reply(&mut self, r: ZkFetchReply, out: &mut Vec<NodeAction>) {
         let mut took = 0u64;
+        let mut next = self.next();
         for rec in r.records {
             let Some(item) = rec.item.clone() else {
                 continue;
             };
-            if item.pos != self.next() {
+            if item.pos != next {
                 continue;
             }
+            next = item.end();
             let result = self.apply_record(&item, &rec.views);
-            self.waiting = None;
-            self.reset_keeping(item.end());
             self.stored(item, rec.views, result, out);
             took += 1;
+        }
+        if took > 0 {
+            // Once for the whole answer: what waits past it stays.
+            self.waiting = None;
+            self.reset_keeping(next);
         }
         if took == 0 && r.snapshot_next > self.next() && !r.snapshot.is_empty() {
             match DataTree::restore(&r.snapshot) {
@@ -210,17 +215,9 @@ impl ZkNode {
 
     /// Moves the intake to `next`, keeping what it holds past it.
     fn reset_keeping(&mut self, next: u64) {
-        let old = std::mem::replace(
-            &mut self.intake,
-            mason_zk::order::InOrder::new(next, self.cfg.max_ahead),
-        );
-        self.held_bytes = 0;
-        for (pos, slot) in old.into_held() {
-            if pos >= next {
-                if let Slot::Op(item) = &slot {
-                    self.held_bytes += item.payload.len();
-                }
-                self.intake.offer(pos, slot);
+        for (_, slot) in self.intake.advance_to(next) {
+            if let Slot::Op(item) = slot {
+                self.held_bytes = self.held_bytes.saturating_sub(item.payload.len());
             }
         }
     }

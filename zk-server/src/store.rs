@@ -142,10 +142,16 @@ pub fn replay<S: Storage>(store: &S, node: &mut ZkNode) -> anyhow::Result<u64> {
         let e = match store.get(pos) {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(n),
-            Err(e) => anyhow::bail!("replaying position {pos}: {e}"),
+            // A damaged record ends the replay there: the rest comes from the peers.
+            Err(e) => {
+                tracing::error!(pos, error = %e, "a damaged record; replay stops here and the server fetches the rest from its peers");
+                return Ok(n);
+            }
         };
-        let rec = ZkRecord::decode(&e.payload[..])
-            .map_err(|e| anyhow::anyhow!("position {pos}: undecodable record: {e}"))?;
+        let Ok(rec) = ZkRecord::decode(&e.payload[..]) else {
+            tracing::error!(pos, "an undecodable record; replay stops here and the server fetches the rest from its peers");
+            return Ok(n);
+        };
         if !node.replay(&rec) {
             anyhow::bail!("position {pos}: the record does not continue the tree");
         }

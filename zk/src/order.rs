@@ -127,10 +127,22 @@ impl<T: PartialEq> InOrder<T> {
         let slot = self.ahead.remove(&self.next)?;
         let pos = self.next;
         self.next = match &slot {
-            Slot::Op(_) => pos + 1,
-            Slot::Noops(n) => pos + n,
+            Slot::Op(_) => pos.saturating_add(1),
+            Slot::Noops(n) => pos.saturating_add(*n),
         };
         Some((pos, slot))
+    }
+
+    /// Moves the next position up to `next` (what is below it was applied another way:
+    /// from a peer); returns what was held below it. Nothing moves back.
+    pub fn advance_to(&mut self, next: u64) -> Vec<(u64, Slot<T>)> {
+        if next <= self.next {
+            return Vec::new();
+        }
+        let keep = self.ahead.split_off(&next);
+        let below = std::mem::replace(&mut self.ahead, keep);
+        self.next = next;
+        below.into_iter().collect()
     }
 }
 
@@ -206,6 +218,23 @@ mod tests {
         assert_eq!(q.offer(1, Slot::Op("a")), Offer::Taken);
         drain(&mut q);
         assert_eq!(q.next(), 3);
+    }
+
+    #[test]
+    fn advancing_drops_what_is_below_and_keeps_the_rest() {
+        let mut q = InOrder::new(1, 100);
+        q.offer(2, Slot::Op("b"));
+        q.offer(5, Slot::Op("e"));
+        let below = q.advance_to(4);
+        assert_eq!(below, vec![(2, Slot::Op("b"))]);
+        assert_eq!(q.next(), 4);
+        assert!(q.advance_to(3).is_empty(), "never back");
+        q.offer(4, Slot::Noops(1));
+        assert_eq!(drain(&mut q), vec![(4, Slot::Noops(1)), (5, Slot::Op("e"))]);
+        // A range that would run past the last number ends there.
+        q.offer(6, Slot::Noops(u64::MAX));
+        drain(&mut q);
+        assert_eq!(q.next(), u64::MAX);
     }
 
     #[test]

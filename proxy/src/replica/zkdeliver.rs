@@ -295,8 +295,21 @@ impl Replica {
             }
             for w in d.replies {
                 let mut answer = w.answer;
-                if let Some(r) = w.key.and_then(|k| d.results.get(&k)) {
-                    answer.result = r.clone();
+                match w.key.map(|k| (k, d.results.get(&k))) {
+                    // Applied by a majority, but only servers that no longer hold the
+                    // reply said so: ask the shard's servers for it.
+                    Some((key, None)) => {
+                        let w = Waiter { answer, ..w };
+                        let entry = self.zk.queries.entry(key).or_insert((0, Vec::new()));
+                        entry.1.push(w);
+                        if entry.0 == 0 {
+                            entry.0 = self.now;
+                            self.zk_query(key, out);
+                        }
+                        continue;
+                    }
+                    Some((_, Some(r))) => answer.result = r.clone(),
+                    None => {}
                 }
                 out.push(Action::Reply {
                     conn: w.conn,

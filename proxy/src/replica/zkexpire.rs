@@ -30,6 +30,7 @@ impl Replica {
         let ours = self.zk_on() && self.zk_expiring.get(&o.session) == Some(&o.client_seq);
         if ours {
             self.zk_expiring.remove(&o.session);
+            self.zk_closes_batched.remove(&o.session);
         }
         ours
     }
