@@ -250,9 +250,9 @@ pub struct Replica {
     /// ZK-Mason: deliveries to the shard servers.
     zk: zkdeliver::ZkState,
     /// ZK-Mason: sessions closed for idleness whose ZooKeeper session is still to close
-    /// on the shards (applied state), and those this leader batched a close for.
+    /// on the shards (applied state), and those this leader batched a close for (when).
     zk_expiring: BTreeMap<u64, u64>,
-    zk_closes_batched: std::collections::BTreeSet<u64>,
+    zk_closes_batched: BTreeMap<u64, u64>,
 }
 
 impl Replica {

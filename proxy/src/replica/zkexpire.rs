@@ -7,7 +7,8 @@
 //! other (every shard and the clock) and goes to the shard servers, which delete the
 //! session's ephemerals at it. No client can send it: the session is closed, and the
 //! leader takes nothing more from it. Applying it ends the expiry; a second one (a new
-//! leader batched it again) binds nothing, its numbers become noops.
+//! leader batched it again, or this one did after its first was lost) binds nothing, its
+//! numbers become noops.
 
 use super::{Action, Replica};
 use crate::entry::OpEntry;
@@ -42,11 +43,18 @@ impl Replica {
             return;
         }
         let shards = self.cfg.zk_servers.len() as u32;
+        // A close batched long ago and still not applied was lost (its batch fenced off
+        // by a sequencer takeover, say): batch it again. A second copy binds nothing.
+        let again = 4 * self.cfg.seq_retry_us.max(self.cfg.seq_timeout_us);
         let mask = shard::spaces(&Request::CloseSession, shards);
         let todo: Vec<(u64, u64)> = self
             .zk_expiring
             .iter()
-            .filter(|(s, _)| !self.zk_closes_batched.contains(s))
+            .filter(|(s, _)| {
+                self.zk_closes_batched
+                    .get(s)
+                    .is_none_or(|at| now.saturating_sub(*at) >= again)
+            })
             .map(|(s, seq)| (*s, *seq))
             .collect();
         let Some(l) = self.leader.as_mut() else {
@@ -68,7 +76,7 @@ impl Replica {
                     acked_below: 0,
                 },
             );
-            self.zk_closes_batched.insert(session);
+            self.zk_closes_batched.insert(session, now);
         }
     }
 }
