@@ -8,8 +8,9 @@
 //! replica index. Anything else closes that connection with a logged reason.
 //!
 //! Outgoing, the process keeps links to its two peers (Raft), to every sequencer (the
-//! primary and its backups), and with a shared log (CorfuMason) to the head of every log
-//! shard's chain. A group's actions are carried out in order: WAL writes (fdatasync'd
+//! primary and its backups), with a shared log (CorfuMason) to the head of every log
+//! shard's chain, and with ZK-Mason to every shard server (those that answer back are in
+//! `server/links.rs`). A group's actions are carried out in order: WAL writes (fdatasync'd
 //! when `fsync` is on) before anything that depends on them, sends, answers, and the
 //! bound-number record, which ends with an end marker when the process stops cleanly.
 
@@ -19,9 +20,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use mason_common::auth::{ClusterKey, Role, RoleKind};
 use mason_common::codec::encode_body;
-use mason_common::conn::{
-    self, ConnInfo, Handler, LinkConfig, LinkHandler, Outbox, SendOnly, ServeConfig,
-};
+use mason_common::conn::{self, ConnInfo, Handler, LinkConfig, Outbox, SendOnly, ServeConfig};
 use mason_common::driver::{self, Executor, Machine};
 use mason_common::logmsg::LogWriteReply;
 use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, SeqHello, SeqReply};
@@ -35,6 +34,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+mod links;
+use links::{Links, LogLink, SeqLink, ZkLink};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -378,112 +380,6 @@ impl Handler for Conns {
     async fn close(&self, c: &ConnInfo) {
         for tx in self.inboxes.values() {
             let _ = tx.send(Event::Closed(c.id)).await;
-        }
-    }
-}
-
-/// A link to sequencer `i`: it hears answers and failover messages for this process's
-/// groups.
-struct SeqLink {
-    inboxes: Inboxes,
-    hello: SeqHello,
-}
-
-impl LinkHandler for SeqLink {
-    fn hello(&self) -> Option<Frame> {
-        Some(Frame::new(Body::SeqHello(self.hello.clone())))
-    }
-
-    async fn up(&self, _: &Role, _: &Outbox) {
-        for tx in self.inboxes.values() {
-            let _ = tx.send(Event::SeqConnected).await;
-        }
-    }
-
-    async fn frame(&self, body: Body) -> Result<(), String> {
-        let group = match &body {
-            Body::SeqReply(r) => r.group,
-            Body::Heartbeat(h) => h.group,
-            Body::Switch(s) => s.group,
-            Body::Fill(x) => x.group,
-            Body::Activate(_) => {
-                for tx in self.inboxes.values() {
-                    let _ = tx.send(Event::SeqOther(body.clone())).await;
-                }
-                return Ok(());
-            }
-            other => return Err(format!("a sequencer sent a {}", other.name())),
-        };
-        let Some(tx) = self.inboxes.get(&group) else {
-            return Err(format!(
-                "a sequencer sent a frame for group {group}, not hosted here"
-            ));
-        };
-        let ev = match body {
-            Body::SeqReply(r) => Event::Seq(r),
-            b => Event::SeqOther(b),
-        };
-        let _ = tx.send(ev).await;
-        Ok(())
-    }
-}
-
-/// A link to the head of a log shard's chain: answers to the leaders' log writes.
-struct LogLink {
-    inboxes: Inboxes,
-}
-
-impl LinkHandler for LogLink {
-    async fn up(&self, _: &Role, _: &Outbox) {}
-
-    async fn frame(&self, body: Body) -> Result<(), String> {
-        let Body::LogWriteReply(r) = body else {
-            return Err(format!("a log server sent a {}", body.name()));
-        };
-        let group = (r.id >> crate::replica::LOG_REQ_GROUP_SHIFT) as u32;
-        match self.inboxes.get(&group) {
-            Some(tx) => {
-                let _ = tx.send(Event::LogReply(r)).await;
-                Ok(())
-            }
-            None => Err(format!("a log answer for group {group}, not hosted here")),
-        }
-    }
-}
-
-/// Every outgoing link of the process.
-struct Links {
-    /// By replica index (none for this one).
-    peers: Vec<Option<Outbox>>,
-    /// By sequencer index.
-    seqs: Vec<Outbox>,
-    /// By log shard.
-    logs: Vec<Outbox>,
-    /// By ZK-Mason shard, then server.
-    zk: Vec<Vec<Outbox>>,
-}
-
-/// A link to a ZK-Mason shard server: what it applied, for the group that delivered it.
-struct ZkLink {
-    inboxes: Inboxes,
-}
-
-impl LinkHandler for ZkLink {
-    async fn up(&self, _: &Role, _: &Outbox) {}
-
-    async fn frame(&self, body: Body) -> Result<(), String> {
-        let Body::ZkApplied(a) = body else {
-            return Err(format!("a zk server sent a {}", body.name()));
-        };
-        match self.inboxes.get(&a.group) {
-            Some(tx) => {
-                let _ = tx.send(Event::ZkApplied(a)).await;
-                Ok(())
-            }
-            None => Err(format!(
-                "a zk answer for group {}, not hosted here",
-                a.group
-            )),
         }
     }
 }
