@@ -148,10 +148,32 @@ pub struct ZkArgs {
     /// ZK-Mason: the tree's shards, each 3 shard servers (default 2).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=63))]
     pub zk_shards: Option<u32>,
+    /// How getData (and exists, getChildren) are answered: through the log (sequenced,
+    /// linearizable), or without it (local: RSMKeeper's leader after a ReadIndex round,
+    /// still linearizable; ZK-Mason's shard server that has applied what the session has
+    /// seen, as ZooKeeper's reads).
+    #[arg(long, value_enum, default_value = "sequenced")]
+    pub zk_reads: ZkReads,
+}
+
+/// How ZooKeeper reads are answered (`--zk-reads`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ZkReads {
+    #[default]
+    Sequenced,
+    Local,
 }
 
 impl ZkArgs {
     /// The shard count for `system` (0: not ZK-Mason).
+    /// What the verdict holds reads to on `system`.
+    pub fn reads_promise(&self, system: System) -> mason_zk::history::Reads {
+        match (self.zk_reads, system) {
+            (ZkReads::Local, System::Zkmason) => mason_zk::history::Reads::Sequential,
+            _ => mason_zk::history::Reads::Linearizable,
+        }
+    }
+
     pub fn shards(&self, system: System) -> u32 {
         match system {
             System::Zkmason => self.zk_shards.unwrap_or(2),

@@ -88,6 +88,7 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
         write_percent: a.zk.write_percent,
         znodes: a.zk.znodes,
         zk_shards: a.zk.shards(a.system),
+        zk_local_reads: a.zk.zk_reads == crate::args::ZkReads::Local,
         prefill_per_client: a.prefill.div_ceil(u64::from(a.clients)),
         warmup: a.warmup,
         duration: a.duration,
@@ -623,6 +624,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             } else {
                 Vec::new()
             },
+            reads: a.zk.reads_promise(a.system),
         }),
     };
     Ok(report::summary(&out, checks)?.1)

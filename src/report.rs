@@ -186,6 +186,13 @@ pub struct ZkChecks {
     pub servers: u32,
     /// Shard servers (shard, index) killed and not restarted.
     pub gone: Vec<(u32, u32)>,
+    /// What reads promise (sequential: ZK-Mason's local reads).
+    pub reads: mason_zk::history::Reads,
+}
+
+fn z_reads(c: &Checks) -> mason_zk::history::Reads {
+    c.zk.as_ref()
+        .map_or(mason_zk::history::Reads::Linearizable, |z| z.reads)
 }
 
 /// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
@@ -226,7 +233,7 @@ pub fn summary(out: &Path, c: Checks) -> anyhow::Result<(String, i32)> {
                 ),
                 None => (0, Vec::new()),
             };
-            crate::zkrun::verify(out, c.clients, replicas, &gone)
+            crate::zkrun::verify(out, c.clients, replicas, &gone, z_reads(&c))
         } else {
             verify(out, c.spaces, &bound, c.clients)?
                 .map(|r| r.to_string())

@@ -24,6 +24,8 @@ pub struct Shape {
     pub znodes: u32,
     /// ZK-Mason: the tree's shards (0: not ZK-Mason).
     pub zk_shards: u32,
+    /// ZooKeeper: reads answered without the log.
+    pub zk_local_reads: bool,
     /// Appends by each client process before a read workload.
     pub prefill_per_client: u64,
     pub warmup: Duration,
@@ -238,6 +240,9 @@ pub fn client(
         ]);
         if sh.zk_shards > 0 {
             v.extend([s("--zk-shards"), s(sh.zk_shards)]);
+        }
+        if sh.zk_local_reads {
+            v.extend([s("--zk-reads"), s("local")]);
         }
     }
     if let Some(c) = log_chains.filter(|_| sh.system.log()) {

@@ -17,8 +17,14 @@ use std::path::Path;
 /// Checks a run of `clients` client processes against the trees of `replicas` replicas,
 /// those in `gone` excepted (killed and not restarted: they could not write one).
 /// `Ok` is the verdict's details; `Err` names the check that failed.
-pub fn verify(out: &Path, clients: u32, replicas: u32, gone: &[u32]) -> Result<String, String> {
-    let (covered, expected) = histories(out, clients)?;
+pub fn verify(
+    out: &Path,
+    clients: u32,
+    replicas: u32,
+    gone: &[u32],
+    reads: history::Reads,
+) -> Result<String, String> {
+    let (covered, expected) = histories(out, clients, reads)?;
     let paths: Vec<(u32, std::path::PathBuf)> = (0..replicas)
         .filter(|r| !gone.contains(r))
         .map(|r| (r, out.join(format!("tree-g0-r{r}.snap"))))
@@ -45,7 +51,7 @@ pub fn verify_sharded(
     clients: u32,
     z: &crate::report::ZkChecks,
 ) -> Result<String, String> {
-    let (covered, expected) = histories(out, clients)?;
+    let (covered, expected) = histories(out, clients, z.reads)?;
     let mut parts = Vec::new();
     let mut compared = 0;
     for s in 0..z.shards {
@@ -60,7 +66,11 @@ pub fn verify_sharded(
     let whole = mason_zk::sharded::merge(&parts).map_err(|e| format!("trees {e}"))?;
     history::check_final(&whole, &expected).map_err(|m| format!("acknowledged {m}"))?;
     Ok(format!(
-        "linearizable znodes={} writes={} reads={}; trees agree shards={} servers={compared} znodes={} zxid={:#x}; created={} present; closed-sessions={} without ephemerals",
+        "{} znodes={} writes={} reads={}; trees agree shards={} servers={compared} znodes={} zxid={:#x}; created={} present; closed-sessions={} without ephemerals",
+        match z.reads {
+            history::Reads::Linearizable => "linearizable",
+            history::Reads::Sequential => "sequential",
+        },
         covered.znodes,
         covered.writes,
         covered.reads,
@@ -106,7 +116,11 @@ fn agreeing(paths: &[(u32, std::path::PathBuf)], what: &str) -> Result<(usize, D
 
 /// Every client's history: what the per-znode check covered, and what the final tree
 /// must hold.
-fn histories(out: &Path, clients: u32) -> Result<(history::Covered, Expected), String> {
+fn histories(
+    out: &Path,
+    clients: u32,
+    reads: history::Reads,
+) -> Result<(history::Covered, Expected), String> {
     let mut events = Vec::new();
     let mut expected = Expected::default();
     for i in 0..clients {
@@ -124,7 +138,10 @@ fn histories(out: &Path, clients: u32) -> Result<(history::Covered, Expected), S
                 .map_err(|e| format!("history {}: {e}", path.display()))?;
         }
     }
-    let covered = history::check(&events).map_err(|v| format!("linearizable {v}"))?;
+    let covered = history::check_reads(&events, reads).map_err(|v| match reads {
+        history::Reads::Linearizable => format!("linearizable {v}"),
+        history::Reads::Sequential => format!("sequential {v}"),
+    })?;
     if covered.writes == 0 || covered.reads + covered.writes < 2 {
         return Err(format!(
             "linearizable too little to check: {} write(s) and {} read(s) acknowledged",
@@ -179,6 +196,7 @@ mod tests {
     use super::*;
     use mason_common::record::RecordWriter;
     use mason_zk::{Acl, CreateMode, Ctx, Request};
+    const LIN: history::Reads = history::Reads::Linearizable;
 
     fn write_history(dir: &Path, chunk: ZkHistoryChunk) {
         let mut w = RecordWriter::create(&dir.join("zk-history-0.bin")).expect("create");
@@ -228,12 +246,12 @@ mod tests {
             std::fs::write(dir.join(format!("tree-g0-r{r}.snap")), t.snapshot()).expect("tree");
         }
         write_history(&dir, chunk([0, 0]));
-        let ok = verify(&dir, 1, 3, &[]).expect("ok");
+        let ok = verify(&dir, 1, 3, &[], LIN).expect("ok");
         assert!(ok.contains("znodes=1 writes=1 reads=1"), "{ok}");
 
         // A read after the write that misses it.
         write_history(&dir, chunk([3, 2]));
-        let e = verify(&dir, 1, 3, &[]).expect_err("stale read");
+        let e = verify(&dir, 1, 3, &[], LIN).expect_err("stale read");
         assert!(e.starts_with("linearizable"), "{e}");
 
         // A replica whose tree went another way.
@@ -252,21 +270,21 @@ mod tests {
             },
         );
         std::fs::write(dir.join("tree-g0-r2.snap"), other.snapshot()).expect("tree");
-        let e = verify(&dir, 1, 3, &[]).expect_err("trees differ");
+        let e = verify(&dir, 1, 3, &[], LIN).expect_err("trees differ");
         assert!(
             e.starts_with("trees replica 2") && e.ends_with("at /a"),
             "{e}"
         );
         // Killed and never restarted: not compared; with one tree left, nothing to compare.
-        assert!(verify(&dir, 1, 3, &[2]).is_ok());
-        let e = verify(&dir, 1, 3, &[1, 2]).expect_err("one tree");
+        assert!(verify(&dir, 1, 3, &[2], LIN).is_ok());
+        let e = verify(&dir, 1, 3, &[1, 2], LIN).expect_err("one tree");
         assert!(e.starts_with("trees only 1"), "{e}");
 
         // An acknowledged create missing from the trees.
         let mut c = chunk([0, 0]);
         c.created.push("/b".into());
         write_history(&dir, c);
-        let e = verify(&dir, 1, 2, &[]).expect_err("missing create");
+        let e = verify(&dir, 1, 2, &[], LIN).expect_err("missing create");
         assert!(e.starts_with("acknowledged /b"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

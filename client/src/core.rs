@@ -19,8 +19,8 @@
 
 use bytes::Bytes;
 use mason_common::msg::{
-    Body, ClientOp, ClientReply, Frame, GetSeq, Register, Registered, ReplyStatus, SeqReply,
-    SeqStatus, DIRECT_SESSION_WINDOW, MAX_CLIENT_WINDOW,
+    Body, ClientOp, ClientReply, Frame, GetSeq, LocalRead, LocalReadReply, Register, Registered,
+    ReplyStatus, SeqReply, SeqStatus, DIRECT_SESSION_WINDOW, MAX_CLIENT_WINDOW,
 };
 use mason_common::types::SpaceMask;
 use std::collections::{BTreeMap, VecDeque};
@@ -101,6 +101,14 @@ struct Pending {
     to: usize,
 }
 
+/// A read that takes no seq (`--zk-reads local`), waiting for its answer.
+struct PendingRead {
+    payload: Bytes,
+    min_pos: u64,
+    sent_at: u64,
+    sends: u32,
+}
+
 /// A registration in flight.
 struct Registering {
     nonce: u64,
@@ -124,6 +132,8 @@ pub struct ClientCore {
     /// Ops waiting for a seq: submitted before the session was open, or beyond the window.
     unnumbered: VecDeque<Pending>,
     outstanding: BTreeMap<u64, Pending>,
+    /// Local reads by op id: sent only while a session is open, and failed with it.
+    reads: BTreeMap<u64, PendingRead>,
     re_tx: u64,
     sessions_lost: u64,
 }
@@ -148,6 +158,7 @@ impl ClientCore {
             next_seq: 1,
             unnumbered: VecDeque::new(),
             outstanding: BTreeMap::new(),
+            reads: BTreeMap::new(),
             re_tx: 0,
             sessions_lost: 0,
         }
@@ -207,6 +218,65 @@ impl ClientCore {
             self.register(now_us, out);
         }
         id
+    }
+
+    /// Takes a read that goes to the leader without a seq ([`LocalRead`]): the leader
+    /// answers it from state that holds at least `min_pos` of the read's space. Its
+    /// answer comes as a [`MultiSeq`] with seq 0, the answering server's space and
+    /// position as its mask and number, and the reply as its result. Reads go out only
+    /// under an open session; if the session is lost, they fail with it.
+    pub fn submit_read(
+        &mut self,
+        payload: Bytes,
+        min_pos: u64,
+        now_us: u64,
+        out: &mut Vec<ClientAction>,
+    ) -> u64 {
+        self.end_backoff(now_us, out);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.reads.insert(
+            id,
+            PendingRead {
+                payload,
+                min_pos,
+                sent_at: now_us,
+                sends: 0,
+            },
+        );
+        if self.session.is_some() {
+            if self.backoff_until.is_none() {
+                self.send_read(id, now_us, out);
+            }
+        } else if self.registering.is_none() {
+            self.register(now_us, out);
+        }
+        id
+    }
+
+    fn send_read(&mut self, id: u64, now_us: u64, out: &mut Vec<ClientAction>) {
+        let CoreTarget::Group { group, .. } = self.cfg.target else {
+            return;
+        };
+        let (Some(session), Some(r)) = (self.session, self.reads.get_mut(&id)) else {
+            return;
+        };
+        if r.sends > 0 {
+            self.re_tx += 1;
+        }
+        r.sends = r.sends.saturating_add(1);
+        r.sent_at = now_us;
+        let frame = Frame::new(Body::LocalRead(LocalRead {
+            session,
+            group,
+            id,
+            payload: r.payload.clone(),
+            min_pos: r.min_pos,
+        }));
+        out.push(ClientAction::Send {
+            to: self.current,
+            frame,
+        });
     }
 
     /// Opens a session now, before any op (a group target with none open or opening).
@@ -309,6 +379,7 @@ impl ClientCore {
             Some(Body::ClientReply(r)) => self.on_reply(from, r, now_us, out),
             Some(Body::Registered(r)) => self.on_registered(from, r, now_us, out),
             Some(Body::SeqReply(r)) => self.on_seq_reply(r, now_us, out),
+            Some(Body::LocalReadReply(r)) => self.on_read_reply(from, r, now_us, out),
             other => tracing::warn!(?other, "unexpected frame for a client"),
         }
     }
@@ -336,7 +407,8 @@ impl ClientCore {
             .next()
             .is_some_and(|p| late(p.sent_at));
         let late_reg = self.registering.as_ref().is_some_and(|r| late(r.sent_at));
-        if late_op || late_reg {
+        let late_read = self.session.is_some() && self.reads.values().any(|r| late(r.sent_at));
+        if late_op || late_reg || late_read {
             tracing::debug!(
                 client = self.cfg.client_id,
                 "timeout; trying another replica"
@@ -364,7 +436,7 @@ impl ClientCore {
 
     /// Ops submitted and not finished.
     pub fn outstanding(&self) -> usize {
-        self.outstanding.len() + self.unnumbered.len()
+        self.outstanding.len() + self.unnumbered.len() + self.reads.len()
     }
 
     /// Ops (and registrations) re-sent so far (Mason's num_re_tx).
@@ -409,6 +481,47 @@ impl ClientCore {
         self.release(now_us, out);
     }
 
+    fn on_read_reply(
+        &mut self,
+        from: usize,
+        r: LocalReadReply,
+        now_us: u64,
+        out: &mut Vec<ClientAction>,
+    ) {
+        if Some(r.session) != self.session || !self.reads.contains_key(&r.id) {
+            return;
+        }
+        match ReplyStatus::try_from(r.status) {
+            Ok(ReplyStatus::Ok) => {
+                self.reads.remove(&r.id);
+                let m = MultiSeq {
+                    session: r.session,
+                    seq: 0,
+                    mask: SpaceMask::single(r.space),
+                    numbers: vec![r.pos],
+                    result: r.result,
+                };
+                out.push(ClientAction::Done {
+                    id: r.id,
+                    result: Ok(m),
+                });
+            }
+            Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
+                self.redirect(r.leader_hint, now_us, out)
+            }
+            Ok(ReplyStatus::NotLeader) => {}
+            Ok(ReplyStatus::UnknownSession) => self.lose_session(Some(from), now_us, out),
+            Ok(ReplyStatus::SessionExpired) => self.lose_session(None, now_us, out),
+            Ok(ReplyStatus::Invalid) | Ok(ReplyStatus::TooManySessions) | Err(_) => {
+                self.reads.remove(&r.id);
+                out.push(ClientAction::Done {
+                    id: r.id,
+                    result: Err(ClientError::Invalid),
+                });
+            }
+        }
+    }
+
     fn on_registered(
         &mut self,
         from: usize,
@@ -425,6 +538,10 @@ impl ClientCore {
                 self.session = Some(r.session);
                 self.next_seq = 1;
                 self.release(now_us, out);
+                let reads: Vec<u64> = self.reads.keys().copied().collect();
+                for id in reads {
+                    self.send_read(id, now_us, out);
+                }
             }
             Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
                 self.redirect(r.leader_hint, now_us, out)
@@ -437,6 +554,12 @@ impl ClientCore {
                 for p in std::mem::take(&mut self.unnumbered) {
                     out.push(ClientAction::Done {
                         id: p.id,
+                        result: Err(ClientError::Invalid),
+                    });
+                }
+                for (id, _) in std::mem::take(&mut self.reads) {
+                    out.push(ClientAction::Done {
+                        id,
                         result: Err(ClientError::Invalid),
                     });
                 }
@@ -508,6 +631,14 @@ impl ClientCore {
         for p in again.into_iter().rev() {
             self.unnumbered.push_front(p);
         }
+        // A read belongs to the session it was submitted under (its positions are that
+        // session's): it fails with it.
+        for (id, _) in std::mem::take(&mut self.reads) {
+            out.push(ClientAction::Done {
+                id,
+                result: Err(ClientError::SessionExpired),
+            });
+        }
         self.register(now_us, out);
     }
 
@@ -570,6 +701,10 @@ impl ClientCore {
         let seqs: Vec<u64> = self.outstanding.keys().copied().collect();
         for seq in seqs {
             self.send_op(seq, now_us, out);
+        }
+        let reads: Vec<u64> = self.reads.keys().copied().collect();
+        for id in reads {
+            self.send_read(id, now_us, out);
         }
     }
 

@@ -66,6 +66,11 @@ enum Ev {
         stamp: bool,
         reply: Reply,
     },
+    Read {
+        payload: Bytes,
+        min_pos: u64,
+        reply: Reply,
+    },
     Frame(u64, Frame),
     Dead(u64),
 }
@@ -164,6 +169,21 @@ impl Client {
         rx.await.map_err(|_| ClientError::Closed)?
     }
 
+    /// A read the leader answers without the log (`--zk-reads local`, see
+    /// [`mason_common::msg::LocalRead`]): its answer, as a [`MultiSeq`] whose one number
+    /// is the position the answer reflects.
+    pub async fn read_local(&self, payload: Bytes, min_pos: u64) -> Result<MultiSeq, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Ev::Read {
+                payload,
+                min_pos,
+                reply,
+            })
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
     /// Ops re-sent so far (Mason's `num_re_tx`).
     pub fn retransmissions(&self) -> u64 {
         self.re_tx.load(Ordering::Relaxed)
@@ -232,6 +252,14 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.submit(mask, payload, stamp, now, out);
+                self.waiting.insert(id, reply);
+            }
+            Ev::Read {
+                payload,
+                min_pos,
+                reply,
+            } => {
+                let id = self.core.submit_read(payload, min_pos, now, out);
                 self.waiting.insert(id, reply);
             }
             Ev::Frame(gen, f) => {

@@ -8,6 +8,13 @@
 //! another proxy session (it lost the first and silently opened a new one), the ZooKeeper
 //! session is gone for this client, as ZooKeeper would say: that call and every later one
 //! fail with [`ZkError::SessionExpired`].
+//!
+//! With local reads on ([`ZkClient::with_local_reads`], `--zk-reads local`), a read of one
+//! znode that sets no watch skips the log: the group's leader answers it (RSMKeeper: from
+//! its tree, after Raft's ReadIndex; ZK-Mason: through one server of the znode's shard
+//! that has applied at least the highest number of that shard's space this session has
+//! seen). As in ZooKeeper, such a read waits for the session's writes sent before it, so
+//! a session always reads its own writes and never goes back.
 
 use crate::core::{ClientError, MultiSeq};
 use crate::driver::Client;
@@ -15,7 +22,10 @@ use bytes::Bytes;
 use mason_common::types::SpaceMask;
 use mason_zk::jute::{self, JuteError, RequestHeader, Shape, Writer};
 use mason_zk::{opcode, Acl, Code, CreateMode, OpResult, Request, Response, Stat};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::sync::Notify;
 
 /// Why a ZooKeeper call failed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +121,30 @@ pub struct ZkClient {
     last_zxid: AtomicI64,
     expired: AtomicBool,
     closed: AtomicBool,
+    /// Answer reads of one znode without the log.
+    local_reads: bool,
+    /// The highest number of each space this session has seen (ZK-Mason: a local read
+    /// of a shard is answered from at least that shard's number).
+    seen: Vec<AtomicU64>,
+    /// Ops through the log not yet answered, by ticket, and the next ticket: a local read
+    /// waits for those sent before it.
+    in_log: Mutex<(u64, BTreeSet<u64>)>,
+    log_done: Notify,
+}
+
+/// Takes a ticket out of the set when dropped (answered, failed or cancelled).
+struct Ticket<'a> {
+    client: &'a ZkClient,
+    ticket: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.client.in_log.lock() {
+            g.1.remove(&self.ticket);
+        }
+        self.client.log_done.notify_waiters();
+    }
 }
 
 impl ZkClient {
@@ -141,7 +175,68 @@ impl ZkClient {
             last_zxid: AtomicI64::new(zxid),
             expired: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-        })
+            local_reads: false,
+            seen: (0..64).map(|_| AtomicU64::new(0)).collect(),
+            in_log: Mutex::new((0, BTreeSet::new())),
+            log_done: Notify::new(),
+        }
+        .saw(&m))
+    }
+
+    /// Answers reads of one znode without the log from now on (see the module's notes).
+    pub fn with_local_reads(mut self, on: bool) -> ZkClient {
+        self.local_reads = on;
+        self
+    }
+
+    /// Notes the numbers of an answer.
+    fn saw(self, m: &MultiSeq) -> ZkClient {
+        self.note(m);
+        self
+    }
+
+    fn note(&self, m: &MultiSeq) {
+        for (space, n) in m.mask.iter().zip(&m.numbers) {
+            if let Some(s) = self.seen.get(space as usize) {
+                s.fetch_max(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits until every op this session sent through the log before now is answered.
+    async fn after_earlier_writes(&self) {
+        let Ok(limit) = self.in_log.lock().map(|g| g.0) else {
+            return;
+        };
+        loop {
+            let notified = self.log_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let clear = match self.in_log.lock() {
+                Ok(g) => g.1.first().is_none_or(|t| *t >= limit),
+                Err(_) => true,
+            };
+            if clear {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn ticket(&self) -> Ticket<'_> {
+        let ticket = match self.in_log.lock() {
+            Ok(mut g) => {
+                let t = g.0;
+                g.0 += 1;
+                g.1.insert(t);
+                t
+            }
+            Err(_) => u64::MAX,
+        };
+        Ticket {
+            client: self,
+            ticket,
+        }
     }
 
     /// The ZooKeeper session id (the proxy session's).
@@ -178,11 +273,21 @@ impl ZkClient {
         }
         let xid = self.xid();
         let (payload, shape) = request_payload(xid, &req)?;
-        let m = match self
-            .client
-            .sequence(op_mask(&req, self.shards), payload)
-            .await
-        {
+        let sent = if self.local_reads && req.is_local_read() {
+            self.after_earlier_writes().await;
+            let space = op_mask(&req, self.shards).iter().next().unwrap_or(0);
+            let min_pos = self
+                .seen
+                .get(space as usize)
+                .map_or(0, |s| s.load(Ordering::Relaxed));
+            self.client.read_local(payload, min_pos).await
+        } else {
+            let _ticket = self.ticket();
+            self.client
+                .sequence(op_mask(&req, self.shards), payload)
+                .await
+        };
+        let m = match sent {
             Ok(m) => m,
             Err(ClientError::SessionExpired) => {
                 // The client opens a new proxy session: this ZooKeeper session is over.
@@ -199,6 +304,7 @@ impl ZkClient {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
         }
+        self.note(m);
         let (zxid, result) = decode_reply(xid, shape, &m.result)?;
         if result == Err(Code::SessionExpired) {
             self.expired.store(true, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35"
+        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39"
     )]
     pub body: Option<Body>,
 }
@@ -84,6 +84,14 @@ pub enum Body {
     ZkFetch(crate::zkmsg::ZkFetch),
     #[prost(message, tag = "35")]
     ZkFetchReply(crate::zkmsg::ZkFetchReply),
+    #[prost(message, tag = "36")]
+    LocalRead(LocalRead),
+    #[prost(message, tag = "37")]
+    LocalReadReply(LocalReadReply),
+    #[prost(message, tag = "38")]
+    ZkRead(crate::zkmsg::ZkRead),
+    #[prost(message, tag = "39")]
+    ZkReadReply(crate::zkmsg::ZkReadReply),
 }
 
 impl Body {
@@ -123,6 +131,10 @@ impl Body {
             Body::ZkViewPull(_) => "ZkViewPull",
             Body::ZkFetch(_) => "ZkFetch",
             Body::ZkFetchReply(_) => "ZkFetchReply",
+            Body::LocalRead(_) => "LocalRead",
+            Body::LocalReadReply(_) => "LocalReadReply",
+            Body::ZkRead(_) => "ZkRead",
+            Body::ZkReadReply(_) => "ZkReadReply",
         }
     }
 }
@@ -298,6 +310,48 @@ pub struct ClientReply {
     /// body, without the length prefix). Empty otherwise.
     #[prost(bytes = "bytes", tag = "7")]
     pub result: Bytes,
+}
+
+/// Client -> the leader of `group` (`--zk-reads local`): answer this ZooKeeper read
+/// without putting it through the log. RSMKeeper's leader answers it from its own tree
+/// once it has applied everything committed when the read came (Raft's ReadIndex), so
+/// the read is still linearizable; ZK-Mason's leader has one server of the read's shard
+/// answer it, once that server has applied the shard's space up to `min_pos` (the
+/// highest number of that space the session has seen), as a ZooKeeper follower answers
+/// a read. The read takes no seq: `id` is the client's own, to match the answer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LocalRead {
+    #[prost(uint64, tag = "1")]
+    pub session: u64,
+    #[prost(uint32, tag = "2")]
+    pub group: u32,
+    #[prost(uint64, tag = "3")]
+    pub id: u64,
+    /// The ZooKeeper request (header and body in jute, no length prefix).
+    #[prost(bytes = "bytes", tag = "4")]
+    pub payload: Bytes,
+    #[prost(uint64, tag = "5")]
+    pub min_pos: u64,
+}
+
+/// The answer to a [`LocalRead`]: the ZooKeeper reply, and (ZK-Mason) the read's space
+/// and the position of it the answering server had applied.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LocalReadReply {
+    #[prost(uint64, tag = "1")]
+    pub session: u64,
+    #[prost(uint64, tag = "2")]
+    pub id: u64,
+    #[prost(enumeration = "ReplyStatus", tag = "3")]
+    pub status: i32,
+    #[prost(uint32, tag = "4")]
+    pub leader_hint: u32,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub result: Bytes,
+    #[prost(uint32, tag = "6")]
+    pub space: u32,
+    #[prost(uint64, tag = "7")]
+    pub pos: u64,
 }
 
 /// Client -> a proxy replica of `group`: "open a session for me". The group commits the

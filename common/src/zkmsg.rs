@@ -158,3 +158,38 @@ pub struct ZkFetchReply {
     #[prost(uint64, tag = "4")]
     pub next: u64,
 }
+
+/// A proxy leader -> a server of `shard`: answer this read (`--zk-reads local`) from your
+/// tree once you have applied your space up to `min_pos`. `id` is the proxy's own.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ZkRead {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    #[prost(uint32, tag = "2")]
+    pub shard: u32,
+    #[prost(uint64, tag = "3")]
+    pub id: u64,
+    #[prost(uint64, tag = "4")]
+    pub session: u64,
+    /// The ZooKeeper request (header and body in jute, no length prefix).
+    #[prost(bytes = "bytes", tag = "5")]
+    pub payload: Bytes,
+    #[prost(uint64, tag = "6")]
+    pub min_pos: u64,
+}
+
+/// A shard server's answer to a [`ZkRead`]: the ZooKeeper reply and the last position it
+/// had applied; `behind` (and no reply) when it did not reach `min_pos` in time.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ZkReadReply {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    #[prost(uint64, tag = "2")]
+    pub id: u64,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub result: Bytes,
+    #[prost(uint64, tag = "4")]
+    pub pos: u64,
+    #[prost(bool, tag = "5")]
+    pub behind: bool,
+}

@@ -95,6 +95,9 @@ pub enum Mutant {
     /// ZK-Mason: a new leader does not deliver again what its predecessor may not have
     /// delivered to the shard servers (their positions stay holes).
     NoZkRedo,
+    /// RSMKeeper (`--zk-reads local`): the leader answers a local read from its tree at
+    /// once, without a ReadIndex round (a deposed leader answers stale reads).
+    ReadWithoutIndex,
 }
 
 impl std::str::FromStr for Mutant {
@@ -110,9 +113,11 @@ impl std::str::FromStr for Mutant {
             "wrong-numbers" => Ok(Mutant::WrongNumbers),
             "keeper-reorder" => Ok(Mutant::KeeperReorder),
             "no-zk-redo" => Ok(Mutant::NoZkRedo),
+            "read-without-index" => Ok(Mutant::ReadWithoutIndex),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
-                 no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo)"
+                 no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo, \
+                 read-without-index)"
             )),
         }
     }

@@ -19,6 +19,7 @@ mod batching;
 mod clients;
 mod failover;
 mod keeper;
+mod localread;
 mod logwrite;
 mod snapshot;
 mod zkdeliver;
@@ -85,6 +86,11 @@ pub enum Action {
     Bound(BoundBatch),
     /// To the head of the chain of log shard `write.shard` (CorfuMason).
     LogWrite(LogWrite),
+    /// The answer to a client's `LocalRead`.
+    ReadReply {
+        conn: ConnId,
+        reply: mason_common::msg::LocalReadReply,
+    },
     /// To server `server` of ZK-Mason shard `shard`.
     ToZk {
         shard: u32,
@@ -253,6 +259,8 @@ pub struct Replica {
     /// on the shards (applied state), and those this leader batched a close for (when).
     zk_expiring: BTreeMap<u64, u64>,
     zk_closes_batched: BTreeMap<u64, u64>,
+    /// Reads answered without the log (leaders only).
+    local: localread::LocalReads,
 }
 
 impl Replica {
@@ -307,6 +315,7 @@ impl Replica {
             zk: zkdeliver::ZkState::default(),
             zk_expiring: Default::default(),
             zk_closes_batched: Default::default(),
+            local: Default::default(),
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {
@@ -413,6 +422,7 @@ impl Replica {
         self.watch_sequencer(now, out);
         self.expire_sessions(now);
         self.retry_log_writes(now, out);
+        self.retry_local_reads(now, out);
         self.flush(now, out);
     }
 
@@ -493,6 +503,7 @@ impl Replica {
         self.close_batches(out);
         self.propose_answered(out);
         self.propose_sessions();
+        self.serve_local_reads(out);
         self.drive_raft(out);
         self.sync_role(out);
     }
@@ -539,6 +550,7 @@ impl Replica {
         };
         self.stop_deliveries();
         let hint = self.node.raft.leader_id as u32;
+        self.drop_local_reads(hint, out);
         for (session, lc) in l.clients {
             out.push(Action::Reply {
                 conn: lc.conn,
@@ -627,6 +639,7 @@ impl Replica {
         }
         let mut rd = self.node.ready();
         self.send_all(rd.take_messages(), out);
+        self.on_read_states(rd.take_read_states());
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.install_snapshot(snap, out);
@@ -662,6 +675,7 @@ impl Replica {
         let committed = light.take_committed_entries();
         self.apply(committed, out);
         self.node.advance_apply();
+        self.answer_indexed_reads(out);
         self.maybe_snapshot(out);
     }
 

@@ -23,10 +23,10 @@ use mason_common::codec::encode_body;
 use mason_common::conn::{self, ConnInfo, Handler, LinkConfig, Outbox, SendOnly, ServeConfig};
 use mason_common::driver::{self, Executor, Machine};
 use mason_common::logmsg::LogWriteReply;
-use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg, SeqHello, SeqReply};
+use mason_common::msg::{epoch_owner, Body, Frame, LocalRead, RaftMsg, SeqHello, SeqReply};
 use mason_common::record::{BoundBatch, RecordWriter};
 use mason_common::transport::{Listener, Transport};
-use mason_common::zkmsg::ZkApplied;
+use mason_common::zkmsg::{ZkApplied, ZkReadReply};
 use raft::Storage;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,6 +84,11 @@ enum Event {
         out: Outbox,
         ranges_only: bool,
     },
+    Read {
+        conn: ConnId,
+        out: Outbox,
+        read: LocalRead,
+    },
     Closed(ConnId),
     /// A Raft message from replica `from`.
     Raft(u32, Bytes),
@@ -93,6 +98,7 @@ enum Event {
     SeqConnected,
     LogReply(LogWriteReply),
     ZkApplied(ZkApplied),
+    ZkReadReply(ZkReadReply),
     Shutdown,
 }
 
@@ -361,6 +367,11 @@ impl Handler for Conns {
                 let inc = Incoming::Register(r);
                 self.to_group(group, Event::Client { conn, out, inc }).await
             }
+            (RoleKind::Client, Body::LocalRead(read)) => {
+                let group = read.group;
+                let out = out.clone();
+                self.to_group(group, Event::Read { conn, out, read }).await
+            }
             (RoleKind::Watcher, Body::Watch(w)) => {
                 let ev = Event::Watch {
                     conn,
@@ -422,6 +433,14 @@ impl Group {
                         out.push(Todo::Send(o.clone(), Frame::new(Body::Registered(reply))));
                     }
                 }
+                Action::ReadReply { conn, reply } => {
+                    if let Some(o) = self.conns.get(&conn) {
+                        out.push(Todo::Send(
+                            o.clone(),
+                            Frame::new(Body::LocalReadReply(reply)),
+                        ));
+                    }
+                }
                 Action::Bound(b) => {
                     if !self.watchers.is_empty() {
                         self.notify_watchers(&b, out);
@@ -475,6 +494,10 @@ impl Machine for Group {
                     self.watchers.push((o, ranges_only));
                 }
             }
+            Event::Read { conn, out: o, read } => {
+                self.conns.entry(conn).or_insert(o);
+                r.on_local_read(conn, read, &mut acts);
+            }
             Event::Closed(conn) => {
                 self.conns.remove(&conn);
             }
@@ -490,6 +513,7 @@ impl Machine for Group {
             Event::SeqConnected => r.on_seq_connected(&mut acts),
             Event::LogReply(x) => r.on_log_reply(x, &mut acts),
             Event::ZkApplied(x) => r.on_zk_applied(x, &mut acts),
+            Event::ZkReadReply(x) => r.on_zk_read_reply(x, &mut acts),
             Event::Shutdown => self.stopped = true,
         }
         let _ = now;
@@ -640,7 +664,10 @@ impl GroupIo {
                 }
             }
             // Routed by the group before they get here.
-            Action::Reply { .. } | Action::Registered { .. } | Action::Bound(_) => {}
+            Action::Reply { .. }
+            | Action::Registered { .. }
+            | Action::ReadReply { .. }
+            | Action::Bound(_) => {}
         }
     }
 }

@@ -7,7 +7,7 @@ mod harness;
 
 use bytes::Bytes;
 use harness::{cfg, op, Net, CLIENTS, N, TICK};
-use mason_common::msg::{ClientOp, Register};
+use mason_common::msg::{ClientOp, LocalRead, Register, ReplyStatus};
 use mason_proxy::ReplicaConfig;
 use mason_zk::jute::{self, RequestHeader, Shape, Writer};
 use mason_zk::{opcode, Acl, Code, CreateMode, Request, Response};
@@ -236,4 +236,134 @@ fn an_idle_session_expires_with_its_ephemerals_on_every_replica() {
     for r in 1..N {
         assert_eq!(net.reps[r].tree().map(|t| t.digest()), Some(t0.digest()));
     }
+}
+
+fn local_read(client: u64, id: u64, req: &Request) -> LocalRead {
+    let shape = Shape::for_request(req).expect("a tree request");
+    let framed = jute::encode_request(id as i32, req, &shape).expect("encodes");
+    LocalRead {
+        session: harness::session(client),
+        group: 0,
+        id,
+        payload: Bytes::from(framed).slice(4..),
+        min_pos: 0,
+    }
+}
+
+/// Sends a local read to replica `r` on connection `conn` and lets the net settle.
+fn read_at(net: &mut Net, r: usize, conn: u64, read: LocalRead) {
+    net.on(r, |rep, _, out| rep.on_local_read(conn, read, out));
+    net.settle();
+}
+
+/// The answers to local read `id`: (replica, status, the reply's version).
+fn read_answers(net: &Net, id: u64) -> Vec<(usize, ReplyStatus, Option<i32>)> {
+    net.read_replies
+        .iter()
+        .filter(|(_, _, a)| a.id == id)
+        .map(|(r, _, a)| {
+            let version = jute::split_reply(&a.result).ok().and_then(|(h, body)| {
+                jute::decode_response(&Shape::GetData, h.err, body)
+                    .ok()
+                    .and_then(|x| x.ok())
+                    .map(|resp| version_of(&Ok(resp)))
+            });
+            (
+                *r,
+                ReplyStatus::try_from(a.status).expect("a status"),
+                version,
+            )
+        })
+        .collect()
+}
+
+/// `--zk-reads local` on RSMKeeper: the leader answers a read of one znode without a log
+/// entry, after a ReadIndex round, so it sees every write committed before it came;
+/// followers send it to the leader; a watch, a write or a stranger's session is refused.
+#[test]
+fn a_local_read_is_answered_by_the_leader_after_a_read_index_round() {
+    let (mut net, l) = Net::start(keeper());
+    net.send(l, &[open_session(1, 1)]);
+    net.send(l, &[zk_op(1, 2, &create("/a", CreateMode::Persistent))]);
+    net.send(l, &[zk_op(1, 3, &set("/a", -1))]);
+    net.advance(2 * TICK);
+    let entries = net.reps[l].last_batch_id();
+    read_at(&mut net, l, 1, local_read(1, 100, &get("/a")));
+    net.advance(2 * TICK);
+    assert_eq!(read_answers(&net, 100), vec![(l, ReplyStatus::Ok, Some(1))]);
+    assert_eq!(
+        net.reps[l].last_batch_id(),
+        entries,
+        "no log entry for a read"
+    );
+
+    let f = (l + 1) % N;
+    read_at(&mut net, f, 1, local_read(1, 101, &get("/a")));
+    let answers = net.read_replies.iter().find(|(_, _, a)| a.id == 101);
+    assert!(
+        answers
+            .is_some_and(|(_, _, a)| a.status == ReplyStatus::NotLeader as i32
+                && a.leader_hint == l as u32 + 1),
+        "a follower sends the read to the leader"
+    );
+
+    let watched = Request::GetData {
+        path: "/a".into(),
+        watch: true,
+    };
+    read_at(&mut net, l, 1, local_read(1, 102, &watched));
+    read_at(&mut net, l, 1, local_read(1, 103, &set("/a", -1)));
+    let mut stranger = local_read(1, 104, &get("/a"));
+    stranger.session = harness::session(1) + 999;
+    read_at(&mut net, l, 1, stranger);
+    net.advance(2 * TICK);
+    let status = |id| read_answers(&net, id).first().map(|a| a.1);
+    assert_eq!(
+        status(102),
+        Some(ReplyStatus::Invalid),
+        "a watch goes through the log"
+    );
+    assert_eq!(
+        status(103),
+        Some(ReplyStatus::Invalid),
+        "a write is no read"
+    );
+    assert_eq!(status(104), Some(ReplyStatus::UnknownSession));
+}
+
+/// A leader cut off from its peers cannot finish a ReadIndex round, so it answers no
+/// local read: another leader may have taken writes meanwhile. Run with the mutant that
+/// skips the round, the cut-off leader answers at once, with what may be stale; so the
+/// check can fail.
+fn cut_off_leader_answers(
+    mutant: Option<mason_proxy::Mutant>,
+) -> Vec<(usize, ReplyStatus, Option<i32>)> {
+    let (mut net, l) = Net::start(ReplicaConfig { mutant, ..keeper() });
+    net.send(l, &[open_session(1, 1)]);
+    net.send(l, &[zk_op(1, 2, &create("/a", CreateMode::Persistent))]);
+    net.advance(2 * TICK);
+    net.cut[l] = true;
+    read_at(&mut net, l, 1, local_read(1, 200, &get("/a")));
+    let new = net.elect();
+    net.send(new, &[zk_op(1, 3, &set("/a", -1))]);
+    net.advance(2 * TICK);
+    assert_eq!(version_of(&reply(&net, 1, 3, &set("/a", -1)).1), 1);
+    net.advance(30 * TICK);
+    read_answers(&net, 200)
+}
+
+#[test]
+fn a_cut_off_leader_answers_no_local_read() {
+    let answers = cut_off_leader_answers(None);
+    assert!(
+        answers.iter().all(|a| a.1 != ReplyStatus::Ok),
+        "a cut-off leader answered a read: {answers:?}"
+    );
+    let broken = cut_off_leader_answers(Some(mason_proxy::Mutant::ReadWithoutIndex));
+    assert!(
+        broken
+            .iter()
+            .any(|a| a.1 == ReplyStatus::Ok && a.2 == Some(0)),
+        "the mutant answers from the cut-off leader's stale tree: {broken:?}"
+    );
 }

@@ -9,9 +9,11 @@ mod harness;
 
 use bytes::Bytes;
 use harness::{cfg, op, Net, TICK};
-use mason_common::msg::{Body, ClientOp};
-use mason_common::zkmsg::{ZkApplied, ZkDone, ZkItem};
+use mason_common::msg::{Body, ClientOp, LocalRead, ReplyStatus};
+use mason_common::zkmsg::{ZkApplied, ZkDone, ZkItem, ZkRead, ZkReadReply};
 use mason_proxy::ReplicaConfig;
+use mason_zk::jute::{self, Shape};
+use mason_zk::Request;
 use std::collections::BTreeMap;
 
 /// Clock (space 0) and shard 0 (space 1); shard 1 (space 2); both shards.
@@ -265,4 +267,108 @@ fn an_op_applied_without_a_known_reply_waits_for_one() {
     let a = net.oks(1);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].result, Bytes::from(format!("reply 0/{pos}")));
+}
+
+/// A local read of `path` by client `client`, having seen `min_pos` of its shard.
+fn local_read(client: u64, id: u64, path: &str, min_pos: u64) -> LocalRead {
+    let req = Request::GetData {
+        path: path.into(),
+        watch: false,
+    };
+    let shape = Shape::for_request(&req).expect("a read");
+    let framed = jute::encode_request(id as i32, &req, &shape).expect("encodes");
+    LocalRead {
+        session: harness::session(client),
+        group: 0,
+        id,
+        payload: Bytes::from(framed).slice(4..),
+        min_pos,
+    }
+}
+
+/// The reads handed to shard servers: (server, the read).
+fn reads_sent(net: &Net) -> Vec<(u32, u32, ZkRead)> {
+    net.to_zk
+        .iter()
+        .filter_map(|(_, shard, server, body)| match body {
+            Body::ZkRead(r) => Some((*shard, *server, r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--zk-reads local`: the leader hands a read to the server of its znode's shard known to
+/// be furthest ahead, with the session's position; a server that says it is behind (or
+/// stays silent) is replaced by another; the answer reaches the client with the shard's
+/// space and the position the server had applied.
+#[test]
+fn a_local_read_goes_to_a_server_of_its_shard_and_moves_on_when_one_lags() {
+    let (mut net, l) = Net::start(zk());
+    let path = "/some/znode";
+    let shard = mason_zk::shard::owner(path, 2);
+    // Server 2 of that shard is known to have applied further than the others.
+    applied(&mut net, l, shard, 1, [5u64].iter());
+    applied(&mut net, l, shard, 2, [9u64].iter());
+    net.on(l, |r, _, out| {
+        r.on_local_read(1, local_read(1, 7, path, 8), out)
+    });
+    net.settle();
+    let sent = reads_sent(&net);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (s, server, read) = sent[0].clone();
+    assert_eq!(
+        (s, server, read.min_pos),
+        (shard, 2, 8),
+        "the furthest ahead"
+    );
+    // It says it is behind after all: another server gets the read.
+    let behind = ZkReadReply {
+        group: 0,
+        id: read.id,
+        behind: true,
+        ..ZkReadReply::default()
+    };
+    net.on(l, |r, _, out| r.on_zk_read_reply(behind, out));
+    let sent = reads_sent(&net);
+    assert_eq!(sent.len(), 2);
+    let (_, second, read2) = sent[1].clone();
+    assert_ne!(second, 2);
+    // That one stays silent: after a while a third is asked.
+    net.advance(60 * TICK);
+    let sent = reads_sent(&net);
+    assert!(sent.len() >= 3 && sent[2].1 != second, "{sent:?}");
+    // The second answers late: still the answer (the client waits for any of them).
+    let answer = ZkReadReply {
+        group: 0,
+        id: read2.id,
+        result: Bytes::from_static(b"the reply"),
+        pos: 12,
+        behind: false,
+    };
+    net.on(l, |r, _, out| r.on_zk_read_reply(answer.clone(), out));
+    let got: Vec<_> = net
+        .read_replies
+        .iter()
+        .filter(|(_, _, a)| a.id == 7)
+        .collect();
+    assert!(
+        got.is_empty(),
+        "a read moved on answers only from where it went last"
+    );
+    let last = reads_sent(&net).last().expect("a read").2.clone();
+    let answer = ZkReadReply {
+        id: last.id,
+        ..answer
+    };
+    net.on(l, |r, _, out| r.on_zk_read_reply(answer, out));
+    let got: Vec<_> = net
+        .read_replies
+        .iter()
+        .filter(|(_, _, a)| a.id == 7)
+        .collect();
+    assert_eq!(got.len(), 1);
+    let a = &got[0].2;
+    assert_eq!(a.status, ReplyStatus::Ok as i32);
+    assert_eq!((a.space, a.pos), (shard + 1, 12));
+    assert_eq!(a.result, Bytes::from_static(b"the reply"));
 }

@@ -89,6 +89,21 @@ fn describe(body: &Body) -> String {
         Body::ZkView(v) => format!("ZkView shard{} pos {}", v.shard, v.pos),
         Body::ZkViewPull(p) => format!("ZkViewPull pos {}", p.pos),
         Body::ZkFetch(f) => format!("ZkFetch from {}", f.from),
+        Body::LocalRead(r) => format!(
+            "LocalRead session {} id{} min {}",
+            r.session, r.id, r.min_pos
+        ),
+        Body::LocalReadReply(r) => format!(
+            "LocalReadReply session {} id{} status {} pos {}",
+            r.session, r.id, r.status, r.pos
+        ),
+        Body::ZkRead(r) => format!("ZkRead shard{} id{} min {}", r.shard, r.id, r.min_pos),
+        Body::ZkReadReply(r) => format!(
+            "ZkReadReply id{} pos {}{}",
+            r.id,
+            r.pos,
+            if r.behind { " behind" } else { "" }
+        ),
         Body::ZkFetchReply(r) => {
             format!("ZkFetchReply {} records next {}", r.records.len(), r.next)
         }

@@ -228,6 +228,7 @@ impl ClientArgs {
                 session_timeout_ms: 30_000,
                 history_file: Some(self.out.join(format!("zk-history-{}.bin", self.index))),
                 shards: self.zk.shards(self.system),
+                local_reads: self.zk.zk_reads == super::ZkReads::Local,
             }),
             key,
         }

@@ -294,6 +294,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         write_percent: a.zk.write_percent,
         znodes: a.zk.znodes,
         zk_shards,
+        zk_local_reads: a.zk.zk_reads == crate::args::ZkReads::Local,
         prefill_per_client: a.prefill.div_ceil(clients.len() as u64),
         warmup: a.warmup,
         duration: a.duration,

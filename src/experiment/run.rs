@@ -365,6 +365,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             shards: plan.shape.zk_shards,
             servers: super::plan::ZK_SERVERS,
             gone: Vec::new(),
+            reads: a.zk.reads_promise(plan.shape.system),
         }),
     };
     let (text, code) = report::summary(&out, checks)?;

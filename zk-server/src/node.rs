@@ -65,6 +65,9 @@ pub enum NodeMutant {
     ApplyOnArrival,
     /// An op that spans shards runs on this shard's records alone: no view exchange.
     NoViews,
+    /// A local read is answered at once, whether or not this server has applied what
+    /// the reading session has seen.
+    ReadAnyState,
 }
 
 impl NodeConfig {
@@ -168,6 +171,8 @@ pub struct ZkNode {
     since_snapshot: u64,
     /// Mutant `ApplyOnArrival`: the results of ops applied before their turn.
     early: BTreeMap<u64, Bytes>,
+    /// Local reads waiting for this server to catch up.
+    held_reads: Vec<reads::HeldRead>,
     pub stats: Stats,
 }
 
@@ -199,6 +204,7 @@ impl ZkNode {
             fetch_peer: 0,
             since_snapshot: 0,
             early: BTreeMap::new(),
+            held_reads: Vec::new(),
             stats: Stats::default(),
             cfg,
         }
@@ -567,6 +573,7 @@ impl ZkNode {
 
     /// The end of a burst of events: one sync covers every append since the last.
     pub fn flush(&mut self, out: &mut Vec<NodeAction>) {
+        self.release_reads(out);
         if self.unsynced.is_empty() {
             return;
         }
@@ -618,3 +625,6 @@ pub(crate) fn decode_views(views: &[Bytes]) -> Vec<View> {
 
 #[path = "node_peers.rs"]
 mod peers;
+#[path = "node_reads.rs"]
+mod reads;
+pub use reads::{MAX_HELD_READS, READ_WAIT_US};

@@ -245,6 +245,7 @@ impl ZkNode {
     /// Time: ask again for late views, and fetch on a hole or when idle.
     pub fn tick(&mut self, now: u64, out: &mut Vec<NodeAction>) {
         self.now = now;
+        self.release_reads(out);
         let retry = self.cfg.retry_us;
         if let Some(w) = self.waiting.as_mut() {
             if now.saturating_sub(w.asked_at) >= retry {
@@ -296,6 +297,10 @@ impl ZkNode {
 
     /// When the node next needs `tick`.
     pub fn next_deadline(&self) -> u64 {
-        self.now + self.cfg.retry_us.min(self.cfg.idle_fetch_us).max(1)
+        let mut wait = self.cfg.retry_us.min(self.cfg.idle_fetch_us);
+        if !self.held_reads.is_empty() {
+            wait = wait.min(super::reads::READ_WAIT_US / 4);
+        }
+        self.now + wait.max(1)
     }
 }

@@ -91,6 +91,7 @@ impl Core {
         match (kind, body) {
             (RoleKind::Proxy, Body::ZkDeliver(d)) => n.on_deliver(id, d, o),
             (RoleKind::Proxy, Body::ZkQuery(q)) => n.on_query(id, q, o),
+            (RoleKind::Proxy, Body::ZkRead(r)) => n.on_read(id, r, o),
             (RoleKind::ZkServer, Body::ZkView(v)) if shard != me && v.shard == shard => {
                 n.on_view(v, o)
             }

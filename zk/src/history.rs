@@ -158,8 +158,26 @@ pub fn check_final(tree: &DataTree, expected: &Expected) -> Result<(), Missing> 
     Ok(())
 }
 
+/// What reads promise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Through the log (or after a ReadIndex round): a read sees every write answered
+    /// before it was sent, by anyone.
+    Linearizable,
+    /// From one replica that has applied what the reading session has seen (ZooKeeper's
+    /// reads, `--zk-reads local` on ZK-Mason): a read sees every op of its own session
+    /// answered before it was sent, and never less than those showed; writes stay
+    /// linearizable.
+    Sequential,
+}
+
 /// Checks every znode's events; the first violation found is returned.
 pub fn check(events: &[Event]) -> Result<Covered, Violation> {
+    check_reads(events, Reads::Linearizable)
+}
+
+/// As [`check`], with reads held to `reads`.
+pub fn check_reads(events: &[Event], reads: Reads) -> Result<Covered, Violation> {
     let mut by_znode: BTreeMap<(&str, i64), Vec<&Event>> = BTreeMap::new();
     let mut covered = Covered::default();
     for e in events {
@@ -179,12 +197,21 @@ pub fn check(events: &[Event]) -> Result<Covered, Violation> {
     }
     covered.znodes = by_znode.len();
     for ops in by_znode.values_mut() {
-        check_znode(ops)?;
+        check_znode(ops, reads)?;
+        if reads == Reads::Sequential {
+            let mut by_client: BTreeMap<u64, Vec<&Event>> = BTreeMap::new();
+            for e in ops.iter() {
+                by_client.entry(e.client).or_default().push(e);
+            }
+            for mine in by_client.values_mut() {
+                sweep(mine, |e| e.access == Access::Read)?;
+            }
+        }
     }
     Ok(covered)
 }
 
-fn check_znode(ops: &mut [&Event]) -> Result<(), Violation> {
+fn check_znode(ops: &mut [&Event], reads: Reads) -> Result<(), Violation> {
     let mut written: HashSet<i32> = HashSet::new();
     let mut writers: BTreeMap<i32, u64> = BTreeMap::new();
     for e in ops.iter().filter(|e| e.access == Access::Write) {
@@ -198,6 +225,15 @@ fn check_znode(ops: &mut [&Event]) -> Result<(), Violation> {
         }
         writers.insert(e.version, e.client);
     }
+    // Every op sees what was answered before it was sent; with sequential reads, only
+    // the writes are held to that here (the reads are, per session, by the caller).
+    let linearizable = reads == Reads::Linearizable;
+    sweep(ops, |e| linearizable || e.access == Access::Write)
+}
+
+/// Walks `ops` by send time: each op for which `checked` holds must see (read at least,
+/// write above) the highest version among the ops answered before it was sent.
+fn sweep(ops: &mut [&Event], checked: impl Fn(&Event) -> bool) -> Result<(), Violation> {
     let mut by_answer: Vec<&Event> = ops.to_vec();
     by_answer.sort_by_key(|e| e.answered_us);
     ops.sort_by_key(|e| e.sent_us);
@@ -211,6 +247,9 @@ fn check_znode(ops: &mut [&Event]) -> Result<(), Violation> {
                 highest = Some(a);
             }
             next += 1;
+        }
+        if !checked(e) {
+            continue;
         }
         let Some(h) = highest else {
             continue;
@@ -313,6 +352,43 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn sequential_reads_may_lag_other_sessions_but_not_their_own() {
+        // Client 2 reads version 0 after client 1's write of version 1 was answered: a
+        // stale read, fine for a replica that lags, not for a linearizable read.
+        let lagging = vec![
+            ev(Access::Write, 0, 0, 5, 1),
+            ev(Access::Write, 1, 10, 20, 1),
+            ev(Access::Read, 0, 30, 40, 2),
+        ];
+        assert!(check(&lagging).is_err());
+        assert!(check_reads(&lagging, Reads::Sequential).is_ok());
+        // Its own write, missed: caught either way.
+        let own = vec![
+            ev(Access::Write, 0, 0, 5, 1),
+            ev(Access::Write, 1, 10, 20, 2),
+            ev(Access::Read, 0, 30, 40, 2),
+        ];
+        assert!(matches!(
+            check_reads(&own, Reads::Sequential),
+            Err(Violation::WentBack { client: 2, .. })
+        ));
+        // Its own reads going back: caught.
+        let back = vec![
+            ev(Access::Write, 0, 0, 5, 1),
+            ev(Access::Write, 1, 10, 20, 1),
+            ev(Access::Read, 1, 30, 40, 2),
+            ev(Access::Read, 0, 50, 60, 2),
+        ];
+        assert!(check_reads(&back, Reads::Sequential).is_err());
+        // Writes stay linearizable: a later write below an answered one is caught.
+        let writes = vec![
+            ev(Access::Write, 2, 0, 5, 1),
+            ev(Access::Write, 1, 10, 20, 2),
+        ];
+        assert!(check_reads(&writes, Reads::Sequential).is_err());
     }
 
     #[test]

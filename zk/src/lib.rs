@@ -38,6 +38,7 @@ mod code;
 mod digest;
 pub mod history;
 pub mod jute;
+pub mod local;
 mod multi;
 mod op;
 pub mod order;

@@ -96,6 +96,19 @@ impl Request {
         )
     }
 
+    /// Whether a replica may answer this request from its own tree, outside the order
+    /// of writes (`--zk-reads local`): a read of one znode that sets no watch (a watch is
+    /// state every replica must set at the same place).
+    pub fn is_local_read(&self) -> bool {
+        matches!(
+            self,
+            Request::Exists { watch: false, .. }
+                | Request::GetData { watch: false, .. }
+                | Request::GetChildren { watch: false, .. }
+                | Request::GetAcl { .. }
+        )
+    }
+
     /// ZooKeeper's opcode for this request (create for `Create`).
     pub fn opcode(&self) -> i32 {
         match self {

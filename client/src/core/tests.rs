@@ -408,3 +408,88 @@ fn an_unknown_session_sends_surely_unbound_ops_again() {
     c.on_frame(1, reply(1, ReplyStatus::Ok, 0), RT + 3, &mut out);
     assert_eq!(done(&mut out)[0].0, 2);
 }
+
+fn read_reply(id: u64, status: ReplyStatus, leader_hint: u32) -> Frame {
+    Frame::new(Body::LocalReadReply(LocalReadReply {
+        session: SESSION,
+        id,
+        status: status as i32,
+        leader_hint,
+        result: Bytes::from_static(b"reply"),
+        space: 2,
+        pos: 41,
+    }))
+}
+
+/// (to, id, min_pos) of each LocalRead sent; drains `out`, which must hold only those.
+fn reads_sent(out: &mut Vec<ClientAction>) -> Vec<(usize, u64, u64)> {
+    out.drain(..)
+        .map(|a| match a {
+            ClientAction::Send {
+                to,
+                frame: Frame {
+                    body: Some(Body::LocalRead(r)),
+                },
+            } => {
+                assert_eq!((r.session, r.group), (SESSION, 3));
+                (to, r.id, r.min_pos)
+            }
+            other => panic!("expected a LocalRead send, got {other:?}"),
+        })
+        .collect()
+}
+
+/// A local read takes no seq, follows the leader like an op, is re-sent on a timeout,
+/// and finishes with the answering server's space and position.
+#[test]
+fn a_local_read_follows_the_leader_and_finishes_with_its_position() {
+    let mut c = group();
+    let mut out = Vec::new();
+    let id = c.submit_read(Bytes::from_static(b"get"), 9, 0, &mut out);
+    assert_eq!(reads_sent(&mut out), vec![(0, id, 9)]);
+    c.on_frame(0, read_reply(id, ReplyStatus::NotLeader, 3), 10, &mut out);
+    assert_eq!(
+        reads_sent(&mut out),
+        vec![(2, id, 9)],
+        "to the leader named"
+    );
+    c.tick(10 + RT, &mut out);
+    let again = reads_sent(&mut out);
+    assert_eq!(again, vec![(0, id, 9)], "a timeout moves it on");
+    // An op numbered meanwhile still starts at seq 1: reads take none.
+    let op = submit(&mut c, 20 + RT, &mut out);
+    assert_eq!(sent(&mut out), vec![(0, 1, 1)]);
+    c.on_frame(0, read_reply(id, ReplyStatus::Ok, 0), 30 + RT, &mut out);
+    let d = done(&mut out);
+    assert_eq!(d.len(), 1);
+    let m = d[0].1.as_ref().expect("answered");
+    assert_eq!(
+        (d[0].0, m.seq, m.mask, &m.numbers[..]),
+        (id, 0, SpaceMask(0b100), &[41][..])
+    );
+    assert_eq!(c.outstanding(), 1, "the op {op} waits");
+}
+
+/// Reads belong to their session: when the group says it is gone, they fail with it.
+#[test]
+fn a_local_read_fails_with_its_session() {
+    let mut c = group();
+    let mut out = Vec::new();
+    let id = c.submit_read(Bytes::from_static(b"get"), 0, 0, &mut out);
+    out.clear();
+    c.on_frame(
+        0,
+        read_reply(id, ReplyStatus::SessionExpired, 0),
+        5,
+        &mut out,
+    );
+    let failed: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            ClientAction::Done { id, result } => Some((*id, result.as_ref().err())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec![(id, Some(&ClientError::SessionExpired))]);
+    assert_eq!(c.outstanding(), 0);
+}

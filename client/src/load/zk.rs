@@ -56,6 +56,8 @@ pub struct ZkLoad {
     pub history_file: Option<PathBuf>,
     /// ZK-Mason's shard count (0: RSMKeeper).
     pub shards: u32,
+    /// Reads answered without the log (`--zk-reads local`).
+    pub local_reads: bool,
 }
 
 impl ZkLoad {
@@ -351,7 +353,7 @@ async fn setup(
     width: usize,
 ) -> Option<ZkClient> {
     let zk = match ZkClient::connect_sharded(client, z.session_timeout_ms, z.shards).await {
-        Ok(zk) => zk,
+        Ok(zk) => zk.with_local_reads(z.local_reads),
         Err(e) => {
             tracing::error!(error = %e, "no ZooKeeper session");
             return None;

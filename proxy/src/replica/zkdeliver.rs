@@ -240,6 +240,9 @@ impl Replica {
     pub fn on_zk_applied(&mut self, a: ZkApplied, out: &mut Vec<Action>) {
         let majority = self.zk_majority(a.shard);
         let bit = 1u64 << a.server.min(63);
+        if let Some(last) = a.done.iter().map(|d| d.pos).max() {
+            self.local.saw_applied(a.shard, a.server, last);
+        }
         for done in a.done {
             let key = (a.shard, done.pos);
             // A server that no longer holds the reply says so; another may still hold it,

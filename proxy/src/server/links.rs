@@ -97,18 +97,17 @@ impl LinkHandler for ZkLink {
     async fn up(&self, _: &Role, _: &Outbox) {}
 
     async fn frame(&self, body: Body) -> Result<(), String> {
-        let Body::ZkApplied(a) = body else {
-            return Err(format!("a zk server sent a {}", body.name()));
+        let (group, ev) = match body {
+            Body::ZkApplied(a) => (a.group, Event::ZkApplied(a)),
+            Body::ZkReadReply(r) => (r.group, Event::ZkReadReply(r)),
+            other => return Err(format!("a zk server sent a {}", other.name())),
         };
-        match self.inboxes.get(&a.group) {
+        match self.inboxes.get(&group) {
             Some(tx) => {
-                let _ = tx.send(Event::ZkApplied(a)).await;
+                let _ = tx.send(ev).await;
                 Ok(())
             }
-            None => Err(format!(
-                "a zk answer for group {}, not hosted here",
-                a.group
-            )),
+            None => Err(format!("a zk answer for group {group}, not hosted here")),
         }
     }
 }

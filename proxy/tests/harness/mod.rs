@@ -9,7 +9,8 @@
 
 use bytes::Bytes;
 use mason_common::msg::{
-    epoch_owner, Body, ClientOp, ClientReply, GetSeq, Register, ReplyStatus, SeqReply,
+    epoch_owner, Body, ClientOp, ClientReply, GetSeq, LocalReadReply, Register, ReplyStatus,
+    SeqReply,
 };
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
@@ -62,6 +63,8 @@ pub struct Net {
     pub bound: Vec<Vec<BoundBatch>>,
     /// Every client reply: (replica, conn, reply).
     pub replies: Vec<(usize, ConnId, ClientReply)>,
+    /// Answers to local reads: (replica, connection, answer).
+    pub read_replies: Vec<(usize, ConnId, LocalReadReply)>,
     /// Every request a sequencer answered: (replica, request, answer).
     pub asks: Vec<(usize, GetSeq, SeqReply)>,
     /// Every takeover message a replica sent a sequencer: (replica, sequencer, message).
@@ -130,6 +133,7 @@ impl Net {
             deaf: [false; N],
             bound: vec![Vec::new(); N],
             replies: Vec::new(),
+            read_replies: Vec::new(),
             asks: Vec::new(),
             to_seq: Vec::new(),
             to_zk: Vec::new(),
@@ -268,6 +272,7 @@ impl Net {
                     self.tell_sequencer(r, to, Body::GetSeq(req));
                 }
                 Action::Reply { conn, reply } => self.replies.push((r, conn, reply)),
+                Action::ReadReply { conn, reply } => self.read_replies.push((r, conn, reply)),
                 Action::Registered { conn, reply } => {
                     // Kept as a reply of its own kind: session in `session`, nonce in seq.
                     self.replies.push((

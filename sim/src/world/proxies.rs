@@ -169,6 +169,11 @@ impl World {
                     Node::Client(conn as u32),
                     Body::Registered(reply),
                 ),
+                Action::ReadReply { conn, reply } => self.send(
+                    Node::Proxy(m),
+                    Node::Client(conn as u32),
+                    Body::LocalReadReply(reply),
+                ),
                 Action::Bound(b) => self.bound.entry((group, m % 3)).or_default().push(b),
                 Action::LogWrite(w) => self.log_write_from(m, w),
                 Action::ToZk {

@@ -28,6 +28,7 @@ fn the_mix_follows_the_write_percentage() {
         session_timeout_ms: 10_000,
         history_file: None,
         shards: 0,
+        local_reads: false,
     };
     let mut rng = StdRng::seed_from_u64(1);
     assert!((0..1000).all(|_| !z.pick_write(&mut rng)));
