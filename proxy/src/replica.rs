@@ -114,6 +114,9 @@ pub(crate) struct Applied {
     client_id: u64,
     /// Ops the client keeps in flight at most (it said so when it opened the session).
     window: u32,
+    /// ZooKeeper (RSMKeeper, ZK-Mason): the idle time after which the group closes the
+    /// session, as negotiated from its createSession request (0: the group's timeout).
+    timeout_us: u64,
     max_seq: u64,
     answers: BTreeMap<u64, OpAnswer>,
     /// Bytes of the ZooKeeper replies in `answers`.
@@ -534,7 +537,8 @@ impl Replica {
                 to_open: Vec::new(),
                 opening: BTreeMap::new(),
                 last_seen: HashMap::new(),
-                next_expiry_check: self.now + self.cfg.session_timeout_us,
+                next_expiry_check: self.now
+                    + clients::MIN_ZK_SESSION_US.min(self.cfg.session_timeout_us),
                 proposed_switch: None,
             });
             self.seq_heard = self.now;

@@ -31,13 +31,17 @@ fn zk_op(client: u64, seq: u64, req: &Request) -> ClientOp {
 }
 
 fn open_session(client: u64, seq: u64) -> ClientOp {
+    open_session_for(client, seq, 10_000)
+}
+
+fn open_session_for(client: u64, seq: u64, timeout_ms: i32) -> ClientOp {
     let mut w = Writer::new();
     RequestHeader {
         xid: seq as i32,
         op: opcode::CREATE_SESSION,
     }
     .write(&mut w);
-    w.write_i32(10_000);
+    w.write_i32(timeout_ms);
     ClientOp {
         payload: Bytes::from(w.into_inner()),
         acked_below: seq,
@@ -366,4 +370,34 @@ fn a_cut_off_leader_answers_no_local_read() {
             .any(|a| a.1 == ReplyStatus::Ok && a.2 == Some(0)),
         "the mutant answers from the cut-off leader's stale tree: {broken:?}"
     );
+}
+
+/// A session expires after the timeout its createSession asked for (negotiated as
+/// ZooKeeper does: at least 4 s, at most the group's), not the group's own.
+#[test]
+fn a_session_expires_after_the_timeout_it_asked_for() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        session_timeout_us: 60_000_000,
+        ..keeper()
+    });
+    // Client 1 asks for 1 s (it gets 4 s); client 2 for 30 s.
+    net.send(
+        l,
+        &[
+            open_session_for(1, 1, 1_000),
+            open_session_for(2, 1, 30_000),
+        ],
+    );
+    net.send(l, &[zk_op(1, 2, &create("/e1", CreateMode::Ephemeral))]);
+    net.send(l, &[zk_op(2, 2, &create("/e2", CreateMode::Ephemeral))]);
+    net.advance(3_000_000);
+    let t = net.reps[l].tree().expect("a tree");
+    assert!(t.stat("/e1").is_some(), "not before the 4 s it was granted");
+    net.advance(2_500_000);
+    net.agree_all();
+    for r in 0..N {
+        let t = net.reps[r].tree().expect("a tree");
+        assert!(t.stat("/e1").is_none(), "replica {r}: expired after 4 s");
+        assert!(t.stat("/e2").is_some(), "replica {r}: 30 s not over");
+    }
 }

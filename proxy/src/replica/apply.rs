@@ -103,6 +103,11 @@ impl Replica {
                 dups.push(o);
             } else {
                 a.max_seq = a.max_seq.max(o.client_seq);
+                if self.cfg.keeper || !self.cfg.zk_servers.is_empty() {
+                    if let Some(t) = super::clients::zk_session_timeout(&o.payload) {
+                        a.timeout_us = super::clients::negotiate(t, self.cfg.session_timeout_us);
+                    }
+                }
                 kept.push(o);
             }
         }

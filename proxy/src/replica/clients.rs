@@ -37,6 +37,27 @@ impl Incoming {
     }
 }
 
+/// The shortest ZooKeeper session timeout the group grants (ZooKeeper's default
+/// minimum, 2 ticks of 2 s): a shorter request gets this.
+pub(crate) const MIN_ZK_SESSION_US: u64 = 4_000_000;
+
+/// The timeout a ZooKeeper createSession request asks for (opcode -10, the body its
+/// timeout in ms), if `payload` is one.
+pub(crate) fn zk_session_timeout(payload: &[u8]) -> Option<i32> {
+    let (header, body) = mason_zk::jute::split_request(payload).ok()?;
+    if header.op != mason_zk::opcode::CREATE_SESSION {
+        return None;
+    }
+    mason_zk::jute::Reader::new(body).read_i32().ok()
+}
+
+/// The session timeout granted for a request of `asked_ms`, as ZooKeeper negotiates one:
+/// at least [`MIN_ZK_SESSION_US`], at most the group's own (`--session-timeout-s`).
+pub(crate) fn negotiate(asked_ms: i32, group_us: u64) -> u64 {
+    let asked = u64::try_from(asked_ms).unwrap_or(0).saturating_mul(1000);
+    asked.clamp(MIN_ZK_SESSION_US.min(group_us), group_us)
+}
+
 /// What an op of `payload` bytes counts against the leader's `max_queued_bytes`.
 pub(super) fn queued_size(payload: usize) -> usize {
     payload + 64
@@ -314,18 +335,29 @@ impl Replica {
 
     /// The leader closes, through the log, the sessions idle for the session timeout.
     pub(super) fn expire_sessions(&mut self, now: u64) {
-        let timeout = self.cfg.session_timeout_us;
+        let group_timeout = self.cfg.session_timeout_us;
+        let sessions = &self.sessions;
+        let timeout = |s: &u64| {
+            sessions
+                .get(s)
+                .map(|a| a.timeout_us)
+                .filter(|t| *t > 0)
+                .unwrap_or(group_timeout)
+        };
         let Some(l) = self.leader.as_mut() else {
             return;
         };
         if !l.started || now < l.next_expiry_check {
             return;
         }
-        l.next_expiry_check = now + EXPIRY_CHECK_US.min(timeout);
+        l.next_expiry_check = now
+            + EXPIRY_CHECK_US
+                .min(group_timeout)
+                .min(MIN_ZK_SESSION_US / 4);
         let idle: Vec<u64> = l
             .last_seen
             .iter()
-            .filter(|(_, t)| now.saturating_sub(**t) >= timeout)
+            .filter(|(s, t)| now.saturating_sub(**t) >= timeout(s))
             .map(|(s, _)| *s)
             .take(CLOSE_PER_ENTRY)
             .collect();

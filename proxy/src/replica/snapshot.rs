@@ -74,6 +74,8 @@ struct ClientState {
     client_id: u64,
     #[prost(uint32, tag = "5")]
     window: u32,
+    #[prost(uint64, tag = "6")]
+    timeout_us: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -101,6 +103,7 @@ impl Replica {
                 session: *id,
                 client_id: a.client_id,
                 window: a.window,
+                timeout_us: a.timeout_us,
                 max_seq: a.max_seq,
                 answers: a
                     .answers
@@ -178,6 +181,7 @@ impl Replica {
             let a: &mut Applied = self.sessions.entry(c.session).or_default();
             a.client_id = c.client_id;
             a.window = c.window;
+            a.timeout_us = c.timeout_us;
             a.max_seq = c.max_seq;
             for ans in c.answers {
                 let answer = OpAnswer {
