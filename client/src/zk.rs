@@ -390,6 +390,31 @@ impl ZkClient {
         }
     }
 
+    /// The child names and the node's Stat (getChildren2).
+    pub async fn get_children2(&self, path: &str) -> Result<(Vec<String>, Stat), ZkError> {
+        let req = Request::GetChildren {
+            path: path.to_string(),
+            watch: false,
+            with_stat: true,
+        };
+        match self.call(req).await? {
+            (Response::Children { names, stat }, _) => Ok((names, stat)),
+            _ => Err(unexpected("getChildren2")),
+        }
+    }
+
+    /// sync: answered once everything before it in the order of `path`'s shard (the
+    /// group's log, for RSMKeeper) is applied; always through the log.
+    pub async fn sync(&self, path: &str) -> Result<String, ZkError> {
+        let req = Request::Sync {
+            path: path.to_string(),
+        };
+        match self.call(req).await? {
+            (Response::Sync { path }, _) => Ok(path),
+            _ => Err(unexpected("sync")),
+        }
+    }
+
     /// An atomic multi; a failed one answers `OpResult::Error` for every op.
     pub async fn multi(&self, ops: Vec<Request>) -> Result<Vec<OpResult>, ZkError> {
         match self.call(Request::Multi(ops)).await? {
