@@ -9,7 +9,8 @@ use std::time::Duration;
 
 mod procs;
 pub use procs::{
-    BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkServerArgs,
+    BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkGatewayArgs,
+    ZkServerArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,9 @@ pub enum Cmd {
     CorfuServer(CorfuServerArgs),
     /// Run one ZK-Mason shard server: server I of shard S.
     ZkServer(ZkServerArgs),
+    /// Serve ZooKeeper's client protocol (for kazoo, zkCli.sh, any ZooKeeper client) in
+    /// front of RSMKeeper or ZK-Mason.
+    ZkGateway(ZkGatewayArgs),
     /// Measure the sequencer's capacity (in process, or over TCP with --addr).
     BenchSequencer(BenchSeqArgs),
     /// Run whole clusters in the deterministic simulator, under faults, from seeds.
@@ -428,6 +432,18 @@ pub struct LocalArgs {
     /// Restart the killed shard server (from its data directory) at this many seconds.
     #[arg(long, value_parser = positive_secs, requires = "kill_zk_server")]
     pub restart_zk_server: Option<Duration>,
+    /// rsmkeeper and zkmason: start the cluster with ZooKeeper front ends (`mason
+    /// zk-gateway`) instead of a load, print `serving zookeeper on HOST:PORT,...` and
+    /// serve until SIGINT or SIGTERM; then stop every process and exit 0.
+    #[arg(long)]
+    pub serve: bool,
+    /// With --serve: the front ends (each its own port).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16), requires = "serve")]
+    pub gateways: u32,
+    /// With --serve: the first front end's port (the next ones follow it); free ports
+    /// when not given.
+    #[arg(long, requires = "serve")]
+    pub serve_port: Option<u16>,
     /// Sequencers: the primary and its backups (mason system).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub sequencers: u32,

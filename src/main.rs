@@ -12,7 +12,8 @@ mod zkrun;
 
 use anyhow::Context;
 use args::{
-    BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkServerArgs,
+    BenchSeqArgs, ClientArgs, Cmd, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkGatewayArgs,
+    ZkServerArgs,
 };
 use clap::Parser;
 use mason_common::transport::{Tcp, Transport};
@@ -67,6 +68,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Client(a) => client(a).map(|_| 0),
         Cmd::CorfuServer(a) => corfu_server(a).map(|_| 0),
         Cmd::ZkServer(a) => zk_server(a).map(|_| 0),
+        Cmd::ZkGateway(a) => zk_gateway(a).map(|_| 0),
         Cmd::Local(a) => local::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
@@ -302,6 +304,43 @@ fn zk_server(a: ZkServerArgs) -> anyhow::Result<()> {
         };
         tracing::info!(listen = %a.listen, shard = a.shard, index = a.index, fsync = a.fsync.on(), "zk server up");
         mason_zk_server::server::serve(listener, Arc::new(Tcp), cfg, terminated()).await
+    })
+}
+
+fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.system.zk(),
+        "--system {} is not a ZooKeeper system (rsmkeeper or zkmason)",
+        a.system.name()
+    );
+    anyhow::ensure!(
+        a.min_session_timeout_ms <= a.max_session_timeout_ms,
+        "--min-session-timeout-ms {} is above --max-session-timeout-ms {}",
+        a.min_session_timeout_ms,
+        a.max_session_timeout_ms
+    );
+    let key = a.key.load()?;
+    let rt = runtime(a.threads)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let cfg = mason_zk_gateway::server::GatewayConfig {
+            proxies: a.proxies.clone(),
+            groups: a.groups,
+            shards: a.zk.shards(a.system),
+            local_reads: a.zk.zk_reads == args::ZkReads::Local,
+            key,
+            conn: mason_zk_gateway::conn::GwConfig {
+                max_buffer: a.max_buffer,
+                min_timeout_ms: a.min_session_timeout_ms,
+                max_timeout_ms: a.max_session_timeout_ms,
+            },
+            retry_timeout: Duration::from_millis(a.retry_timeout_ms.max(1)),
+            gateway_id: a.id,
+        };
+        tracing::info!(listen = %a.listen, system = a.system.name(), "zk gateway up");
+        mason_zk_gateway::server::serve(listener, cfg, terminated()).await
     })
 }
 

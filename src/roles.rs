@@ -181,6 +181,38 @@ pub fn zk_server(
     v
 }
 
+/// `mason zk-gateway` flags for front end `id`, listening on `listen`.
+pub fn zk_gateway(sh: &Shape, listen: SocketAddr, id: u32, proxies: &[SocketAddr]) -> Vec<String> {
+    let mut v = vec![
+        s("zk-gateway"),
+        s("--listen"),
+        s(listen),
+        s("--system"),
+        s(sh.system.name()),
+        s("--proxies"),
+        join(proxies),
+        s("--groups"),
+        s(sh.groups),
+        s("--id"),
+        s(id),
+        s("--max-session-timeout-ms"),
+        s(sh.proxy
+            .session_timeout_s
+            .saturating_mul(1000)
+            .min(i32::MAX as u64)),
+        s("--threads"),
+        s(sh.threads),
+    ];
+    if sh.zk_shards > 0 {
+        v.extend([s("--zk-shards"), s(sh.zk_shards)]);
+    }
+    if sh.zk_local_reads {
+        v.extend([s("--zk-reads"), s("local")]);
+    }
+    v.extend(sh.key_args());
+    v
+}
+
 /// `mason client` flags for client process `index`; `proxies` lists every proxy process
 /// in triples.
 pub fn client(

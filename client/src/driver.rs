@@ -184,6 +184,55 @@ impl Client {
         rx.await.map_err(|_| ClientError::Closed)?
     }
 
+    /// As [`Client::sequence`], but the op is taken now, in call order, and the returned
+    /// future only waits for its answer: a caller that must keep its ops in order (a
+    /// wire-protocol front end) calls this in order and awaits the answers as it likes.
+    pub fn sequence_now(
+        &self,
+        spaces: SpaceMask,
+        payload: Bytes,
+    ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let taken = self
+            .tx
+            .send(Ev::Op {
+                mask: spaces,
+                payload,
+                stamp: false,
+                reply,
+            })
+            .is_ok();
+        async move {
+            if !taken {
+                return Err(ClientError::Closed);
+            }
+            rx.await.map_err(|_| ClientError::Closed)?
+        }
+    }
+
+    /// As [`Client::read_local`], taken now (see [`Client::sequence_now`]).
+    pub fn read_local_now(
+        &self,
+        payload: Bytes,
+        min_pos: u64,
+    ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let taken = self
+            .tx
+            .send(Ev::Read {
+                payload,
+                min_pos,
+                reply,
+            })
+            .is_ok();
+        async move {
+            if !taken {
+                return Err(ClientError::Closed);
+            }
+            rx.await.map_err(|_| ClientError::Closed)?
+        }
+    }
+
     /// Ops re-sent so far (Mason's `num_re_tx`).
     pub fn retransmissions(&self) -> u64 {
         self.re_tx.load(Ordering::Relaxed)

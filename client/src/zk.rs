@@ -265,17 +265,123 @@ impl ZkClient {
 
     /// Sends `req`; its response and the reply's zxid, or why not.
     pub async fn call(&self, req: Request) -> Result<(Response, i64), ZkError> {
+        let xid = self.xid();
+        let (payload, shape) = request_payload(xid, &req)?;
+        let m = self.send(&req, payload).await?;
+        self.answer(xid, &shape, &m)
+    }
+
+    /// Sends `req`, already encoded as `payload` (header and body, no length prefix, with
+    /// the caller's xid), and returns the reply as the group sent it (header and body):
+    /// what a wire-protocol front end passes on unchanged.
+    pub async fn call_raw(&self, req: &Request, payload: Bytes) -> Result<Bytes, ZkError> {
+        let m = self.send(req, payload).await?;
+        self.raw_answer(m)
+    }
+
+    /// Whether `req` goes to the leader without the log (local reads on, and a read of
+    /// one znode that sets no watch).
+    pub fn reads_locally(&self, req: &Request) -> bool {
+        self.local_reads && req.is_local_read()
+    }
+
+    /// As [`ZkClient::call_raw`], but the request is taken now, in call order, and the
+    /// future only waits for its answer. The caller keeps a session's order: it must not
+    /// start a local read while one of its ops through the log is unanswered, nor an op
+    /// through the log while a local read is ([`ZkClient::reads_locally`] tells which).
+    pub fn start_raw(
+        self: &std::sync::Arc<Self>,
+        req: &Request,
+        payload: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, ZkError>> + Send + 'static {
+        let zk = self.clone();
+        let gone = if self.is_expired() {
+            Some(ZkError::SessionExpired)
+        } else if self.closed.load(Ordering::Relaxed) {
+            Some(ZkError::Client(ClientError::Closed))
+        } else {
+            None
+        };
+        let sent = gone.is_none().then(|| {
+            if self.reads_locally(req) {
+                let space = op_mask(req, self.shards).iter().next().unwrap_or(0);
+                let min_pos = self
+                    .seen
+                    .get(space as usize)
+                    .map_or(0, |s| s.load(Ordering::Relaxed));
+                futures::future::Either::Left(self.client.read_local_now(payload, min_pos))
+            } else {
+                let mask = op_mask(req, self.shards);
+                futures::future::Either::Right(self.client.sequence_now(mask, payload))
+            }
+        });
+        if matches!(req, Request::CloseSession) {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        async move {
+            let sent = match (gone, sent) {
+                (Some(e), _) => return Err(e),
+                (None, Some(f)) => f.await,
+                (None, None) => return Err(ZkError::SessionExpired),
+            };
+            let m = match sent {
+                Ok(m) => m,
+                Err(ClientError::SessionExpired) => {
+                    zk.expired.store(true, Ordering::Relaxed);
+                    return Err(ZkError::Client(ClientError::SessionExpired));
+                }
+                Err(e) => return Err(ZkError::Client(e)),
+            };
+            zk.raw_answer(m)
+        }
+    }
+
+    fn raw_answer(&self, m: MultiSeq) -> Result<Bytes, ZkError> {
+        if m.session != self.session {
+            self.expired.store(true, Ordering::Relaxed);
+            return Err(ZkError::SessionExpired);
+        }
+        self.note(&m);
+        let (header, _) = jute::split_reply(&m.result).map_err(ZkError::Decode)?;
+        if header.err == Code::SessionExpired.code() {
+            self.expired.store(true, Ordering::Relaxed);
+        }
+        self.last_zxid.fetch_max(header.zxid, Ordering::Relaxed);
+        Ok(m.result)
+    }
+
+    /// Keeps the session alive at its group without touching the tree (a front end's
+    /// answer to a client's ping when the session has been quiet): a read of `/` that
+    /// skips the log. Its answer only says the group still holds the session.
+    pub async fn heartbeat(&self) -> Result<(), ZkError> {
+        let (payload, _) = request_payload(
+            jute::xid::PING,
+            &Request::Exists {
+                path: "/".into(),
+                watch: false,
+            },
+        )?;
+        match self.client.read_local(payload, 0).await {
+            Ok(m) if m.session == self.session => Ok(()),
+            Ok(_) | Err(ClientError::SessionExpired) => {
+                self.expired.store(true, Ordering::Relaxed);
+                Err(ZkError::SessionExpired)
+            }
+            Err(e) => Err(ZkError::Client(e)),
+        }
+    }
+
+    /// Sends an encoded request: through the log, or (local reads) to the leader.
+    async fn send(&self, req: &Request, payload: Bytes) -> Result<MultiSeq, ZkError> {
         if self.is_expired() {
             return Err(ZkError::SessionExpired);
         }
         if self.closed.load(Ordering::Relaxed) {
             return Err(ZkError::Client(ClientError::Closed));
         }
-        let xid = self.xid();
-        let (payload, shape) = request_payload(xid, &req)?;
         let sent = if self.local_reads && req.is_local_read() {
             self.after_earlier_writes().await;
-            let space = op_mask(&req, self.shards).iter().next().unwrap_or(0);
+            let space = op_mask(req, self.shards).iter().next().unwrap_or(0);
             let min_pos = self
                 .seen
                 .get(space as usize)
@@ -284,19 +390,21 @@ impl ZkClient {
         } else {
             let _ticket = self.ticket();
             self.client
-                .sequence(op_mask(&req, self.shards), payload)
+                .sequence(op_mask(req, self.shards), payload)
                 .await
         };
-        let m = match sent {
-            Ok(m) => m,
+        if matches!(req, Request::CloseSession) {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        match sent {
+            Ok(m) => Ok(m),
             Err(ClientError::SessionExpired) => {
                 // The client opens a new proxy session: this ZooKeeper session is over.
                 self.expired.store(true, Ordering::Relaxed);
-                return Err(ZkError::Client(ClientError::SessionExpired));
+                Err(ZkError::Client(ClientError::SessionExpired))
             }
-            Err(e) => return Err(ZkError::Client(e)),
-        };
-        self.answer(xid, &shape, &m)
+            Err(e) => Err(ZkError::Client(e)),
+        }
     }
 
     fn answer(&self, xid: i32, shape: &Shape, m: &MultiSeq) -> Result<(Response, i64), ZkError> {

@@ -277,6 +277,30 @@ impl ClusterKey {
         Ok(key)
     }
 
+    /// The password of ZooKeeper session `session` (the 16 bytes a client brings back
+    /// on reconnect): a MAC of the session id under the cluster key, so that any front
+    /// end of the cluster can check it and nobody without the key can forge it.
+    pub fn session_password(&self, session: i64) -> [u8; 16] {
+        let mut m = match HmacSha256::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        m.update(b"mason zookeeper session password");
+        m.update(&session.to_be_bytes());
+        let full = m.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// Whether `passwd` is session `session`'s password (in time that does not depend
+    /// on where they differ).
+    pub fn check_session_password(&self, session: i64, passwd: &[u8]) -> bool {
+        let want = self.session_password(session);
+        passwd.len() == want.len()
+            && want.iter().zip(passwd).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+
     fn mac(&self, label: &[u8], t: &Transcript) -> HmacSha256 {
         // HMAC takes a key of any length.
         let mut m = match HmacSha256::new_from_slice(&self.key) {

@@ -317,6 +317,42 @@ pub struct ZkServerArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ZkGatewayArgs {
+    /// Where ZooKeeper clients connect (ZooKeeper's own port is 2181).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// rsmkeeper or zkmason: the system behind this gateway.
+    #[arg(long, value_enum)]
+    pub system: System,
+    /// Proxy processes' addresses, by replica index, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub proxies: Vec<SocketAddr>,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub groups: u32,
+    #[command(flatten)]
+    pub zk: super::ZkArgs,
+    /// The session timeouts granted, in ms: a client's request is clamped to this range
+    /// (the maximum should be the proxies' --session-timeout-s).
+    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(i32).range(1..))]
+    pub min_session_timeout_ms: i32,
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(i32).range(1..))]
+    pub max_session_timeout_ms: i32,
+    /// `jute.maxbuffer`: the largest packet a client may send.
+    #[arg(long, default_value_t = mason_zk::jute::DEFAULT_MAX_BUFFER)]
+    pub max_buffer: usize,
+    /// The backend client's retry timeout, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub retry_timeout_ms: u64,
+    /// Tells this gateway's backend clients apart in the proxies' logs.
+    #[arg(long, default_value_t = 0)]
+    pub id: u32,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct BenchSeqArgs {
     /// A running sequencer to load over TCP; without it the state machine is driven in
     /// process, on one core.
