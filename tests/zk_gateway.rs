@@ -1,0 +1,200 @@
+//! ZooKeeper's own clients against RSMKeeper and ZK-Mason through `mason zk-gateway`
+//! (`mason local --serve`), with a real Apache ZooKeeper 3.8 as the oracle:
+//! - the same seeded random operations (creates in every mode, sequential names, sets and
+//!   deletes with right and wrong versions, exists, children with their Stat, multi with
+//!   failing ops, ephemerals across a session's close) through kazoo give the same
+//!   answers, line by line, from ZooKeeper and from each of our systems;
+//! - kazoo's recipes (lock, counter, party, election, transaction, ensure_path) give the
+//!   same output;
+//! - zkCli.sh runs create, ls, get, set, stat, delete and deleteall;
+//! - bad input (garbage, a negative or oversized length, a reconnect with a wrong
+//!   password or an unknown session) gets ZooKeeper's answer, closes that connection
+//!   only, and the front end goes on serving;
+//! - `mason local --serve` stops every process and exits 0 on SIGINT and on SIGTERM.
+//!
+//! Needs Debian's `zookeeper` and `python3-kazoo` (`.ci/run` installs them).
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/zookeeper.rs"]
+mod zookeeper;
+
+use cluster::{one_at_a_time, OutDir};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use zookeeper::{four_letter, kazoo, RealZooKeeper, Serving};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Seeds of the differential run (each its own root and two sessions).
+fn seeds(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|s| s.to_string()).collect()
+}
+
+/// Runs the differential script against `ours` and `oracle` and compares the outputs
+/// line by line.
+fn same_as_zookeeper(ours: &str, oracle: &str, seeds: &[String], what: &str) {
+    let mut args = vec![oracle];
+    args.extend(seeds.iter().map(String::as_str));
+    let want = kazoo("differential.py", &args, SCRIPT_TIMEOUT);
+    args[0] = ours;
+    let got = kazoo("differential.py", &args, SCRIPT_TIMEOUT);
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    assert!(
+        w.len() > 50 * seeds.len(),
+        "too little compared: {}",
+        w.len()
+    );
+    for (i, (a, b)) in w.iter().zip(&g).enumerate() {
+        assert_eq!(a, b, "{what}: line {i} differs from ZooKeeper's");
+    }
+    assert_eq!(w.len(), g.len(), "{what}: a different number of lines");
+    let errors = w.iter().filter(|l| l.contains("=> err")).count();
+    let oks = w.iter().filter(|l| l.contains("=> ok")).count();
+    assert!(
+        errors > 20 && oks > 20,
+        "{what}: errors {errors}, oks {oks}"
+    );
+    eprintln!(
+        "{what}: {} lines ({oks} ok, {errors} errors) the same as ZooKeeper's",
+        w.len()
+    );
+}
+
+#[test]
+fn zookeeper_clients_get_zookeepers_answers_from_zkmason_and_rsmkeeper() {
+    let _one = one_at_a_time();
+    let zk = RealZooKeeper::start();
+    let oracle = zk.addr.to_string();
+
+    let out = OutDir::new("zk-gateway-zkmason");
+    let mut zkm = Serving::start("zkmason", &["--zk-shards", "2"], out.path());
+    let hosts = zkm.hosts();
+    same_as_zookeeper(&hosts, &oracle, &seeds(1..=20), "zkmason 2 shards");
+    let want = kazoo("recipes.py", &[&oracle], SCRIPT_TIMEOUT);
+    let got = kazoo("recipes.py", &[&hosts], SCRIPT_TIMEOUT);
+    assert_eq!(got, want, "kazoo's recipes on zkmason");
+    assert!(got.contains("party after close ['member-1']"), "{got}");
+    assert_eq!(zkm.stop(libc::SIGINT), Some(0), "SIGINT stops it cleanly");
+
+    let out = OutDir::new("zk-gateway-rsmkeeper");
+    let mut keeper = Serving::start("rsmkeeper", &["--zk-reads", "local"], out.path());
+    // Fresh roots on both: seeds the oracle has not seen.
+    same_as_zookeeper(&keeper.hosts(), &oracle, &seeds(21..=30), "rsmkeeper");
+    assert_eq!(
+        keeper.stop(libc::SIGTERM),
+        Some(0),
+        "SIGTERM stops it cleanly"
+    );
+}
+
+/// zkCli.sh, Apache's own client, non-interactively: one command per run.
+fn zkcli(addr: SocketAddr, cmd: &[&str]) -> String {
+    let out = std::process::Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .arg("-server")
+        .arg(addr.to_string())
+        .args(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running zkCli.sh (Debian's zookeeper package)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "zkCli.sh {cmd:?}: {text}");
+    text
+}
+
+/// A connection that sends `bytes` and reads until the gateway closes it (at most 10 s);
+/// what it answered.
+fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(bytes).expect("write");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("the gateway closes the connection");
+    got
+}
+
+fn connect_packet(session: i64, passwd: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend(0i32.to_be_bytes()); // protocol version
+    body.extend(0i64.to_be_bytes()); // last zxid seen
+    body.extend(10_000i32.to_be_bytes()); // timeout
+    body.extend(session.to_be_bytes());
+    body.extend((passwd.len() as i32).to_be_bytes());
+    body.extend(passwd);
+    let mut p = (body.len() as i32).to_be_bytes().to_vec();
+    p.extend(body);
+    p
+}
+
+#[test]
+fn zkcli_works_and_bad_input_closes_only_its_connection() {
+    let _one = one_at_a_time();
+    let out = OutDir::new("zk-gateway-zkcli");
+    let mut zkm = Serving::start(
+        "zkmason",
+        &["--zk-shards", "2", "--zk-reads", "local", "--gateways", "1"],
+        out.path(),
+    );
+    let addr = zkm.addrs[0];
+    assert!(zkcli(addr, &["create", "/zc", "hello"]).contains("Created /zc"));
+    assert!(zkcli(addr, &["create", "/zc/k1", "a"]).contains("Created /zc/k1"));
+    assert!(zkcli(addr, &["create", "/zc/k2", "b"]).contains("Created /zc/k2"));
+    assert!(zkcli(addr, &["ls", "/zc"]).contains("[k1, k2]"));
+    assert!(zkcli(addr, &["get", "/zc"]).contains("hello"));
+    zkcli(addr, &["set", "/zc", "bye"]);
+    let stat = zkcli(addr, &["stat", "/zc"]);
+    for line in [
+        "dataVersion = 1",
+        "cversion = 2",
+        "numChildren = 2",
+        "dataLength = 3",
+    ] {
+        assert!(stat.contains(line), "{line} in {stat}");
+    }
+    zkcli(addr, &["delete", "/zc/k1"]);
+    zkcli(addr, &["deleteall", "/zc"]);
+    assert!(zkcli(addr, &["ls", "/"]).contains("[zookeeper]"));
+
+    // Bad input: each closes its own connection.
+    let negative = (-5i32).to_be_bytes();
+    assert!(
+        send_and_read(addr, &negative).is_empty(),
+        "a negative length"
+    );
+    let oversized = ((1 << 20) + 1i32).to_be_bytes();
+    assert!(
+        send_and_read(addr, &oversized).is_empty(),
+        "past jute.maxbuffer"
+    );
+    let mut garbage = 3i32.to_be_bytes().to_vec();
+    garbage.extend([1, 2, 3]);
+    assert!(
+        send_and_read(addr, &garbage).is_empty(),
+        "a connect that does not decode"
+    );
+    // A reconnect to a session nobody holds, or with a wrong password: ZooKeeper's
+    // expired-session answer (timeout 0, session 0), then a close.
+    for (session, passwd) in [(0x1234_5678i64, [0u8; 16]), (0x7777, [9u8; 16])] {
+        let got = send_and_read(addr, &connect_packet(session, &passwd));
+        assert!(got.len() >= 4 + 4 + 4 + 8, "{got:?}");
+        let timeout = i32::from_be_bytes([got[8], got[9], got[10], got[11]]);
+        let sid = i64::from_be_bytes(got[12..20].try_into().expect("8 bytes"));
+        assert_eq!((timeout, sid), (0, 0), "refused as expired");
+    }
+    // Four-letter words.
+    assert_eq!(four_letter(addr, "ruok").as_deref(), Some("imok"));
+    assert_eq!(four_letter(addr, "isro").as_deref(), Some("rw"));
+    let mntr = four_letter(addr, "mntr").unwrap_or_default();
+    assert!(mntr.contains("zk_version\t3.8.0"), "{mntr}");
+    assert!(mntr.lines().all(|l| l.split('\t').count() == 2), "{mntr}");
+    let envi = four_letter(addr, "envi").unwrap_or_default();
+    assert!(envi.contains("zookeeper.version=3.8.0-"), "{envi}");
+    // And it still serves a real client.
+    let recipes = kazoo("recipes.py", &[&addr.to_string()], SCRIPT_TIMEOUT);
+    assert!(recipes.contains("counter 6"), "{recipes}");
+    assert_eq!(zkm.stop(libc::SIGINT), Some(0));
+}
