@@ -8,6 +8,7 @@ mod load;
 mod mason;
 mod procs;
 mod zk;
+mod zkserve;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -49,6 +50,14 @@ pub struct PeersArgs {
         default_value = "mason,direct,zookeeper,etcd,etcd-cas"
     )]
     pub systems: Vec<System>,
+    /// The ZooKeeper-protocol systems' workloads (zookeeper, rsmkeeper, zkmason-1,
+    /// zkmason-2), each a row, in this order, through the same client.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "create")]
+    pub zk_workloads: Vec<ZkWorkload>,
+    /// RSMKeeper's and ZK-Mason's reads: through the log, or local (`mason local
+    /// --zk-reads`); ZooKeeper's own reads are always local to the server a client is on.
+    #[arg(long, value_enum, default_value = "sequenced")]
+    pub zk_reads: ZkReads,
     /// Output directory (default `results/peers-<unix time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -67,6 +76,32 @@ pub enum System {
     Zookeeper,
     Etcd,
     EtcdCas,
+    /// RSMKeeper behind its ZooKeeper front ends (`mason local --serve`).
+    Rsmkeeper,
+    /// ZK-Mason with 1 shard behind its front ends.
+    #[value(name = "zkmason-1")]
+    Zkmason1,
+    /// ZK-Mason with 2 shards behind its front ends.
+    #[value(name = "zkmason-2")]
+    Zkmason2,
+}
+
+/// How RSMKeeper and ZK-Mason answer reads (`mason local --zk-reads`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZkReads {
+    Sequenced,
+    Local,
+}
+
+/// What the ZooKeeper-protocol systems are loaded with.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZkWorkload {
+    /// Sequential creates under /seq (the suffix is the number).
+    Create,
+    /// setData of 8 bytes on 64 znodes, round robin.
+    Setdata,
+    /// getData of the same znodes.
+    Getdata,
 }
 
 fn parse_secs(s: &str, positive: bool) -> Result<Duration, String> {
@@ -97,6 +132,8 @@ pub struct Load {
     pub duration: Duration,
     pub warmup: Duration,
     pub fsync: bool,
+    /// RSMKeeper and ZK-Mason answer reads without the log.
+    pub zk_local_reads: bool,
 }
 
 impl Load {
@@ -146,6 +183,9 @@ fn system_name(s: System) -> &'static str {
         System::Zookeeper => "zookeeper",
         System::Etcd => "etcd",
         System::EtcdCas => "etcd-cas",
+        System::Rsmkeeper => "rsmkeeper",
+        System::Zkmason1 => "zkmason-1",
+        System::Zkmason2 => "zkmason-2",
     }
 }
 
@@ -156,13 +196,13 @@ fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
 /// The table printed to stdout.
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<10} {:>10} {:>9} {:>9}  note\n",
+        "{:<18} {:>10} {:>9} {:>9}  note\n",
         "system", "ops/s", "p50_us", "p99_us"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<10} {:>10} {:>9} {:>9}  {}",
+            "{:<18} {:>10} {:>9} {:>9}  {}",
             r.system,
             fmt_opt(r.ops_per_s, 0),
             fmt_opt(r.p50_us, 1),
@@ -191,18 +231,28 @@ pub fn csv(rows: &[Row]) -> String {
     s
 }
 
-/// Runs one system; a failure becomes a row that says why.
-fn run_one(s: System, load: &Load, out: &Path, runtime: &tokio::runtime::Runtime) -> Row {
+/// Runs one system; a failure becomes a row that says why. The ZooKeeper-protocol
+/// systems give one row per workload.
+fn run_one(
+    s: System,
+    load: &Load,
+    out: &Path,
+    runtime: &tokio::runtime::Runtime,
+    workloads: &[ZkWorkload],
+) -> Vec<Row> {
     let name = system_name(s);
-    let row = match s {
-        System::Mason | System::Direct => mason::run(name, load, out),
+    let rows = match s {
+        System::Mason | System::Direct => mason::run(name, load, out).map(|r| vec![r]),
         System::Zookeeper => match zk::missing() {
-            Some(why) => Ok(Row::without_figures(name, why)),
-            None => runtime.block_on(zk::run(load, out)),
+            Some(why) => Ok(vec![Row::without_figures(name, why)]),
+            None => runtime.block_on(zk::run(load, out, workloads)),
         },
-        System::Etcd | System::EtcdCas => runtime.block_on(run_etcd(s, load, out)),
+        System::Etcd | System::EtcdCas => runtime.block_on(run_etcd(s, load, out)).map(|r| vec![r]),
+        System::Rsmkeeper => runtime.block_on(zkserve::run("rsmkeeper", 0, load, out, workloads)),
+        System::Zkmason1 => runtime.block_on(zkserve::run("zkmason", 1, load, out, workloads)),
+        System::Zkmason2 => runtime.block_on(zkserve::run("zkmason", 2, load, out, workloads)),
     };
-    row.unwrap_or_else(|e| Row::without_figures(name, format!("FAILED: {e:#}")))
+    rows.unwrap_or_else(|e| vec![Row::without_figures(name, format!("FAILED: {e:#}"))])
 }
 
 /// One etcd figure on a fresh cluster, stopped (and its directory removed) afterwards.
@@ -248,6 +298,7 @@ pub fn run(a: PeersArgs) -> anyhow::Result<i32> {
         duration: a.duration,
         warmup: a.warmup,
         fsync: a.fsync == OnOff::On,
+        zk_local_reads: a.zk_reads == ZkReads::Local,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(load.sessions().clamp(1, 64) as usize)
@@ -256,9 +307,10 @@ pub fn run(a: PeersArgs) -> anyhow::Result<i32> {
         .context("starting the tokio runtime")?;
     let mut rows = Vec::new();
     for &s in &a.systems {
-        let row = run_one(s, &load, &out, &runtime);
-        tracing::info!(system = row.system.as_str(), ops_per_s = ?row.ops_per_s, "done");
-        rows.push(row);
+        for row in run_one(s, &load, &out, &runtime, &a.zk_workloads) {
+            tracing::info!(system = row.system.as_str(), ops_per_s = ?row.ops_per_s, "done");
+            rows.push(row);
+        }
     }
     drop(runtime);
     let text = table(&rows);

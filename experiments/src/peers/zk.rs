@@ -5,7 +5,7 @@
 
 use super::load::{drive, Outcome, Tally};
 use super::procs::{find_program, free_ports, Servers};
-use super::{Load, Row};
+use super::{Load, Row, ZkWorkload};
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -165,61 +165,132 @@ async fn close(sessions: Vec<zk::Client>) {
     }
 }
 
-/// Runs the ZooKeeper figure: start, wait, load, stop.
-pub async fn run(load: &Load, out: &Path) -> anyhow::Result<Row> {
+/// Runs the ZooKeeper figures: start, wait, load each workload, stop.
+pub async fn run(load: &Load, out: &Path, workloads: &[ZkWorkload]) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::Builder::new()
         .prefix("mason-peers-zk-")
         .tempdir()
         .context("creating ZooKeeper's temporary directory")?;
     let (mut servers, cluster) = start(dir.path(), out, load.fsync)?;
     wait_serving(&mut servers, &cluster).await?;
-    let mut sessions = Vec::new();
-    for _ in 0..load.sessions() {
-        sessions.push(connect(&cluster).await?);
-    }
-    tracing::info!(
-        sessions = sessions.len(),
-        k = load.concurrency,
-        "ZooKeeper load"
-    );
-    let mut tally = drive(
-        &sessions,
-        load.concurrency,
-        load.warmup,
-        load.duration,
-        |c: zk::Client, _end| async move {
-            let opts = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
-            let (_, seq) = c.create(PREFIX, &[], &opts).await?;
-            Ok(Some(Outcome {
-                number: seq.into_i64(),
-                retries: 0,
-            }))
-        },
-    )
-    .await;
-    close(sessions).await;
+    let extra = if load.fsync {
+        "3 JVMs"
+    } else {
+        "3 JVMs; forceSync=no"
+    };
+    let rows = workload_rows("zookeeper", &cluster, load, workloads, extra).await?;
     servers.check_alive()?;
     drop(servers);
-    let note = note(&mut tally, load);
-    Ok(Row::measured("zookeeper", &tally, note))
+    Ok(rows)
 }
 
-fn note(t: &mut Tally, load: &Load) -> String {
-    let (n, dups, holes) = t.check_numbers();
-    let verdict = if dups == 0 {
-        format!("unique ({n} numbers, {holes} holes)")
-    } else {
-        format!("DUPLICATES: {dups} of {n}")
-    };
-    let mut note = format!(
-        "create {PREFIX} sequential, number = suffix; 3 JVMs; {} sessions in this process; {verdict}",
-        load.sessions()
-    );
-    if !load.fsync {
-        note.push_str("; forceSync=no");
+/// The znodes setData and getData work on: `/bench/n{k}`, k below this.
+const ZNODES: u32 = 64;
+
+/// Creates what the workloads need (what exists already is fine).
+async fn prepare(c: &zk::Client) -> anyhow::Result<()> {
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut paths = vec![PARENT.to_string(), "/bench".to_string()];
+    paths.extend((0..ZNODES).map(|k| format!("/bench/n{k}")));
+    for p in paths {
+        match c.create(&p, b"01234567", &opts).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("creating {p}"))),
+        }
     }
-    note.push_str(&t.errors_note());
-    note
+    Ok(())
+}
+
+/// Loads the ZooKeeper-protocol server at `cluster` (a connect string) with each of
+/// `workloads` in turn, through the same client (the `zookeeper-client` crate): the first
+/// after `load.warmup`, the next ones after a second each. One row per workload, named
+/// `<system> <workload>`.
+pub async fn workload_rows(
+    system: &str,
+    cluster: &str,
+    load: &Load,
+    workloads: &[ZkWorkload],
+    extra: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let mut sessions = Vec::new();
+    for _ in 0..load.sessions() {
+        sessions.push(connect(cluster).await?);
+    }
+    if let Some(c) = sessions.first() {
+        prepare(c).await?;
+    }
+    tracing::info!(
+        system,
+        sessions = sessions.len(),
+        k = load.concurrency,
+        "ZooKeeper-protocol load"
+    );
+    let mut rows = Vec::new();
+    for (i, &w) in workloads.iter().enumerate() {
+        let warmup = if i == 0 {
+            load.warmup
+        } else {
+            load.warmup.min(Duration::from_secs(1))
+        };
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut tally = drive(
+            &sessions,
+            load.concurrency,
+            warmup,
+            load.duration,
+            move |c: zk::Client, _end| {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ZNODES;
+                async move {
+                    let path = format!("/bench/n{k}");
+                    let number = match w {
+                        ZkWorkload::Create => {
+                            let opts = zk::CreateMode::PersistentSequential
+                                .with_acls(zk::Acls::anyone_all());
+                            c.create(PREFIX, &[], &opts).await?.1.into_i64()
+                        }
+                        ZkWorkload::Setdata => c.set_data(&path, b"76543210", None).await?.mzxid,
+                        ZkWorkload::Getdata => c.get_data(&path).await?.1.mzxid,
+                    };
+                    Ok(Some(Outcome { number, retries: 0 }))
+                }
+            },
+        )
+        .await;
+        let name = format!("{system} {}", workload_name(w));
+        let note = note(&mut tally, load, w, extra);
+        rows.push(Row::measured(&name, &tally, note));
+    }
+    close(sessions).await;
+    Ok(rows)
+}
+
+pub fn workload_name(w: ZkWorkload) -> &'static str {
+    match w {
+        ZkWorkload::Create => "create",
+        ZkWorkload::Setdata => "setdata",
+        ZkWorkload::Getdata => "getdata",
+    }
+}
+
+fn note(t: &mut Tally, load: &Load, w: ZkWorkload, extra: &str) -> String {
+    let what = match w {
+        ZkWorkload::Create => {
+            let (n, dups, holes) = t.check_numbers();
+            let verdict = if dups == 0 {
+                format!("unique ({n} numbers, {holes} holes)")
+            } else {
+                format!("DUPLICATES: {dups} of {n}")
+            };
+            format!("create {PREFIX} sequential, number = suffix; {verdict}")
+        }
+        ZkWorkload::Setdata => format!("setData of /bench/n0..{ZNODES}, 8 bytes"),
+        ZkWorkload::Getdata => format!("getData of /bench/n0..{ZNODES}"),
+    };
+    format!(
+        "{what}; {extra}; {} sessions in this process{}",
+        load.sessions(),
+        t.errors_note()
+    )
 }
 
 #[cfg(test)]
