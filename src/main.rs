@@ -338,6 +338,7 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
             },
             retry_timeout: Duration::from_millis(a.retry_timeout_ms.max(1)),
             gateway_id: a.id,
+            max_connections: a.max_connections as usize,
         };
         tracing::info!(listen = %a.listen, system = a.system.name(), "zk gateway up");
         mason_zk_gateway::server::serve(listener, cfg, terminated()).await

@@ -346,6 +346,9 @@ pub struct ZkGatewayArgs {
     /// Tells this gateway's backend clients apart in the proxies' logs.
     #[arg(long, default_value_t = 0)]
     pub id: u32,
+    /// Client connections at once; more are closed as they come.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     #[command(flatten)]

@@ -51,7 +51,14 @@ pub struct GatewayConfig {
     pub retry_timeout: Duration,
     /// Tells this gateway's backend clients apart in logs.
     pub gateway_id: u32,
+    /// Client connections at once; more are closed as they come.
+    pub max_connections: usize,
 }
+
+/// Requests one connection may have taken and not yet answered: past it, the gateway
+/// reads nothing more from that client until some are answered (so a client that
+/// pipelines without end holds at most this many requests, each within jute.maxbuffer).
+const MAX_PENDING: usize = 1024;
 
 /// A ZooKeeper session this gateway holds.
 struct Session {
@@ -105,14 +112,25 @@ pub async fn serve(
         next_client: AtomicU64::new(1),
     });
     tokio::spawn(janitor(shared.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.cfg.max_connections.max(1),
+    ));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "closing connection: too many connections");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(run_conn(shared.clone(), stream, peer));
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        run_conn(shared, stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -204,8 +222,9 @@ async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) 
     let mut buf = vec![0u8; 64 << 10];
     let mut out = Vec::new();
     loop {
+        let room = t.conn.pending() < MAX_PENDING;
         tokio::select! {
-            n = stream.read(&mut buf) => match n {
+            n = stream.read(&mut buf), if room => match n {
                 Ok(0) => break,
                 Ok(n) => t.conn.on_bytes(&buf[..n], &mut out),
                 Err(e) => {
