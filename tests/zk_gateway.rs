@@ -6,7 +6,8 @@
 //!   answers, line by line, from ZooKeeper and from each of our systems;
 //! - kazoo's recipes (lock, counter, party, election, transaction, ensure_path) give the
 //!   same output;
-//! - zkCli.sh runs create, ls, get, set, stat, delete and deleteall;
+//! - zkCli.sh runs create, ls, get, set, stat, delete and deleteall; the Rust
+//!   `zookeeper-client` crate sees the same as from ZooKeeper;
 //! - bad input (garbage, a negative or oversized length, a reconnect with a wrong
 //!   password or an unknown session) gets ZooKeeper's answer, closes that connection
 //!   only, and the front end goes on serving;
@@ -196,5 +197,128 @@ fn zkcli_works_and_bad_input_closes_only_its_connection() {
     // And it still serves a real client.
     let recipes = kazoo("recipes.py", &[&addr.to_string()], SCRIPT_TIMEOUT);
     assert!(recipes.contains("counter 6"), "{recipes}");
+    assert_eq!(zkm.stop(libc::SIGINT), Some(0));
+}
+
+/// The `zookeeper-client` crate (async Rust; create2 by default) runs create2 in every
+/// mode, getChildren2, multi with and without a failing op, setData with versions,
+/// getEphemerals, getAllChildrenNumber and the errors of bad creates and deletes; what
+/// it sees, normalized, is the same from ZooKeeper and from ZK-Mason.
+async fn rust_client_script(hosts: &str) -> Vec<String> {
+    use zookeeper_client as zk;
+    let c = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(hosts)
+        .await
+        .expect("a session");
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let eseq = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let stat = |s: &zk::Stat| {
+        format!(
+            "v{} cv{} len{} kids{} eph={} c<=m:{}",
+            s.version,
+            s.cversion,
+            s.data_length,
+            s.num_children,
+            s.ephemeral_owner != 0,
+            s.czxid <= s.mzxid
+        )
+    };
+    let mut out = Vec::new();
+    let (s, _) = c.create("/rc", b"root", &open).await.expect("create2");
+    out.push(format!("create /rc {}", stat(&s)));
+    let (s, n) = c.create("/rc/s-", b"1", &seq).await.expect("sequential");
+    out.push(format!("sequential {} {}", n.into_i64(), stat(&s)));
+    let (s, n) = c
+        .create("/rc/e-", b"", &eseq)
+        .await
+        .expect("ephemeral sequential");
+    out.push(format!(
+        "ephemeral sequential {} {}",
+        n.into_i64(),
+        stat(&s)
+    ));
+    let (s, _) = c.create("/rc/e", b"x", &eph).await.expect("ephemeral");
+    out.push(format!("ephemeral {}", stat(&s)));
+    out.push(format!(
+        "under an ephemeral: {:?}",
+        c.create("/rc/e/x", b"", &open).await.err()
+    ));
+    out.push(format!(
+        "missing parent: {:?}",
+        c.create("/nope/x", b"", &open).await.err()
+    ));
+    let (mut kids, s) = c.get_children("/rc").await.expect("getChildren2");
+    kids.sort();
+    out.push(format!("children {kids:?} {}", stat(&s)));
+    let s = c
+        .set_data("/rc", b"two", Some(0))
+        .await
+        .expect("setData v0");
+    out.push(format!("set v0 {}", stat(&s)));
+    out.push(format!(
+        "set v0 again: {:?}",
+        c.set_data("/rc", b"three", Some(0)).await.err()
+    ));
+    let mut w = c.new_multi_writer();
+    w.add_create("/rc/m1", b"m", &open).expect("add");
+    w.add_check_version("/rc", 5).expect("add");
+    out.push(format!("failed multi: {:?}", w.commit().await.err()));
+    out.push(format!(
+        "rolled back: {:?}",
+        c.check_stat("/rc/m1").await.map(|s| s.is_some())
+    ));
+    let mut w = c.new_multi_writer();
+    w.add_create("/rc/m1", b"m", &open).expect("add");
+    w.add_check_version("/rc", 1).expect("add");
+    w.add_set_data("/rc", b"four", Some(1)).expect("add");
+    let results = w.commit().await.expect("multi");
+    out.push(format!("multi results {}", results.len()));
+    let mut ephs = c.list_ephemerals("/rc").await.expect("getEphemerals");
+    ephs.sort();
+    out.push(format!("ephemerals {ephs:?}"));
+    out.push(format!(
+        "descendants {:?}",
+        c.count_descendants_number("/rc").await
+    ));
+    let (data, s) = c.get_data("/rc").await.expect("getData");
+    out.push(format!(
+        "get {:?} {}",
+        String::from_utf8_lossy(&data),
+        stat(&s)
+    ));
+    out.push(format!(
+        "delete missing: {:?}",
+        c.delete("/rc/none", None).await.err()
+    ));
+    out.push(format!(
+        "delete non-empty: {:?}",
+        c.delete("/rc", None).await.err()
+    ));
+    drop(c);
+    out
+}
+
+#[test]
+fn the_rust_zookeeper_client_sees_zkmason_as_zookeeper() {
+    let _one = one_at_a_time();
+    let zk = RealZooKeeper::start();
+    let out = OutDir::new("zk-gateway-rust-client");
+    let mut zkm = Serving::start("zkmason", &["--zk-shards", "3"], out.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let want = rt.block_on(rust_client_script(&zk.addr.to_string()));
+    let got = rt.block_on(rust_client_script(&zkm.hosts()));
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(want.len(), got.len());
+    assert!(want.iter().any(|l| l.contains("BadVersion")), "{want:?}");
+    eprintln!("the same from both:\n{}", want.join("\n"));
+    drop(rt);
     assert_eq!(zkm.stop(libc::SIGINT), Some(0));
 }
