@@ -23,6 +23,7 @@ use mason_common::types::SpaceMask;
 use mason_common::zkmsg::{
     shard_space, ZkApplied, ZkDeliver, ZkDone, ZkItem, ZkQuery, ZkRecord, ZkView,
 };
+use mason_zk::jute;
 use mason_zk::order::{InOrder, Offer, Slot};
 use mason_zk::sharded::View;
 use mason_zk::DataTree;
@@ -68,6 +69,10 @@ pub enum NodeMutant {
     /// A local read is answered at once, whether or not this server has applied what
     /// the reading session has seen.
     ReadAnyState,
+    /// A closeSession delivered ahead of its turn ends the session (and deletes its
+    /// ephemerals here) at once: the close lands at another place in this server's order
+    /// than in its peers'.
+    CloseOnArrival,
 }
 
 impl NodeConfig {
@@ -274,6 +279,9 @@ impl ZkNode {
                 && item.is_op()
                 && pos > self.next())
             .then(|| item.clone());
+            if self.cfg.mutant == Some(NodeMutant::CloseOnArrival) && pos > self.next() {
+                self.close_early(&item);
+            }
             let slot = if item.is_op() {
                 Slot::Op(item)
             } else {
@@ -416,6 +424,21 @@ impl ZkNode {
             self.cfg.shards,
         );
         self.early.insert(item.pos, result);
+    }
+
+    /// Mutant `CloseOnArrival`: a delivered closeSession ends its session here now.
+    fn close_early(&mut self, item: &ZkItem) {
+        let is_close = jute::split_request(&item.payload)
+            .is_ok_and(|(h, _)| h.op == mason_zk::opcode::CLOSE_SESSION);
+        let session = item.session as i64;
+        if is_close && self.tree.has_session(session) {
+            let ctx = mason_zk::Ctx {
+                zxid: item.numbers.first().map_or(0, |n| *n as i64 + 1),
+                time_ms: item.time_ms,
+            };
+            self.tree
+                .apply(ctx, session, &mason_zk::Request::CloseSession);
+        }
     }
 
     /// The views `item` runs with (this shard's first), once all have come; until then it

@@ -4,7 +4,7 @@
 //! unsharded tree applying the same ops in zxid order: every reply, every shard's
 //! servers' trees, and the shards' union.
 
-use crate::node::{NodeAction, NodeConfig, ZkNode};
+use crate::node::{NodeAction, NodeConfig, NodeMutant, ZkNode};
 use crate::store::{self, run_store_action, Done};
 use bytes::Bytes;
 use mason_common::msg::Body;
@@ -77,13 +77,17 @@ fn payload(xid: i32, req: &Request) -> Bytes {
 }
 
 impl World {
-    fn new(shards: u32, seed: u64) -> World {
+    /// Shards of 3 servers each; `mutant` breaks server 0 of every shard.
+    fn new(shards: u32, seed: u64, mutant: Option<NodeMutant>) -> World {
         let servers = (0..shards)
             .map(|s| {
                 (0..3)
                     .map(|i| Server {
                         node: ZkNode::new(
-                            NodeConfig::new(s, shards, i, vec![3; shards as usize]),
+                            NodeConfig {
+                                mutant: mutant.filter(|_| i == 0),
+                                ..NodeConfig::new(s, shards, i, vec![3; shards as usize])
+                            },
                             DataTree::new_shard(s, shards),
                             0,
                         ),
@@ -270,16 +274,42 @@ fn a_server_cut_off_from_the_other_shards_keeps_up() {
     }
 }
 
+/// A session closed in the middle of the run (its later ops fail everywhere alike): every
+/// server ends its session at the close's place in the order. The mutant that ends it
+/// when the close arrives, ahead of its turn, on one server of each shard is caught.
+#[test]
+fn a_session_closes_at_the_same_place_on_every_server() {
+    for seed in 1..=6u64 {
+        check_run(seed, 2, Fault::MidClose);
+    }
+    let caught = (1..=6u64).filter(|seed| {
+        std::panic::catch_unwind(|| {
+            check_run_with(*seed, 2, Fault::MidClose, Some(NodeMutant::CloseOnArrival))
+        })
+        .is_err()
+    });
+    assert!(
+        caught.count() > 0,
+        "the close-on-arrival mutant went unnoticed"
+    );
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
     Crash,
     CutOff,
+    /// Session 102 closes after 60 of the random ops, not at the end.
+    MidClose,
 }
 
 fn check_run(seed: u64, shards: u32, fault: Fault) {
+    check_run_with(seed, shards, fault, None);
+}
+
+fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutant>) {
     let crash = fault == Fault::Crash;
-    let mut w = World::new(shards, seed);
+    let mut w = World::new(shards, seed, mutant);
     if fault == Fault::CutOff {
         w.cut_off = Some((0, 1));
     }
@@ -296,7 +326,11 @@ fn check_run(seed: u64, shards: u32, fault: Fault) {
     for _ in 0..120 {
         ops.push(random_op(&mut rng, &sessions));
     }
-    ops.push((102, Request::CloseSession));
+    if fault == Fault::MidClose {
+        ops.insert(sessions.len() + 60, (102, Request::CloseSession));
+    } else {
+        ops.push((102, Request::CloseSession));
+    }
     for (k, (session, req)) in ops.into_iter().enumerate() {
         if crash && k == 60 {
             // Server 1 of shard 0 loses its disk and memory, and is away for a while.
