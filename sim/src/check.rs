@@ -125,8 +125,9 @@ fn live(w: &World, heals: &[u64], final_heal: u64, live_bound_us: u64) -> Result
     Ok(())
 }
 
-/// RSMKeeper's verdict: every acknowledged op is linearizable per znode, each group's live
-/// replicas hold the same tree, and the run was live.
+/// RSMKeeper's verdict: every acknowledged op is linearizable per znode (local reads too:
+/// the leader answers them after a ReadIndex round), each group's live replicas hold the
+/// same tree, and the run was live.
 fn check_keeper(
     w: &World,
     heals: &[u64],

@@ -91,6 +91,8 @@ pub(crate) fn base(seed: u64) -> Plan {
             log: None,
             keeper: false,
             zk: None,
+            local_reads: 0,
+            readers: 0,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -284,6 +286,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "keeper-leader-isolated", about: "RSMKeeper: group 0's leader is cut from its followers at 0.5s, healed at 1.3s", in_all: true, build: keeper::keeper_leader_isolated },
     Scenario { name: "keeper-dup-reorder", about: "RSMKeeper: 5% of messages are duplicated; delays vary widely, so messages reorder", in_all: true, build: keeper::keeper_dup_reorder },
     Scenario { name: "keeper-client-crash", about: "RSMKeeper: a client dies for good at 0.6s and its session expires (0.4s timeout), with its ephemeral; group 0's leader crashes at 0.9s", in_all: true, build: keeper::keeper_client_crash },
+    Scenario { name: "keeper-local-reads", about: "RSMKeeper, reads of one znode after a ReadIndex round instead of the log (60%; 2 of 4 clients only read): group 0's leader is cut from its followers at 0.5s, its clock 4x slow, healed at 1.3s", in_all: true, build: keeper::keeper_local_reads },
     Scenario { name: "keeper-random", about: "RSMKeeper: random crash, partition and loss episodes drawn from the seed", in_all: true, build: keeper::keeper_random },
     Scenario { name: "zkmason-steady", about: "ZK-Mason: 2 groups sequence ZooKeeper requests over a tree of 2 shards x 3 servers; 4 clients; no faults", in_all: true, build: zkmason::zkmason_steady },
     Scenario { name: "zkmason-server-crash", about: "ZK-Mason: a random shard server crashes at 0.6-0.9s and restarts from its disk 0.2-0.6s later", in_all: true, build: zkmason::zkmason_server_crash },
@@ -292,6 +295,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "zkmason-partition", about: "ZK-Mason: a random shard server is cut from everyone at 0.6-0.8s, healed 0.3-0.7s later", in_all: true, build: zkmason::zkmason_partition },
     Scenario { name: "zkmason-dup-reorder", about: "ZK-Mason, 3 shards: 5% of messages are duplicated; delays vary widely, so deliveries, views and fetches reorder", in_all: true, build: zkmason::zkmason_dup_reorder },
     Scenario { name: "zkmason-client-crash", about: "ZK-Mason: a client dies for good at 0.6s and its session expires (0.4s timeout) on every shard with its ephemeral, while a shard server is cut off (0.8-1.3s) and group 0's leader crashes (0.9s)", in_all: true, build: zkmason::zkmason_client_crash },
+    Scenario { name: "zkmason-local-reads", about: "ZK-Mason, reads answered by one shard server once it applied what the client saw (60%; 2 of 6 clients only read): two servers of a shard answer the proxies 8-20 ms late; the third, cut from them, crashes and restarts from an old snapshot, three times (0.4s-1.85s)", in_all: true, build: zkmason::zkmason_local_reads },
     Scenario { name: "zkmason-random", about: "ZK-Mason, 2 or 3 shards: random shard server crash/disk loss/cut-off, proxy crash/cut-off, leader crash and loss episodes", in_all: true, build: zkmason::zkmason_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
@@ -317,10 +321,11 @@ impl std::str::FromStr for SimMutant {
             "majority-promises" => Ok(SimMutant::Seq(SeqMutant::MajorityPromises)),
             "zk-out-of-order" => Ok(SimMutant::Zk(NodeMutant::ApplyOnArrival)),
             "zk-no-views" => Ok(SimMutant::Zk(NodeMutant::NoViews)),
+            "read-any-state" => Ok(SimMutant::Zk(NodeMutant::ReadAnyState)),
             _ => s.parse::<Mutant>().map(SimMutant::Proxy).map_err(|e| {
                 format!(
                     "{e}, or of the sequencer: no-fill, majority-promises, or of ZK-Mason's \
-                     shard servers: zk-out-of-order, zk-no-views"
+                     shard servers: zk-out-of-order, zk-no-views, read-any-state"
                 )
             }),
         }
@@ -350,6 +355,9 @@ pub struct Outcome {
     pub recent: Vec<String>,
     /// When the violation is about one op: every message about it (from a replay).
     pub focused: Vec<String>,
+    /// Local reads (`WorldConfig::local_reads`): sent, and acknowledged (each one in the
+    /// per-znode check).
+    pub local_reads: (u64, u64),
 }
 
 impl Outcome {
@@ -358,8 +366,12 @@ impl Outcome {
         match &self.result {
             Ok(r) => {
                 let noops: Vec<u64> = r.noops.clone();
+                let reads = match self.local_reads {
+                    (0, _) => String::new(),
+                    (sent, acked) => format!(" local-reads={acked}/{sent}"),
+                };
                 format!(
-                    "seed {}: ok {} events={} ops={} acked={} noops={:?} leader-changes={}",
+                    "seed {}: ok {} events={} ops={} acked={} noops={:?} leader-changes={}{reads}",
                     self.seed,
                     stamp(self.virtual_us),
                     self.events,
@@ -466,5 +478,6 @@ fn run_once(sc: &Scenario, seed: u64, opts: &Options, trace: Trace) -> Outcome {
         notes: w.trace.notes().to_vec(),
         recent: w.trace.recent().cloned().collect(),
         focused: w.trace.focused().to_vec(),
+        local_reads: w.zk_local_reads(),
     }
 }

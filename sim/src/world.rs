@@ -72,6 +72,13 @@ pub struct WorldConfig {
     /// ZK-Mason: shard servers apply what the groups bind in the shard spaces (space 0
     /// is the zxid clock), and the clients' ops are ZooKeeper requests (`world::zk`).
     pub zk: Option<ZkConfig>,
+    /// RSMKeeper and ZK-Mason (`--zk-reads local`): the percentage of the clients' reads
+    /// of one znode that skip the log (`ClientCore::submit_read`; with it on, a third of
+    /// the reads are exists rather than getData); 0: every op goes through the log.
+    pub local_reads: u32,
+    /// RSMKeeper and ZK-Mason: the last this many clients only read (getData, exists),
+    /// every read without the log (a ZooKeeper workload's readers).
+    pub readers: u32,
 }
 
 enum Ev {
@@ -168,6 +175,8 @@ struct Machine {
     disks: Vec<Disk>,
     inbox: Vec<(Node, Body)>,
     scheduled: bool,
+    /// Its ticks come this many times further apart (a slow clock; 1: none).
+    clock_factor: u64,
 }
 
 struct SimClient {
@@ -246,6 +255,7 @@ impl World {
                 groups: hosted,
                 inbox: Vec::new(),
                 scheduled: false,
+                clock_factor: 1,
             });
         }
         let clients = (0..cfg.clients)
@@ -525,14 +535,18 @@ impl World {
                 }
                 ClientAction::Done { id, result } => {
                     self.clients[c as usize].in_flight -= 1;
+                    // A read answered without the log (seq 0) took no numbers of the
+                    // group's: it is no sequencing ack, and Live is told by the ops
+                    // through the log.
+                    let local = self.zk_is_local(c, id);
                     if self.zk_workload() {
                         self.zk_done(c, id, &result);
                     }
                     if self.cfg.keeper {
-                        if result.is_ok() {
+                        if result.is_ok() && !local {
                             self.ack_times.push(self.now);
                         }
-                    } else if let Ok(ms) = result {
+                    } else if let Some(ms) = result.ok().filter(|_| !local) {
                         let chunk = self.acks.entry(ms.session).or_insert_with(|| AckChunk {
                             session: ms.session,
                             ..AckChunk::default()

@@ -3,7 +3,11 @@
 //!
 //! - **Linearizable**: per znode (a path and its czxid), every acknowledged write got a
 //!   version of its own and no op went back past one answered before it was sent
-//!   (`mason_zk::history::check`); every acknowledged op's reply decodes.
+//!   (`mason_zk::history::check`); every acknowledged op's reply decodes. With local
+//!   reads, this holds of the ops through the log, and:
+//! - **Sequential** (local reads, `--zk-reads local`): per znode, writes as above, and
+//!   each read sees every op of its own client answered before it was sent
+//!   (`history::check_reads` with `Reads::Sequential`, over every op, local reads too).
 //! - **Agreement**: no server was delivered two things for one number, applied one twice,
 //!   or failed to recover from its disk, and each live server's disk (what a crash would
 //!   keep) recovers to what it applied; all live servers of a shard that applied as far
@@ -19,7 +23,8 @@
 
 use crate::world::World;
 use mason_common::verify::Violation;
-use mason_zk::{history, sharded, DataTree};
+use mason_zk::history::{self, Reads};
+use mason_zk::{sharded, DataTree};
 
 fn violation(invariant: &'static str, detail: String) -> Violation {
     Violation {
@@ -31,8 +36,13 @@ fn violation(invariant: &'static str, detail: String) -> Violation {
 
 /// Linearizable and Agreement.
 pub fn check_zkmason(w: &World, final_heal: u64) -> Result<(), Violation> {
-    let covered =
-        history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
+    let covered = if w.cfg.local_reads > 0 || w.cfg.readers > 0 {
+        history::check(&w.zk_log_events()).map_err(|v| violation("Linearizable", v.to_string()))?;
+        history::check_reads(w.zk_events(), Reads::Sequential)
+            .map_err(|v| violation("Sequential", v.to_string()))?
+    } else {
+        history::check(w.zk_events()).map_err(|v| violation("Linearizable", v.to_string()))?
+    };
     if covered.writes == 0 {
         return Err(violation(
             "Live",

@@ -3,8 +3,10 @@
 //! each shard's positions to its 3 shard servers, which apply them in order and exchange
 //! views for ops that span shards. A shard server crashes and restarts from its disk,
 //! loses its disk and catches up from its peers, or is cut off; a proxy leader crashes
-//! with deliveries in flight; or a random mix. The verdict is the sequencing invariants,
-//! per-znode linearizability, one tree per shard on every live server (and the shards'
+//! with deliveries in flight; or a random mix; or, with reads without the log, a server
+//! that restarts far behind is handed reads. The verdict is the sequencing invariants,
+//! per-znode linearizability (with local reads: of the ops through the log, and every
+//! read in its client's order), one tree per shard on every live server (and the shards'
 //! union one tree holding every acknowledged create), and liveness (see `zkcheck`).
 
 use crate::net::Node;
@@ -268,6 +270,63 @@ pub fn zkmason_random(seed: u64) -> Plan {
         t += len;
         p.heals.push(t);
         t += p.live_bound_us + r.gen_range(0..200 * MS);
+    }
+    p
+}
+
+/// Local reads (`--zk-reads local`): 60% of the reads of one znode go to one server of
+/// its shard, which answers once it has applied what the reading client has seen; 2 of
+/// the 6 clients only read, all without the log. The answers of two servers of a shard
+/// reach the proxies late (8-20 ms), so the leaders hear first from the third and count
+/// it furthest ahead. Three times, that server is cut from its peers, then crashes, loses
+/// its records (a damaged log: it keeps its last snapshot, up to 600 positions old) and
+/// restarts at once: it is far behind what the clients saw and cannot fetch, while the
+/// leaders still count it furthest ahead until the slow servers' answers come in, so it
+/// is handed reads it must hold, and say it is behind after 200 ms. Healed 150-350 ms
+/// after each restart.
+pub fn zkmason_local_reads(seed: u64) -> Plan {
+    let mut p = zk_base(seed, 2);
+    p.world.local_reads = 60;
+    p.world.clients = 6;
+    p.world.readers = 2;
+    if let Some(z) = p.world.zk.as_mut() {
+        z.snapshot_every = 600;
+    }
+    let mut r = rng(seed);
+    let (s, i) = some_server(&p, &mut r);
+    let me = Node::ZkServer(s, i);
+    let peers: Vec<Node> = zk_servers(&p)
+        .into_iter()
+        .filter(|n| matches!(n, Node::ZkServer(x, j) if *x == s && *j != i))
+        .collect();
+    let proxies: Vec<Node> = (0..p.world.triples * 3).map(Node::Proxy).collect();
+    let slow = Fault::Slow {
+        a: peers.clone(),
+        b: proxies,
+        extra_us: r.gen_range(8 * MS..20 * MS),
+    };
+    p.faults.push((300 * MS, slow.clone()));
+    let mut cut = 400 * MS;
+    for _ in 0..3 {
+        let crash = cut + r.gen_range(50 * MS..100 * MS);
+        // Behind for 150-350 ms: reads held longer than a server waits are moved on. The
+        // last heal comes by 1.85s, before the load stops.
+        let heal = crash + r.gen_range(150 * MS..350 * MS);
+        p.faults.push((
+            cut,
+            Fault::Partition {
+                a: vec![me],
+                b: peers.clone(),
+                both_ways: true,
+            },
+        ));
+        p.faults
+            .push((crash, Fault::CrashZk(s, i, DiskLoss::Records)));
+        p.faults.push((crash, Fault::RestartZk(s, i)));
+        p.faults.push((heal, Fault::Heal));
+        p.faults.push((heal, slow.clone()));
+        p.heals.push(heal);
+        cut = heal + 50 * MS;
     }
     p
 }

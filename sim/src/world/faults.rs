@@ -1,8 +1,8 @@
 //! What the simulated world's faults do: crashes that lose a machine's memory (and its
 //! unsynced writes when fsync is off), restarts from its simulated disk, sequencer crashes
-//! and restarts (as backups), partitions, slow links, loss, client deaths, and the shared
-//! log's servers and ZK-Mason's shard servers crashing (or losing their disks),
-//! restarting and being cut off.
+//! and restarts (as backups), partitions, slow links, slow clocks, loss, client deaths,
+//! and the shared log's servers and ZK-Mason's shard servers crashing (or losing their
+//! disks), restarting and being cut off.
 
 use super::{DiskLoss, Ev, World, WorldConfig};
 use crate::net::Node;
@@ -24,6 +24,13 @@ pub enum Fault {
     /// Cut the leader of `group` from the other machines of its triple (both ways); it still
     /// reaches the sequencer and clients.
     IsolateLeader(u32),
+    /// The clock of the machine leading `group` runs slow: its ticks (Raft's, and its
+    /// replicas' timers) come `factor` times further apart, until the next heal or its
+    /// restart.
+    SlowClock {
+        group: u32,
+        factor: u64,
+    },
     Partition {
         a: Vec<Node>,
         b: Vec<Node>,
@@ -117,6 +124,7 @@ impl World {
         let mach = &mut self.machines[m as usize];
         mach.alive = true;
         mach.incarnation += 1;
+        mach.clock_factor = 1;
         let inc = mach.incarnation;
         let at = self.now + self.rng.gen_range(0..self.cfg.tick_us.max(1));
         self.schedule(at, Ev::Tick(m, inc));
@@ -194,6 +202,15 @@ impl World {
                     );
                 }
             }
+            Fault::SlowClock { group, factor } => {
+                if let Some(m) = self.leader_of(group) {
+                    self.machines[m as usize].clock_factor = factor;
+                    self.trace.note(
+                        self.now,
+                        format!("proxy-{m}'s clock (leader of group {group}) runs {factor}x slow"),
+                    );
+                }
+            }
             Fault::Partition { a, b, both_ways } => {
                 self.trace.note(
                     self.now,
@@ -204,6 +221,9 @@ impl World {
             Fault::Heal => {
                 self.trace.note(self.now, "heal".to_string());
                 self.net.heal();
+                for mach in self.machines.iter_mut() {
+                    mach.clock_factor = 1;
+                }
                 self.relink_logs();
             }
             Fault::RestartAll => {

@@ -1,7 +1,7 @@
 //! The proxy machines of the simulated world: each handles what arrived in one go (its
 //! batching), routes its replicas' actions (Raft to its triple, requests to the
-//! sequencers, answers to clients, writes to the shared log, deliveries to ZK-Mason's
-//! shard servers), and ticks them; plus the
+//! sequencers, answers to clients, writes to the shared log, deliveries and local reads
+//! to ZK-Mason's shard servers), and ticks them; plus the
 //! queries the checker asks of them (who leads, who lags).
 
 use super::{Ev, World};
@@ -33,6 +33,8 @@ impl World {
                 // A log server's answer: the write id says which group asked.
                 Body::LogWriteReply(r) => (r.id >> LOG_REQ_GROUP_SHIFT) as u32,
                 Body::ZkApplied(a) => a.group,
+                Body::LocalRead(r) => r.group,
+                Body::ZkReadReply(r) => r.group,
                 Body::Activate(a) => {
                     for (slot, t) in touched.iter_mut().enumerate() {
                         *t = true;
@@ -81,6 +83,16 @@ impl World {
                         rep.on_register(u64::from(c), r, &mut out);
                     }
                 }
+                Body::LocalRead(r) => {
+                    if let Node::Client(c) = from {
+                        rep.on_local_read(u64::from(c), r, &mut out);
+                    }
+                }
+                Body::ZkReadReply(r) => {
+                    if let Node::ZkServer(..) = from {
+                        rep.on_zk_read_reply(r, &mut out)
+                    }
+                }
                 _ => {}
             }
             self.route(m, slot, out);
@@ -119,7 +131,8 @@ impl World {
         } else {
             0
         };
-        let at = self.now + self.cfg.tick_us + jitter;
+        let slow = self.machines[m as usize].clock_factor.max(1);
+        let at = self.now + (self.cfg.tick_us + jitter) * slow;
         self.schedule(at, Ev::Tick(m, inc));
     }
 

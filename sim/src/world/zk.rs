@@ -9,6 +9,16 @@
 //! op becomes a history event with its virtual send and answer times, for the per-znode
 //! linearizability check; every acknowledged create of a znode no op deletes is kept for
 //! the final check of the trees.
+//!
+//! With local reads on (`WorldConfig::local_reads`, `--zk-reads local`) the clients also
+//! send exists, and a share of their reads of one znode skip the log (all of them for the
+//! clients that only read, `WorldConfig::readers`), through `ClientCore::submit_read`, as
+//! `mason_client::zk::ZkClient` sends them: a read waits until every op the client sent
+//! through the log before it is answered, and asks for the highest number of the znode's
+//! space the client has seen in any answer (its ops' numbers, and the positions its
+//! earlier local reads were answered from). Its send time in the history is when it went
+//! out. Local reads enter the same per-znode history, flagged, so that the verdict can
+//! hold them to what they promise.
 
 use super::zkops::{self, Picked};
 use super::World;
@@ -20,7 +30,7 @@ use mason_zk::history::{Access, Event};
 use mason_zk::jute::Shape;
 use mason_zk::{Acl, Code, CreateMode, DataTree, OpResult, Request, Response};
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The znodes every client works on: `/z0` .. `/z{ZNODES - 1}`.
 const ZNODES: u32 = 6;
@@ -35,7 +45,32 @@ struct Asked {
     paths: Vec<String>,
     /// Whether an acknowledged create of it stays (no op deletes it).
     kept: bool,
+    /// A read (exists answers with a Stat, as setData does).
+    read: bool,
     sent_us: u64,
+}
+
+/// A local read waiting for the log ops its client sent before it.
+struct Deferred {
+    /// The last of those ops (client op ids grow).
+    after: u64,
+    payload: Bytes,
+    /// The space of the znode's shard (RSMKeeper: 0).
+    space: u32,
+    asked: Asked,
+}
+
+/// What a client keeps for its local reads (as `ZkClient` does).
+#[derive(Default)]
+struct Reader {
+    /// The highest number of each space seen in any answer (across its sessions: the
+    /// history holds a client to all its earlier ops).
+    seen: BTreeMap<u32, u64>,
+    /// Its ops through the log not answered yet, by client op id.
+    in_log: BTreeSet<u64>,
+    /// Its local reads in flight, by client op id.
+    local: BTreeSet<u64>,
+    deferred: VecDeque<Deferred>,
 }
 
 /// The ZooKeeper side of the world's clients.
@@ -49,6 +84,11 @@ pub struct SimZk {
     ephemeral: std::collections::BTreeSet<u32>,
     /// Every acknowledged op on a znode.
     pub events: Vec<Event>,
+    /// Whether each of `events` is a local read.
+    local: Vec<bool>,
+    readers: BTreeMap<u32, Reader>,
+    /// Local reads sent (after any wait for the log).
+    pub local_sent: u64,
     /// Acknowledged creates that no op deletes (ZK-Mason, whose sessions never expire).
     pub created: Vec<String>,
     /// Acknowledged ops whose reply does not decode (an empty or foreign reply).
@@ -62,6 +102,8 @@ impl World {
         let path = format!("/z{k}");
         let roll = self.rng.gen_range(0..100);
         let zkmason = self.cfg.zk.is_some();
+        // The last `readers` clients only read, without the log.
+        let reader = c + self.cfg.readers >= self.cfg.clients;
         let zk = self.zk.get_or_insert_with(SimZk::default);
         let opens = zk.session.insert(c);
         let mut spanning: Option<Picked> = None;
@@ -74,6 +116,16 @@ impl World {
                 data: Bytes::new(),
                 acl: Acl::open_unsafe(),
                 mode: CreateMode::Ephemeral,
+            }
+        } else if reader && roll < 30 {
+            Request::Exists {
+                path: path.clone(),
+                watch: false,
+            }
+        } else if reader {
+            Request::GetData {
+                path: path.clone(),
+                watch: false,
             }
         } else if zkmason && (10..50).contains(&roll) {
             let p = zkops::spanning(&mut self.rng, k, ZNODES, roll - 10);
@@ -92,6 +144,11 @@ impl World {
                 path: path.clone(),
                 data: Bytes::from(format!("{c}")),
                 version: -1,
+            }
+        } else if self.cfg.local_reads > 0 && self.rng.gen_bool(0.3) {
+            Request::Exists {
+                path: path.clone(),
+                watch: false,
             }
         } else {
             Request::GetData {
@@ -122,29 +179,118 @@ impl World {
             Some(z) => SpaceMask(mason_zk::shard::spaces(&req, z.shards)),
             None => SpaceMask::single(0),
         };
+        let asked = Asked {
+            opens,
+            xid,
+            shape,
+            path,
+            paths,
+            kept,
+            read: matches!(req, Request::Exists { .. } | Request::GetData { .. }),
+            sent_us: self.now,
+        };
+        let local = !opens
+            && req.is_local_read()
+            && (reader
+                || self.cfg.local_reads > 0 && self.rng.gen_range(0..100) < self.cfg.local_reads);
+        if local {
+            self.clients[c as usize].in_flight += 1;
+            let space = mask.iter().next().unwrap_or(0);
+            let Some(r) = self.zk.as_mut().map(|z| z.readers.entry(c).or_default()) else {
+                return;
+            };
+            // It waits for the log ops sent before it.
+            let d = Deferred {
+                after: r.in_log.last().copied().unwrap_or(0),
+                payload,
+                space,
+                asked,
+            };
+            if r.in_log.is_empty() {
+                self.send_local_read(c, d);
+            } else {
+                r.deferred.push_back(d);
+            }
+            return;
+        }
         let mut out = Vec::new();
         let cl = &mut self.clients[c as usize];
         let id = cl.core.submit(mask, payload, false, self.now, &mut out);
         cl.in_flight += 1;
         if let Some(zk) = self.zk.as_mut() {
-            zk.asked.insert(
-                (c, id),
-                Asked {
-                    opens,
-                    xid,
-                    shape,
-                    path,
-                    paths,
-                    kept,
-                    sent_us: self.now,
-                },
-            );
+            zk.asked.insert((c, id), asked);
+            zk.readers.entry(c).or_default().in_log.insert(id);
         }
         self.client_actions(c, out);
     }
 
-    /// Client `c`'s op `id` finished: an acknowledged one is recorded.
+    /// Client `c` sends local read `d`, asking for what it has seen of the read's space.
+    fn send_local_read(&mut self, c: u32, mut d: Deferred) {
+        let now = self.now;
+        let Some(zk) = self.zk.as_mut() else { return };
+        let r = zk.readers.entry(c).or_default();
+        let min_pos = r.seen.get(&d.space).copied().unwrap_or(0);
+        let mut out = Vec::new();
+        let id = self.clients[c as usize]
+            .core
+            .submit_read(d.payload, min_pos, now, &mut out);
+        r.local.insert(id);
+        d.asked.sent_us = now;
+        zk.asked.insert((c, id), d.asked);
+        zk.local_sent += 1;
+        self.client_actions(c, out);
+    }
+
+    /// Client `c`'s local reads whose earlier log ops are all answered go out.
+    fn release_local_reads(&mut self, c: u32) {
+        loop {
+            let Some(r) = self.zk.as_mut().and_then(|z| z.readers.get_mut(&c)) else {
+                return;
+            };
+            let first = r.in_log.first().copied();
+            let ready = r
+                .deferred
+                .front()
+                .is_some_and(|d| first.is_none_or(|f| f > d.after));
+            if !ready {
+                return;
+            }
+            let Some(d) = r.deferred.pop_front() else {
+                return;
+            };
+            self.send_local_read(c, d);
+        }
+    }
+
+    /// Whether client `c`'s op `id` is a local read in flight.
+    pub(super) fn zk_is_local(&self, c: u32, id: u64) -> bool {
+        self.zk
+            .as_ref()
+            .and_then(|z| z.readers.get(&c))
+            .is_some_and(|r| r.local.contains(&id))
+    }
+
+    /// Client `c`'s op `id` finished: an acknowledged one is recorded, what its answer
+    /// numbered is noted, and the local reads that waited for it go out.
     pub(super) fn zk_done(&mut self, c: u32, id: u64, result: &Result<MultiSeq, ClientError>) {
+        let local = match self.zk.as_mut().map(|z| z.readers.entry(c).or_default()) {
+            Some(r) => {
+                r.in_log.remove(&id);
+                if let Ok(ms) = result {
+                    for (space, n) in ms.mask.iter().zip(&ms.numbers) {
+                        let s = r.seen.entry(space).or_default();
+                        *s = (*s).max(*n);
+                    }
+                }
+                r.local.remove(&id)
+            }
+            None => false,
+        };
+        self.zk_record(c, id, result, local);
+        self.release_local_reads(c);
+    }
+
+    fn zk_record(&mut self, c: u32, id: u64, result: &Result<MultiSeq, ClientError>, local: bool) {
         let now = self.now;
         let Some(zk) = self.zk.as_mut() else {
             return;
@@ -197,6 +343,7 @@ impl World {
                     seen.push((path, Access::Write, stat));
                 }
             }
+            Response::Stat(stat) if asked.read => seen.push((asked.path, Access::Read, stat)),
             Response::Stat(stat) => seen.push((asked.path, Access::Write, stat)),
             Response::Data { stat, .. } => seen.push((asked.path, Access::Read, stat)),
             Response::Multi(results) => {
@@ -218,6 +365,7 @@ impl World {
                 answered_us: now,
                 client: u64::from(c),
             });
+            zk.local.push(local);
         }
     }
 
@@ -258,6 +406,26 @@ impl World {
     /// The acknowledged ops on znodes.
     pub fn zk_events(&self) -> &[Event] {
         self.zk.as_ref().map_or(&[], |z| &z.events[..])
+    }
+
+    /// The acknowledged ops on znodes that went through the log (all but local reads).
+    pub fn zk_log_events(&self) -> Vec<Event> {
+        let Some(z) = self.zk.as_ref() else {
+            return Vec::new();
+        };
+        z.events
+            .iter()
+            .zip(&z.local)
+            .filter(|(_, local)| !**local)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// Local reads: (sent, acknowledged and in the history).
+    pub fn zk_local_reads(&self) -> (u64, u64) {
+        self.zk.as_ref().map_or((0, 0), |z| {
+            (z.local_sent, z.local.iter().filter(|l| **l).count() as u64)
+        })
     }
 
     /// The acknowledged creates no op deletes (ZK-Mason).

@@ -1,6 +1,7 @@
 //! ZK-Mason's shard servers in the simulated world (docs/design.md, "ZooKeeper"): the real
 //! `ZkNode` state machine over an in-memory store, `servers` per shard. Proxy leaders
-//! deliver to them and hear back (`ZkApplied`) on connections; servers send each other
+//! deliver to them and hear back (`ZkApplied`), and hand them local reads (`ZkRead`,
+//! answered with `ZkReadReply`), on connections; servers send each other
 //! views, pulls and fetches on links. Every message on a connection or link is lost if
 //! either end restarted since it was sent. Appends, lookups and scans are carried out at
 //! once; a sync takes a disk delay drawn from the seed (one at a time, what is asked
@@ -180,6 +181,7 @@ impl World {
         match (from, body) {
             (Node::Proxy(_), Body::ZkDeliver(d)) => n.on_deliver(conn, d, &mut out),
             (Node::Proxy(_), Body::ZkQuery(q)) => n.on_query(conn, q, &mut out),
+            (Node::Proxy(_), Body::ZkRead(r)) => n.on_read(conn, r, &mut out),
             (Node::ZkServer(s, _), Body::ZkView(v)) if s != shard && v.shard == s => {
                 n.on_view(v, &mut out)
             }
