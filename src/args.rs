@@ -525,9 +525,9 @@ pub struct SimArgs {
     #[arg(long, value_parser = seed_range)]
     pub seeds: Option<std::ops::Range<u64>>,
     /// Break one protocol step on purpose: skip-reask, answer-before-commit, no-hold-back,
-    /// no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo (proxies),
-    /// no-fill, majority-promises (sequencers), zk-out-of-order, zk-no-views (ZK-Mason
-    /// shard servers).
+    /// no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo,
+    /// read-without-index (proxies), no-fill, majority-promises (sequencers),
+    /// zk-out-of-order, zk-no-views, read-any-state (ZK-Mason shard servers).
     #[arg(long)]
     pub mutant: Option<String>,
     /// Print every event of the run.
