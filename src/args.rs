@@ -527,7 +527,8 @@ pub struct SimArgs {
     /// Break one protocol step on purpose: skip-reask, answer-before-commit, no-hold-back,
     /// no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo,
     /// read-without-index (proxies), no-fill, majority-promises (sequencers),
-    /// zk-out-of-order, zk-no-views, read-any-state (ZK-Mason shard servers).
+    /// zk-out-of-order, zk-no-views, read-any-state, zk-close-on-arrival (ZK-Mason shard
+    /// servers).
     #[arg(long)]
     pub mutant: Option<String>,
     /// Print every event of the run.

@@ -93,6 +93,7 @@ pub(crate) fn base(seed: u64) -> Plan {
             zk: None,
             local_reads: 0,
             readers: 0,
+            zk_closes: 0,
         },
         faults: Vec::new(),
         heals: Vec::new(),
@@ -296,6 +297,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "zkmason-dup-reorder", about: "ZK-Mason, 3 shards: 5% of messages are duplicated; delays vary widely, so deliveries, views and fetches reorder", in_all: true, build: zkmason::zkmason_dup_reorder },
     Scenario { name: "zkmason-client-crash", about: "ZK-Mason: a client dies for good at 0.6s and its session expires (0.4s timeout) on every shard with its ephemeral, while a shard server is cut off (0.8-1.3s) and group 0's leader crashes (0.9s)", in_all: true, build: zkmason::zkmason_client_crash },
     Scenario { name: "zkmason-local-reads", about: "ZK-Mason, reads answered by one shard server once it applied what the client saw (60%; 2 of 6 clients only read): two servers of a shard answer the proxies 8-20 ms late; the third, cut from them, crashes and restarts from an old snapshot, three times (0.4s-1.85s)", in_all: true, build: zkmason::zkmason_local_reads },
+    Scenario { name: "zkmason-session-close", about: "ZK-Mason: clients close their ZooKeeper session (5% of ops, another op in flight) and open a new one, while a shard server's deliveries come 2-6 ms late and reordered from 0.3s", in_all: true, build: zkmason::zkmason_session_close },
     Scenario { name: "zkmason-random", about: "ZK-Mason, 2 or 3 shards: random shard server crash/disk loss/cut-off, proxy crash/cut-off, leader crash and loss episodes", in_all: true, build: zkmason::zkmason_random },
     Scenario { name: "mason-128", about: "48 proxy machines (16 triples x 8 groups = 128 groups), 4 spaces, 32 clients, 10 s; a leader crash at 5 s", in_all: false, build: mason_128 },
 ];
@@ -322,10 +324,12 @@ impl std::str::FromStr for SimMutant {
             "zk-out-of-order" => Ok(SimMutant::Zk(NodeMutant::ApplyOnArrival)),
             "zk-no-views" => Ok(SimMutant::Zk(NodeMutant::NoViews)),
             "read-any-state" => Ok(SimMutant::Zk(NodeMutant::ReadAnyState)),
+            "zk-close-on-arrival" => Ok(SimMutant::Zk(NodeMutant::CloseOnArrival)),
             _ => s.parse::<Mutant>().map(SimMutant::Proxy).map_err(|e| {
                 format!(
                     "{e}, or of the sequencer: no-fill, majority-promises, or of ZK-Mason's \
-                     shard servers: zk-out-of-order, zk-no-views, read-any-state"
+                     shard servers: zk-out-of-order, zk-no-views, read-any-state, \
+                     zk-close-on-arrival"
                 )
             }),
         }

@@ -79,6 +79,11 @@ pub struct WorldConfig {
     /// RSMKeeper and ZK-Mason: the last this many clients only read (getData, exists),
     /// every read without the log (a ZooKeeper workload's readers).
     pub readers: u32,
+    /// ZK-Mason: the percentage of a writing client's ops, once its session holds its
+    /// ephemeral, that are a closeSession instead (sent while its other ops are in flight,
+    /// so that they are numbered just before it); its next op opens a new session. 0:
+    /// sessions last the run.
+    pub zk_closes: u32,
 }
 
 enum Ev {

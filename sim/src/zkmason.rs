@@ -4,10 +4,11 @@
 //! views for ops that span shards. A shard server crashes and restarts from its disk,
 //! loses its disk and catches up from its peers, or is cut off; a proxy leader crashes
 //! with deliveries in flight; or a random mix; or, with reads without the log, a server
-//! that restarts far behind is handed reads. The verdict is the sequencing invariants,
-//! per-znode linearizability (with local reads: of the ops through the log, and every
-//! read in its client's order), one tree per shard on every live server (and the shards'
-//! union one tree holding every acknowledged create), and liveness (see `zkcheck`).
+//! that restarts far behind is handed reads; or clients close their sessions mid-run
+//! while a server lags. The verdict is the sequencing invariants, per-znode
+//! linearizability (with local reads: of the ops through the log, and every read in its
+//! client's order), one tree per shard on every live server (and the shards' union one
+//! tree holding every acknowledged create), and liveness (see `zkcheck`).
 
 use crate::net::Node;
 use crate::scenario::{base, pick_weighted, Plan, MS, S};
@@ -328,5 +329,41 @@ pub fn zkmason_local_reads(seed: u64) -> Plan {
         p.heals.push(heal);
         cut = heal + 50 * MS;
     }
+    p
+}
+
+/// Clients close their ZooKeeper session now and then (`WorldConfig::zk_closes`: 5% of
+/// a writer's ops, with its other op in flight, so numbered just before the close) and
+/// open a new one, while a shard server lags: from 0.3s the proxies' deliveries reach it
+/// 2-6 ms late and out of order (each up to 4 ms more), so they pile up ahead of holes
+/// and closes arrive there ahead of their turn (as they do, less often, on every server
+/// when the two groups' deliveries cross or an op waits for views). Every server must end
+/// a session at its close's place in the order: the ops the session had numbered before
+/// it still apply.
+pub fn zkmason_session_close(seed: u64) -> Plan {
+    let mut p = zk_base(seed, 2);
+    p.world.zk_closes = 5;
+    let mut r = rng(seed);
+    let (s, i) = some_server(&p, &mut r);
+    let me = Node::ZkServer(s, i);
+    let proxies: Vec<Node> = (0..p.world.triples * 3).map(Node::Proxy).collect();
+    p.faults = vec![
+        (
+            300 * MS,
+            Fault::Slow {
+                a: proxies,
+                b: vec![me],
+                extra_us: r.gen_range(2 * MS..6 * MS),
+            },
+        ),
+        (
+            300 * MS,
+            Fault::Noisy {
+                node: me,
+                dup: 0.0,
+                late_us: 4 * MS,
+            },
+        ),
+    ];
     p
 }

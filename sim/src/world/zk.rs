@@ -5,7 +5,8 @@
 //! shared znodes: a create (once one exists, NodeExists), a setData or a getData; under
 //! ZK-Mason also ops that span shards (sequential children, creates and deletes of
 //! short-lived znodes, multis of two setData; see `world::zkops`). A client first opens a
-//! ZooKeeper session, and opens another when told its session expired. Every acknowledged
+//! ZooKeeper session, and opens another when told its session expired, or (with
+//! `WorldConfig::zk_closes`) after it closed its session itself. Every acknowledged
 //! op becomes a history event with its virtual send and answer times, for the per-znode
 //! linearizability check; every acknowledged create of a znode no op deletes is kept for
 //! the final check of the trees.
@@ -38,6 +39,8 @@ const ZNODES: u32 = 6;
 /// An op in flight: what it asked, and when.
 struct Asked {
     opens: bool,
+    /// A closeSession of the client's own.
+    closes: bool,
     xid: i32,
     shape: Shape,
     path: String,
@@ -82,6 +85,8 @@ pub struct SimZk {
     session: std::collections::BTreeSet<u32>,
     /// Clients whose session has its ephemeral (asked for, or created).
     ephemeral: std::collections::BTreeSet<u32>,
+    /// Clients whose closeSession is in flight.
+    closing: BTreeSet<u32>,
     /// Every acknowledged op on a znode.
     pub events: Vec<Event>,
     /// Whether each of `events` is a local read.
@@ -104,11 +109,23 @@ impl World {
         let zkmason = self.cfg.zk.is_some();
         // The last `readers` clients only read, without the log.
         let reader = c + self.cfg.readers >= self.cfg.clients;
+        // With closes on, a writer whose session holds its ephemeral now and then ends it
+        // (its other ops in flight are numbered before the close).
+        let closes = self.cfg.zk_closes > 0
+            && !reader
+            && self
+                .zk
+                .as_ref()
+                .is_some_and(|z| z.ephemeral.contains(&c) && !z.closing.contains(&c))
+            && self.rng.gen_range(0..100) < self.cfg.zk_closes;
         let zk = self.zk.get_or_insert_with(SimZk::default);
         let opens = zk.session.insert(c);
         let mut spanning: Option<Picked> = None;
         let req = if opens {
             Request::CreateSession { timeout_ms: 30_000 }
+        } else if closes {
+            zk.closing.insert(c);
+            Request::CloseSession
         } else if zk.ephemeral.insert(c) {
             // One ephemeral per session, for the expiry check (a dead client's go).
             Request::Create {
@@ -157,10 +174,22 @@ impl World {
             }
         };
         // What the client records of it: its path (a multi's, each op's), and whether an
-        // acknowledged create stays.
+        // acknowledged create stays (an ephemeral does not once sessions close).
+        let ephemeral = matches!(
+            &req,
+            Request::Create {
+                mode: CreateMode::Ephemeral,
+                ..
+            }
+        );
         let (path, paths, kept) = match spanning {
             Some(p) => (p.path, p.paths, p.kept),
-            None => (path, Vec::new(), zkmason),
+            None if closes => ("its session".to_string(), Vec::new(), false),
+            None => (
+                path,
+                Vec::new(),
+                zkmason && !(ephemeral && self.cfg.zk_closes > 0),
+            ),
         };
         let Some(zk) = self.zk.as_mut() else { return };
         zk.next_xid = zk.next_xid.wrapping_add(1);
@@ -181,6 +210,7 @@ impl World {
         };
         let asked = Asked {
             opens,
+            closes,
             xid,
             shape,
             path,
@@ -298,6 +328,13 @@ impl World {
         let Some(asked) = zk.asked.remove(&(c, id)) else {
             return;
         };
+        if asked.closes {
+            // Closed (or refused, the session being gone already): the next op opens a
+            // new session.
+            zk.closing.remove(&c);
+            zk.session.remove(&c);
+            zk.ephemeral.remove(&c);
+        }
         let Ok(ms) = result else {
             if asked.opens {
                 zk.session.remove(&c);
