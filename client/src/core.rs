@@ -421,7 +421,7 @@ impl ClientCore {
     /// A line about what waits, for a report of a stuck client.
     pub fn describe(&self) -> String {
         format!(
-            "client {} session {:?} at replica {} (moves {}): {} op(s) in flight (oldest seq {:?}), {} waiting for a seq{}{}",
+            "client {} session {:?} at replica {} (moves {}): {} op(s) in flight (oldest seq {:?}), {} waiting for a seq, {} local read(s){}{}",
             self.cfg.client_id,
             self.session,
             self.current,
@@ -429,6 +429,7 @@ impl ClientCore {
             self.outstanding.len(),
             self.outstanding.keys().next(),
             self.unnumbered.len(),
+            self.reads.len(),
             if self.registering.is_some() { ", registering" } else { "" },
             if self.backoff_until.is_some() { ", backing off" } else { "" },
         )
