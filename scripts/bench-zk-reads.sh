@@ -55,7 +55,7 @@ for fsync in off on; do
           "$(printf '%s\n' "${s_ops[@]}" | median)" "$(printf '%s\n' "${l_ops[@]}" | median)" \
           "$(printf '%s\n' "${ratios[@]}" | median)" "${ratios[*]}" \
           "$(printf '%s\n' "${s_p50[@]}" | median)" "$(printf '%s\n' "${l_p50[@]}" | median)" \
-          "$(echo "$verdicts" | tr ' ' '\n' | sort | uniq -c | awk '{printf "%s x%s ", $2, $1}')"
+          "$(echo "$verdicts" | tr ' ' '\n' | grep -v '^$' | sort | uniq -c | awk '{printf "%s x%s ", $2, $1}')"
       done
     done
   done
