@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod serve;
+
 const REPLICAS: u32 = 3;
 /// Servers per ZK-Mason shard.
 const ZK_SERVERS: usize = 3;
@@ -347,7 +349,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
 
     if a.serve {
-        return serve(&a, &shape, &exe, &proxies, &logs, cluster);
+        return serve::serve(&a, &shape, &exe, &proxies, &logs, cluster);
     }
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some() || a.kill_follower.is_some();
@@ -636,72 +638,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         }),
     };
     Ok(report::summary(&out, checks)?.1)
-}
-
-/// `--serve`: starts the front ends on the running cluster, says where they listen, and
-/// serves until SIGINT or SIGTERM; then stops every process (front ends first).
-fn serve(
-    a: &LocalArgs,
-    shape: &Shape,
-    exe: &Path,
-    proxies: &[SocketAddr],
-    logs: &Path,
-    mut cluster: Cluster,
-) -> anyhow::Result<i32> {
-    let n = a.gateways as usize;
-    let addrs: Vec<SocketAddr> = match a.serve_port {
-        Some(p) => (0..n)
-            .map(|i| {
-                let port = u16::try_from(usize::from(p) + i)
-                    .map_err(|_| anyhow::anyhow!("--serve-port {p}: ports past 65535"))?;
-                Ok(SocketAddr::from(([127, 0, 0, 1], port)))
-            })
-            .collect::<anyhow::Result<_>>()?,
-        None => free_addrs(n)?,
-    };
-    let mut gw_idx = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let name = format!("zk-gateway-{i}");
-        let v = roles::zk_gateway(shape, *addr, i as u32, proxies);
-        let mut child = spawn(exe, &v, &logs.join(format!("{name}.log")), false)?;
-        wait_listening(*addr, &mut child, &name)?;
-        cluster.procs.push((name, child));
-        gw_idx.push(cluster.procs.len() - 1);
-    }
-    let list: Vec<String> = addrs.iter().map(|x| x.to_string()).collect();
-    println!("serving zookeeper on {}", list.join(","));
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
-    eprintln!(
-        "mason local: {} behind {} ZooKeeper front end(s); logs in {}; stop with ^C",
-        a.system.name(),
-        n,
-        logs.display()
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
-    });
-    eprintln!("mason local: stopping");
-    stop(&mut cluster, &gw_idx)?;
-    let rest: Vec<usize> = (0..cluster.procs.len())
-        .filter(|i| !gw_idx.contains(i))
-        .rev()
-        .collect();
-    stop(&mut cluster, &rest)?;
-    Ok(0)
 }
 
 /// SIGTERMs the processes `which` (those still running) and waits up to 10 s for them to

@@ -19,8 +19,8 @@
 
 use bytes::Bytes;
 use mason_common::msg::{
-    Body, ClientOp, ClientReply, Frame, GetSeq, LocalRead, LocalReadReply, Register, Registered,
-    ReplyStatus, SeqReply, SeqStatus, DIRECT_SESSION_WINDOW, MAX_CLIENT_WINDOW,
+    Body, ClientOp, ClientReply, Frame, GetSeq, Register, Registered, ReplyStatus, SeqReply,
+    SeqStatus, DIRECT_SESSION_WINDOW, MAX_CLIENT_WINDOW,
 };
 use mason_common::types::SpaceMask;
 use std::collections::{BTreeMap, VecDeque};
@@ -101,14 +101,6 @@ struct Pending {
     to: usize,
 }
 
-/// A read that takes no seq (`--zk-reads local`), waiting for its answer.
-struct PendingRead {
-    payload: Bytes,
-    min_pos: u64,
-    sent_at: u64,
-    sends: u32,
-}
-
 /// A registration in flight.
 struct Registering {
     nonce: u64,
@@ -133,7 +125,7 @@ pub struct ClientCore {
     unnumbered: VecDeque<Pending>,
     outstanding: BTreeMap<u64, Pending>,
     /// Local reads by op id: sent only while a session is open, and failed with it.
-    reads: BTreeMap<u64, PendingRead>,
+    reads: BTreeMap<u64, reads::PendingRead>,
     re_tx: u64,
     sessions_lost: u64,
 }
@@ -200,9 +192,7 @@ impl ClientCore {
         now_us: u64,
         out: &mut Vec<ClientAction>,
     ) -> u64 {
-        self.end_backoff(now_us, out);
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.new_id(now_us, out);
         self.unnumbered.push_back(Pending {
             id,
             mask,
@@ -214,69 +204,18 @@ impl ClientCore {
         });
         if self.session.is_some() {
             self.release(now_us, out);
-        } else if self.registering.is_none() {
-            self.register(now_us, out);
+        } else {
+            self.open(now_us, out);
         }
         id
     }
 
-    /// Takes a read that goes to the leader without a seq ([`LocalRead`]): the leader
-    /// answers it from state that holds at least `min_pos` of the read's space. Its
-    /// answer comes as a [`MultiSeq`] with seq 0, the answering server's space and
-    /// position as its mask and number, and the reply as its result. Reads go out only
-    /// under an open session; if the session is lost, they fail with it.
-    pub fn submit_read(
-        &mut self,
-        payload: Bytes,
-        min_pos: u64,
-        now_us: u64,
-        out: &mut Vec<ClientAction>,
-    ) -> u64 {
+    /// A new op id (after ending a back-off that is over).
+    fn new_id(&mut self, now_us: u64, out: &mut Vec<ClientAction>) -> u64 {
         self.end_backoff(now_us, out);
         let id = self.next_id;
         self.next_id += 1;
-        self.reads.insert(
-            id,
-            PendingRead {
-                payload,
-                min_pos,
-                sent_at: now_us,
-                sends: 0,
-            },
-        );
-        if self.session.is_some() {
-            if self.backoff_until.is_none() {
-                self.send_read(id, now_us, out);
-            }
-        } else if self.registering.is_none() {
-            self.register(now_us, out);
-        }
         id
-    }
-
-    fn send_read(&mut self, id: u64, now_us: u64, out: &mut Vec<ClientAction>) {
-        let CoreTarget::Group { group, .. } = self.cfg.target else {
-            return;
-        };
-        let (Some(session), Some(r)) = (self.session, self.reads.get_mut(&id)) else {
-            return;
-        };
-        if r.sends > 0 {
-            self.re_tx += 1;
-        }
-        r.sends = r.sends.saturating_add(1);
-        r.sent_at = now_us;
-        let frame = Frame::new(Body::LocalRead(LocalRead {
-            session,
-            group,
-            id,
-            payload: r.payload.clone(),
-            min_pos: r.min_pos,
-        }));
-        out.push(ClientAction::Send {
-            to: self.current,
-            frame,
-        });
     }
 
     /// Opens a session now, before any op (a group target with none open or opening).
@@ -480,47 +419,6 @@ impl ClientCore {
             }
         }
         self.release(now_us, out);
-    }
-
-    fn on_read_reply(
-        &mut self,
-        from: usize,
-        r: LocalReadReply,
-        now_us: u64,
-        out: &mut Vec<ClientAction>,
-    ) {
-        if Some(r.session) != self.session || !self.reads.contains_key(&r.id) {
-            return;
-        }
-        match ReplyStatus::try_from(r.status) {
-            Ok(ReplyStatus::Ok) => {
-                self.reads.remove(&r.id);
-                let m = MultiSeq {
-                    session: r.session,
-                    seq: 0,
-                    mask: SpaceMask::single(r.space),
-                    numbers: vec![r.pos],
-                    result: r.result,
-                };
-                out.push(ClientAction::Done {
-                    id: r.id,
-                    result: Ok(m),
-                });
-            }
-            Ok(ReplyStatus::NotLeader) if from == self.current && self.backoff_until.is_none() => {
-                self.redirect(r.leader_hint, now_us, out)
-            }
-            Ok(ReplyStatus::NotLeader) => {}
-            Ok(ReplyStatus::UnknownSession) => self.lose_session(Some(from), now_us, out),
-            Ok(ReplyStatus::SessionExpired) => self.lose_session(None, now_us, out),
-            Ok(ReplyStatus::Invalid) | Ok(ReplyStatus::TooManySessions) | Err(_) => {
-                self.reads.remove(&r.id);
-                out.push(ClientAction::Done {
-                    id: r.id,
-                    result: Err(ClientError::Invalid),
-                });
-            }
-        }
     }
 
     fn on_registered(
@@ -732,5 +630,6 @@ impl ClientCore {
     }
 }
 
+mod reads;
 #[cfg(test)]
 mod tests;

@@ -157,31 +157,20 @@ impl Client {
         payload: Bytes,
         stamp: bool,
     ) -> Result<MultiSeq, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Ev::Op {
-                mask: spaces,
-                payload,
-                stamp,
-                reply,
-            })
-            .map_err(|_| ClientError::Closed)?;
-        rx.await.map_err(|_| ClientError::Closed)?
+        self.take(move |reply| Ev::Op {
+            mask: spaces,
+            payload,
+            stamp,
+            reply,
+        })
+        .await
     }
 
     /// A read the leader answers without the log (`--zk-reads local`, see
     /// [`mason_common::msg::LocalRead`]): its answer, as a [`MultiSeq`] whose one number
     /// is the position the answer reflects.
     pub async fn read_local(&self, payload: Bytes, min_pos: u64) -> Result<MultiSeq, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Ev::Read {
-                payload,
-                min_pos,
-                reply,
-            })
-            .map_err(|_| ClientError::Closed)?;
-        rx.await.map_err(|_| ClientError::Closed)?
+        self.read_local_now(payload, min_pos).await
     }
 
     /// As [`Client::sequence`], but the op is taken now, in call order, and the returned
@@ -192,22 +181,12 @@ impl Client {
         spaces: SpaceMask,
         payload: Bytes,
     ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
-        let (reply, rx) = oneshot::channel();
-        let taken = self
-            .tx
-            .send(Ev::Op {
-                mask: spaces,
-                payload,
-                stamp: false,
-                reply,
-            })
-            .is_ok();
-        async move {
-            if !taken {
-                return Err(ClientError::Closed);
-            }
-            rx.await.map_err(|_| ClientError::Closed)?
-        }
+        self.take(move |reply| Ev::Op {
+            mask: spaces,
+            payload,
+            stamp: false,
+            reply,
+        })
     }
 
     /// As [`Client::read_local`], taken now (see [`Client::sequence_now`]).
@@ -216,15 +195,21 @@ impl Client {
         payload: Bytes,
         min_pos: u64,
     ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
+        self.take(move |reply| Ev::Read {
+            payload,
+            min_pos,
+            reply,
+        })
+    }
+
+    /// Hands the driver the event `make` builds around a reply channel, now; the future
+    /// waits for the answer.
+    fn take(
+        &self,
+        make: impl FnOnce(Reply) -> Ev,
+    ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let taken = self
-            .tx
-            .send(Ev::Read {
-                payload,
-                min_pos,
-                reply,
-            })
-            .is_ok();
+        let taken = self.tx.send(make(reply)).is_ok();
         async move {
             if !taken {
                 return Err(ClientError::Closed);

@@ -105,27 +105,8 @@ impl Drop for Serving {
     }
 }
 
-/// Debian's ZooKeeper 3.8 jars, as the server's classpath.
-const JARS: [&str; 18] = [
-    "zookeeper",
-    "zookeeper-jute",
-    "slf4j-api",
-    "slf4j-nop",
-    "netty-handler",
-    "netty-common",
-    "netty-buffer",
-    "netty-transport",
-    "netty-codec",
-    "netty-resolver",
-    "netty-transport-native-epoll",
-    "netty-transport-native-unix-common",
-    "metrics-core",
-    "commons-cli",
-    "commons-io",
-    "snappy-java",
-    "jline",
-    "audience-annotations",
-];
+/// Debian's ZooKeeper server jar: its manifest's Class-Path names its dependencies.
+const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 
 /// A standalone Apache ZooKeeper on a free loopback port, in a temporary data directory;
 /// SIGKILLed (by pid) when dropped.
@@ -158,19 +139,13 @@ impl RealZooKeeper {
             ),
         )
         .expect("zoo.cfg");
-        let cp: Vec<String> = JARS
-            .iter()
-            .map(|j| format!("/usr/share/java/{j}.jar"))
-            .filter(|p| Path::new(p).exists())
-            .collect();
         assert!(
-            Path::new("/usr/share/java/zookeeper.jar").exists(),
+            Path::new(ZK_JAR).exists(),
             "Apache ZooKeeper is not installed (Debian: apt-get install zookeeper; .ci/run does)"
         );
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
         let child = Command::new("java")
-            .arg("-cp")
-            .arg(cp.join(":"))
+            .args(["-cp", ZK_JAR])
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(&cfg)
             .stdin(Stdio::null())

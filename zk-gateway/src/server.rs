@@ -82,11 +82,36 @@ struct Counters {
     last_zxid: AtomicI64,
 }
 
+/// One connection's counters, for `cons` and `stat`.
+#[derive(Default)]
+struct ConnCounters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    queued: AtomicU64,
+    /// The session it serves (0: none yet).
+    session: AtomicI64,
+}
+
+impl ConnCounters {
+    fn info(&self, peer: &str) -> ConnInfo {
+        let session = self.session.load(Ordering::Relaxed);
+        ConnInfo {
+            peer: peer.to_string(),
+            session: (session != 0).then_some(session),
+            received: self.received.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed) as usize,
+        }
+    }
+}
+
 struct Shared {
     cfg: GatewayConfig,
     addr: String,
     sessions: Mutex<HashMap<i64, Arc<Session>>>,
-    conns: Mutex<HashMap<u64, ConnInfo>>,
+    /// Each connection's peer and counters (the map is locked only as connections come
+    /// and go, and for the four-letter words).
+    conns: Mutex<HashMap<u64, (String, Arc<ConnCounters>)>>,
     counters: Counters,
     next_conn: AtomicU64,
     next_client: AtomicU64,
@@ -193,25 +218,22 @@ struct ConnTask {
     /// Requests at the backend: how many, and whether they are local reads.
     at_backend: usize,
     local_at_backend: bool,
+    counters: Arc<ConnCounters>,
     pending: FuturesUnordered<Pending>,
     closing: Option<String>,
 }
 
 async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let counters = Arc::new(ConnCounters::default());
     if let Ok(mut c) = shared.conns.lock() {
-        c.insert(
-            id,
-            ConnInfo {
-                peer: peer.to_string(),
-                ..ConnInfo::default()
-            },
-        );
+        c.insert(id, (peer.to_string(), counters.clone()));
     }
     let mut t = ConnTask {
         conn: GwConn::new(shared.cfg.conn.clone(), peer.ip().to_string()),
         shared: shared.clone(),
         id,
+        counters,
         session: None,
         queue: VecDeque::new(),
         at_backend: 0,
@@ -268,7 +290,7 @@ impl ConnTask {
             match a {
                 GwAction::Write(bytes) => {
                     self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
-                    self.note(|c| c.sent += 1);
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = stream.write_all(&bytes).await {
                         tracing::debug!(error = %e, "write failed");
                         ok = false;
@@ -294,10 +316,8 @@ impl ConnTask {
                         .counters
                         .outstanding
                         .fetch_add(1, Ordering::Relaxed);
-                    self.note(|c| {
-                        c.received += 1;
-                        c.queued += 1;
-                    });
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    self.counters.queued.fetch_add(1, Ordering::Relaxed);
                     let xid = jute::split_request(&payload).map_or(0, |(h, _)| h.xid);
                     self.queue.push_back(Queued {
                         ticket,
@@ -324,14 +344,6 @@ impl ConnTask {
             }
         }
         ok
-    }
-
-    fn note(&self, f: impl FnOnce(&mut ConnInfo)) {
-        if let Ok(mut c) = self.shared.conns.lock() {
-            if let Some(info) = c.get_mut(&self.id) {
-                f(info);
-            }
-        }
     }
 
     /// Opens a new backend session for the client.
@@ -432,7 +444,7 @@ impl ConnTask {
                 let passwd = Bytes::copy_from_slice(&self.shared.cfg.key.session_password(id));
                 let (timeout, zxid) = (s.timeout_ms, s.zk.last_zxid());
                 self.session = Some(s);
-                self.note(|c| c.session = Some(id));
+                self.counters.session.store(id, Ordering::Relaxed);
                 self.conn.opened(id, timeout, passwd, zxid, out);
             }
             Done::Opened(Err(why)) => self.conn.refused(&why, out),
@@ -450,7 +462,7 @@ impl ConnTask {
                     .counters
                     .outstanding
                     .fetch_sub(1, Ordering::Relaxed);
-                self.note(|c| c.queued = c.queued.saturating_sub(1));
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 let c = &self.shared.counters;
                 let us = sent_at.elapsed().as_micros() as u64;
                 c.latency_sum_us.fetch_add(us, Ordering::Relaxed);
@@ -530,7 +542,7 @@ impl ConnTask {
                 .shared
                 .conns
                 .lock()
-                .map(|m| m.values().cloned().collect())
+                .map(|m| m.values().map(|(peer, c)| c.info(peer)).collect())
                 .unwrap_or_default(),
             sessions: self.shared.sessions.lock().map(|m| m.len()).unwrap_or(0),
             received: c.received.load(Ordering::Relaxed),

@@ -1,6 +1,7 @@
 //! The client's state machine driven by hand: sessions, re-sends, answers and failures.
 
 use super::*;
+use mason_common::msg::LocalReadReply;
 
 const RT: u64 = 100_000;
 

@@ -1,0 +1,74 @@
+//! `mason local --serve`: the cluster `mason local` started, with ZooKeeper front ends
+//! (`mason zk-gateway`) in place of a load, until SIGINT or SIGTERM.
+
+use super::{free_addrs, spawn, stop, wait_listening, Cluster};
+use crate::args::LocalArgs;
+use crate::roles::{self, Shape};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// `--serve`: starts the front ends on the running cluster, says where they listen, and
+/// serves until SIGINT or SIGTERM; then stops every process (front ends first).
+pub(super) fn serve(
+    a: &LocalArgs,
+    shape: &Shape,
+    exe: &Path,
+    proxies: &[SocketAddr],
+    logs: &Path,
+    mut cluster: Cluster,
+) -> anyhow::Result<i32> {
+    let n = a.gateways as usize;
+    let addrs: Vec<SocketAddr> = match a.serve_port {
+        Some(p) => (0..n)
+            .map(|i| {
+                let port = u16::try_from(usize::from(p) + i)
+                    .map_err(|_| anyhow::anyhow!("--serve-port {p}: ports past 65535"))?;
+                Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => free_addrs(n)?,
+    };
+    let mut gw_idx = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let name = format!("zk-gateway-{i}");
+        let v = roles::zk_gateway(shape, *addr, i as u32, proxies);
+        let mut child = spawn(exe, &v, &logs.join(format!("{name}.log")), false)?;
+        wait_listening(*addr, &mut child, &name)?;
+        cluster.procs.push((name, child));
+        gw_idx.push(cluster.procs.len() - 1);
+    }
+    let list: Vec<String> = addrs.iter().map(|x| x.to_string()).collect();
+    println!("serving zookeeper on {}", list.join(","));
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    eprintln!(
+        "mason local: {} behind {} ZooKeeper front end(s); logs in {}; stop with ^C",
+        a.system.name(),
+        n,
+        logs.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    });
+    eprintln!("mason local: stopping");
+    stop(&mut cluster, &gw_idx)?;
+    let rest: Vec<usize> = (0..cluster.procs.len())
+        .filter(|i| !gw_idx.contains(i))
+        .rev()
+        .collect();
+    stop(&mut cluster, &rest)?;
+    Ok(0)
+}
