@@ -11,7 +11,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39"
+        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41"
     )]
     pub body: Option<Body>,
 }
@@ -92,6 +92,10 @@ pub enum Body {
     ZkRead(crate::zkmsg::ZkRead),
     #[prost(message, tag = "39")]
     ZkReadReply(crate::zkmsg::ZkReadReply),
+    #[prost(message, tag = "40")]
+    ZkWatchPoll(crate::zkmsg::ZkWatchPoll),
+    #[prost(message, tag = "41")]
+    ZkWatchFeed(crate::zkmsg::ZkWatchFeed),
 }
 
 impl Body {
@@ -135,6 +139,8 @@ impl Body {
             Body::LocalReadReply(_) => "LocalReadReply",
             Body::ZkRead(_) => "ZkRead",
             Body::ZkReadReply(_) => "ZkReadReply",
+            Body::ZkWatchPoll(_) => "ZkWatchPoll",
+            Body::ZkWatchFeed(_) => "ZkWatchFeed",
         }
     }
 }

@@ -193,3 +193,58 @@ pub struct ZkReadReply {
     #[prost(bool, tag = "5")]
     pub behind: bool,
 }
+
+/// One watch trigger of a write a server applied, as a watch feed carries it: the write's
+/// position in the feed's order (a shard's space for ZK-Mason, the zxid for RSMKeeper),
+/// its zxid, the event (ZooKeeper's `EventType` code) and the znode. `readable` is false
+/// when the znode's ACL denies world READ: such a trigger uses up the watches it hits
+/// without telling their sessions (ZooKeeper 3.8's rule).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct ZkTrigger {
+    #[prost(uint64, tag = "1")]
+    pub pos: u64,
+    #[prost(int64, tag = "2")]
+    pub zxid: i64,
+    #[prost(int32, tag = "3")]
+    pub event: i32,
+    #[prost(string, tag = "4")]
+    pub path: String,
+    #[prost(bool, tag = "5")]
+    pub readable: bool,
+}
+
+/// A watcher (a ZooKeeper front end) -> a shard server of `shard`, or a replica of the
+/// RSMKeeper group (`shard` 0): send the triggers of what you applied after position
+/// `after`. With `fresh`, the watcher holds no position yet: answer only where you are.
+/// When there is nothing new, the server may hold the poll up to `wait_ms` (a long poll).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ZkWatchPoll {
+    #[prost(uint32, tag = "1")]
+    pub shard: u32,
+    #[prost(uint64, tag = "2")]
+    pub after: u64,
+    #[prost(uint32, tag = "3")]
+    pub wait_ms: u32,
+    #[prost(bool, tag = "4")]
+    pub fresh: bool,
+}
+
+/// The answer to a [`ZkWatchPoll`]: every trigger at a position in `(after, upto]`, in
+/// order (`upto` is where the server had applied, or less when the answer was cut to a
+/// size). `gap`: the server no longer holds (or never held) the triggers just after
+/// `after`; then `upto` is where it is and there are no triggers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ZkWatchFeed {
+    #[prost(uint32, tag = "1")]
+    pub shard: u32,
+    #[prost(uint32, tag = "2")]
+    pub server: u32,
+    #[prost(uint64, tag = "3")]
+    pub after: u64,
+    #[prost(uint64, tag = "4")]
+    pub upto: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub triggers: Vec<ZkTrigger>,
+    #[prost(bool, tag = "6")]
+    pub gap: bool,
+}

@@ -36,6 +36,7 @@
 mod acl;
 mod code;
 mod digest;
+pub mod feed;
 pub mod history;
 pub mod jute;
 pub mod local;
