@@ -178,6 +178,8 @@ pub struct ZkNode {
     early: BTreeMap<u64, Bytes>,
     /// Local reads waiting for this server to catch up.
     held_reads: Vec<reads::HeldRead>,
+    /// The watch feed: the triggers of what was applied, and the polls held.
+    feed: feed::Feed,
     pub stats: Stats,
 }
 
@@ -210,6 +212,7 @@ impl ZkNode {
             since_snapshot: 0,
             early: BTreeMap::new(),
             held_reads: Vec::new(),
+            feed: feed::Feed::new(next),
             stats: Stats::default(),
             cfg,
         }
@@ -237,6 +240,7 @@ impl ZkNode {
             return false;
         }
         self.apply_record(item, &rec.views);
+        self.feed.log.advance(item.end() - 1);
         self.reset_intake(item.end());
         true
     }
@@ -358,6 +362,7 @@ impl ZkNode {
 
     /// A connection closed: nobody waits there any more.
     pub fn on_closed(&mut self, conn: ConnId) {
+        self.feed.polls.closed(conn);
         self.waiters.retain(|_, w| {
             w.retain(|(c, _)| *c != conn);
             !w.is_empty()
@@ -396,14 +401,7 @@ impl ZkNode {
             self.intake.pop();
             self.held_bytes = self.held_bytes.saturating_sub(item.payload.len());
             let others = decode_views(&views[views.len().min(1)..]);
-            let result = op::run(
-                &mut self.tree,
-                &item,
-                &prepared,
-                &others,
-                self.cfg.shard,
-                self.cfg.shards,
-            );
+            let result = self.run_op(&item, &prepared, &others);
             self.applied(item, views, result, out);
         }
     }
@@ -415,7 +413,8 @@ impl ZkNode {
         if prepared.needs_views(self.cfg.shards) {
             return;
         }
-        let result = op::run(
+        // Its triggers are not recorded: the feed follows the order (this is a mutant).
+        let (result, _, _) = op::run(
             &mut self.tree,
             &item,
             &prepared,
@@ -528,14 +527,7 @@ impl ZkNode {
             .into_iter()
             .filter(|v| v.shard != self.cfg.shard)
             .collect();
-        op::run(
-            &mut self.tree,
-            item,
-            &prepared,
-            &others,
-            self.cfg.shard,
-            self.cfg.shards,
-        )
+        self.run_op(item, &prepared, &others)
     }
 
     /// `item` is applied with `views`, giving `result`: store it, and answer once synced.
@@ -573,6 +565,7 @@ impl ZkNode {
             Bytes::from(rec.encode_to_vec()),
         )]));
         self.unsynced.push((pos, result));
+        self.feed.log.advance(end - 1);
         self.last_progress = self.now;
         self.since_snapshot += end - pos;
         // Views of positions already used are never needed again.
@@ -597,6 +590,7 @@ impl ZkNode {
     /// The end of a burst of events: one sync covers every append since the last.
     pub fn flush(&mut self, out: &mut Vec<NodeAction>) {
         self.release_reads(out);
+        self.release_polls(out);
         if self.unsynced.is_empty() {
             return;
         }
@@ -646,6 +640,8 @@ pub(crate) fn decode_views(views: &[Bytes]) -> Vec<View> {
     views.iter().filter_map(|v| View::decode(v).ok()).collect()
 }
 
+#[path = "node_feed.rs"]
+mod feed;
 #[path = "node_peers.rs"]
 mod peers;
 #[path = "node_reads.rs"]

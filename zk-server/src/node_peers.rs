@@ -194,6 +194,8 @@ impl ZkNode {
                         "took a peer's tree"
                     );
                     self.tree = tree;
+                    // The triggers of the positions the tree skipped are not known here.
+                    self.feed.log.reset(r.snapshot_next - 1);
                     self.waiting = None;
                     self.reset_keeping(r.snapshot_next);
                     self.forget_waiters_below(r.snapshot_next, out);
@@ -246,6 +248,7 @@ impl ZkNode {
     pub fn tick(&mut self, now: u64, out: &mut Vec<NodeAction>) {
         self.now = now;
         self.release_reads(out);
+        self.release_polls(out);
         let retry = self.cfg.retry_us;
         if let Some(w) = self.waiting.as_mut() {
             if now.saturating_sub(w.asked_at) >= retry {
@@ -300,6 +303,9 @@ impl ZkNode {
         let mut wait = self.cfg.retry_us.min(self.cfg.idle_fetch_us);
         if !self.held_reads.is_empty() {
             wait = wait.min(super::reads::READ_WAIT_US / 4);
+        }
+        if let Some(d) = self.feed.polls.next_deadline() {
+            wait = wait.min(d.saturating_sub(self.now));
         }
         self.now + wait.max(1)
     }

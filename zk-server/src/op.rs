@@ -10,7 +10,7 @@ use mason_common::types::SpaceMask;
 use mason_common::zkmsg::ZkItem;
 use mason_zk::jute::{self, Decoded, Reader, Shape};
 use mason_zk::sharded::{self, View};
-use mason_zk::{opcode, shard, Code, Ctx, DataTree, Request};
+use mason_zk::{opcode, shard, Code, Ctx, DataTree, Request, Trigger};
 
 /// What a delivered op is, before it runs.
 pub enum Prepared {
@@ -86,7 +86,8 @@ pub fn prepare(tree: &DataTree, item: &ZkItem, shards: u32) -> Prepared {
 }
 
 /// Runs a prepared op on `tree` (shard `me` of `shards`) with the other touched shards'
-/// views; returns the reply (header and body).
+/// views; returns the reply (header and body), the watch triggers the apply fired (for
+/// the watch feed; none for a refused op or a read) and the reply's zxid.
 pub fn run(
     tree: &mut DataTree,
     item: &ZkItem,
@@ -94,9 +95,9 @@ pub fn run(
     others: &[View],
     me: u32,
     shards: u32,
-) -> Bytes {
+) -> (Bytes, Vec<Trigger>, i64) {
     let (xid, request, shape, zxid) = match prepared {
-        Prepared::Refused(reply) => return reply.clone(),
+        Prepared::Refused(reply) => return (reply.clone(), Vec::new(), 0),
         Prepared::Run {
             xid,
             request,
@@ -110,10 +111,11 @@ pub fn run(
     };
     let applied =
         sharded::apply_sharded(tree, ctx, item.session as i64, request, others, me, shards);
-    match jute::encode_response(xid, applied.zxid, &applied.response, shape) {
+    let reply = match jute::encode_response(xid, applied.zxid, &applied.response, shape) {
         Ok(framed) => Bytes::from(framed).slice(4..),
         Err(_) => error_reply(xid, applied.zxid, Code::MarshallingError),
-    }
+    };
+    (reply, applied.triggers, applied.zxid)
 }
 
 /// A reply with only a header.

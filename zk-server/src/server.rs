@@ -6,8 +6,9 @@
 //! append or sync stops the server: nothing written since may be acknowledged.
 //!
 //! Who may say what: proxies deliver and query; servers of other shards send views and
-//! pulls; peers of this shard fetch and answer fetches. Anything else closes that
-//! connection with a logged reason.
+//! pulls; peers of this shard fetch and answer fetches; watchers (ZooKeeper front ends)
+//! poll the watch feed, in small frames. Anything else closes that connection with a
+//! logged reason.
 
 use crate::node::{ConnId, NodeAction, NodeConfig, ZkNode};
 use crate::store::{self, run_store_action, Done};
@@ -65,6 +66,8 @@ struct Core {
 }
 
 const STATS_US: u64 = 10_000_000;
+/// A watcher sends only polls: small frames.
+const WATCHER_MAX_FRAME: usize = 4 << 10;
 
 impl Core {
     fn route(&mut self, out: &mut Vec<Action>) {
@@ -100,6 +103,7 @@ impl Core {
             }
             (RoleKind::ZkServer, Body::ZkFetch(f)) if shard == me => n.on_fetch(index, f, o),
             (RoleKind::ZkServer, Body::ZkFetchReply(r)) if shard == me => n.on_fetch_reply(r, o),
+            (RoleKind::Watcher, Body::ZkWatchPoll(p)) => n.on_watch_poll(id, p, o),
             (_, other) => {
                 if let Some((role, c)) = self.conns.remove(&id) {
                     n.on_closed(id);
@@ -242,7 +246,8 @@ impl Handler for Conns {
         match role.role_kind() {
             RoleKind::Proxy => Ok(self.max_frame),
             RoleKind::ZkServer if role.shard < self.shards => Ok(self.max_frame),
-            _ => Err("only proxies and other zk servers talk to a zk server".into()),
+            RoleKind::Watcher => Ok(WATCHER_MAX_FRAME),
+            _ => Err("only proxies, watchers and other zk servers talk to a zk server".into()),
         }
     }
 

@@ -56,6 +56,8 @@ struct World {
     servers: Vec<Vec<Server>>,
     net: VecDeque<Msg>,
     applied: Vec<ZkApplied>,
+    /// Watch feed answers: (shard, server, answer).
+    feeds: Vec<(u32, u32, mason_common::zkmsg::ZkWatchFeed)>,
     rng: Rng,
     now: u64,
 }
@@ -103,6 +105,7 @@ impl World {
             servers,
             net: VecDeque::new(),
             applied: Vec::new(),
+            feeds: Vec::new(),
             rng: Rng(seed | 1),
             now: 0,
         }
@@ -113,11 +116,11 @@ impl World {
         while let Some(a) = todo.pop_front() {
             let srv = &mut self.servers[at.0 as usize][at.1 as usize];
             match a {
-                NodeAction::Send { body, .. } => {
-                    if let Body::ZkApplied(x) = body {
-                        self.applied.push(x);
-                    }
-                }
+                NodeAction::Send { body, .. } => match body {
+                    Body::ZkApplied(x) => self.applied.push(x),
+                    Body::ZkWatchFeed(f) => self.feeds.push((at.0, at.1, f)),
+                    _ => {}
+                },
                 NodeAction::ToServer { shard, index, body } => self.net.push_back(Msg::Peer {
                     to: (shard, index),
                     from: at,
@@ -307,7 +310,14 @@ fn check_run(seed: u64, shards: u32, fault: Fault) {
     check_run_with(seed, shards, fault, None);
 }
 
-fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutant>) {
+/// A run, checked: the world as it ended, and the triggers the unsharded tree fired, by
+/// zxid in order.
+struct Ran {
+    w: World,
+    fired: Vec<(i64, mason_zk::Trigger)>,
+}
+
+fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutant>) -> Ran {
     let crash = fault == Fault::Crash;
     let mut w = World::new(shards, seed, mutant);
     if fault == Fault::CutOff {
@@ -318,6 +328,7 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
     // The sequencer's counters: the clock, then each shard.
     let mut next = vec![0u64; shards as usize + 1];
     let mut expected: BTreeMap<(u32, u64), (Bytes, bool)> = BTreeMap::new();
+    let mut fired = Vec::new();
     let sessions = [101i64, 102, 103];
     let mut ops: Vec<(i64, Request)> = sessions
         .iter()
@@ -397,6 +408,7 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
                 time_ms: item.time_ms,
             };
             let applied = full.apply(ctx, session, &req);
+            fired.extend(applied.triggers.iter().map(|t| (applied.zxid, t.clone())));
             let shape = Shape::for_request(&req).unwrap_or(Shape::CloseSession);
             Bytes::from(
                 jute::encode_response(xid, applied.zxid, &applied.response, &shape)
@@ -487,6 +499,7 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
     store::replay(&srv.store, &mut again).expect("replays");
     assert_eq!(again.next(), srv.node.next());
     assert_eq!(again.tree().digest(), srv.node.tree().digest());
+    Ran { w, fired }
 }
 
 /// What waits for its turn is bounded in bytes: deliveries past the bound are refused
@@ -572,3 +585,6 @@ fn what_waits_ahead_is_bounded_in_bytes() {
     }
     assert_eq!(node.next(), 41);
 }
+
+#[path = "tests_feed.rs"]
+mod feed;

@@ -37,6 +37,7 @@ mod acl;
 mod code;
 mod digest;
 pub mod feed;
+pub mod feed_polls;
 pub mod history;
 pub mod jute;
 pub mod local;
