@@ -18,6 +18,7 @@ mod apply;
 mod batching;
 mod clients;
 mod failover;
+mod feed;
 mod keeper;
 mod localread;
 mod logwrite;
@@ -230,8 +231,9 @@ pub struct Replica {
     snapshot_index: u64,
     /// Batches applied out of id order (a bug: a state machine that missed entries).
     anomalies: u64,
-    /// RSMKeeper: the group's ZooKeeper tree.
+    /// RSMKeeper: the group's ZooKeeper tree, and the watch feed of its triggers.
     tree: Option<mason_zk::DataTree>,
+    feed: feed::KeeperFeed,
     last_batch_id: u64,
     /// Open client sessions by id (applied state).
     sessions: HashMap<u64, Applied>,
@@ -299,6 +301,7 @@ impl Replica {
             snapshot_index: 0,
             anomalies: 0,
             tree: cfg.keeper.then(mason_zk::DataTree::new),
+            feed: Default::default(),
             last_batch_id: 0,
             sessions: HashMap::new(),
             next_session: 1,
@@ -509,6 +512,7 @@ impl Replica {
         self.serve_local_reads(out);
         self.drive_raft(out);
         self.sync_role(out);
+        self.release_polls();
     }
 
     fn sync_role(&mut self, out: &mut Vec<Action>) {

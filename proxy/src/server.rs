@@ -89,6 +89,12 @@ enum Event {
         out: Outbox,
         read: LocalRead,
     },
+    /// A watcher's poll of the RSMKeeper watch feed.
+    Poll {
+        conn: ConnId,
+        out: Outbox,
+        poll: mason_common::zkmsg::ZkWatchPoll,
+    },
     Closed(ConnId),
     /// A Raft message from replica `from`.
     Raft(u32, Bytes),
@@ -380,6 +386,11 @@ impl Handler for Conns {
                 };
                 self.to_group(w.group, ev).await
             }
+            // The RSMKeeper group is group 0.
+            (RoleKind::Watcher, Body::ZkWatchPoll(poll)) => {
+                let out = out.clone();
+                self.to_group(0, Event::Poll { conn, out, poll }).await
+            }
             (RoleKind::Proxy, Body::Raft(m)) => {
                 self.to_group(m.group, Event::Raft(c.role.replica, m.data))
                     .await
@@ -421,6 +432,11 @@ enum Todo {
 
 impl Group {
     fn route(&mut self, actions: &mut Vec<Action>, out: &mut Vec<Todo>) {
+        for (conn, f) in self.replica.take_feeds() {
+            if let Some(o) = self.conns.get(&conn) {
+                out.push(Todo::Send(o.clone(), Frame::new(Body::ZkWatchFeed(f))));
+            }
+        }
         for a in actions.drain(..) {
             match a {
                 Action::Reply { conn, reply } => {
@@ -498,8 +514,13 @@ impl Machine for Group {
                 self.conns.entry(conn).or_insert(o);
                 r.on_local_read(conn, read, &mut acts);
             }
+            Event::Poll { conn, out: o, poll } => {
+                self.conns.entry(conn).or_insert(o);
+                r.on_watch_poll(conn, poll);
+            }
             Event::Closed(conn) => {
                 self.conns.remove(&conn);
+                r.on_watch_closed(conn);
             }
             Event::Raft(from, data) => r.on_raft(from, &data),
             Event::Seq(x) => r.on_seq_reply(x),

@@ -8,6 +8,7 @@ mod harness;
 use bytes::Bytes;
 use harness::{cfg, op, Net, CLIENTS, N, TICK};
 use mason_common::msg::{ClientOp, LocalRead, Register, ReplyStatus};
+use mason_common::zkmsg::{ZkWatchFeed, ZkWatchPoll};
 use mason_proxy::ReplicaConfig;
 use mason_zk::jute::{self, RequestHeader, Shape, Writer};
 use mason_zk::{opcode, Acl, Code, CreateMode, Request, Response};
@@ -399,5 +400,134 @@ fn a_session_expires_after_the_timeout_it_asked_for() {
         let t = net.reps[r].tree().expect("a tree");
         assert!(t.stat("/e1").is_none(), "replica {r}: expired after 4 s");
         assert!(t.stat("/e2").is_some(), "replica {r}: 30 s not over");
+    }
+}
+
+fn watch_poll(after: u64, wait_ms: u32) -> ZkWatchPoll {
+    ZkWatchPoll {
+        shard: 0,
+        after,
+        wait_ms,
+        fresh: false,
+    }
+}
+
+/// (zxid, event, path) of each trigger of a feed.
+fn fired(f: &ZkWatchFeed) -> Vec<(i64, i32, String)> {
+    f.triggers
+        .iter()
+        .map(|t| (t.zxid, t.event, t.path.clone()))
+        .collect()
+}
+
+/// The watch feed of an RSMKeeper group: every replica feeds the triggers ZooKeeper
+/// fires for each write, at the write's zxid, in zxid order (a read and a failed write
+/// fire nothing), and an idle session's expiry its ephemerals' deletions; a held poll is
+/// answered by the next write, or empty at its deadline; a closed connection's goes.
+#[test]
+fn every_replica_feeds_the_triggers_zookeeper_fires() {
+    use mason_zk::EventType::*;
+    let (mut net, l) = Net::start(ReplicaConfig {
+        session_timeout_us: 20 * TICK,
+        ..keeper()
+    });
+    let ops = [
+        create("/a", CreateMode::Persistent),
+        set("/a", -1),
+        get("/a"),
+        set("/a", 7),
+    ];
+    net.send(l, &[open_session(1, 1), open_session(2, 1)]);
+    net.send(l, &[zk_op(1, 2, &ops[0])]);
+    let e = create("/a/e", CreateMode::Ephemeral);
+    net.send(l, &[zk_op(2, 2, &e)]);
+    for (i, req) in ops.iter().enumerate().skip(1) {
+        net.send(l, &[zk_op(1, i as u64 + 2, req)]);
+    }
+    net.advance(3 * TICK);
+    let (za, ze, zs) = (
+        reply(&net, 1, 2, &ops[0]).0,
+        reply(&net, 2, 2, &e).0,
+        reply(&net, 1, 3, &ops[1]).0,
+    );
+    assert!(reply(&net, 1, 5, &ops[3]).1.is_err(), "a bad version");
+    let want = vec![
+        (za, NodeCreated.code(), "/a".to_string()),
+        (za, NodeChildrenChanged.code(), "/".to_string()),
+        (ze, NodeCreated.code(), "/a/e".to_string()),
+        (ze, NodeChildrenChanged.code(), "/a".to_string()),
+        (zs, NodeDataChanged.code(), "/a".to_string()),
+    ];
+    assert!(za < ze && ze < zs);
+    for r in 0..N {
+        net.on(r, |rep, _, _| rep.on_watch_poll(5, watch_poll(0, 0)));
+        let feeds = net.reps[r].take_feeds();
+        assert_eq!(feeds.len(), 1, "replica {r}");
+        let (conn, f) = &feeds[0];
+        let last = net.reps[r].tree().expect("a tree").last_zxid();
+        assert_eq!((*conn, f.shard, f.server, f.gap), (5, 0, r as u32, false));
+        assert_eq!(
+            f.upto, last as u64,
+            "replica {r}: the feed is where the tree is"
+        );
+        assert!(f
+            .triggers
+            .iter()
+            .all(|t| t.pos == t.zxid as u64 && t.readable));
+        assert_eq!(fired(f), want, "replica {r}");
+    }
+    // Held on every replica (nothing past `upto`: the failed setData took a zxid and
+    // fired nothing), until the next write.
+    let upto = net.reps[l].feed().upto();
+    assert!(upto > zs as u64);
+    for r in 0..N {
+        net.on(r, |rep, _, _| rep.on_watch_poll(6, watch_poll(upto, 2000)));
+        net.on(r, |rep, _, _| rep.on_watch_poll(7, watch_poll(upto, 2000)));
+        net.on(r, |rep, _, _| rep.on_watch_closed(7));
+        assert!(net.reps[r].take_feeds().is_empty(), "replica {r}: not held");
+    }
+    net.send(l, &[zk_op(1, 6, &set("/a", -1))]);
+    net.advance(TICK);
+    let zs2 = reply(&net, 1, 6, &set("/a", -1)).0;
+    for r in 0..N {
+        let feeds = net.reps[r].take_feeds();
+        assert_eq!(feeds.len(), 1, "replica {r}: the held poll, once");
+        let (conn, f) = &feeds[0];
+        assert_eq!((*conn, f.after, f.upto), (6, upto, zs2 as u64));
+        assert_eq!(fired(f), vec![(zs2, NodeDataChanged.code(), "/a".into())]);
+    }
+    // Client 2 goes idle: its session expires, and the deletion of its ephemeral fires.
+    for i in 0..30u64 {
+        net.send(l, &[zk_op(1, 7 + i, &get("/a"))]);
+        net.advance(2 * TICK);
+    }
+    net.agree_all();
+    for r in 0..N {
+        assert!(net.reps[r].tree().expect("a tree").stat("/a/e").is_none());
+        net.on(r, |rep, _, _| {
+            rep.on_watch_poll(8, watch_poll(zs2 as u64, 0))
+        });
+        let feeds = net.reps[r].take_feeds();
+        let f = &feeds[0].1;
+        let gone = vec![
+            (zs2 + 1, NodeDeleted.code(), "/a/e".to_string()),
+            (zs2 + 1, NodeChildrenChanged.code(), "/a".to_string()),
+        ];
+        assert_eq!(fired(f), gone, "replica {r}: the expiry's triggers");
+        // Nothing comes: answered empty at the deadline, not before.
+        let at = f.upto;
+        net.on(r, |rep, _, _| rep.on_watch_poll(9, watch_poll(at, 100)));
+        assert!(net.reps[r].take_feeds().is_empty());
+    }
+    net.advance(9 * TICK);
+    for r in 0..N {
+        assert!(net.reps[r].take_feeds().is_empty(), "replica {r}: early");
+    }
+    net.advance(TICK);
+    for r in 0..N {
+        let feeds = net.reps[r].take_feeds();
+        assert_eq!(feeds.len(), 1, "replica {r}: at the deadline");
+        let f = &feeds[0].1;
+        assert!(f.triggers.is_empty() && f.upto == f.after && !f.gap);
     }
 }

@@ -18,7 +18,7 @@ use super::{Action, OpAnswer, Replica};
 use crate::entry::{BatchEntry, OpEntry};
 use bytes::Bytes;
 use mason_zk::jute::{self, Decoded, JuteError, Reader};
-use mason_zk::{opcode, Code, Ctx, DataTree, Request};
+use mason_zk::{opcode, Code, Ctx, DataTree, Request, Trigger};
 
 impl Replica {
     /// Applies a committed batch's new ops to the tree and answers them (the leader), and
@@ -41,7 +41,9 @@ impl Replica {
             kept.iter().collect()
         };
         for o in order {
-            let result = run(tree, o.session as i64, b.time_ms, &o.payload);
+            let (before, mut fired) = (tree.last_zxid(), Vec::new());
+            let result = run(tree, o.session as i64, b.time_ms, &o.payload, &mut fired);
+            self.feed.applied(before, tree.last_zxid(), &fired);
             let Some(a) = self.sessions.get_mut(&o.session) else {
                 continue;
             };
@@ -87,7 +89,10 @@ impl Replica {
             time_ms: 0,
         };
         let gone = tree.ephemerals(id).len();
-        tree.apply(ctx, id, &Request::CloseSession);
+        let before = tree.last_zxid();
+        let applied = tree.apply(ctx, id, &Request::CloseSession);
+        self.feed
+            .applied(before, tree.last_zxid(), &applied.triggers);
         tracing::info!(
             group = self.cfg.group,
             session = id,
@@ -107,7 +112,13 @@ impl Replica {
 /// code for it, and changes nothing; so is any request but createSession of a session the
 /// tree does not hold (never created, closed or expired): ZooKeeper applies nothing of an
 /// expired session.
-pub(crate) fn run(tree: &mut DataTree, session: i64, time_ms: i64, payload: &[u8]) -> Bytes {
+pub(crate) fn run(
+    tree: &mut DataTree,
+    session: i64,
+    time_ms: i64,
+    payload: &[u8],
+    fired: &mut Vec<Trigger>,
+) -> Bytes {
     let (header, body) = match jute::split_request(payload) {
         Ok(x) => x,
         Err(_) => return error_reply(0, tree.last_zxid(), Code::MarshallingError),
@@ -132,7 +143,9 @@ pub(crate) fn run(tree: &mut DataTree, session: i64, time_ms: i64, payload: &[u8
     };
     match decoded {
         Ok(Decoded::Tree { request, shape }) => {
-            let applied = tree.apply(ctx, session, &request);
+            let mut applied = tree.apply(ctx, session, &request);
+            // The watch triggers, for the feed.
+            fired.append(&mut applied.triggers);
             match jute::encode_response(header.xid, applied.zxid, &applied.response, &shape) {
                 Ok(framed) => Bytes::from(framed).slice(4..),
                 Err(_) => error_reply(header.xid, applied.zxid, Code::MarshallingError),

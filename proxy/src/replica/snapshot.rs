@@ -160,7 +160,10 @@ impl Replica {
         };
         if self.cfg.keeper {
             match mason_zk::DataTree::restore(&data.tree) {
-                Ok(t) => self.tree = Some(t),
+                Ok(t) => {
+                    self.feed.reset(t.last_zxid());
+                    self.tree = Some(t)
+                }
                 Err(e) => {
                     tracing::error!(group = self.cfg.group, error = %e, "the snapshot's tree does not restore");
                     return false;
