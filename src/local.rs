@@ -349,7 +349,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     }
 
     if a.serve {
-        return serve::serve(&a, &shape, &exe, &proxies, &logs, cluster);
+        return serve::serve(&a, &shape, &exe, &proxies, &zk_list, &logs, cluster);
     }
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some() || a.kill_follower.is_some();

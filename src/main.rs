@@ -319,6 +319,14 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
         a.min_session_timeout_ms,
         a.max_session_timeout_ms
     );
+    let shards = a.zk.shards(a.system);
+    let zk_servers = a.zk_servers.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+    anyhow::ensure!(
+        shards == 0 || zk_servers.len() == shards as usize,
+        "--zk-servers names {} shards, but --zk-shards is {shards} (ZK-Mason's gateway follows \
+         every shard server's watch feed)",
+        zk_servers.len()
+    );
     let key = a.key.load()?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
@@ -328,7 +336,8 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
         let cfg = mason_zk_gateway::server::GatewayConfig {
             proxies: a.proxies.clone(),
             groups: a.groups,
-            shards: a.zk.shards(a.system),
+            shards,
+            zk_servers,
             local_reads: a.zk.zk_reads == args::ZkReads::Local,
             key,
             conn: mason_zk_gateway::conn::GwConfig {

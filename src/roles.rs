@@ -182,7 +182,14 @@ pub fn zk_server(
 }
 
 /// `mason zk-gateway` flags for front end `id`, listening on `listen`.
-pub fn zk_gateway(sh: &Shape, listen: SocketAddr, id: u32, proxies: &[SocketAddr]) -> Vec<String> {
+/// `zk_servers` is the shard servers' `--zk-servers` list (empty for RSMKeeper).
+pub fn zk_gateway(
+    sh: &Shape,
+    listen: SocketAddr,
+    id: u32,
+    proxies: &[SocketAddr],
+    zk_servers: &str,
+) -> Vec<String> {
     let mut v = vec![
         s("zk-gateway"),
         s("--listen"),
@@ -205,6 +212,7 @@ pub fn zk_gateway(sh: &Shape, listen: SocketAddr, id: u32, proxies: &[SocketAddr
     ];
     if sh.zk_shards > 0 {
         v.extend([s("--zk-shards"), s(sh.zk_shards)]);
+        v.extend([s("--zk-servers"), s(zk_servers)]);
     }
     if sh.zk_local_reads {
         v.extend([s("--zk-reads"), s("local")]);

@@ -17,6 +17,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/forward.rs"]
+mod forward;
 #[path = "support/zookeeper.rs"]
 mod zookeeper;
 
@@ -301,6 +303,75 @@ async fn rust_client_script(hosts: &str) -> Vec<String> {
     out
 }
 
+/// Watches through the `zookeeper-client` crate: client A (behind a forwarder the test
+/// can cut) watches znodes that client B changes. Live events come, each before any
+/// reply that reflects its change (ZooKeeper's order); then A's connection is cut, B
+/// changes what A watches, and when A reconnects (same session) its setWatches brings the
+/// events it missed, while an unchanged watch stays armed and fires later.
+async fn rust_watch_script(direct: SocketAddr) -> Vec<String> {
+    use zookeeper_client as zk;
+    let connect = |hosts: String| async move {
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&hosts)
+            .await
+            .expect("a session")
+    };
+    let fwd = forward::Forwarder::start(direct).await;
+    let a = connect(fwd.addr.to_string()).await;
+    let b = connect(direct.to_string()).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let ev = |e: Result<zk::WatchedEvent, tokio::time::error::Elapsed>| match e {
+        Ok(e) => format!("{:?} {}", e.event_type, e.path),
+        Err(_) => "no event within 20 s".to_string(),
+    };
+    let wait = Duration::from_secs(20);
+    let mut out = Vec::new();
+    b.create("/wt", b"0", &open).await.expect("create");
+    b.create("/wt/c", b"", &open).await.expect("create");
+
+    let (_, _, w_data) = a.get_and_watch_data("/wt").await.expect("getData watch");
+    let (none, w_exist) = a.check_and_watch_stat("/wt/e").await.expect("exists watch");
+    out.push(format!("exists /wt/e before: {}", none.is_some()));
+    b.set_data("/wt", b"1", None).await.expect("set");
+    // A reads the new data: its event must have come before this reply.
+    let (data, _) = a.get_data("/wt").await.expect("getData");
+    out.push(format!(
+        "read {:?}; its event came first: {}",
+        String::from_utf8_lossy(&data),
+        futures::FutureExt::now_or_never(w_data.changed()).map(|e| format!("{:?} {}", e.event_type, e.path)).unwrap_or_else(|| "no".into())
+    ));
+    b.create("/wt/e", b"", &open).await.expect("create");
+    out.push(format!("live: {}", ev(tokio::time::timeout(wait, w_exist.changed()).await)));
+
+    // Watches that outlive a lost connection.
+    let session = a.session().id();
+    let (_, _, w_kids) = a.get_and_watch_children("/wt").await.expect("children watch");
+    let (_, w_new) = a.check_and_watch_stat("/wt/new").await.expect("exists watch");
+    let (_, _, w_gone) = a.get_and_watch_data("/wt/c").await.expect("getData watch");
+    let (_, _, w_same) = a.get_and_watch_data("/wt/e").await.expect("getData watch");
+    fwd.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.create("/wt/new", b"", &open).await.expect("create");
+    b.delete("/wt/c", None).await.expect("delete");
+    fwd.resume();
+    for (what, w) in [("children", w_kids), ("exists", w_new), ("deleted", w_gone)] {
+        out.push(format!(
+            "after the reconnect, {what}: {}",
+            ev(tokio::time::timeout(wait, w.changed()).await)
+        ));
+    }
+    out.push(format!("same session: {}", a.session().id() == session));
+    b.set_data("/wt/e", b"later", None).await.expect("set");
+    out.push(format!(
+        "the unchanged watch fires later: {}",
+        ev(tokio::time::timeout(wait, w_same.changed()).await)
+    ));
+    drop(a);
+    drop(b);
+    out
+}
+
 #[test]
 fn the_rust_zookeeper_client_sees_zkmason_as_zookeeper() {
     let _one = one_at_a_time();
@@ -318,6 +389,14 @@ fn the_rust_zookeeper_client_sees_zkmason_as_zookeeper() {
     }
     assert_eq!(want.len(), got.len());
     assert!(want.iter().any(|l| l.contains("BadVersion")), "{want:?}");
+    let want = rt.block_on(rust_watch_script(zk.addr));
+    let got = rt.block_on(rust_watch_script(zkm.addrs[0]));
+    eprintln!("watches from ZooKeeper:\n{}", want.join("\n"));
+    assert_eq!(got, want, "watches");
+    assert!(
+        want.iter().all(|l| !l.contains("no event") && !l.ends_with(": no")),
+        "{want:?}"
+    );
     eprintln!("the same from both:\n{}", want.join("\n"));
     drop(rt);
     assert_eq!(zkm.stop(libc::SIGINT), Some(0));

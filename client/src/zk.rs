@@ -147,6 +147,16 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// A raw request's answer: the reply (header and body, in jute) and where it was
+/// answered: each space it was numbered in and its number there (through the log), or the
+/// shard space and the position the server had applied (a local read). Empty for
+/// RSMKeeper, whose place is the reply's zxid.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub reply: Bytes,
+    pub at: Vec<(u32, u64)>,
+}
+
 impl ZkClient {
     /// Opens a ZooKeeper session of `timeout_ms` through `client` (RSMKeeper).
     pub async fn connect(client: Client, timeout_ms: i32) -> Result<ZkClient, ZkError> {
@@ -276,7 +286,7 @@ impl ZkClient {
     /// what a wire-protocol front end passes on unchanged.
     pub async fn call_raw(&self, req: &Request, payload: Bytes) -> Result<Bytes, ZkError> {
         let m = self.send(req, payload).await?;
-        self.raw_answer(m)
+        self.raw_answer(m).map(|a| a.reply)
     }
 
     /// Whether `req` goes to the leader without the log (local reads on, and a read of
@@ -293,7 +303,7 @@ impl ZkClient {
         self: &std::sync::Arc<Self>,
         req: &Request,
         payload: Bytes,
-    ) -> impl std::future::Future<Output = Result<Bytes, ZkError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<RawAnswer, ZkError>> + Send + 'static {
         let zk = self.clone();
         let gone = if self.is_expired() {
             Some(ZkError::SessionExpired)
@@ -336,7 +346,7 @@ impl ZkClient {
         }
     }
 
-    fn raw_answer(&self, m: MultiSeq) -> Result<Bytes, ZkError> {
+    fn raw_answer(&self, m: MultiSeq) -> Result<RawAnswer, ZkError> {
         if m.session != self.session {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
@@ -347,7 +357,11 @@ impl ZkClient {
             self.expired.store(true, Ordering::Relaxed);
         }
         self.last_zxid.fetch_max(header.zxid, Ordering::Relaxed);
-        Ok(m.result)
+        let at = m.mask.iter().zip(m.numbers.iter().copied()).collect();
+        Ok(RawAnswer {
+            reply: m.result,
+            at,
+        })
     }
 
     /// Keeps the session alive at its group without touching the tree (a front end's

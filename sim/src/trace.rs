@@ -104,6 +104,15 @@ fn describe(body: &Body) -> String {
             r.pos,
             if r.behind { " behind" } else { "" }
         ),
+        Body::ZkWatchPoll(p) => format!("ZkWatchPoll shard{} after {}", p.shard, p.after),
+        Body::ZkWatchFeed(f) => format!(
+            "ZkWatchFeed shard{} ({}, {}] {} triggers{}",
+            f.shard,
+            f.after,
+            f.upto,
+            f.triggers.len(),
+            if f.gap { " gap" } else { "" }
+        ),
         Body::ZkFetchReply(r) => {
             format!("ZkFetchReply {} records next {}", r.records.len(), r.next)
         }

@@ -329,6 +329,10 @@ pub struct ZkGatewayArgs {
     pub proxies: Vec<SocketAddr>,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub groups: u32,
+    /// ZK-Mason: every shard server, shards separated by ';', a shard's servers by ','
+    /// (as the proxies' --zk-servers): the gateway follows their watch feeds.
+    #[arg(long, value_parser = chains)]
+    pub zk_servers: Option<Chains>,
     #[command(flatten)]
     pub zk: super::ZkArgs,
     /// The session timeouts granted, in ms: a client's request is clamped to this range

@@ -14,6 +14,7 @@ pub(super) fn serve(
     shape: &Shape,
     exe: &Path,
     proxies: &[SocketAddr],
+    zk_servers: &str,
     logs: &Path,
     mut cluster: Cluster,
 ) -> anyhow::Result<i32> {
@@ -31,7 +32,7 @@ pub(super) fn serve(
     let mut gw_idx = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let name = format!("zk-gateway-{i}");
-        let v = roles::zk_gateway(shape, *addr, i as u32, proxies);
+        let v = roles::zk_gateway(shape, *addr, i as u32, proxies, zk_servers);
         let mut child = spawn(exe, &v, &logs.join(format!("{name}.log")), false)?;
         wait_listening(*addr, &mut child, &name)?;
         cluster.procs.push((name, child));

@@ -18,8 +18,10 @@
 //! another connection or session.
 
 use bytes::{Bytes, BytesMut};
-use mason_zk::jute::{self, ClientInfo, ConnectRequest, ConnectResponse, Decoded, Special};
-use mason_zk::{opcode, Code, Request};
+use mason_zk::jute::{
+    self, ClientInfo, ConnectRequest, ConnectResponse, Decoded, SetWatches, Special, WatcherEvent,
+};
+use mason_zk::{opcode, Code, Request, WatchedEvent, KEEPER_STATE_SYNC_CONNECTED};
 use std::collections::VecDeque;
 
 /// The words answered as ZooKeeper answers them (with `4lw.commands.whitelist=*`).
@@ -73,6 +75,14 @@ pub enum GwAction {
         request: Request,
         payload: Bytes,
     },
+    /// The client re-registers its watches (setWatches or setWatches2 on a reconnect):
+    /// decide each against the tree, send the events due with [`GwConn::notify`], then
+    /// answer with [`GwConn::answer`] (a header-only reply with `xid`).
+    SetWatches {
+        ticket: u64,
+        xid: i32,
+        watches: SetWatches,
+    },
     /// The client pinged: its session is alive.
     Ping,
     /// Answer this four-letter word, then close.
@@ -103,6 +113,8 @@ struct Slot {
     ping: bool,
     /// Close the connection once this reply is written (closeSession, an expired session).
     then_close: Option<String>,
+    /// Watch notifications to write right after this reply.
+    then_events: Vec<Bytes>,
 }
 
 pub struct GwConn {
@@ -283,6 +295,7 @@ impl GwConn {
                 reply: None,
                 ping: false,
                 then_close: Some("the client closed its session".into()),
+                then_events: Vec::new(),
             });
             // No more requests after a close.
             self.phase = Phase::Done;
@@ -306,6 +319,7 @@ impl GwConn {
                     reply: None,
                     ping: false,
                     then_close: None,
+                    then_events: Vec::new(),
                 });
                 out.push(GwAction::Submit {
                     ticket,
@@ -320,6 +334,7 @@ impl GwConn {
                     reply: None,
                     ping: true,
                     then_close: None,
+                    then_events: Vec::new(),
                 });
                 self.flush(out);
             }
@@ -334,8 +349,23 @@ impl GwConn {
                     Err(e) => self.close(&format!("whoAmI reply: {e}"), out),
                 }
             }
-            // Watches, auth, reconfig and the rest are not served (yet): ZooKeeper's
-            // answer to a request it does not implement.
+            Ok(Decoded::Special(Special::SetWatches(watches)))
+            | Ok(Decoded::Special(Special::SetWatches2(watches))) => {
+                self.order.push_back(Slot {
+                    ticket,
+                    reply: None,
+                    ping: false,
+                    then_close: None,
+                    then_events: Vec::new(),
+                });
+                out.push(GwAction::SetWatches {
+                    ticket,
+                    xid,
+                    watches,
+                });
+            }
+            // addWatch, removeWatches, checkWatches, auth, reconfig and the rest are not
+            // served: ZooKeeper's answer to a request it does not implement.
             Ok(Decoded::Special(_)) | Err(Code::Unimplemented) => {
                 let reply = jute::header_reply(xid, self.last_zxid, Code::Unimplemented.code());
                 self.ready(ticket, framed(&reply), out);
@@ -358,6 +388,7 @@ impl GwConn {
             reply: Some(framed),
             ping: false,
             then_close: None,
+            then_events: Vec::new(),
         });
         self.flush(out);
     }
@@ -386,6 +417,28 @@ impl GwConn {
         self.answer(ticket, Bytes::from(reply), out);
     }
 
+    /// A watch notification for this connection's session. It goes out after every reply
+    /// that was answered before it (one of them may have set the watch; the event must
+    /// not reach the client before the reply does), ahead of those answered after it.
+    pub fn notify(&mut self, event: &WatchedEvent, out: &mut Vec<GwAction>) {
+        if self.is_done() {
+            return;
+        }
+        let ev = WatcherEvent {
+            event_type: event.event_type.code(),
+            state: KEEPER_STATE_SYNC_CONNECTED,
+            path: event.path.clone(),
+        };
+        let Ok(bytes) = jute::encode_notification(&ev) else {
+            return;
+        };
+        let bytes = Bytes::from(bytes);
+        match self.order.iter_mut().rev().find(|s| s.reply.is_some()) {
+            Some(slot) => slot.then_events.push(bytes),
+            None => out.push(GwAction::Write(bytes)),
+        }
+    }
+
     /// Writes the answered prefix of the order.
     fn flush(&mut self, out: &mut Vec<GwAction>) {
         while self
@@ -403,6 +456,7 @@ impl GwConn {
             if let Some(bytes) = slot.reply {
                 out.push(GwAction::Write(bytes));
             }
+            out.extend(slot.then_events.into_iter().map(GwAction::Write));
             if let Some(why) = slot.then_close {
                 self.order.clear();
                 self.phase = Phase::Done;

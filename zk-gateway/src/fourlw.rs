@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub min_timeout_ms: i32,
     pub max_timeout_ms: i32,
     pub max_buffer: usize,
+    /// Watches held, the paths they are on, and the sessions that hold them.
+    pub watches: (usize, usize, usize),
     /// The backend: `rsmkeeper` or `zkmason (N shards)`.
     pub backend: String,
 }
@@ -51,7 +53,12 @@ pub fn answer(word: &str, s: &Snapshot) -> String {
         "conf" => conf(s),
         "cons" => cons(s),
         "envi" => envi(s),
-        "wchs" => "0 connections watching 0 paths\nTotal watches:0\n".into(),
+        "wchs" => format!(
+            "{} connections watching {} paths\nTotal watches:{}\n",
+            s.watches.2,
+            s.watches.1,
+            s.watches.0
+        ),
         "wchc" | "wchp" => String::new(),
         "crst" => "Connection stats reset.\n".into(),
         "srst" => "Server stats reset.\n".into(),
@@ -105,7 +112,7 @@ fn mntr(s: &Snapshot) -> String {
         ("zk_packets_sent", s.sent.to_string()),
         ("zk_num_alive_connections", s.connections.len().to_string()),
         ("zk_outstanding_requests", s.outstanding.to_string()),
-        ("zk_watch_count", "0".into()),
+        ("zk_watch_count", s.watches.0.to_string()),
         ("zk_global_sessions", s.sessions.to_string()),
     ];
     let mut o = String::new();
@@ -154,12 +161,17 @@ mod tests {
     fn words_answer_in_zookeepers_formats() {
         let s = Snapshot {
             client_addr: "127.0.0.1:2181".into(),
+            watches: (3, 2, 1),
             received: 5,
             sent: 4,
             last_zxid: 0x1f,
             ..Snapshot::default()
         };
         assert_eq!(answer("ruok", &s), "imok");
+        assert_eq!(
+            answer("wchs", &s),
+            "1 connections watching 2 paths\nTotal watches:3\n"
+        );
         assert_eq!(answer("isro", &s), "rw");
         let srvr = answer("srvr", &s);
         assert!(srvr.starts_with("Zookeeper version: 3.8.0-"), "{srvr}");

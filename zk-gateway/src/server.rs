@@ -16,24 +16,35 @@
 //! dropped here; its group closes it through the log once it has been idle for the
 //! timeout, deleting its ephemerals. A client's pings keep its backend session alive: a
 //! ping when nothing went to the backend for a third of the timeout sends a heartbeat.
+//!
+//! Watches: a read that sets one, and any reply of a session that watches something, is
+//! held until the watch feed of its shard has reached the reply's position, so that the
+//! events before it go out first ([`crate::watches`], [`crate::feeds`]; the holding and
+//! setWatches are in `server/watching.rs`). A session's watches live as long as its
+//! connection: a client that reconnects sets them again (setWatches), as ZooKeeper's do.
 
 use crate::conn::{GwAction, GwConfig, GwConn};
+use crate::feeds;
 use crate::fourlw::{self, ConnInfo, Snapshot};
+use crate::watches::{Fired, WatchHub};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use mason_client::zk::{ZkClient, ZkError};
-use mason_client::{Client, ClientConfig, Target};
+use mason_client::zk::{RawAnswer, ZkClient, ZkError};
 use mason_common::auth::ClusterKey;
-use mason_common::transport::Tcp;
-use mason_zk::{jute, Code, Request};
+use mason_zk::jute::SetWatches;
+use mason_zk::{jute, Code, Request, WatchKind, WatchedEvent};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+mod sessions;
+mod watching;
 
 /// How a gateway reaches its backend and treats its clients.
 #[derive(Clone, Debug)]
@@ -43,6 +54,9 @@ pub struct GatewayConfig {
     pub groups: u32,
     /// ZK-Mason's shard count (0: RSMKeeper).
     pub shards: u32,
+    /// ZK-Mason: every shard server, by shard (their watch feeds); empty for RSMKeeper,
+    /// whose feed is group 0's replicas.
+    pub zk_servers: Vec<Vec<SocketAddr>>,
     /// Reads of one znode without a watch skip the log (`--zk-reads local`).
     pub local_reads: bool,
     pub key: Arc<ClusterKey>,
@@ -68,6 +82,16 @@ struct Session {
     conn: Mutex<(Option<u64>, Instant)>,
     /// When the backend last heard from it (any op, or a heartbeat).
     backend_at: Mutex<Instant>,
+    /// Where its watch events go: the serving connection's id and inbox.
+    notes: Mutex<Option<(u64, mpsc::UnboundedSender<Note>)>>,
+}
+
+/// What the watch feeds tell a connection.
+enum Note {
+    Event(WatchedEvent),
+    /// Its session's watches were lost (a gap in a feed): close, so that the client
+    /// reconnects and sets them again.
+    Lost,
 }
 
 #[derive(Default)]
@@ -115,6 +139,37 @@ struct Shared {
     counters: Counters,
     next_conn: AtomicU64,
     next_client: AtomicU64,
+    hub: Arc<Mutex<WatchHub>>,
+    progress: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Hands the events the feeds fire to their sessions' connections.
+struct Deliver(Weak<Shared>);
+
+impl feeds::Sink for Deliver {
+    fn fired(&self, _shard: u32, fired: Fired) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let Ok(sessions) = shared.sessions.lock() else {
+            return;
+        };
+        let send = |session: i64, note: Note| {
+            if let Some(s) = sessions.get(&session) {
+                if let Ok(n) = s.notes.lock() {
+                    if let Some((_, tx)) = n.as_ref() {
+                        let _ = tx.send(note);
+                    }
+                }
+            }
+        };
+        for (session, event) in fired.events {
+            send(session, Note::Event(event));
+        }
+        for session in fired.lost {
+            send(session, Note::Lost);
+        }
+    }
 }
 
 /// Serves ZooKeeper clients on `listener` until `shutdown` resolves.
@@ -124,9 +179,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?.to_string();
+    let hub = Arc::new(Mutex::new(WatchHub::new(cfg.shards)));
+    let (progress_tx, progress) = tokio::sync::watch::channel(0u64);
+    let feed_servers = feeds::servers(&cfg.proxies, &cfg.zk_servers);
     let shared = Arc::new(Shared {
         cfg,
         addr,
+        hub: hub.clone(),
+        progress,
         sessions: Mutex::new(HashMap::new()),
         conns: Mutex::new(HashMap::new()),
         counters: Counters {
@@ -136,6 +196,13 @@ pub async fn serve(
         next_conn: AtomicU64::new(1),
         next_client: AtomicU64::new(1),
     });
+    feeds::spawn(
+        feed_servers,
+        shared.cfg.key.clone(),
+        hub,
+        Arc::new(Deliver(Arc::downgrade(&shared))),
+        progress_tx,
+    );
     tokio::spawn(janitor(shared.clone()));
     let slots = Arc::new(tokio::sync::Semaphore::new(
         shared.cfg.max_connections.max(1),
@@ -175,6 +242,7 @@ async fn janitor(shared: Arc<Shared>) {
         let Ok(mut sessions) = shared.sessions.lock() else {
             return;
         };
+        let mut gone = Vec::new();
         sessions.retain(|id, s| {
             let (conn, since) = s.conn.lock().map(|g| *g).unwrap_or((None, Instant::now()));
             let away = conn.is_none()
@@ -182,9 +250,16 @@ async fn janitor(shared: Arc<Shared>) {
             let keep = !away && !s.zk.is_expired();
             if !keep {
                 tracing::info!(session = id, "session dropped by the gateway");
+                gone.push(*id);
             }
             keep
         });
+        drop(sessions);
+        if let Ok(mut hub) = shared.hub.lock() {
+            for id in gone {
+                hub.drop_session(id);
+            }
+        }
     }
 }
 
@@ -195,7 +270,16 @@ enum Done {
         ticket: u64,
         xid: i32,
         sent_at: Instant,
-        result: Result<Bytes, ZkError>,
+        result: Result<RawAnswer, ZkError>,
+        /// The watch the request asks for, if any.
+        watch: Option<(String, WatchKind)>,
+    },
+    /// The reads a setWatches made, one per watch, in its order.
+    Rewatched {
+        ticket: u64,
+        xid: i32,
+        watches: SetWatches,
+        reads: Vec<Result<RawAnswer, ZkError>>,
     },
 }
 
@@ -205,8 +289,14 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 struct Queued {
     ticket: u64,
     xid: i32,
-    request: Request,
-    payload: Bytes,
+    job: Job,
+}
+
+enum Job {
+    Request { request: Request, payload: Bytes },
+    /// A reconnected client's watches, to decide (all at once, when nothing else of the
+    /// session is at the backend).
+    SetWatches(SetWatches),
 }
 
 struct ConnTask {
@@ -221,6 +311,11 @@ struct ConnTask {
     counters: Arc<ConnCounters>,
     pending: FuturesUnordered<Pending>,
     closing: Option<String>,
+    /// Watch events for this connection's session.
+    notes: Option<mpsc::UnboundedReceiver<Note>>,
+    /// Replies waiting for the watch feeds (see `watching.rs`).
+    held: Vec<watching::Held>,
+    progress: tokio::sync::watch::Receiver<u64>,
 }
 
 async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
@@ -240,6 +335,9 @@ async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) 
         local_at_backend: false,
         pending: FuturesUnordered::new(),
         closing: None,
+        notes: None,
+        held: Vec::new(),
+        progress: shared.progress.clone(),
     };
     let mut buf = vec![0u8; 64 << 10];
     let mut out = Vec::new();
@@ -255,6 +353,8 @@ async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) 
                 }
             },
             Some(done) = t.pending.next(), if !t.pending.is_empty() => t.on_done(done, &mut out),
+            Some(note) = next_note(&mut t.notes) => t.on_note(note, &mut out),
+            Ok(()) = t.progress.changed(), if !t.held.is_empty() => t.release(&mut out),
         }
         if !t.carry_out(&mut stream, &mut out).await {
             break;
@@ -270,9 +370,17 @@ async fn run_conn(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) 
         c.remove(&id);
     }
     if let Some(s) = &t.session {
-        if let Ok(mut g) = s.conn.lock() {
-            if g.0 == Some(id) {
+        let mine = s.conn.lock().is_ok_and(|g| g.0 == Some(id));
+        if mine {
+            if let Ok(mut g) = s.conn.lock() {
                 *g = (None, Instant::now());
+            }
+            if let Ok(mut n) = s.notes.lock() {
+                *n = None;
+            }
+            // Watches belong to the connection: a client that comes back sets them again.
+            if let Ok(mut hub) = shared.hub.lock() {
+                hub.drop_session(s.zk.session());
             }
         }
     }
@@ -296,13 +404,13 @@ impl ConnTask {
                         ok = false;
                     }
                 }
-                GwAction::Open { timeout_ms } => self.open(timeout_ms),
+                GwAction::Open { timeout_ms } => self.open(timeout_ms, None),
                 GwAction::Resume {
                     session,
                     passwd,
-                    timeout_ms: _,
+                    timeout_ms,
                     last_zxid: _,
-                } => self.resume(session, &passwd),
+                } => self.resume(session, &passwd, timeout_ms),
                 GwAction::Submit {
                     ticket,
                     request,
@@ -322,8 +430,22 @@ impl ConnTask {
                     self.queue.push_back(Queued {
                         ticket,
                         xid,
-                        request,
-                        payload,
+                        job: Job::Request { request, payload },
+                    });
+                }
+                GwAction::SetWatches {
+                    ticket,
+                    xid,
+                    watches,
+                } => {
+                    self.shared
+                        .counters
+                        .received
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.queue.push_back(Queued {
+                        ticket,
+                        xid,
+                        job: Job::SetWatches(watches),
                     });
                 }
                 GwAction::Ping => {
@@ -344,78 +466,6 @@ impl ConnTask {
             }
         }
         ok
-    }
-
-    /// Opens a new backend session for the client.
-    fn open(&mut self, timeout_ms: i32) {
-        let cfg = &self.shared.cfg;
-        let n = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
-        let group = (n % u64::from(cfg.groups.max(1))) as u32;
-        let client = Client::start(
-            Arc::new(Tcp),
-            ClientConfig {
-                client_id: (u64::from(cfg.gateway_id) << 32) | n,
-                target: Target::Group {
-                    group,
-                    replicas: mason_client::group_replicas(&cfg.proxies, group),
-                },
-                retry_timeout: cfg.retry_timeout,
-                window: 1024,
-                key: cfg.key.clone(),
-            },
-        );
-        let (shards, local) = (cfg.shards, cfg.local_reads);
-        let shared = self.shared.clone();
-        let conn_id = self.id;
-        self.pending.push(Box::pin(async move {
-            let opened = tokio::time::timeout(
-                Duration::from_secs(10),
-                ZkClient::connect_sharded(client, timeout_ms, shards),
-            )
-            .await;
-            let zk = match opened {
-                Ok(Ok(zk)) => Arc::new(zk.with_local_reads(local)),
-                Ok(Err(e)) => return Done::Opened(Err(format!("no session: {e}"))),
-                Err(_) => return Done::Opened(Err("no session within 10 s".into())),
-            };
-            let id = zk.session();
-            let s = Arc::new(Session {
-                zk,
-                timeout_ms,
-                conn: Mutex::new((Some(conn_id), Instant::now())),
-                backend_at: Mutex::new(Instant::now()),
-            });
-            if let Ok(mut t) = shared.sessions.lock() {
-                t.insert(id, s.clone());
-            }
-            Done::Opened(Ok((id, s)))
-        }));
-    }
-
-    /// A reconnect: the session is given back if this gateway holds it, it is alive, and
-    /// the password is right.
-    fn resume(&mut self, session: i64, passwd: &[u8]) {
-        let held = self
-            .shared
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&session).cloned());
-        let right = self.shared.cfg.key.check_session_password(session, passwd);
-        let result = match held {
-            Some(s) if right && !s.zk.is_expired() => {
-                if let Ok(mut g) = s.conn.lock() {
-                    *g = (Some(self.id), Instant::now());
-                }
-                Ok((session, s))
-            }
-            Some(_) if !right => Err("wrong session password".to_string()),
-            _ => Err(format!(
-                "session {session:#x} is not held here (expired or unknown)"
-            )),
-        };
-        self.pending
-            .push(Box::pin(async move { Done::Opened(result) }));
     }
 
     /// A client ping: if the backend has not heard from the session for a third of its
@@ -443,6 +493,15 @@ impl ConnTask {
             Done::Opened(Ok((id, s))) => {
                 let passwd = Bytes::copy_from_slice(&self.shared.cfg.key.session_password(id));
                 let (timeout, zxid) = (s.timeout_ms, s.zk.last_zxid());
+                let (tx, rx) = mpsc::unbounded_channel();
+                if let Ok(mut n) = s.notes.lock() {
+                    *n = Some((self.id, tx));
+                }
+                self.notes = Some(rx);
+                // Watches set on an earlier connection are the client's to set again.
+                if let Ok(mut hub) = self.shared.hub.lock() {
+                    hub.drop_session(id);
+                }
                 self.session = Some(s);
                 self.counters.session.store(id, Ordering::Relaxed);
                 self.conn.opened(id, timeout, passwd, zxid, out);
@@ -453,11 +512,9 @@ impl ConnTask {
                 xid,
                 sent_at,
                 result,
+                watch,
             } => {
-                self.at_backend = self.at_backend.saturating_sub(1);
-                if self.at_backend == 0 {
-                    self.local_at_backend = false;
-                }
+                self.backend_done();
                 self.shared
                     .counters
                     .outstanding
@@ -470,28 +527,35 @@ impl ConnTask {
                 c.latency_min_us.fetch_min(us, Ordering::Relaxed);
                 c.latency_max_us.fetch_max(us, Ordering::Relaxed);
                 match result {
-                    Ok(reply) => {
-                        if let Ok((h, _)) = jute::split_reply(&reply) {
+                    Ok(answer) => {
+                        if let Ok((h, _)) = jute::split_reply(&answer.reply) {
                             c.last_zxid.fetch_max(h.zxid, Ordering::Relaxed);
                         }
-                        self.conn.answer(ticket, reply, out);
+                        self.answered(ticket, answer, watch, out);
                     }
                     Err(e) => {
-                        let code = match e {
-                            ZkError::SessionExpired
-                            | ZkError::Client(mason_client::ClientError::SessionExpired) => {
-                                Code::SessionExpired
-                            }
-                            ZkError::Client(mason_client::ClientError::Invalid) => {
-                                Code::MarshallingError
-                            }
-                            _ => Code::SystemError,
-                        };
                         tracing::debug!(xid, error = %e, "a request failed at the backend");
-                        self.conn.fail(ticket, xid, code, out);
+                        self.conn.fail(ticket, xid, failure_code(&e), out);
                     }
                 }
             }
+            Done::Rewatched {
+                ticket,
+                xid,
+                watches,
+                reads,
+            } => {
+                self.backend_done();
+                self.rewatched(ticket, xid, &watches, reads, out);
+            }
+        }
+    }
+
+    /// One of the session's jobs at the backend is done.
+    fn backend_done(&mut self) {
+        self.at_backend = self.at_backend.saturating_sub(1);
+        if self.at_backend == 0 {
+            self.local_at_backend = false;
         }
     }
 
@@ -507,8 +571,14 @@ impl ConnTask {
             return;
         }
         while let Some(q) = self.queue.front() {
-            let local = s.zk.reads_locally(&q.request);
-            if self.at_backend > 0 && local != self.local_at_backend {
+            let local = match &q.job {
+                Job::Request { request, .. } => s.zk.reads_locally(request),
+                // Its reads are exists without a watch: local when local reads are on.
+                Job::SetWatches(_) => self.shared.cfg.local_reads,
+            };
+            if self.at_backend > 0
+                && (local != self.local_at_backend || matches!(q.job, Job::SetWatches(_)))
+            {
                 return;
             }
             let Some(q) = self.queue.pop_front() else {
@@ -519,16 +589,33 @@ impl ConnTask {
             if let Ok(mut t) = s.backend_at.lock() {
                 *t = Instant::now();
             }
-            let answer = s.zk.start_raw(&q.request, q.payload);
             let (ticket, xid, sent_at) = (q.ticket, q.xid, Instant::now());
-            self.pending.push(Box::pin(async move {
-                Done::Answer {
-                    ticket,
-                    xid,
-                    sent_at,
-                    result: answer.await,
+            match q.job {
+                Job::Request { request, payload } => {
+                    let watch = watching::watch_of(&request);
+                    let answer = s.zk.start_raw(&request, payload);
+                    self.pending.push(Box::pin(async move {
+                        Done::Answer {
+                            ticket,
+                            xid,
+                            sent_at,
+                            result: answer.await,
+                            watch,
+                        }
+                    }));
                 }
-            }));
+                Job::SetWatches(watches) => {
+                    let reads = watching::start_reads(&s.zk, &watches);
+                    self.pending.push(Box::pin(async move {
+                        Done::Rewatched {
+                            ticket,
+                            xid,
+                            watches,
+                            reads: futures::future::join_all(reads).await,
+                        }
+                    }));
+                }
+            }
         }
     }
 
@@ -563,11 +650,36 @@ impl ConnTask {
             min_timeout_ms: cfg.conn.min_timeout_ms,
             max_timeout_ms: cfg.conn.max_timeout_ms,
             max_buffer: cfg.conn.max_buffer,
+            watches: self
+                .shared
+                .hub
+                .lock()
+                .map(|h| (h.count(), h.paths(), h.sessions()))
+                .unwrap_or_default(),
             backend: if cfg.shards == 0 {
                 "rsmkeeper".into()
             } else {
                 format!("zkmason ({} shards)", cfg.shards)
             },
         }
+    }
+}
+
+/// The ZooKeeper code for a request the backend could not answer.
+fn failure_code(e: &ZkError) -> Code {
+    match e {
+        ZkError::SessionExpired | ZkError::Client(mason_client::ClientError::SessionExpired) => {
+            Code::SessionExpired
+        }
+        ZkError::Client(mason_client::ClientError::Invalid) => Code::MarshallingError,
+        _ => Code::SystemError,
+    }
+}
+
+/// The next watch note, if the connection has a session (else never).
+async fn next_note(notes: &mut Option<mpsc::UnboundedReceiver<Note>>) -> Option<Note> {
+    match notes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -164,24 +164,91 @@ fn what_is_not_served_is_answered_unimplemented_and_the_connection_goes_on() {
     let mut c = conn();
     open(&mut c);
     let mut out = Vec::new();
-    let sw = jute::encode_special_request(
-        jute::xid::SET_WATCHES,
-        &Special::SetWatches(jute::SetWatches::default()),
+    let add = jute::encode_special_request(
+        9,
+        &Special::AddWatch {
+            path: "/a".into(),
+            mode: 0,
+        },
     )
     .unwrap();
-    c.on_bytes(&sw, &mut out);
+    c.on_bytes(&add, &mut out);
     // An opcode nobody knows.
     let mut w = Writer::framed();
     RequestHeader { xid: 5, op: 999 }.write(&mut w);
     c.on_bytes(&w.finish_frame().unwrap(), &mut out);
     c.on_bytes(&get(6, "/a"), &mut out);
     let unimpl = Code::Unimplemented.code();
-    assert_eq!(
-        replies(&out),
-        vec![(jute::xid::SET_WATCHES, unimpl), (5, unimpl)]
-    );
+    assert_eq!(replies(&out), vec![(9, unimpl), (5, unimpl)]);
     assert_eq!(tickets(&out).len(), 1, "the getData after them runs");
     assert!(!c.is_done());
+}
+
+/// The (xid, event type, path) of each notification written.
+fn notifications(out: &[GwAction]) -> Vec<(i32, String)> {
+    out.iter()
+        .filter_map(|a| match a {
+            GwAction::Write(b) => {
+                let r = jute::split_frame(b, usize::MAX).unwrap().unwrap();
+                let (h, body) = jute::split_reply(&b[r]).ok()?;
+                (h.xid == jute::xid::NOTIFICATION).then(|| {
+                    let e = jute::decode_notification(body).unwrap();
+                    (e.event_type, e.path)
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn set_watches_goes_to_the_runtime_and_events_follow_the_replies_answered_before_them() {
+    let mut c = conn();
+    open(&mut c);
+    let mut out = Vec::new();
+    let watches = jute::SetWatches {
+        relative_zxid: 7,
+        data: vec!["/a".into()],
+        ..jute::SetWatches::default()
+    };
+    let sw = jute::encode_special_request(
+        jute::xid::SET_WATCHES,
+        &Special::SetWatches(watches.clone()),
+    )
+    .unwrap();
+    c.on_bytes(&sw, &mut out);
+    let [GwAction::SetWatches {
+        ticket,
+        xid,
+        watches: got,
+    }] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!((*xid, got), (jute::xid::SET_WATCHES, &watches));
+    let sw_ticket = *ticket;
+    out.clear();
+    c.on_bytes(&get(1, "/a"), &mut out);
+    c.on_bytes(&get(2, "/b"), &mut out);
+    let t = tickets(&out);
+    out.clear();
+    let changed = |path: &str| WatchedEvent {
+        event_type: mason_zk::EventType::NodeDataChanged,
+        path: path.into(),
+    };
+    // With nothing answered yet, an event goes out at once.
+    c.notify(&changed("/x"), &mut out);
+    assert_eq!(notifications(&out), vec![(3, "/x".to_string())]);
+    out.clear();
+    // The second getData is answered (held behind the first): an event now follows it.
+    c.answer(t[1], reply(2, 9, 0), &mut out);
+    c.notify(&changed("/b"), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    c.answer(sw_ticket, reply(jute::xid::SET_WATCHES, 9, 0), &mut out);
+    c.answer(t[0], reply(1, 9, 0), &mut out);
+    let xids: Vec<i32> = replies(&out).into_iter().map(|(x, _)| x).collect();
+    assert_eq!(xids, vec![jute::xid::SET_WATCHES, 1, 2, jute::xid::NOTIFICATION]);
+    assert_eq!(notifications(&out), vec![(3, "/b".to_string())]);
 }
 
 #[test]
