@@ -7,7 +7,10 @@
 //! session it was answered under. If the underlying [`Client`] later answers under
 //! another proxy session (it lost the first and silently opened a new one), the ZooKeeper
 //! session is gone for this client, as ZooKeeper would say: that call and every later one
-//! fail with [`ZkError::SessionExpired`].
+//! fail with [`ZkError::SessionExpired`]. [`ZkClient::attach`] takes a live ZooKeeper
+//! session over instead (a moveSession, opcode -20): the proxy session it is answered under
+//! then acts as that ZooKeeper session, and the one that held it before is answered
+//! `SessionMoved`.
 //!
 //! With local reads on ([`ZkClient::with_local_reads`], `--zk-reads local`), a read of one
 //! znode that sets no watch skips the log: the group's leader answers it (RSMKeeper: from
@@ -79,6 +82,21 @@ pub fn create_session_payload(xid: i32, timeout_ms: i32) -> Bytes {
     Bytes::from(w.into_inner())
 }
 
+/// The payload of a moveSession request (not a ZooKeeper request; only proxies' clients
+/// send it): the header `{xid, -20}`, the ZooKeeper session to take over, and its
+/// timeout.
+pub fn move_session_payload(xid: i32, session: i64, timeout_ms: i32) -> Bytes {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid,
+        op: opcode::MOVE_SESSION,
+    }
+    .write(&mut w);
+    w.write_i64(session);
+    w.write_i32(timeout_ms);
+    Bytes::from(w.into_inner())
+}
+
 /// The payload of a tree request (header and body, no length prefix), and the form its
 /// reply takes.
 pub fn request_payload(xid: i32, req: &Request) -> Result<(Bytes, Shape), ZkError> {
@@ -115,8 +133,11 @@ pub struct ZkClient {
     client: Client,
     /// ZK-Mason's shard count (0: RSMKeeper).
     shards: u32,
-    /// The proxy session that is the ZooKeeper session.
-    session: u64,
+    /// The proxy session every answer must come under.
+    proxy: u64,
+    /// The ZooKeeper session: the proxy session's own, or one it took over
+    /// ([`ZkClient::attach_sharded`]).
+    session: i64,
     next_xid: AtomicU32,
     last_zxid: AtomicI64,
     expired: AtomicBool,
@@ -167,10 +188,59 @@ impl ZkClient {
             .await?;
         let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
         result.map_err(ZkError::Zk)?;
-        Ok(ZkClient {
+        let session = m.session as i64;
+        Ok(ZkClient::opened(client, shards, session, zxid, &m))
+    }
+
+    /// Takes the live ZooKeeper session `session` over through `client` (RSMKeeper), its
+    /// timeout now `timeout_ms`: see [`ZkClient::attach_sharded`].
+    pub async fn attach(
+        client: Client,
+        session: i64,
+        timeout_ms: i32,
+    ) -> Result<ZkClient, ZkError> {
+        ZkClient::attach_sharded(client, session, timeout_ms, 0).await
+    }
+
+    /// Takes the live ZooKeeper session `session` over through `client` on ZK-Mason with
+    /// `shards` shards (0: RSMKeeper), its timeout now `timeout_ms`: a moveSession through
+    /// the log, numbered as a createSession is. From then on this client's ops act as
+    /// `session` (its ephemerals, its close), the client session that held it before is
+    /// answered `SessionMoved`, and the group expires `session` when this client's proxy
+    /// session goes idle. [`ZkClient::session`] is `session`. A session that is not live
+    /// any more is [`ZkError::SessionExpired`].
+    pub async fn attach_sharded(
+        client: Client,
+        session: i64,
+        timeout_ms: i32,
+        shards: u32,
+    ) -> Result<ZkClient, ZkError> {
+        let xid = 1;
+        let mask = op_mask(
+            &Request::MoveSession {
+                session,
+                timeout_ms,
+            },
+            shards,
+        );
+        let m = client
+            .sequence(mask, move_session_payload(xid, session, timeout_ms))
+            .await?;
+        let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
+        match result {
+            Ok(_) => Ok(ZkClient::opened(client, shards, session, zxid, &m)),
+            Err(Code::SessionExpired) => Err(ZkError::SessionExpired),
+            Err(code) => Err(ZkError::Zk(code)),
+        }
+    }
+
+    /// A client for ZooKeeper session `session`, opened or taken over by the answer `m`.
+    fn opened(client: Client, shards: u32, session: i64, zxid: i64, m: &MultiSeq) -> ZkClient {
+        ZkClient {
             client,
             shards,
-            session: m.session,
+            proxy: m.session,
+            session,
             next_xid: AtomicU32::new(2),
             last_zxid: AtomicI64::new(zxid),
             expired: AtomicBool::new(false),
@@ -180,7 +250,7 @@ impl ZkClient {
             in_log: Mutex::new((0, BTreeSet::new())),
             log_done: Notify::new(),
         }
-        .saw(&m))
+        .saw(m)
     }
 
     /// Answers reads of one znode without the log from now on (see the module's notes).
@@ -239,9 +309,10 @@ impl ZkClient {
         }
     }
 
-    /// The ZooKeeper session id (the proxy session's).
+    /// The ZooKeeper session id: the proxy session's own ([`ZkClient::connect`]) or the
+    /// one it took over ([`ZkClient::attach`]).
     pub fn session(&self) -> i64 {
-        self.session as i64
+        self.session
     }
 
     /// The largest zxid seen in a reply of this session.
@@ -337,7 +408,7 @@ impl ZkClient {
     }
 
     fn raw_answer(&self, m: MultiSeq) -> Result<Bytes, ZkError> {
-        if m.session != self.session {
+        if m.session != self.proxy {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
         }
@@ -362,7 +433,7 @@ impl ZkClient {
             },
         )?;
         match self.client.read_local(payload, 0).await {
-            Ok(m) if m.session == self.session => Ok(()),
+            Ok(m) if m.session == self.proxy => Ok(()),
             Ok(_) | Err(ClientError::SessionExpired) => {
                 self.expired.store(true, Ordering::Relaxed);
                 Err(ZkError::SessionExpired)
@@ -408,7 +479,7 @@ impl ZkClient {
     }
 
     fn answer(&self, xid: i32, shape: &Shape, m: &MultiSeq) -> Result<(Response, i64), ZkError> {
-        if m.session != self.session {
+        if m.session != self.proxy {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
         }
@@ -641,6 +712,36 @@ mod tests {
             decode_reply(2, &shape, &bytes).unwrap(),
             (8, Ok(Response::Multi(results)))
         );
+    }
+
+    #[test]
+    fn move_session_is_a_header_the_session_and_the_timeout() {
+        let p = move_session_payload(1, 0x1_0000_0002, 6_000);
+        let (h, body) = jute::split_request(&p).unwrap();
+        assert_eq!((h.xid, h.op), (1, opcode::MOVE_SESSION));
+        assert_eq!(body[..8], 0x1_0000_0002i64.to_be_bytes());
+        assert_eq!(body[8..], 6_000i32.to_be_bytes());
+        let moved = Request::MoveSession {
+            session: 0x1_0000_0002,
+            timeout_ms: 6_000,
+        };
+        match jute::decode_logged_request(h.op, body).unwrap() {
+            jute::Decoded::Tree { request, shape } => {
+                assert_eq!((request, shape), (moved.clone(), Shape::CloseSession))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not a request a ZooKeeper client sends, nor one that decodes from its packet.
+        assert!(matches!(
+            request_payload(1, &moved),
+            Err(ZkError::Encode(_))
+        ));
+        assert!(jute::decode_request(h.op, body).is_err());
+        // Numbered as a createSession: the clock and every shard.
+        let open = Request::CreateSession { timeout_ms: 6_000 };
+        for shards in [0, 1, 3] {
+            assert_eq!(op_mask(&moved, shards), op_mask(&open, shards));
+        }
     }
 
     #[test]
