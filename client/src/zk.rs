@@ -7,7 +7,10 @@
 //! session it was answered under. If the underlying [`Client`] later answers under
 //! another proxy session (it lost the first and silently opened a new one), the ZooKeeper
 //! session is gone for this client, as ZooKeeper would say: that call and every later one
-//! fail with [`ZkError::SessionExpired`].
+//! fail with [`ZkError::SessionExpired`]. [`ZkClient::attach`] takes a live ZooKeeper
+//! session over instead (a moveSession, opcode -20): the proxy session it is answered under
+//! then acts as that ZooKeeper session, and the one that held it before is answered
+//! `SessionMoved`.
 //!
 //! With local reads on ([`ZkClient::with_local_reads`], `--zk-reads local`), a read of one
 //! znode that sets no watch skips the log: the group's leader answers it (RSMKeeper: from
@@ -79,6 +82,21 @@ pub fn create_session_payload(xid: i32, timeout_ms: i32) -> Bytes {
     Bytes::from(w.into_inner())
 }
 
+/// The payload of a moveSession request (not a ZooKeeper request; only proxies' clients
+/// send it): the header `{xid, -20}`, the ZooKeeper session to take over, and its
+/// timeout.
+pub fn move_session_payload(xid: i32, session: i64, timeout_ms: i32) -> Bytes {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid,
+        op: opcode::MOVE_SESSION,
+    }
+    .write(&mut w);
+    w.write_i64(session);
+    w.write_i32(timeout_ms);
+    Bytes::from(w.into_inner())
+}
+
 /// The payload of a tree request (header and body, no length prefix), and the form its
 /// reply takes.
 pub fn request_payload(xid: i32, req: &Request) -> Result<(Bytes, Shape), ZkError> {
@@ -115,8 +133,11 @@ pub struct ZkClient {
     client: Client,
     /// ZK-Mason's shard count (0: RSMKeeper).
     shards: u32,
-    /// The proxy session that is the ZooKeeper session.
-    session: u64,
+    /// The proxy session every answer must come under.
+    proxy: u64,
+    /// The ZooKeeper session: the proxy session's own, or one it took over
+    /// ([`ZkClient::attach_sharded`]).
+    session: i64,
     next_xid: AtomicU32,
     last_zxid: AtomicI64,
     expired: AtomicBool,
@@ -177,10 +198,59 @@ impl ZkClient {
             .await?;
         let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
         result.map_err(ZkError::Zk)?;
-        Ok(ZkClient {
+        let session = m.session as i64;
+        Ok(ZkClient::opened(client, shards, session, zxid, &m))
+    }
+
+    /// Takes the live ZooKeeper session `session` over through `client` (RSMKeeper), its
+    /// timeout now `timeout_ms`: see [`ZkClient::attach_sharded`].
+    pub async fn attach(
+        client: Client,
+        session: i64,
+        timeout_ms: i32,
+    ) -> Result<ZkClient, ZkError> {
+        ZkClient::attach_sharded(client, session, timeout_ms, 0).await
+    }
+
+    /// Takes the live ZooKeeper session `session` over through `client` on ZK-Mason with
+    /// `shards` shards (0: RSMKeeper), its timeout now `timeout_ms`: a moveSession through
+    /// the log, numbered as a createSession is. From then on this client's ops act as
+    /// `session` (its ephemerals, its close), the client session that held it before is
+    /// answered `SessionMoved`, and the group expires `session` when this client's proxy
+    /// session goes idle. [`ZkClient::session`] is `session`. A session that is not live
+    /// any more is [`ZkError::SessionExpired`].
+    pub async fn attach_sharded(
+        client: Client,
+        session: i64,
+        timeout_ms: i32,
+        shards: u32,
+    ) -> Result<ZkClient, ZkError> {
+        let xid = 1;
+        let mask = op_mask(
+            &Request::MoveSession {
+                session,
+                timeout_ms,
+            },
+            shards,
+        );
+        let m = client
+            .sequence(mask, move_session_payload(xid, session, timeout_ms))
+            .await?;
+        let (zxid, result) = decode_reply(xid, &Shape::CloseSession, &m.result)?;
+        match result {
+            Ok(_) => Ok(ZkClient::opened(client, shards, session, zxid, &m)),
+            Err(Code::SessionExpired) => Err(ZkError::SessionExpired),
+            Err(code) => Err(ZkError::Zk(code)),
+        }
+    }
+
+    /// A client for ZooKeeper session `session`, opened or taken over by the answer `m`.
+    fn opened(client: Client, shards: u32, session: i64, zxid: i64, m: &MultiSeq) -> ZkClient {
+        ZkClient {
             client,
             shards,
-            session: m.session,
+            proxy: m.session,
+            session,
             next_xid: AtomicU32::new(2),
             last_zxid: AtomicI64::new(zxid),
             expired: AtomicBool::new(false),
@@ -190,7 +260,7 @@ impl ZkClient {
             in_log: Mutex::new((0, BTreeSet::new())),
             log_done: Notify::new(),
         }
-        .saw(&m))
+        .saw(m)
     }
 
     /// Answers reads of one znode without the log from now on (see the module's notes).
@@ -249,9 +319,10 @@ impl ZkClient {
         }
     }
 
-    /// The ZooKeeper session id (the proxy session's).
+    /// The ZooKeeper session id: the proxy session's own ([`ZkClient::connect`]) or the
+    /// one it took over ([`ZkClient::attach`]).
     pub fn session(&self) -> i64 {
-        self.session as i64
+        self.session
     }
 
     /// The largest zxid seen in a reply of this session.
@@ -347,7 +418,7 @@ impl ZkClient {
     }
 
     fn raw_answer(&self, m: MultiSeq) -> Result<RawAnswer, ZkError> {
-        if m.session != self.session {
+        if m.session != self.proxy {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
         }
@@ -376,7 +447,7 @@ impl ZkClient {
             },
         )?;
         match self.client.read_local(payload, 0).await {
-            Ok(m) if m.session == self.session => Ok(()),
+            Ok(m) if m.session == self.proxy => Ok(()),
             Ok(_) | Err(ClientError::SessionExpired) => {
                 self.expired.store(true, Ordering::Relaxed);
                 Err(ZkError::SessionExpired)
@@ -422,7 +493,7 @@ impl ZkClient {
     }
 
     fn answer(&self, xid: i32, shape: &Shape, m: &MultiSeq) -> Result<(Response, i64), ZkError> {
-        if m.session != self.session {
+        if m.session != self.proxy {
             self.expired.store(true, Ordering::Relaxed);
             return Err(ZkError::SessionExpired);
         }
@@ -558,120 +629,4 @@ fn unexpected(what: &'static str) -> ZkError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reply(xid: i32, zxid: i64, result: &Result<Response, Code>, shape: &Shape) -> Bytes {
-        let framed = jute::encode_response(xid, zxid, result, shape).unwrap();
-        Bytes::from(framed).slice(4..)
-    }
-
-    fn stat(version: i32) -> Stat {
-        Stat {
-            czxid: 3,
-            mzxid: 9,
-            version,
-            data_length: 2,
-            ..Stat::default()
-        }
-    }
-
-    #[test]
-    fn a_create2_reply_decodes_with_its_stat_and_zxid() {
-        let req = Request::Create {
-            path: "/a".into(),
-            data: Bytes::from_static(b"hi"),
-            acl: Acl::open_unsafe(),
-            mode: CreateMode::Persistent,
-        };
-        let (payload, shape) = request_payload(7, &req).unwrap();
-        assert_eq!(shape, Shape::Create2);
-        let (h, body) = jute::split_request(&payload).unwrap();
-        assert_eq!((h.xid, h.op), (7, opcode::CREATE2));
-        match jute::decode_request(h.op, body).unwrap() {
-            jute::Decoded::Tree { request, .. } => assert_eq!(request, req),
-            other => panic!("{other:?}"),
-        }
-        let resp = Response::Create {
-            path: "/a".into(),
-            stat: stat(0),
-        };
-        let bytes = reply(7, 42, &Ok(resp.clone()), &shape);
-        assert_eq!(decode_reply(7, &shape, &bytes).unwrap(), (42, Ok(resp)));
-    }
-
-    #[test]
-    fn an_error_reply_is_its_code_with_the_zxid() {
-        let shape = Shape::SetData;
-        let bytes = reply(3, 11, &Err(Code::BadVersion), &shape);
-        assert_eq!(
-            decode_reply(3, &shape, &bytes).unwrap(),
-            (11, Err(Code::BadVersion))
-        );
-    }
-
-    #[test]
-    fn a_reply_to_another_xid_or_cut_short_is_refused() {
-        let shape = Shape::GetData;
-        let ok = Ok(Response::Data {
-            data: Bytes::from_static(b"hi"),
-            stat: stat(4),
-        });
-        let bytes = reply(5, 1, &ok, &shape);
-        assert_eq!(
-            decode_reply(6, &shape, &bytes),
-            Err(ZkError::Xid { sent: 6, got: 5 })
-        );
-        assert!(matches!(
-            decode_reply(5, &shape, &bytes[..bytes.len() - 1]),
-            Err(ZkError::Decode(_))
-        ));
-        assert!(matches!(
-            decode_reply(5, &shape, &bytes[..10]),
-            Err(ZkError::Decode(_))
-        ));
-        assert!(matches!(
-            decode_reply(5, &shape, &[]),
-            Err(ZkError::Decode(_))
-        ));
-    }
-
-    #[test]
-    fn a_failed_multi_is_a_list_of_codes() {
-        let ops = vec![
-            Request::Check {
-                path: "/a".into(),
-                version: 0,
-            },
-            Request::Delete {
-                path: "/b".into(),
-                version: -1,
-            },
-        ];
-        let (_, shape) = request_payload(2, &Request::Multi(ops)).unwrap();
-        let results = vec![OpResult::Error(Code::Ok), OpResult::Error(Code::NoNode)];
-        let bytes = reply(2, 8, &Ok(Response::Multi(results.clone())), &shape);
-        assert_eq!(
-            decode_reply(2, &shape, &bytes).unwrap(),
-            (8, Ok(Response::Multi(results)))
-        );
-    }
-
-    #[test]
-    fn create_session_is_a_header_and_the_timeout() {
-        let p = create_session_payload(1, 10_000);
-        let (h, body) = jute::split_request(&p).unwrap();
-        assert_eq!((h.xid, h.op), (1, opcode::CREATE_SESSION));
-        assert_eq!(body, 10_000i32.to_be_bytes());
-        assert!(matches!(
-            request_payload(1, &Request::CreateSession { timeout_ms: 1 }),
-            Err(ZkError::Encode(_))
-        ));
-        // Its reply has no body.
-        let bytes = reply(1, 1, &Ok(Response::Empty), &Shape::CloseSession);
-        assert_eq!(
-            decode_reply(1, &Shape::CloseSession, &bytes).unwrap(),
-            (1, Ok(Response::Empty))
-        );
-    }
-}
+mod tests;

@@ -531,3 +531,89 @@ fn every_replica_feeds_the_triggers_zookeeper_fires() {
         assert!(f.triggers.is_empty() && f.upto == f.after && !f.gap);
     }
 }
+
+/// `client`'s moveSession (opcode -20) of ZooKeeper session `session`.
+fn move_session(client: u64, seq: u64, session: i64, timeout_ms: i32) -> ClientOp {
+    let mut w = Writer::new();
+    RequestHeader {
+        xid: seq as i32,
+        op: opcode::MOVE_SESSION,
+    }
+    .write(&mut w);
+    w.write_i64(session);
+    w.write_i32(timeout_ms);
+    ClientOp {
+        payload: Bytes::from(w.into_inner()),
+        acked_below: seq,
+        ..op(client, seq, 1)
+    }
+}
+
+#[test]
+fn a_moved_session_keeps_its_ephemerals_and_expires_with_its_new_owner_only() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        session_timeout_us: 60_000_000,
+        ..keeper()
+    });
+    let s1 = harness::session(1) as i64;
+    net.send(l, &[open_session_for(1, 1, 4_000)]);
+    net.send(l, &[zk_op(1, 2, &create("/e1", CreateMode::Ephemeral))]);
+    // Client 2 takes the session over: its ops act as it.
+    net.send(l, &[move_session(2, 1, s1, 4_000)]);
+    net.send(l, &[zk_op(2, 2, &create("/e2", CreateMode::Ephemeral))]);
+    let (_, moved) = reply(&net, 2, 1, &Request::CloseSession);
+    assert_eq!(moved, Ok(Response::Empty));
+    let (_, made) = reply(&net, 2, 2, &create("/e2", CreateMode::Ephemeral));
+    assert!(matches!(made, Ok(Response::Create { stat, .. }) if stat.ephemeral_owner == s1));
+    // Client 1 lost it: its ops are answered SessionMoved and change nothing.
+    net.send(l, &[zk_op(1, 3, &create("/x", CreateMode::Persistent))]);
+    net.send(l, &[zk_op(1, 4, &Request::CloseSession)]);
+    net.advance(3 * TICK);
+    let (_, x) = reply(&net, 1, 3, &create("/x", CreateMode::Persistent));
+    assert_eq!(x, Err(Code::SessionMoved));
+    let (_, closed) = reply(&net, 1, 4, &Request::CloseSession);
+    assert_eq!(closed, Err(Code::SessionMoved));
+    // Client 1 goes idle past its 4 s; client 2 keeps the session alive: it stays.
+    for i in 0..12u64 {
+        net.send(l, &[zk_op(2, 3 + i, &get("/e1"))]);
+        net.advance(500_000);
+    }
+    net.agree_all();
+    // Client 1's client session is closed by now.
+    net.send(l, &[zk_op(1, 5, &get("/e1"))]);
+    let status = net
+        .replies
+        .iter()
+        .rev()
+        .find(|(_, _, rep)| rep.session == harness::session(1) && rep.client_seq == 5)
+        .map(|(_, _, rep)| rep.status);
+    assert_eq!(status, Some(ReplyStatus::UnknownSession as i32));
+    for r in 0..N {
+        let t = net.reps[r].tree().expect("a tree");
+        assert!(t.stat("/x").is_none(), "replica {r}: the old owner wrote");
+        assert!(
+            t.stat("/e1").is_some(),
+            "replica {r}: gone with the old owner"
+        );
+        assert!(
+            t.stat("/e2").is_some(),
+            "replica {r}: gone with the old owner"
+        );
+        assert_eq!(t.owners(), vec![(s1, harness::session(2) as i64)]);
+    }
+    // Client 2 goes idle: past the 4 s its move asked for, the session expires.
+    net.advance(5_500_000);
+    net.agree_all();
+    for r in 0..N {
+        let t = net.reps[r].tree().expect("a tree");
+        assert!(
+            t.stat("/e1").is_none() && t.stat("/e2").is_none(),
+            "replica {r}"
+        );
+        assert!(
+            t.sessions().is_empty() && t.owners().is_empty(),
+            "replica {r}"
+        );
+        assert_eq!(Some(t.digest()), net.reps[0].tree().map(|t| t.digest()));
+    }
+}

@@ -11,4 +11,6 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_intake;
+#[cfg(test)]
 mod tests_reads;

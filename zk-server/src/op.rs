@@ -1,6 +1,7 @@
 //! One op at a shard server: decode the delivered ZooKeeper request, decide what every
 //! touched shard decides before running it (a request that does not decode, numbers that
-//! are not the spaces the request touches, a session the tree does not hold), and run it
+//! are not the spaces the request touches, a session the tree does not hold or that moved
+//! to another client session), and run it
 //! on the shard's records plus the other shards' views. Every decision depends only on
 //! the item and on state all touched shards share at the op's position (the session
 //! table), so every server of every touched shard reaches the same one.
@@ -8,9 +9,9 @@
 use bytes::Bytes;
 use mason_common::types::SpaceMask;
 use mason_common::zkmsg::ZkItem;
-use mason_zk::jute::{self, Decoded, Reader, Shape};
+use mason_zk::jute::{self, Decoded, Shape};
 use mason_zk::sharded::{self, View};
-use mason_zk::{opcode, shard, Code, Ctx, DataTree, Request, Trigger};
+use mason_zk::{shard, Code, Ctx, DataTree, Request, Trigger};
 
 /// What a delivered op is, before it runs.
 pub enum Prepared {
@@ -42,16 +43,8 @@ pub fn prepare(tree: &DataTree, item: &ZkItem, shards: u32) -> Prepared {
         Ok(x) => x,
         Err(_) => return Prepared::Refused(error_reply(0, 0, Code::MarshallingError)),
     };
-    let decoded = if header.op == opcode::CREATE_SESSION {
-        Reader::new(body)
-            .read_i32()
-            .map(|timeout_ms| Decoded::Tree {
-                request: Request::CreateSession { timeout_ms },
-                shape: Shape::CloseSession,
-            })
-    } else {
-        jute::decode_request(header.op, body)
-    };
+    // createSession and moveSession come only from proxies' clients.
+    let decoded = jute::decode_logged_request(header.op, body);
     let (request, shape) = match decoded {
         Ok(Decoded::Tree { request, shape }) => (request, shape),
         Ok(Decoded::Special(_)) => {
@@ -74,8 +67,14 @@ pub fn prepare(tree: &DataTree, item: &ZkItem, shards: u32) -> Prepared {
         0
     };
     let session = item.session as i64;
-    if !matches!(request, Request::CreateSession { .. }) && !tree.has_session(session) {
-        return Prepared::Refused(error_reply(header.xid, zxid, Code::SessionExpired));
+    if !matches!(
+        request,
+        Request::CreateSession { .. } | Request::MoveSession { .. }
+    ) {
+        // The session table (owners included) is the same on every shard at this op.
+        if let Err(code) = tree.resolve_session(session) {
+            return Prepared::Refused(error_reply(header.xid, zxid, code));
+        }
     }
     Prepared::Run {
         xid: header.xid,

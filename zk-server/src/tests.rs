@@ -11,7 +11,7 @@ use mason_common::msg::Body;
 use mason_common::zkmsg::{shard_space, ZkApplied, ZkDeliver, ZkItem};
 use mason_corfu_server::storage::MemStore;
 use mason_zk::jute::{self, RequestHeader, Shape, Writer};
-use mason_zk::{opcode, shard, Acl, CreateMode, Ctx, DataTree, Request};
+use mason_zk::{opcode, shard, Acl, Code, CreateMode, Ctx, DataTree, Request};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
@@ -62,7 +62,9 @@ struct World {
     now: u64,
 }
 
-fn payload(xid: i32, req: &Request) -> Bytes {
+/// A request as a proxy's client sends it (header and body); createSession and
+/// moveSession too.
+pub(crate) fn payload(xid: i32, req: &Request) -> Bytes {
     if let Request::CreateSession { timeout_ms } = req {
         let mut w = Writer::new();
         RequestHeader {
@@ -70,6 +72,21 @@ fn payload(xid: i32, req: &Request) -> Bytes {
             op: opcode::CREATE_SESSION,
         }
         .write(&mut w);
+        w.write_i32(*timeout_ms);
+        return Bytes::from(w.into_inner());
+    }
+    if let Request::MoveSession {
+        session,
+        timeout_ms,
+    } = req
+    {
+        let mut w = Writer::new();
+        RequestHeader {
+            xid,
+            op: opcode::MOVE_SESSION,
+        }
+        .write(&mut w);
+        w.write_i64(*session);
         w.write_i32(*timeout_ms);
         return Bytes::from(w.into_inner());
     }
@@ -297,6 +314,18 @@ fn a_session_closes_at_the_same_place_on_every_server() {
     );
 }
 
+/// A session moved to another client session in the middle of the run: the old owner's
+/// ops, its expiry's closeSession among them, are answered SessionMoved on every shard and
+/// change nothing; the new owner's act as the session; every server agrees.
+#[test]
+fn a_moved_session_is_refused_to_its_old_owner_on_every_shard() {
+    for seed in 1..=6u64 {
+        for shards in [1u32, 3] {
+            check_run(seed, shards, Fault::Moved);
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
@@ -304,6 +333,20 @@ enum Fault {
     CutOff,
     /// Session 102 closes after 60 of the random ops, not at the end.
     MidClose,
+    /// Client session [`MOVER`] takes session 101 over after 40 of the random ops.
+    Moved,
+}
+
+/// The client session that takes a ZooKeeper session over (`Fault::Moved`).
+const MOVER: i64 = 201;
+
+/// What the unsharded tree answered, to show a run is not vacuous.
+#[derive(Default)]
+struct Outcomes {
+    /// The senders of ops answered SessionMoved.
+    moved: Vec<i64>,
+    /// Writes of the mover that succeeded.
+    by_mover: usize,
 }
 
 fn check_run(seed: u64, shards: u32, fault: Fault) {
@@ -334,14 +377,34 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
         .iter()
         .map(|s| (*s, Request::CreateSession { timeout_ms: 5000 }))
         .collect();
+    // Moved: client session 201 (no ZooKeeper session of its own) also sends ops.
+    let senders = [101i64, 102, 103, MOVER];
+    let senders = if fault == Fault::Moved {
+        &senders[..]
+    } else {
+        &sessions[..]
+    };
     for _ in 0..120 {
-        ops.push(random_op(&mut rng, &sessions));
+        ops.push(random_op(&mut rng, senders));
     }
     if fault == Fault::MidClose {
         ops.insert(sessions.len() + 60, (102, Request::CloseSession));
     } else {
         ops.push((102, Request::CloseSession));
     }
+    if fault == Fault::Moved {
+        // 201 takes session 101 over; then 101, idle, is closed as the group expires an
+        // idle client session (its closeSession as its next op): SessionMoved, nothing
+        // changes. At the end 201 closes 101, ephemerals and all.
+        let moved = Request::MoveSession {
+            session: 101,
+            timeout_ms: 6000,
+        };
+        ops.insert(sessions.len() + 40, (MOVER, moved));
+        ops.insert(sessions.len() + 41, (101, Request::CloseSession));
+        ops.push((MOVER, Request::CloseSession));
+    }
+    let mut outcomes = Outcomes::default();
     for (k, (session, req)) in ops.into_iter().enumerate() {
         if crash && k == 60 {
             // Server 1 of shard 0 loses its disk and memory, and is away for a while.
@@ -400,8 +463,12 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
         } else {
             0
         };
-        let want = if !matches!(req, Request::CreateSession { .. }) && !full.has_session(session) {
-            crate::op::error_reply(xid, zxid, mason_zk::Code::SessionExpired)
+        let refused = match req {
+            Request::CreateSession { .. } | Request::MoveSession { .. } => None,
+            _ => full.resolve_session(session).err(),
+        };
+        let want = if let Some(code) = refused {
+            crate::op::error_reply(xid, zxid, code)
         } else {
             let ctx = Ctx {
                 zxid,
@@ -409,6 +476,9 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
             };
             let applied = full.apply(ctx, session, &req);
             fired.extend(applied.triggers.iter().map(|t| (applied.zxid, t.clone())));
+            if session == MOVER && req.is_write() && applied.response.is_ok() {
+                outcomes.by_mover += 1;
+            }
             let shape = Shape::for_request(&req).unwrap_or(Shape::CloseSession);
             Bytes::from(
                 jute::encode_response(xid, applied.zxid, &applied.response, &shape)
@@ -416,6 +486,9 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
             )
             .slice(4..)
         };
+        if jute::split_reply(&want).is_ok_and(|(h, _)| h.err == Code::SessionMoved.code()) {
+            outcomes.moved.push(session);
+        }
         for (j, space) in mason_common::types::SpaceMask(mask).iter().enumerate() {
             if space == 0 {
                 continue;
@@ -489,6 +562,19 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
         }
     }
     assert!(seen > 100, "seed {seed}: only {seen} replies");
+    if fault == Fault::Moved {
+        // The old owner's ops (its close among them) were refused; the mover wrote as 101,
+        // and its close ended 101 on every shard.
+        assert!(outcomes.moved.len() > 1 && outcomes.moved.iter().all(|s| *s == 101));
+        assert!(
+            outcomes.by_mover > 1,
+            "seed {seed}: the mover wrote nothing"
+        );
+        assert!(!whole.has_session(101) && whole.owners().is_empty());
+        assert!(whole.ephemerals(101).is_empty());
+    } else {
+        assert!(outcomes.moved.is_empty());
+    }
     // A server restarted from its store alone replays to the same tree.
     let srv = &w.servers[0][0];
     let mut again = ZkNode::new(
@@ -500,90 +586,6 @@ fn check_run_with(seed: u64, shards: u32, fault: Fault, mutant: Option<NodeMutan
     assert_eq!(again.next(), srv.node.next());
     assert_eq!(again.tree().digest(), srv.node.tree().digest());
     Ran { w, fired }
-}
-
-/// What waits for its turn is bounded in bytes: deliveries past the bound are refused
-/// (their proxy delivers them again), and the next position is always taken, so the
-/// server goes on once the hole is filled.
-#[test]
-fn what_waits_ahead_is_bounded_in_bytes() {
-    let mut cfg = NodeConfig::new(0, 1, 0, vec![3]);
-    cfg.max_held_bytes = 10_000;
-    let mut node = ZkNode::new(cfg, DataTree::new_shard(0, 1), 0);
-    let mut out = Vec::new();
-    let session = Request::CreateSession { timeout_ms: 5000 };
-    let set = |pos: u64, n: usize| ZkItem {
-        pos,
-        noops: 0,
-        session: 7,
-        payload: payload(
-            pos as i32 + 1,
-            &Request::SetData {
-                path: "/zookeeper".into(),
-                data: Bytes::from(vec![b'x'; n]),
-                version: -1,
-            },
-        ),
-        time_ms: 0,
-        mask: shard::spaces(
-            &Request::GetData {
-                path: "/".into(),
-                watch: false,
-            },
-            1,
-        ) | 1,
-        numbers: vec![pos, pos],
-    };
-    // Positions 1..=40, 1 KB each, while position 0 has not come: about 10 are held.
-    let items: Vec<ZkItem> = (1..=40).map(|p| set(p, 1000)).collect();
-    node.on_deliver(
-        1,
-        ZkDeliver {
-            group: 0,
-            shard: 0,
-            items: items.clone(),
-        },
-        &mut out,
-    );
-    assert_eq!(node.next(), 0);
-    // Position 0 opens the session; then everything held applies, and stops at the
-    // first position that was refused.
-    let open = ZkItem {
-        pos: 0,
-        noops: 0,
-        session: 7,
-        payload: payload(1, &session),
-        time_ms: 0,
-        mask: shard::spaces(&session, 1),
-        numbers: vec![0, 0],
-    };
-    node.on_deliver(
-        1,
-        ZkDeliver {
-            group: 0,
-            shard: 0,
-            items: vec![open],
-        },
-        &mut out,
-    );
-    let stopped = node.next();
-    assert!(
-        (5..=11).contains(&stopped),
-        "held past the bound: next {stopped}"
-    );
-    // Delivered again (as proxies do until answered), the rest goes through, a bounded
-    // part at a time.
-    for _ in 0..10 {
-        let before = node.next();
-        let d = ZkDeliver {
-            group: 0,
-            shard: 0,
-            items: items.clone(),
-        };
-        node.on_deliver(1, d, &mut out);
-        assert!(node.next() > before || node.next() == 41);
-    }
-    assert_eq!(node.next(), 41);
 }
 
 #[path = "tests_feed.rs"]

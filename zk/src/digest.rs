@@ -1,6 +1,7 @@
 //! Replica agreement: a deterministic 64-bit digest of the tree (every
 //! node's path, data, ACL, persisted Stat and child names, then the session
-//! table) and a way to name the first place two trees differ.
+//! table and, when any session moved, its owners) and a way to name the first
+//! place two trees differ.
 //!
 //! The digest is 64-bit FNV-1a over the canonical snapshot encoding of each
 //! node, so it is the same on every platform. It is computed in one pass
@@ -48,12 +49,21 @@ impl DataTree {
             h.write(&id.to_be_bytes());
             h.write(&timeout.to_be_bytes());
         }
+        // Only when some session moved, so that trees without moves keep their digest.
+        if !self.owners.is_empty() {
+            h.write_len(self.owners.len());
+            for (session, owner) in &self.owners {
+                h.write(&session.to_be_bytes());
+                h.write(&owner.to_be_bytes());
+            }
+        }
         h.0
     }
 
     /// The first path (in path order) whose node differs between the two
     /// trees or exists in only one; if all nodes agree, the first differing
-    /// session as `session 0x<id>`; `None` if the trees agree on everything
+    /// session as `session 0x<id>`, then the first session whose owner differs
+    /// as `owner of session 0x<id>`; `None` if the trees agree on everything
     /// the digest covers.
     pub fn first_difference(&self, other: &DataTree) -> Option<String> {
         let mut a = self.nodes.iter().peekable();
@@ -79,8 +89,23 @@ impl DataTree {
         let mut ids: Vec<i64> = ids.copied().collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter()
+        if let Some(id) = ids
+            .into_iter()
             .find(|id| self.sessions.get(id) != other.sessions.get(id))
-            .map(|id| format!("session {id:#x}"))
+        {
+            return Some(format!("session {id:#x}"));
+        }
+        let mut moved: Vec<i64> = self
+            .owners
+            .keys()
+            .chain(other.owners.keys())
+            .copied()
+            .collect();
+        moved.sort_unstable();
+        moved.dedup();
+        moved
+            .into_iter()
+            .find(|id| self.owners.get(id) != other.owners.get(id))
+            .map(|id| format!("owner of session {id:#x}"))
     }
 }

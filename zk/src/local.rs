@@ -28,17 +28,15 @@ pub fn decode(payload: &[u8]) -> Result<(i32, Request), NotLocal> {
 
 /// Answers `payload`, a local read of `session`, from `tree`: ZooKeeper's reply (header
 /// and body), with the tree's last zxid. A session the tree does not hold is answered
-/// SessionExpired, as a ZooKeeper server answers a request of an expired session.
+/// SessionExpired, as a ZooKeeper server answers a request of an expired session, and one
+/// moved to another owner SessionMoved ([`DataTree::resolve_session`]).
 pub fn answer(tree: &DataTree, session: i64, payload: &[u8]) -> Result<Bytes, NotLocal> {
     let (xid, request) = decode(payload)?;
     let zxid = tree.last_zxid();
-    if !tree.has_session(session) {
-        return Ok(Bytes::from(jute::header_reply(
-            xid,
-            zxid,
-            Code::SessionExpired.code(),
-        )));
-    }
+    let session = match tree.resolve_session(session) {
+        Ok(acting) => acting,
+        Err(code) => return Ok(Bytes::from(jute::header_reply(xid, zxid, code.code()))),
+    };
     let Some(shape) = jute::Shape::for_request(&request) else {
         return Err(NotLocal::NotARead(request.opcode()));
     };

@@ -77,6 +77,15 @@ pub enum Request {
     /// Ends the requesting session (also used for expiry) and deletes its
     /// ephemeral nodes.
     CloseSession,
+    /// The requesting session (a proxy client session) becomes the owner of the live
+    /// ZooKeeper session `session`, whose timeout becomes `timeout_ms`: its later ops
+    /// act as `session`, and the previous owner's are answered `SessionMoved` (see
+    /// `DataTree::resolve_session`). Not a ZooKeeper request: opcode -20, sent only
+    /// through a proxy (`MOVE_SESSION`), never decoded from a ZooKeeper client's packet.
+    MoveSession {
+        session: i64,
+        timeout_ms: i32,
+    },
 }
 
 impl Request {
@@ -93,6 +102,7 @@ impl Request {
                 | Request::Multi(_)
                 | Request::CreateSession { .. }
                 | Request::CloseSession
+                | Request::MoveSession { .. }
         )
     }
 
@@ -133,14 +143,15 @@ impl Request {
             Request::GetAllChildrenNumber { .. } => opcode::GET_ALL_CHILDREN_NUMBER,
             Request::CreateSession { .. } => opcode::CREATE_SESSION,
             Request::CloseSession => opcode::CLOSE_SESSION,
+            Request::MoveSession { .. } => opcode::MOVE_SESSION,
         }
     }
 
     /// The paths this request reads or changes, known before it runs:
     /// create and delete also touch the parent (its child list changes); a
     /// sequential create names its prefix. A multi touches the union, in
-    /// order, without repeats. getEphemerals, createSession and closeSession
-    /// name no path: what they touch depends on the session's ephemerals.
+    /// order, without repeats. getEphemerals, createSession, closeSession and
+    /// moveSession name no path: what they touch depends on the session's ephemerals.
     pub fn paths(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         self.collect_paths(&mut out);
@@ -176,7 +187,8 @@ impl Request {
             }
             Request::GetEphemerals { .. }
             | Request::CreateSession { .. }
-            | Request::CloseSession => {}
+            | Request::CloseSession
+            | Request::MoveSession { .. } => {}
         }
     }
 }
@@ -204,7 +216,7 @@ pub enum Response {
     Ephemerals(Vec<String>),
     /// getAllChildrenNumber.
     AllChildrenNumber(i32),
-    /// delete, check, createSession, closeSession: no body.
+    /// delete, check, createSession, closeSession, moveSession: no body.
     Empty,
 }
 

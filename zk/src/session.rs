@@ -1,12 +1,16 @@
 //! Sessions: createSession registers a session id with its timeout;
 //! closeSession (also how expiry is applied) deletes every ephemeral node of
-//! the session in one step, in path order, and forgets the session.
+//! the session in one step, in path order, and forgets the session;
+//! moveSession hands a live session to another owner (ZooKeeper's "session
+//! moved": the op-session that sent it acts as the session from then on, and
+//! the previous owner's requests are answered `SessionMoved`).
 //!
 //! Liveness (heartbeats, timers, expiry decisions) is the caller's job; the
 //! tree only needs to know which sessions exist so that an ephemeral create
 //! for an unknown session fails with `SessionExpired`, as ZooKeeper's
 //! `checkGlobalSession` makes it.
 
+use crate::code::Code;
 use crate::op::{Ctx, Trigger};
 use crate::path::split_last_slash;
 use crate::tree::DataTree;
@@ -39,5 +43,40 @@ impl DataTree {
             let _ = self.remove_node(&path, &parent, ctx.zxid, triggers);
         }
         self.sessions.remove(&session);
+        if let Some(owner) = self.owners.remove(&session) {
+            self.aliases.remove(&owner);
+        }
+    }
+
+    /// Op-session `by` takes over live session `target`, whose timeout becomes
+    /// `timeout_ms`. The previous owner's alias goes (at most one alias per session);
+    /// moving a session back to its own id leaves it no alias. A session not live is
+    /// `SessionExpired`; an op-session that already acts as another live session is
+    /// `BadArguments` (it would leave that one without an owner). Either changes nothing.
+    /// Moving to the current owner only sets the timeout.
+    pub(crate) fn move_session(
+        &mut self,
+        by: i64,
+        target: i64,
+        timeout_ms: i32,
+    ) -> Result<(), Code> {
+        if !self.sessions.contains_key(&target) {
+            return Err(Code::SessionExpired);
+        }
+        match self.resolve_session(by) {
+            Ok(acting) if acting == target => {}
+            Ok(_) => return Err(Code::BadArguments),
+            Err(_) => {
+                if let Some(previous) = self.owners.remove(&target) {
+                    self.aliases.remove(&previous);
+                }
+                if by != target {
+                    self.owners.insert(target, by);
+                    self.aliases.insert(by, target);
+                }
+            }
+        }
+        self.sessions.insert(target, timeout_ms);
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@
 //! its owner shard. A create and a delete touch the owner shard and the parent's owner
 //! shard (the parent's children change); reads, setData and check touch the owner only
 //! (getChildren reads the children the node's own record holds); a multi touches what its
-//! ops touch; opening and closing a session, getEphemerals and getAllChildrenNumber touch
+//! ops touch; opening, closing and moving a session, getEphemerals and getAllChildrenNumber touch
 //! every shard (any may hold the session's ephemerals or the path's descendants).
 
 use crate::op::Request;
@@ -87,9 +87,11 @@ pub fn touched(req: &Request, shards: u32) -> u64 {
             bit(path) | path::parent(path).map_or(0, bit)
         }
         Request::Multi(ops) => ops.iter().fold(0, |m, op| m | touched(op, shards)),
-        // Any shard may hold the session's ephemerals, or the path's descendants.
+        // Any shard may hold the session's ephemerals, or the path's descendants; every shard
+        // holds the session table.
         Request::CloseSession
         | Request::CreateSession { .. }
+        | Request::MoveSession { .. }
         | Request::GetEphemerals { .. }
         | Request::GetAllChildrenNumber { .. } => all,
         other => other.paths().into_iter().fold(0, |m, p| m | bit(p)) & all,
@@ -189,6 +191,15 @@ mod tests {
         let multi = Request::Multi(vec![set, create]);
         assert_eq!(touched(&multi, shards), both);
         assert_eq!(touched(&Request::CloseSession, shards), 0xff);
+        let moved = Request::MoveSession {
+            session: 7,
+            timeout_ms: 1,
+        };
+        assert_eq!(touched(&moved, shards), 0xff);
+        // A write, as createSession is: it takes a number in the clock (its zxid).
+        let open = Request::CreateSession { timeout_ms: 1 };
+        assert_eq!(spaces(&moved, shards), spaces(&open, shards));
+        assert_eq!(spaces(&moved, shards), 0x1ff);
     }
 
     #[test]

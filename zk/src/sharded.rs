@@ -78,10 +78,13 @@ pub struct View {
 }
 
 /// Whether `req` runs with views: its outcome may depend on records of more than one shard
-/// (it touches several). Never with one shard; never for createSession, which only
-/// registers the session on every shard.
+/// (it touches several). Never with one shard; never for createSession or moveSession,
+/// which only change the session table every shard holds.
 pub fn needs_views(req: &Request, shards: u32) -> bool {
-    !matches!(req, Request::CreateSession { .. }) && touched(req, shards).count_ones() > 1
+    !matches!(
+        req,
+        Request::CreateSession { .. } | Request::MoveSession { .. }
+    ) && touched(req, shards).count_ones() > 1
 }
 
 /// The node-map key of a path the op names (`""` is the root's alias).
@@ -93,7 +96,9 @@ fn key(path: &str) -> &str {
     }
 }
 
-/// Shard `me`'s view for `req` from `session`, computed on its tree just before the op.
+/// Shard `me`'s view for `req` from op-session `session`, computed on its tree just
+/// before the op. A session moved to another owner gets an empty view (the op is refused
+/// everywhere); otherwise the view is of the session the op-session acts as.
 pub fn view(tree: &DataTree, session: i64, req: &Request, me: u32, shards: u32) -> View {
     let mine = |p: &str| owner(p, shards) == me;
     let image = |p: &str| (p.to_string(), tree.nodes.get(p).map(NodeImage::from));
@@ -101,8 +106,13 @@ pub fn view(tree: &DataTree, session: i64, req: &Request, me: u32, shards: u32) 
         shard: me,
         ..View::default()
     };
+    let session = match tree.resolve_session(session) {
+        Ok(acting) => acting,
+        Err(crate::code::Code::SessionMoved) => return out,
+        Err(_) => session,
+    };
     match req {
-        Request::CreateSession { .. } => {}
+        Request::CreateSession { .. } | Request::MoveSession { .. } => {}
         Request::CloseSession => {
             if let Some(set) = tree.ephemerals.get(&session) {
                 out.records = set.iter().filter(|p| mine(p)).map(|p| image(p)).collect();
@@ -257,7 +267,8 @@ impl DataTree {
 }
 
 /// Puts shards' trees back together (the verdict's whole tree): every record from the
-/// one shard that holds it, the session table (every shard holds the same one), the
+/// one shard that holds it, the session table and its owners (every shard holds the
+/// same ones), the
 /// largest zxid. The result must be one tree: a root, every node listed by its parent,
 /// every listed child present, no record held twice, the same sessions everywhere.
 pub fn merge(parts: &[DataTree]) -> Result<DataTree, String> {
@@ -266,11 +277,16 @@ pub fn merge(parts: &[DataTree]) -> Result<DataTree, String> {
         nodes: std::collections::BTreeMap::new(),
         ephemerals: std::collections::BTreeMap::new(),
         sessions: first.sessions.clone(),
+        owners: first.owners.clone(),
+        aliases: first.aliases.clone(),
         last_zxid: 0,
     };
     for (s, part) in parts.iter().enumerate() {
         if part.sessions != first.sessions {
             return Err(format!("shard {s} holds other sessions than shard 0"));
+        }
+        if part.owners != first.owners {
+            return Err(format!("shard {s} holds other session owners than shard 0"));
         }
         whole.last_zxid = whole.last_zxid.max(part.last_zxid);
         for (path, node) in &part.nodes {

@@ -14,6 +14,11 @@
 //! but each node is followed by its children's names (u32 count, then strings, sorted),
 //! since a shard holds a node's record without its children's; nodes need not have
 //! their parents, nor the tree a root.
+//!
+//! Versions 3 (whole tree) and 4 (shard) are 1 and 2 with the moved sessions' owners
+//! after the session table: u32 count then (i64 session, i64 owner) each, in session
+//! order. A tree with no moved session is written as version 1 or 2, so older images and
+//! readers are unchanged; every version restores.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +32,8 @@ use crate::types::{Acl, StatPersisted};
 const MAGIC: &[u8; 4] = b"MZKT";
 const VERSION: u32 = 1;
 const SHARD_VERSION: u32 = 2;
+/// Added to a version when the image carries session owners.
+const WITH_OWNERS: u32 = 2;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -148,20 +155,28 @@ impl DataTree {
         self.encode(SHARD_VERSION)
     }
 
-    fn encode(&self, version: u32) -> Vec<u8> {
+    fn encode(&self, base: u32) -> Vec<u8> {
+        let owners = !self.owners.is_empty();
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
-        put_u32(&mut out, version);
+        put_u32(&mut out, if owners { base + WITH_OWNERS } else { base });
         put_i64(&mut out, self.last_zxid);
         put_count(&mut out, self.sessions.len());
         for (id, timeout) in &self.sessions {
             put_i64(&mut out, *id);
             put_i32(&mut out, *timeout);
         }
+        if owners {
+            put_count(&mut out, self.owners.len());
+            for (session, owner) in &self.owners {
+                put_i64(&mut out, *session);
+                put_i64(&mut out, *owner);
+            }
+        }
         put_count(&mut out, self.nodes.len());
         for (path, node) in &self.nodes {
             encode_node(&mut out, path, node);
-            if version == SHARD_VERSION {
+            if base == SHARD_VERSION {
                 put_count(&mut out, node.children.len());
                 for c in &node.children {
                     put_bytes(&mut out, c.as_bytes());
@@ -184,7 +199,7 @@ impl DataTree {
         let (body, trailer) = buf.split_at(buf.len() - 4);
         let mut r = Reader { buf: body, pos: 4 };
         let version = r.u32()?;
-        if version != VERSION && version != SHARD_VERSION {
+        if !(VERSION..=SHARD_VERSION + WITH_OWNERS).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let mut crc = [0u8; 4];
@@ -192,7 +207,8 @@ impl DataTree {
         if crc32fast::hash(body) != u32::from_be_bytes(crc) {
             return Err(SnapshotError::BadChecksum);
         }
-        let tree = read_tree(&mut r, version == SHARD_VERSION)?;
+        let shard = version == SHARD_VERSION || version == SHARD_VERSION + WITH_OWNERS;
+        let tree = read_tree(&mut r, shard, version > SHARD_VERSION)?;
         if r.pos != body.len() {
             return Err(SnapshotError::TrailingBytes(body.len() - r.pos));
         }
@@ -200,7 +216,7 @@ impl DataTree {
     }
 }
 
-fn read_tree(r: &mut Reader<'_>, shard: bool) -> Result<DataTree, SnapshotError> {
+fn read_tree(r: &mut Reader<'_>, shard: bool, owned: bool) -> Result<DataTree, SnapshotError> {
     let last_zxid = r.i64()?;
     let mut sessions = BTreeMap::new();
     for _ in 0..r.u32()? {
@@ -210,10 +226,32 @@ fn read_tree(r: &mut Reader<'_>, shard: bool) -> Result<DataTree, SnapshotError>
             return Err(invalid("duplicate session"));
         }
     }
+    let mut owners = BTreeMap::new();
+    let mut aliases = BTreeMap::new();
+    if owned {
+        let mut previous: Option<i64> = None;
+        for _ in 0..r.u32()? {
+            let session = r.i64()?;
+            let owner = r.i64()?;
+            if previous.is_some_and(|p| p >= session) {
+                return Err(invalid("session owners out of order"));
+            }
+            if !sessions.contains_key(&session) || owner == session {
+                return Err(invalid("an owner of a session not live, or of itself"));
+            }
+            if aliases.insert(owner, session).is_some() {
+                return Err(invalid("an owner of two sessions"));
+            }
+            owners.insert(session, owner);
+            previous = Some(session);
+        }
+    }
     let mut tree = DataTree {
         nodes: BTreeMap::new(),
         ephemerals: BTreeMap::new(),
         sessions,
+        owners,
+        aliases,
         last_zxid,
     };
     let count = r.u32()?;

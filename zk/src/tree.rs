@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use crate::code::Code;
 use crate::op::{Applied, Ctx, OpResult, Request, Response};
 use crate::types::{Acl, Stat, StatPersisted};
 
@@ -54,6 +55,11 @@ pub struct DataTree {
     pub(crate) ephemerals: BTreeMap<i64, BTreeSet<String>>,
     /// Live sessions and their timeouts in ms.
     pub(crate) sessions: BTreeMap<i64, i32>,
+    /// Moved sessions: a live session's owner, the op-session that acts as it, where that
+    /// is not the session's own id (`MoveSession`). Replicated state: digest and snapshot.
+    pub(crate) owners: BTreeMap<i64, i64>,
+    /// The reverse of `owners` (owner to session; derived).
+    pub(crate) aliases: BTreeMap<i64, i64>,
     pub(crate) last_zxid: i64,
 }
 
@@ -88,6 +94,8 @@ impl DataTree {
             nodes,
             ephemerals: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             last_zxid: 0,
         }
     }
@@ -141,6 +149,29 @@ impl DataTree {
         self.sessions.contains_key(&session)
     }
 
+    /// The live ZooKeeper session op-session `x` acts as: `Ok(s)` when `x` owns `s`
+    /// (it moved `s` to itself), or `x` is a live session still its own owner;
+    /// `Err(SessionMoved)` when `x` is a live session another op-session owns;
+    /// `Err(SessionExpired)` otherwise (never created, closed, expired, or an owner that
+    /// lost its session to a later mover).
+    pub fn resolve_session(&self, x: i64) -> Result<i64, Code> {
+        if let Some(s) = self.aliases.get(&x) {
+            return Ok(*s);
+        }
+        if !self.sessions.contains_key(&x) {
+            Err(Code::SessionExpired)
+        } else if self.owners.contains_key(&x) {
+            Err(Code::SessionMoved)
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// Moved sessions with their owners (session, owning op-session), by session id.
+    pub fn owners(&self) -> Vec<(i64, i64)> {
+        self.owners.iter().map(|(s, o)| (*s, *o)).collect()
+    }
+
     /// Live sessions with their timeouts (ms), by session id.
     pub fn sessions(&self) -> Vec<(i64, i32)> {
         self.sessions.iter().map(|(id, t)| (*id, *t)).collect()
@@ -163,8 +194,34 @@ impl DataTree {
     /// Apply one request. A write takes `ctx.zxid` whether it succeeds or
     /// fails (ZooKeeper logs a failed write as an error txn); a read ignores
     /// `ctx` and leaves the tree unchanged. `session` is the requesting
-    /// session (the txn header's client id).
+    /// session (the txn header's client id), the op-session: it acts as the
+    /// ZooKeeper session it owns ([`DataTree::resolve_session`]). A request
+    /// of a session moved to another owner is answered `SessionMoved` and
+    /// changes nothing but the last zxid (a write's error txn); one of an
+    /// unknown session runs as that id (an ephemeral create then fails with
+    /// `SessionExpired`: the callers refuse such requests before).
     pub fn apply(&mut self, ctx: Ctx, session: i64, req: &Request) -> Applied {
+        let session = match req {
+            Request::CreateSession { .. } | Request::MoveSession { .. } => Ok(session),
+            _ => match self.resolve_session(session) {
+                Err(Code::SessionMoved) => Err(Code::SessionMoved),
+                Ok(acting) => Ok(acting),
+                Err(_) => Ok(session),
+            },
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(code) => {
+                if req.is_write() && ctx.zxid > self.last_zxid {
+                    self.last_zxid = ctx.zxid;
+                }
+                return Applied {
+                    response: Err(code),
+                    zxid: self.last_zxid,
+                    triggers: Vec::new(),
+                };
+            }
+        };
         if !req.is_write() {
             return Applied {
                 response: self.read(session, req),
@@ -183,6 +240,12 @@ impl DataTree {
                 self.close_session(ctx, session, &mut triggers);
                 Ok(Response::Empty)
             }
+            Request::MoveSession {
+                session: target,
+                timeout_ms,
+            } => self
+                .move_session(session, *target, *timeout_ms)
+                .map(|()| Response::Empty),
             Request::SetAcl { path, acl, version } => {
                 self.set_acl(path, acl, *version).map(Response::Stat)
             }

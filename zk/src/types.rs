@@ -254,5 +254,8 @@ pub mod opcode {
     pub const WHO_AM_I: i32 = 107;
     pub const CREATE_SESSION: i32 = -10;
     pub const CLOSE_SESSION: i32 = -11;
+    /// Not a ZooKeeper opcode: a proxy session takes over a live ZooKeeper session
+    /// (`Request::MoveSession`). Only proxies' clients send it, never a ZooKeeper client.
+    pub const MOVE_SESSION: i32 = -20;
     pub const ERROR: i32 = -1;
 }

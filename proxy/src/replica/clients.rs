@@ -42,13 +42,17 @@ impl Incoming {
 pub(crate) const MIN_ZK_SESSION_US: u64 = 4_000_000;
 
 /// The timeout a ZooKeeper createSession request asks for (opcode -10, the body its
-/// timeout in ms), if `payload` is one.
+/// timeout in ms), or a moveSession (opcode -20, the body the session then its timeout:
+/// the client session taking the ZooKeeper session over gets its timeout), if `payload`
+/// is one.
 pub(crate) fn zk_session_timeout(payload: &[u8]) -> Option<i32> {
     let (header, body) = mason_zk::jute::split_request(payload).ok()?;
-    if header.op != mason_zk::opcode::CREATE_SESSION {
-        return None;
+    let mut r = mason_zk::jute::Reader::new(body);
+    match header.op {
+        mason_zk::opcode::CREATE_SESSION => r.read_i32().ok(),
+        mason_zk::opcode::MOVE_SESSION => r.read_i64().and_then(|_| r.read_i32()).ok(),
+        _ => None,
     }
-    mason_zk::jute::Reader::new(body).read_i32().ok()
 }
 
 /// The session timeout granted for a request of `asked_ms`, as ZooKeeper negotiates one:

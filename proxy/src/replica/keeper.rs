@@ -12,12 +12,15 @@
 //! reused): a client opens it with a `createSession` request (opcode -10, the body its
 //! timeout in ms) and ends it with `closeSession`; a client session the group closes for
 //! idleness (`--session-timeout-s`) expires its ZooKeeper session at that place in the
-//! log. Each write takes the next zxid.
+//! log. Another client session may take a live ZooKeeper session over with a
+//! `moveSession` (opcode -20: the session, then its timeout); the tree then runs its ops as
+//! that session, answers the previous owner's `SessionMoved`, and only the owner's
+//! idleness expires it. Each write takes the next zxid.
 
 use super::{Action, OpAnswer, Replica};
 use crate::entry::{BatchEntry, OpEntry};
 use bytes::Bytes;
-use mason_zk::jute::{self, Decoded, JuteError, Reader};
+use mason_zk::jute::{self, Decoded, JuteError};
 use mason_zk::{opcode, Code, Ctx, DataTree, Request, Trigger};
 
 impl Replica {
@@ -81,21 +84,22 @@ impl Replica {
             return;
         };
         let id = session as i64;
-        if !tree.has_session(id) {
+        // Only the session it owns now: one moved to another client session stays.
+        let Ok(zk_session) = tree.resolve_session(id) else {
             return;
-        }
+        };
         let ctx = Ctx {
             zxid: tree.last_zxid() + 1,
             time_ms: 0,
         };
-        let gone = tree.ephemerals(id).len();
+        let gone = tree.ephemerals(zk_session).len();
         let before = tree.last_zxid();
         let applied = tree.apply(ctx, id, &Request::CloseSession);
         self.feed
             .applied(before, tree.last_zxid(), &applied.triggers);
         tracing::info!(
             group = self.cfg.group,
-            session = id,
+            session = zk_session,
             ephemerals = gone,
             "an idle session expired; its ephemerals are deleted"
         );
@@ -109,9 +113,10 @@ impl Replica {
 
 /// Applies one request (`payload`: header and body) of `session` to `tree`; returns the
 /// reply (header and body). A request that does not decode is answered with ZooKeeper's
-/// code for it, and changes nothing; so is any request but createSession of a session the
-/// tree does not hold (never created, closed or expired): ZooKeeper applies nothing of an
-/// expired session.
+/// code for it, and changes nothing; so is any request but createSession and moveSession
+/// of a session the tree does not hold (never created, closed or expired: SessionExpired)
+/// or that moved to another client session (SessionMoved): ZooKeeper applies nothing of
+/// an expired session, nor of one that moved. The watch triggers it fires go to `fired`.
 pub(crate) fn run(
     tree: &mut DataTree,
     session: i64,
@@ -123,24 +128,17 @@ pub(crate) fn run(
         Ok(x) => x,
         Err(_) => return error_reply(0, tree.last_zxid(), Code::MarshallingError),
     };
-    if header.op != opcode::CREATE_SESSION && !tree.has_session(session) {
-        return error_reply(header.xid, tree.last_zxid(), Code::SessionExpired);
+    if header.op != opcode::CREATE_SESSION && header.op != opcode::MOVE_SESSION {
+        if let Err(code) = tree.resolve_session(session) {
+            return error_reply(header.xid, tree.last_zxid(), code);
+        }
     }
     let ctx = Ctx {
         zxid: tree.last_zxid() + 1,
         time_ms,
     };
-    let decoded = if header.op == opcode::CREATE_SESSION {
-        Reader::new(body)
-            .read_i32()
-            .map(|timeout_ms| Decoded::Tree {
-                request: Request::CreateSession { timeout_ms },
-                // Its reply has no body, as closeSession's.
-                shape: jute::Shape::CloseSession,
-            })
-    } else {
-        jute::decode_request(header.op, body)
-    };
+    // createSession and moveSession come only from proxies' clients.
+    let decoded = jute::decode_logged_request(header.op, body);
     match decoded {
         Ok(Decoded::Tree { request, shape }) => {
             let mut applied = tree.apply(ctx, session, &request);

@@ -39,7 +39,10 @@ pub use records::{
     read_acl_vec, read_stat, write_acl_vec, write_stat, MultiHeader, ReplyHeader, RequestHeader,
     WatcherEvent, STAT_LEN,
 };
-pub use request::{decode_request, encode_request, read_request, split_request, Decoded, Shape};
+pub use request::{
+    decode_logged_request, decode_request, encode_request, read_request, split_request, Decoded,
+    Shape,
+};
 pub use response::{
     decode_notification, decode_response, encode_notification, encode_response, header_reply,
     read_response, split_reply,

@@ -115,7 +115,7 @@ impl Shape {
             ),
             Request::GetEphemerals { .. } => Shape::GetEphemerals,
             Request::GetAllChildrenNumber { .. } => Shape::GetAllChildrenNumber,
-            Request::CreateSession { .. } => return None,
+            Request::CreateSession { .. } | Request::MoveSession { .. } => return None,
             Request::CloseSession => Shape::CloseSession,
         })
     }
@@ -135,6 +135,29 @@ pub fn split_request(payload: &[u8]) -> Result<(RequestHeader, &[u8]), JuteError
     let mut r = Reader::new(payload);
     let header = RequestHeader::read(&mut r)?;
     Ok((header, r.rest()))
+}
+
+/// Decodes a request as a proxy's log carries it: createSession (opcode -10, body the
+/// timeout) and moveSession (opcode -20, body the session then the timeout), which only
+/// proxies' clients send, or a request [`decode_request`] decodes. A ZooKeeper client's
+/// packet goes through [`decode_request`], which knows neither.
+pub fn decode_logged_request(op: i32, body: &[u8]) -> Result<Decoded, JuteError> {
+    let mut r = Reader::new(body);
+    let request = match op {
+        opcode::CREATE_SESSION => Request::CreateSession {
+            timeout_ms: r.read_i32()?,
+        },
+        opcode::MOVE_SESSION => Request::MoveSession {
+            session: r.read_i64()?,
+            timeout_ms: r.read_i32()?,
+        },
+        _ => return decode_request(op, body),
+    };
+    // Their replies have no body, as closeSession's.
+    Ok(Decoded::Tree {
+        request,
+        shape: Shape::CloseSession,
+    })
 }
 
 /// Decodes the body of a request with opcode `op`, refusing lengths over

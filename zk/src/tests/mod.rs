@@ -3,6 +3,7 @@
 
 mod create;
 mod fresh;
+mod moved;
 mod multi;
 mod op;
 mod oracle;

@@ -24,6 +24,11 @@ struct Seen {
     with_views: usize,
     ok_writes: usize,
     max_nodes: usize,
+    /// Sessions moved, and ops answered SessionMoved (an old owner's).
+    moves: usize,
+    refused_moved: usize,
+    /// Ops of a mover acting as its session that changed something.
+    by_movers: usize,
 }
 
 /// One seed's run on `n` shards; panics on the first difference.
@@ -83,6 +88,15 @@ fn run(seed: u64, n: u32, seen: &mut Seen) {
         seen.with_views += usize::from(needs_views(&req, n));
         seen.ok_writes += usize::from(req.is_write() && expect.response.is_ok());
         seen.max_nodes = seen.max_nodes.max(full.nodes.len());
+        let ok = expect.response.is_ok();
+        seen.moves += usize::from(matches!(req, Request::MoveSession { .. }) && ok);
+        seen.refused_moved += usize::from(expect.response == Err(crate::Code::SessionMoved));
+        seen.by_movers += usize::from(
+            super::sharded_gen::MOVERS.contains(&session)
+                && req.is_write()
+                && ok
+                && !matches!(req, Request::MoveSession { .. }),
+        );
     }
 }
 
@@ -106,6 +120,8 @@ fn check_union(full: &DataTree, shards: &[DataTree], n: u32, at: &str) {
                 .extend(set.iter().cloned());
         }
         assert_eq!(tree.sessions, full.sessions, "{at}: shard {s}'s sessions");
+        assert_eq!(tree.owners, full.owners, "{at}: shard {s}'s session owners");
+        assert_eq!(tree.aliases, full.aliases, "{at}: shard {s}'s aliases");
     }
     let whole: BTreeMap<_, _> = full.nodes.iter().collect();
     assert_eq!(nodes, whole, "{at}: the shards' records");
@@ -128,6 +144,17 @@ fn shards_answer_and_hold_what_the_whole_tree_does() {
     );
     assert!(seen.ok_writes > seen.ops / 5, "{} writes", seen.ok_writes);
     assert!(seen.max_nodes > 15, "{} nodes at most", seen.max_nodes);
+    assert!(seen.moves > seen.ops / 100, "{} moves", seen.moves);
+    assert!(
+        seen.refused_moved > seen.ops / 100,
+        "{} answered SessionMoved",
+        seen.refused_moved
+    );
+    assert!(
+        seen.by_movers > seen.ops / 100,
+        "{} by movers",
+        seen.by_movers
+    );
 }
 
 #[test]
@@ -148,6 +175,11 @@ fn one_shard_never_needs_views() {
     }
     assert!(needs_views(&Request::CloseSession, 2));
     assert!(!needs_views(&Request::CreateSession { timeout_ms: 1 }, 2));
+    let moved = Request::MoveSession {
+        session: 1,
+        timeout_ms: 1,
+    };
+    assert!(!needs_views(&moved, 2));
 }
 
 fn sample_view() -> View {

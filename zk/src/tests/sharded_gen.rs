@@ -37,6 +37,10 @@ impl Rng {
 /// The sessions ops come from (some never created, so ephemerals fail for them).
 pub(crate) const SESSIONS: [i64; 4] = [0x100, 0x200, 0x300, 0x400];
 
+/// Op-sessions that are never sessions themselves: they take sessions over
+/// (moveSession) and then act as them.
+pub(crate) const MOVERS: [i64; 2] = [0x500, 0x600];
+
 /// Sessions that write ephemerals more often than the rest.
 const BUSY: [i64; 2] = [0x100, 0x200];
 
@@ -160,10 +164,12 @@ fn multi_op(rng: &mut Rng, full: &DataTree) -> Request {
 pub(crate) fn op(rng: &mut Rng, full: &DataTree) -> (i64, Request) {
     let session = if rng.chance(50) {
         *rng.pick(&BUSY)
+    } else if rng.chance(20) {
+        *rng.pick(&MOVERS)
     } else {
         *rng.pick(&SESSIONS)
     };
-    let req = match rng.below(22) {
+    let req = match rng.below(25) {
         0..=4 => create(rng, full),
         5..=6 => {
             let path = path(rng, full);
@@ -205,7 +211,10 @@ pub(crate) fn op(rng: &mut Rng, full: &DataTree) -> (i64, Request) {
             };
             Request::SetAcl { path, acl, version }
         }
-        13..=14 if !full.sessions.contains_key(&session) || rng.chance(10) => {
+        13..=14
+            if !MOVERS.contains(&session)
+                && (!full.sessions.contains_key(&session) || rng.chance(10)) =>
+        {
             Request::CreateSession {
                 timeout_ms: 1000 * (1 + rng.below(3) as i32),
             }
@@ -216,9 +225,36 @@ pub(crate) fn op(rng: &mut Rng, full: &DataTree) -> (i64, Request) {
             // mostly a session that holds ephemerals, to spread its deletes over shards
             let holders: Vec<i64> = full.ephemerals.keys().copied().collect();
             if rng.chance(80) && !holders.is_empty() {
-                return (*rng.pick(&holders), Request::CloseSession);
+                let holder = *rng.pick(&holders);
+                // its owner when it moved (or, refused, the session's own id)
+                let by = match full.owners.get(&holder) {
+                    Some(owner) if rng.chance(70) => *owner,
+                    _ => holder,
+                };
+                return (by, Request::CloseSession);
             }
             create(rng, full)
+        }
+        22..=24 => {
+            // mostly a live session, to a mover, to another session or back to itself
+            let live: Vec<i64> = full.sessions.keys().copied().collect();
+            let target = if rng.chance(85) && !live.is_empty() {
+                *rng.pick(&live)
+            } else {
+                *rng.pick(&SESSIONS)
+            };
+            let by = match rng.below(10) {
+                0..=5 => *rng.pick(&MOVERS),
+                6 => target,
+                _ => *rng.pick(&SESSIONS),
+            };
+            return (
+                by,
+                Request::MoveSession {
+                    session: target,
+                    timeout_ms: 1000 * (1 + rng.below(3) as i32),
+                },
+            );
         }
         16..=17 => Request::GetEphemerals {
             prefix: rng.pick(PREFIXES).to_string(),
