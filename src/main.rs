@@ -320,13 +320,22 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
         a.max_session_timeout_ms
     );
     let shards = a.zk.shards(a.system);
-    let zk_servers = a.zk_servers.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+    let zk_servers = a
+        .zk_servers
+        .as_ref()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
     anyhow::ensure!(
         shards == 0 || zk_servers.len() == shards as usize,
         "--zk-servers names {} shards, but --zk-shards is {shards} (ZK-Mason's gateway follows \
          every shard server's watch feed)",
         zk_servers.len()
     );
+    // Fault injection for tests (tests/zk_gateway.rs): watch feeds that answer late.
+    let feed_delay = std::env::var("MASON_TEST_FEED_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
     let key = a.key.load()?;
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
@@ -348,6 +357,7 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
             retry_timeout: Duration::from_millis(a.retry_timeout_ms.max(1)),
             gateway_id: a.id,
             max_connections: a.max_connections as usize,
+            feed_delay,
         };
         tracing::info!(listen = %a.listen, system = a.system.name(), "zk gateway up");
         mason_zk_gateway::server::serve(listener, cfg, terminated()).await

@@ -55,12 +55,14 @@ fn same_as_zookeeper(ours: &str, oracle: &str, seeds: &[String], what: &str) {
     assert_eq!(w.len(), g.len(), "{what}: a different number of lines");
     let errors = w.iter().filter(|l| l.contains("=> err")).count();
     let oks = w.iter().filter(|l| l.contains("=> ok")).count();
+    let events = w.iter().filter(|l| l.contains(": events S")).count();
     assert!(
-        errors > 20 && oks > 20,
-        "{what}: errors {errors}, oks {oks}"
+        errors > 20 && oks > 20 && events > 2 * seeds.len(),
+        "{what}: errors {errors}, oks {oks}, steps with watch events {events}"
     );
     eprintln!(
-        "{what}: {} lines ({oks} ok, {errors} errors) the same as ZooKeeper's",
+        "{what}: {} lines ({oks} ok, {errors} errors, {events} with watch events) the same as \
+         ZooKeeper's",
         w.len()
     );
 }
@@ -339,15 +341,26 @@ async fn rust_watch_script(direct: SocketAddr) -> Vec<String> {
     out.push(format!(
         "read {:?}; its event came first: {}",
         String::from_utf8_lossy(&data),
-        futures::FutureExt::now_or_never(w_data.changed()).map(|e| format!("{:?} {}", e.event_type, e.path)).unwrap_or_else(|| "no".into())
+        futures::FutureExt::now_or_never(w_data.changed())
+            .map(|e| format!("{:?} {}", e.event_type, e.path))
+            .unwrap_or_else(|| "no".into())
     ));
     b.create("/wt/e", b"", &open).await.expect("create");
-    out.push(format!("live: {}", ev(tokio::time::timeout(wait, w_exist.changed()).await)));
+    out.push(format!(
+        "live: {}",
+        ev(tokio::time::timeout(wait, w_exist.changed()).await)
+    ));
 
     // Watches that outlive a lost connection.
     let session = a.session().id();
-    let (_, _, w_kids) = a.get_and_watch_children("/wt").await.expect("children watch");
-    let (_, w_new) = a.check_and_watch_stat("/wt/new").await.expect("exists watch");
+    let (_, _, w_kids) = a
+        .get_and_watch_children("/wt")
+        .await
+        .expect("children watch");
+    let (_, w_new) = a
+        .check_and_watch_stat("/wt/new")
+        .await
+        .expect("exists watch");
     let (_, _, w_gone) = a.get_and_watch_data("/wt/c").await.expect("getData watch");
     let (_, _, w_same) = a.get_and_watch_data("/wt/e").await.expect("getData watch");
     fwd.cut();
@@ -377,7 +390,13 @@ fn the_rust_zookeeper_client_sees_zkmason_as_zookeeper() {
     let _one = one_at_a_time();
     let zk = RealZooKeeper::start();
     let out = OutDir::new("zk-gateway-rust-client");
-    let mut zkm = Serving::start("zkmason", &["--zk-shards", "3"], out.path());
+    // Watch feeds answer 300 ms late: replies that must wait for them are seen to wait.
+    let mut zkm = Serving::start_env(
+        "zkmason",
+        &["--zk-shards", "3"],
+        out.path(),
+        &[("MASON_TEST_FEED_DELAY_MS", "300")],
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -394,10 +413,171 @@ fn the_rust_zookeeper_client_sees_zkmason_as_zookeeper() {
     eprintln!("watches from ZooKeeper:\n{}", want.join("\n"));
     assert_eq!(got, want, "watches");
     assert!(
-        want.iter().all(|l| !l.contains("no event") && !l.ends_with(": no")),
+        want.iter()
+            .all(|l| !l.contains("no event") && !l.ends_with(": no")),
         "{want:?}"
     );
     eprintln!("the same from both:\n{}", want.join("\n"));
     drop(rt);
+    assert_eq!(zkm.stop(libc::SIGINT), Some(0));
+}
+
+/// One client of the front-end fault test: its session, its ephemeral, its watch, and
+/// the creates it got answered.
+struct Mover {
+    client: zookeeper_client::Client,
+    session: i64,
+    watch: zookeeper_client::OneshotWatcher,
+}
+
+/// A front end is SIGKILLed under load. Its clients (behind a forwarder, as behind a load
+/// balancer) reconnect to the other front end with their session ids: their sessions
+/// are intact (same id, ephemerals kept), their watches are set again (those whose znode
+/// changed while they were away fire on the reconnect, the others on a later change), and
+/// every create that was answered, before or after the kill, is there.
+#[test]
+fn a_killed_front_end_hands_its_clients_sessions_and_watches_to_another() {
+    use zookeeper_client as zk;
+    let _one = one_at_a_time();
+    let out = OutDir::new("zk-gateway-kill");
+    let mut zkm = Serving::start(
+        "zkmason",
+        &["--zk-shards", "2", "--gateways", "2"],
+        out.path(),
+    );
+    let (g0, g1) = (zkm.addrs[0], zkm.addrs[1]);
+    let pid = zkm.gateway_pid(g0).expect("front end 0's pid");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let connect = |hosts: String| async move {
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(&hosts)
+                .await
+                .expect("a session")
+        };
+        let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        let fwd = forward::Forwarder::start(g0).await;
+        let admin = connect(g1.to_string()).await;
+        admin.create("/f", b"", &open).await.expect("create /f");
+        const CLIENTS: usize = 4;
+        let mut movers = Vec::new();
+        for i in 0..CLIENTS {
+            let c = connect(fwd.addr.to_string()).await;
+            c.create(&format!("/f/e{i}"), b"", &eph)
+                .await
+                .expect("ephemeral");
+            c.create(&format!("/f/w{i}"), b"0", &open)
+                .await
+                .expect("create");
+            let (_, _, watch) = c
+                .get_and_watch_data(&format!("/f/w{i}"))
+                .await
+                .expect("watch");
+            let session = c.session().id().0;
+            movers.push(Mover {
+                client: c,
+                session,
+                watch,
+            });
+        }
+        // Load: every client creates sequential znodes until told to stop.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut loads = Vec::new();
+        for (i, m) in movers.iter().enumerate() {
+            let c = m.client.clone();
+            let (stop, killed, seq) = (stop.clone(), killed.clone(), seq.clone());
+            loads.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut after_kill = 0;
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let data = format!("{i}:{n}");
+                    let was_killed = killed.load(std::sync::atomic::Ordering::SeqCst);
+                    if let Ok((_, s)) = c.create(&format!("/f/c{i}-"), data.as_bytes(), &seq).await
+                    {
+                        acked.push((format!("/f/c{i}-{s}"), data));
+                        after_kill += usize::from(was_killed);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                (acked, after_kill)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // SAFETY: kill(2) on a front end of the `mason local` this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        fwd.retarget(g1);
+        fwd.cut();
+        killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Half the watched znodes change while their clients are away.
+        for i in 0..CLIENTS / 2 {
+            admin
+                .set_data(&format!("/f/w{i}"), b"away", None)
+                .await
+                .expect("set while away");
+        }
+        fwd.resume();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for i in CLIENTS / 2..CLIENTS {
+            admin
+                .set_data(&format!("/f/w{i}"), b"back", None)
+                .await
+                .expect("set after the move");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut total = 0;
+        for (i, (m, load)) in movers.into_iter().zip(loads).enumerate() {
+            let (acked, after_kill) = load.await.expect("load task");
+            assert!(after_kill > 0, "client {i} was answered after the kill");
+            assert_eq!(
+                m.client.session().id().0,
+                m.session,
+                "client {i}: same session"
+            );
+            let e = tokio::time::timeout(Duration::from_secs(20), m.watch.changed())
+                .await
+                .unwrap_or_else(|_| panic!("client {i}: its watch fired"));
+            assert_eq!(
+                (e.event_type, e.path.as_str()),
+                (zk::EventType::NodeDataChanged, format!("/f/w{i}").as_str()),
+                "client {i}'s watch"
+            );
+            let st = admin
+                .check_stat(&format!("/f/e{i}"))
+                .await
+                .expect("exists")
+                .unwrap_or_else(|| panic!("client {i}: its ephemeral survived the move"));
+            assert_eq!(
+                st.ephemeral_owner, m.session,
+                "client {i}: its ephemeral's owner"
+            );
+            for (path, data) in &acked {
+                let (got, _) = admin
+                    .get_data(path)
+                    .await
+                    .unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"));
+                assert_eq!(got, data.as_bytes(), "{path}");
+            }
+            // Still working on the other front end.
+            m.client
+                .set_data(&format!("/f/w{i}"), b"last", None)
+                .await
+                .expect("a write after the move");
+            total += acked.len();
+        }
+        eprintln!("{total} acknowledged creates, all there; 4 sessions moved with their watches");
+    });
     assert_eq!(zkm.stop(libc::SIGINT), Some(0));
 }

@@ -1,15 +1,17 @@
 //! A loopback TCP forwarder that a test can cut: every connection made to it is relayed
 //! to `target` until [`Forwarder::cut`] closes them all; while cut, new connections are
 //! closed as they come, until [`Forwarder::resume`]. A ZooKeeper client behind it loses
-//! its connection (not its session) and reconnects when resumed.
+//! its connection (not its session) and reconnects when resumed. [`Forwarder::retarget`]
+//! sends later connections elsewhere (a client that moves to another server).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct Forwarder {
     pub addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
     paused: Arc<AtomicBool>,
     /// Bumped by every cut: relays of an older generation stop.
     generation: Arc<AtomicU64>,
@@ -25,6 +27,8 @@ impl Forwarder {
         let generation = Arc::new(AtomicU64::new(0));
         let (cut_tx, cut_rx) = tokio::sync::watch::channel(0u64);
         let (p, g) = (paused.clone(), generation.clone());
+        let target = Arc::new(Mutex::new(target));
+        let t = target.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if p.load(Ordering::SeqCst) {
@@ -33,8 +37,9 @@ impl Forwarder {
                 }
                 let mine = g.load(Ordering::SeqCst);
                 let mut cut = cut_rx.clone();
+                let to = *t.lock().expect("target");
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(target).await else {
+                    let Ok(server) = TcpStream::connect(to).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
@@ -49,6 +54,7 @@ impl Forwarder {
         });
         Forwarder {
             addr,
+            target,
             paused,
             generation,
             cut_tx,
@@ -64,5 +70,10 @@ impl Forwarder {
 
     pub fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Relays the connections made from now on to `to`.
+    pub fn retarget(&self, to: SocketAddr) {
+        *self.target.lock().expect("target") = to;
     }
 }

@@ -23,11 +23,17 @@ pub struct Serving {
 impl Serving {
     /// Starts it and waits (at most 60 s) for its `serving zookeeper on ...` line.
     pub fn start(system: &str, extra: &[&str], out: &Path) -> Serving {
+        Serving::start_env(system, extra, out, &[])
+    }
+
+    /// As [`Serving::start`], with these environment variables (fault injection).
+    pub fn start_env(system: &str, extra: &[&str], out: &Path, env: &[(&str, &str)]) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mason"))
             .args(["local", "--system", system, "--serve", "--out"])
             .arg(out)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -61,6 +67,40 @@ impl Serving {
             .map(|a| a.parse().expect("an address"))
             .collect();
         s
+    }
+
+    /// The pid of the front end listening on `addr`: a child of `mason local` (which this
+    /// test started) whose command line has `--listen addr`.
+    pub fn gateway_pid(&self, addr: SocketAddr) -> Option<i32> {
+        let parent = self.child.id().to_string();
+        let listen = addr.to_string();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // The fields after the command's closing parenthesis: state, ppid, ...
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1));
+            if ppid != Some(parent.as_str()) {
+                continue;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let gateway = args.iter().any(|a| *a == b"zk-gateway".as_slice());
+            let mine = gateway
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--listen".as_slice() && w[1] == listen.as_bytes());
+            if mine {
+                return Some(pid);
+            }
+        }
+        None
     }
 
     /// `host:port,host:port` for a client's connect string.

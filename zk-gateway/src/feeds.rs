@@ -71,6 +71,8 @@ pub fn servers(proxies: &[SocketAddr], zk_servers: &[Vec<SocketAddr>]) -> Vec<Fe
 
 struct FeedLink<S: Sink> {
     shard: u32,
+    /// Fault injection for tests: each answer is taken this much later.
+    delay: Duration,
     hub: Arc<Mutex<WatchHub>>,
     sink: Arc<S>,
     progress: tokio::sync::watch::Sender<u64>,
@@ -179,7 +181,12 @@ impl<S: Sink> LinkHandler for FeedLink<S> {
 
     async fn frame(&self, body: Body) -> Result<(), String> {
         match body {
-            Body::ZkWatchFeed(f) => self.on_feed(f),
+            Body::ZkWatchFeed(f) => {
+                if !self.delay.is_zero() {
+                    tokio::time::sleep(self.delay).await;
+                }
+                self.on_feed(f)
+            }
             other => Err(format!("a {} frame on a watch feed", other.name())),
         }
     }
@@ -192,11 +199,13 @@ pub fn spawn<S: Sink>(
     hub: Arc<Mutex<WatchHub>>,
     sink: Arc<S>,
     progress: tokio::sync::watch::Sender<u64>,
+    delay: Duration,
 ) {
     let start = Instant::now();
     for s in servers {
         let link = Arc::new(FeedLink {
             shard: s.shard,
+            delay,
             hub: hub.clone(),
             sink: sink.clone(),
             progress: progress.clone(),

@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     pub gateway_id: u32,
     /// Client connections at once; more are closed as they come.
     pub max_connections: usize,
+    /// Fault injection for tests: every watch feed answer is taken this much later (so
+    /// replies that must wait for the feeds are seen to wait).
+    pub feed_delay: Duration,
 }
 
 /// Requests one connection may have taken and not yet answered: past it, the gateway
@@ -202,6 +205,7 @@ pub async fn serve(
         hub,
         Arc::new(Deliver(Arc::downgrade(&shared))),
         progress_tx,
+        shared.cfg.feed_delay,
     );
     tokio::spawn(janitor(shared.clone()));
     let slots = Arc::new(tokio::sync::Semaphore::new(
@@ -293,7 +297,10 @@ struct Queued {
 }
 
 enum Job {
-    Request { request: Request, payload: Bytes },
+    Request {
+        request: Request,
+        payload: Bytes,
+    },
     /// A reconnected client's watches, to decide (all at once, when nothing else of the
     /// session is at the backend).
     SetWatches(SetWatches),

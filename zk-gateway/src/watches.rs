@@ -277,8 +277,7 @@ impl WatchHub {
             let Some(feed) = self.feeds.get_mut(shard as usize) else {
                 break;
             };
-            feed.recent
-                .push_back((e.pos, e.event, e.path, e.readable));
+            feed.recent.push_back((e.pos, e.event, e.path, e.readable));
             while feed.recent.len() > RECENT {
                 if let Some((p, ..)) = feed.recent.pop_front() {
                     feed.recent_from = p;

@@ -247,7 +247,10 @@ fn set_watches_goes_to_the_runtime_and_events_follow_the_replies_answered_before
     c.answer(sw_ticket, reply(jute::xid::SET_WATCHES, 9, 0), &mut out);
     c.answer(t[0], reply(1, 9, 0), &mut out);
     let xids: Vec<i32> = replies(&out).into_iter().map(|(x, _)| x).collect();
-    assert_eq!(xids, vec![jute::xid::SET_WATCHES, 1, 2, jute::xid::NOTIFICATION]);
+    assert_eq!(
+        xids,
+        vec![jute::xid::SET_WATCHES, 1, 2, jute::xid::NOTIFICATION]
+    );
     assert_eq!(notifications(&out), vec![(3, "/b".to_string())]);
 }
 

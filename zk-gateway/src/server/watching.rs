@@ -128,7 +128,8 @@ impl ConnTask {
             self.conn.answer(ticket, answer.reply, out);
             return;
         };
-        let (zxid, err) = jute::split_reply(&answer.reply).map_or((0, -1), |(h, _)| (h.zxid, h.err));
+        let (zxid, err) =
+            jute::split_reply(&answer.reply).map_or((0, -1), |(h, _)| (h.zxid, h.err));
         if err == Code::SessionMoved.code() {
             // Another gateway took the session over: forget it here; the connection closes
             // after this reply, and the client's reconnect takes the session back.
@@ -147,11 +148,7 @@ impl ConnTask {
                 let pos = self.pos_of(&path, &place)?;
                 Some((path, kind, pos))
             });
-        let watching = self
-            .shared
-            .hub
-            .lock()
-            .is_ok_and(|h| h.watching(session));
+        let watching = self.shared.hub.lock().is_ok_and(|h| h.watching(session));
         if arm.is_none() && !watching {
             self.conn.answer(ticket, answer.reply, out);
             return;
@@ -202,9 +199,7 @@ impl ConnTask {
                 })
             };
             let due = match (kind, stat) {
-                (WatchKind::Data, None) | (WatchKind::Child, None) => {
-                    event(EventType::NodeDeleted)
-                }
+                (WatchKind::Data, None) | (WatchKind::Child, None) => event(EventType::NodeDeleted),
                 (WatchKind::Data, Some(s)) if s.mzxid > rel => event(EventType::NodeDataChanged),
                 (WatchKind::Child, Some(s)) if s.pzxid > rel => {
                     event(EventType::NodeChildrenChanged)

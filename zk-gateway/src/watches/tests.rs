@@ -57,11 +57,19 @@ fn a_watch_fires_once_on_the_first_later_trigger_of_its_table() {
         ]
     );
     // One-shot: the same triggers again fire nothing.
-    let f = hub.on_feed(0, feed(12, 13, vec![entry(13, EventType::NodeDataChanged, "/a")]), 2);
+    let f = hub.on_feed(
+        0,
+        feed(12, 13, vec![entry(13, EventType::NodeDataChanged, "/a")]),
+        2,
+    );
     assert!(f.events.is_empty());
     assert!(!hub.watching(1) && !hub.watching(2) && hub.watching(3));
     // An exist watch fires on the create.
-    let f = hub.on_feed(0, feed(13, 14, vec![entry(14, EventType::NodeCreated, "/b")]), 3);
+    let f = hub.on_feed(
+        0,
+        feed(13, 14, vec![entry(14, EventType::NodeCreated, "/b")]),
+        3,
+    );
     assert_eq!(f.events, vec![(3, ev(EventType::NodeCreated, "/b"))]);
     assert_eq!(hub.count(), 0);
 }
@@ -74,7 +82,11 @@ fn a_delete_fires_data_and_child_watches_once_per_session() {
     hub.arm(7, "/x", WatchKind::Child, 5);
     hub.arm(7, "/x", WatchKind::Data, 5);
     assert_eq!(hub.count(), 2);
-    let f = hub.on_feed(0, feed(5, 6, vec![entry(6, EventType::NodeDeleted, "/x")]), 1);
+    let f = hub.on_feed(
+        0,
+        feed(5, 6, vec![entry(6, EventType::NodeDeleted, "/x")]),
+        1,
+    );
     assert_eq!(f.events, vec![(7, ev(EventType::NodeDeleted, "/x"))]);
 }
 
@@ -170,9 +182,17 @@ fn sharded_feeds_take_each_trigger_from_its_owner_only() {
     }
     hub.arm(1, path, WatchKind::Data, 1);
     // The other shard reports it too (an op that touched both): ignored there.
-    let f = hub.on_feed(other, feed(1, 2, vec![entry(2, EventType::NodeDataChanged, path)]), 1);
+    let f = hub.on_feed(
+        other,
+        feed(1, 2, vec![entry(2, EventType::NodeDataChanged, path)]),
+        1,
+    );
     assert!(f.events.is_empty());
-    let f = hub.on_feed(owner, feed(1, 2, vec![entry(2, EventType::NodeDataChanged, path)]), 1);
+    let f = hub.on_feed(
+        owner,
+        feed(1, 2, vec![entry(2, EventType::NodeDataChanged, path)]),
+        1,
+    );
     assert_eq!(f.events.len(), 1);
 }
 
@@ -216,6 +236,10 @@ fn a_dropped_session_gets_nothing() {
     hub.arm(1, "/a", WatchKind::Data, 1);
     hub.arm(2, "/a", WatchKind::Data, 1);
     hub.drop_session(1);
-    let f = hub.on_feed(0, feed(1, 2, vec![entry(2, EventType::NodeDataChanged, "/a")]), 1);
+    let f = hub.on_feed(
+        0,
+        feed(1, 2, vec![entry(2, EventType::NodeDataChanged, "/a")]),
+        1,
+    );
     assert_eq!(f.events, vec![(2, ev(EventType::NodeDataChanged, "/a"))]);
 }
