@@ -130,15 +130,104 @@ pub fn view(tree: &DataTree, session: i64, req: &Request, me: u32, shards: u32) 
             out.descendants = tree.descendants_held(path) as u64;
         }
         _ => {
+            let mut uses = Uses::default();
+            uses.add(req);
             let mut seen = BTreeSet::new();
             for p in req.paths().into_iter().map(key) {
                 if mine(p) && seen.insert(p) {
-                    out.records.push(image(p));
+                    out.records.push(match uses.parents.get(p) {
+                        Some(kids) if !uses.named.contains(p) => {
+                            (p.to_string(), tree.nodes.get(p).map(|n| kids.trim(n)))
+                        }
+                        _ => image(p),
+                    });
                 }
             }
         }
     }
     out
+}
+
+/// What an op needs of its records: the paths it names itself (their whole records), and,
+/// for each parent it only creates or deletes under, the child names it may create or
+/// delete there. A parent's view then carries only those of its children (to decide
+/// NodeExists, and to take a deleted name out), not its whole child list: with tens of
+/// thousands of children under one parent, shipping the list with every create was the
+/// cost of each create. Nothing else of a parent named only as a parent reaches a reply.
+#[derive(Default)]
+struct Uses {
+    named: BTreeSet<String>,
+    parents: std::collections::BTreeMap<String, Kids>,
+}
+
+#[derive(Default)]
+struct Kids {
+    /// Names created (not sequential) or deleted.
+    names: BTreeSet<String>,
+    /// The names of sequential creates, before their suffix.
+    sequential: Vec<String>,
+    /// Creates under this parent (each moves its counter by one).
+    creates: i32,
+}
+
+impl Uses {
+    fn add(&mut self, req: &Request) {
+        match req {
+            Request::Create { path, mode, .. } => {
+                self.named.insert(key(path).to_string());
+                if let Some(parent) = crate::path::parent(path) {
+                    let kids = self.parents.entry(key(parent).to_string()).or_default();
+                    let name = crate::path::name(path).to_string();
+                    if mode.is_sequential() {
+                        kids.sequential.push(name);
+                    } else {
+                        kids.names.insert(name);
+                    }
+                    kids.creates = kids.creates.saturating_add(1);
+                }
+            }
+            Request::Delete { path, .. } => {
+                self.named.insert(key(path).to_string());
+                if let Some(parent) = crate::path::parent(path) {
+                    let kids = self.parents.entry(key(parent).to_string()).or_default();
+                    kids.names.insert(crate::path::name(path).to_string());
+                }
+            }
+            Request::Multi(ops) => ops.iter().for_each(|op| self.add(op)),
+            other => {
+                for p in other.paths() {
+                    self.named.insert(key(p).to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Kids {
+    /// `node`'s record with only the children the op may create or delete: the names it
+    /// names, and the names its sequential creates can get from the counter on.
+    fn trim(&self, node: &Node) -> NodeImage {
+        let mut keep: BTreeSet<String> = self
+            .names
+            .iter()
+            .filter(|n| node.children.contains(*n))
+            .cloned()
+            .collect();
+        for prefix in &self.sequential {
+            for j in 0..self.creates {
+                let n = format!("{prefix}{:010}", node.stat.cversion.wrapping_add(j));
+                if node.children.contains(&n) {
+                    keep.insert(n);
+                }
+            }
+        }
+        NodeImage {
+            data: node.data.clone(),
+            acl: node.acl.clone(),
+            stat: node.stat,
+            children: keep,
+        }
+    }
 }
 
 /// Apply `req` on shard `me`'s tree, given the views of the other shards the op touches
