@@ -6,6 +6,8 @@
 //!   the cluster script wrote;
 //! - a short run with the leader of group 0 SIGKILLed passes every check, recovers, and
 //!   leaves its results and nothing running;
+//! - RSMKeeper and ZK-Mason runs start a ZooKeeper front end on the client machine, at the
+//!   address they print and write to summary.txt, and it answers `ruok` with `imok`;
 //! - a launcher stopped by SIGTERM stops everything; one killed by SIGKILL leaves
 //!   processes that `--only-kill-zombies` kills;
 //! - a role that cannot start, and a machine that cannot be reached, fail the run with
@@ -13,6 +15,8 @@
 //!
 //! Needs root (namespaces) and openssh-server, as CI has; MASON_SKIP_NETNS=1 skips it.
 
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -231,56 +235,62 @@ fn experiment_on_a_namespace_cluster() {
     );
 
     // RSMKeeper on the same machines (its proxies only; no sequencer), with its leader
-    // killed: the ZooKeeper verdict holds across machines.
-    let o = c
-        .run_cmd(
-            &info,
-            &[
-                "--name",
-                "zk1",
-                "--system",
-                "rsmkeeper",
-                "--duration",
-                "3",
-                "--znodes",
-                "16",
-                "--kill-leader",
-                "1.5",
-            ],
-        )
-        .output()
-        .unwrap();
+    // killed: the ZooKeeper verdict holds across machines. Its ZooKeeper front end on the
+    // client machine (client-1 is machine 6) answers `ruok` while the run lasts.
+    let client_1 = format!("{SUBNET}.16:2181");
+    let (o, answers) = run_asking_ruok(c.run_cmd(
+        &info,
+        &[
+            "--name",
+            "zk1",
+            "--system",
+            "rsmkeeper",
+            "--duration",
+            "3",
+            "--znodes",
+            "16",
+            "--kill-leader",
+            "1.5",
+        ],
+    ));
     let text = out_text(&o);
     assert!(o.status.success(), "zk1: {text}");
     assert!(text.contains("verify: ok linearizable"), "{text}");
     assert!(text.contains("trees agree replicas=2"), "{text}");
+    check_front_ends(&text, &c.dir.join("results/zk1"), &answers, &client_1);
     c.wait_none_running("after zk1");
 
-    // ZK-Mason: one shard on the three server machines, its proxy leader killed.
-    let o = c
-        .run_cmd(
-            &info,
-            &[
-                "--name",
-                "zkm1",
-                "--system",
-                "zkmason",
-                "--zk-shards",
-                "1",
-                "--duration",
-                "3",
-                "--znodes",
-                "16",
-                "--kill-leader",
-                "1.5",
-            ],
-        )
-        .output()
-        .unwrap();
+    // ZK-Mason: one shard on the three server machines, its proxy leader killed; its
+    // front end on another port.
+    let (o, answers) = run_asking_ruok(c.run_cmd(
+        &info,
+        &[
+            "--name",
+            "zkm1",
+            "--system",
+            "zkmason",
+            "--zk-shards",
+            "1",
+            "--duration",
+            "3",
+            "--znodes",
+            "16",
+            "--kill-leader",
+            "1.5",
+            "--zk-gateway-port",
+            "12181",
+        ],
+    ));
     let text = out_text(&o);
     assert!(o.status.success(), "zkm1: {text}");
     assert!(text.contains("verify: ok linearizable"), "{text}");
     assert!(text.contains("trees agree shards=1 servers=3"), "{text}");
+    check_front_ends(
+        &text,
+        &c.dir.join("results/zkm1"),
+        &answers,
+        &format!("{SUBNET}.16:12181"),
+    );
     c.wait_none_running("after zkm1");
 
     // A suite: two points, one trial each, the CSV and the plots.
@@ -404,6 +414,111 @@ fn experiment_on_a_namespace_cluster() {
         "{text}"
     );
     assert!(c.running().is_empty(), "{:?}", c.running());
+}
+
+/// A ZooKeeper four-letter word: connect, send it, read the answer until the server
+/// closes (bounded by timeouts).
+fn four_letter(addr: SocketAddr, word: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(word.as_bytes())
+        .map_err(|e| format!("writing to {addr}: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    Ok(out)
+}
+
+const FRONT_ENDS: &str = "zookeeper front ends: ";
+
+/// A front end's address and its answer to a four-letter word (or why there is none).
+type Answer = (String, Result<String, String>);
+
+/// Runs `cmd` (an `experiment run` of a ZooKeeper system) and, as soon as it prints where
+/// its ZooKeeper front ends listen, asks each `ruok` while the run goes on. Returns the
+/// run's output and, per front end, its address and answer (or why there is none).
+fn run_asking_ruok(mut cmd: Command) -> (Output, Vec<Answer>) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err_thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            all.extend_from_slice(line.as_bytes());
+            all.push(b'\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut answers = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        let Some(list) = line.split(FRONT_ENDS).nth(1) else {
+            continue;
+        };
+        let list = list.split_whitespace().next().unwrap_or("");
+        for a in list.split(',') {
+            let answer = a
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("'{a}': {e}"))
+                .and_then(|addr| four_letter(addr, "ruok"));
+            answers.push((a.to_string(), answer));
+        }
+        break;
+    }
+    // Drained, so that the run never blocks on a full pipe.
+    let drain = std::thread::spawn(move || rx.into_iter().count());
+    let wait_until = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < wait_until,
+            "the run did not end within 120 s of its front ends' line"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    };
+    let _ = drain.join();
+    (output, answers)
+}
+
+/// Checks a ZooKeeper run's front ends: the line in its output and in summary.txt names
+/// `want` (the client machine's address and port), and each answered `imok` meanwhile.
+fn check_front_ends(text: &str, res: &Path, answers: &[Answer], want: &str) {
+    let line = format!("{FRONT_ENDS}{want}");
+    assert!(text.contains(&line), "{line} not in: {text}");
+    let summary = std::fs::read_to_string(res.join("summary.txt")).unwrap();
+    assert!(summary.lines().any(|l| l == line), "{summary}");
+    assert_eq!(answers.len(), 1, "{answers:?}; {text}");
+    assert_eq!(answers[0].0, want);
+    assert_eq!(answers[0].1.as_deref(), Ok("imok"), "{text}");
+    assert!(
+        res.join("machines/client-1/logs/zk-gateway.log").exists(),
+        "the front end's log was not collected"
+    );
 }
 
 struct KillOnDrop(std::process::Child);

@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// shard servers on BASE+3.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
+    /// ZooKeeper systems: the port of the ZooKeeper front end (`mason zk-gateway`) on
+    /// every client machine (ZooKeeper's own 2181 by default); must not be one of the
+    /// roles' ports BASE..BASE+3.
+    #[arg(long, default_value_t = 2181, value_parser = clap::value_parser!(u16).range(1..))]
+    pub zk_gateway_port: u16,
     /// Machines served at once by SSH.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub ssh_parallel: u64,

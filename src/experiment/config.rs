@@ -30,7 +30,7 @@ pub fn json(a: &RunArgs, plan: &Plan, name: &str) -> anyhow::Result<String> {
             })
         })
         .collect();
-    let v = json!({
+    let mut v = json!({
         "name": name,
         "mason_version": env!("CARGO_PKG_VERSION"),
         "machine_info": a.machine_info.display().to_string(),
@@ -73,5 +73,12 @@ pub fn json(a: &RunArgs, plan: &Plan, name: &str) -> anyhow::Result<String> {
         "unused_machines": plan.unused,
         "processes": procs,
     });
+    // Beside the rest (one json! of them all would pass the macro's recursion limit).
+    v["zk_gateway_port"] = json!(sh.system.zk().then_some(a.zk_gateway_port));
+    v["zookeeper_front_ends"] = json!(plan
+        .front_ends()
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>());
     Ok(serde_json::to_string_pretty(&v)?)
 }

@@ -31,6 +31,15 @@ pub enum Kind {
         index: u32,
     },
     Client(u32),
+    /// ZooKeeper front end `i` (`mason zk-gateway`; RSMKeeper and ZK-Mason only) on client
+    /// machine `i`, for ZooKeeper's own clients (zkCli.sh, kazoo) while the run lasts.
+    /// Why on the client machines and not on a tier of their own: a front end sits next
+    /// to the load it serves, so a ZooKeeper client on a client machine reaches it over
+    /// loopback and the proxies in one network hop (as the load generator does), one
+    /// fewer than through separate front-end machines; the machines file needs no new
+    /// role; and the front ends scale with the client machines, which is where the
+    /// sessions and their load come from.
+    ZkGateway(u32),
 }
 
 /// One process of the run.
@@ -54,6 +63,7 @@ impl Proc {
             Kind::LogServer(_) => "log-server",
             Kind::ZkServer { .. } => "zk-server",
             Kind::Client(_) => "client",
+            Kind::ZkGateway(_) => "zk-gateway",
         }
     }
 
@@ -65,13 +75,14 @@ impl Proc {
             Kind::LogServer(i) => format!("log server {i}"),
             Kind::ZkServer { shard, index } => format!("zk server {index} of shard {shard}"),
             Kind::Client(i) => format!("client {i}"),
+            Kind::ZkGateway(i) => format!("zookeeper front end {i}"),
         }
     }
 }
 
 pub struct Plan {
     /// In start order: log servers (tails first) or shard servers, sequencers, proxies,
-    /// clients.
+    /// ZooKeeper front ends (ZooKeeper systems), clients.
     pub procs: Vec<Proc>,
     /// Machines of the file the run does not use.
     pub unused: Vec<String>,
@@ -84,6 +95,21 @@ pub struct Plan {
 impl Plan {
     pub fn of(&self, f: impl Fn(Kind) -> bool) -> impl Iterator<Item = &Proc> {
         self.procs.iter().filter(move |p| f(p.kind))
+    }
+
+    /// Where the ZooKeeper front ends listen (the client machines' experiment
+    /// addresses), in client order; empty for the other systems.
+    pub fn front_ends(&self) -> Vec<SocketAddr> {
+        self.of(|k| matches!(k, Kind::ZkGateway(_)))
+            .filter_map(|p| p.listen)
+            .collect()
+    }
+
+    /// The line of summary.txt and of the console that says where ZooKeeper's clients
+    /// connect (`zkCli.sh -server HOST:PORT`); None without front ends.
+    pub fn front_ends_line(&self) -> Option<String> {
+        let f = self.front_ends();
+        (!f.is_empty()).then(|| format!("zookeeper front ends: {}", roles::join(&f)))
     }
 
     /// What `--dry-run` prints.
@@ -109,6 +135,10 @@ impl Plan {
                 p.dir,
                 p.args.join(" ")
             ));
+        }
+        if let Some(l) = self.front_ends_line() {
+            t.push_str(&l);
+            t.push('\n');
         }
         if !self.unused.is_empty() {
             t.push_str(&format!("unused: {}\n", self.unused.join(", ")));
@@ -195,6 +225,23 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         return Err(
             "corfumason runs one sequence space (the log's positions); drop --spaces".into(),
         );
+    }
+    if system.zk() {
+        let roles = [
+            "the sequencers'",
+            "the proxies'",
+            "the log servers'",
+            "ZK-Mason's shard servers'",
+        ];
+        for (off, role) in roles.iter().enumerate() {
+            if a.base_port.saturating_add(off as u16) == a.zk_gateway_port {
+                return Err(format!(
+                    "--zk-gateway-port {} collides with {role} port (--base-port {} + {off}); \
+                     choose another --zk-gateway-port or --base-port",
+                    a.zk_gateway_port, a.base_port
+                ));
+            }
+        }
     }
     let window = a.warmup + a.duration + a.cooldown;
     for (flag, t) in [
@@ -426,6 +473,15 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             args,
         ));
     }
+    // ZooKeeper systems: a front end on every client machine (see `Kind::ZkGateway`),
+    // given the proxies the clients are given and, for ZK-Mason, the shard servers' list.
+    if system.zk() {
+        for (i, m) in clients.iter().enumerate() {
+            let listen = SocketAddr::new(data_ip(m)?, a.zk_gateway_port);
+            let args = roles::zk_gateway(&on(m), listen, i as u32, &proxy_addrs, &zk_list);
+            procs.push(proc_(m, Kind::ZkGateway(i as u32), Some(listen), args));
+        }
+    }
     for (i, m) in clients.iter().enumerate() {
         let i = i as u32;
         let out = format!("{}/out", dir(m));
@@ -438,6 +494,21 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             &out,
         );
         procs.push(proc_(m, Kind::Client(i), None, args));
+    }
+    // Two processes on one address (machines that share an address) would fail to start.
+    for (k, p) in procs.iter().enumerate() {
+        let Some(l) = p.listen else { continue };
+        if let Some(q) = procs[..k].iter().find(|q| q.listen == Some(l)) {
+            return Err(format!(
+                "{} on {} (line {}) and {} on {} (line {}) would both listen on {l}",
+                q.describe(),
+                q.machine.name,
+                q.machine.line,
+                p.describe(),
+                p.machine.name,
+                p.machine.line
+            ));
+        }
     }
     let used: Vec<&str> = procs.iter().map(|p| p.machine.name.as_str()).collect();
     let unused = machines

@@ -4,11 +4,14 @@
 //!    launched.
 //! 3. Kill what earlier runs left (`--only-kill-zombies` stops here), copy the binary.
 //! 4. Start the log servers (tails first), the sequencers and the proxies, each waited for
-//!    until it listens; then the clients. A progress bar runs through warm-up, the measured
-//!    window and cool-down, and the scheduled kills happen on time.
-//! 5. Stop the proxies (they flush their records), collect every machine's out/ and logs/
-//!    into `<results>/<name>/`, check the log while its servers still run, stop everything.
-//! 6. Aggregate, verify, and write summary.txt and config.json.
+//!    until it listens; for the ZooKeeper systems, a ZooKeeper front end on every client
+//!    machine (their addresses printed); then the clients. A progress bar runs through
+//!    warm-up, the measured window and cool-down, and the scheduled kills happen on time.
+//! 5. Stop the front ends, then the proxies (they flush their records), collect every
+//!    machine's out/ and logs/ into `<results>/<name>/`, check the log while its servers
+//!    still run, stop everything.
+//! 6. Aggregate, verify, and write summary.txt (with the front ends' addresses) and
+//!    config.json.
 //!
 //! If any step fails, or the launcher gets SIGINT, SIGTERM or SIGHUP, every machine's processes are
 //! killed before the error is returned.
@@ -273,6 +276,13 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     )?;
     let proxies: Vec<&Proc> = plan.of(|k| matches!(k, Kind::Proxy { .. })).collect();
     wait_for_leaders(&ssh, &plan, &proxies);
+    // ZooKeeper's front ends, once what they front listens, each waited for until it
+    // listens; then anyone may point zkCli.sh or kazoo at them while the run lasts.
+    let gateways: Vec<&Proc> = plan.of(|k| matches!(k, Kind::ZkGateway(_))).collect();
+    start_all(gateways.clone(), &none)?;
+    if let Some(l) = plan.front_ends_line() {
+        eprintln!("experiment: {l} (zkCli.sh -server HOST:PORT while the run lasts)");
+    }
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some();
     // RSMKeeper binds no numbers: there is no contiguity to record.
@@ -292,8 +302,16 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     start_all(clients.clone(), &watch)?;
     let (kill_log, killed) = drive(a, &ssh, &plan, &clients, &proxies, t0)?;
 
-    // 5. Stop the proxies and the sequencers so that they end their records, then collect.
+    // 5. Stop the front ends (their sessions' backends are the proxies), then the proxies
+    // and the sequencers so that they end their records, then collect.
     std::thread::sleep(Duration::from_millis(500));
+    each(
+        &gateways,
+        width,
+        "stopping the zookeeper front ends",
+        |p| p.machine.name.clone(),
+        |p| remote::signal(&ssh, p, "TERM", true),
+    )?;
     let stopping: Vec<&Proc> = plan
         .of(|k| matches!(k, Kind::Proxy { .. } | Kind::Sequencer(_)))
         .collect();
@@ -368,7 +386,14 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             reads: a.zk.reads_promise(plan.shape.system),
         }),
     };
-    let (text, code) = report::summary(&out, checks)?;
+    let (mut text, code) = report::summary(&out, checks)?;
+    if let Some(l) = plan.front_ends_line() {
+        println!("{l}");
+        text.push_str(&l);
+        text.push('\n');
+        std::fs::write(out.join("summary.txt"), &text)
+            .with_context(|| format!("writing {}", out.join("summary.txt").display()))?;
+    }
     std::fs::write(
         out.join("config.json"),
         super::config::json(a, &plan, &name)?,

@@ -236,3 +236,172 @@ fn zkmason_puts_three_shard_servers_per_shard_on_server_machines() {
         .unwrap();
     assert!(e.contains("zkmason"), "{e}");
 }
+
+/// The flag's value in a process's args.
+fn flag<'a>(args: &'a [String], f: &str) -> Option<&'a str> {
+    args.windows(2).find(|w| w[0] == f).map(|w| w[1].as_str())
+}
+
+#[test]
+fn zkmason_has_a_front_end_on_every_client_machine() {
+    let mut names: Vec<&str> = SIX.to_vec();
+    names.extend(["client-2", "server-1", "server-2", "server-3"]);
+    let p = build(
+        &machines(&names),
+        &args(&["--system", "zkmason", "--zk-shards", "1"]),
+    )
+    .unwrap();
+    let gw: Vec<&Proc> = p.of(|k| matches!(k, Kind::ZkGateway(_))).collect();
+    assert_eq!(gw.len(), 2);
+    for (i, (g, machine, ip)) in [
+        (gw[0], "client-1", "10.0.0.6"),
+        (gw[1], "client-2", "10.0.0.7"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(g.kind, Kind::ZkGateway(i as u32));
+        assert_eq!(g.machine.name, machine);
+        assert_eq!(g.label(), "zk-gateway");
+        let listen = format!("{ip}:2181");
+        assert_eq!(g.listen, Some(listen.parse().unwrap()));
+        let a = &g.args;
+        assert_eq!(a[0], "zk-gateway");
+        assert_eq!(flag(a, "--listen"), Some(listen.as_str()));
+        assert_eq!(flag(a, "--id"), Some(i.to_string().as_str()));
+        assert_eq!(flag(a, "--system"), Some("zkmason"));
+        assert_eq!(
+            flag(a, "--proxies"),
+            Some("10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001")
+        );
+        assert_eq!(flag(a, "--zk-shards"), Some("1"));
+        // The same shard-server list the proxies get.
+        let list = "10.0.0.8:7003,10.0.0.9:7003,10.0.0.10:7003";
+        assert_eq!(flag(a, "--zk-servers"), Some(list));
+        let proxy = p.of(|k| matches!(k, Kind::Proxy { .. })).next().unwrap();
+        assert_eq!(flag(&proxy.args, "--zk-servers"), Some(list));
+        assert_eq!(
+            flag(a, "--cluster-key-file"),
+            Some(format!("/tmp/mason-rs/{machine}/cluster.key").as_str())
+        );
+    }
+    // Started after the proxies and shard servers, before the clients.
+    let pos = |f: &dyn Fn(Kind) -> bool| p.procs.iter().position(|q| f(q.kind)).unwrap();
+    let first_gw = pos(&|k| matches!(k, Kind::ZkGateway(_)));
+    assert!(
+        first_gw
+            > p.procs
+                .iter()
+                .rposition(|q| matches!(q.kind, Kind::Proxy { .. } | Kind::ZkServer { .. }))
+                .unwrap()
+    );
+    assert!(first_gw < pos(&|k| matches!(k, Kind::Client(_))));
+    // The summary's and the console's line.
+    assert_eq!(
+        p.front_ends_line().as_deref(),
+        Some("zookeeper front ends: 10.0.0.6:2181,10.0.0.7:2181")
+    );
+    let d = p.describe();
+    assert!(
+        d.contains("zookeeper front end 1 on 10.0.0.7:2181")
+            && d.contains("zookeeper front ends: 10.0.0.6:2181,10.0.0.7:2181"),
+        "{d}"
+    );
+}
+
+#[test]
+fn rsmkeeper_has_front_ends_without_shard_servers() {
+    let p = build(
+        &machines(&SIX),
+        &args(&["--system", "rsmkeeper", "--zk-gateway-port", "12181"]),
+    )
+    .unwrap();
+    let gw: Vec<&Proc> = p.of(|k| matches!(k, Kind::ZkGateway(_))).collect();
+    assert_eq!(gw.len(), 1);
+    let a = &gw[0].args;
+    assert_eq!(flag(a, "--listen"), Some("10.0.0.6:12181"));
+    assert_eq!(flag(a, "--system"), Some("rsmkeeper"));
+    assert_eq!(
+        flag(a, "--proxies"),
+        Some("10.0.0.3:7001,10.0.0.4:7001,10.0.0.5:7001")
+    );
+    assert_eq!(flag(a, "--groups"), Some("1"));
+    assert!(
+        !a.iter().any(|x| x == "--zk-servers" || x == "--zk-shards"),
+        "{a:?}"
+    );
+    assert_eq!(
+        p.front_ends_line().as_deref(),
+        Some("zookeeper front ends: 10.0.0.6:12181")
+    );
+    // A client machine with no address of its own cannot host a front end.
+    let mut m = machines(&SIX);
+    m[5].ip = None;
+    m[5].ctrl = "no-such-host.invalid".into();
+    let e = build(&m, &args(&["--system", "rsmkeeper"])).err().unwrap();
+    assert!(e.contains("client-1"), "{e}");
+}
+
+#[test]
+fn other_systems_have_no_front_ends() {
+    let mut names = SIX.to_vec();
+    names.extend(["server-1", "server-2"]);
+    for sys in ["mason", "direct", "corfu", "corfumason"] {
+        let p = build(&machines(&names), &args(&["--system", sys])).unwrap();
+        assert_eq!(
+            p.of(|k| matches!(k, Kind::ZkGateway(_))).count(),
+            0,
+            "{sys}"
+        );
+        assert!(p.front_ends().is_empty() && p.front_ends_line().is_none());
+        assert!(!p.describe().contains("zookeeper"), "{sys}");
+        // Their ports are not checked against the front ends' port.
+        assert!(build(
+            &machines(&names),
+            &args(&["--system", sys, "--zk-gateway-port", "7001"])
+        )
+        .is_ok());
+    }
+}
+
+#[test]
+fn a_front_end_port_that_collides_is_refused() {
+    for (port, role) in [
+        ("7001", "the proxies' port (--base-port 7000 + 1)"),
+        (
+            "7003",
+            "ZK-Mason's shard servers' port (--base-port 7000 + 3)",
+        ),
+    ] {
+        let e = build(
+            &machines(&SIX),
+            &args(&["--system", "rsmkeeper", "--zk-gateway-port", port]),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.contains(&format!("--zk-gateway-port {port} collides with {role}")),
+            "{e}"
+        );
+    }
+    let e = build(
+        &machines(&SIX),
+        &args(&["--system", "rsmkeeper", "--base-port", "2180"]),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("--zk-gateway-port 2181 collides with the proxies'"),
+        "{e}"
+    );
+    // Two client machines on one address would put two front ends on one port.
+    let mut names = SIX.to_vec();
+    names.push("client-2");
+    let mut m = machines(&names);
+    m[6].ip = m[5].ip;
+    let e = build(&m, &args(&["--system", "rsmkeeper"])).err().unwrap();
+    assert!(
+        e.contains("zookeeper front end 0 on client-1 (line 6) and zookeeper front end 1 on client-2 (line 7) would both listen on 10.0.0.6:2181"),
+        "{e}"
+    );
+}
