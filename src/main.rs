@@ -123,6 +123,7 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             listen = %a.listen,
             spaces = a.spaces,
             id = a.id,
+        serve_metrics(a.metrics_listen).await?;
             epoch = ?node.active_epoch(),
             "sequencer up"
         );
@@ -171,6 +172,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             replica: a.replica,
             triple: a.triple,
             groups,
+        serve_metrics(a.metrics_listen).await?;
             peers: a.peers.clone(),
             sequencers: a.sequencers.clone(),
             data_dir: a.data_dir.clone(),
@@ -239,6 +241,7 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
             node: mason_corfu_server::node::NodeConfig {
                 shard: a.shard,
                 shards: a.shards,
+        serve_metrics(a.metrics_listen).await?;
                 chain_index: a.chain_index,
                 chain_len: a.chain_len,
                 max_payload: a.max_payload,
@@ -289,6 +292,7 @@ fn zk_server(a: ZkServerArgs) -> anyhow::Result<()> {
             a.shard,
             shards,
             a.index,
+        serve_metrics(a.metrics_listen).await?;
             servers.iter().map(|s| s.len() as u32).collect(),
         );
         node.snapshot_every = a.snapshot_every;
@@ -346,6 +350,7 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
             proxies: a.proxies.clone(),
             groups: a.groups,
             shards,
+        serve_metrics(a.metrics_listen).await?;
             zk_servers,
             local_reads: a.zk.zk_reads == args::ZkReads::Local,
             key,
@@ -385,6 +390,7 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     let watch = a.watch_csv.clone().map(|csv| {
         let t0 = t0_instant(a.t0_unix_ms);
         let until = Instant::now() + cfg.warmup + cfg.duration;
+    rt.block_on(serve_metrics(a.metrics_listen))?;
         let (proxies, groups, spaces) = (cfg.proxies.clone(), cfg.groups, cfg.spaces);
         rt.spawn(async move {
             let watched = mason_client::watch::Watched {
@@ -425,10 +431,27 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+    if a.metrics_listen.is_some() {
+        // The final values, for after this process has gone (`mason local` lists them).
+        let prom = out.join(format!("metrics-client-{index}.prom"));
+        let text = mason_common::metrics::encode(mason_common::metrics::registry());
+        std::fs::write(&prom, text).with_context(|| format!("writing {}", prom.display()))?;
+    }
 /// Prints the recovery times of a run with kills, and draws its record.
 pub fn plot_recovery(dir: &std::path::Path) -> anyhow::Result<i32> {
     let record = mason_plot::read_record(dir)?;
     for line in mason_plot::summary_lines(&mason_plot::recovery(&record)) {
+/// Serves the process's metrics at `addr` (`--metrics-listen`), if given, on the current
+/// runtime.
+async fn serve_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = addr {
+        mason_common::metrics::start(addr)
+            .await
+            .with_context(|| format!("binding --metrics-listen {addr}"))?;
+    }
+    Ok(())
+}
+
         println!("{line}");
     }
     match mason_plot::plot_recovery(dir) {

@@ -10,6 +10,7 @@
 //! and each client's acknowledged ops are recorded for the linearizability check (see
 //! [`zk`](self::zk)).
 
+mod metrics;
 mod results;
 mod zk;
 
@@ -159,7 +160,9 @@ impl Window {
         ops: &mut u64,
         hist: &mut Histogram<u64>,
     ) {
-        if t0 >= self.measure_from && t1 <= self.end {
+        let measured = t0 >= self.measure_from && t1 <= self.end;
+        metrics::get().answered(t0, t1, measured);
+        if measured {
             *ops += 1;
             let ns = t1.duration_since(t0).as_nanos() as u64;
             let _ = hist.record(ns.max(1));
@@ -418,6 +421,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     };
     let win = Window::starting_now(&cfg);
     let stop = win.stop;
+    let ws: Vec<Worker> = workers.iter().map(|(_, w, _)| w.clone()).collect();
+    let resends = metrics::sample_resends(move || ws.iter().map(Worker::retransmissions).sum());
     let mut tasks = Vec::new();
     for (client_id, w, shared) in &workers {
         for c in 0..cfg.concurrency {
@@ -440,7 +445,10 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                             s.reads.unwritten += st.unwritten;
                             s.reads.bad += st.bad;
                         }
-                        Outcome::Failed => continue,
+                        Outcome::Failed => {
+                            metrics::get().failed();
+                            continue;
+                        }
                     }
                     let s = &mut *s;
                     win.measure(t0, t1, &mut s.ops, &mut s.hist);
@@ -449,6 +457,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         }
     }
     let unanswered = win.drain(tasks, cfg.drain).await;
+    resends.abort();
     let mut result = LoadResult {
         ops: 0,
         hist: new_histogram(),
@@ -461,6 +470,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         errors: 0,
         zk_history: Vec::new(),
     };
+    metrics::get().resends(result.re_tx);
+    metrics::get().unanswered.set(unanswered as i64);
     for (_, _, s) in workers {
         if let Ok(mut s) = s.lock() {
             result.ops += s.ops;

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod conn;
 pub mod driver;
 pub mod logmsg;
+pub mod metrics;
 pub mod msg;
 pub mod record;
 pub mod transport;

@@ -49,6 +49,10 @@ pub struct SequencerArgs {
     /// Connections past their handshake at once; more are refused.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -105,6 +109,10 @@ pub struct ProxyArgs {
     pub max_connections: u64,
     #[command(flatten)]
     pub knobs: ProxyKnobs,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -168,6 +176,10 @@ pub struct ClientArgs {
     /// The record's time zero, in Unix milliseconds (default: when this process starts).
     #[arg(long)]
     pub t0_unix_ms: Option<u64>,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -274,6 +286,10 @@ pub struct CorfuServerArgs {
     /// Connections past their handshake at once; more are refused.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -312,6 +328,10 @@ pub struct ZkServerArgs {
     /// Connections past their handshake at once; more are refused.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -355,6 +375,10 @@ pub struct ZkGatewayArgs {
     pub max_connections: u64,
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Serve this process's metrics in Prometheus's text format at http://ADDR/metrics
+    /// (read-only, unauthenticated: bind it on a management network). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub key: KeyArgs,
 }

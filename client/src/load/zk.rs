@@ -236,6 +236,9 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
 
     let win = Window::starting_now(&cfg);
     let stop = win.stop;
+    let clients: Vec<Client> = threads.iter().map(|th| th.client.clone()).collect();
+    let resends =
+        super::metrics::sample_resends(move || clients.iter().map(Client::retransmissions).sum());
     let mut tasks = Vec::new();
     for (t, th) in threads.iter().enumerate() {
         let Some(zk) = &th.zk else { continue };
@@ -264,6 +267,7 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
                         Ok(stat) => s.history.op(&path, &stat, write, sent, answered),
                         Err(e) => {
                             s.error(if write { "setData" } else { "getData" }, &e);
+                            super::metrics::get().failed();
                             continue;
                         }
                     }
@@ -307,6 +311,9 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
         errors: 0,
         zk_history: Vec::new(),
     };
+    resends.abort();
+    super::metrics::get().resends(result.re_tx);
+    super::metrics::get().unanswered.set(unanswered as i64);
     for (th, closed) in threads.into_iter().zip(closed) {
         let Ok(mut s) = th.stats.lock() else {
             result

@@ -115,6 +115,10 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
     let handshakes = Arc::new(Semaphore::new(cfg.max_handshakes));
     let per_host = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
     let conns = Arc::new(Semaphore::new(cfg.max_conns));
+    let open = crate::metrics::gauge(
+        "mason_connections_open",
+        "Accepted connections past their handshake, open now.",
+    );
     let mut next: ConnId = 1;
     loop {
         let conn = match listener.accept().await {
@@ -140,7 +144,8 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
         };
         let id = next;
         next += 1;
-        let (cfg, conns, handler) = (cfg.clone(), conns.clone(), handler.clone());
+        let (cfg, conns, handler, open) =
+            (cfg.clone(), conns.clone(), handler.clone(), open.clone());
         tokio::spawn(async move {
             let peer = conn.peer.clone();
             let mut rd = FramedRead::with_capacity(
@@ -175,7 +180,9 @@ pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig
             rd.decoder_mut().set_max(max);
             wr.encoder_mut().set_max(usize::MAX);
             let info = ConnInfo { id, role, peer };
+            open.inc();
             run_accepted(rd, wr, info, &cfg, &*handler).await;
+            open.dec();
         });
     }
 }
