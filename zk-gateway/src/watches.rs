@@ -34,11 +34,24 @@ pub const GAP_PATIENCE_US: u64 = 1_000_000;
 struct Feed {
     /// Complete up to here (None: not heard yet).
     upto: Option<u64>,
-    /// The last triggers seen, in order: (pos, event, path, readable).
-    recent: VecDeque<(u64, EventType, String, bool)>,
+    /// The last triggers seen, in order.
+    recent: VecDeque<Recent>,
     /// `recent` holds every trigger after this position.
     recent_from: u64,
     progress_at: u64,
+}
+
+/// A trigger the feed passed, kept to check watches armed after it.
+#[derive(Debug)]
+struct Recent {
+    pos: u64,
+    event: EventType,
+    path: String,
+    readable: bool,
+    /// The (session, child table?) watches it fired. A watch armed later from a read
+    /// before it was, in ZooKeeper, already set when it came: it is used up by it, and
+    /// sends no second event to a session that got one.
+    fired: Vec<(i64, bool)>,
 }
 
 /// One (session, table) watch on a path: the position it was armed at.
@@ -156,17 +169,29 @@ impl WatchHub {
         if pos < feed.recent_from {
             return Armed::Unknown;
         }
-        let hit = feed
-            .recent
-            .iter()
-            .rev()
-            .take_while(|(p, ..)| *p > pos)
-            .filter(|(_, event, p, _)| p == path && fires(kind, *event))
-            .last();
-        if let Some((_, event, p, readable)) = hit {
-            return Armed::Fired(readable.then(|| WatchedEvent {
-                event_type: *event,
-                path: p.clone(),
+        let child = kind == WatchKind::Child;
+        let hit = self.feeds.get_mut(shard as usize).and_then(|feed| {
+            feed.recent
+                .iter_mut()
+                .rev()
+                .take_while(|r| r.pos > pos)
+                .filter(|r| r.path == path && fires(kind, r.event))
+                .last()
+        });
+        if let Some(r) = hit {
+            // The session already had its event for this trigger (from this table's
+            // watch, which this one is in ZooKeeper, or from the other table's: one event
+            // per session): the watch is used up without another.
+            let told = r.fired.iter().any(|(s, _)| *s == session);
+            if !r.fired.contains(&(session, child)) {
+                r.fired.push((session, child));
+            }
+            if told {
+                return Armed::Fired(None);
+            }
+            return Armed::Fired(r.readable.then(|| WatchedEvent {
+                event_type: r.event,
+                path: r.path.clone(),
             }));
         }
         let w = self.paths.entry(path.to_string()).or_default();
@@ -224,63 +249,72 @@ impl WatchHub {
             if sharded && mason_zk::shard::owner(&e.path, shards) != shard {
                 continue;
             }
+            // The watches it fires: (session, child table?).
+            let mut pairs: Vec<(i64, bool)> = Vec::new();
             if let Some(w) = self.paths.get_mut(&e.path) {
-                let mut hit: Vec<i64> = Vec::new();
                 let (data, child) = match e.event {
                     EventType::NodeCreated | EventType::NodeDataChanged => (true, false),
                     EventType::NodeDeleted => (true, true),
                     EventType::NodeChildrenChanged => (false, true),
                 };
-                for (on, table) in [(data, &mut w.data), (child, &mut w.child)] {
+                for (on, is_child, table) in
+                    [(data, false, &mut w.data), (child, true, &mut w.child)]
+                {
                     if !on {
                         continue;
                     }
                     table.retain(|s, at| {
-                        if *at < e.pos {
-                            hit.push(*s);
-                            false
-                        } else {
-                            true
+                        let fire = *at < e.pos;
+                        if fire {
+                            pairs.push((*s, is_child));
                         }
+                        !fire
                     });
                 }
                 if w.data.is_empty() && w.child.is_empty() {
                     self.paths.remove(&e.path);
                 }
-                for s in &hit {
-                    if let Some(m) = self.sessions.get_mut(s) {
-                        if let Some(n) = m.get_mut(&shard) {
-                            *n = n.saturating_sub(1);
-                            if *n == 0 {
-                                m.remove(&shard);
-                            }
-                        }
-                        if m.is_empty() {
-                            self.sessions.remove(s);
+            }
+            for (s, _) in &pairs {
+                if let Some(m) = self.sessions.get_mut(s) {
+                    if let Some(n) = m.get_mut(&shard) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            m.remove(&shard);
                         }
                     }
+                    if m.is_empty() {
+                        self.sessions.remove(s);
+                    }
                 }
+            }
+            if e.readable {
+                let mut hit: Vec<i64> = pairs.iter().map(|(s, _)| *s).collect();
                 hit.sort_unstable();
                 hit.dedup();
-                if e.readable {
-                    fired.events.extend(hit.into_iter().map(|s| {
-                        (
-                            s,
-                            WatchedEvent {
-                                event_type: e.event,
-                                path: e.path.clone(),
-                            },
-                        )
-                    }));
-                }
+                fired.events.extend(hit.into_iter().map(|s| {
+                    (
+                        s,
+                        WatchedEvent {
+                            event_type: e.event,
+                            path: e.path.clone(),
+                        },
+                    )
+                }));
             }
             let Some(feed) = self.feeds.get_mut(shard as usize) else {
                 break;
             };
-            feed.recent.push_back((e.pos, e.event, e.path, e.readable));
+            feed.recent.push_back(Recent {
+                pos: e.pos,
+                event: e.event,
+                path: e.path,
+                readable: e.readable,
+                fired: pairs,
+            });
             while feed.recent.len() > RECENT {
-                if let Some((p, ..)) = feed.recent.pop_front() {
-                    feed.recent_from = p;
+                if let Some(r) = feed.recent.pop_front() {
+                    feed.recent_from = r.pos;
                 }
             }
         }
