@@ -119,11 +119,11 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
             .bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
+        serve_metrics(a.metrics_listen).await?;
         tracing::info!(
             listen = %a.listen,
             spaces = a.spaces,
             id = a.id,
-        serve_metrics(a.metrics_listen).await?;
             epoch = ?node.active_epoch(),
             "sequencer up"
         );
@@ -168,11 +168,11 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
     let rt = runtime(a.threads)?;
     rt.block_on(async move {
         let listener = Tcp.bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        serve_metrics(a.metrics_listen).await?;
         let cfg = mason_proxy::server::ServerConfig {
             replica: a.replica,
             triple: a.triple,
             groups,
-        serve_metrics(a.metrics_listen).await?;
             peers: a.peers.clone(),
             sequencers: a.sequencers.clone(),
             data_dir: a.data_dir.clone(),
@@ -237,11 +237,11 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
             .bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
+        serve_metrics(a.metrics_listen).await?;
         let cfg = mason_corfu_server::server::ServerConfig {
             node: mason_corfu_server::node::NodeConfig {
                 shard: a.shard,
                 shards: a.shards,
-        serve_metrics(a.metrics_listen).await?;
                 chain_index: a.chain_index,
                 chain_len: a.chain_len,
                 max_payload: a.max_payload,
@@ -288,11 +288,11 @@ fn zk_server(a: ZkServerArgs) -> anyhow::Result<()> {
             .bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
+        serve_metrics(a.metrics_listen).await?;
         let mut node = mason_zk_server::node::NodeConfig::new(
             a.shard,
             shards,
             a.index,
-        serve_metrics(a.metrics_listen).await?;
             servers.iter().map(|s| s.len() as u32).collect(),
         );
         node.snapshot_every = a.snapshot_every;
@@ -346,11 +346,11 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
+        serve_metrics(a.metrics_listen).await?;
         let cfg = mason_zk_gateway::server::GatewayConfig {
             proxies: a.proxies.clone(),
             groups: a.groups,
             shards,
-        serve_metrics(a.metrics_listen).await?;
             zk_servers,
             local_reads: a.zk.zk_reads == args::ZkReads::Local,
             key,
@@ -386,11 +386,11 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     let out = a.out.clone();
     let index = a.index;
     std::fs::create_dir_all(&out)?;
+    rt.block_on(serve_metrics(a.metrics_listen))?;
     let cfg = a.load_config(key.clone());
     let watch = a.watch_csv.clone().map(|csv| {
         let t0 = t0_instant(a.t0_unix_ms);
         let until = Instant::now() + cfg.warmup + cfg.duration;
-    rt.block_on(serve_metrics(a.metrics_listen))?;
         let (proxies, groups, spaces) = (cfg.proxies.clone(), cfg.groups, cfg.spaces);
         rt.spawn(async move {
             let watched = mason_client::watch::Watched {
