@@ -427,20 +427,16 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
     }
     mason_client::load::write_results(&out, index, &result)
         .with_context(|| format!("writing results under {}", out.display()))?;
-    println!("{}", result.dat_line());
-    Ok(())
-}
-
     if a.metrics_listen.is_some() {
         // The final values, for after this process has gone (`mason local` lists them).
         let prom = out.join(format!("metrics-client-{index}.prom"));
         let text = mason_common::metrics::encode(mason_common::metrics::registry());
         std::fs::write(&prom, text).with_context(|| format!("writing {}", prom.display()))?;
     }
-/// Prints the recovery times of a run with kills, and draws its record.
-pub fn plot_recovery(dir: &std::path::Path) -> anyhow::Result<i32> {
-    let record = mason_plot::read_record(dir)?;
-    for line in mason_plot::summary_lines(&mason_plot::recovery(&record)) {
+    println!("{}", result.dat_line());
+    Ok(())
+}
+
 /// Serves the process's metrics at `addr` (`--metrics-listen`), if given, on the current
 /// runtime.
 async fn serve_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
@@ -452,6 +448,10 @@ async fn serve_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Prints the recovery times of a run with kills, and draws its record.
+pub fn plot_recovery(dir: &std::path::Path) -> anyhow::Result<i32> {
+    let record = mason_plot::read_record(dir)?;
+    for line in mason_plot::summary_lines(&mason_plot::recovery(&record)) {
         println!("{line}");
     }
     match mason_plot::plot_recovery(dir) {
