@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Cmd {
     /// Run a whole cluster on loopback, load it, and verify every number.
     Local(LocalArgs),
+    /// Follow one space's contiguous prefix on a running cluster: each bound op and noop
+    /// range, in number order.
+    Watch(crate::watch::WatchArgs),
     /// Run the sequencer.
     Sequencer(SequencerArgs),
     /// Run one proxy process: replica R of groups 0..G.

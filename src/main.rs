@@ -8,6 +8,7 @@ mod logrun;
 mod report;
 mod roles;
 mod sim;
+mod watch;
 mod zkrun;
 
 use anyhow::Context;
@@ -70,6 +71,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::ZkServer(a) => zk_server(a).map(|_| 0),
         Cmd::ZkGateway(a) => zk_gateway(a).map(|_| 0),
         Cmd::Local(a) => local::run(a),
+        Cmd::Watch(a) => watch::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
         Cmd::Plot(args::PlotCmd::Recovery { dir }) => plot_recovery(&dir),

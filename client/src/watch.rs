@@ -1,8 +1,9 @@
 //! Watching what proxy groups bind: [`watch_group`] subscribes to one replica of one group
 //! and yields what it applies (ops and noops alike), reconnecting when the replica goes
-//! away; [`Contiguity`] unions what several watches report into the highest contiguous
-//! number known per space; [`record_contiguity`] samples that every 10 ms into a CSV (the
-//! recovery experiment's record).
+//! away ([`watch_group_bounded`]: into a bounded channel); [`Contiguity`] unions what
+//! several watches report into the highest contiguous number known per space;
+//! [`record_contiguity`] samples that every 10 ms into a CSV (the recovery experiment's
+//! record).
 
 use futures::StreamExt;
 use mason_common::auth::{ClusterKey, Role, RoleKind};
@@ -40,6 +41,62 @@ pub async fn watch_group(
     ranges_only: bool,
     tx: mpsc::UnboundedSender<Notice>,
 ) {
+    follow(
+        transport,
+        key,
+        addr,
+        group,
+        ranges_only,
+        Sink::Unbounded(tx),
+    )
+    .await
+}
+
+/// [`watch_group`] into a bounded channel: while `tx` is full this stops reading the
+/// replica, whose bounded queue for a watcher then closes the connection; the watch
+/// reconnects and the fresh [`Notice::Snapshot`] covers (as ranges) what it missed.
+pub async fn watch_group_bounded(
+    transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
+    addr: SocketAddr,
+    group: u32,
+    ranges_only: bool,
+    tx: mpsc::Sender<Notice>,
+) {
+    follow(transport, key, addr, group, ranges_only, Sink::Bounded(tx)).await
+}
+
+/// Where a watch hands its notices.
+enum Sink {
+    Unbounded(mpsc::UnboundedSender<Notice>),
+    Bounded(mpsc::Sender<Notice>),
+}
+
+impl Sink {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sink::Unbounded(t) => t.is_closed(),
+            Sink::Bounded(t) => t.is_closed(),
+        }
+    }
+
+    /// False once the receiver is gone.
+    async fn send(&self, n: Notice) -> bool {
+        match self {
+            Sink::Unbounded(t) => t.send(n).is_ok(),
+            Sink::Bounded(t) => t.send(n).await.is_ok(),
+        }
+    }
+}
+
+async fn follow(
+    transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
+    addr: SocketAddr,
+    group: u32,
+    ranges_only: bool,
+    tx: Sink,
+) {
     while !tx.is_closed() {
         let conn = dial(
             &*transport,
@@ -64,7 +121,7 @@ pub async fn watch_group(
                 Some(Body::Bound(b)) => Notice::Bound(b),
                 _ => continue,
             };
-            if tx.send(n).is_err() {
+            if !tx.send(n).await {
                 return;
             }
         }
