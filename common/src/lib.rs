@@ -12,6 +12,7 @@ pub mod logmsg;
 pub mod metrics;
 pub mod msg;
 pub mod record;
+pub mod statusmsg;
 pub mod transport;
 pub mod types;
 pub mod verify;

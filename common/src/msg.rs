@@ -11,7 +11,7 @@ use bytes::Bytes;
 pub struct Frame {
     #[prost(
         oneof = "Body",
-        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41"
+        tags = "1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43"
     )]
     pub body: Option<Body>,
 }
@@ -96,6 +96,10 @@ pub enum Body {
     ZkWatchPoll(crate::zkmsg::ZkWatchPoll),
     #[prost(message, tag = "41")]
     ZkWatchFeed(crate::zkmsg::ZkWatchFeed),
+    #[prost(message, tag = "42")]
+    StatusRequest(crate::statusmsg::StatusRequest),
+    #[prost(message, tag = "43")]
+    StatusReply(crate::statusmsg::StatusReply),
 }
 
 impl Body {
@@ -141,6 +145,8 @@ impl Body {
             Body::ZkReadReply(_) => "ZkReadReply",
             Body::ZkWatchPoll(_) => "ZkWatchPoll",
             Body::ZkWatchFeed(_) => "ZkWatchFeed",
+            Body::StatusRequest(_) => "StatusRequest",
+            Body::StatusReply(_) => "StatusReply",
         }
     }
 }

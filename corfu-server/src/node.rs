@@ -154,6 +154,18 @@ impl LogNode {
         &self.cfg
     }
 
+    /// What `mason status` shows of this server: its place, its durable tail, and what
+    /// it waits on.
+    pub fn status(&self) -> mason_common::statusmsg::LogServerStatus {
+        mason_common::statusmsg::LogServerStatus {
+            shard: self.cfg.shard,
+            index: self.cfg.chain_index,
+            tail: self.durable_next(),
+            next: self.next,
+            pending: self.pending() as u64,
+        }
+    }
+
     /// Writes waiting for the disk or the chain.
     pub fn pending(&self) -> usize {
         self.waiting_sync.len() + self.forwarded.len() + self.looking.len()

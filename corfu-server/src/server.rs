@@ -8,8 +8,9 @@
 //! acknowledged, now or by a retry.
 //!
 //! Who may say what: clients and proxies write (to the head), read and ask for the tail;
-//! this server's predecessor in its shard's chain (and only it) forwards writes. Anything
-//! else closes that connection with a logged reason.
+//! this server's predecessor in its shard's chain (and only it) forwards writes; watchers
+//! (`mason status`) ask for its status, and nothing else. Anything else closes that
+//! connection with a logged reason.
 
 use crate::disk::{DiskOptions, DiskStore};
 use crate::node::{ConnId, LogNode, NodeAction, NodeConfig, Source};
@@ -134,6 +135,17 @@ impl Machine for Core {
                     Body::LogWrite(w) => n.on_write(id, source, w, &mut self.outs),
                     Body::LogRead(r) if !upstream => n.on_read(id, r, &mut self.outs),
                     Body::LogTail(t) if !upstream => n.on_tail(id, t.id, &mut self.outs),
+                    // Only a watcher's (the handler lets nothing else through from one).
+                    Body::StatusRequest(_) => {
+                        let reply = mason_common::statusmsg::StatusReply {
+                            log_server: Some(n.status()),
+                            ..Default::default()
+                        };
+                        self.outs.push(NodeAction::Send {
+                            conn: id,
+                            body: Body::StatusReply(reply),
+                        });
+                    }
                     other => {
                         if let Some(c) = self.conns.remove(&id) {
                             let why = format!("the predecessor sent a {}", other.name());
@@ -260,6 +272,8 @@ impl Handler for Conns {
                 Ok(self.max_frame)
             }
             RoleKind::LogServer => Err("not this server's predecessor in its chain".into()),
+            // `mason status`: a status request, nothing else.
+            RoleKind::Watcher => Ok(4 << 10),
             _ => Err("only clients, proxies and the predecessor talk to a log server".into()),
         }
     }
@@ -273,7 +287,10 @@ impl Handler for Conns {
 
     async fn frame(&self, c: &ConnInfo, _: &Outbox, body: Body) -> Result<(), String> {
         let upstream = c.role.role_kind() == RoleKind::LogServer;
+        let watcher = c.role.role_kind() == RoleKind::Watcher;
         let ok = match &body {
+            Body::StatusRequest(_) => watcher,
+            _ if watcher => false,
             Body::LogWrite(_) => true,
             Body::LogRead(_) | Body::LogTail(_) => !upstream,
             _ => false,

@@ -23,6 +23,7 @@ mod keeper;
 mod localread;
 mod logwrite;
 mod snapshot;
+mod status;
 mod zkdeliver;
 mod zkexpire;
 

@@ -105,6 +105,8 @@ enum Event {
     LogReply(LogWriteReply),
     ZkApplied(ZkApplied),
     ZkReadReply(ZkReadReply),
+    /// `mason status`: this replica's view of its group.
+    Status(tokio::sync::oneshot::Sender<mason_common::statusmsg::GroupStatus>),
     Shutdown,
 }
 
@@ -337,6 +339,30 @@ impl Conns {
             .await
             .map_err(|_| "the proxy is stopping".to_string())
     }
+
+    /// Answers a `StatusRequest` with every hosted group's view (a group that does not
+    /// answer within a second is left out).
+    async fn status(&self, out: &Outbox) -> Result<(), String> {
+        use mason_common::statusmsg::StatusReply;
+        let mut groups: Vec<u32> = self.inboxes.keys().copied().collect();
+        groups.sort_unstable();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut reply = StatusReply::default();
+        for g in groups {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let ask = async {
+                self.to_group(g, Event::Status(tx)).await?;
+                Ok::<_, String>(rx.await.ok())
+            };
+            match tokio::time::timeout_at(deadline, ask).await {
+                Ok(Ok(Some(s))) => reply.groups.push(s),
+                Ok(Err(why)) => return Err(why),
+                _ => {}
+            }
+        }
+        out.send(Frame::new(Body::StatusReply(reply)))
+            .map_err(|e| format!("answering a status request: {e}"))
+    }
 }
 
 impl Handler for Conns {
@@ -391,6 +417,7 @@ impl Handler for Conns {
                 let out = out.clone();
                 self.to_group(0, Event::Poll { conn, out, poll }).await
             }
+            (RoleKind::Watcher, Body::StatusRequest(_)) => self.status(out).await,
             (RoleKind::Proxy, Body::Raft(m)) => {
                 self.to_group(m.group, Event::Raft(c.role.replica, m.data))
                     .await
@@ -535,6 +562,9 @@ impl Machine for Group {
             Event::LogReply(x) => r.on_log_reply(x, &mut acts),
             Event::ZkApplied(x) => r.on_zk_applied(x, &mut acts),
             Event::ZkReadReply(x) => r.on_zk_read_reply(x, &mut acts),
+            Event::Status(tx) => {
+                let _ = tx.send(r.status());
+            }
             Event::Shutdown => self.stopped = true,
         }
         let _ = now;

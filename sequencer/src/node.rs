@@ -22,6 +22,7 @@ use mason_common::msg::{
     epoch_owner, next_owned_epoch, Activate, Body, Fill, Promise, Ranges, Switch,
 };
 use mason_common::record::GrantChunk;
+use mason_common::statusmsg::{SeqState, SequencerStatus};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug)]
@@ -201,6 +202,28 @@ impl SeqNode {
             _ => return Err("not a sequencer message"),
         }
         Ok(())
+    }
+
+    /// What `mason status` shows of this sequencer: its state, epoch, and (active) its
+    /// next number and watermark per space.
+    pub fn status(&self) -> SequencerStatus {
+        let (state, epoch, next, watermarks) = match &self.role {
+            Role::Backup => (SeqState::Backup, self.max_seen, Vec::new(), Vec::new()),
+            Role::Taking(t) => (SeqState::TakingOver, t.epoch, Vec::new(), Vec::new()),
+            Role::Active(s) => (
+                SeqState::Active,
+                s.epoch(),
+                s.counters().to_vec(),
+                s.watermarks().to_vec(),
+            ),
+        };
+        SequencerStatus {
+            index: self.cfg.id,
+            state: state as i32,
+            epoch,
+            next,
+            watermarks,
+        }
     }
 
     /// When [`SeqNode::tick`] next has something to do.

@@ -5,7 +5,8 @@
 //! Who may say what: proxy processes (the handshake's "proxy" role) introduce themselves
 //! with a `SeqHello` naming the groups they host, then ask for numbers, heartbeat, ask
 //! for takeovers, promise and acknowledge fills, each for a group they host; clients of
-//! the direct baseline ask for numbers for their own session at epoch 0, and nothing else.
+//! the direct baseline ask for numbers for their own session at epoch 0, and nothing else;
+//! watchers (`mason status`) ask for its status, and nothing else.
 //! Anything else closes that connection with a logged reason. An answer goes to the
 //! connection its request came on. With a record file, every grant to a direct session is
 //! appended to it (the verdict's independent record of the direct baseline).
@@ -72,6 +73,14 @@ impl Core {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        if let Body::StatusRequest(_) = body {
+            let reply = mason_common::statusmsg::StatusReply {
+                sequencer: Some(self.node.status()),
+                ..Default::default()
+            };
+            self.outs.push(SeqOut::Reply(id, Body::StatusReply(reply)));
+            return;
+        }
         let group = crate::node::group_of(&body);
         let refuse = match &body {
             Body::SeqHello(h) if h.groups.iter().any(|g| *g >= self.groups) => {
@@ -223,7 +232,9 @@ impl Handler for Conns {
         match role.role_kind() {
             RoleKind::Proxy => Ok(self.max_frame),
             RoleKind::Client => Ok(self.client_max_frame),
-            _ => Err("only proxies and direct clients talk to a sequencer".into()),
+            // `mason status`: a status request, nothing else.
+            RoleKind::Watcher => Ok(4 << 10),
+            _ => Err("only proxies, direct clients and watchers talk to a sequencer".into()),
         }
     }
 
@@ -243,6 +254,7 @@ impl Handler for Conns {
                 | Body::Promise(_)
                 | Body::FillAck(_),
             ) => true,
+            (RoleKind::Watcher, Body::StatusRequest(_)) => true,
             _ => false,
         };
         if !ok {

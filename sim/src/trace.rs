@@ -135,6 +135,8 @@ fn describe(body: &Body) -> String {
         Body::LogTail(t) => format!("LogTail id{}", t.id),
         Body::LogTailReply(t) => format!("LogTailReply id{} next{}", t.id, t.next),
         Body::Hello(_) | Body::Challenge(_) | Body::Proof(_) => body.name().to_string(),
+        Body::StatusRequest(_) => body.name().to_string(),
+        Body::StatusReply(r) => format!("StatusReply {} groups", r.groups.len()),
     }
 }
 

@@ -222,6 +222,17 @@ impl ZkNode {
         &self.tree
     }
 
+    /// What `mason status` shows of this server: its place and how far it has applied.
+    pub fn status(&self) -> mason_common::statusmsg::ZkServerStatus {
+        mason_common::statusmsg::ZkServerStatus {
+            shard: self.cfg.shard,
+            index: self.cfg.index,
+            applied: self.next(),
+            ops: self.stats.applied_ops,
+            noops: self.stats.applied_noops,
+        }
+    }
+
     /// The first position not applied yet.
     pub fn next(&self) -> u64 {
         self.intake.next()

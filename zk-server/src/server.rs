@@ -7,8 +7,8 @@
 //!
 //! Who may say what: proxies deliver and query; servers of other shards send views and
 //! pulls; peers of this shard fetch and answer fetches; watchers (ZooKeeper front ends)
-//! poll the watch feed, in small frames. Anything else closes that connection with a
-//! logged reason.
+//! poll the watch feed and (`mason status`) ask for the server's status, in small frames.
+//! Anything else closes that connection with a logged reason.
 
 use crate::node::{ConnId, NodeAction, NodeConfig, ZkNode};
 use crate::store::{self, run_store_action, Done};
@@ -104,6 +104,16 @@ impl Core {
             (RoleKind::ZkServer, Body::ZkFetch(f)) if shard == me => n.on_fetch(index, f, o),
             (RoleKind::ZkServer, Body::ZkFetchReply(r)) if shard == me => n.on_fetch_reply(r, o),
             (RoleKind::Watcher, Body::ZkWatchPoll(p)) => n.on_watch_poll(id, p, o),
+            (RoleKind::Watcher, Body::StatusRequest(_)) => {
+                let reply = mason_common::statusmsg::StatusReply {
+                    zk_server: Some(n.status()),
+                    ..Default::default()
+                };
+                o.push(NodeAction::Send {
+                    conn: id,
+                    body: Body::StatusReply(reply),
+                });
+            }
             (_, other) => {
                 if let Some((role, c)) = self.conns.remove(&id) {
                     n.on_closed(id);
