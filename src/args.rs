@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod procs;
 pub use procs::{
-    BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs, ZkGatewayArgs,
+    BenchSeqArgs, ClientArgs, CorfuServerArgs, ProxyArgs, SequencerArgs, StatusArgs, ZkGatewayArgs,
     ZkServerArgs,
 };
 
@@ -46,6 +46,10 @@ pub enum Cmd {
     ZkGateway(ZkGatewayArgs),
     /// Measure the sequencer's capacity (in process, or over TCP with --addr).
     BenchSequencer(BenchSeqArgs),
+    /// Ask every process of a running cluster how it is: one table (or --json) of roles,
+    /// up or down, groups' leaders, terms, commit and applied indexes, follower lags, the
+    /// sequencers' epochs, and log and shard servers' positions.
+    Status(Box<StatusArgs>),
     /// Run whole clusters in the deterministic simulator, under faults, from seeds.
     Sim(SimArgs),
     /// Draw a run's records.

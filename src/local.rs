@@ -348,6 +348,17 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         }
     }
 
+    // Where every process listens, for `mason status` (and tests) while the run goes.
+    let status_cmd = crate::status::write_local_addrs(
+        &out,
+        &seq_addrs,
+        if mason { &proxies } else { &[] },
+        layout.as_ref(),
+        &zk_addrs,
+        ZK_SERVERS,
+    )
+    .context("writing addrs.txt")?;
+    eprintln!("mason local: inspect with `{status_cmd}`");
     if a.serve {
         return serve::serve(&a, &shape, &exe, &proxies, &zk_list, &logs, cluster);
     }
@@ -637,7 +648,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             reads: a.zk.reads_promise(a.system),
         }),
     };
-    Ok(report::summary(&out, checks)?.1)
+    let code = report::summary(&out, checks)?.1;
+    crate::status::head_summary(&out, &status_cmd)?;
+    Ok(code)
 }
 
 /// SIGTERMs the processes `which` (those still running) and waits up to 10 s for them to

@@ -8,6 +8,7 @@ mod logrun;
 mod report;
 mod roles;
 mod sim;
+mod status;
 mod watch;
 mod zkrun;
 
@@ -74,6 +75,7 @@ fn run(cmd: Cmd) -> anyhow::Result<i32> {
         Cmd::Watch(a) => watch::run(a),
         Cmd::BenchSequencer(a) => bench_sequencer(a).map(|_| 0),
         Cmd::Sim(a) => sim::run(a),
+        Cmd::Status(a) => status::run(*a),
         Cmd::Plot(args::PlotCmd::Recovery { dir }) => plot_recovery(&dir),
         Cmd::Experiment(c) => experiment::experiment(*c),
         Cmd::Setup(c) => experiment::setup(c),

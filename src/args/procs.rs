@@ -407,3 +407,24 @@ pub struct BenchSeqArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 }
+
+/// `mason status`: which processes to ask, with which key, and how to print.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The processes to ask (any roles: each one's role comes from its handshake).
+    /// Without it, the processes `experiment run` starts from --machine-info and the
+    /// layout flags below.
+    #[arg(long, value_delimiter = ',', conflicts_with = "machine_info")]
+    pub addrs: Vec<SocketAddr>,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A process that has not answered within this long is shown as down.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub timeout_ms: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Where `experiment run` starts each role: the same flags it took.
+    #[command(flatten, next_help_heading = "Layout (as given to experiment run)")]
+    pub layout: crate::experiment::args::RunArgs,
+}

@@ -33,6 +33,31 @@ pub fn setup(cmd: SetupCmd) -> anyhow::Result<i32> {
     }
 }
 
+/// Where `experiment run` with these flags starts each role that `mason status` can ask
+/// (sequencers, proxies, log servers, ZK-Mason shard servers; not clients or ZooKeeper
+/// front ends), with the role it is meant to be, in start order.
+pub fn role_addrs(a: &args::RunArgs) -> anyhow::Result<Vec<(String, std::net::SocketAddr)>> {
+    use mason_common::auth::Role;
+    use plan::Kind;
+    let machines = run::load_machines(&a.machine_info)?;
+    let plan = plan::build(&machines, a).map_err(anyhow::Error::msg)?;
+    let r = a.replication.max(1);
+    Ok(plan
+        .procs
+        .iter()
+        .filter_map(|p| {
+            let role = match p.kind {
+                Kind::Sequencer(i) => Role::sequencer(i as u32),
+                Kind::Proxy { triple, replica } => Role::proxy(replica, triple),
+                Kind::LogServer(i) => Role::log_server(i as u32 / r, i as u32 % r),
+                Kind::ZkServer { shard, index } => Role::zk_server(shard, index),
+                Kind::Client(_) | Kind::ZkGateway(_) => return None,
+            };
+            Some((role.to_string(), p.listen?))
+        })
+        .collect())
+}
+
 /// Prints a run's `aggregate-throughput 50 99 99.9 99.99` line, computed from its clients'
 /// files (the merged histograms), for `experiment run` and `local` results alike.
 fn results(dir: &Path) -> anyhow::Result<i32> {
