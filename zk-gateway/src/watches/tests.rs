@@ -357,12 +357,9 @@ fn run_model(seed: u64, shards: u32) {
             arms.push((session, path.to_string(), kind, pos));
         }
     }
-    for s in 0..feeds as usize {
+    for (s, log) in logs.iter().enumerate() {
         let at = hub.upto(s as u32).unwrap_or(0);
-        got.extend(
-            hub.on_feed(s as u32, answer(&logs[s], at, N), now + 1)
-                .events,
-        );
+        got.extend(hub.on_feed(s as u32, answer(log, at, N), now + 1).events);
     }
     // The model, shard by shard in position order.
     let mut want: Vec<(i64, WatchedEvent)> = Vec::new();
