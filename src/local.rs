@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod metrics;
 mod serve;
 
 const REPLICAS: u32 = 3;
@@ -221,6 +222,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let seq_addr = seq_addrs.first().copied();
     let proxies: Vec<SocketAddr> = addrs[nseq..].to_vec();
     let mut cluster = Cluster { procs: Vec::new() };
+    let mut endpoints = metrics::Endpoints::new(&out);
     let layout = if a.system.log() {
         Some(LogLayout {
             addrs: free_addrs(a.log_servers as usize)?,
@@ -233,15 +235,16 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     if let Some(l) = &layout {
         // Tails first, so that each head finds its successor listening.
         for i in (0..l.addrs.len()).rev() {
+            let args = l.server_args(
+                i,
+                &data_dir,
+                fsync,
+                a.process_threads,
+                &key_file.display().to_string(),
+            );
             let mut child = spawn(
                 &exe,
-                &l.server_args(
-                    i,
-                    &data_dir,
-                    fsync,
-                    a.process_threads,
-                    &key_file.display().to_string(),
-                ),
+                &endpoints.with(&format!("log-{i}"), args)?,
                 &logs.join(format!("log-{i}.log")),
                 false,
             )?;
@@ -259,9 +262,10 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         } else {
             format!("sequencer-{i}")
         };
+        let args = roles::sequencer(&shape, *addr, i, nseq, &out.display().to_string());
         let mut child = spawn(
             &exe,
-            &roles::sequencer(&shape, *addr, i, nseq, &out.display().to_string()),
+            &endpoints.with(&name, args)?,
             &logs.join(format!("{name}.log")),
             false,
         )?;
@@ -292,7 +296,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let mut zk_idx = Vec::new();
     for k in 0..zk_addrs.len() {
         let name = format!("zk-s{}-r{}", k / ZK_SERVERS, k % ZK_SERVERS);
-        let child = spawn(&exe, &zk_args(k), &logs.join(format!("{name}.log")), false)?;
+        let args = endpoints.with(&name, zk_args(k))?;
+        let child = spawn(&exe, &args, &logs.join(format!("{name}.log")), false)?;
         cluster.procs.push((name, child));
         zk_idx.push(cluster.procs.len() - 1);
     }
@@ -325,7 +330,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         for r in 0..REPLICAS {
             let child = spawn(
                 &exe,
-                &proxy_args(r),
+                &endpoints.with(&format!("proxy-{r}"), proxy_args(r))?,
                 &logs.join(format!("proxy-{r}.log")),
                 false,
             )?;
@@ -393,6 +398,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 s(t0_unix_ms),
             ]);
         }
+        let v = endpoints.with(&format!("client-{i}"), v)?;
         let child = spawn(&exe, &v, &logs.join(format!("client-{i}.log")), true)?;
         cluster.procs.push((format!("client-{i}"), child));
         client_idx.push(cluster.procs.len() - 1);
@@ -484,15 +490,16 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         if let Some(l) = layout.as_ref().filter(|_| log_killed && !log_restarted) {
             if a.restart_log_server.is_some_and(|r| t >= r) {
                 log_restarted = true;
+                let args = l.server_args(
+                    victim,
+                    &data_dir,
+                    fsync,
+                    a.process_threads,
+                    &key_file.display().to_string(),
+                );
                 let child = spawn(
                     &exe,
-                    &l.server_args(
-                        victim,
-                        &data_dir,
-                        fsync,
-                        a.process_threads,
-                        &key_file.display().to_string(),
-                    ),
+                    &endpoints.with(&format!("log-{victim}"), args)?,
                     &logs.join(format!("log-{victim}.restarted.log")),
                     false,
                 )?;
@@ -517,7 +524,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         if zk_killed && !zk_restarted && a.restart_zk_server.is_some_and(|r| t >= r) {
             zk_restarted = true;
             let log = logs.join(format!("zk-s0-r{zk_victim}.restarted.log"));
-            cluster.procs[zk_idx[zk_victim]].1 = spawn(&exe, &zk_args(zk_victim), &log, false)?;
+            let args = endpoints.with(&format!("zk-s0-r{zk_victim}"), zk_args(zk_victim))?;
+            cluster.procs[zk_idx[zk_victim]].1 = spawn(&exe, &args, &log, false)?;
             eprintln!(
                 "mason local: restarted shard server {zk_victim} of shard 0 at {:.2}s",
                 t.as_secs_f64()
@@ -527,7 +535,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             let i = proxy_idx[2];
             let child = spawn(
                 &exe,
-                &proxy_args(2),
+                &endpoints.with("proxy-2", proxy_args(2))?,
                 &logs.join("proxy-2.restarted.log"),
                 false,
             )?;
@@ -552,6 +560,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
                 chains.as_deref(),
                 &out.display().to_string(),
             );
+            let v = endpoints.with("client-0", v)?;
             let child = spawn(&exe, &v, &logs.join("client-0.restarted.log"), true)?;
             cluster.procs[client_idx[0]].1 = child;
             eprintln!(
@@ -586,6 +595,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     // Let followers apply the last commits, then stop the proxies and the sequencers so
     // they end their records cleanly (a record without its end marker is reported).
     std::thread::sleep(Duration::from_millis(500));
+    endpoints.save_all(&out);
     let stopping: Vec<usize> = proxy_idx.iter().chain(&seq_idx).copied().collect();
     stop(&mut cluster, &stopping)?;
     // Shard servers last, once nothing more is delivered: a lagging one catches up from
@@ -649,6 +659,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         }),
     };
     let code = report::summary(&out, checks)?.1;
+    endpoints.list_in_summary(&out)?;
     crate::status::head_summary(&out, &status_cmd)?;
     Ok(code)
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod experiment;
+mod live;
 mod local;
 mod logrun;
 mod report;

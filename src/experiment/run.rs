@@ -504,6 +504,13 @@ fn drive(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Live figures from the clients' metrics endpoints, when they serve one (on their
+    // machines' addresses, reached from here as the log servers are).
+    let metrics: Vec<_> = clients
+        .iter()
+        .filter_map(|p| crate::live::metrics_of(&p.args))
+        .collect();
+    let live = (!metrics.is_empty()).then(|| crate::live::Live::start(metrics));
     let mut kill_log = String::from("t_ms,what\n");
     let (mut leader_done, mut seq_done) = (false, false);
     // The drain after the window, and a read workload's prefill before it.
@@ -512,7 +519,7 @@ fn drive(
     loop {
         let t = t0.elapsed();
         bar.set_position((t.as_millis() as u64).min(total.as_millis() as u64));
-        bar.set_message(if t < warm {
+        let phase = if t < warm {
             "warm-up"
         } else if t < warm + dur {
             "measuring"
@@ -520,6 +527,10 @@ fn drive(
             "cool-down"
         } else {
             "draining"
+        };
+        bar.set_message(match &live {
+            Some(l) => format!("{phase} {}", l.text()),
+            None => phase.to_string(),
         });
         if !leader_done && a.kill_leader.is_some_and(|k| t >= k) {
             leader_done = true;
