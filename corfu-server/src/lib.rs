@@ -7,6 +7,7 @@
 //! - [`server`]: the runtime that drives a node on real sockets and a real disk.
 
 pub mod disk;
+mod metrics;
 pub mod node;
 pub mod server;
 pub mod storage;

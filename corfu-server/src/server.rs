@@ -80,10 +80,13 @@ struct Core {
     next_tick: u64,
     stopped: bool,
     failed: Option<String>,
+    next_sample: u64,
+    /// The inbox, to sample its depth (weak: it does not keep the inbox open).
+    inbox: mpsc::WeakSender<Event>,
 }
 
 impl Core {
-    fn new(node: LogNode) -> Core {
+    fn new(node: LogNode, inbox: mpsc::WeakSender<Event>) -> Core {
         Core {
             node,
             conns: HashMap::new(),
@@ -92,6 +95,8 @@ impl Core {
             next_tick: 0,
             stopped: false,
             failed: None,
+            next_sample: 0,
+            inbox,
         }
     }
 
@@ -115,6 +120,9 @@ impl Machine for Core {
     type Action = Action;
 
     fn on_event(&mut self, ev: Event, _now: u64, out: &mut Vec<Action>) {
+        if let Event::Frame(_, body) = &ev {
+            crate::metrics::get().frame(body);
+        }
         let n = &mut self.node;
         match ev {
             Event::Open(id, role, o) => {
@@ -184,6 +192,11 @@ impl Machine for Core {
         }
         self.node.flush(&mut self.outs);
         self.route(out);
+        if mason_common::metrics::due(&mut self.next_sample, now) {
+            let m = crate::metrics::get();
+            m.stats(&self.node.stats);
+            m.inbox.set(mason_common::metrics::queued(&self.inbox));
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_US;
             let s = &self.node.stats;
@@ -236,11 +249,15 @@ impl<S: Storage> Executor<Core> for Disk<S> {
             Action::Disk(d) => {
                 let store = &mut self.store;
                 let sync = matches!(d, NodeAction::Sync(_));
+                let t = Instant::now();
                 let r = if sync {
                     tokio::task::block_in_place(|| run_disk_action(store, d))
                 } else {
                     run_disk_action(store, d)
                 };
+                if sync {
+                    crate::metrics::get().synced(t.elapsed());
+                }
                 match r {
                     Ok(Some(DiskDone::Looked(t, found))) => feedback.push(Event::Looked(t, found)),
                     Ok(Some(DiskDone::Synced(g))) => feedback.push(Event::Synced(g)),
@@ -374,7 +391,11 @@ pub async fn serve(
     let mut serve = ServeConfig::new(cfg.key.clone(), me);
     serve.max_conns = cfg.max_conns;
     let accept = tokio::spawn(conn::serve(listener, serve, handler));
-    let mut core = Core::new(LogNode::new(cfg.node.clone(), store.next_position()));
+    crate::metrics::info(cfg.node.shard, cfg.node.chain_index);
+    let mut core = Core::new(
+        LogNode::new(cfg.node.clone(), store.next_position()),
+        tx.downgrade(),
+    );
     let mut disk = Disk {
         store,
         successor,
@@ -444,7 +465,6 @@ mod tests {
             forward_timeout_us: 1_000_000,
             max_read_bytes: 1 << 20,
         };
-        let mut core = Core::new(LogNode::new(cfg, 0));
         let mut disk = Disk {
             store: FailingSync(MemStore::new()),
             successor: None,
@@ -452,6 +472,7 @@ mod tests {
         };
         let (out, mut client) = conn::outbox(1 << 20, conn::Overflow::Disconnect, "c".into());
         let (tx, mut rx) = driver::inbox(16);
+        let mut core = Core::new(LogNode::new(cfg, 0), tx.downgrade());
         tx.send(Event::Open(1, Role::client(1), out)).await.unwrap();
         let w = LogWrite {
             id: 9,

@@ -19,6 +19,7 @@ mod batching;
 mod clients;
 mod failover;
 mod feed;
+mod gauges;
 mod keeper;
 mod localread;
 mod logwrite;
@@ -26,6 +27,8 @@ mod snapshot;
 mod status;
 mod zkdeliver;
 mod zkexpire;
+
+pub use gauges::Gauges;
 
 pub use crate::config::{Mutant, ReplicaConfig};
 use crate::entry::OpEntry;

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod links;
+mod metrics;
 use links::{Links, LogLink, SeqLink, ZkLink};
 
 #[derive(Clone, Debug)]
@@ -246,7 +247,10 @@ pub async fn run(
             )?),
             None => None,
         };
+        let gm = metrics::GroupMetrics::new(g);
         let mut group = Group {
+            metrics: gm.clone(),
+            inbox: inboxes.get(&g).map(|tx| tx.downgrade()),
             replica,
             conns: HashMap::new(),
             watchers: Vec::new(),
@@ -256,6 +260,7 @@ pub async fn run(
             stopped: false,
         };
         let mut io = GroupIo {
+            metrics: gm,
             group: g,
             wal,
             record,
@@ -435,6 +440,9 @@ impl Handler for Conns {
 
 /// What a group's driver does: its replica, and where its answers go.
 struct Group {
+    metrics: metrics::GroupMetrics,
+    /// The group's inbox, to sample its depth (weak: it does not keep the inbox open).
+    inbox: Option<mpsc::WeakSender<Event>>,
     replica: Replica,
     /// Client connections this group has heard from.
     conns: HashMap<ConnId, Outbox>,
@@ -485,6 +493,7 @@ impl Group {
                     }
                 }
                 Action::Bound(b) => {
+                    self.metrics.bound(&b);
                     if !self.watchers.is_empty() {
                         self.notify_watchers(&b, out);
                     }
@@ -579,6 +588,9 @@ impl Machine for Group {
         }
         self.replica.flush(now, &mut acts);
         self.route(&mut acts, out);
+        if let Some(inbox) = &self.inbox {
+            self.metrics.sample(&self.replica, now, inbox);
+        }
         if now >= self.next_flush {
             out.push(Todo::FlushRecord);
             self.next_flush = now + RECORD_FLUSH_US;
@@ -600,6 +612,7 @@ impl Machine for Group {
 
 /// A group's disk and links.
 struct GroupIo {
+    metrics: metrics::GroupMetrics,
     group: u32,
     wal: Wal,
     record: Option<RecordWriter>,
@@ -641,11 +654,14 @@ impl GroupIo {
                 entries,
             } => {
                 let wal = &mut self.wal;
+                let t = Instant::now();
                 let r = if self.fsync {
                     tokio::task::block_in_place(|| wal.append(hard_state.as_ref(), &entries))
                 } else {
                     wal.append(hard_state.as_ref(), &entries)
                 };
+                self.metrics
+                    .wal_append(t.elapsed(), self.wal.last_record_bytes());
                 if let Err(e) = r {
                     // Acknowledging what is not durable would break the protocol: stop.
                     tracing::error!(group = self.group, error = %e, "wal write failed; exiting");
@@ -670,6 +686,7 @@ impl GroupIo {
                     us = t.elapsed().as_micros() as u64,
                     "snapshot written"
                 );
+                self.metrics.snapshot(t.elapsed());
                 if let Err(e) = r {
                     tracing::error!(group = self.group, error = %e, "writing a snapshot failed; exiting");
                     std::process::exit(1);

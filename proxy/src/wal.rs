@@ -333,6 +333,11 @@ impl Wal {
     }
 
     /// Appends one record; durable on return when fsync is on.
+    /// Bytes of the last record appended (for the WAL's byte counter).
+    pub fn last_record_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn append(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
         self.buf.clear();
         encode_record(hs, entries, &mut self.buf)?;

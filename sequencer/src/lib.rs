@@ -7,6 +7,7 @@
 //! [`Transport`](mason_common::transport::Transport); `bench` measures it.
 
 pub mod bench;
+mod metrics;
 pub mod node;
 pub mod server;
 mod state;

@@ -66,6 +66,9 @@ struct Core {
     conns: HashMap<ConnId, Conn>,
     outs: Vec<SeqOut>,
     stopped: bool,
+    metrics: crate::metrics::SeqMetrics,
+    /// The inbox, to sample its depth (weak: it does not keep the inbox open).
+    inbox: mpsc::WeakSender<Event>,
 }
 
 impl Core {
@@ -160,13 +163,22 @@ impl Machine for Core {
             Event::Close(id) => {
                 self.conns.remove(&id);
             }
-            Event::Frame(id, body) => self.on_frame(id, body, now, out),
+            Event::Frame(id, body) => {
+                if let Body::GetSeq(r) = &body {
+                    self.metrics.request(r);
+                }
+                self.on_frame(id, body, now, out)
+            }
             Event::Stop => self.stopped = true,
         }
         self.route(out);
     }
 
     fn on_time(&mut self, now: u64, out: &mut Vec<Action>) {
+        self.metrics.sample(&self.node, now);
+        self.metrics
+            .inbox
+            .set(mason_common::metrics::queued(&self.inbox));
         if self.node.next_deadline().is_some_and(|d| now >= d) {
             self.node.tick(now, &mut self.outs);
             self.route(out);
@@ -293,6 +305,8 @@ pub async fn serve(
         conns: HashMap::new(),
         outs: Vec::new(),
         stopped: false,
+        metrics: crate::metrics::SeqMetrics::new(),
+        inbox: tx.downgrade(),
     };
     let mut io = Io { record };
     let stop = async move {

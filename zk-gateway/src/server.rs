@@ -43,6 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+mod metrics;
 mod sessions;
 mod watching;
 
@@ -208,6 +209,7 @@ pub async fn serve(
         shared.cfg.feed_delay,
     );
     tokio::spawn(janitor(shared.clone()));
+    metrics::spawn_sampler(Arc::downgrade(&shared));
     let slots = Arc::new(tokio::sync::Semaphore::new(
         shared.cfg.max_connections.max(1),
     ));
@@ -529,6 +531,7 @@ impl ConnTask {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 let c = &self.shared.counters;
                 let us = sent_at.elapsed().as_micros() as u64;
+                metrics::answered(sent_at.elapsed());
                 c.latency_sum_us.fetch_add(us, Ordering::Relaxed);
                 c.latency_n.fetch_add(1, Ordering::Relaxed);
                 c.latency_min_us.fetch_min(us, Ordering::Relaxed);

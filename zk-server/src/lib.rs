@@ -3,6 +3,7 @@
 //! runtime is [`server::serve`]; what is kept on disk is in [`store`]; [`op`] decides and
 //! runs one delivered ZooKeeper request.
 
+mod metrics;
 pub mod node;
 pub mod op;
 pub mod server;

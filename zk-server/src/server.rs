@@ -63,6 +63,9 @@ struct Core {
     next_stats: u64,
     stopped: bool,
     failed: Option<String>,
+    next_sample: u64,
+    /// The inbox, to sample its depth (weak: it does not keep the inbox open).
+    inbox: mpsc::WeakSender<Event>,
 }
 
 const STATS_US: u64 = 10_000_000;
@@ -167,6 +170,11 @@ impl Machine for Core {
         self.node.tick(now, &mut self.outs);
         self.node.flush(&mut self.outs);
         self.route(out);
+        if mason_common::metrics::due(&mut self.next_sample, now) {
+            let m = crate::metrics::get();
+            m.sample(&self.node);
+            m.inbox.set(mason_common::metrics::queued(&self.inbox));
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_US;
             let s = &self.node.stats;
@@ -225,12 +233,19 @@ impl<S: Storage> Executor<Core> for Io<S> {
             }
             Action::Node(a) => {
                 let sync = matches!(a, NodeAction::Sync(_) | NodeAction::Snapshot { .. });
+                let snapshot = matches!(a, NodeAction::Snapshot { .. });
                 let (store, dir) = (&mut self.store, &self.dir);
+                let t = Instant::now();
                 let r = if sync {
                     tokio::task::block_in_place(|| run_store_action(store, dir, a))
                 } else {
                     run_store_action(store, dir, a)
                 };
+                match (snapshot, sync) {
+                    (true, _) => crate::metrics::get().snapshot(t.elapsed()),
+                    (false, true) => crate::metrics::get().synced(t.elapsed()),
+                    _ => {}
+                }
                 match r {
                     Ok(Done::Nothing) => {}
                     Ok(d) => feedback.push(Event::Done(d)),
@@ -323,6 +338,7 @@ pub async fn serve(
     );
     let me = Role::zk_server(shard, index);
     let (tx, mut rx) = driver::inbox(16_384);
+    crate::metrics::info(shard, index);
     let mut links = Vec::new();
     for (s, addrs) in cfg.servers.iter().enumerate() {
         let mut row = Vec::new();
@@ -361,6 +377,8 @@ pub async fn serve(
         next_stats: STATS_US,
         stopped: false,
         failed: None,
+        next_sample: 0,
+        inbox: tx.downgrade(),
     };
     let mut io = Io {
         store,

@@ -1,0 +1,109 @@
+//! `mason local`'s metrics endpoints: every role process it starts gets
+//! `--metrics-listen` on a free loopback port (the same port again when it is restarted),
+//! each role still running is scraped once just before it is stopped (saved as
+//! `metrics-<role>.prom`; a client saves its own final values as it exits), and
+//! summary.txt lists them as `metrics <role> http://ADDR/metrics`. While the run goes,
+//! `metrics.txt` in the out dir lists them the same way (rewritten as roles start).
+
+use anyhow::Context;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(super) struct Endpoints {
+    /// By role name (`sequencer`, `proxy-0`, `log-1`, `zk-s0-r2`, `client-0`, ...).
+    by_role: Vec<(String, SocketAddr)>,
+    out: PathBuf,
+}
+
+impl Endpoints {
+    pub(super) fn new(out: &Path) -> Endpoints {
+        Endpoints {
+            by_role: Vec::new(),
+            out: out.to_path_buf(),
+        }
+    }
+
+    fn lines(&self) -> String {
+        self.by_role
+            .iter()
+            .map(|(role, addr)| format!("metrics {role} http://{addr}/metrics\n"))
+            .collect()
+    }
+
+    /// `args` with `--metrics-listen` for `role`: its port, chosen on first use.
+    pub(super) fn with(
+        &mut self,
+        role: &str,
+        mut args: Vec<String>,
+    ) -> anyhow::Result<Vec<String>> {
+        let addr = match self.by_role.iter().find(|(r, _)| r == role) {
+            Some((_, a)) => *a,
+            None => {
+                let a = super::free_addrs(1)?
+                    .first()
+                    .copied()
+                    .context("no free loopback port for metrics")?;
+                self.by_role.push((role.to_string(), a));
+                let p = self.out.join("metrics.txt");
+                std::fs::write(&p, self.lines())
+                    .with_context(|| format!("writing {}", p.display()))?;
+                a
+            }
+        };
+        args.extend(["--metrics-listen".to_string(), addr.to_string()]);
+        Ok(args)
+    }
+
+    /// Scrapes every role but the clients (gone by now: they write their own) into
+    /// `out/metrics-<role>.prom`. A role that does not answer is reported, not fatal.
+    pub(super) fn save_all(&self, out: &Path) {
+        for (role, addr) in self
+            .by_role
+            .iter()
+            .filter(|(r, _)| !r.starts_with("client-"))
+        {
+            match scrape(*addr) {
+                Ok(text) => {
+                    let p = out.join(format!("metrics-{role}.prom"));
+                    if let Err(e) = std::fs::write(&p, text) {
+                        eprintln!("mason local: writing {}: {e}", p.display());
+                    }
+                }
+                Err(e) => eprintln!("mason local: no metrics from {role} ({addr}): {e:#}"),
+            }
+        }
+    }
+
+    /// Appends `metrics <role> http://ADDR/metrics` lines to summary.txt.
+    pub(super) fn list_in_summary(&self, out: &Path) -> anyhow::Result<()> {
+        let p = out.join("summary.txt");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        f.write_all(self.lines().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// One `GET /metrics` at `addr`: the exposition text.
+pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    let t = Duration::from_secs(5);
+    let mut s = TcpStream::connect_timeout(&addr, t)?;
+    s.set_read_timeout(Some(t))?;
+    s.set_write_timeout(Some(t))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mason\r\nConnection: close\r\n\r\n")?;
+    let mut reply = String::new();
+    s.take(64 << 20).read_to_string(&mut reply)?;
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .context("an answer without a header")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "answered {}",
+        head.lines().next().unwrap_or("")
+    );
+    Ok(body.to_string())
+}
