@@ -25,7 +25,7 @@
 
 use crate::conn::{GwAction, GwConfig, GwConn};
 use crate::feeds;
-use crate::fourlw::{self, ConnInfo, Snapshot};
+use crate::fourlw;
 use crate::watches::{Fired, WatchHub};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -44,6 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 mod metrics;
+mod report;
 mod sessions;
 mod watching;
 
@@ -118,19 +119,6 @@ struct ConnCounters {
     queued: AtomicU64,
     /// The session it serves (0: none yet).
     session: AtomicI64,
-}
-
-impl ConnCounters {
-    fn info(&self, peer: &str) -> ConnInfo {
-        let session = self.session.load(Ordering::Relaxed);
-        ConnInfo {
-            peer: peer.to_string(),
-            session: (session != 0).then_some(session),
-            received: self.received.load(Ordering::Relaxed),
-            sent: self.sent.load(Ordering::Relaxed),
-            queued: self.queued.load(Ordering::Relaxed) as usize,
-        }
-    }
 }
 
 struct Shared {
@@ -477,26 +465,6 @@ impl ConnTask {
         ok
     }
 
-    /// A client ping: if the backend has not heard from the session for a third of its
-    /// timeout, a heartbeat goes.
-    fn heartbeat(&mut self) {
-        let Some(s) = self.session.clone() else {
-            return;
-        };
-        let quiet = s.backend_at.lock().map(|t| t.elapsed()).unwrap_or_default();
-        if quiet < Duration::from_millis(s.timeout_ms.max(0) as u64 / 3) {
-            return;
-        }
-        if let Ok(mut t) = s.backend_at.lock() {
-            *t = Instant::now();
-        }
-        tokio::spawn(async move {
-            if let Err(e) = s.zk.heartbeat().await {
-                tracing::debug!(session = s.zk.session(), error = %e, "heartbeat failed");
-            }
-        });
-    }
-
     fn on_done(&mut self, done: Done, out: &mut Vec<GwAction>) {
         match done {
             Done::Opened(Ok((id, s))) => {
@@ -626,51 +594,6 @@ impl ConnTask {
                     }));
                 }
             }
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let c = &self.shared.counters;
-        let n = c.latency_n.load(Ordering::Relaxed);
-        let cfg = &self.shared.cfg;
-        Snapshot {
-            client_addr: self.shared.addr.clone(),
-            connections: self
-                .shared
-                .conns
-                .lock()
-                .map(|m| m.values().map(|(peer, c)| c.info(peer)).collect())
-                .unwrap_or_default(),
-            sessions: self.shared.sessions.lock().map(|m| m.len()).unwrap_or(0),
-            received: c.received.load(Ordering::Relaxed),
-            sent: c.sent.load(Ordering::Relaxed),
-            outstanding: c.outstanding.load(Ordering::Relaxed),
-            latency_min_ms: if n == 0 {
-                0
-            } else {
-                c.latency_min_us.load(Ordering::Relaxed) / 1000
-            },
-            latency_avg_ms: if n == 0 {
-                0.0
-            } else {
-                c.latency_sum_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
-            },
-            latency_max_ms: c.latency_max_us.load(Ordering::Relaxed) / 1000,
-            last_zxid: c.last_zxid.load(Ordering::Relaxed),
-            min_timeout_ms: cfg.conn.min_timeout_ms,
-            max_timeout_ms: cfg.conn.max_timeout_ms,
-            max_buffer: cfg.conn.max_buffer,
-            watches: self
-                .shared
-                .hub
-                .lock()
-                .map(|h| (h.count(), h.paths(), h.sessions()))
-                .unwrap_or_default(),
-            backend: if cfg.shards == 0 {
-                "rsmkeeper".into()
-            } else {
-                format!("zkmason ({} shards)", cfg.shards)
-            },
         }
     }
 }

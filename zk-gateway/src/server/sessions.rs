@@ -108,4 +108,24 @@ impl ConnTask {
             None => self.open(timeout_ms, Some(session)),
         }
     }
+
+    /// A client ping: if the backend has not heard from the session for a third of its
+    /// timeout, a heartbeat goes.
+    pub(super) fn heartbeat(&mut self) {
+        let Some(s) = self.session.clone() else {
+            return;
+        };
+        let quiet = s.backend_at.lock().map(|t| t.elapsed()).unwrap_or_default();
+        if quiet < Duration::from_millis(s.timeout_ms.max(0) as u64 / 3) {
+            return;
+        }
+        if let Ok(mut t) = s.backend_at.lock() {
+            *t = Instant::now();
+        }
+        tokio::spawn(async move {
+            if let Err(e) = s.zk.heartbeat().await {
+                tracing::debug!(session = s.zk.session(), error = %e, "heartbeat failed");
+            }
+        });
+    }
 }
