@@ -82,10 +82,7 @@ fn zookeeper_clients_get_zookeepers_answers_from_zkmason_and_rsmkeeper() {
     assert_eq!(got, want, "kazoo's recipes on zkmason");
     assert!(got.contains("party after close ['member-1']"), "{got}");
     assert!(got.contains("rival got it after the release True"), "{got}");
-    assert!(
-        got.contains("DataWatch [None, 'a', 'b', None]"),
-        "{got}"
-    );
+    assert!(got.contains("DataWatch [None, 'a', 'b', None]"), "{got}");
     assert_eq!(zkm.stop(libc::SIGINT), Some(0), "SIGINT stops it cleanly");
 
     let out = OutDir::new("zk-gateway-rsmkeeper");
