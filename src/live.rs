@@ -300,14 +300,6 @@ fn scrape_all(addrs: &[SocketAddr]) -> Vec<Option<Scrape>> {
     })
 }
 
-/// A client's arguments with `--metrics-listen addr`, unless they name an address already.
-pub fn with_metrics(mut args: Vec<String>, addr: SocketAddr) -> Vec<String> {
-    if metrics_of(&args).is_none() {
-        args.extend(["--metrics-listen".to_string(), addr.to_string()]);
-    }
-    args
-}
-
 /// The address a process's arguments give its metrics endpoint.
 pub fn metrics_of(args: &[String]) -> Option<SocketAddr> {
     let i = args.iter().position(|x| x == "--metrics-listen")?;

@@ -381,6 +381,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         .unwrap_or(0);
     let t0 = Instant::now();
     let mut client_idx = Vec::new();
+    // Each client's metrics endpoint, scraped for the progress bar's live figures.
+    let mut live_addrs = Vec::new();
     for i in 0..a.clients {
         let mut v = roles::client(
             &shape,
@@ -399,6 +401,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             ]);
         }
         let v = endpoints.with(&format!("client-{i}"), v)?;
+        live_addrs.extend(crate::live::metrics_of(&v));
         let child = spawn(&exe, &v, &logs.join(format!("client-{i}.log")), true)?;
         cluster.procs.push((format!("client-{i}"), child));
         client_idx.push(cluster.procs.len() - 1);
@@ -436,8 +439,10 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let (mut zk_killed, mut zk_restarted) = (false, false);
     let mut kill_log = String::from("t_ms,what\n");
     let limit = a.warmup + a.duration + Duration::from_secs(60);
+    let bar = crate::live::Bar::start(live_addrs, a.warmup, a.duration);
     loop {
         let t = started.elapsed();
+        bar.tick(t);
         if mason && !killed && a.kill_follower.is_some_and(|k| t >= k) {
             let i = proxy_idx[2];
             let _ = cluster.procs[i].1.kill();
@@ -591,6 +596,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(t < limit, "clients still running after {:?}", limit);
         std::thread::sleep(Duration::from_millis(10));
     }
+    drop(bar);
 
     // Let followers apply the last commits, then stop the proxies and the sequencers so
     // they end their records cleanly (a record without its end marker is reported).

@@ -114,14 +114,17 @@ fn an_empty_window_and_failed_scrapes() {
 }
 
 #[test]
-fn a_client_gets_one_metrics_address() {
-    let a: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-    let v = with_metrics(vec!["client".to_string()], a);
-    assert_eq!(v, ["client", "--metrics-listen", "127.0.0.1:9000"]);
-    assert_eq!(metrics_of(&v), Some(a));
-    let b: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-    let v = with_metrics(v, b);
-    assert_eq!(v.len(), 3, "an address given already stays");
-    assert_eq!(metrics_of(&v), Some(a));
+fn a_process_metrics_address_from_its_arguments() {
+    let v: Vec<String> = [
+        "client",
+        "--metrics-listen",
+        "127.0.0.1:9000",
+        "--index",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(metrics_of(&v), "127.0.0.1:9000".parse().ok());
+    assert_eq!(metrics_of(&v[..2]), None, "a flag without its value");
     assert_eq!(metrics_of(&["client".to_string()]), None);
 }
