@@ -15,6 +15,25 @@ mod cluster;
 use cluster::{exited_ok, field, one_at_a_time, run_local, small, OutDir, Report};
 use std::time::Duration;
 
+/// `name`'s value in a saved scrape (`metrics-<role>.prom`, Prometheus's text format).
+fn scraped(out: &std::path::Path, role: &str, name: &str) -> f64 {
+    let path = out.join(format!("metrics-{role}.prom"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
 fn zkmason(name: &str, extra: &str) -> Report {
     let _one = one_at_a_time();
     let out = OutDir::new(name);
@@ -33,6 +52,25 @@ fn zkmason(name: &str, extra: &str) -> Report {
     assert_eq!(field(&r.verify, "created="), 32, "{}", r.verify);
     assert!(field(&r.verify, "writes=") > 100, "{}", r.verify);
     assert!(field(&r.verify, "reads=") > 100, "{}", r.verify);
+    // Every shard server's last scrape (`--metrics-listen`, saved by `mason local`): it
+    // applied ops, and together at least every write three times (each write is applied
+    // by the three servers of each shard it touches).
+    let shards = field(&r.verify, "shards=");
+    let mut applied = 0.0;
+    for s in 0..shards {
+        for i in 0..3 {
+            let role = format!("zk-s{s}-r{i}");
+            let n = scraped(out.path(), &role, "mason_zk_server_applied_ops_total");
+            assert!(n > 0.0, "{role} applied {n} ops");
+            applied += n;
+        }
+    }
+    // (A server killed and restarted counts from its restart.)
+    assert!(
+        extra.contains("--kill") || applied >= 3.0 * field(&r.verify, "writes=") as f64,
+        "{applied} ops applied by the shard servers, {}",
+        r.verify
+    );
     r
 }
 
