@@ -365,7 +365,16 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     .context("writing addrs.txt")?;
     eprintln!("mason local: inspect with `{status_cmd}`");
     if a.serve {
-        return serve::serve(&a, &shape, &exe, &proxies, &zk_list, &logs, cluster);
+        return serve::serve(
+            &a,
+            &shape,
+            &exe,
+            &proxies,
+            &zk_list,
+            &logs,
+            &mut endpoints,
+            cluster,
+        );
     }
 
     let kills = a.kill_leader.is_some() || a.kill_sequencer.is_some() || a.kill_follower.is_some();

@@ -8,6 +8,8 @@
 //!   leaves its results and nothing running;
 //! - RSMKeeper and ZK-Mason runs start a ZooKeeper front end on the client machine, at the
 //!   address they print and write to summary.txt, and it answers `ruok` with `imok`;
+//! - every process of a run has a metrics endpoint, listed in summary.txt and config.json;
+//!   a proxy's, scraped during the RSMKeeper run at its address in metrics.txt, parses;
 //! - a launcher stopped by SIGTERM stops everything; one killed by SIGKILL leaves
 //!   processes that `--only-kill-zombies` kills;
 //! - a role that cannot start, and a machine that cannot be reached, fail the run with
@@ -238,7 +240,7 @@ fn experiment_on_a_namespace_cluster() {
     // killed: the ZooKeeper verdict holds across machines. Its ZooKeeper front end on the
     // client machine (client-1 is machine 6) answers `ruok` while the run lasts.
     let client_1 = format!("{SUBNET}.16:2181");
-    let (o, answers) = run_asking_ruok(c.run_cmd(
+    let (o, answers, proxy_metrics) = run_asking_ruok(c.run_cmd(
         &info,
         &[
             "--name",
@@ -255,6 +257,7 @@ fn experiment_on_a_namespace_cluster() {
     ));
     let text = out_text(&o);
     assert!(o.status.success(), "zk1: {text}");
+    check_metrics(&c.dir.join("results/zk1"), proxy_metrics);
     assert!(text.contains("verify: ok linearizable"), "{text}");
     assert!(text.contains("trees agree replicas=2"), "{text}");
     check_front_ends(&text, &c.dir.join("results/zk1"), &answers, &client_1);
@@ -262,7 +265,7 @@ fn experiment_on_a_namespace_cluster() {
 
     // ZK-Mason: one shard on the three server machines, its proxy leader killed; its
     // front end on another port.
-    let (o, answers) = run_asking_ruok(c.run_cmd(
+    let (o, answers, _) = run_asking_ruok(c.run_cmd(
         &info,
         &[
             "--name",
@@ -436,10 +439,53 @@ const FRONT_ENDS: &str = "zookeeper front ends: ";
 /// A front end's address and its answer to a four-letter word (or why there is none).
 type Answer = (String, Result<String, String>);
 
+/// One `GET /metrics` at `addr` (bounded by timeouts): the body of a 200 answer.
+fn get_metrics(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("writing to {addr}: {e}"))?;
+    let mut out = String::new();
+    s.take(16 << 20)
+        .read_to_string(&mut out)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("{addr} answered: {out:.200}")),
+    }
+}
+
+/// The address `metrics <name> http://ADDR/metrics` gives `name` in `text`.
+fn metrics_addr(text: &str, name: &str) -> Option<SocketAddr> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(&format!("metrics {name} http://"))?;
+        rest.strip_suffix("/metrics")?.parse().ok()
+    })
+}
+
+/// What a run's first proxy's metrics endpoint answered while the run went on: its
+/// address in the run's metrics.txt and its exposition (or why there is none).
+type ProxyScrape = Result<(SocketAddr, String), String>;
+
 /// Runs `cmd` (an `experiment run` of a ZooKeeper system) and, as soon as it prints where
-/// its ZooKeeper front ends listen, asks each `ruok` while the run goes on. Returns the
-/// run's output and, per front end, its address and answer (or why there is none).
-fn run_asking_ruok(mut cmd: Command) -> (Output, Vec<Answer>) {
+/// its ZooKeeper front ends listen, asks each `ruok` while the run goes on, and scrapes
+/// the first proxy's metrics endpoint at the address the run's metrics.txt lists. Returns
+/// the run's output, per front end its address and answer (or why there is none), and
+/// the scrape.
+fn run_asking_ruok(mut cmd: Command) -> (Output, Vec<Answer>, ProxyScrape) {
+    let results = {
+        let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into()).collect();
+        let after = |f: &str| {
+            argv.windows(2)
+                .find(|w| w[0] == f)
+                .map(|w| w[1].clone())
+                .unwrap_or_default()
+        };
+        Path::new(&after("--results")).join(after("--name"))
+    };
+    let mut proxy_metrics: ProxyScrape = Err("the front ends' line never came".into());
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -481,6 +527,10 @@ fn run_asking_ruok(mut cmd: Command) -> (Output, Vec<Answer>) {
                 .and_then(|addr| four_letter(addr, "ruok"));
             answers.push((a.to_string(), answer));
         }
+        proxy_metrics = std::fs::read_to_string(results.join("metrics.txt"))
+            .map_err(|e| format!("metrics.txt: {e}"))
+            .and_then(|t| metrics_addr(&t, "proxy-t0-r0").ok_or(format!("no proxy in: {t}")))
+            .and_then(|addr| Ok((addr, get_metrics(addr)?)));
         break;
     }
     // Drained, so that the run never blocks on a full pipe.
@@ -502,7 +552,44 @@ fn run_asking_ruok(mut cmd: Command) -> (Output, Vec<Answer>) {
         stderr: err_thread.join().unwrap(),
     };
     let _ = drain.join();
-    (output, answers)
+    (output, answers, proxy_metrics)
+}
+
+/// Checks a run on the namespace cluster (RSMKeeper: 3 proxies, a front end and a client)
+/// lists every process's metrics endpoint in summary.txt and config.json, on its
+/// machine's address, and that the first proxy's endpoint, scraped during the run,
+/// answered an exposition that parses with the proxy's metrics in it.
+fn check_metrics(res: &Path, proxy: ProxyScrape) {
+    let summary = std::fs::read_to_string(res.join("summary.txt")).unwrap();
+    let config = std::fs::read_to_string(res.join("config.json")).unwrap();
+    for (name, addr) in [
+        ("proxy-t0-r0", format!("{SUBNET}.13:7101")),
+        ("proxy-t0-r1", format!("{SUBNET}.14:7101")),
+        ("proxy-t0-r2", format!("{SUBNET}.15:7101")),
+        ("zk-gateway-0", format!("{SUBNET}.16:7104")),
+        ("client-0", format!("{SUBNET}.16:7105")),
+    ] {
+        let url = format!("http://{addr}/metrics");
+        assert!(
+            summary
+                .lines()
+                .any(|l| l == format!("metrics {name} {url}")),
+            "{name} {url} not in {summary}"
+        );
+        assert!(
+            config.contains(&format!("\"metrics\": \"{url}\"")),
+            "{config}"
+        );
+    }
+    let (addr, body) = proxy.unwrap_or_else(|e| panic!("scraping the proxy: {e}"));
+    assert_eq!(addr, format!("{SUBNET}.13:7101").parse().unwrap());
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("a valid exposition");
+    let has = |name: &str| scrape.samples.iter().any(|s| s.metric == name);
+    assert!(
+        has("mason_proxy_raft_term") && has("mason_connections_open"),
+        "{body}"
+    );
 }
 
 /// Checks a ZooKeeper run's front ends: the line in its output and in summary.txt names

@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// shard servers on BASE+3.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
+    /// Every process serves Prometheus metrics (`--metrics-listen`) on its machine's
+    /// experiment address, port METRICS+0 (sequencers), +1 (proxies), +2 (log servers), +3
+    /// (ZK-Mason shard servers), +4 (ZooKeeper front ends), +5 (clients); default BASE+100.
+    #[arg(long)]
+    pub metrics_base_port: Option<u16>,
     /// ZooKeeper systems: the port of the ZooKeeper front end (`mason zk-gateway`) on
     /// every client machine (ZooKeeper's own 2181 by default); must not be one of the
     /// roles' ports BASE..BASE+3.

@@ -25,6 +25,8 @@ pub fn json(a: &RunArgs, plan: &Plan, name: &str) -> anyhow::Result<String> {
                 "ssh": p.machine.ctrl,
                 "role": p.describe(),
                 "listen": p.listen.map(|l| l.to_string()),
+                "name": p.name(),
+                "metrics": p.metrics.map(|m| format!("http://{m}/metrics")),
                 "dir": p.dir,
                 "args": p.args,
             })
@@ -74,6 +76,7 @@ pub fn json(a: &RunArgs, plan: &Plan, name: &str) -> anyhow::Result<String> {
         "processes": procs,
     });
     // Beside the rest (one json! of them all would pass the macro's recursion limit).
+    v["metrics_base_port"] = json!(plan.metrics_base_port);
     v["zk_gateway_port"] = json!(sh.system.zk().then_some(a.zk_gateway_port));
     v["zookeeper_front_ends"] = json!(plan
         .front_ends()

@@ -50,6 +50,10 @@ pub struct Proc {
     /// `<remote-dir>/<machine name>`: the binary, logs/, data/, out/, pids/.
     pub dir: String,
     pub listen: Option<SocketAddr>,
+    /// Its Prometheus endpoint (`--metrics-listen`, in `args`): its machine's experiment
+    /// address, on `--metrics-base-port` + [`Proc::metrics_offset`]. None only for a
+    /// client whose machine has no address the plan can know (it listens nowhere else).
+    pub metrics: Option<SocketAddr>,
     /// The `mason` flags, subcommand first.
     pub args: Vec<String>,
 }
@@ -64,6 +68,34 @@ impl Proc {
             Kind::ZkServer { .. } => "zk-server",
             Kind::Client(_) => "client",
             Kind::ZkGateway(_) => "zk-gateway",
+        }
+    }
+
+    /// Its name in the metrics lines (`metrics <name> http://ADDR/metrics`), unique in
+    /// the run: `sequencer-0`, `proxy-t0-r1`, `log-2`, `zk-s0-r1`, `zk-gateway-0`,
+    /// `client-0`.
+    pub fn name(&self) -> String {
+        match self.kind {
+            Kind::Sequencer(i) => format!("sequencer-{i}"),
+            Kind::Proxy { triple, replica } => format!("proxy-t{triple}-r{replica}"),
+            Kind::LogServer(i) => format!("log-{i}"),
+            Kind::ZkServer { shard, index } => format!("zk-s{shard}-r{index}"),
+            Kind::ZkGateway(i) => format!("zk-gateway-{i}"),
+            Kind::Client(i) => format!("client-{i}"),
+        }
+    }
+
+    /// Its metrics port's offset from `--metrics-base-port`: one per kind, so that the
+    /// processes one machine runs (a client machine: a client and, for the ZooKeeper
+    /// systems, a front end) each have their own.
+    pub fn metrics_offset(&self) -> u16 {
+        match self.kind {
+            Kind::Sequencer(_) => 0,
+            Kind::Proxy { .. } => 1,
+            Kind::LogServer(_) => 2,
+            Kind::ZkServer { .. } => 3,
+            Kind::ZkGateway(_) => 4,
+            Kind::Client(_) => 5,
         }
     }
 
@@ -90,7 +122,13 @@ pub struct Plan {
     pub clients: u32,
     pub triples: u32,
     pub layout: Option<LogLayout>,
+    /// `--metrics-base-port`, resolved (its default: `--base-port` + 100).
+    pub metrics_base_port: u16,
 }
+
+/// The metrics ports are `--metrics-base-port` + 0..=METRICS_OFFSETS (see
+/// [`Proc::metrics_offset`]).
+pub const METRICS_OFFSETS: u16 = 5;
 
 impl Plan {
     pub fn of(&self, f: impl Fn(Kind) -> bool) -> impl Iterator<Item = &Proc> {
@@ -110,6 +148,18 @@ impl Plan {
     pub fn front_ends_line(&self) -> Option<String> {
         let f = self.front_ends();
         (!f.is_empty()).then(|| format!("zookeeper front ends: {}", roles::join(&f)))
+    }
+
+    /// Every process's metrics endpoint, in start order: `metrics <name> http://ADDR/metrics`
+    /// (the lines of summary.txt, metrics.txt and `--dry-run`).
+    pub fn metrics_lines(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                p.metrics
+                    .map(|m| format!("metrics {} http://{m}/metrics", p.name()))
+            })
+            .collect()
     }
 
     /// What `--dry-run` prints.
@@ -137,6 +187,10 @@ impl Plan {
             ));
         }
         if let Some(l) = self.front_ends_line() {
+            t.push_str(&l);
+            t.push('\n');
+        }
+        for l in self.metrics_lines() {
             t.push_str(&l);
             t.push('\n');
         }
@@ -243,6 +297,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
             }
         }
     }
+    let metrics_base = metrics_base_port(a)?;
     let window = a.warmup + a.duration + a.cooldown;
     for (flag, t) in [
         ("--kill-leader", a.kill_leader),
@@ -406,6 +461,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         kind,
         dir: dir(m),
         listen,
+        metrics: None,
         args,
     };
     if let Some(l) = &layout {
@@ -495,19 +551,39 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         );
         procs.push(proc_(m, Kind::Client(i), None, args));
     }
-    // Two processes on one address (machines that share an address) would fail to start.
-    for (k, p) in procs.iter().enumerate() {
-        let Some(l) = p.listen else { continue };
-        if let Some(q) = procs[..k].iter().find(|q| q.listen == Some(l)) {
-            return Err(format!(
-                "{} on {} (line {}) and {} on {} (line {}) would both listen on {l}",
-                q.describe(),
-                q.machine.name,
-                q.machine.line,
-                p.describe(),
-                p.machine.name,
-                p.machine.line
-            ));
+    // Every process's metrics endpoint, on its machine's address. A client alone may
+    // have a machine whose address cannot be known (it listens nowhere else): it serves
+    // none, and the progress bar leaves it out.
+    for p in &mut procs {
+        let ip = match data_ip(&p.machine) {
+            Ok(ip) => ip,
+            Err(_) if matches!(p.kind, Kind::Client(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let m = SocketAddr::new(ip, metrics_base + p.metrics_offset());
+        p.args
+            .extend(["--metrics-listen".to_string(), m.to_string()]);
+        p.metrics = Some(m);
+    }
+    // Two processes on one address (machines that share an address) would fail to start:
+    // their listeners, and their metrics endpoints, each on its own address.
+    let mut bound: Vec<(SocketAddr, &Proc, &str)> = Vec::new();
+    for p in &procs {
+        let ends = [(p.listen, ""), (p.metrics, "'s metrics endpoint")];
+        for (l, what) in ends {
+            let Some(l) = l else { continue };
+            if let Some((_, q, qwhat)) = bound.iter().find(|(b, _, _)| *b == l) {
+                return Err(format!(
+                    "{}{qwhat} on {} (line {}) and {}{what} on {} (line {}) would both listen on {l}",
+                    q.describe(),
+                    q.machine.name,
+                    q.machine.line,
+                    p.describe(),
+                    p.machine.name,
+                    p.machine.line,
+                ));
+            }
+            bound.push((l, p, what));
         }
     }
     let used: Vec<&str> = procs.iter().map(|p| p.machine.name.as_str()).collect();
@@ -523,7 +599,49 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         clients: clients.len() as u32,
         triples,
         layout,
+        metrics_base_port: metrics_base,
     })
+}
+
+/// `--metrics-base-port` (default `--base-port` + 100), refused where one of its ports
+/// would be past 65535 or be one of the roles' ports (`--base-port` + 0..3) or, for the
+/// ZooKeeper systems, the front ends' `--zk-gateway-port`.
+fn metrics_base_port(a: &RunArgs) -> Result<u16, String> {
+    let base = match a.metrics_base_port {
+        Some(p) => p,
+        None => a.base_port.checked_add(100).ok_or_else(|| {
+            format!(
+                "--base-port {} leaves no room for the metrics ports (--base-port + 100 by default); give --metrics-base-port",
+                a.base_port
+            )
+        })?,
+    };
+    let flag = format!("--metrics-base-port {base}");
+    if base == 0 || base.checked_add(METRICS_OFFSETS).is_none() {
+        return Err(format!(
+            "{flag}: its ports {base}..{base}+{METRICS_OFFSETS} must be within 1..65535"
+        ));
+    }
+    let mut taken: Vec<(u16, String)> = (0..4u16)
+        .filter_map(|off| {
+            let p = a.base_port.checked_add(off)?;
+            Some((
+                p,
+                format!("the roles' port --base-port {} + {off}", a.base_port),
+            ))
+        })
+        .collect();
+    if a.system.zk() {
+        taken.push((a.zk_gateway_port, "--zk-gateway-port".to_string()));
+    }
+    for off in 0..=METRICS_OFFSETS {
+        if let Some((p, what)) = taken.iter().find(|(p, _)| *p == base + off) {
+            return Err(format!(
+                "{flag}: its port {base} + {off} is {what} ({p}); choose another --metrics-base-port"
+            ));
+        }
+    }
+    Ok(base)
 }
 
 #[cfg(test)]

@@ -165,6 +165,7 @@ mod tests {
             kind: Kind::Client(0),
             dir: "/tmp/mason rs/client-1".into(),
             listen: None,
+            metrics: None,
             args: vec![
                 "client".into(),
                 "--out".into(),

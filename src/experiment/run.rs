@@ -10,8 +10,8 @@
 //! 5. Stop the front ends, then the proxies (they flush their records), collect every
 //!    machine's out/ and logs/ into `<results>/<name>/`, check the log while its servers
 //!    still run, stop everything.
-//! 6. Aggregate, verify, and write summary.txt (with the front ends' addresses) and
-//!    config.json.
+//! 6. Aggregate, verify, and write summary.txt (with the front ends' addresses and every
+//!    process's metrics endpoint, also in metrics.txt from the start) and config.json.
 //!
 //! If any step fails, or the launcher gets SIGINT, SIGTERM or SIGHUP, every machine's processes are
 //! killed before the error is returned.
@@ -183,6 +183,16 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     mason_common::auth::ClusterKey::write_new(&key_file)
         .with_context(|| format!("writing the run's cluster key {}", key_file.display()))?;
     plan.shape.key_file = key_file.clone();
+    // Where every process serves its metrics, while the run goes (summary.txt lists them
+    // again at the end).
+    let metrics_txt = out.join("metrics.txt");
+    let metrics_lines: String = plan
+        .metrics_lines()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&metrics_txt, &metrics_lines)
+        .with_context(|| format!("writing {}", metrics_txt.display()))?;
 
     let mut used: Vec<(Machine, String)> = Vec::new();
     for p in &plan.procs {
@@ -239,6 +249,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         used.len(),
         copied.into_inner(),
         out.display()
+    );
+    eprintln!(
+        "experiment: every process's metrics endpoint is listed in {}",
+        metrics_txt.display()
     );
 
     // 4. Servers in dependency order, then the clients.
@@ -391,9 +405,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         println!("{l}");
         text.push_str(&l);
         text.push('\n');
-        std::fs::write(out.join("summary.txt"), &text)
-            .with_context(|| format!("writing {}", out.join("summary.txt").display()))?;
     }
+    // Every process's metrics endpoint (`metrics <name> http://ADDR/metrics`), as
+    // `mason local` lists its roles'.
+    text.push_str(&metrics_lines);
+    std::fs::write(out.join("summary.txt"), &text)
+        .with_context(|| format!("writing {}", out.join("summary.txt").display()))?;
     std::fs::write(
         out.join("config.json"),
         super::config::json(a, &plan, &name)?,

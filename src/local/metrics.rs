@@ -25,7 +25,8 @@ impl Endpoints {
         }
     }
 
-    fn lines(&self) -> String {
+    /// `metrics <role> http://ADDR/metrics`, one line each, in the order they started.
+    pub(super) fn lines(&self) -> String {
         self.by_role
             .iter()
             .map(|(role, addr)| format!("metrics {role} http://{addr}/metrics\n"))

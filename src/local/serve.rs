@@ -1,6 +1,7 @@
 //! `mason local --serve`: the cluster `mason local` started, with ZooKeeper front ends
 //! (`mason zk-gateway`) in place of a load, until SIGINT or SIGTERM.
 
+use super::metrics::Endpoints;
 use super::{free_addrs, spawn, stop, wait_listening, Cluster};
 use crate::args::LocalArgs;
 use crate::roles::{self, Shape};
@@ -8,7 +9,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// `--serve`: starts the front ends on the running cluster, says where they listen, and
-/// serves until SIGINT or SIGTERM; then stops every process (front ends first).
+/// serves until SIGINT or SIGTERM; then stops every process (front ends first). Each
+/// front end gets a metrics port as the cluster's other roles did (`zk-gateway-N` in
+/// `endpoints`); every role's endpoint is printed on stderr (stdout's one line stays
+/// `serving zookeeper on ...`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn serve(
     a: &LocalArgs,
     shape: &Shape,
@@ -16,6 +21,7 @@ pub(super) fn serve(
     proxies: &[SocketAddr],
     zk_servers: &str,
     logs: &Path,
+    endpoints: &mut Endpoints,
     mut cluster: Cluster,
 ) -> anyhow::Result<i32> {
     let n = a.gateways as usize;
@@ -32,7 +38,10 @@ pub(super) fn serve(
     let mut gw_idx = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let name = format!("zk-gateway-{i}");
-        let v = roles::zk_gateway(shape, *addr, i as u32, proxies, zk_servers);
+        let v = endpoints.with(
+            &name,
+            roles::zk_gateway(shape, *addr, i as u32, proxies, zk_servers),
+        )?;
         let mut child = spawn(exe, &v, &logs.join(format!("{name}.log")), false)?;
         wait_listening(*addr, &mut child, &name)?;
         cluster.procs.push((name, child));
@@ -48,6 +57,8 @@ pub(super) fn serve(
         n,
         logs.display()
     );
+    // Where each role (the front ends too) serves its metrics; also in metrics.txt.
+    eprint!("{}", endpoints.lines());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -405,3 +405,169 @@ fn a_front_end_port_that_collides_is_refused() {
         "{e}"
     );
 }
+
+/// Every process's metrics endpoint: `--metrics-listen` in its args, on its own machine's
+/// experiment address, at `--metrics-base-port` + its kind's offset; no two alike.
+fn check_metrics(p: &Plan, base: u16) {
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    for q in &p.procs {
+        let m = q
+            .metrics
+            .unwrap_or_else(|| panic!("{} has none", q.describe()));
+        assert_eq!(
+            flag(&q.args, "--metrics-listen"),
+            Some(m.to_string().as_str())
+        );
+        assert_eq!(Some(m.ip()), q.machine.ip, "{}", q.describe());
+        assert_eq!(m.port(), base + q.metrics_offset(), "{}", q.describe());
+        assert_ne!(q.listen, Some(m), "{}", q.describe());
+        assert!(!seen.contains(&m), "{m} twice");
+        seen.push(m);
+        // Nor on any process's listener.
+        assert!(p.procs.iter().all(|o| o.listen != Some(m)), "{m}");
+    }
+    // The lines of summary.txt, metrics.txt and --dry-run: one per process, in order.
+    let lines = p.metrics_lines();
+    let want: Vec<String> = p
+        .procs
+        .iter()
+        .map(|q| format!("metrics {} http://{}/metrics", q.name(), q.metrics.unwrap()))
+        .collect();
+    assert_eq!(lines, want);
+    let d = p.describe();
+    for l in &lines {
+        assert!(d.lines().any(|x| x == l), "{l} not in {d}");
+    }
+}
+
+#[test]
+fn every_process_has_its_own_metrics_endpoint() {
+    let p = build(&machines(&SIX), &args(&["--groups", "2"])).unwrap();
+    assert_eq!(p.metrics_base_port, 7100);
+    check_metrics(&p, 7100);
+    assert_eq!(
+        p.metrics_lines(),
+        [
+            "metrics sequencer-0 http://10.0.0.1:7100/metrics",
+            "metrics sequencer-1 http://10.0.0.2:7100/metrics",
+            "metrics proxy-t0-r0 http://10.0.0.3:7101/metrics",
+            "metrics proxy-t0-r1 http://10.0.0.4:7101/metrics",
+            "metrics proxy-t0-r2 http://10.0.0.5:7101/metrics",
+            "metrics client-0 http://10.0.0.6:7105/metrics",
+        ]
+    );
+    // The progress bar reads the clients' endpoints from their args.
+    let client = p.of(|k| matches!(k, Kind::Client(_))).next().unwrap();
+    assert_eq!(
+        crate::live::metrics_of(&client.args),
+        Some("10.0.0.6:7105".parse().unwrap())
+    );
+    // A client machine runs a front end and a client for the ZooKeeper systems: two
+    // ports; the shard servers' too.
+    let mut names: Vec<&str> = SIX.to_vec();
+    names.extend(["client-2", "server-1", "server-2", "server-3"]);
+    let p = build(
+        &machines(&names),
+        &args(&[
+            "--system",
+            "zkmason",
+            "--zk-shards",
+            "1",
+            "--base-port",
+            "9000",
+        ]),
+    )
+    .unwrap();
+    check_metrics(&p, 9100);
+    let on_client_2: Vec<String> = p
+        .procs
+        .iter()
+        .filter(|q| q.machine.name == "client-2")
+        .map(|q| format!("{} {:?}", q.name(), q.metrics))
+        .collect();
+    assert_eq!(
+        on_client_2,
+        [
+            "zk-gateway-1 Some(10.0.0.7:9104)",
+            "client-1 Some(10.0.0.7:9105)"
+        ]
+    );
+    assert!(p
+        .metrics_lines()
+        .contains(&"metrics zk-s0-r2 http://10.0.0.10:9103/metrics".to_string()));
+    // Log servers, and an explicit base.
+    let mut names = SIX.to_vec();
+    names.extend(["server-1", "server-2"]);
+    let p = build(
+        &machines(&names),
+        &args(&["--system", "corfumason", "--metrics-base-port", "20000"]),
+    )
+    .unwrap();
+    check_metrics(&p, 20000);
+    assert_eq!(p.procs[0].metrics, Some("10.0.0.8:20002".parse().unwrap()));
+}
+
+#[test]
+fn metrics_ports_that_collide_are_refused() {
+    // The roles' ports 7000..7003 are within 6998..7003.
+    let e = build(&machines(&SIX), &args(&["--metrics-base-port", "6998"]))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("--metrics-base-port 6998: its port 6998 + 2 is the roles' port --base-port 7000 + 0 (7000)"),
+        "{e}"
+    );
+    let e = build(
+        &machines(&SIX),
+        &args(&["--system", "rsmkeeper", "--metrics-base-port", "2177"]),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("its port 2177 + 4 is --zk-gateway-port (2181)"),
+        "{e}"
+    );
+    // Only the ZooKeeper systems have the front ends' port.
+    assert!(build(&machines(&SIX), &args(&["--metrics-base-port", "2177"])).is_ok());
+    for bad in ["65531", "0"] {
+        let e = build(&machines(&SIX), &args(&["--metrics-base-port", bad]))
+            .err()
+            .unwrap();
+        assert!(e.contains("must be within 1..65535"), "{e}");
+    }
+    let e = build(&machines(&SIX), &args(&["--base-port", "65500"]))
+        .err()
+        .unwrap();
+    assert!(e.contains("give --metrics-base-port"), "{e}");
+    assert!(build(
+        &machines(&SIX),
+        &args(&["--base-port", "65500", "--metrics-base-port", "7000"])
+    )
+    .is_ok());
+    // Every role's listening port is within --base-port..+3 or --zk-gateway-port, which
+    // the metrics ports are checked against above: on a shared address, only processes
+    // of one kind can meet, as two clients do here.
+    // Two client machines on one address: their clients' endpoints collide.
+    let mut names = SIX.to_vec();
+    names.push("client-2");
+    let mut m = machines(&names);
+    m[6].ip = m[5].ip;
+    let e = build(&m, &args(&[])).err().unwrap();
+    assert!(
+        e.contains("client 0's metrics endpoint on client-1 (line 6) and client 1's metrics endpoint on client-2 (line 7) would both listen on 10.0.0.6:7105"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_client_without_an_address_serves_no_metrics() {
+    let mut m = machines(&SIX);
+    m[5].ip = None;
+    m[5].ctrl = "no-such-host.invalid".into();
+    let p = build(&m, &args(&[])).unwrap();
+    let client = p.procs.last().unwrap();
+    assert_eq!(client.metrics, None);
+    assert!(!client.args.iter().any(|a| a == "--metrics-listen"));
+    assert_eq!(p.metrics_lines().len(), 5);
+    assert!(p.procs[..5].iter().all(|q| q.metrics.is_some()));
+}
