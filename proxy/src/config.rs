@@ -98,6 +98,9 @@ pub enum Mutant {
     /// RSMKeeper (`--zk-reads local`): the leader answers a local read from its tree at
     /// once, without a ReadIndex round (a deposed leader answers stale reads).
     ReadWithoutIndex,
+    /// A replica counts its own write towards a commit, and sends its acknowledgements and
+    /// votes, as soon as it hands the write to its disk, not once it is durable.
+    AckBeforePersist,
 }
 
 impl std::str::FromStr for Mutant {
@@ -114,10 +117,11 @@ impl std::str::FromStr for Mutant {
             "keeper-reorder" => Ok(Mutant::KeeperReorder),
             "no-zk-redo" => Ok(Mutant::NoZkRedo),
             "read-without-index" => Ok(Mutant::ReadWithoutIndex),
+            "ack-before-persist" => Ok(Mutant::AckBeforePersist),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
                  no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo, \
-                 read-without-index)"
+                 read-without-index, ack-before-persist)"
             )),
         }
     }

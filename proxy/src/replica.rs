@@ -53,8 +53,15 @@ pub type ConnId = u64;
 /// What the runtime must do, in order.
 #[derive(Debug)]
 pub enum Action {
-    /// Make these durable (per the fsync setting) before doing any later action.
+    /// Make these durable (per the fsync setting), after every earlier `Persist` and
+    /// `Snapshot`, and then say so with [`Replica::on_persisted`]`(number)` (one call may
+    /// answer for every earlier number too). Nothing else waits: the leader's own write
+    /// overlaps its followers' (raft thesis 10.2.1), and the replica goes on meanwhile;
+    /// what must follow the write (a follower's acknowledgement, a vote) is held until
+    /// then. The content may be empty (a Raft ready with nothing to write, behind one
+    /// still being written).
     Persist {
+        number: u64,
         hard_state: Option<HardState>,
         entries: Vec<Entry>,
     },
@@ -80,7 +87,8 @@ pub enum Action {
         reply: Registered,
     },
     /// Make this snapshot the base of what is on disk, followed by the hard state and the
-    /// entries after the snapshot, durably, before doing any later action.
+    /// entries after the snapshot, durably, after every earlier `Persist` (what must wait
+    /// for it waits for the `Persist` that follows it).
     Snapshot {
         snapshot: Snapshot,
         hard_state: HardState,
@@ -270,6 +278,9 @@ pub struct Replica {
     zk_closes_batched: BTreeMap<u64, u64>,
     /// Reads answered without the log (leaders only).
     local: localread::LocalReads,
+    /// Raft readies handed to the runtime to persist and not yet persisted, oldest first,
+    /// with the messages that may only go once they are (a follower's acks, votes).
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
 }
 
 impl Replica {
@@ -326,6 +337,7 @@ impl Replica {
             zk_expiring: Default::default(),
             zk_closes_batched: Default::default(),
             local: Default::default(),
+            unpersisted: VecDeque::new(),
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {
@@ -650,15 +662,18 @@ impl Replica {
             return;
         }
         let mut rd = self.node.ready();
+        // A leader's messages go before its own write (raft thesis 10.2.1).
         self.send_all(rd.take_messages(), out);
         self.on_read_states(rd.take_read_states());
+        let mut snapshot = false;
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.install_snapshot(snap, out);
+            snapshot = true;
         }
         let committed = rd.take_committed_entries();
         self.apply(committed, out);
-        let entries = rd.entries().clone();
+        let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
         {
             let store = self.node.store().clone();
@@ -672,23 +687,72 @@ impl Replica {
                 core.set_hardstate(hs.clone());
             }
         }
-        if !entries.is_empty() || hard_state.is_some() {
+        let writes = snapshot || !entries.is_empty() || hard_state.is_some();
+        if writes || !self.unpersisted.is_empty() {
+            // Persisted by the runtime while this replica goes on; `on_persisted` sends
+            // what waits for it and tells Raft. (A ready with nothing to write still
+            // waits behind those that have: readies are persisted in order.)
+            let number = rd.number();
+            self.unpersisted
+                .push_back((number, rd.take_persisted_messages()));
             out.push(Action::Persist {
+                number,
                 hard_state,
                 entries,
             });
+            self.node.advance_append_async(rd);
+            if self.cfg.mutant == Some(Mutant::AckBeforePersist) {
+                self.on_persisted(number, out);
+                return;
+            }
+            self.note_applied();
+        } else {
+            self.send_all(rd.take_persisted_messages(), out);
+            let mut light = self.node.advance(rd);
+            if let Some(c) = light.commit_index() {
+                self.node.store().mem().wl().mut_hard_state().set_commit(c);
+            }
+            self.send_all(light.take_messages(), out);
+            let committed = light.take_committed_entries();
+            self.apply(committed, out);
+            self.node.advance_apply();
         }
-        self.send_all(rd.take_persisted_messages(), out);
-        let mut light = self.node.advance(rd);
-        if let Some(c) = light.commit_index() {
-            self.node.store().mem().wl().mut_hard_state().set_commit(c);
-        }
-        self.send_all(light.take_messages(), out);
-        let committed = light.take_committed_entries();
-        self.apply(committed, out);
-        self.node.advance_apply();
         self.answer_indexed_reads(out);
         self.maybe_snapshot(out);
+    }
+
+    /// The runtime made every `Persist` up to `number` durable: what waited for them goes
+    /// out, and Raft counts them (a leader's own write towards commit).
+    pub fn on_persisted(&mut self, number: u64, out: &mut Vec<Action>) {
+        let mut last = None;
+        while let Some((n, _)) = self.unpersisted.front() {
+            if *n > number {
+                break;
+            }
+            if let Some((n, msgs)) = self.unpersisted.pop_front() {
+                self.send_all(msgs, out);
+                last = Some(n);
+            }
+        }
+        // A number this replica did not hand out (a late report after a restart of the
+        // runtime's writer, say) is ignored rather than believed.
+        let Some(last) = last else {
+            return;
+        };
+        self.node.on_persist_ready(last);
+        self.note_applied();
+        self.flush(self.now, out);
+    }
+
+    /// Tells Raft what this replica applied, as far as it is persisted here too (a
+    /// snapshot from the leader is applied before it is durable; Raft may not hear of it
+    /// until it is).
+    fn note_applied(&mut self) {
+        let log = &self.node.raft.raft_log;
+        let to = self.applied_index.min(log.persisted).min(log.committed);
+        if to > log.applied {
+            self.node.advance_apply_to(to);
+        }
     }
 
     fn send_all(&self, msgs: Vec<Message>, out: &mut Vec<Action>) {

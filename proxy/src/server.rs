@@ -10,9 +10,11 @@
 //! Outgoing, the process keeps links to its two peers (Raft), to every sequencer (the
 //! primary and its backups), with a shared log (CorfuMason) to the head of every log
 //! shard's chain, and with ZK-Mason to every shard server (those that answer back are in
-//! `server/links.rs`). A group's actions are carried out in order: WAL writes (fdatasync'd
-//! when `fsync` is on) before anything that depends on them, sends, answers, and the
-//! bound-number record, which ends with an end marker when the process stops cleanly.
+//! `server/links.rs`). A group's actions are carried out in order: sends, answers, and the
+//! bound-number record, which ends with an end marker when the process stops cleanly; its
+//! WAL writes go to its writer thread (`server/wal_writer.rs`: group commit, fdatasync'd
+//! when `fsync` is on), which tells the group when they are durable, and the replica holds
+//! back what depends on them until then.
 
 use crate::replica::{Action, ConnId, Incoming, Replica, ReplicaConfig};
 use crate::wal::Wal;
@@ -37,7 +39,9 @@ use tokio::sync::mpsc;
 
 mod links;
 mod metrics;
+mod wal_writer;
 use links::{Links, LogLink, SeqLink, ZkLink};
+use wal_writer::{Job, WalWriter};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -106,6 +110,8 @@ enum Event {
     LogReply(LogWriteReply),
     ZkApplied(ZkApplied),
     ZkReadReply(ZkReadReply),
+    /// The group's WAL writer made its writes up to this Raft ready durable.
+    Persisted(u64),
     /// `mason status`: this replica's view of its group.
     Status(tokio::sync::oneshot::Sender<mason_common::statusmsg::GroupStatus>),
     Shutdown,
@@ -259,12 +265,15 @@ pub async fn run(
             next_flush: 0,
             stopped: false,
         };
+        let Some(inbox) = inboxes.get(&g).cloned() else {
+            anyhow::bail!("group {g} has no inbox");
+        };
+        let wal = WalWriter::spawn(g, wal, cfg.fsync, gm, inbox)
+            .with_context(|| format!("starting the wal writer of group {g}"))?;
         let mut io = GroupIo {
-            metrics: gm,
             group: g,
             wal,
             record,
-            fsync: cfg.fsync,
             links: links.clone(),
         };
         let tree_file = cfg
@@ -273,6 +282,9 @@ pub async fn run(
             .map(|d| d.join(format!("tree-g{g}-r{}.snap", cfg.replica)));
         tasks.push(tokio::spawn(async move {
             driver::drive(&mut group, &mut io, &mut rx, Instant::now()).await;
+            // Whatever the writer still holds goes to disk (it reports to no one now).
+            drop(rx);
+            tokio::task::block_in_place(|| io.wal.finish());
             if let Some(r) = io.record.take() {
                 if let Err(e) = r.finish() {
                     tracing::error!(group = g, error = %e, "ending the bound record");
@@ -571,6 +583,7 @@ impl Machine for Group {
             Event::LogReply(x) => r.on_log_reply(x, &mut acts),
             Event::ZkApplied(x) => r.on_zk_applied(x, &mut acts),
             Event::ZkReadReply(x) => r.on_zk_read_reply(x, &mut acts),
+            Event::Persisted(n) => r.on_persisted(n, &mut acts),
             Event::Status(tx) => {
                 let _ = tx.send(r.status());
             }
@@ -612,16 +625,14 @@ impl Machine for Group {
 
 /// A group's disk and links.
 struct GroupIo {
-    metrics: metrics::GroupMetrics,
     group: u32,
-    wal: Wal,
+    wal: WalWriter,
     record: Option<RecordWriter>,
-    fsync: bool,
     links: Arc<Links>,
 }
 
 impl Executor<Group> for GroupIo {
-    fn execute(&mut self, t: Todo, _: &mut Vec<Event>) {
+    fn execute(&mut self, t: Todo, feedback: &mut Vec<Event>) {
         match t {
             Todo::Send(o, f) => {
                 let _ = o.send(f);
@@ -641,56 +652,40 @@ impl Executor<Group> for GroupIo {
                     let _ = r.flush();
                 }
             }
-            Todo::Replica(a) => self.replica_action(a),
+            Todo::Replica(a) => {
+                if let Some(n) = self.replica_action(a) {
+                    feedback.push(Event::Persisted(n));
+                }
+            }
         }
     }
 }
 
 impl GroupIo {
-    fn replica_action(&mut self, a: Action) {
+    /// Returns the Raft ready a write made durable at once (inline, fsync off).
+    fn replica_action(&mut self, a: Action) -> Option<u64> {
         match a {
             Action::Persist {
+                number,
                 hard_state,
                 entries,
             } => {
-                let wal = &mut self.wal;
-                let t = Instant::now();
-                let r = if self.fsync {
-                    tokio::task::block_in_place(|| wal.append(hard_state.as_ref(), &entries))
-                } else {
-                    wal.append(hard_state.as_ref(), &entries)
-                };
-                self.metrics
-                    .wal_append(t.elapsed(), self.wal.last_record_bytes());
-                if let Err(e) = r {
-                    // Acknowledging what is not durable would break the protocol: stop.
-                    tracing::error!(group = self.group, error = %e, "wal write failed; exiting");
-                    std::process::exit(1);
-                }
+                return self.wal.send(Job::Append {
+                    number,
+                    hard_state,
+                    entries,
+                })
             }
             Action::Snapshot {
                 snapshot,
                 hard_state,
                 entries,
             } => {
-                let wal = &mut self.wal;
-                let t = Instant::now();
-                let r = tokio::task::block_in_place(|| {
-                    wal.install_snapshot(&snapshot, &hard_state, &entries)
-                });
-                tracing::info!(
-                    group = self.group,
-                    index = snapshot.get_metadata().index,
-                    bytes = snapshot.data.len(),
-                    entries = entries.len(),
-                    us = t.elapsed().as_micros() as u64,
-                    "snapshot written"
-                );
-                self.metrics.snapshot(t.elapsed());
-                if let Err(e) = r {
-                    tracing::error!(group = self.group, error = %e, "writing a snapshot failed; exiting");
-                    std::process::exit(1);
-                }
+                return self.wal.send(Job::Snapshot {
+                    snapshot,
+                    hard_state,
+                    entries,
+                })
             }
             Action::SendRaft { to, data } => {
                 if let Some(Some(link)) = self.links.peers.get(to as usize) {
@@ -737,5 +732,6 @@ impl GroupIo {
             | Action::ReadReply { .. }
             | Action::Bound(_) => {}
         }
+        None
     }
 }

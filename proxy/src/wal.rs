@@ -298,15 +298,17 @@ impl Wal {
         hs: &HardState,
         entries: &[Entry],
     ) -> Result<(), WalError> {
+        // What was staged goes first, into the segment it was meant for.
+        self.commit()?;
         let next = self.seq + 1;
         let seg = segment(&self.path, next);
-        self.buf.clear();
         encode_record(Some(hs), entries, &mut self.buf)?;
         let mut f = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&seg)?;
         f.write_all(&self.buf)?;
+        self.buf.clear();
         if self.fsync {
             f.sync_data()?;
         }
@@ -333,19 +335,35 @@ impl Wal {
     }
 
     /// Appends one record; durable on return when fsync is on.
-    /// Bytes of the last record appended (for the WAL's byte counter).
-    pub fn last_record_bytes(&self) -> usize {
-        self.buf.len()
+    pub fn append(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
+        self.stage(hs, entries)?;
+        self.commit()?;
+        Ok(())
     }
 
-    pub fn append(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
-        self.buf.clear();
-        encode_record(hs, entries, &mut self.buf)?;
-        self.file.write_all(&self.buf)?;
-        if self.fsync {
-            self.file.sync_data()?;
+    /// Encodes one record to be written by the next [`Wal::commit`] (group commit: the
+    /// records staged meanwhile share one write and one fdatasync).
+    pub fn stage(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
+        let at = self.buf.len();
+        let r = encode_record(hs, entries, &mut self.buf);
+        if r.is_err() {
+            self.buf.truncate(at);
         }
-        Ok(())
+        r
+    }
+
+    /// Writes the staged records, and syncs them when fsync is on: durable on return.
+    /// Returns the bytes written.
+    pub fn commit(&mut self) -> Result<usize, WalError> {
+        let n = self.buf.len();
+        if n > 0 {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+            if self.fsync {
+                self.file.sync_data()?;
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -396,6 +414,43 @@ mod tests {
         drop(w);
         let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
         assert_eq!(s.last_index().unwrap(), 4);
+    }
+
+    #[test]
+    fn staged_records_share_one_commit_and_a_snapshot_writes_them_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g0.wal");
+        {
+            let (mut w, _) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
+            w.stage(None, &[entry(1, 1), entry(2, 1)]).unwrap();
+            w.stage(None, &[entry(3, 1)]).unwrap();
+            // Nothing is on disk before the commit.
+            assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), 0);
+            let n = w.commit().unwrap();
+            assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), n as u64);
+            assert_eq!(w.commit().unwrap(), 0, "nothing staged, nothing written");
+            // Staged before a snapshot: written to the old segment first, so the entries
+            // the snapshot's new segment carries follow it in order.
+            let hs = HardState {
+                term: 1,
+                commit: 4,
+                ..Default::default()
+            };
+            w.stage(Some(&hs), &[entry(4, 1)]).unwrap();
+            let mut snap = Snapshot::default();
+            snap.mut_metadata().index = 2;
+            snap.mut_metadata().term = 1;
+            snap.mut_metadata()
+                .set_conf_state(raft::prelude::ConfState::from((vec![1, 2, 3], vec![])));
+            w.install_snapshot(&snap, &hs, &[entry(3, 1), entry(4, 1)])
+                .unwrap();
+            w.stage(None, &[entry(5, 1)]).unwrap();
+            w.commit().unwrap();
+        }
+        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
+        assert_eq!(s.first_index().unwrap(), 3);
+        assert_eq!(s.last_index().unwrap(), 5);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 4);
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn base(seed: u64) -> Plan {
             retry_timeout_us: 200 * MS,
             fsync: true,
             unsynced_window_us: 30 * MS,
+            persist_max_us: 500,
             sequencers: 2,
             seq_tick_us: 2 * MS,
             seq_mutant: None,
@@ -122,6 +123,22 @@ pub(crate) fn leader_crash(seed: u64) -> Plan {
         (1400 * MS, Fault::RestartAll),
     ];
     p.heals = vec![1400 * MS];
+    p
+}
+
+/// Every machine of the triple loses power at once, under load: what each had not yet
+/// made durable is gone, on all three.
+pub(crate) fn power_loss(seed: u64) -> Plan {
+    let mut p = base(seed);
+    // Writes take up to 3 ms to become durable: a wide window for the crash to fall in.
+    p.world.persist_max_us = 3 * MS;
+    p.faults = vec![
+        (700 * MS, Fault::Crash(0)),
+        (700 * MS, Fault::Crash(1)),
+        (700 * MS, Fault::Crash(2)),
+        (1000 * MS, Fault::RestartAll),
+    ];
+    p.heals = vec![1000 * MS];
     p
 }
 
@@ -262,6 +279,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "steady", about: "1 triple, 2 groups, 2 spaces, 4 clients; no faults", in_all: true, build: steady },
     Scenario { name: "follower-crash", about: "a follower's machine crashes at 0.6s and restarts from its disk at 1.2s", in_all: true, build: follower_crash },
     Scenario { name: "leader-crash", about: "the machine leading group 0 crashes at 0.7s and restarts at 1.4s", in_all: true, build: leader_crash },
+    Scenario { name: "power-loss", about: "all three machines of the triple crash at once at 0.7s, under load, with writes up to 3 ms from durable; they restart from their disks at 1.0s", in_all: true, build: power_loss },
     Scenario { name: "leader-isolated", about: "group 0's leader is cut from its followers (not from the sequencer) at 0.5s, healed at 1.3s", in_all: true, build: leader_isolated },
     Scenario { name: "client-crash", about: "a client dies for good with ops in flight at 0.6s; group 0's leader crashes at 0.9s", in_all: true, build: client_crash },
     Scenario { name: "loss", about: "5% of all messages are lost", in_all: true, build: loss },

@@ -59,6 +59,9 @@ pub struct WorldConfig {
     /// in the last `unsynced_window_us`.
     pub fsync: bool,
     pub unsynced_window_us: u64,
+    /// A replica's write (a Raft ready) becomes durable, and the replica hears so, up to
+    /// this long after the one before it; a crash loses what was not yet (fsync on).
+    pub persist_max_us: u64,
     /// Sequencers: 0 is the first primary, the others backups.
     pub sequencers: u32,
     pub seq_tick_us: u64,
@@ -108,6 +111,8 @@ enum Ev {
     ZkTick(u32, u64),
     Process(u32),
     Tick(u32, u64),
+    /// Proxy machine `m` (incarnation), slot: its writes up to this ready are durable.
+    Persisted(u32, u64, usize, u64),
     ClientTick(u32),
     SeqTick(u32, u64),
     Fault(Fault),
@@ -165,11 +170,14 @@ struct SimSeq {
 }
 
 /// What a replica wrote: its latest snapshot, and one record per `Persist` action with the
-/// time it was written (a snapshot and the log rewritten after it are always synced).
+/// time it is durable from (a snapshot and the log rewritten after it are always synced),
+/// which is also when the replica hears so.
 #[derive(Default)]
 struct Disk {
     snap: Option<Snapshot>,
     records: Vec<(u64, Option<HardState>, Vec<Entry>)>,
+    /// When the latest write is durable (writes become durable in order).
+    synced_at: u64,
 }
 
 struct Machine {
@@ -396,6 +404,7 @@ impl World {
             Ev::ZkTick(k, inc) => self.zk_tick(k, inc),
             Ev::Process(m) => self.process(m),
             Ev::Tick(m, inc) => self.tick(m, inc),
+            Ev::Persisted(m, inc, slot, number) => self.persisted(m, inc, slot, number),
             Ev::ClientTick(c) => {
                 if !self.clients[c as usize].alive {
                     return;

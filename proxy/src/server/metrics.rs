@@ -1,8 +1,9 @@
 //! A proxy process's metrics (`mason proxy --metrics-listen`), per hosted group: ops and
 //! batches bound and the batch size, the replica's Raft term, commit and applied index
-//! and leader, proposals in flight, WAL write+fdatasync latency and bytes, snapshots, and
-//! the group's inbox depth. The group's runtime counts bound batches and disk writes as
-//! it carries them out, and copies the replica's own state on a timer.
+//! and leader, proposals in flight, WAL group-commit latency, bytes and records per sync,
+//! snapshots, and the group's inbox depth. The group's runtime counts bound batches, and
+//! its WAL writer disk writes, as they are carried out; the replica's own state is copied
+//! on a timer.
 
 use crate::replica::Replica;
 use mason_common::metrics::{self, Histogram, IntCounter, IntGauge};
@@ -26,6 +27,7 @@ pub(super) struct GroupMetrics {
     inbox: IntGauge,
     wal_sync: Histogram,
     wal_bytes: IntCounter,
+    wal_records: Histogram,
     snapshots: IntCounter,
     snapshot_seconds: Histogram,
     next_sample: u64,
@@ -94,8 +96,13 @@ impl GroupMetrics {
             ),
             wal_sync: hist(
                 "mason_proxy_wal_sync_seconds",
-                "Time to write one WAL record and fdatasync it (the write alone with fsync off).",
+                "Time to write one group commit's WAL records and fdatasync them once (the write alone with fsync off).",
                 metrics::LATENCY_BUCKETS,
+            ),
+            wal_records: hist(
+                "mason_proxy_wal_records_per_sync",
+                "WAL records (Raft readies) that shared one write and fdatasync (group commit).",
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
             ),
             wal_bytes: counter(
                 "mason_proxy_wal_bytes_total",
@@ -121,9 +128,10 @@ impl GroupMetrics {
         self.batch_ops.observe(ops as f64);
     }
 
-    pub(super) fn wal_append(&self, took: Duration, bytes: usize) {
+    pub(super) fn wal_commit(&self, took: Duration, bytes: usize, records: u64) {
         self.wal_sync.observe(took.as_secs_f64());
         self.wal_bytes.inc_by(bytes as u64);
+        self.wal_records.observe(records as f64);
     }
 
     pub(super) fn snapshot(&self, took: Duration) {

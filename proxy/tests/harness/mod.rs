@@ -232,10 +232,13 @@ impl Net {
 
     /// Routes actions in order, checking on the way: batch ids applied densely, and every
     /// sequencer request within K ids past the last batch applied before it.
+    /// (A `Persist` is durable at once here: the replica hears so after its other actions.)
     pub fn route(&mut self, r: usize, out: Vec<Action>) {
+        let mut persisted = None;
         for a in out {
             match a {
-                Action::Persist { .. } | Action::Snapshot { .. } | Action::LogWrite(_) => {}
+                Action::Persist { number, .. } => persisted = Some(number),
+                Action::Snapshot { .. } | Action::LogWrite(_) => {}
                 Action::ToZk {
                     shard,
                     server,
@@ -297,6 +300,11 @@ impl Net {
                     self.bound[r].push(b);
                 }
             }
+        }
+        if let Some(number) = persisted {
+            let mut out = Vec::new();
+            self.reps[r].on_persisted(number, &mut out);
+            self.route(r, out);
         }
     }
 

@@ -150,10 +150,16 @@ impl World {
             self.anomalies += r.as_ref().map_or(0, Replica::anomalies);
             *r = None;
         }
-        if !fsync {
-            for d in mach.disks.iter_mut() {
-                d.records.retain(|(t, _, _)| *t + window <= now);
-            }
+        for d in mach.disks.iter_mut() {
+            // Fsync on: what was not yet durable is gone. Off: also what was written in
+            // the last `window` (the page cache).
+            let by = if fsync {
+                now
+            } else {
+                now.saturating_sub(window)
+            };
+            d.records.retain(|(t, _, _)| *t <= by);
+            d.synced_at = d.synced_at.min(now);
         }
         for g in self.leaders.iter_mut() {
             if *g == Some(m) {

@@ -104,6 +104,22 @@ impl World {
         }
     }
 
+    /// A replica's writes up to ready `number` are durable: it hears so (unless its
+    /// machine crashed since it wrote them).
+    pub(super) fn persisted(&mut self, m: u32, inc: u64, slot: usize, number: u64) {
+        let mach = &self.machines[m as usize];
+        if !mach.alive || mach.incarnation != inc {
+            return;
+        }
+        let now = self.now;
+        let mut out = Vec::new();
+        if let Some(rep) = self.machines[m as usize].replicas[slot].as_mut() {
+            rep.on_persisted(number, &mut out);
+            rep.flush(now, &mut out);
+        }
+        self.route(m, slot, out);
+    }
+
     pub(super) fn flush(&mut self, m: u32, slot: usize) {
         let now = self.now;
         let mut out = Vec::new();
@@ -142,12 +158,18 @@ impl World {
         for a in out {
             match a {
                 Action::Persist {
+                    number,
                     hard_state,
                     entries,
                 } => {
+                    let lat = self.rng.gen_range(0..=self.cfg.persist_max_us);
                     let now = self.now;
+                    let inc = self.machines[m as usize].incarnation;
                     let d = &mut self.machines[m as usize].disks[slot];
-                    d.records.push((now, hard_state, entries));
+                    let at = d.synced_at.max(now) + lat;
+                    d.synced_at = at;
+                    d.records.push((at, hard_state, entries));
+                    self.schedule(at, Ev::Persisted(m, inc, slot, number));
                 }
                 Action::Snapshot {
                     snapshot,
