@@ -281,6 +281,11 @@ pub struct Replica {
     /// Raft readies handed to the runtime to persist and not yet persisted, oldest first,
     /// with the messages that may only go once they are (a follower's acks, votes).
     unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// The ready that carried a snapshot from the leader, until it is durable. Raft's log
+    /// already starts after the snapshot, while its applied index may not move there until
+    /// then: a campaign meanwhile would look for entries the log no longer holds (raft-rs
+    /// aborts), so this replica neither times out nor obeys a `MsgTimeoutNow` until then.
+    snapshot_unpersisted: Option<u64>,
 }
 
 impl Replica {
@@ -338,6 +343,7 @@ impl Replica {
             zk_closes_batched: Default::default(),
             local: Default::default(),
             unpersisted: VecDeque::new(),
+            snapshot_unpersisted: None,
             cfg,
         };
         if snap.get_metadata().index > 0 && !r.restore(&snap) {
@@ -418,7 +424,9 @@ impl Replica {
         }
         self.last_tick = now;
         self.now = self.now.max(now);
-        self.node.tick();
+        if self.snapshot_unpersisted.is_none() {
+            self.node.tick();
+        }
         self.zk_propose_closes(now, out);
         let retry = self.cfg.seq_retry_us;
         let group = self.cfg.group;
@@ -466,6 +474,15 @@ impl Replica {
                 to = m.to,
                 sender = from,
                 "dropping a raft message not from the peer that sent it, or not for this replica"
+            );
+            return;
+        }
+        if m.get_msg_type() == raft::prelude::MessageType::MsgTimeoutNow
+            && self.snapshot_unpersisted.is_some()
+        {
+            tracing::info!(
+                group = self.cfg.group,
+                "not campaigning while the leader's snapshot is being written"
             );
             return;
         }
@@ -693,6 +710,9 @@ impl Replica {
             // what waits for it and tells Raft. (A ready with nothing to write still
             // waits behind those that have: readies are persisted in order.)
             let number = rd.number();
+            if snapshot {
+                self.snapshot_unpersisted = Some(number);
+            }
             self.unpersisted
                 .push_back((number, rd.take_persisted_messages()));
             out.push(Action::Persist {
@@ -740,6 +760,9 @@ impl Replica {
             return;
         };
         self.node.on_persist_ready(last);
+        if self.snapshot_unpersisted.is_some_and(|n| n <= last) {
+            self.snapshot_unpersisted = None;
+        }
         self.note_applied();
         self.flush(self.now, out);
     }

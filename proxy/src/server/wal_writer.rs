@@ -68,7 +68,10 @@ impl WalWriter {
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wal-g{group}"))
-            .spawn(move || run(group, wal, metrics, rx, inbox))?;
+            .spawn(move || {
+                let _stop = FailStop(group);
+                run(group, wal, metrics, rx, inbox)
+            })?;
         Ok(WalWriter::Thread {
             jobs: Some(tx),
             thread: Some(thread),
@@ -110,6 +113,19 @@ impl WalWriter {
             if let Some(t) = thread.take() {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+/// Ends the process if the writer thread panics: its group would otherwise wait for
+/// writes that never become durable (a group task that dies ends the process too).
+struct FailStop(u32);
+
+impl Drop for FailStop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(group = self.0, "the wal writer panicked; exiting");
+            std::process::exit(70);
         }
     }
 }

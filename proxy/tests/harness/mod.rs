@@ -59,6 +59,12 @@ pub struct Net {
     pub mute: [bool; N],
     /// Raft messages to the replica are dropped.
     pub deaf: [bool; N],
+    /// The replica's writes are not durable until [`Net::release_persist`]: the last
+    /// ready it wrote meanwhile.
+    pub hold_persist: [bool; N],
+    pub held_persist: [Option<u64>; N],
+    /// The replica catches up from a snapshot: its next batch id need not follow its last.
+    pub from_snapshot: [bool; N],
     /// Per replica, what it applied (its `Bound` actions), in order.
     pub bound: Vec<Vec<BoundBatch>>,
     /// Every client reply: (replica, conn, reply).
@@ -131,6 +137,9 @@ impl Net {
             cut: [false; N],
             mute: [false; N],
             deaf: [false; N],
+            hold_persist: [false; N],
+            held_persist: [None; N],
+            from_snapshot: [false; N],
             bound: vec![Vec::new(); N],
             replies: Vec::new(),
             read_replies: Vec::new(),
@@ -293,7 +302,9 @@ impl Net {
                     ))
                 }
                 Action::Bound(b) => {
-                    if b.batch_id > 0 {
+                    if b.batch_id > 0 && std::mem::take(&mut self.from_snapshot[r]) {
+                        // Caught up from a snapshot: what it covers was never applied here.
+                    } else if b.batch_id > 0 {
                         let last = self.last_bound(r);
                         assert_eq!(b.batch_id, last + 1, "replica {r}: batch ids not dense");
                     }
@@ -302,6 +313,10 @@ impl Net {
             }
         }
         if let Some(number) = persisted {
+            if self.hold_persist[r] {
+                self.held_persist[r] = Some(number);
+                return;
+            }
             let mut out = Vec::new();
             self.reps[r].on_persisted(number, &mut out);
             self.route(r, out);
@@ -413,6 +428,18 @@ impl Net {
         self.reps[r].flush(self.now, &mut out);
         self.route(r, out);
         self.settle();
+    }
+
+    /// Replica `r`'s held writes are durable now (and later ones at once).
+    pub fn release_persist(&mut self, r: usize) {
+        self.hold_persist[r] = false;
+        if let Some(number) = self.held_persist[r].take() {
+            let mut out = Vec::new();
+            self.reps[r].on_persisted(number, &mut out);
+            self.reps[r].flush(self.now, &mut out);
+            self.route(r, out);
+            self.settle();
+        }
     }
 
     pub fn send_on(&mut self, r: usize, conn: ConnId, o: ClientOp) {
