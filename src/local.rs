@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod faults;
 mod metrics;
 mod serve;
 
@@ -427,15 +428,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         out.display()
     );
 
-    // Fault schedule: kill a follower, maybe restart it from its data directory; kill the
-    // leader of group 0.
-    let mut killed = false;
-    let mut restarted = false;
-    let mut leader_killed = false;
-    let mut killed_leader = None;
-    let mut seq_killed = false;
-    let (mut log_killed, mut log_restarted) = (false, false);
-    let (mut client_killed, mut client_restarted) = (false, false);
+    // The fault schedule (`local/faults.rs`): kills and restarts as the flags ask.
     let victim = a.log_victim as usize;
     if layout.is_some() && a.kill_log_server.is_some() && victim >= log_idx.len() {
         anyhow::bail!(
@@ -443,167 +436,54 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             log_idx.len()
         );
     }
-    // The shard server a --kill-zk-server hits: server 1 of shard 0.
-    let zk_victim = 1;
-    let (mut zk_killed, mut zk_restarted) = (false, false);
-    let mut kill_log = String::from("t_ms,what\n");
+    let key_arg = key_file.display().to_string();
+    let log_args = |v: usize| match &layout {
+        Some(l) => l.server_args(v, &data_dir, fsync, a.process_threads, &key_arg),
+        None => Vec::new(),
+    };
+    let client_args = || {
+        roles::client(
+            &shape,
+            0,
+            seq_addr,
+            &proxies,
+            chains.as_deref(),
+            &out.display().to_string(),
+        )
+    };
+    let log_addrs = layout.as_ref().map(|l| l.addrs.clone()).unwrap_or_default();
+    let mut faults = faults::Faults::new();
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     let bar = crate::live::Bar::start(live_addrs, a.warmup, a.duration);
-    loop {
-        let t = started.elapsed();
-        bar.tick(t);
-        if mason && !killed && a.kill_follower.is_some_and(|k| t >= k) {
-            let i = proxy_idx[2];
-            let _ = cluster.procs[i].1.kill();
-            let _ = cluster.procs[i].1.wait();
-            killed = true;
-            eprintln!("mason local: SIGKILLed proxy 2 at {:.2}s", t.as_secs_f64());
-        }
-        if mason && !leader_killed && a.kill_leader.is_some_and(|k| t >= k) {
-            leader_killed = true;
-            match leader_of(&logs, 0) {
-                Some(r) => {
-                    let i = proxy_idx[r as usize];
-                    let _ = cluster.procs[i].1.kill();
-                    let _ = cluster.procs[i].1.wait();
-                    killed_leader = Some(r);
-                    kill_log.push_str(&format!("{},leader\n", t0.elapsed().as_millis()));
-                    eprintln!(
-                        "mason local: SIGKILLed proxy {r} (leader of group 0) at {:.2}s",
-                        t.as_secs_f64()
-                    );
-                }
-                None => eprintln!("mason local: no leader of group 0 found to kill"),
+    {
+        let mut procs = faults::Procs {
+            cluster: &mut cluster,
+            endpoints: &mut endpoints,
+            exe: &exe,
+            logs: &logs,
+            t0,
+            mason,
+            proxy_idx: &proxy_idx,
+            seq_idx: &seq_idx,
+            log_idx: &log_idx,
+            zk_idx: &zk_idx,
+            client_idx: &client_idx,
+            log_addrs: &log_addrs,
+            proxy_args: &proxy_args,
+            log_args: &log_args,
+            zk_args: &zk_args,
+            client_args: &client_args,
+        };
+        loop {
+            let t = started.elapsed();
+            bar.tick(t);
+            faults.step(&a, t, &mut procs)?;
+            if faults.clients_running(&a, &mut procs)? == 0 {
+                break;
             }
+            anyhow::ensure!(t < limit, "clients still running after {:?}", limit);
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if mason && !seq_killed && a.kill_sequencer.is_some_and(|k| t >= k) {
-            seq_killed = true;
-            let i = seq_idx[0];
-            let _ = cluster.procs[i].1.kill();
-            let _ = cluster.procs[i].1.wait();
-            kill_log.push_str(&format!("{},sequencer\n", t0.elapsed().as_millis()));
-            eprintln!(
-                "mason local: SIGKILLed the primary sequencer at {:.2}s",
-                t.as_secs_f64()
-            );
-        }
-        if let Some(l) = layout.as_ref().filter(|_| !log_killed) {
-            if a.kill_log_server.is_some_and(|k| t >= k) {
-                log_killed = true;
-                let c = &mut cluster.procs[log_idx[victim]].1;
-                let _ = c.kill();
-                let _ = c.wait();
-                kill_log.push_str(&format!("{},log-server\n", t0.elapsed().as_millis()));
-                eprintln!(
-                    "mason local: SIGKILLed log server {victim} ({}) at {:.2}s",
-                    l.addrs[victim],
-                    t.as_secs_f64()
-                );
-            }
-        }
-        if let Some(l) = layout.as_ref().filter(|_| log_killed && !log_restarted) {
-            if a.restart_log_server.is_some_and(|r| t >= r) {
-                log_restarted = true;
-                let args = l.server_args(
-                    victim,
-                    &data_dir,
-                    fsync,
-                    a.process_threads,
-                    &key_file.display().to_string(),
-                );
-                let child = spawn(
-                    &exe,
-                    &endpoints.with(&format!("log-{victim}"), args)?,
-                    &logs.join(format!("log-{victim}.restarted.log")),
-                    false,
-                )?;
-                cluster.procs[log_idx[victim]].1 = child;
-                eprintln!(
-                    "mason local: restarted log server {victim} at {:.2}s",
-                    t.as_secs_f64()
-                );
-            }
-        }
-        if !zk_killed && zk_victim < zk_idx.len() && a.kill_zk_server.is_some_and(|k| t >= k) {
-            zk_killed = true;
-            let c = &mut cluster.procs[zk_idx[zk_victim]].1;
-            let _ = c.kill();
-            let _ = c.wait();
-            kill_log.push_str(&format!("{},zk-server\n", t0.elapsed().as_millis()));
-            eprintln!(
-                "mason local: SIGKILLed shard server {zk_victim} of shard 0 at {:.2}s",
-                t.as_secs_f64()
-            );
-        }
-        if zk_killed && !zk_restarted && a.restart_zk_server.is_some_and(|r| t >= r) {
-            zk_restarted = true;
-            let log = logs.join(format!("zk-s0-r{zk_victim}.restarted.log"));
-            let args = endpoints.with(&format!("zk-s0-r{zk_victim}"), zk_args(zk_victim))?;
-            cluster.procs[zk_idx[zk_victim]].1 = spawn(&exe, &args, &log, false)?;
-            eprintln!(
-                "mason local: restarted shard server {zk_victim} of shard 0 at {:.2}s",
-                t.as_secs_f64()
-            );
-        }
-        if killed && !restarted && a.restart_follower.is_some_and(|r| t >= r) {
-            let i = proxy_idx[2];
-            let child = spawn(
-                &exe,
-                &endpoints.with("proxy-2", proxy_args(2))?,
-                &logs.join("proxy-2.restarted.log"),
-                false,
-            )?;
-            cluster.procs[i].1 = child;
-            restarted = true;
-            eprintln!("mason local: restarted proxy 2 at {:.2}s", t.as_secs_f64());
-        }
-        if !client_killed && a.kill_client.is_some_and(|k| t >= k) {
-            client_killed = true;
-            let c = &mut cluster.procs[client_idx[0]].1;
-            let _ = c.kill();
-            let _ = c.wait();
-            eprintln!("mason local: SIGKILLed client 0 at {:.2}s", t.as_secs_f64());
-        }
-        if client_killed && !client_restarted && a.restart_client.is_some_and(|r| t >= r) {
-            client_restarted = true;
-            let v = roles::client(
-                &shape,
-                0,
-                seq_addr,
-                &proxies,
-                chains.as_deref(),
-                &out.display().to_string(),
-            );
-            let v = endpoints.with("client-0", v)?;
-            let child = spawn(&exe, &v, &logs.join("client-0.restarted.log"), true)?;
-            cluster.procs[client_idx[0]].1 = child;
-            eprintln!(
-                "mason local: restarted client 0 (same index, new sessions) at {:.2}s",
-                t.as_secs_f64()
-            );
-        }
-        let mut running = 0;
-        for (k, &i) in client_idx.iter().enumerate() {
-            let (name, c) = &mut cluster.procs[i];
-            match c.try_wait()? {
-                None => running += 1,
-                // Killed on purpose, and not (or not yet) started again.
-                Some(_) if k == 0 && client_killed && !client_restarted => {
-                    if a.restart_client.is_some() {
-                        running += 1;
-                    }
-                }
-                Some(st) if !st.success() => {
-                    anyhow::bail!("{name} failed ({st}); see {}", logs.display())
-                }
-                Some(_) => {}
-            }
-        }
-        if running == 0 {
-            break;
-        }
-        anyhow::ensure!(t < limit, "clients still running after {:?}", limit);
-        std::thread::sleep(Duration::from_millis(10));
     }
     drop(bar);
 
@@ -617,14 +497,18 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     // its peers (they fetch from each other every second when idle), then each writes the
     // tree it ends with.
     if !zk_idx.is_empty() {
-        std::thread::sleep(Duration::from_millis(if zk_restarted { 2500 } else { 300 }));
+        std::thread::sleep(Duration::from_millis(if faults.zk_restarted() {
+            2500
+        } else {
+            300
+        }));
     }
     stop(&mut cluster, &zk_idx)?;
 
     // The log is checked while its servers still run.
     let log_verdict = match &layout {
         Some(l) if a.verify.on() => {
-            if log_killed && !log_restarted {
+            if faults.log_server_down() {
                 anyhow::bail!(
                     "a log server was killed and not restarted: the log cannot be checked whole"
                 );
@@ -642,17 +526,9 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     drop(cluster);
 
     if record {
-        std::fs::write(recovery_dir.join("kills.csv"), &kill_log)?;
+        std::fs::write(recovery_dir.join("kills.csv"), &faults.kill_log)?;
     }
     let groups = mason.then_some((shape.groups, REPLICAS));
-    // Replicas that were killed and never restarted cannot have ended their records.
-    let mut unfinished = Vec::new();
-    if let Some(r) = killed_leader {
-        unfinished.push((0, r));
-    }
-    if killed && !restarted {
-        unfinished.push((0, 2));
-    }
     let checks = report::Checks {
         spaces: a.spaces,
         groups,
@@ -660,13 +536,14 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         verify: a.verify.on(),
         log_verdict,
         recovery: record,
-        killed_replicas: unfinished,
+        // Replicas that were killed and never restarted cannot have ended their records.
+        killed_replicas: faults.unfinished(),
         triples: 1,
         zk: a.system.zk().then_some(report::ZkChecks {
             shards: zk_shards as u32,
             servers: ZK_SERVERS as u32,
-            gone: if zk_killed && !zk_restarted {
-                vec![(0, zk_victim as u32)]
+            gone: if faults.zk_server_down() {
+                vec![(0, faults::ZK_VICTIM as u32)]
             } else {
                 Vec::new()
             },
