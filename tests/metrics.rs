@@ -209,9 +209,18 @@ fn every_role_exports_metrics_that_agree_with_the_verdict() {
                 applied.is_some() && applied <= commit,
                 "{applied:?} > {commit:?}"
             );
-            assert!(get(p, "mason_proxy_wal_sync_seconds_count", &[("group", g)]) > Some(0.0));
             assert!(get(p, "mason_proxy_batch_ops_count", &[("group", g)]) > Some(0.0));
         }
+    }
+    // One WAL per proxy process, shared by its groups.
+    for p in &proxies {
+        let syncs = get(p, "mason_proxy_wal_sync_seconds_count", &[]);
+        let records = get(p, "mason_proxy_wal_records_per_sync_sum", &[]);
+        let groups = get(p, "mason_proxy_wal_groups_per_sync_sum", &[]);
+        assert!(
+            syncs > Some(0.0) && records >= syncs && groups >= syncs,
+            "{syncs:?} {records:?} {groups:?}"
+        );
     }
     assert_eq!(
         bound, r.ops as f64,

@@ -12,9 +12,10 @@
 //! shard's chain, and with ZK-Mason to every shard server (those that answer back are in
 //! `server/links.rs`). A group's actions are carried out in order: sends, answers, and the
 //! bound-number record, which ends with an end marker when the process stops cleanly; its
-//! WAL writes go to its writer thread (`server/wal_writer.rs`: group commit, fdatasync'd
-//! when `fsync` is on), which tells the group when they are durable, and the replica holds
-//! back what depends on them until then.
+//! WAL writes go to the process's one log, shared by its groups (`wal.rs`), through one
+//! writer (`server/wal_writer.rs`: group commit across the groups, fdatasync'd when
+//! `fsync` is on), which tells each group when its writes are durable, and the replica
+//! holds back what depends on them until then.
 
 use crate::replica::{ConnId, Incoming, Replica, ReplicaConfig};
 use crate::wal::Wal;
@@ -220,14 +221,28 @@ pub async fn run(
         zk: zk_links,
     });
 
+    let hosted: Vec<u32> = receivers.iter().map(|(g, _)| *g).collect();
+    let (wal, mut stores) = Wal::open(
+        &cfg.data_dir,
+        cfg.fsync,
+        &hosted,
+        (1..=cfg.peers.len() as u64).collect(),
+    )
+    .context("opening the wal")?;
+    let mut told = wal_writer::Groups::new();
+    for &g in &hosted {
+        let Some(inbox) = inboxes.get(&g).cloned() else {
+            anyhow::bail!("group {g} has no inbox");
+        };
+        told.insert(g, (inbox, metrics::GroupMetrics::new(g)));
+    }
+    let mut writer = WalWriter::spawn(wal, cfg.fsync, metrics::WalMetrics::new(), told)
+        .context("starting the wal writer")?;
     let mut tasks = Vec::new();
     for (g, mut rx) in receivers {
-        let (wal, storage) = Wal::open(
-            &cfg.data_dir.join(format!("g{g}.wal")),
-            cfg.fsync,
-            (1..=cfg.peers.len() as u64).collect(),
-        )
-        .with_context(|| format!("opening the wal of group {g}"))?;
+        let Some(storage) = stores.remove(&g) else {
+            anyhow::bail!("the wal has no storage for group {g}");
+        };
         let replayed = storage.last_index().unwrap_or(0);
         tracing::info!(group = g, replayed_index = replayed, "wal replayed");
         let fresh = replayed == 0
@@ -266,14 +281,9 @@ pub async fn run(
             next_flush: 0,
             stopped: false,
         };
-        let Some(inbox) = inboxes.get(&g).cloned() else {
-            anyhow::bail!("group {g} has no inbox");
-        };
-        let wal = WalWriter::spawn(g, wal, cfg.fsync, gm, inbox)
-            .with_context(|| format!("starting the wal writer of group {g}"))?;
         let mut io = GroupIo {
             group: g,
-            wal,
+            wal: writer.handle(g),
             record,
             links: links.clone(),
         };
@@ -283,9 +293,8 @@ pub async fn run(
             .map(|d| d.join(format!("tree-g{g}-r{}.snap", cfg.replica)));
         tasks.push(tokio::spawn(async move {
             driver::drive(&mut group, &mut io, &mut rx, Instant::now()).await;
-            // Whatever the writer still holds goes to disk (it reports to no one now).
+            // The writer reports to no one now (it finishes when every group has).
             drop(rx);
-            tokio::task::block_in_place(|| io.wal.finish());
             if let Some(r) = io.record.take() {
                 if let Err(e) = r.finish() {
                     tracing::error!(group = g, error = %e, "ending the bound record");
@@ -335,6 +344,8 @@ pub async fn run(
         let _ = tx.send(Event::Shutdown).await;
     }
     watch.await;
+    // Whatever the writer still holds goes to disk.
+    tokio::task::block_in_place(|| writer.finish());
     Ok(())
 }
 

@@ -1,45 +1,74 @@
-//! The replica's durable Raft state: the latest snapshot (`<name>.snap`, replaced
-//! atomically) and an append-only log of records in segments (`<name>.<seq>`), each
-//! record holding the entries and hard state of one Ready. A snapshot starts a new
-//! segment (with the hard state and the entries after the snapshot) and the older ones are
-//! deleted. Replaying both rebuilds the in-memory Raft storage after a restart.
+//! A proxy process's write-ahead log, shared by every group it hosts: one append-only log
+//! of records in segments (`<dir>/proxy.wal.<seq>`), each record holding one group's
+//! entries and hard state from one Raft ready, and per group its latest snapshot
+//! (`<dir>/g<G>.snap`, replaced atomically). One write and one fdatasync make durable
+//! every record staged meanwhile, whichever group staged it: group commit across the
+//! groups of a process, which syncs once where it synced once per group.
 //!
-//! Every record is checksummed (CRC-32C), little-endian:
+//! A snapshot is paired with a *reset* record that names it (its index and term) and holds
+//! the group's hard state and the entries after it. A group's replay starts at the last
+//! reset naming the snapshot in its snapshot file, and skips the group's records before
+//! it. The reset is durable before the snapshot file is replaced; after a crash between
+//! the two, the old snapshot still has its own reset, and the new reset (which nothing
+//! follows, and on which nothing was acknowledged) is ignored.
 //!
-//! ```text
-//! offset  size  field
-//!      0     4  magic            "MWAL"
-//!      4     4  payload length
-//!      8     4  payload checksum crc32c of the payload
-//!     12     4  header checksum  crc32c of bytes 0..12
-//!     16     n  payload          a WalRecord (prost)
-//! ```
+//! When the open segment passes [`SEGMENT_BYTES`], the next one starts with a reset of
+//! every group (from the log's copy of each group's live tail: its hard state and the
+//! entries since its snapshot), and once that is durable the older segments are deleted.
 //!
-//! Only a record that runs to the very end of the last segment may be a torn tail (a
-//! crash mid-write: it was never acknowledged), and is cut: one cut short, one whose
-//! payload fails its checksum with nothing after it, or a damaged header with no valid
-//! record anywhere after it. Any other damage (a flipped bit anywhere else, a damaged
-//! segment that is not the last) refuses to start, naming the file and the offset: records
-//! after it may have been synced and acknowledged, and dropping them would lose votes and
-//! entries. When in doubt the replica refuses: the group goes on with the others, and a
-//! replica started afresh catches up from them. The snapshot file carries a checksum too.
+//! Records are framed and checksummed, and damage refused or cut as a torn tail, by
+//! `wal/frame.rs`. When in doubt the proxy refuses to start: its groups go on with the
+//! other replicas, and a replica started afresh catches up from them.
 
 use crate::store::Store;
+use bytes::Bytes;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{Entry, HardState, Snapshot};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+mod frame;
+#[cfg(test)]
+mod tests;
+
+/// The size past which the log starts a new segment and drops the older ones.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
 #[derive(Clone, PartialEq, prost::Message)]
 struct WalRecord {
     /// raft-rs HardState in its own encoding, if it changed.
-    #[prost(bytes = "vec", optional, tag = "1")]
-    hard_state: Option<Vec<u8>>,
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    hard_state: Option<Bytes>,
     /// raft-rs Entries in their own encoding.
-    #[prost(bytes = "vec", repeated, tag = "2")]
-    entries: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    entries: Vec<Bytes>,
+    #[prost(uint32, tag = "3")]
+    group: u32,
+    /// A reset: the group's log restarts here, after this snapshot.
+    #[prost(message, optional, tag = "4")]
+    reset: Option<Base>,
+}
+
+/// The snapshot a group's log starts after (0, 0: none).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+struct Base {
+    #[prost(uint64, tag = "1")]
+    index: u64,
+    #[prost(uint64, tag = "2")]
+    term: u64,
+}
+
+impl Base {
+    fn of(snap: &Snapshot) -> Base {
+        let m = snap.get_metadata();
+        Base {
+            index: m.index,
+            term: m.term,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,84 +85,104 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    #[error("{0} is a per-group log of an older mason; this one keeps one log per proxy (start this replica from an empty data dir: it catches up from the other replicas)")]
+    Legacy(String),
+    #[error("group {0} is not hosted by this log")]
+    UnknownGroup(u32),
 }
 
-const MAGIC: u32 = u32::from_le_bytes(*b"MWAL");
-const HDR: usize = 16;
-/// No record is larger (a Ready of a few thousand entries); a header announcing more is
-/// damaged.
-const MAX_RECORD: usize = 1 << 30;
-
-/// A record header whose magic and checksum hold: (payload length, payload checksum).
-fn header(b: &[u8]) -> Option<(usize, u32)> {
-    let b: &[u8; HDR] = b.get(..HDR)?.try_into().ok()?;
-    let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    if u(0) != MAGIC || u(12) != crc32c::crc32c(&b[..12]) {
-        return None;
-    }
-    let len = u(4) as usize;
-    (len <= MAX_RECORD).then_some((len, u(8)))
-}
-
-/// The length of the whole, valid record at the start of `b`, if there is one.
-fn record_at(b: &[u8]) -> Option<usize> {
-    let (len, crc) = header(b)?;
-    let p = b.get(HDR..HDR + len)?;
-    (crc32c::crc32c(p) == crc).then_some(HDR + len)
-}
-
-/// Whether damage at the start of `rest` (the rest of the last segment) can be a torn
-/// tail: the damaged record must reach the end of the file. With its header intact, its
-/// declared length says where it ends; with its header damaged, no valid record may start
-/// anywhere after it.
-fn torn_tail(rest: &[u8]) -> bool {
-    match header(rest) {
-        Some((len, _)) => HDR + len >= rest.len(),
-        None if rest.len() < HDR => true,
-        None => (1..rest.len()).all(|i| record_at(&rest[i..]).is_none()),
+impl WalError {
+    fn damaged(path: &Path, offset: u64, reason: &str) -> WalError {
+        WalError::Damaged {
+            path: path.display().to_string(),
+            offset,
+            reason: reason.to_string(),
+        }
     }
 }
 
-pub struct Wal {
-    /// `<dir>/g<G>.wal`: segments are `<path>.<seq>`, the snapshot `<path>.snap`.
-    path: PathBuf,
-    seq: u64,
-    file: File,
-    fsync: bool,
-    buf: Vec<u8>,
+/// A group's live tail, as replay would rebuild it: what a reset of it holds.
+#[derive(Default)]
+struct Tail {
+    base: Base,
+    hard_state: Option<Bytes>,
+    entries: VecDeque<(u64, Bytes)>,
 }
 
-fn segment(path: &Path, seq: u64) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(format!(".{seq}"));
-    PathBuf::from(p)
+impl Tail {
+    fn append(&mut self, hs: Option<Bytes>, entries: Vec<(u64, Bytes)>) {
+        if hs.is_some() {
+            self.hard_state = hs;
+        }
+        if let Some((first, _)) = entries.first() {
+            while self.entries.back().is_some_and(|(i, _)| i >= first) {
+                self.entries.pop_back();
+            }
+        }
+        self.entries.extend(entries);
+    }
+
+    fn record(&self, group: u32) -> WalRecord {
+        WalRecord {
+            hard_state: self.hard_state.clone(),
+            entries: self.entries.iter().map(|(_, b)| b.clone()).collect(),
+            group,
+            reset: Some(self.base),
+        }
+    }
 }
 
-fn snap_path(path: &Path) -> PathBuf {
-    path.with_extension("snap")
-}
+/// A hard state and entries in raft-rs's encoding, each entry with its index.
+type Encoded = (Option<Bytes>, Vec<(u64, Bytes)>);
 
-/// The segments of the log at `path`, oldest first.
-fn segments(path: &Path) -> io::Result<Vec<u64>> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Ok(Vec::new());
+fn encode(hs: Option<&HardState>, entries: &[Entry]) -> Result<Encoded, WalError> {
+    let hs = match hs {
+        Some(hs) => Some(Bytes::from(hs.write_to_bytes()?)),
+        None => None,
     };
-    let prefix = format!("{}.", name.to_string_lossy());
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        out.push((e.index, Bytes::from(e.write_to_bytes()?)));
+    }
+    Ok((hs, out))
+}
+
+fn push_record(buf: &mut Vec<u8>, rec: &WalRecord) -> Result<(), WalError> {
+    frame::push(buf, |b| {
+        rec.encode(b)
+            .map_err(|e| WalError::Io(io::Error::other(e.to_string())))
+    })
+}
+
+const PREFIX: &str = "proxy.wal.";
+
+fn segment(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{PREFIX}{seq}"))
+}
+
+fn snap_path(dir: &Path, group: u32) -> PathBuf {
+    dir.join(format!("g{group}.snap"))
+}
+
+/// The log's segments in `dir`, oldest first; refuses a per-group log of an older mason
+/// (its records would otherwise be silently ignored).
+fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     let mut seqs = Vec::new();
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
     for e in std::fs::read_dir(dir)? {
         let n = e?.file_name();
         let n = n.to_string_lossy();
-        if let Some(seq) = n.strip_prefix(&prefix).and_then(|x| x.parse::<u64>().ok()) {
+        if let Some(seq) = n.strip_prefix(PREFIX).and_then(|x| x.parse::<u64>().ok()) {
             seqs.push(seq);
+        } else if n.starts_with('g') && n.contains(".wal") {
+            return Err(WalError::Legacy(dir.join(&*n).display().to_string()));
         }
     }
     seqs.sort_unstable();
     Ok(seqs)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a crash leaves
@@ -148,182 +197,337 @@ fn replace_file(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
     std::fs::rename(&tmp, path)?;
     if fsync {
         if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
     }
     Ok(())
 }
 
-fn encode_record(
-    hs: Option<&HardState>,
-    entries: &[Entry],
-    buf: &mut Vec<u8>,
-) -> Result<(), WalError> {
-    let mut rec = WalRecord {
-        hard_state: None,
-        entries: Vec::with_capacity(entries.len()),
+/// A group's snapshot file: its checksum (crc32c, 4 bytes little-endian), then the
+/// snapshot.
+fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, WalError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    if let Some(hs) = hs {
-        rec.hard_state = Some(hs.write_to_bytes()?);
+    let damaged = |reason: &str| WalError::damaged(path, 0, reason);
+    let Some((head, body)) = bytes.split_first_chunk::<4>() else {
+        return Err(damaged("too short for a snapshot"));
+    };
+    if u32::from_le_bytes(*head) != crc32c::crc32c(body) {
+        return Err(damaged("the snapshot fails its checksum"));
     }
-    for e in entries {
-        rec.entries.push(e.write_to_bytes()?);
-    }
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; HDR]);
-    rec.encode(buf)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let len = buf.len() - start - HDR;
-    let crc = crc32c::crc32c(&buf[start + HDR..]);
-    let h = &mut buf[start..start + HDR];
-    h[..4].copy_from_slice(&MAGIC.to_le_bytes());
-    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
-    h[8..12].copy_from_slice(&crc.to_le_bytes());
-    let hcrc = crc32c::crc32c(&h[..12]);
-    h[12..16].copy_from_slice(&hcrc.to_le_bytes());
-    Ok(())
+    Snapshot::parse_from_bytes(body)
+        .map(Some)
+        .map_err(|e| damaged(&format!("the snapshot does not decode: {e}")))
 }
 
-/// Replays one segment into `storage`; returns the length of its whole records. Damage
-/// is refused, except a torn tail of the last segment (`last`).
-fn replay_segment(p: &Path, storage: &Store, last: bool) -> Result<u64, WalError> {
-    let data = std::fs::read(p)?;
-    let mut at = 0usize;
-    let damaged = |offset: usize, reason: &str| WalError::Damaged {
-        path: p.display().to_string(),
-        offset: offset as u64,
-        reason: reason.to_string(),
-    };
-    while at < data.len() {
-        let rest = &data[at..];
-        let problem = match header(rest) {
-            None if rest.len() < HDR => "an incomplete record header",
-            None => "a record header that fails its checksum",
-            Some((len, _)) if rest.len() < HDR + len => "a record cut short",
-            Some((len, crc)) if crc32c::crc32c(&rest[HDR..HDR + len]) != crc => {
-                "a record that fails its checksum"
-            }
-            Some(_) => "",
-        };
-        if !problem.is_empty() {
-            if last && torn_tail(rest) {
-                tracing::warn!(path = %p.display(), offset = at, bytes = rest.len(), what = problem, "cutting a torn record at the wal's tail");
-                break;
-            }
-            return Err(damaged(at, problem));
+/// One group's replay: its store so far, and where its log starts.
+struct Replay {
+    voters: Vec<u64>,
+    snap: Option<Snapshot>,
+    base: Base,
+    store: Store,
+    /// Past the reset naming its snapshot (from the start when it has none).
+    started: bool,
+    /// Past a reset whose snapshot file never landed: nothing of the group follows it.
+    orphaned: bool,
+    tail: Tail,
+}
+
+impl Replay {
+    fn new(voters: Vec<u64>, snap: Option<Snapshot>) -> Result<Replay, WalError> {
+        let base = snap.as_ref().map(Base::of).unwrap_or_default();
+        let store = Replay::fresh(&voters, &snap)?;
+        Ok(Replay {
+            started: snap.is_none(),
+            voters,
+            snap,
+            base,
+            store,
+            orphaned: false,
+            tail: Tail {
+                base,
+                ..Tail::default()
+            },
+        })
+    }
+
+    fn fresh(voters: &[u64], snap: &Option<Snapshot>) -> Result<Store, WalError> {
+        let store = Store::new(voters.to_vec());
+        if let Some(s) = snap {
+            store.install(s.clone())?;
         }
-        let Some((len, _)) = header(rest) else {
-            break;
-        };
-        let rec = WalRecord::decode(&rest[HDR..HDR + len])
-            .map_err(|e| damaged(at, &format!("a record that does not decode: {e}")))?;
+        Ok(store)
+    }
+
+    fn apply(&mut self, rec: WalRecord, path: &Path, offset: usize) -> Result<(), WalError> {
         let mut entries = Vec::with_capacity(rec.entries.len());
-        for e in &rec.entries {
-            entries.push(Entry::parse_from_bytes(e)?);
+        for b in &rec.entries {
+            entries.push(Entry::parse_from_bytes(b)?);
         }
-        let hs = match rec.hard_state {
-            Some(hs) => Some(HardState::parse_from_bytes(&hs)?),
+        let hs = match &rec.hard_state {
+            Some(b) => Some(HardState::parse_from_bytes(b)?),
             None => None,
         };
-        storage.replay(hs.as_ref(), &entries)?;
-        at += HDR + len;
+        let encoded: Vec<(u64, Bytes)> = entries.iter().map(|e| e.index).zip(rec.entries).collect();
+        match rec.reset {
+            Some(b) if b == self.base => {
+                self.store = Replay::fresh(&self.voters, &self.snap)?;
+                self.started = true;
+                self.orphaned = false;
+                self.tail = Tail {
+                    base: b,
+                    ..Tail::default()
+                };
+            }
+            Some(b) if self.started && b.index > self.base.index => {
+                tracing::warn!(path = %path.display(), offset, group = rec.group, index = b.index, "ignoring a snapshot's reset whose snapshot was never written (a crash between the two)");
+                self.orphaned = true;
+                return Ok(());
+            }
+            // The reset of a snapshot older than the group's: what follows it is
+            // superseded by the group's own reset, later in the log.
+            Some(_) => {
+                self.started = false;
+                return Ok(());
+            }
+            None if !self.started => return Ok(()),
+            None if self.orphaned => {
+                return Err(WalError::damaged(
+                    path,
+                    offset as u64,
+                    &format!(
+                        "a record of group {} after a reset that has no snapshot",
+                        rec.group
+                    ),
+                ))
+            }
+            None => {}
+        }
+        self.store.replay(hs.as_ref(), &entries)?;
+        self.tail.append(rec.hard_state, encoded);
+        Ok(())
     }
-    Ok(at as u64)
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    seq: u64,
+    file: File,
+    /// Bytes in the open segment.
+    len: u64,
+    fsync: bool,
+    buf: Vec<u8>,
+    tails: BTreeMap<u32, Tail>,
+    segment_bytes: u64,
 }
 
 impl Wal {
-    /// Opens (creating) the log at `path` and replays its snapshot and the segments written
-    /// since into a fresh storage whose configuration is `voters`.
-    pub fn open(path: &Path, fsync: bool, voters: Vec<u64>) -> Result<(Wal, Store), WalError> {
-        let storage = Store::new(voters);
-        // The snapshot file: the segment it starts, then the snapshot.
-        let mut from = 0u64;
-        let sp = snap_path(path);
-        if sp.exists() {
-            let bytes = std::fs::read(&sp)?;
-            let damaged = |reason: &str| WalError::Damaged {
-                path: sp.display().to_string(),
-                offset: 0,
-                reason: reason.to_string(),
-            };
-            if bytes.len() < 12 {
-                return Err(damaged("too short for a snapshot"));
-            }
-            let (head, snap) = bytes.split_at(12);
-            let u = |r: std::ops::Range<usize>| {
-                let mut b = [0u8; 8];
-                b[..r.len()].copy_from_slice(&head[r]);
-                u64::from_le_bytes(b)
-            };
-            if u(8..12) != u64::from(crc32c::crc32c(snap)) {
-                return Err(damaged("the snapshot fails its checksum"));
-            }
-            from = u(0..8);
-            storage.install(Snapshot::parse_from_bytes(snap)?)?;
+    /// Opens (creating) the log in `dir` for `groups`, and replays each group's snapshot
+    /// and records into a fresh storage whose configuration is `voters`.
+    pub fn open(
+        dir: &Path,
+        fsync: bool,
+        groups: &[u32],
+        voters: Vec<u64>,
+    ) -> Result<(Wal, BTreeMap<u32, Store>), WalError> {
+        std::fs::create_dir_all(dir)?;
+        let seqs = segments(dir)?;
+        let mut replays = BTreeMap::new();
+        for &g in groups {
+            let snap = read_snapshot(&snap_path(dir, g))?;
+            replays.insert(g, Replay::new(voters.clone(), snap)?);
         }
-        let seqs: Vec<u64> = segments(path)?.into_iter().filter(|s| *s >= from).collect();
         let mut good = 0;
         for (i, &seq) in seqs.iter().enumerate() {
-            good = replay_segment(&segment(path, seq), &storage, i + 1 == seqs.len())?;
+            let path = segment(dir, seq);
+            let data = std::fs::read(&path)?;
+            let (recs, len) = frame::records(&data, &path, i + 1 == seqs.len())?;
+            good = len as u64;
+            for (offset, range) in recs {
+                let rec = WalRecord::decode(&data[range]).map_err(|e| {
+                    WalError::damaged(
+                        &path,
+                        offset as u64,
+                        &format!("a record that does not decode: {e}"),
+                    )
+                })?;
+                let Some(r) = replays.get_mut(&rec.group) else {
+                    let why = format!(
+                        "a record of group {}, which this proxy does not host",
+                        rec.group
+                    );
+                    return Err(WalError::damaged(&path, offset as u64, &why));
+                };
+                r.apply(rec, &path, offset)?;
+            }
         }
-        let seq = seqs.last().copied().unwrap_or(from.max(1));
+        let mut stores = BTreeMap::new();
+        let mut tails = BTreeMap::new();
+        for (g, r) in replays {
+            if !r.started && r.snap.is_some() {
+                let why = format!(
+                    "no record in the log starts after this snapshot (index {}, term {})",
+                    r.base.index, r.base.term
+                );
+                return Err(WalError::damaged(&snap_path(dir, g), 0, &why));
+            }
+            stores.insert(g, r.store);
+            tails.insert(g, r.tail);
+        }
+        let seq = seqs.last().copied().unwrap_or(1);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(segment(path, seq))?;
+            .open(segment(dir, seq))?;
         // Cut a torn tail so that new records follow the last whole one. (Only then: on
         // ext4 a truncated file is flushed whole when it is closed.)
         if file.metadata()?.len() > good {
             file.set_len(good)?;
         }
-        Ok((
-            Wal {
-                path: path.to_path_buf(),
-                seq,
-                file,
-                fsync,
-                buf: Vec::new(),
-            },
-            storage,
-        ))
+        if seqs.is_empty() && fsync {
+            sync_dir(dir)?;
+        }
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            seq,
+            file,
+            len: good,
+            fsync,
+            buf: Vec::new(),
+            tails,
+            segment_bytes: SEGMENT_BYTES,
+        };
+        Ok((wal, stores))
     }
 
-    /// Makes `snap` the base of the log: writes it, then starts a new segment holding `hs`
-    /// and `entries` (those after the snapshot), and removes the older segments in the
-    /// background (replay ignores them once the snapshot names the new segment). Durable on
-    /// return when fsync is on.
+    /// Starts a new segment past `bytes` instead of [`SEGMENT_BYTES`] (tests).
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes.max(1);
+    }
+
+    /// Encodes one record of `group` to be written by the next [`Wal::commit`] (group
+    /// commit: the records staged meanwhile share one write and one fdatasync).
+    pub fn stage(
+        &mut self,
+        group: u32,
+        hs: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
+        let tail = self
+            .tails
+            .get_mut(&group)
+            .ok_or(WalError::UnknownGroup(group))?;
+        let (hs, encoded) = encode(hs, entries)?;
+        let rec = WalRecord {
+            hard_state: hs.clone(),
+            entries: encoded.iter().map(|(_, b)| b.clone()).collect(),
+            group,
+            reset: None,
+        };
+        push_record(&mut self.buf, &rec)?;
+        tail.append(hs, encoded);
+        Ok(())
+    }
+
+    /// Makes `snap` the base of `group`'s log: a reset holding `hs` and `entries` (those
+    /// after the snapshot) is written and synced with what was staged before it, then the
+    /// snapshot file is replaced. Durable on return when fsync is on.
     pub fn install_snapshot(
         &mut self,
+        group: u32,
         snap: &Snapshot,
         hs: &HardState,
         entries: &[Entry],
     ) -> Result<(), WalError> {
-        // What was staged goes first, into the segment it was meant for.
+        if !self.tails.contains_key(&group) {
+            return Err(WalError::UnknownGroup(group));
+        }
+        let (hs, encoded) = encode(Some(hs), entries)?;
+        let tail = Tail {
+            base: Base::of(snap),
+            hard_state: hs,
+            entries: encoded.into(),
+        };
+        push_record(&mut self.buf, &tail.record(group))?;
+        self.write()?;
+        let body = snap.write_to_bytes()?;
+        let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        replace_file(&snap_path(&self.dir, group), &bytes, self.fsync)?;
+        self.tails.insert(group, tail);
+        self.maybe_roll()
+    }
+
+    /// Appends one record; durable on return when fsync is on.
+    pub fn append(
+        &mut self,
+        group: u32,
+        hs: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
+        self.stage(group, hs, entries)?;
         self.commit()?;
+        Ok(())
+    }
+
+    /// Writes the staged records, and syncs them when fsync is on: durable on return.
+    /// Returns the bytes written.
+    pub fn commit(&mut self) -> Result<usize, WalError> {
+        let n = self.write()?;
+        self.maybe_roll()?;
+        Ok(n)
+    }
+
+    fn write(&mut self) -> Result<usize, WalError> {
+        let n = self.buf.len();
+        if n > 0 {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+            self.len += n as u64;
+            if self.fsync {
+                self.file.sync_data()?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Past the segment size: a new segment starting with every group's reset; the older
+    /// ones are removed (in the background) once it is durable.
+    fn maybe_roll(&mut self) -> Result<(), WalError> {
+        if self.len < self.segment_bytes {
+            return Ok(());
+        }
         let next = self.seq + 1;
-        let seg = segment(&self.path, next);
-        encode_record(Some(hs), entries, &mut self.buf)?;
+        let mut buf = Vec::new();
+        for (g, t) in &self.tails {
+            push_record(&mut buf, &t.record(*g))?;
+        }
         let mut f = OpenOptions::new()
             .create_new(true)
             .append(true)
-            .open(&seg)?;
-        f.write_all(&self.buf)?;
-        self.buf.clear();
+            .open(segment(&self.dir, next))?;
+        f.write_all(&buf)?;
         if self.fsync {
             f.sync_data()?;
+            sync_dir(&self.dir)?;
         }
-        let body = snap.write_to_bytes()?;
-        let mut bytes = next.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        replace_file(&snap_path(&self.path), &bytes, self.fsync)?;
         let closing = std::mem::replace(&mut self.file, f);
-        let old: Vec<PathBuf> = segments(&self.path)?
+        let old: Vec<PathBuf> = segments(&self.dir)?
             .into_iter()
             .filter(|s| *s < next)
-            .map(|s| segment(&self.path, s))
+            .map(|s| segment(&self.dir, s))
             .collect();
         self.seq = next;
+        self.len = buf.len() as u64;
+        tracing::info!(
+            segment = next,
+            bytes = buf.len(),
+            groups = self.tails.len(),
+            "wal: a new segment"
+        );
         // Closing and unlinking a large file can take long; nothing waits for it.
         std::thread::spawn(move || {
             drop(closing);
@@ -332,279 +536,5 @@ impl Wal {
             }
         });
         Ok(())
-    }
-
-    /// Appends one record; durable on return when fsync is on.
-    pub fn append(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
-        self.stage(hs, entries)?;
-        self.commit()?;
-        Ok(())
-    }
-
-    /// Encodes one record to be written by the next [`Wal::commit`] (group commit: the
-    /// records staged meanwhile share one write and one fdatasync).
-    pub fn stage(&mut self, hs: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
-        let at = self.buf.len();
-        let r = encode_record(hs, entries, &mut self.buf);
-        if r.is_err() {
-            self.buf.truncate(at);
-        }
-        r
-    }
-
-    /// Writes the staged records, and syncs them when fsync is on: durable on return.
-    /// Returns the bytes written.
-    pub fn commit(&mut self) -> Result<usize, WalError> {
-        let n = self.buf.len();
-        if n > 0 {
-            self.file.write_all(&self.buf)?;
-            self.buf.clear();
-            if self.fsync {
-                self.file.sync_data()?;
-            }
-        }
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use raft::Storage;
-
-    fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            data: bytes::Bytes::from(vec![index as u8]),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn replays_entries_hard_state_and_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        {
-            let (mut w, _) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
-            w.append(None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
-                .unwrap();
-            let hs = HardState {
-                term: 2,
-                commit: 2,
-                ..Default::default()
-            };
-            // A new leader overwrote index 3.
-            w.append(Some(&hs), &[entry(3, 2)]).unwrap();
-        }
-        // Tear the tail: a partial record follows.
-        {
-            let mut f = OpenOptions::new()
-                .append(true)
-                .open(segment(&p, 1))
-                .unwrap();
-            f.write_all(&MAGIC.to_le_bytes()).unwrap();
-            f.write_all(&[0x20, 1, 2]).unwrap();
-        }
-        let (mut w, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.last_index().unwrap(), 3);
-        assert_eq!(s.term(3).unwrap(), 2);
-        assert_eq!(s.initial_state().unwrap().hard_state.commit, 2);
-        w.append(None, &[entry(4, 2)]).unwrap();
-        drop(w);
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.last_index().unwrap(), 4);
-    }
-
-    #[test]
-    fn staged_records_share_one_commit_and_a_snapshot_writes_them_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        {
-            let (mut w, _) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
-            w.stage(None, &[entry(1, 1), entry(2, 1)]).unwrap();
-            w.stage(None, &[entry(3, 1)]).unwrap();
-            // Nothing is on disk before the commit.
-            assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), 0);
-            let n = w.commit().unwrap();
-            assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), n as u64);
-            assert_eq!(w.commit().unwrap(), 0, "nothing staged, nothing written");
-            // Staged before a snapshot: written to the old segment first, so the entries
-            // the snapshot's new segment carries follow it in order.
-            let hs = HardState {
-                term: 1,
-                commit: 4,
-                ..Default::default()
-            };
-            w.stage(Some(&hs), &[entry(4, 1)]).unwrap();
-            let mut snap = Snapshot::default();
-            snap.mut_metadata().index = 2;
-            snap.mut_metadata().term = 1;
-            snap.mut_metadata()
-                .set_conf_state(raft::prelude::ConfState::from((vec![1, 2, 3], vec![])));
-            w.install_snapshot(&snap, &hs, &[entry(3, 1), entry(4, 1)])
-                .unwrap();
-            w.stage(None, &[entry(5, 1)]).unwrap();
-            w.commit().unwrap();
-        }
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.first_index().unwrap(), 3);
-        assert_eq!(s.last_index().unwrap(), 5);
-        assert_eq!(s.initial_state().unwrap().hard_state.commit, 4);
-    }
-
-    #[test]
-    fn a_snapshot_replaces_the_log_prefix_across_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        {
-            let (mut w, s) = Wal::open(&p, true, vec![1, 2, 3]).unwrap();
-            let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1)).collect();
-            w.append(None, &ents).unwrap();
-            s.replay(None, &ents).unwrap();
-            let mut snap = Snapshot {
-                data: bytes::Bytes::from_static(b"state at 8"),
-                ..Default::default()
-            };
-            snap.mut_metadata().index = 8;
-            snap.mut_metadata().term = 1;
-            s.take(snap.clone(), 6).unwrap();
-            let (mut hs, kept) = s.contents();
-            hs.commit = 9;
-            assert_eq!(kept.first().map(|e| e.index), Some(6));
-            let after: Vec<Entry> = kept.into_iter().filter(|e| e.index > 8).collect();
-            w.install_snapshot(&snap, &hs, &after).unwrap();
-            w.append(None, &[entry(11, 2)]).unwrap();
-        }
-        // The old segment goes away in the background; replay ignores it either way.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!segment(&p, 1).exists());
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.snapshot_now().data.as_ref(), b"state at 8");
-        assert_eq!(s.first_index().unwrap(), 9);
-        assert_eq!(s.last_index().unwrap(), 11);
-        assert_eq!(s.term(8).unwrap(), 1);
-        assert_eq!(s.term(11).unwrap(), 2);
-        assert_eq!(s.initial_state().unwrap().hard_state.commit, 9);
-    }
-
-    /// Three records in segment 1; returns their offsets.
-    fn three_records(p: &Path) -> Vec<u64> {
-        let (mut w, _) = Wal::open(p, false, vec![1, 2, 3]).unwrap();
-        let mut offsets = Vec::new();
-        for i in 1..=3 {
-            offsets.push(std::fs::metadata(segment(p, 1)).unwrap().len());
-            w.append(None, &[entry(i, 1)]).unwrap();
-        }
-        offsets
-    }
-
-    fn flip(path: &Path, offset: u64) {
-        let mut b = std::fs::read(path).unwrap();
-        b[offset as usize] ^= 0x40;
-        std::fs::write(path, b).unwrap();
-    }
-
-    /// A flipped byte in the middle of the log: the records after it were acknowledged,
-    /// so the replica refuses to start, naming the file and the offset (it used to cut the
-    /// log there, or apply a record that still decoded).
-    #[test]
-    fn a_flipped_byte_mid_log_refuses_to_start() {
-        for field in [2u64, 9, HDR as u64 + 3] {
-            let dir = tempfile::tempdir().unwrap();
-            let p = dir.path().join("g0.wal");
-            let off = three_records(&p);
-            flip(&segment(&p, 1), off[1] + field);
-            let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
-            let msg = e.to_string();
-            assert!(
-                msg.contains("g0.wal.1") && msg.contains(&format!("offset {}", off[1])),
-                "{msg}"
-            );
-        }
-    }
-
-    /// The same flip in the last record is a torn tail: cut, and the rest replays.
-    #[test]
-    fn a_damaged_last_record_is_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        let off = three_records(&p);
-        flip(&segment(&p, 1), off[2] + HDR as u64 + 1);
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.last_index().unwrap(), 2);
-        assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), off[2]);
-        // A truncated last record likewise.
-        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
-        f.set_len(off[2] - 3).unwrap();
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.last_index().unwrap(), 1);
-    }
-
-    /// A client's payload may hold bytes that look like a whole record. When the record
-    /// that carries it is torn, that look-alike is not taken for a record written after
-    /// the damage: the tail is still cut, and the replica starts.
-    #[test]
-    fn a_record_inside_a_torn_payload_is_still_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        let off = three_records(&p);
-        let mut inner = Vec::new();
-        encode_record(None, &[entry(99, 1)], &mut inner).unwrap();
-        let mut data = b"head".to_vec();
-        data.extend_from_slice(&inner);
-        data.extend_from_slice(&[7u8; 64]);
-        let end = std::fs::metadata(segment(&p, 1)).unwrap().len();
-        {
-            let (mut w, _) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-            let mut e = entry(4, 1);
-            e.data = bytes::Bytes::from(data);
-            w.append(None, &[e]).unwrap();
-        }
-        // Torn after the look-alike, before the carrying record's end.
-        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
-        f.set_len(std::fs::metadata(segment(&p, 1)).unwrap().len() - 10)
-            .unwrap();
-        let (_, s) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-        assert_eq!(s.last_index().unwrap(), 3);
-        assert_eq!(std::fs::metadata(segment(&p, 1)).unwrap().len(), end);
-        assert!(end > off[2]);
-    }
-
-    /// Damage mid-log followed by a torn tail is still damage mid-log: the records after
-    /// it may have been acknowledged, so the replica refuses to start instead of cutting
-    /// them with the tail.
-    #[test]
-    fn damage_before_a_torn_tail_refuses_to_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        let off = three_records(&p);
-        {
-            let (mut w, _) = Wal::open(&p, false, vec![1, 2, 3]).unwrap();
-            w.append(None, &[entry(4, 1)]).unwrap();
-        }
-        flip(&segment(&p, 1), off[1] + HDR as u64 + 1);
-        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
-        f.set_len(std::fs::metadata(segment(&p, 1)).unwrap().len() - 3)
-            .unwrap();
-        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
-        assert!(e.to_string().contains(&format!("offset {}", off[1])), "{e}");
-    }
-
-    /// Damage in a segment that is not the last one refuses to start, even at its end.
-    #[test]
-    fn a_damaged_segment_that_is_not_the_last_refuses_to_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g0.wal");
-        let off = three_records(&p);
-        std::fs::write(segment(&p, 2), b"").unwrap();
-        let f = OpenOptions::new().write(true).open(segment(&p, 1)).unwrap();
-        f.set_len(off[2] + 5).unwrap();
-        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
-        assert!(e.to_string().contains("g0.wal.1"), "{e}");
-        // A damaged snapshot, too.
-        std::fs::write(snap_path(&p), [0u8; 20]).unwrap();
-        let e = Wal::open(&p, false, vec![1, 2, 3]).err().expect("refused");
-        assert!(e.to_string().contains("snapshot"), "{e}");
     }
 }

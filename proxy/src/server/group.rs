@@ -5,7 +5,7 @@
 
 use super::links::Links;
 use super::metrics;
-use super::wal_writer::{Job, WalWriter};
+use super::wal_writer::{Job, WalHandle};
 use super::{Event, RECORD_FLUSH_US};
 use crate::replica::{Action, ConnId, Incoming, Replica};
 use bytes::Bytes;
@@ -194,7 +194,7 @@ impl Machine for Group {
 /// A group's disk and links.
 pub(super) struct GroupIo {
     pub(super) group: u32,
-    pub(super) wal: WalWriter,
+    pub(super) wal: WalHandle,
     pub(super) record: Option<RecordWriter>,
     pub(super) links: Arc<Links>,
 }

@@ -1,14 +1,56 @@
 //! A proxy process's metrics (`mason proxy --metrics-listen`), per hosted group: ops and
 //! batches bound and the batch size, the replica's Raft term, commit and applied index
-//! and leader, proposals in flight, WAL group-commit latency, bytes and records per sync,
-//! snapshots, and the group's inbox depth. The group's runtime counts bound batches, and
-//! its WAL writer disk writes, as they are carried out; the replica's own state is copied
-//! on a timer.
+//! and leader, proposals in flight, snapshots, and the group's inbox depth; and for the
+//! process's shared WAL, group-commit latency, bytes, and records and groups per sync.
+//! The group's runtime counts bound batches, and the WAL writer disk writes, as they are
+//! carried out; the replica's own state is copied on a timer.
 
 use crate::replica::Replica;
 use mason_common::metrics::{self, Histogram, IntCounter, IntGauge};
 use mason_common::record::BoundBatch;
 use std::time::Duration;
+
+/// The process's write-ahead log, shared by its groups (handles).
+#[derive(Clone)]
+pub(super) struct WalMetrics {
+    sync: Histogram,
+    bytes: IntCounter,
+    records: Histogram,
+    groups: Histogram,
+}
+
+impl WalMetrics {
+    pub(super) fn new() -> WalMetrics {
+        WalMetrics {
+            sync: metrics::histogram(
+                "mason_proxy_wal_sync_seconds",
+                "Time to write one group commit's WAL records and fdatasync them once (the write alone with fsync off).",
+                metrics::LATENCY_BUCKETS,
+            ),
+            records: metrics::histogram(
+                "mason_proxy_wal_records_per_sync",
+                "WAL records (Raft readies, of any hosted group) that shared one write and fdatasync (group commit).",
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+            ),
+            groups: metrics::histogram(
+                "mason_proxy_wal_groups_per_sync",
+                "Hosted groups whose records shared one write and fdatasync.",
+                &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0],
+            ),
+            bytes: metrics::counter(
+                "mason_proxy_wal_bytes_total",
+                "Bytes appended to the process's WAL.",
+            ),
+        }
+    }
+
+    pub(super) fn commit(&self, took: Duration, bytes: usize, records: u64, groups: usize) {
+        self.sync.observe(took.as_secs_f64());
+        self.bytes.inc_by(bytes as u64);
+        self.records.observe(records as f64);
+        self.groups.observe(groups as f64);
+    }
+}
 
 /// One hosted group's metrics (handles: clones update the same series).
 #[derive(Clone)]
@@ -25,9 +67,6 @@ pub(super) struct GroupMetrics {
     open_ops: IntGauge,
     sessions: IntGauge,
     inbox: IntGauge,
-    wal_sync: Histogram,
-    wal_bytes: IntCounter,
-    wal_records: Histogram,
     snapshots: IntCounter,
     snapshot_seconds: Histogram,
     next_sample: u64,
@@ -94,23 +133,9 @@ impl GroupMetrics {
                 "mason_proxy_inbox_events",
                 "Events waiting in the group's inbox (its queue depth).",
             ),
-            wal_sync: hist(
-                "mason_proxy_wal_sync_seconds",
-                "Time to write one group commit's WAL records and fdatasync them once (the write alone with fsync off).",
-                metrics::LATENCY_BUCKETS,
-            ),
-            wal_records: hist(
-                "mason_proxy_wal_records_per_sync",
-                "WAL records (Raft readies) that shared one write and fdatasync (group commit).",
-                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
-            ),
-            wal_bytes: counter(
-                "mason_proxy_wal_bytes_total",
-                "Bytes appended to the group's WAL.",
-            ),
             snapshots: counter(
                 "mason_proxy_snapshots_total",
-                "Snapshots written to the group's WAL.",
+                "Snapshots of the group written with the WAL.",
             ),
             snapshot_seconds: hist(
                 "mason_proxy_snapshot_seconds",
@@ -126,12 +151,6 @@ impl GroupMetrics {
         self.ops_bound.inc_by(ops);
         self.batches_bound.inc();
         self.batch_ops.observe(ops as f64);
-    }
-
-    pub(super) fn wal_commit(&self, took: Duration, bytes: usize, records: u64) {
-        self.wal_sync.observe(took.as_secs_f64());
-        self.wal_bytes.inc_by(bytes as u64);
-        self.wal_records.observe(records as f64);
     }
 
     pub(super) fn snapshot(&self, took: Duration) {

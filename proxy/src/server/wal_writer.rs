@@ -1,24 +1,26 @@
-//! A group's write-ahead log on a thread of its own (fsync on), with group commit: the replica's
-//! `Persist` and `Snapshot` actions queue here, in order, while the group's task goes on
-//! (a leader's entries are already on their way to its followers); every record that
-//! arrives while a write and fdatasync are under way shares the next one. When a batch is
-//! durable, the group hears `Persisted(number)` for the last Raft ready in it, and only
-//! then does it send what had to wait (acknowledgements, votes) and count its own write
-//! towards a commit.
+//! The process's write-ahead log writer, shared by every group it hosts (fsync on: a
+//! thread of its own), with group commit across groups: each replica's `Persist` and
+//! `Snapshot` actions queue here, in order, while the groups' tasks go on (a leader's
+//! entries are already on their way to its followers); every record that arrives, from
+//! any group, while a write and fdatasync are under way shares the next one. When a batch
+//! is durable, each group in it hears `Persisted(number)` for its last Raft ready there,
+//! and only then does it send what had to wait (acknowledgements, votes) and count its
+//! own write towards a commit.
 //!
 //! A failed write or sync ends the process: acknowledging what is not durable would break
-//! the protocol, and the replica restarts from what its log holds.
+//! the protocol, and the replicas restart from what the log holds.
 
-use super::metrics::GroupMetrics;
+use super::metrics::{GroupMetrics, WalMetrics};
 use super::Event;
 use crate::wal::Wal;
 use raft::prelude::{Entry, HardState, Snapshot};
-use std::sync::mpsc as std_mpsc;
+use std::collections::BTreeMap;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// What the writer does, in the order given.
+/// What the writer does for a group, in the order given.
 pub(super) enum Job {
     Append {
         number: u64,
@@ -35,109 +37,137 @@ pub(super) enum Job {
 /// Records at most one commit takes (the rest wait for the next).
 const MAX_BATCH: u64 = 1024;
 
+/// Whom the writer tells, per hosted group: its inbox and its metrics.
+pub(super) type Groups = BTreeMap<u32, (mpsc::Sender<Event>, GroupMetrics)>;
+
+/// The log, its metrics, and the groups' metrics.
+pub(super) struct Log {
+    wal: Wal,
+    metrics: WalMetrics,
+    groups: Groups,
+}
+
 /// The writer: a thread of its own when fsync is on; with fsync off a write is a copy to
-/// the page cache, cheaper than waking a thread, and is done inline.
-pub(super) enum WalWriter {
-    Inline {
-        group: u32,
-        wal: Wal,
-        metrics: GroupMetrics,
-    },
-    Thread {
-        jobs: Option<std_mpsc::Sender<Job>>,
-        thread: Option<JoinHandle<()>>,
-    },
+/// the page cache, cheaper than waking a thread, and each group does it inline under a
+/// lock.
+pub(super) struct WalWriter {
+    inline: Option<Arc<Mutex<Log>>>,
+    jobs: Option<std_mpsc::Sender<(u32, Job)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One group's way to the writer.
+pub(super) enum WalHandle {
+    Inline(u32, Arc<Mutex<Log>>),
+    Thread(u32, std_mpsc::Sender<(u32, Job)>),
 }
 
 impl WalWriter {
-    /// Starts the writer of `group`'s `wal`; it reports to the group's `inbox`.
+    /// Starts the writer of the process's `wal`; it reports to the groups' inboxes.
     pub(super) fn spawn(
-        group: u32,
         wal: Wal,
         fsync: bool,
-        metrics: GroupMetrics,
-        inbox: mpsc::Sender<Event>,
+        metrics: WalMetrics,
+        groups: Groups,
     ) -> std::io::Result<WalWriter> {
+        let log = Log {
+            wal,
+            metrics,
+            groups,
+        };
         if !fsync {
-            return Ok(WalWriter::Inline {
-                group,
-                wal,
-                metrics,
+            return Ok(WalWriter {
+                inline: Some(Arc::new(Mutex::new(log))),
+                jobs: None,
+                thread: None,
             });
         }
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(format!("wal-g{group}"))
+            .name("wal".into())
             .spawn(move || {
-                let _stop = FailStop(group);
-                run(group, wal, metrics, rx, inbox)
+                let _stop = FailStop;
+                run(log, rx)
             })?;
-        Ok(WalWriter::Thread {
+        Ok(WalWriter {
+            inline: None,
             jobs: Some(tx),
             thread: Some(thread),
         })
     }
 
-    /// Queues `job`; returns the ready number it made durable when it was written inline
-    /// (the thread reports to the group's inbox instead).
-    pub(super) fn send(&mut self, job: Job) -> Option<u64> {
-        match self {
-            WalWriter::Inline {
-                group,
-                wal,
-                metrics,
-            } => {
-                let t = Instant::now();
-                let (number, records) = stage(*group, wal, metrics, job);
-                match wal.commit() {
-                    Ok(bytes) if records > 0 => metrics.wal_commit(t.elapsed(), bytes, records),
-                    Ok(_) => {}
-                    Err(e) => fail(*group, "wal write", &e),
-                }
-                number
-            }
-            WalWriter::Thread { jobs, .. } => {
-                if let Some(tx) = jobs {
-                    // The writer only stops when this end closes, or by ending the process.
-                    let _ = tx.send(job);
-                }
-                None
-            }
+    pub(super) fn handle(&self, group: u32) -> WalHandle {
+        match (&self.inline, &self.jobs) {
+            (Some(log), _) => WalHandle::Inline(group, log.clone()),
+            (None, Some(tx)) => WalHandle::Thread(group, tx.clone()),
+            // Finished: jobs sent now are dropped (nothing is running to send them).
+            (None, None) => WalHandle::Thread(group, std_mpsc::channel().0),
         }
     }
 
-    /// Waits until everything queued is written (blocking: call off the async workers).
+    /// Waits until everything queued is written (blocking: call off the async workers,
+    /// once every group has stopped).
     pub(super) fn finish(&mut self) {
-        if let WalWriter::Thread { jobs, thread } = self {
-            *jobs = None;
-            if let Some(t) = thread.take() {
-                let _ = t.join();
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(log) = self.inline.take() {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = log.wal.commit() {
+                fail("wal write", &e);
             }
         }
     }
 }
 
-/// Ends the process if the writer thread panics: its group would otherwise wait for
+impl WalHandle {
+    /// Queues `job`; returns the ready number it made durable when it was written inline
+    /// (the thread reports to the group's inbox instead).
+    pub(super) fn send(&self, job: Job) -> Option<u64> {
+        match self {
+            WalHandle::Inline(group, log) => {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                let t = Instant::now();
+                let (number, records) = stage(&mut log, *group, job);
+                match log.wal.commit() {
+                    Ok(bytes) if records > 0 => log.metrics.commit(t.elapsed(), bytes, records, 1),
+                    Ok(_) => {}
+                    Err(e) => fail("wal write", &e),
+                }
+                number
+            }
+            WalHandle::Thread(group, tx) => {
+                // The writer only stops when every sender is gone, or by ending the
+                // process.
+                let _ = tx.send((*group, job));
+                None
+            }
+        }
+    }
+}
+
+/// Ends the process if the writer thread panics: its groups would otherwise wait for
 /// writes that never become durable (a group task that dies ends the process too).
-struct FailStop(u32);
+struct FailStop;
 
 impl Drop for FailStop {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!(group = self.0, "the wal writer panicked; exiting");
+            tracing::error!("the wal writer panicked; exiting");
             std::process::exit(70);
         }
     }
 }
 
-fn fail(group: u32, what: &str, e: &dyn std::fmt::Display) -> ! {
-    tracing::error!(group, error = %e, "{what} failed; exiting");
+fn fail(what: &str, e: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %e, "{what} failed; exiting");
     std::process::exit(1);
 }
 
 /// Stages an append (or writes a snapshot, syncing what was staged before it); returns
 /// the ready number an append carries and the records staged.
-fn stage(group: u32, wal: &mut Wal, metrics: &GroupMetrics, job: Job) -> (Option<u64>, u64) {
+fn stage(log: &mut Log, group: u32, job: Job) -> (Option<u64>, u64) {
     match job {
         Job::Append {
             number,
@@ -147,8 +177,8 @@ fn stage(group: u32, wal: &mut Wal, metrics: &GroupMetrics, job: Job) -> (Option
             if hard_state.is_none() && entries.is_empty() {
                 return (Some(number), 0);
             }
-            if let Err(e) = wal.stage(hard_state.as_ref(), &entries) {
-                fail(group, "encoding a wal record", &e);
+            if let Err(e) = log.wal.stage(group, hard_state.as_ref(), &entries) {
+                fail("encoding a wal record", &e);
             }
             (Some(number), 1)
         }
@@ -158,8 +188,11 @@ fn stage(group: u32, wal: &mut Wal, metrics: &GroupMetrics, job: Job) -> (Option
             entries,
         } => {
             let ts = Instant::now();
-            if let Err(e) = wal.install_snapshot(&snapshot, &hard_state, &entries) {
-                fail(group, "writing a snapshot", &e);
+            if let Err(e) = log
+                .wal
+                .install_snapshot(group, &snapshot, &hard_state, &entries)
+            {
+                fail("writing a snapshot", &e);
             }
             tracing::info!(
                 group,
@@ -169,43 +202,43 @@ fn stage(group: u32, wal: &mut Wal, metrics: &GroupMetrics, job: Job) -> (Option
                 us = ts.elapsed().as_micros() as u64,
                 "snapshot written"
             );
-            metrics.snapshot(ts.elapsed());
+            if let Some((_, m)) = log.groups.get(&group) {
+                m.snapshot(ts.elapsed());
+            }
             (None, 0)
         }
     }
 }
 
-fn run(
-    group: u32,
-    mut wal: Wal,
-    metrics: GroupMetrics,
-    jobs: std_mpsc::Receiver<Job>,
-    inbox: mpsc::Sender<Event>,
-) {
+fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
+    let mut last = BTreeMap::new();
     while let Ok(first) = jobs.recv() {
         let t = Instant::now();
-        let mut last = None;
         let mut records = 0u64;
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            let (number, n) = stage(group, &mut wal, &metrics, job);
+        while let Some((group, job)) = next.take() {
+            let (number, n) = stage(&mut log, group, job);
             records += n;
-            last = number.or(last);
+            if let Some(number) = number {
+                last.insert(group, number);
+            }
             if records < MAX_BATCH {
                 next = jobs.try_recv().ok();
             }
         }
-        match wal.commit() {
-            Ok(bytes) if records > 0 => metrics.wal_commit(t.elapsed(), bytes, records),
+        match log.wal.commit() {
+            Ok(bytes) if records > 0 => log.metrics.commit(t.elapsed(), bytes, records, last.len()),
             Ok(_) => {}
-            Err(e) => fail(group, "wal write", &e),
+            Err(e) => fail("wal write", &e),
         }
-        if let Some(number) = last {
-            // The group may have stopped (its inbox closed): nothing waits then.
-            let _ = inbox.blocking_send(Event::Persisted(number));
+        for (group, number) in std::mem::take(&mut last) {
+            // A group that stopped (its inbox closed) waits for nothing.
+            if let Some((inbox, _)) = log.groups.get(&group) {
+                let _ = inbox.blocking_send(Event::Persisted(number));
+            }
         }
     }
-    if let Err(e) = wal.commit() {
-        fail(group, "wal write", &e);
+    if let Err(e) = log.wal.commit() {
+        fail("wal write", &e);
     }
 }

@@ -1,0 +1,346 @@
+//! The shared log's replay: entries, hard states and snapshots of several groups across
+//! restarts, new segments, a crash between a reset and its snapshot file, and damage.
+
+use super::frame::HDR;
+use super::*;
+use raft::Storage;
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        data: bytes::Bytes::from(vec![index as u8]),
+        ..Default::default()
+    }
+}
+
+const VOTERS: [u64; 3] = [1, 2, 3];
+
+fn open(dir: &Path, groups: &[u32]) -> (Wal, BTreeMap<u32, Store>) {
+    Wal::open(dir, false, groups, VOTERS.to_vec()).unwrap()
+}
+
+fn refused(dir: &Path, groups: &[u32]) -> String {
+    match Wal::open(dir, false, groups, VOTERS.to_vec()) {
+        Ok(_) => panic!("opened a damaged log"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn snapshot(index: u64, term: u64, data: &'static [u8]) -> Snapshot {
+    let mut snap = Snapshot {
+        data: bytes::Bytes::from_static(data),
+        ..Default::default()
+    };
+    snap.mut_metadata().index = index;
+    snap.mut_metadata().term = term;
+    snap.mut_metadata()
+        .set_conf_state(raft::prelude::ConfState::from((VOTERS.to_vec(), vec![])));
+    snap
+}
+
+fn hs(term: u64, commit: u64) -> HardState {
+    HardState {
+        term,
+        commit,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn replays_entries_hard_state_and_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = Wal::open(dir.path(), true, &[0], VOTERS.to_vec()).unwrap();
+        w.append(0, None, &[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .unwrap();
+        // A new leader overwrote index 3.
+        w.append(0, Some(&hs(2, 2)), &[entry(3, 2)]).unwrap();
+    }
+    // Tear the tail: a partial record follows.
+    {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(segment(dir.path(), 1))
+            .unwrap();
+        f.write_all(b"MWAL").unwrap();
+        f.write_all(&[0x20, 1, 2]).unwrap();
+    }
+    let (mut w, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 3);
+    assert_eq!(s[&0].term(3).unwrap(), 2);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 2);
+    w.append(0, None, &[entry(4, 2)]).unwrap();
+    drop(w);
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 4);
+}
+
+/// The groups of a process share one commit (one write, one fdatasync), and replay
+/// hands each group its own records.
+#[test]
+fn groups_share_one_commit_and_replay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = Wal::open(dir.path(), true, &[0, 1, 2], VOTERS.to_vec()).unwrap();
+        w.stage(0, None, &[entry(1, 1), entry(2, 1)]).unwrap();
+        w.stage(1, Some(&hs(3, 1)), &[entry(1, 3)]).unwrap();
+        w.stage(0, None, &[entry(3, 1)]).unwrap();
+        // Nothing is on disk before the commit.
+        assert_eq!(std::fs::metadata(segment(dir.path(), 1)).unwrap().len(), 0);
+        let n = w.commit().unwrap();
+        let len = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
+        assert_eq!(len, n as u64);
+        assert_eq!(w.commit().unwrap(), 0, "nothing staged, nothing written");
+        assert!(matches!(
+            w.stage(7, None, &[entry(1, 1)]),
+            Err(WalError::UnknownGroup(7))
+        ));
+    }
+    let (_, s) = open(dir.path(), &[0, 1, 2]);
+    assert_eq!(s[&0].last_index().unwrap(), 3);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.term, 0);
+    assert_eq!(s[&1].last_index().unwrap(), 1);
+    assert_eq!(s[&1].term(1).unwrap(), 3);
+    assert_eq!(s[&1].initial_state().unwrap().hard_state.term, 3);
+    assert_eq!(s[&2].last_index().unwrap(), 0);
+    // A log that holds a group this process no longer hosts is refused, not dropped.
+    let e = refused(dir.path(), &[0, 2]);
+    assert!(e.contains("group 1") && e.contains("proxy.wal.1"), "{e}");
+}
+
+#[test]
+fn a_snapshot_replaces_the_log_prefix_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, s) = open(dir.path(), &[0, 1]);
+        let ents: Vec<Entry> = (1..=10).map(|i| entry(i, 1)).collect();
+        w.append(0, None, &ents).unwrap();
+        w.append(1, None, &ents[..4]).unwrap();
+        s[&0].replay(None, &ents).unwrap();
+        let snap = snapshot(8, 1, b"state at 8");
+        s[&0].take(snap.clone(), 6).unwrap();
+        let (mut h, kept) = s[&0].contents();
+        h.commit = 9;
+        assert_eq!(kept.first().map(|e| e.index), Some(6));
+        let after: Vec<Entry> = kept.into_iter().filter(|e| e.index > 8).collect();
+        // Staged before the snapshot: written first, in order.
+        w.stage(1, None, &[entry(5, 1)]).unwrap();
+        w.install_snapshot(0, &snap, &h, &after).unwrap();
+        w.append(0, None, &[entry(11, 2)]).unwrap();
+    }
+    let (_, s) = open(dir.path(), &[0, 1]);
+    let s0 = &s[&0];
+    assert_eq!(s0.snapshot_now().data.as_ref(), b"state at 8");
+    assert_eq!(s0.first_index().unwrap(), 9);
+    assert_eq!(s0.last_index().unwrap(), 11);
+    assert_eq!(s0.term(8).unwrap(), 1);
+    assert_eq!(s0.term(11).unwrap(), 2);
+    assert_eq!(s0.initial_state().unwrap().hard_state.commit, 9);
+    assert_eq!(s[&1].last_index().unwrap(), 5);
+}
+
+/// A crash after a snapshot's reset is durable but before its snapshot file is replaced:
+/// the group restarts from its old snapshot and the records after it, as if the new
+/// snapshot had never been taken.
+#[test]
+fn a_reset_without_its_snapshot_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = snap_path(dir.path(), 0);
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        let ents: Vec<Entry> = (1..=6).map(|i| entry(i, 1)).collect();
+        w.append(0, None, &ents).unwrap();
+        w.install_snapshot(0, &snapshot(3, 1, b"at 3"), &hs(1, 3), &ents[3..])
+            .unwrap();
+        w.append(0, Some(&hs(1, 6)), &[entry(7, 1)]).unwrap();
+        let old = std::fs::read(&sp).unwrap();
+        w.install_snapshot(0, &snapshot(6, 1, b"at 6"), &hs(1, 6), &[entry(7, 1)])
+            .unwrap();
+        // The crash: the snapshot file was never replaced.
+        std::fs::write(&sp, old).unwrap();
+    }
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].snapshot_now().data.as_ref(), b"at 3");
+    assert_eq!(s[&0].first_index().unwrap(), 4);
+    assert_eq!(s[&0].last_index().unwrap(), 7);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 6);
+    // A snapshot file that no reset in the log starts from is refused.
+    std::fs::write(segment(dir.path(), 1), b"").unwrap();
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("g0.snap") && e.contains("index 3"), "{e}");
+}
+
+/// Past the segment size the log starts a new segment with every group's live tail, and
+/// drops the old ones; replay after many such rolls gives every group what it wrote.
+#[test]
+fn new_segments_carry_every_group_and_old_ones_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = snapshot(20, 1, b"g1 at 20");
+    {
+        let (mut w, s) = open(dir.path(), &[0, 1, 2]);
+        w.set_segment_bytes(300);
+        // Group 2 writes once and then stays idle: its tail must survive every roll.
+        w.append(2, Some(&hs(5, 1)), &[entry(1, 5)]).unwrap();
+        for i in 1..=40 {
+            w.stage(0, Some(&hs(1, i - 1)), &[entry(i, 1)]).unwrap();
+            w.stage(1, None, &[entry(i, 1)]).unwrap();
+            w.commit().unwrap();
+            if i == 25 {
+                let ents: Vec<Entry> = (1..=25).map(|i| entry(i, 1)).collect();
+                s[&1].replay(None, &ents).unwrap();
+                s[&1].take(snap.clone(), 20).unwrap();
+                w.install_snapshot(1, &snap, &hs(1, 20), &ents[20..])
+                    .unwrap();
+            }
+        }
+        // A follower's log overwritten by a new leader, after a roll.
+        w.append(0, Some(&hs(2, 38)), &[entry(39, 2)]).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let segs = segments(dir.path()).unwrap();
+    assert_eq!(segs.len(), 1, "old segments are removed: {segs:?}");
+    assert!(segs[0] > 10, "{segs:?}");
+    let (_, s) = open(dir.path(), &[0, 1, 2]);
+    assert_eq!(s[&0].first_index().unwrap(), 1);
+    assert_eq!(s[&0].last_index().unwrap(), 39);
+    assert_eq!(s[&0].term(39).unwrap(), 2);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 38);
+    assert_eq!(s[&1].snapshot_now().data.as_ref(), b"g1 at 20");
+    assert_eq!(s[&1].first_index().unwrap(), 21);
+    assert_eq!(s[&1].last_index().unwrap(), 40);
+    assert_eq!(s[&2].last_index().unwrap(), 1);
+    assert_eq!(s[&2].initial_state().unwrap().hard_state.term, 5);
+}
+
+#[test]
+fn a_per_group_log_of_an_older_mason_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g0.wal.1"), b"old").unwrap();
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("g0.wal.1") && e.contains("older mason"), "{e}");
+}
+
+/// Three records of group 0 in segment 1; returns their offsets.
+fn three_records(dir: &Path) -> Vec<u64> {
+    let (mut w, _) = open(dir, &[0]);
+    let mut offsets = Vec::new();
+    for i in 1..=3 {
+        offsets.push(std::fs::metadata(segment(dir, 1)).unwrap().len());
+        w.append(0, None, &[entry(i, 1)]).unwrap();
+    }
+    offsets
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset as usize] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+fn cut(path: &Path, by: u64) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - by).unwrap();
+}
+
+/// A flipped byte in the middle of the log: the records after it were acknowledged, so
+/// the proxy refuses to start, naming the file and the offset.
+#[test]
+fn a_flipped_byte_mid_log_refuses_to_start() {
+    for field in [2u64, 9, HDR as u64 + 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let off = three_records(dir.path());
+        flip(&segment(dir.path(), 1), off[1] + field);
+        let msg = refused(dir.path(), &[0]);
+        assert!(
+            msg.contains("proxy.wal.1") && msg.contains(&format!("offset {}", off[1])),
+            "{msg}"
+        );
+    }
+}
+
+/// The same flip in the last record is a torn tail: cut, and the rest replays.
+#[test]
+fn a_damaged_last_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    let off = three_records(dir.path());
+    flip(&seg, off[2] + HDR as u64 + 1);
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 2);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), off[2]);
+    // A truncated last record likewise.
+    cut(&seg, 3);
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 1);
+}
+
+/// A client's payload may hold bytes that look like a whole record. When the record that
+/// carries it is torn, that look-alike is not taken for a record written after the
+/// damage: the tail is still cut, and the proxy starts.
+#[test]
+fn a_record_inside_a_torn_payload_is_still_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    let off = three_records(dir.path());
+    let mut inner = Vec::new();
+    let rec = WalRecord {
+        entries: vec![Bytes::from(entry(99, 1).write_to_bytes().unwrap())],
+        ..Default::default()
+    };
+    push_record(&mut inner, &rec).unwrap();
+    let mut data = b"head".to_vec();
+    data.extend_from_slice(&inner);
+    data.extend_from_slice(&[7u8; 64]);
+    let end = std::fs::metadata(&seg).unwrap().len();
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        let mut e = entry(4, 1);
+        e.data = bytes::Bytes::from(data);
+        w.append(0, None, &[e]).unwrap();
+    }
+    // Torn after the look-alike, before the carrying record's end.
+    cut(&seg, 10);
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 3);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), end);
+    assert!(end > off[2]);
+}
+
+/// Damage mid-log followed by a torn tail is still damage mid-log: the records after it
+/// may have been acknowledged, so the proxy refuses to start instead of cutting them with
+/// the tail.
+#[test]
+fn damage_before_a_torn_tail_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    let off = three_records(dir.path());
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        w.append(0, None, &[entry(4, 1)]).unwrap();
+    }
+    flip(&seg, off[1] + HDR as u64 + 1);
+    cut(&seg, 3);
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains(&format!("offset {}", off[1])), "{e}");
+}
+
+/// Damage in a segment that is not the last one refuses to start, even at its end; so
+/// does a damaged snapshot file.
+#[test]
+fn a_damaged_segment_that_is_not_the_last_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = three_records(dir.path());
+    std::fs::write(segment(dir.path(), 2), b"").unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment(dir.path(), 1))
+        .unwrap();
+    f.set_len(off[2] + 5).unwrap();
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("proxy.wal.1"), "{e}");
+    std::fs::write(snap_path(dir.path(), 0), [0u8; 20]).unwrap();
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("snapshot") && e.contains("g0.snap"), "{e}");
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# A/B of two mason binaries, as issue 15 measures them: the rows below run alternately
+# (old, new, old, new, ...) $TRIALS times each (default 3), `mason local --duration $DUR
+# --warmup 1` (default 5 s), and each row prints both medians and new/old. Then, from the
+# new binary's medians: fsync on / fsync off, and fsync off / the direct baseline at the
+# same load; and the sequencer over TCP at batch 100 (both binaries).
+# With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
+# etcd, which must be installed) at one op in flight and at the saturating load.
+# Usage: scripts/ab.sh OLD_BINARY NEW_BINARY   (e.g. a copy of target/release/mason
+# built before a change, and the one built after it)
+set -euo pipefail
+old=${1:?usage: scripts/ab.sh OLD_BINARY NEW_BINARY}
+new=${2:?usage: scripts/ab.sh OLD_BINARY NEW_BINARY}
+trials=${TRIALS:-3}
+dur=${DUR:-5}
+out=${OUT:-results/ab-$(date +%s)}
+mkdir -p "$out"
+for b in "$old" "$new"; do
+  [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }
+done
+
+# One run: prints "ops/s p50_us verdict".
+one() {
+  local bin=$1 dir=$2; shift 2
+  local res agg
+  res=$("$bin" local --duration "$dur" --warmup 1 --out "$dir" "$@" 2>/dev/null) || true
+  agg=$(echo "$res" | grep -A1 '^aggregate-throughput' | tail -1)
+  echo "$(echo "$agg" | awk '{printf "%.0f %s", $1*1000000, $2}') $(echo "$res" | grep '^verify:' | cut -d' ' -f2)"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A med
+# row NAME FLAGS...: alternating trials; keeps the medians in med[NAME-old], med[NAME-new].
+row() {
+  local name=$1; shift
+  local t o n os="" ns="" op="" np="" verdicts=""
+  for t in $(seq 1 "$trials"); do
+    o=$(one "$old" "$out/$name-old-$t" "$@")
+    n=$(one "$new" "$out/$name-new-$t" "$@")
+    os+="${o%% *}"$'\n'; ns+="${n%% *}"$'\n'
+    op+="$(echo "$o" | cut -d' ' -f2)"$'\n'; np+="$(echo "$n" | cut -d' ' -f2)"$'\n'
+    verdicts+="$(echo "$o" | cut -d' ' -f3)/$(echo "$n" | cut -d' ' -f3) "
+  done
+  med[$name-old]=$(printf '%s' "$os" | median)
+  med[$name-new]=$(printf '%s' "$ns" | median)
+  printf '| %s | `%s` | %s | %s | %s | %s | %s | %s |\n' "$name" "$*" \
+    "${med[$name-old]}" "${med[$name-new]}" \
+    "$(printf '%s' "$op" | median)" "$(printf '%s' "$np" | median)" \
+    "$(awk -v a="${med[$name-old]}" -v b="${med[$name-new]}" 'BEGIN{if (a>0) printf "%.2f", b/a; else print "-"}')" \
+    "$verdicts"
+}
+
+sat=(--clients 2 --client-threads 4 --concurrency 16)
+echo "old: $old"
+echo "new: $new"
+echo "$(nproc) cpus, $(date -u +%FT%TZ), $trials trials of ${dur}s each, alternating"
+echo
+echo "| row | flags | old ops/s | new ops/s | old p50 us | new p50 us | new/old | verdicts old/new |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+row c1-fsync-on --groups 1 --clients 1 --client-threads 1 --concurrency 1 --fsync on
+row sat-fsync-on --groups 2 --fsync on "${sat[@]}"
+row sat-fsync-off --groups 2 --fsync off "${sat[@]}"
+row direct --system direct "${sat[@]}"
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b>0) printf "%.2f", a/b; else print "-"}'; }
+echo "new: fsync on / fsync off at 2 x 4 x 16: $(ratio "${med[sat-fsync-on-new]}" "${med[sat-fsync-off-new]}")"
+echo "new: fsync off / direct at 2 x 4 x 16: $(ratio "${med[sat-fsync-off-new]}" "${med[direct-new]}")"
+echo "old: fsync on / fsync off: $(ratio "${med[sat-fsync-on-old]}" "${med[sat-fsync-off-old]}"), fsync off / direct: $(ratio "${med[sat-fsync-off-old]}" "${med[direct-old]}")"
+echo
+
+for b in "$old" "$new"; do
+  port=$((20000 + RANDOM % 10000))
+  "$b" sequencer --listen "127.0.0.1:$port" --spaces 1 --threads 1 --insecure 2>/dev/null &
+  spid=$!
+  sleep 0.5
+  echo "$b: $("$b" bench-sequencer --addr "127.0.0.1:$port" --batch 100 --spaces 1 --groups 8 \
+    --pipeline 8 --duration 3 --threads 1 --insecure 2>/dev/null | tail -1)"
+  kill "$spid"; wait "$spid" 2>/dev/null || true
+done
+
+if [ "${PEERS:-0}" = 1 ]; then
+  echo
+  "$new" experiment peers --systems mason,zookeeper,etcd --clients 1 --client-threads 1 \
+    --concurrency 1 --warmup 30 --duration "$dur" --fsync on
+  "$new" experiment peers --systems mason,zookeeper,etcd "${sat[@]}" --warmup 30 \
+    --duration "$dur" --fsync on
+fi
