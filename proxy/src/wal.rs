@@ -15,6 +15,10 @@
 //! When the open segment passes [`SEGMENT_BYTES`], the next one starts with a reset of
 //! every group (from the log's copy of each group's live tail: its hard state and the
 //! entries since its snapshot), and once that is durable the older segments are deleted.
+//! With fsync on, a segment is preallocated (`fallocate`) [`PREALLOCATE`] bytes at a time
+//! ahead of its records, and written in place: an fdatasync that need not grow the file is
+//! cheaper (on this project's VM, 160-170 us instead of 250 for a small record). A segment
+//! ends at its last record, or where only zeros follow.
 //!
 //! Records are framed and checksummed, and damage refused or cut as a torn tail, by
 //! `wal/frame.rs`. When in doubt the proxy refuses to start: its groups go on with the
@@ -28,6 +32,7 @@ use raft::prelude::{Entry, HardState, Snapshot};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 mod frame;
@@ -36,6 +41,8 @@ mod tests;
 
 /// The size past which the log starts a new segment and drops the older ones.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// With fsync on, a segment grows by this much at a time, ahead of its records.
+pub const PREALLOCATE: u64 = 4 << 20;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct WalRecord {
@@ -181,6 +188,30 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(seqs)
 }
 
+/// Makes segment `seq` (it must not exist).
+fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
+    OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(segment(dir, seq))
+}
+
+/// Allocates `len` bytes of `f` from `at` (reading as zeros) without writing them; returns
+/// whether it could (where the file system cannot, the file grows as it is written).
+fn preallocate(f: &File, at: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+        return false;
+    };
+    // SAFETY: fallocate(2) on a file descriptor this `File` owns and keeps open.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, at, len) };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "wal: segment not preallocated");
+    }
+    r == 0
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -316,8 +347,12 @@ pub struct Wal {
     dir: PathBuf,
     seq: u64,
     file: File,
-    /// Bytes in the open segment.
+    /// Bytes in the open segment's records.
     len: u64,
+    /// The open segment's size on disk (its records, then zeros).
+    allocated: u64,
+    /// Preallocating (fsync on, and the file system can).
+    prealloc: bool,
     fsync: bool,
     buf: Vec<u8>,
     tails: BTreeMap<u32, Tail>,
@@ -341,12 +376,14 @@ impl Wal {
             replays.insert(g, Replay::new(voters.clone(), snap)?);
         }
         let mut good = 0;
+        let mut zeros_after = true;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment(dir, seq);
             let data = std::fs::read(&path)?;
-            let (recs, len) = frame::records(&data, &path, i + 1 == seqs.len())?;
-            good = len as u64;
-            for (offset, range) in recs {
+            let scanned = frame::records(&data, &path, i + 1 == seqs.len())?;
+            good = scanned.end as u64;
+            zeros_after = data[scanned.end..].iter().all(|b| *b == 0);
+            for (offset, range) in scanned.records {
                 let rec = WalRecord::decode(&data[range]).map_err(|e| {
                     WalError::damaged(
                         &path,
@@ -377,30 +414,48 @@ impl Wal {
             stores.insert(g, r.store);
             tails.insert(g, r.tail);
         }
-        let seq = seqs.last().copied().unwrap_or(1);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment(dir, seq))?;
-        // Cut a torn tail so that new records follow the last whole one. (Only then: on
-        // ext4 a truncated file is flushed whole when it is closed.)
-        if file.metadata()?.len() > good {
-            file.set_len(good)?;
-        }
-        if seqs.is_empty() && fsync {
-            sync_dir(dir)?;
-        }
+        let (seq, file) = match seqs.last() {
+            Some(&seq) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(segment(dir, seq))?;
+                // Cut a torn tail so that what follows the last whole record reads as
+                // zeros. (Only then: on ext4 a truncated file is flushed whole when it is
+                // closed.)
+                if !zeros_after {
+                    file.set_len(good)?;
+                }
+                (seq, file)
+            }
+            None => {
+                let file = create_segment(dir, 1)?;
+                if fsync {
+                    sync_dir(dir)?;
+                }
+                (1, file)
+            }
+        };
+        let allocated = file.metadata()?.len();
         let wal = Wal {
             dir: dir.to_path_buf(),
             seq,
             file,
             len: good,
+            allocated,
+            prealloc: fsync,
             fsync,
             buf: Vec::new(),
             tails,
             segment_bytes: SEGMENT_BYTES,
         };
         Ok((wal, stores))
+    }
+
+    /// Where the next record goes in the open segment.
+    #[cfg(test)]
+    fn end(&self) -> u64 {
+        self.len
     }
 
     /// Starts a new segment past `bytes` instead of [`SEGMENT_BYTES`] (tests).
@@ -484,7 +539,8 @@ impl Wal {
     fn write(&mut self) -> Result<usize, WalError> {
         let n = self.buf.len();
         if n > 0 {
-            self.file.write_all(&self.buf)?;
+            self.make_room(n as u64);
+            self.file.write_all_at(&self.buf, self.len)?;
             self.buf.clear();
             self.len += n as u64;
             if self.fsync {
@@ -492,6 +548,18 @@ impl Wal {
             }
         }
         Ok(n)
+    }
+
+    /// With fsync on, preallocates the open segment ahead of the next `n` bytes.
+    fn make_room(&mut self, n: u64) {
+        let need = self.len + n;
+        if self.prealloc && need > self.allocated {
+            let grow = (need - self.allocated).max(PREALLOCATE);
+            self.prealloc = preallocate(&self.file, self.allocated, grow);
+            if self.prealloc {
+                self.allocated += grow;
+            }
+        }
     }
 
     /// Past the segment size: a new segment starting with every group's reset; the older
@@ -505,16 +573,15 @@ impl Wal {
         for (g, t) in &self.tails {
             push_record(&mut buf, &t.record(*g))?;
         }
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(segment(&self.dir, next))?;
-        f.write_all(&buf)?;
+        let f = create_segment(&self.dir, next)?;
+        let closing = std::mem::replace(&mut self.file, f);
+        (self.len, self.allocated) = (0, 0);
+        self.make_room(buf.len() as u64);
+        self.file.write_all_at(&buf, 0)?;
         if self.fsync {
-            f.sync_data()?;
+            self.file.sync_data()?;
             sync_dir(&self.dir)?;
         }
-        let closing = std::mem::replace(&mut self.file, f);
         let old: Vec<PathBuf> = segments(&self.dir)?
             .into_iter()
             .filter(|s| *s < next)

@@ -82,18 +82,25 @@ pub(super) fn push<E>(
     Ok(())
 }
 
-/// The whole records of a segment's bytes `data` read from `path`: each record's offset
-/// and payload range, and the length of the whole records. Damage is refused, except a
-/// torn tail of the last segment (`last`).
-pub(super) fn records(
-    data: &[u8],
-    path: &Path,
-    last: bool,
-) -> Result<(Vec<(usize, Range<usize>)>, usize), WalError> {
+/// A segment's whole records.
+pub(super) struct Scanned {
+    /// Each record's offset and payload range.
+    pub(super) records: Vec<(usize, Range<usize>)>,
+    /// Where the last whole record ends.
+    pub(super) end: usize,
+}
+
+/// The whole records of a segment's bytes `data` read from `path`. A segment ends at its
+/// last record, or where only zeros follow (a preallocated segment's unwritten rest).
+/// Damage is refused, except a torn tail of the last segment (`last`).
+pub(super) fn records(data: &[u8], path: &Path, last: bool) -> Result<Scanned, WalError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
         let rest = &data[at..];
+        if rest.iter().all(|b| *b == 0) {
+            break;
+        }
         let problem = match header(rest) {
             None if rest.len() < HDR => "an incomplete record header",
             None => "a record header that fails its checksum",
@@ -113,5 +120,8 @@ pub(super) fn records(
         }
         return Err(WalError::damaged(path, at as u64, problem));
     }
-    Ok((out, at))
+    Ok(Scanned {
+        records: out,
+        end: at,
+    })
 }

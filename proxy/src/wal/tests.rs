@@ -86,11 +86,10 @@ fn groups_share_one_commit_and_replay_apart() {
         w.stage(0, None, &[entry(1, 1), entry(2, 1)]).unwrap();
         w.stage(1, Some(&hs(3, 1)), &[entry(1, 3)]).unwrap();
         w.stage(0, None, &[entry(3, 1)]).unwrap();
-        // Nothing is on disk before the commit.
-        assert_eq!(std::fs::metadata(segment(dir.path(), 1)).unwrap().len(), 0);
+        // Nothing is written before the commit.
+        assert_eq!(w.end(), 0);
         let n = w.commit().unwrap();
-        let len = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
-        assert_eq!(len, n as u64);
+        assert_eq!(w.end(), n as u64);
         assert_eq!(w.commit().unwrap(), 0, "nothing staged, nothing written");
         assert!(matches!(
             w.stage(7, None, &[entry(1, 1)]),
@@ -343,4 +342,46 @@ fn a_damaged_segment_that_is_not_the_last_refuses_to_start() {
     std::fs::write(snap_path(dir.path(), 0), [0u8; 20]).unwrap();
     let e = refused(dir.path(), &[0]);
     assert!(e.contains("snapshot") && e.contains("g0.snap"), "{e}");
+}
+
+/// With fsync on, a segment is preallocated and written in place: it replays up to its
+/// last record, a torn record inside the preallocated zeros is cut, and damage before the
+/// last record is still refused.
+#[test]
+fn a_preallocated_segment_is_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    let sync_open = || Wal::open(dir.path(), true, &[0], VOTERS.to_vec()).unwrap();
+    let mut offsets = Vec::new();
+    {
+        let (mut w, _) = sync_open();
+        for i in 1..=3 {
+            offsets.push(w.end());
+            w.append(0, None, &[entry(i, 1)]).unwrap();
+        }
+    }
+    let physical = std::fs::metadata(&seg).unwrap().len();
+    let end = {
+        let (mut w, s) = sync_open();
+        assert_eq!(s[&0].last_index().unwrap(), 3);
+        assert_eq!(w.end(), offsets[2] + (offsets[2] - offsets[1]));
+        w.append(0, None, &[entry(4, 1)]).unwrap();
+        w.end()
+    };
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), physical.max(end));
+    // A record torn inside the zeros that follow.
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(b"MWAL\x20\x01\x02", end).unwrap();
+    drop(f);
+    {
+        let (mut w, s) = sync_open();
+        assert_eq!(s[&0].last_index().unwrap(), 4);
+        assert_eq!(w.end(), end);
+        w.append(0, None, &[entry(5, 1)]).unwrap();
+    }
+    let (_, s) = sync_open();
+    assert_eq!(s[&0].last_index().unwrap(), 5);
+    flip(&seg, offsets[1] + HDR as u64 + 1);
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains(&format!("offset {}", offsets[1])), "{e}");
 }
