@@ -197,19 +197,28 @@ fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
         .open(segment(dir, seq))
 }
 
-/// Allocates `len` bytes of `f` from `at` (reading as zeros) without writing them; returns
-/// whether it could (where the file system cannot, the file grows as it is written).
+/// Writes `len` zeros to `f` from `at` and syncs them: blocks that are allocated and
+/// written already, so that writing records over them later changes no metadata, and an
+/// fdatasync then needs no journal commit. (Blocks from `fallocate` are not enough: the
+/// first write to each converts it, a journal commit that waits for the other files'
+/// dirty data in ext4's ordered mode, 10-130 ms under this project's load.) Returns
+/// whether it could.
 fn preallocate(f: &File, at: u64, len: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
-        return false;
-    };
-    // SAFETY: fallocate(2) on a file descriptor this `File` owns and keeps open.
-    let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, at, len) };
-    if r != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "wal: segment not preallocated");
+    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZEROS.len() as u64) as usize;
+        if let Err(e) = f.write_all_at(&ZEROS[..n], at + done) {
+            tracing::warn!(error = %e, "wal: segment not preallocated");
+            return false;
+        }
+        done += n as u64;
     }
-    r == 0
+    if let Err(e) = f.sync_data() {
+        tracing::warn!(error = %e, "wal: segment not preallocated");
+        return false;
+    }
+    true
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
