@@ -409,8 +409,9 @@ pub struct LocalArgs {
     /// Clients move to another replica after this long without an answer.
     #[arg(long, default_value = "1", value_parser = positive_secs)]
     pub retry_timeout: Duration,
-    /// SIGKILL proxy process 2 (a follower: process 0 starts every group's first election)
-    /// this many seconds after the clients start.
+    /// SIGKILL proxy process 2 this many seconds after the clients start (with 1 or 2
+    /// groups a follower: first elections go round the processes, group g's at process g
+    /// mod 3).
     #[arg(long, value_parser = positive_secs)]
     pub kill_follower: Option<Duration>,
     /// Restart the killed follower from its data directory this many seconds after the

@@ -256,7 +256,10 @@ pub async fn run(
         rcfg.replica = cfg.replica;
         rcfg.replicas = cfg.peers.len() as u32;
         rcfg.sequencers = cfg.sequencers.len().max(1) as u32;
-        rcfg.campaign_on_start = fresh && cfg.replica == 0;
+        // First elections go round the triple's replicas (its i-th group's at replica
+        // i mod 3), so that leaders, and their work, spread over its processes.
+        let nth = hosted.iter().position(|h| *h == g).unwrap_or(0) as u32;
+        rcfg.campaign_on_start = fresh && cfg.replica == nth % rcfg.replicas.max(1);
         rcfg.log_shards = cfg.log_chains.len() as u32;
         rcfg.zk_servers = cfg.zk_servers.iter().map(|s| s.len() as u32).collect();
         rcfg.tick_us = cfg.tick.as_micros() as u64;
