@@ -204,7 +204,7 @@ fn create_segment(dir: &Path, seq: u64) -> io::Result<File> {
 /// dirty data in ext4's ordered mode, 10-130 ms under this project's load.) Returns
 /// whether it could.
 fn preallocate(f: &File, at: u64, len: u64) -> bool {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut done = 0;
     while done < len {
         let n = (len - done).min(ZEROS.len() as u64) as usize;
