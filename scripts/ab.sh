@@ -3,7 +3,8 @@
 # (old, new, old, new, ...) $TRIALS times each (default 3), `mason local --duration $DUR
 # --warmup 1` (default 5 s), and each row prints both medians and new/old. Then, from the
 # new binary's medians: fsync on / fsync off, and fsync off / the direct baseline at the
-# same load; and the sequencer over TCP at batch 100 (both binaries).
+# same load; and the sequencer over TCP at batch 100, 256 requests in flight on each of 8
+# connections (both binaries; each against a fresh sequencer).
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
 # etcd, which must be installed) at one op in flight and at the saturating load.
 # Usage: scripts/ab.sh OLD_BINARY NEW_BINARY   (e.g. a copy of target/release/mason
@@ -75,7 +76,7 @@ for b in "$old" "$new"; do
   spid=$!
   sleep 0.5
   echo "$b: $("$b" bench-sequencer --addr "127.0.0.1:$port" --batch 100 --spaces 1 --groups 8 \
-    --pipeline 8 --duration 3 --threads 1 --insecure 2>/dev/null | tail -1)"
+    --pipeline 256 --duration 3 --threads 1 --insecure 2>/dev/null | tail -1)"
   kill "$spid"; wait "$spid" 2>/dev/null || true
 done
 

@@ -39,10 +39,15 @@ row direct-c1 --system direct --clients 1 --client-threads 1 --concurrency 1
 echo
 for b in 1 100 1000; do "$bin" bench-sequencer --batch "$b" --spaces 1 --duration 3; done
 "$bin" bench-sequencer --batch 1000 --spaces 4 --duration 3
-"$bin" sequencer --listen 127.0.0.1:17901 --spaces 4 --threads 1 2>/dev/null &
-spid=$!
-sleep 0.5
-for b in 1 100 1000; do
-  "$bin" bench-sequencer --addr 127.0.0.1:17901 --batch "$b" --spaces 1 --groups 8 --pipeline 8 --duration 3 --threads 1
+# Over TCP: a fresh sequencer for each run (a bench starts its groups' batch ids at 1), on
+# loopback only, without a cluster key.
+for run in "1 8" "100 8" "100 256" "1000 8"; do
+  set -- $run
+  port=$((20000 + RANDOM % 10000))
+  "$bin" sequencer --listen "127.0.0.1:$port" --spaces 1 --threads 1 --insecure 2>/dev/null &
+  spid=$!
+  sleep 0.5
+  echo "pipeline $2: $("$bin" bench-sequencer --addr "127.0.0.1:$port" --batch "$1" --spaces 1 \
+    --groups 8 --pipeline "$2" --duration 3 --threads 1 --insecure 2>/dev/null | tail -1)"
+  kill "$spid"; wait "$spid" 2>/dev/null || true
 done
-kill "$spid"
