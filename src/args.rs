@@ -534,7 +534,7 @@ pub struct SimArgs {
     pub seeds: Option<std::ops::Range<u64>>,
     /// Break one protocol step on purpose: skip-reask, answer-before-commit, no-hold-back,
     /// no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo,
-    /// read-without-index, ack-before-persist (proxies), no-fill, majority-promises (sequencers),
+    /// read-without-index, ack-before-persist, sync-nothing (proxies), no-fill, majority-promises (sequencers),
     /// zk-out-of-order, zk-no-views, read-any-state, zk-close-on-arrival (ZK-Mason shard
     /// servers).
     #[arg(long)]

@@ -101,6 +101,9 @@ pub enum Mutant {
     /// A replica counts its own write towards a commit, and sends its acknowledgements and
     /// votes, as soon as it hands the write to its disk, not once it is durable.
     AckBeforePersist,
+    /// Every write is marked as one that need not be synced (as if only a commit index
+    /// had moved), so the runtime reports entries and votes durable before any sync.
+    SyncNothing,
 }
 
 impl std::str::FromStr for Mutant {
@@ -118,10 +121,11 @@ impl std::str::FromStr for Mutant {
             "no-zk-redo" => Ok(Mutant::NoZkRedo),
             "read-without-index" => Ok(Mutant::ReadWithoutIndex),
             "ack-before-persist" => Ok(Mutant::AckBeforePersist),
+            "sync-nothing" => Ok(Mutant::SyncNothing),
             _ => Err(format!(
                 "unknown mutant '{s}' (skip-reask, answer-before-commit, no-hold-back, \
                  no-dedup, no-fence, no-log-redo, wrong-numbers, keeper-reorder, no-zk-redo, \
-                 read-without-index, ack-before-persist)"
+                 read-without-index, ack-before-persist, sync-nothing)"
             )),
         }
     }

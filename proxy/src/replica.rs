@@ -65,6 +65,10 @@ pub enum Action {
         number: u64,
         hard_state: Option<HardState>,
         entries: Vec<Entry>,
+        /// raft-rs's `must_sync`: false when only the hard state's commit index changed.
+        /// Then the write need not be synced before `on_persisted` (a commit index lost
+        /// in a crash is learned again from the leader); a later synced write covers it.
+        must_sync: bool,
     },
     /// A Raft message to replica `to` (an index, not a Raft id).
     SendRaft {

@@ -282,6 +282,25 @@ fn acknowledging_before_the_disk_is_caught_by_a_power_loss() {
     assert!(stable > 0, "no seed applied an index twice, differently");
 }
 
+/// Writes that are reported durable without a sync (raft-rs's `must_sync` ignored: only a
+/// moved commit index may skip the sync) are lost by a power loss after their
+/// acknowledgements went out.
+#[test]
+fn skipping_the_sync_of_entries_is_caught_by_a_power_loss() {
+    let sc = find("power-loss").expect("scenario");
+    for seed in 0..8 {
+        let o = run_seed(sc, seed, &opts(Some(Mutant::SyncNothing.into())));
+        let Err(v) = o.result else {
+            panic!("sync-nothing passed seed {seed} of power-loss");
+        };
+        assert!(
+            ["Stable", "Live"].contains(&v.invariant),
+            "seed {seed} broke {}, not Stable or Live",
+            v.invariant
+        );
+    }
+}
+
 /// ZK-Mason's mutants, each caught by the check of what it breaks.
 #[test]
 fn every_zkmason_mutant_is_caught_by_the_invariant_it_breaks() {

@@ -27,6 +27,7 @@ impl Replica {
         self.apply(committed, out);
         let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
+        let must_sync = rd.must_sync() && self.cfg.mutant != Some(Mutant::SyncNothing);
         {
             let store = self.node.store().clone();
             let mut core = store.mem().wl();
@@ -54,6 +55,7 @@ impl Replica {
                 number,
                 hard_state,
                 entries,
+                must_sync,
             });
             self.node.advance_append_async(rd);
             if self.cfg.mutant == Some(Mutant::AckBeforePersist) {

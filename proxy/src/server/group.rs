@@ -237,11 +237,13 @@ impl GroupIo {
                 number,
                 hard_state,
                 entries,
+                must_sync,
             } => {
                 return self.wal.send(Job::Append {
                     number,
                     hard_state,
                     entries,
+                    must_sync,
                 })
             }
             Action::Snapshot {

@@ -26,6 +26,8 @@ pub(super) enum Job {
         number: u64,
         hard_state: Option<HardState>,
         entries: Vec<Entry>,
+        /// Whether it must be synced before it is reported (see `Action::Persist`).
+        must_sync: bool,
     },
     Snapshot {
         snapshot: Snapshot,
@@ -129,13 +131,15 @@ impl WalHandle {
             WalHandle::Inline(group, log) => {
                 let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                 let t = Instant::now();
-                let (number, records) = stage(&mut log, *group, job);
+                let s = stage(&mut log, *group, job);
                 match log.wal.commit() {
-                    Ok(bytes) if records > 0 => log.metrics.commit(t.elapsed(), bytes, records, 1),
+                    Ok(bytes) if s.records > 0 => {
+                        log.metrics.commit(t.elapsed(), bytes, s.records, 1, true)
+                    }
                     Ok(_) => {}
                     Err(e) => fail("wal write", &e),
                 }
-                number
+                s.number
             }
             WalHandle::Thread(group, tx) => {
                 // The writer only stops when every sender is gone, or by ending the
@@ -165,22 +169,34 @@ fn fail(what: &str, e: &dyn std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
-/// Stages an append (or writes a snapshot, syncing what was staged before it); returns
-/// the ready number an append carries and the records staged.
-fn stage(log: &mut Log, group: u32, job: Job) -> (Option<u64>, u64) {
+/// What staging one job did.
+struct Staged {
+    /// The ready number an append carries.
+    number: Option<u64>,
+    records: u64,
+    must_sync: bool,
+}
+
+/// Stages an append (or writes a snapshot, syncing what was staged before it).
+fn stage(log: &mut Log, group: u32, job: Job) -> Staged {
     match job {
         Job::Append {
             number,
             hard_state,
             entries,
+            must_sync,
         } => {
-            if hard_state.is_none() && entries.is_empty() {
-                return (Some(number), 0);
+            let records = u64::from(hard_state.is_some() || !entries.is_empty());
+            if records > 0 {
+                if let Err(e) = log.wal.stage(group, hard_state.as_ref(), &entries) {
+                    fail("encoding a wal record", &e);
+                }
             }
-            if let Err(e) = log.wal.stage(group, hard_state.as_ref(), &entries) {
-                fail("encoding a wal record", &e);
+            Staged {
+                number: Some(number),
+                records,
+                must_sync,
             }
-            (Some(number), 1)
         }
         Job::Snapshot {
             snapshot,
@@ -205,7 +221,11 @@ fn stage(log: &mut Log, group: u32, job: Job) -> (Option<u64>, u64) {
             if let Some((_, m)) = log.groups.get(&group) {
                 m.snapshot(ts.elapsed());
             }
-            (None, 0)
+            Staged {
+                number: None,
+                records: 0,
+                must_sync: false,
+            }
         }
     }
 }
@@ -215,19 +235,30 @@ fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
     while let Ok(first) = jobs.recv() {
         let t = Instant::now();
         let mut records = 0u64;
+        let mut sync = false;
         let mut next = Some(first);
         while let Some((group, job)) = next.take() {
-            let (number, n) = stage(&mut log, group, job);
-            records += n;
-            if let Some(number) = number {
+            let s = stage(&mut log, group, job);
+            records += s.records;
+            sync |= s.must_sync;
+            if let Some(number) = s.number {
                 last.insert(group, number);
             }
             if records < MAX_BATCH {
                 next = jobs.try_recv().ok();
             }
         }
-        match log.wal.commit() {
-            Ok(bytes) if records > 0 => log.metrics.commit(t.elapsed(), bytes, records, last.len()),
+        // Only commit indexes changed: written, not synced (the next sync covers them).
+        let r = if sync {
+            log.wal.commit()
+        } else {
+            log.wal.commit_unsynced()
+        };
+        match r {
+            Ok(bytes) if records > 0 => {
+                log.metrics
+                    .commit(t.elapsed(), bytes, records, last.len(), sync)
+            }
             Ok(_) => {}
             Err(e) => fail("wal write", &e),
         }

@@ -385,3 +385,21 @@ fn a_preallocated_segment_is_written_in_place() {
     let e = refused(dir.path(), &[0]);
     assert!(e.contains(&format!("offset {}", offsets[1])), "{e}");
 }
+
+/// A write left unsynced (only a commit index moved) is in the log all the same, and the
+/// next synced write follows it.
+#[test]
+fn an_unsynced_write_is_followed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = Wal::open(dir.path(), true, &[0], VOTERS.to_vec()).unwrap();
+        w.append(0, Some(&hs(1, 0)), &[entry(1, 1)]).unwrap();
+        w.stage(0, Some(&hs(1, 1)), &[]).unwrap();
+        let n = w.commit_unsynced().unwrap();
+        assert!(n > 0);
+        w.append(0, None, &[entry(2, 1)]).unwrap();
+    }
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 2);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 1);
+}

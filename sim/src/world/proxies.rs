@@ -11,6 +11,9 @@ use mason_proxy::replica::LOG_REQ_GROUP_SHIFT;
 use mason_proxy::{Action, Replica};
 use rand::Rng;
 
+/// The durable-at time of a write not yet synced (lost in a crash until a sync covers it).
+const UNSYNCED: u64 = u64::MAX;
+
 impl World {
     pub(super) fn process(&mut self, m: u32) {
         let mach = &mut self.machines[m as usize];
@@ -161,15 +164,28 @@ impl World {
                     number,
                     hard_state,
                     entries,
+                    must_sync,
                 } => {
-                    let lat = self.rng.gen_range(0..=self.cfg.persist_max_us);
                     let now = self.now;
                     let inc = self.machines[m as usize].incarnation;
                     let d = &mut self.machines[m as usize].disks[slot];
-                    let at = d.synced_at.max(now) + lat;
-                    d.synced_at = at;
-                    d.records.push((at, hard_state, entries));
-                    self.schedule(at, Ev::Persisted(m, inc, slot, number));
+                    if must_sync {
+                        let lat = self.rng.gen_range(0..=self.cfg.persist_max_us);
+                        let at = d.synced_at.max(now) + lat;
+                        d.synced_at = at;
+                        // A sync makes the unsynced writes before it durable too.
+                        for r in d.records.iter_mut().filter(|r| r.0 == UNSYNCED) {
+                            r.0 = at;
+                        }
+                        d.records.push((at, hard_state, entries));
+                        self.schedule(at, Ev::Persisted(m, inc, slot, number));
+                    } else {
+                        // Written, not synced: reported once the writes before it are,
+                        // and lost in a crash unless a later sync covers it.
+                        let at = d.synced_at.max(now);
+                        d.records.push((UNSYNCED, hard_state, entries));
+                        self.schedule(at, Ev::Persisted(m, inc, slot, number));
+                    }
                 }
                 Action::Snapshot {
                     snapshot,
