@@ -66,8 +66,8 @@ pub enum Action {
         hard_state: Option<HardState>,
         entries: Vec<Entry>,
         /// raft-rs's `must_sync`: false when only the hard state's commit index changed.
-        /// Then the write need not be synced before `on_persisted` (a commit index lost
-        /// in a crash is learned again from the leader); a later synced write covers it.
+        /// Then the write need not even be made before `on_persisted` (a commit index lost
+        /// in a crash is learned again from the leader); the next write carries it.
         must_sync: bool,
     },
     /// A Raft message to replica `to` (an index, not a Raft id).

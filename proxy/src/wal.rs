@@ -516,7 +516,7 @@ impl Wal {
             entries: encoded.into(),
         };
         push_record(&mut self.buf, &tail.record(group))?;
-        self.write(true)?;
+        self.write()?;
         let body = snap.write_to_bytes()?;
         let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
         bytes.extend_from_slice(&body);
@@ -540,27 +540,19 @@ impl Wal {
     /// Writes the staged records, and syncs them when fsync is on: durable on return.
     /// Returns the bytes written.
     pub fn commit(&mut self) -> Result<usize, WalError> {
-        let n = self.write(true)?;
+        let n = self.write()?;
         self.maybe_roll()?;
         Ok(n)
     }
 
-    /// Writes the staged records without syncing them (records that may be lost in a
-    /// crash: a commit index that moved); the next sync makes them durable with it.
-    pub fn commit_unsynced(&mut self) -> Result<usize, WalError> {
-        let n = self.write(false)?;
-        self.maybe_roll()?;
-        Ok(n)
-    }
-
-    fn write(&mut self, sync: bool) -> Result<usize, WalError> {
+    fn write(&mut self) -> Result<usize, WalError> {
         let n = self.buf.len();
         if n > 0 {
             self.make_room(n as u64);
             self.file.write_all_at(&self.buf, self.len)?;
             self.buf.clear();
             self.len += n as u64;
-            if self.fsync && sync {
+            if self.fsync {
                 self.file.sync_data()?;
             }
         }

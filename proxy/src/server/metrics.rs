@@ -17,7 +17,7 @@ pub(super) struct WalMetrics {
     bytes: IntCounter,
     records: Histogram,
     groups: Histogram,
-    unsynced: IntCounter,
+    deferred: IntCounter,
 }
 
 impl WalMetrics {
@@ -42,30 +42,22 @@ impl WalMetrics {
                 "mason_proxy_wal_bytes_total",
                 "Bytes appended to the process's WAL.",
             ),
-            unsynced: metrics::counter(
-                "mason_proxy_wal_unsynced_writes_total",
-                "WAL writes left unsynced with fsync on: only commit indexes moved (raft-rs's must_sync was false); the next sync covers them.",
+            deferred: metrics::counter(
+                "mason_proxy_wal_deferred_records_total",
+                "WAL records reported persisted before they were written: only a commit index moved (raft-rs's must_sync was false); the next write carries them.",
             ),
         }
     }
 
-    pub(super) fn commit(
-        &self,
-        took: Duration,
-        bytes: usize,
-        records: u64,
-        groups: usize,
-        synced: bool,
-    ) {
-        if !synced {
-            self.unsynced.inc();
-            self.bytes.inc_by(bytes as u64);
-            return;
-        }
+    pub(super) fn commit(&self, took: Duration, bytes: usize, records: u64, groups: usize) {
         self.sync.observe(took.as_secs_f64());
         self.bytes.inc_by(bytes as u64);
         self.records.observe(records as f64);
         self.groups.observe(groups as f64);
+    }
+
+    pub(super) fn deferred(&self, records: u64) {
+        self.deferred.inc_by(records);
     }
 }
 

@@ -132,9 +132,14 @@ impl WalHandle {
                 let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                 let t = Instant::now();
                 let s = stage(&mut log, *group, job);
+                if !s.must_sync {
+                    // Only a commit index moved: staged, written with the next write.
+                    log.metrics.deferred(s.records);
+                    return s.number;
+                }
                 match log.wal.commit() {
                     Ok(bytes) if s.records > 0 => {
-                        log.metrics.commit(t.elapsed(), bytes, s.records, 1, true)
+                        log.metrics.commit(t.elapsed(), bytes, s.records, 1)
                     }
                     Ok(_) => {}
                     Err(e) => fail("wal write", &e),
@@ -248,19 +253,17 @@ fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
                 next = jobs.try_recv().ok();
             }
         }
-        // Only commit indexes changed: written, not synced (the next sync covers them).
-        let r = if sync {
-            log.wal.commit()
-        } else {
-            log.wal.commit_unsynced()
-        };
-        match r {
-            Ok(bytes) if records > 0 => {
-                log.metrics
-                    .commit(t.elapsed(), bytes, records, last.len(), sync)
+        if sync {
+            match log.wal.commit() {
+                Ok(bytes) if records > 0 => {
+                    log.metrics.commit(t.elapsed(), bytes, records, last.len())
+                }
+                Ok(_) => {}
+                Err(e) => fail("wal write", &e),
             }
-            Ok(_) => {}
-            Err(e) => fail("wal write", &e),
+        } else {
+            // Only commit indexes moved: staged, and written with the next write.
+            log.metrics.deferred(records);
         }
         for (group, number) in std::mem::take(&mut last) {
             // A group that stopped (its inbox closed) waits for nothing.

@@ -11,7 +11,7 @@ use mason_proxy::replica::LOG_REQ_GROUP_SHIFT;
 use mason_proxy::{Action, Replica};
 use rand::Rng;
 
-/// The durable-at time of a write not yet synced (lost in a crash until a sync covers it).
+/// The durable-at time of a write deferred (lost in a crash until a synced write carries it).
 const UNSYNCED: u64 = u64::MAX;
 
 impl World {
@@ -180,8 +180,8 @@ impl World {
                         d.records.push((at, hard_state, entries));
                         self.schedule(at, Ev::Persisted(m, inc, slot, number));
                     } else {
-                        // Written, not synced: reported once the writes before it are,
-                        // and lost in a crash unless a later sync covers it.
+                        // Not yet written: reported once the writes before it are, and
+                        // lost in a crash unless a later synced write carries it.
                         let at = d.synced_at.max(now);
                         d.records.push((UNSYNCED, hard_state, entries));
                         self.schedule(at, Ev::Persisted(m, inc, slot, number));
