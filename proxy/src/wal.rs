@@ -10,9 +10,11 @@
 //! reset naming the snapshot in its snapshot file, and skips the group's records before
 //! it. The reset is durable before the snapshot file is replaced; after a crash between
 //! the two, the old snapshot still has its own reset, and the new reset (which nothing
-//! follows, and on which nothing was acknowledged) is ignored.
+//! follows, and on which nothing was acknowledged) is ignored: opening the log then writes
+//! a fresh reset of the old snapshot, so that what the group writes next follows one.
 //!
-//! When the open segment passes [`SEGMENT_BYTES`], the next one starts with a reset of
+//! When the open segment passes [`SEGMENT_BYTES`] (and twice the resets it started with),
+//! the next one starts with a reset of
 //! every group (from the log's copy of each group's live tail: its hard state and the
 //! entries since its snapshot), and once that is durable the older segments are deleted.
 //! With fsync on, a segment is preallocated (`fallocate`) [`PREALLOCATE`] bytes at a time
@@ -366,6 +368,8 @@ pub struct Wal {
     buf: Vec<u8>,
     tails: BTreeMap<u32, Tail>,
     segment_bytes: u64,
+    /// The bytes of the resets that start the open segment (0 for one found at open).
+    reset_bytes: u64,
 }
 
 impl Wal {
@@ -412,7 +416,11 @@ impl Wal {
         }
         let mut stores = BTreeMap::new();
         let mut tails = BTreeMap::new();
+        let mut orphaned = Vec::new();
         for (g, r) in replays {
+            if r.orphaned {
+                orphaned.push(g);
+            }
             if !r.started && r.snap.is_some() {
                 let why = format!(
                     "no record in the log starts after this snapshot (index {}, term {})",
@@ -446,7 +454,7 @@ impl Wal {
             }
         };
         let allocated = file.metadata()?.len();
-        let wal = Wal {
+        let mut wal = Wal {
             dir: dir.to_path_buf(),
             seq,
             file,
@@ -457,7 +465,17 @@ impl Wal {
             buf: Vec::new(),
             tails,
             segment_bytes: SEGMENT_BYTES,
+            reset_bytes: 0,
         };
+        // A group whose last reset is an orphan starts again from its old snapshot: a
+        // fresh reset of it goes first, so that the records it writes now follow a reset
+        // that names its snapshot (replay would refuse them after the orphan).
+        for g in orphaned {
+            if let Some(t) = wal.tails.get(&g) {
+                push_record(&mut wal.buf, &t.record(g))?;
+            }
+        }
+        wal.commit()?;
         Ok((wal, stores))
     }
 
@@ -574,7 +592,9 @@ impl Wal {
     /// Past the segment size: a new segment starting with every group's reset; the older
     /// ones are removed (in the background) once it is durable.
     fn maybe_roll(&mut self) -> Result<(), WalError> {
-        if self.len < self.segment_bytes {
+        // Past the segment size, and past twice the live tails a new segment would start
+        // with (tails as large as a segment would otherwise roll at every commit).
+        if self.len < self.segment_bytes.max(2 * self.reset_bytes) {
             return Ok(());
         }
         let next = self.seq + 1;
@@ -598,6 +618,7 @@ impl Wal {
             .collect();
         self.seq = next;
         self.len = buf.len() as u64;
+        self.reset_bytes = self.len;
         tracing::info!(
             segment = next,
             bytes = buf.len(),

@@ -13,8 +13,8 @@
 //!
 //! Only a record that runs to the very end of the last segment may be a torn tail (a
 //! crash mid-write: it was never acknowledged), and is cut: one cut short, one whose
-//! payload fails its checksum with nothing after it, or a damaged header with no valid
-//! record anywhere after it. Any other damage (a flipped bit anywhere else, a damaged
+//! payload fails its checksum with nothing but zeros after it, or a damaged header with
+//! no valid record anywhere after it. Any other damage (a flipped bit anywhere else, a damaged
 //! segment that is not the last) refuses to start, naming the file and the offset: records
 //! after it may have been synced and acknowledged, and dropping them would lose votes and
 //! entries.
@@ -48,12 +48,15 @@ fn record_at(b: &[u8]) -> Option<usize> {
 }
 
 /// Whether damage at the start of `rest` (the rest of the last segment) can be a torn
-/// tail: the damaged record must reach the end of the file. With its header intact, its
-/// declared length says where it ends; with its header damaged, no valid record may start
+/// tail: the damaged record must reach the end of what was written (the end of the file,
+/// or only zeros after it: a preallocated segment). With its header intact, its declared
+/// length says where it ends; with its header damaged, no valid record may start
 /// anywhere after it.
 fn torn_tail(rest: &[u8]) -> bool {
     match header(rest) {
-        Some((len, _)) => HDR + len >= rest.len(),
+        Some((len, _)) => rest
+            .get(HDR + len..)
+            .is_none_or(|after| after.iter().all(|b| *b == 0)),
         None if rest.len() < HDR => true,
         None => (1..rest.len()).all(|i| record_at(&rest[i..]).is_none()),
     }
