@@ -14,13 +14,13 @@
 //! a fresh reset of the old snapshot, so that what the group writes next follows one.
 //!
 //! When the open segment passes [`SEGMENT_BYTES`] (and twice the resets it started with),
-//! the next one starts with a reset of
-//! every group (from the log's copy of each group's live tail: its hard state and the
-//! entries since its snapshot), and once that is durable the older segments are deleted.
-//! With fsync on, a segment is preallocated (`fallocate`) [`PREALLOCATE`] bytes at a time
-//! ahead of its records, and written in place: an fdatasync that need not grow the file is
-//! cheaper (on this project's VM, 160-170 us instead of 250 for a small record). A segment
-//! ends at its last record, or where only zeros follow.
+//! the next one starts with a reset of every group (from the log's copy of each group's
+//! live tail: its hard state and the entries since its snapshot), and once that is
+//! durable the older segments are deleted. With fsync on, a segment is preallocated
+//! [`PREALLOCATE`] bytes at a time ahead of its records, by writing zeros, and records are
+//! written over them: an fdatasync that changes no metadata is cheaper (on this project's
+//! VM, 156-167 us instead of 250 for a small record). A segment ends at its last record,
+//! or where only zeros follow.
 //!
 //! Records are framed and checksummed, and damage refused or cut as a torn tail, by
 //! `wal/frame.rs`. When in doubt the proxy refuses to start: its groups go on with the
