@@ -112,7 +112,7 @@ enum Event {
     LogReply(LogWriteReply),
     ZkApplied(ZkApplied),
     ZkReadReply(ZkReadReply),
-    /// The group's WAL writer made its writes up to this Raft ready durable.
+    /// The process's WAL writer made this group's writes up to this Raft ready durable.
     Persisted(u64),
     /// `mason status`: this replica's view of its group.
     Status(tokio::sync::oneshot::Sender<mason_common::statusmsg::GroupStatus>),
