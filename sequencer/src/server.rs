@@ -40,6 +40,8 @@ pub struct ServerConfig {
 enum Event {
     Open(ConnId, Role, Outbox),
     Frame(ConnId, Body),
+    /// Frames that arrived together on one connection, in order.
+    Frames(ConnId, Vec<Body>),
     Close(ConnId),
     Stop,
 }
@@ -169,6 +171,14 @@ impl Machine for Core {
                 }
                 self.on_frame(id, body, now, out)
             }
+            Event::Frames(id, bodies) => {
+                for body in bodies {
+                    if let Body::GetSeq(r) = &body {
+                        self.metrics.request(r);
+                    }
+                    self.on_frame(id, body, now, out)
+                }
+            }
             Event::Stop => self.stopped = true,
         }
         self.route(out);
@@ -255,29 +265,51 @@ impl Handler for Conns {
     }
 
     async fn frame(&self, c: &ConnInfo, _: &Outbox, body: Body) -> Result<(), String> {
-        let ok = match (c.role.role_kind(), &body) {
-            (RoleKind::Client, Body::GetSeq(r)) => r.session != 0 && r.epoch == 0,
-            (RoleKind::Proxy, Body::GetSeq(r)) => r.session == 0,
-            (
-                RoleKind::Proxy,
-                Body::SeqHello(_)
-                | Body::Heartbeat(_)
-                | Body::Takeover(_)
-                | Body::Promise(_)
-                | Body::FillAck(_),
-            ) => true,
-            (RoleKind::Watcher, Body::StatusRequest(_)) => true,
-            _ => false,
-        };
-        if !ok {
-            return Err(format!("{} may not send a {} here", c.role, body.name()));
-        }
+        allowed(c, &body)?;
         self.forward(Event::Frame(c.id, body)).await
+    }
+
+    /// Frames that arrived together go to the sequencer's task in one hand-off.
+    async fn frames(&self, c: &ConnInfo, _: &Outbox, mut bodies: Vec<Body>) -> Result<(), String> {
+        let refused = bodies.iter().position(|b| allowed(c, b).is_err());
+        let why = refused.map(|i| allowed(c, &bodies[i]));
+        if let Some(i) = refused {
+            bodies.truncate(i);
+        }
+        if !bodies.is_empty() {
+            self.forward(Event::Frames(c.id, bodies)).await?;
+        }
+        match why {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     async fn close(&self, c: &ConnInfo) {
         let _ = self.forward(Event::Close(c.id)).await;
     }
+}
+
+/// Whether `c` may send `body` here.
+fn allowed(c: &ConnInfo, body: &Body) -> Result<(), String> {
+    let ok = match (c.role.role_kind(), body) {
+        (RoleKind::Client, Body::GetSeq(r)) => r.session != 0 && r.epoch == 0,
+        (RoleKind::Proxy, Body::GetSeq(r)) => r.session == 0,
+        (
+            RoleKind::Proxy,
+            Body::SeqHello(_)
+            | Body::Heartbeat(_)
+            | Body::Takeover(_)
+            | Body::Promise(_)
+            | Body::FillAck(_),
+        ) => true,
+        (RoleKind::Watcher, Body::StatusRequest(_)) => true,
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("{} may not send a {} here", c.role, body.name()));
+    }
+    Ok(())
 }
 
 /// Serves `node` until `shutdown` resolves; then ends the grant record cleanly.

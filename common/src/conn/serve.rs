@@ -8,6 +8,7 @@ use crate::auth::{self, ClusterKey, Role};
 use crate::codec::{FrameCodec, READ_BUFFER};
 use crate::msg::{Body, Frame};
 use crate::transport::Listener;
+use futures::FutureExt;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
@@ -105,9 +106,29 @@ pub trait Handler: Send + Sync + 'static {
         out: &Outbox,
         body: Body,
     ) -> impl Future<Output = Result<(), String>> + Send;
+    /// The frames that had arrived together on the connection, in order (at most
+    /// [`MAX_FRAMES_AT_ONCE`]): by default one [`Handler::frame`] call each. A handler may
+    /// take them at once (one hand-off to its role's task instead of one per frame). An
+    /// error closes the connection; the frames before the one refused have been taken.
+    fn frames(
+        &self,
+        conn: &ConnInfo,
+        out: &Outbox,
+        bodies: Vec<Body>,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async move {
+            for b in bodies {
+                self.frame(conn, out, b).await?;
+            }
+            Ok(())
+        }
+    }
     /// The connection closed.
     fn close(&self, conn: &ConnInfo) -> impl Future<Output = ()> + Send;
 }
+
+/// Frames read from one connection and handed to its handler together, at most.
+pub const MAX_FRAMES_AT_ONCE: usize = 64;
 
 /// Accepts connections forever.
 pub async fn serve<H: Handler>(mut listener: Box<dyn Listener>, cfg: ServeConfig, handler: Arc<H>) {
@@ -253,10 +274,14 @@ async fn run_accepted<H, R, W>(
     handler.open(&info, out.clone()).await;
     let cancelled = closed.cancelled();
     tokio::pin!(cancelled);
+    let mut held = None;
     loop {
-        let next = tokio::select! {
-            f = rd.next() => f,
-            _ = &mut cancelled => break,
+        let next = match held.take() {
+            Some(n) => n,
+            None => tokio::select! {
+                f = rd.next() => f,
+                _ = &mut cancelled => break,
+            },
         };
         match next {
             None => break,
@@ -269,7 +294,20 @@ async fn run_accepted<H, R, W>(
                 break;
             }
             Some(Ok(Frame { body: Some(b) })) => {
-                if let Err(why) = handler.frame(&info, &out, b).await {
+                // With it, the frames already read and decodable, without waiting; what
+                // is not a frame (an error, the end) is held for the next turn.
+                let mut bodies = vec![b];
+                while bodies.len() < MAX_FRAMES_AT_ONCE {
+                    match rd.next().now_or_never() {
+                        Some(Some(Ok(Frame { body: Some(b) }))) => bodies.push(b),
+                        Some(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if let Err(why) = handler.frames(&info, &out, bodies).await {
                     log_close(&info.peer, &format!("from {}: {why}", info.role));
                     break;
                 }
@@ -359,5 +397,91 @@ mod tests {
         let peer = auth::connect(&mut rd, &mut wr, &key, &Role::client(1)).await;
         assert_eq!(peer.unwrap(), Role::sequencer(0));
         drop(idle);
+    }
+
+    /// Records the groups of the heartbeats it takes, and how many came in each hand-off;
+    /// refuses a heartbeat for group 999.
+    struct Batches(
+        std::sync::Mutex<(Vec<u32>, Vec<usize>)>,
+        tokio::sync::Notify,
+    );
+
+    impl Handler for Batches {
+        fn admit(&self, _: &Role) -> Result<usize, String> {
+            Ok(1024)
+        }
+        async fn open(&self, _: &ConnInfo, _: Outbox) {}
+        async fn frame(&self, _: &ConnInfo, _: &Outbox, _: Body) -> Result<(), String> {
+            Err("taken one at a time".into())
+        }
+        async fn frames(&self, _: &ConnInfo, _: &Outbox, bodies: Vec<Body>) -> Result<(), String> {
+            let mut s = self.0.lock().unwrap();
+            s.1.push(bodies.len());
+            for b in bodies {
+                match b {
+                    Body::Heartbeat(h) if h.group == 999 => return Err("group 999".into()),
+                    Body::Heartbeat(h) => s.0.push(h.group),
+                    _ => return Err("not a heartbeat".into()),
+                }
+            }
+            Ok(())
+        }
+        async fn close(&self, _: &ConnInfo) {
+            self.1.notify_one();
+        }
+    }
+
+    /// Frames that arrive together reach the handler together (at most
+    /// `MAX_FRAMES_AT_ONCE` at a time), in order; a refused one closes the connection
+    /// after those before it were taken.
+    #[tokio::test]
+    async fn frames_that_arrive_together_are_handed_over_together() {
+        use futures::SinkExt;
+        let key = ClusterKey::generate();
+        let l = Tcp.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = Arc::new(Batches(Default::default(), tokio::sync::Notify::new()));
+        let cfg = ServeConfig::new(Arc::new(key.clone()), Role::sequencer(0));
+        tokio::spawn(serve(l, cfg, h.clone()));
+        let mut d = dial(
+            &Tcp,
+            addr,
+            &key,
+            &Role::client(1),
+            |_| true,
+            1024,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let hb = |group| {
+            let f = Frame::new(Body::Heartbeat(crate::msg::Heartbeat { epoch: 1, group }));
+            let len = crate::codec::encode_body(&f).len();
+            crate::codec::Outgoing::Frame(f, len)
+        };
+        // One write: 200 heartbeats, a refused one, and one more that is never taken.
+        for g in 0..200 {
+            d.wr.feed(hb(g)).await.unwrap();
+        }
+        d.wr.feed(hb(999)).await.unwrap();
+        d.wr.feed(hb(7)).await.unwrap();
+        SinkExt::<crate::codec::Outgoing>::flush(&mut d.wr)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), h.1.notified())
+            .await
+            .expect("the connection closed");
+        let s = h.0.lock().unwrap();
+        assert_eq!(s.0, (0..200).collect::<Vec<u32>>());
+        assert!(
+            s.1.iter().all(|n| (1..=MAX_FRAMES_AT_ONCE).contains(n)),
+            "{:?}",
+            s.1
+        );
+        assert!(
+            s.1.iter().any(|n| *n > 1),
+            "never more than one at a time: {:?}",
+            s.1
+        );
     }
 }
