@@ -271,18 +271,16 @@ impl Handler for Conns {
 
     /// Frames that arrived together go to the sequencer's task in one hand-off.
     async fn frames(&self, c: &ConnInfo, _: &Outbox, mut bodies: Vec<Body>) -> Result<(), String> {
-        let refused = bodies.iter().position(|b| allowed(c, b).is_err());
-        let why = refused.map(|i| allowed(c, &bodies[i]));
-        if let Some(i) = refused {
+        // The frames before a refused one are taken; the refusal closes the connection.
+        let mut refused = Ok(());
+        if let Some(i) = bodies.iter().position(|b| allowed(c, b).is_err()) {
+            refused = allowed(c, &bodies[i]);
             bodies.truncate(i);
         }
         if !bodies.is_empty() {
             self.forward(Event::Frames(c.id, bodies)).await?;
         }
-        match why {
-            Some(Err(e)) => Err(e),
-            _ => Ok(()),
-        }
+        refused
     }
 
     async fn close(&self, c: &ConnInfo) {
