@@ -99,6 +99,8 @@ pub enum WalError {
     },
     #[error("{0} is a per-group log of an older mason; this one keeps one log per proxy (start this replica from an empty data dir: it catches up from the other replicas)")]
     Legacy(String),
+    #[error("{0} is a log of an older mason (its records are not numbered by write); start this replica from an empty data dir: it catches up from the other replicas")]
+    OldFormat(String),
     #[error("group {0} is not hosted by this log")]
     UnknownGroup(u32),
 }
@@ -254,6 +256,9 @@ pub struct Wal {
     file: File,
     /// Bytes in the open segment's records.
     len: u64,
+    /// The number of the next write (consecutive across segments and restarts; see
+    /// `wal/frame.rs`).
+    next_write: u64,
     /// The open segment's size on disk (its records, then zeros).
     allocated: u64,
     /// Preallocating (fsync on, and the file system can).
@@ -284,10 +289,11 @@ impl Wal {
         }
         let mut good = 0;
         let mut zeros_after = true;
+        let mut chain = frame::Chain::default();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment(dir, seq);
             let data = std::fs::read(&path)?;
-            let scanned = frame::records(&data, &path, i + 1 == seqs.len())?;
+            let scanned = frame::records(&data, &path, i + 1 == seqs.len(), &mut chain)?;
             good = scanned.end as u64;
             zeros_after = data[scanned.end..].iter().all(|b| *b == 0);
             for (offset, range) in scanned.records {
@@ -334,8 +340,13 @@ impl Wal {
                 // Cut a torn tail so that what follows the last whole record reads as
                 // zeros. (Only then: on ext4 a truncated file is flushed whole when it is
                 // closed.)
+                // The cut is durable before anything is written after it, so that no
+                // record of the torn write can reappear after the ones that follow.
                 if !zeros_after {
                     file.set_len(good)?;
+                    if fsync {
+                        file.sync_all()?;
+                    }
                 }
                 (seq, file)
             }
@@ -353,6 +364,7 @@ impl Wal {
             seq,
             file,
             len: good,
+            next_write: chain.next_write(),
             allocated,
             prealloc: fsync,
             fsync,
@@ -461,7 +473,9 @@ impl Wal {
         let n = self.buf.len();
         if n > 0 {
             self.make_room(n as u64);
+            frame::seal(&mut self.buf, self.next_write);
             self.file.write_all_at(&self.buf, self.len)?;
+            self.next_write += 1;
             self.buf.clear();
             self.len += n as u64;
             if self.fsync {
@@ -500,7 +514,9 @@ impl Wal {
         let closing = std::mem::replace(&mut self.file, f);
         (self.len, self.allocated) = (0, 0);
         self.make_room(buf.len() as u64);
+        frame::seal(&mut buf, self.next_write);
         self.file.write_all_at(&buf, 0)?;
+        self.next_write += 1;
         if self.fsync {
             self.file.sync_data()?;
             sync_dir(&self.dir)?;
