@@ -5,7 +5,8 @@
 //! any group, while a write and fdatasync are under way shares the next one. When a batch
 //! is durable, each group in it hears `Persisted(number)` for its last Raft ready there,
 //! and only then does it send what had to wait (acknowledgements, votes) and count its
-//! own write towards a commit.
+//! own write towards a commit. A group whose inbox is full hears it later (the latest
+//! number only), without holding up the writer or the other groups.
 //!
 //! A failed write or sync ends the process: acknowledging what is not durable would break
 //! the protocol, and the replicas restart from what the log holds.
@@ -15,9 +16,10 @@ use super::Event;
 use crate::wal::Wal;
 use raft::prelude::{Entry, HardState, Snapshot};
 use std::collections::BTreeMap;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// What the writer does for a group, in the order given.
@@ -235,9 +237,28 @@ fn stage(log: &mut Log, group: u32, job: Job) -> Staged {
     }
 }
 
+/// How soon the writer tries again to tell a group whose inbox was full.
+const RETRY: Duration = Duration::from_millis(1);
+
 fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
     let mut last = BTreeMap::new();
-    while let Ok(first) = jobs.recv() {
+    // What groups whose inboxes were full are still to hear: the latest number each (it
+    // covers every ready before it).
+    let mut owed = BTreeMap::new();
+    loop {
+        let first = if owed.is_empty() {
+            jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            jobs.recv_timeout(RETRY)
+        };
+        let first = match first {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                report(&log.groups, &mut owed);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let t = Instant::now();
         let mut records = 0u64;
         let mut sync = false;
@@ -265,14 +286,28 @@ fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
             // Only commit indexes moved: staged, and written with the next write.
             log.metrics.deferred(records);
         }
-        for (group, number) in std::mem::take(&mut last) {
-            // A group that stopped (its inbox closed) waits for nothing.
-            if let Some((inbox, _)) = log.groups.get(&group) {
-                let _ = inbox.blocking_send(Event::Persisted(number));
-            }
-        }
+        owed.append(&mut last);
+        report(&log.groups, &mut owed);
     }
     if let Err(e) = log.wal.commit() {
         fail("wal write", &e);
     }
 }
+
+/// Tells each group in `owed` the last ready of it that is durable. A group whose inbox
+/// is full stays owed (and is told later, by the next report), so that one slow group
+/// does not hold up the others' reports, nor the writer; a group that stopped (its inbox
+/// closed) waits for nothing.
+fn report(groups: &Groups, owed: &mut BTreeMap<u32, u64>) {
+    owed.retain(|group, number| {
+        groups.get(group).is_some_and(|(inbox, _)| {
+            matches!(
+                inbox.try_send(Event::Persisted(*number)),
+                Err(mpsc::error::TrySendError::Full(_))
+            )
+        })
+    });
+}
+
+#[cfg(test)]
+mod tests;
