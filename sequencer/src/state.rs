@@ -16,6 +16,9 @@ use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
 use mason_common::record::GrantChunk;
 use mason_common::types::SpaceMask;
 use std::collections::{BTreeMap, HashMap};
+use window::Window;
+
+mod window;
 
 #[derive(Clone, Debug)]
 pub struct SequencerConfig {
@@ -65,7 +68,7 @@ struct GroupState {
     wm_sent: u64,
     /// Ids below this were forgotten: asking for them again is `TooOld`.
     forgotten_below: u64,
-    ids: BTreeMap<u64, Assigned>,
+    ids: Window<Assigned>,
     /// Requests that arrived before the ids below them, with who sent them.
     early: BTreeMap<u64, Vec<(u64, GetSeq)>>,
     /// Direct sessions: when the session was last asked for something (a request count).
@@ -79,7 +82,7 @@ impl Default for GroupState {
             committed: 0,
             wm_sent: 0,
             forgotten_below: 1,
-            ids: BTreeMap::new(),
+            ids: Window::default(),
             early: BTreeMap::new(),
             used: 0,
         }
@@ -91,6 +94,21 @@ impl Default for GroupState {
 enum Key {
     Group(u32),
     Session(u64),
+}
+
+/// The answer to `req` from what was assigned to its id.
+fn answered(epoch: u64, req: &GetSeq, a: &Assigned, repeat: bool) -> SeqReply {
+    SeqReply {
+        epoch,
+        group: req.group,
+        batch_id: req.batch_id,
+        status: SeqStatus::Ok as i32,
+        repeat,
+        space_mask: a.mask,
+        bases: a.bases.clone(),
+        counts: a.counts.clone(),
+        watermarks: Vec::new(),
+    }
 }
 
 fn key_of(req: &GetSeq) -> Key {
@@ -192,7 +210,7 @@ impl Sequencer {
                 // Ids the group has not applied were forgotten: nothing is known; hold.
                 return;
             }
-            for (_, a) in g.ids.range(g.committed + 1..) {
+            for a in g.ids.from(g.committed + 1) {
                 for ((s, base), count) in SpaceMask(a.mask).iter().zip(&a.bases).zip(&a.counts) {
                     if *count > 0 {
                         let ws = &mut w[s as usize];
@@ -232,20 +250,6 @@ impl Sequencer {
             space_mask: 0,
             bases: Vec::new(),
             counts: Vec::new(),
-            watermarks: Vec::new(),
-        }
-    }
-
-    fn answer_with(&self, req: &GetSeq, a: &Assigned, repeat: bool) -> SeqReply {
-        SeqReply {
-            epoch: self.cfg.epoch,
-            group: req.group,
-            batch_id: req.batch_id,
-            status: SeqStatus::Ok as i32,
-            repeat,
-            space_mask: a.mask,
-            bases: a.bases.clone(),
-            counts: a.counts.clone(),
             watermarks: Vec::new(),
         }
     }
@@ -310,22 +314,15 @@ impl Sequencer {
         g.committed = g.committed.max(req.committed.min(g.next.saturating_sub(1)));
         if let Key::Session(_) = key {
             // The client holds every answer up to `committed`: forget them.
-            while g
-                .ids
-                .first_key_value()
-                .is_some_and(|(id, _)| *id <= g.committed)
-            {
-                if let Some((id, _)) = g.ids.pop_first() {
+            while g.ids.first_id().is_some_and(|id| id <= g.committed) {
+                if let Some(id) = g.ids.pop_first() {
                     g.forgotten_below = g.forgotten_below.max(id + 1);
                 }
             }
         }
         if req.batch_id < g.next {
-            let reply = match g.ids.get(&req.batch_id) {
-                Some(a) => {
-                    let a = a.clone();
-                    self.answer_with(req, &a, true)
-                }
+            let reply = match g.ids.get(req.batch_id) {
+                Some(a) => answered(self.cfg.epoch, req, a, true),
                 None => self.status(req, SeqStatus::TooOld),
             };
             out.push((origin, reply));
@@ -342,8 +339,7 @@ impl Sequencer {
             // Beyond that the request is dropped; its sender re-sends it.
             return;
         }
-        let a = self.assign(req);
-        let reply = self.answer_with(req, &a, false);
+        let reply = self.assign(req);
         out.push((origin, self.with_watermarks(req, reply)));
         // Release whatever waited on this id, in order.
         loop {
@@ -357,19 +353,20 @@ impl Sequencer {
             let mut first = true;
             for (o, r) in waiting {
                 if first {
-                    let a = self.assign(&r);
-                    let reply = self.answer_with(&r, &a, false);
+                    let reply = self.assign(&r);
                     out.push((o, self.with_watermarks(&r, reply)));
                     first = false;
-                } else if let Some(a) = self.state(key).and_then(|g| g.ids.get(&r.batch_id)) {
-                    let a = a.clone();
-                    out.push((o, self.answer_with(&r, &a, true)));
+                } else {
+                    let epoch = self.cfg.epoch;
+                    if let Some(a) = self.state(key).and_then(|g| g.ids.get(r.batch_id)) {
+                        out.push((o, answered(epoch, &r, a, true)));
+                    }
                 }
             }
         }
         if let Some(g) = self.state(key) {
             while g.ids.len() > window {
-                if let Some((id, _)) = g.ids.pop_first() {
+                if let Some(id) = g.ids.pop_first() {
                     g.forgotten_below = g.forgotten_below.max(id + 1);
                 }
             }
@@ -393,7 +390,8 @@ impl Sequencer {
     }
 
     /// Assigns the group's next id to `req` (the caller checked it is the next one).
-    fn assign(&mut self, req: &GetSeq) -> Assigned {
+    /// Its answer.
+    fn assign(&mut self, req: &GetSeq) -> SeqReply {
         let mask = SpaceMask(req.space_mask);
         let mut bases = Vec::with_capacity(mask.len());
         for (s, c) in mask.iter().zip(&req.counts) {
@@ -411,11 +409,12 @@ impl Sequencer {
             // One number per space is what a direct op asks for; the record keeps bases.
             self.grants.push(s, req.batch_id, mask, &a.bases);
         }
+        let reply = answered(self.cfg.epoch, req, &a, false);
         if let Some(g) = self.state(key) {
-            g.ids.insert(req.batch_id, a.clone());
+            g.ids.push(req.batch_id, a);
             g.next = req.batch_id + 1;
         }
-        a
+        reply
     }
 
     /// For callers that send a group's ids in order: the answer to `req`, if it was
