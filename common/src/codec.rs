@@ -129,23 +129,25 @@ pub fn encode_into(frame: &Frame, buf: &mut BytesMut) {
     let _ = frame.encode(buf);
 }
 
-/// What goes out on a connection: a frame to encode, or one encoded already (to be sent
-/// on many connections, encoded once).
+/// What goes out on a connection: a frame to encode, one encoded already (to be sent on
+/// many connections, encoded once), or frames the sender framed itself (many at once).
 #[derive(Clone, Debug)]
 pub enum Outgoing {
     /// A frame and its encoded length (computed once, when it is queued).
     Frame(Frame, usize),
     Body(Bytes),
+    /// Whole frames, each with its prefix (see [`encode_into`]), written as they are.
+    Framed(Bytes),
 }
 
 impl Outgoing {
     /// Bytes on the wire, prefix included.
     pub fn wire_len(&self) -> usize {
-        PREFIX
-            + match self {
-                Outgoing::Frame(_, len) => *len,
-                Outgoing::Body(b) => b.len(),
-            }
+        match self {
+            Outgoing::Frame(_, len) => PREFIX + *len,
+            Outgoing::Body(b) => PREFIX + b.len(),
+            Outgoing::Framed(b) => b.len(),
+        }
     }
 }
 
@@ -164,6 +166,18 @@ impl Encoder<Outgoing> for FrameCodec {
                 Ok(())
             }
             Outgoing::Body(b) => Encoder::<Bytes>::encode(self, b, dst),
+            Outgoing::Framed(b) => {
+                let mut at = 0;
+                while let Some(p) = b.get(at..at + PREFIX) {
+                    let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+                    if len > self.max {
+                        return Err(CodecError::TooLong { len, max: self.max });
+                    }
+                    at += PREFIX + len;
+                }
+                dst.extend_from_slice(&b);
+                Ok(())
+            }
         }
     }
 }
@@ -245,6 +259,40 @@ mod tests {
         let empty = [0u8, 0, 0, 0];
         let mut r = FramedRead::new(&empty[..], FrameCodec::new(1024));
         assert!(matches!(r.next().await, Some(Err(CodecError::Empty))));
+    }
+
+    /// Frames framed by their sender go out as they are, between frames encoded by the
+    /// writer, in order, and each decodes on its own.
+    #[tokio::test]
+    async fn framed_frames_go_out_whole_and_in_order() {
+        let other = Frame::new(Body::GetSeq(GetSeq {
+            batch_id: 9,
+            ..Default::default()
+        }));
+        let mut two = BytesMut::new();
+        encode_into(&sample(), &mut two);
+        encode_into(&other, &mut two);
+        let framed = Outgoing::Framed(two.freeze());
+        assert_eq!(
+            framed.wire_len(),
+            2 * PREFIX + sample().encoded_len() + other.encoded_len()
+        );
+        let mut c = FrameCodec::new(1024);
+        let mut buf = BytesMut::new();
+        c.encode(Outgoing::Body(encode_body(&other)), &mut buf)
+            .unwrap();
+        assert!(matches!(
+            FrameCodec::new(8).encode(framed.clone(), &mut BytesMut::new()),
+            Err(CodecError::TooLong { max: 8, .. })
+        ));
+        c.encode(framed, &mut buf).unwrap();
+        c.encode(Outgoing::Frame(sample(), sample().encoded_len()), &mut buf)
+            .unwrap();
+        let mut r = FramedRead::new(&buf[..], FrameCodec::new(1024));
+        for want in [&other, &sample(), &other, &sample()] {
+            assert_eq!(&r.next().await.unwrap().unwrap(), want);
+        }
+        assert!(r.next().await.is_none());
     }
 
     /// A bare prefix announcing 16 MiB reserves nothing beyond what arrived.

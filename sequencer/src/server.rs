@@ -12,9 +12,9 @@
 //! appended to it (the verdict's independent record of the direct baseline).
 
 use crate::node::{SeqNode, SeqOut};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mason_common::auth::{Role, RoleKind};
-use mason_common::codec::encode_body;
+use mason_common::codec::{encode_body, encode_into};
 use mason_common::conn::{self, ConnId, ConnInfo, Handler, Outbox, ServeConfig};
 use mason_common::driver::{self, Executor, Machine};
 use mason_common::msg::{Body, Frame};
@@ -47,7 +47,8 @@ enum Event {
 }
 
 enum Action {
-    Send(Outbox, Frame),
+    /// Whole frames (each with its prefix) to one connection.
+    SendFramed(Outbox, Bytes),
     /// One encoded frame, to many connections.
     SendBody(Outbox, Bytes),
     Close(Outbox, String),
@@ -119,13 +120,25 @@ impl Core {
         }
     }
 
+    /// Carries out what the node said. Answers to one connection are framed into one
+    /// buffer, handed over once (up to anything else that goes out, to keep the order).
     fn route(&mut self, out: &mut Vec<Action>) {
-        for o in self.outs.drain(..) {
+        let mut framed: Vec<(ConnId, BytesMut)> = Vec::new();
+        let mut outs = std::mem::take(&mut self.outs);
+        for o in outs.drain(..) {
+            if !matches!(o, SeqOut::Reply(..)) {
+                self.send_framed(&mut framed, out);
+            }
             match o {
                 SeqOut::Reply(origin, body) => {
-                    if let Some(c) = self.conns.get(&origin) {
-                        out.push(Action::Send(c.out.clone(), Frame::new(body)));
-                    }
+                    let i = match framed.iter().position(|(c, _)| *c == origin) {
+                        Some(i) => i,
+                        None => {
+                            framed.push((origin, BytesMut::new()));
+                            framed.len() - 1
+                        }
+                    };
+                    encode_into(&Frame::new(body), &mut framed[i].1);
                 }
                 SeqOut::Group(g, body) => {
                     let b = encode_body(&Frame::new(body));
@@ -140,6 +153,16 @@ impl Core {
                     }
                 }
                 SeqOut::Record(g) => out.push(Action::Record(g)),
+            }
+        }
+        self.send_framed(&mut framed, out);
+        self.outs = outs;
+    }
+
+    fn send_framed(&self, framed: &mut Vec<(ConnId, BytesMut)>, out: &mut Vec<Action>) {
+        for (origin, frames) in framed.drain(..) {
+            if let Some(c) = self.conns.get(&origin) {
+                out.push(Action::SendFramed(c.out.clone(), frames.freeze()));
             }
         }
     }
@@ -211,8 +234,8 @@ struct Io {
 impl Executor<Core> for Io {
     fn execute(&mut self, a: Action, _: &mut Vec<Event>) {
         match a {
-            Action::Send(out, f) => {
-                let _ = out.send(f);
+            Action::SendFramed(out, frames) => {
+                let _ = out.send_framed(frames);
             }
             Action::SendBody(out, b) => {
                 let _ = out.send_body(b);

@@ -92,6 +92,15 @@ impl Outbox {
         self.queue(Outgoing::Body(body))
     }
 
+    /// Queues whole frames framed by the sender (see [`crate::codec::encode_into`]): many
+    /// frames to one connection in one hand-off.
+    pub fn send_framed(&self, frames: Bytes) -> Result<(), SendError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.queue(Outgoing::Framed(frames))
+    }
+
     fn queue(&self, o: Outgoing) -> Result<(), SendError> {
         let i = &self.inner;
         if i.shut.load(Ordering::Relaxed) {
