@@ -15,6 +15,7 @@
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
 use mason_common::record::GrantChunk;
 use mason_common::types::SpaceMask;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
 use window::Window;
 
@@ -52,11 +53,12 @@ impl Default for SequencerConfig {
     }
 }
 
+/// What an id was given: kept inline for a few spaces (no allocation per request).
 #[derive(Clone, Debug)]
 struct Assigned {
     mask: u64,
-    bases: Vec<u64>,
-    counts: Vec<u32>,
+    bases: SmallVec<[u64; 2]>,
+    counts: SmallVec<[u32; 2]>,
 }
 
 struct GroupState {
@@ -105,8 +107,8 @@ fn answered(epoch: u64, req: &GetSeq, a: &Assigned, repeat: bool) -> SeqReply {
         status: SeqStatus::Ok as i32,
         repeat,
         space_mask: a.mask,
-        bases: a.bases.clone(),
-        counts: a.counts.clone(),
+        bases: a.bases.to_vec(),
+        counts: a.counts.to_vec(),
         watermarks: Vec::new(),
     }
 }
@@ -393,7 +395,7 @@ impl Sequencer {
     /// Its answer.
     fn assign(&mut self, req: &GetSeq) -> SeqReply {
         let mask = SpaceMask(req.space_mask);
-        let mut bases = Vec::with_capacity(mask.len());
+        let mut bases = SmallVec::new();
         for (s, c) in mask.iter().zip(&req.counts) {
             let ctr = &mut self.counters[s as usize];
             bases.push(*ctr);
@@ -402,7 +404,7 @@ impl Sequencer {
         let a = Assigned {
             mask: mask.0,
             bases,
-            counts: req.counts.clone(),
+            counts: SmallVec::from_slice(&req.counts),
         };
         let key = key_of(req);
         if let Key::Session(s) = key {
