@@ -8,8 +8,8 @@ use super::metrics;
 use super::wal_writer::{Job, WalHandle};
 use super::{Event, RECORD_FLUSH_US};
 use crate::replica::{Action, ConnId, Incoming, Replica};
-use bytes::Bytes;
-use mason_common::codec::encode_body;
+use bytes::{Bytes, BytesMut};
+use mason_common::codec::{encode_body, encode_into};
 use mason_common::conn::Outbox;
 use mason_common::driver::{Executor, Machine};
 use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg};
@@ -39,6 +39,8 @@ pub(super) enum Todo {
     /// Everything the replica asked for that touches disk or a link.
     Replica(Action),
     Send(Outbox, Frame),
+    /// Whole frames (each with its prefix) to one connection.
+    SendFramed(Outbox, Bytes),
     /// One encoded frame, to many connections.
     SendBody(Outbox, Bytes),
     Record(BoundBatch),
@@ -52,26 +54,13 @@ impl Group {
                 out.push(Todo::Send(o.clone(), Frame::new(Body::ZkWatchFeed(f))));
             }
         }
+        // Answers to one client connection are framed into one buffer, queued once.
+        let mut framed = Framed::default();
         for a in actions.drain(..) {
             match a {
-                Action::Reply { conn, reply } => {
-                    if let Some(o) = self.conns.get(&conn) {
-                        out.push(Todo::Send(o.clone(), Frame::new(Body::ClientReply(reply))));
-                    }
-                }
-                Action::Registered { conn, reply } => {
-                    if let Some(o) = self.conns.get(&conn) {
-                        out.push(Todo::Send(o.clone(), Frame::new(Body::Registered(reply))));
-                    }
-                }
-                Action::ReadReply { conn, reply } => {
-                    if let Some(o) = self.conns.get(&conn) {
-                        out.push(Todo::Send(
-                            o.clone(),
-                            Frame::new(Body::LocalReadReply(reply)),
-                        ));
-                    }
-                }
+                Action::Reply { conn, reply } => framed.add(conn, Body::ClientReply(reply)),
+                Action::Registered { conn, reply } => framed.add(conn, Body::Registered(reply)),
+                Action::ReadReply { conn, reply } => framed.add(conn, Body::LocalReadReply(reply)),
                 Action::Bound(b) => {
                     self.metrics.bound(&b);
                     if !self.watchers.is_empty() {
@@ -80,6 +69,11 @@ impl Group {
                     out.push(Todo::Record(b));
                 }
                 other => out.push(Todo::Replica(other)),
+            }
+        }
+        for (conn, frames) in framed.0 {
+            if let Some(o) = self.conns.get(&conn) {
+                out.push(Todo::SendFramed(o.clone(), frames.freeze()));
             }
         }
     }
@@ -97,6 +91,23 @@ impl Group {
             let body = if *ranges_only { &ranges } else { &full };
             out.push(Todo::SendBody(o.clone(), body.clone()));
         }
+    }
+}
+
+/// Frames per client connection, in the order they were added.
+#[derive(Default)]
+struct Framed(Vec<(ConnId, BytesMut)>);
+
+impl Framed {
+    fn add(&mut self, conn: ConnId, body: Body) {
+        let i = match self.0.iter().position(|(c, _)| *c == conn) {
+            Some(i) => i,
+            None => {
+                self.0.push((conn, BytesMut::new()));
+                self.0.len() - 1
+            }
+        };
+        encode_into(&Frame::new(body), &mut self.0[i].1);
     }
 }
 
@@ -207,6 +218,9 @@ impl Executor<Group> for GroupIo {
             }
             Todo::SendBody(o, b) => {
                 let _ = o.send_body(b);
+            }
+            Todo::SendFramed(o, frames) => {
+                let _ = o.send_framed(frames);
             }
             Todo::Record(b) => {
                 if let Some(r) = self.record.as_mut() {
