@@ -129,6 +129,37 @@ pub fn encode_into(frame: &Frame, buf: &mut BytesMut) {
     let _ = frame.encode(buf);
 }
 
+/// Frames bound for several connections, framed into one buffer per connection in the
+/// order they were added, so that each connection's go out in one hand-off
+/// ([`crate::conn::Outbox::send_framed`]).
+#[derive(Debug)]
+pub struct FramesPerConn<K>(Vec<(K, BytesMut)>);
+
+impl<K> Default for FramesPerConn<K> {
+    fn default() -> Self {
+        FramesPerConn(Vec::new())
+    }
+}
+
+impl<K: PartialEq> FramesPerConn<K> {
+    /// Adds `frame` for connection `to`, after those added for it before.
+    pub fn add(&mut self, to: K, frame: &Frame) {
+        let i = match self.0.iter().position(|(c, _)| *c == to) {
+            Some(i) => i,
+            None => {
+                self.0.push((to, BytesMut::new()));
+                self.0.len() - 1
+            }
+        };
+        encode_into(frame, &mut self.0[i].1);
+    }
+
+    /// Each connection's frames, in the order the connections were first added to.
+    pub fn drain(&mut self) -> impl Iterator<Item = (K, Bytes)> + '_ {
+        self.0.drain(..).map(|(c, b)| (c, b.freeze()))
+    }
+}
+
 /// What goes out on a connection: a frame to encode, one encoded already (to be sent on
 /// many connections, encoded once), or frames the sender framed itself (many at once).
 #[derive(Clone, Debug)]
@@ -293,6 +324,36 @@ mod tests {
             assert_eq!(&r.next().await.unwrap().unwrap(), want);
         }
         assert!(r.next().await.is_none());
+    }
+
+    /// Frames added for several connections come out per connection, each connection's in
+    /// the order added, the connections in the order first seen.
+    #[tokio::test]
+    async fn frames_per_connection_keep_their_order() {
+        let f = |id: u64| {
+            Frame::new(Body::GetSeq(GetSeq {
+                batch_id: id,
+                ..Default::default()
+            }))
+        };
+        let mut per = FramesPerConn::default();
+        for (conn, id) in [(7u64, 1), (3, 2), (7, 3), (7, 4), (3, 5)] {
+            per.add(conn, &f(id));
+        }
+        let mut got = Vec::new();
+        for (conn, bytes) in per.drain() {
+            let mut r = FramedRead::new(&bytes[..], FrameCodec::new(1024));
+            let mut ids = Vec::new();
+            while let Some(fr) = r.next().await {
+                match fr.unwrap().body {
+                    Some(Body::GetSeq(g)) => ids.push(g.batch_id),
+                    other => panic!("{other:?}"),
+                }
+            }
+            got.push((conn, ids));
+        }
+        assert_eq!(got, vec![(7, vec![1, 3, 4]), (3, vec![2, 5])]);
+        assert_eq!(per.drain().count(), 0);
     }
 
     /// A bare prefix announcing 16 MiB reserves nothing beyond what arrived.

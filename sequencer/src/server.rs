@@ -12,9 +12,9 @@
 //! appended to it (the verdict's independent record of the direct baseline).
 
 use crate::node::{SeqNode, SeqOut};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mason_common::auth::{Role, RoleKind};
-use mason_common::codec::{encode_body, encode_into};
+use mason_common::codec::{encode_body, FramesPerConn};
 use mason_common::conn::{self, ConnId, ConnInfo, Handler, Outbox, ServeConfig};
 use mason_common::driver::{self, Executor, Machine};
 use mason_common::msg::{Body, Frame};
@@ -123,23 +123,14 @@ impl Core {
     /// Carries out what the node said. Answers to one connection are framed into one
     /// buffer, handed over once (up to anything else that goes out, to keep the order).
     fn route(&mut self, out: &mut Vec<Action>) {
-        let mut framed: Vec<(ConnId, BytesMut)> = Vec::new();
+        let mut framed = FramesPerConn::default();
         let mut outs = std::mem::take(&mut self.outs);
         for o in outs.drain(..) {
             if !matches!(o, SeqOut::Reply(..)) {
                 self.send_framed(&mut framed, out);
             }
             match o {
-                SeqOut::Reply(origin, body) => {
-                    let i = match framed.iter().position(|(c, _)| *c == origin) {
-                        Some(i) => i,
-                        None => {
-                            framed.push((origin, BytesMut::new()));
-                            framed.len() - 1
-                        }
-                    };
-                    encode_into(&Frame::new(body), &mut framed[i].1);
-                }
+                SeqOut::Reply(origin, body) => framed.add(origin, &Frame::new(body)),
                 SeqOut::Group(g, body) => {
                     let b = encode_body(&Frame::new(body));
                     for c in self.conns.values().filter(|c| c.groups.contains(&g)) {
@@ -159,10 +150,10 @@ impl Core {
         self.outs = outs;
     }
 
-    fn send_framed(&self, framed: &mut Vec<(ConnId, BytesMut)>, out: &mut Vec<Action>) {
-        for (origin, frames) in framed.drain(..) {
+    fn send_framed(&self, framed: &mut FramesPerConn<ConnId>, out: &mut Vec<Action>) {
+        for (origin, frames) in framed.drain() {
             if let Some(c) = self.conns.get(&origin) {
-                out.push(Action::SendFramed(c.out.clone(), frames.freeze()));
+                out.push(Action::SendFramed(c.out.clone(), frames));
             }
         }
     }

@@ -8,8 +8,8 @@ use super::metrics;
 use super::wal_writer::{Job, WalHandle};
 use super::{Event, RECORD_FLUSH_US};
 use crate::replica::{Action, ConnId, Incoming, Replica};
-use bytes::{Bytes, BytesMut};
-use mason_common::codec::{encode_body, encode_into};
+use bytes::Bytes;
+use mason_common::codec::{encode_body, FramesPerConn};
 use mason_common::conn::Outbox;
 use mason_common::driver::{Executor, Machine};
 use mason_common::msg::{epoch_owner, Body, Frame, RaftMsg};
@@ -55,12 +55,18 @@ impl Group {
             }
         }
         // Answers to one client connection are framed into one buffer, queued once.
-        let mut framed = Framed::default();
+        let mut framed = FramesPerConn::default();
         for a in actions.drain(..) {
             match a {
-                Action::Reply { conn, reply } => framed.add(conn, Body::ClientReply(reply)),
-                Action::Registered { conn, reply } => framed.add(conn, Body::Registered(reply)),
-                Action::ReadReply { conn, reply } => framed.add(conn, Body::LocalReadReply(reply)),
+                Action::Reply { conn, reply } => {
+                    framed.add(conn, &Frame::new(Body::ClientReply(reply)))
+                }
+                Action::Registered { conn, reply } => {
+                    framed.add(conn, &Frame::new(Body::Registered(reply)))
+                }
+                Action::ReadReply { conn, reply } => {
+                    framed.add(conn, &Frame::new(Body::LocalReadReply(reply)))
+                }
                 Action::Bound(b) => {
                     self.metrics.bound(&b);
                     if !self.watchers.is_empty() {
@@ -71,9 +77,9 @@ impl Group {
                 other => out.push(Todo::Replica(other)),
             }
         }
-        for (conn, frames) in framed.0 {
+        for (conn, frames) in framed.drain() {
             if let Some(o) = self.conns.get(&conn) {
-                out.push(Todo::SendFramed(o.clone(), frames.freeze()));
+                out.push(Todo::SendFramed(o.clone(), frames));
             }
         }
     }
@@ -91,23 +97,6 @@ impl Group {
             let body = if *ranges_only { &ranges } else { &full };
             out.push(Todo::SendBody(o.clone(), body.clone()));
         }
-    }
-}
-
-/// Frames per client connection, in the order they were added.
-#[derive(Default)]
-struct Framed(Vec<(ConnId, BytesMut)>);
-
-impl Framed {
-    fn add(&mut self, conn: ConnId, body: Body) {
-        let i = match self.0.iter().position(|(c, _)| *c == conn) {
-            Some(i) => i,
-            None => {
-                self.0.push((conn, BytesMut::new()));
-                self.0.len() - 1
-            }
-        };
-        encode_into(&Frame::new(body), &mut self.0[i].1);
     }
 }
 
