@@ -17,6 +17,7 @@ use mason_common::record::GrantChunk;
 use mason_common::types::SpaceMask;
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use window::Window;
 
 mod window;
@@ -91,6 +92,32 @@ impl Default for GroupState {
     }
 }
 
+/// Hashes a group id with one multiplication (Fibonacci hashing). Group ids are small,
+/// bounded by `max_groups` and come from authenticated proxies, so the per-request cost of
+/// SipHash buys nothing here; direct sessions, whose ids clients choose, keep SipHash.
+#[derive(Default)]
+struct GroupHasher(u64);
+
+impl Hasher for GroupHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Which table a request's ids live in.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Key {
@@ -126,7 +153,7 @@ fn key_of(req: &GetSeq) -> Key {
 pub struct Sequencer {
     cfg: SequencerConfig,
     counters: Vec<u64>,
-    groups: HashMap<u32, GroupState>,
+    groups: HashMap<u32, GroupState, BuildHasherDefault<GroupHasher>>,
     sessions: HashMap<u64, GroupState>,
     requests: u64,
     /// Fresh grants to direct sessions since the last [`Sequencer::take_grants`].
@@ -145,7 +172,7 @@ impl Sequencer {
             watermarks: vec![0; cfg.spaces as usize],
             wm_version: 0,
             cfg,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             sessions: HashMap::new(),
             requests: 0,
             grants: GrantChunk::default(),
