@@ -293,6 +293,12 @@ impl Wal {
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment(dir, seq);
             let data = std::fs::read(&path)?;
+            // A write that a killed process left unsynced reads back whole from the page
+            // cache: make it durable before anything that follows it is written or
+            // acknowledged (a torn write must be the last one).
+            if fsync {
+                File::open(&path)?.sync_data()?;
+            }
             let scanned = frame::records(&data, &path, i + 1 == seqs.len(), &mut chain)?;
             good = scanned.end as u64;
             zeros_after = data[scanned.end..].iter().all(|b| *b == 0);

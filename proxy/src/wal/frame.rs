@@ -142,39 +142,36 @@ impl Chain {
         }
     }
 
-    /// The write that a record at this point belongs to, if known.
-    fn current(&self) -> Option<u64> {
+    /// The write that a record at this point belongs to. Before the first record of the
+    /// log that is write 1: a log whose first segment was deleted starts with a new
+    /// segment's first write, which was durable before the deletion, so damage there is
+    /// never a torn write.
+    fn current(&self) -> u64 {
         match self.last {
-            None => None,
-            Some((w, 0)) => Some(w + 1),
-            Some((w, _)) => Some(w),
+            None => 1,
+            Some((w, 0)) => w + 1,
+            Some((w, _)) => w,
         }
     }
 }
 
-/// Whether damage at `at` (in the last segment) lies in the last write, `write` if known:
-/// every valid record from there on belongs to that write. The bytes of a damaged
-/// record whose header is intact are its own (a client's payload may look like a
-/// record); elsewhere every offset is tried.
-fn in_last_write(data: &[u8], at: usize, mut write: Option<u64>) -> bool {
+/// Whether damage at `at` (in the last segment) lies in the last write, number `write`:
+/// every valid record from there on belongs to that write. The bytes of a damaged record
+/// whose header is intact are its own (its checksummed length says so, and a client's
+/// payload may look like a record). After that every offset is tried, even inside the
+/// records found: a look-alike in a payload must not hide a record of a later write.
+fn in_last_write(data: &[u8], at: usize, write: u64) -> bool {
     let end = data.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
     let mut i = match header(&data[at..]) {
-        Some(h) if write.is_none_or(|w| h.write == w) => {
-            write = Some(h.write);
-            at + HDR + h.len
-        }
+        Some(h) if h.write == write => at + HDR + h.len,
         Some(_) => return false,
         None => at + 1,
     };
     while i < end {
-        match record_at(&data[i..]) {
-            Some(h) if write.is_none_or(|w| h.write == w) => {
-                write = Some(h.write);
-                i += HDR + h.len;
-            }
-            Some(_) => return false,
-            None => i += 1,
+        if record_at(&data[i..]).is_some_and(|h| h.write != write) {
+            return false;
         }
+        i += 1;
     }
     true
 }

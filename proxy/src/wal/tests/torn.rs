@@ -120,3 +120,68 @@ fn a_log_of_the_older_format_is_refused() {
         "{e}"
     );
 }
+
+/// Damage at the very start of the log is a torn write only if it is in the log's first
+/// write: a damaged first record followed by one later, synced write is refused; a first
+/// write of three records whose first header did not land is cut.
+#[test]
+fn damage_at_the_start_of_the_log_is_torn_only_in_its_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        w.append(0, None, &[entry(1, 1)]).unwrap();
+        w.append(0, None, &[entry(2, 1)]).unwrap();
+    }
+    flip(&seg, 2);
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("offset 0"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        for i in 1..=3 {
+            w.stage(0, None, &[entry(i, 1)]).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    zero(&seg, 0, HDR as u64);
+    let (w, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 0);
+    assert_eq!(w.end(), 0);
+}
+
+/// A record look-alike in the payload of a record whose header is damaged, numbered as the
+/// last write and long enough to cover the writes after it, does not hide them: the
+/// damage is refused.
+#[test]
+fn a_look_alike_cannot_hide_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segment(dir.path(), 1);
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        let mut e = entry(1, 1);
+        e.data = bytes::Bytes::from(vec![7u8; 200]);
+        w.append(0, None, &[e]).unwrap();
+        w.append(0, None, &[entry(2, 1)]).unwrap();
+        w.append(0, None, &[entry(3, 1)]).unwrap();
+    }
+    let mut data = std::fs::read(&seg).unwrap();
+    // Inside the first record's payload: a header numbered write 1, whose payload is
+    // everything after it (the later writes included), with a valid checksum.
+    let at = HDR + 60;
+    let mut fake = Vec::new();
+    frame::push(&mut fake, |b| {
+        b.extend_from_slice(&data[at + HDR..]);
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    frame::seal(&mut fake, 1);
+    data[at..at + HDR].copy_from_slice(&fake[..HDR]);
+    // The first record's header is damaged.
+    data[2] ^= 0x40;
+    std::fs::write(&seg, &data).unwrap();
+    let e = refused(dir.path(), &[0]);
+    assert!(e.contains("offset 0"), "{e}");
+}
