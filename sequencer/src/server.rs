@@ -368,3 +368,89 @@ pub async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::SeqNodeConfig;
+    use bytes::BytesMut;
+    use mason_common::codec::FrameCodec;
+    use mason_common::conn::{outbox, OutboxRx, Overflow};
+    use mason_common::msg::Heartbeat;
+    use tokio_util::codec::Encoder;
+
+    /// What `rx` holds, decoded, in order.
+    fn frames(rx: &mut OutboxRx) -> Vec<Body> {
+        let mut wire = BytesMut::new();
+        let mut codec = FrameCodec::new(1 << 20);
+        while let Some(o) = rx.try_next() {
+            codec.encode(o, &mut wire).unwrap();
+        }
+        let mut out = Vec::new();
+        while let Some(f) = tokio_util::codec::Decoder::decode(&mut codec, &mut wire).unwrap() {
+            out.extend(f.body);
+        }
+        out
+    }
+
+    fn hb(group: u32) -> Body {
+        Body::Heartbeat(Heartbeat {
+            group,
+            ..Default::default()
+        })
+    }
+
+    /// Answers framed per connection keep their order with what else goes to the same
+    /// connection (a message to a group it hosts), and go to the connection they are for.
+    #[test]
+    fn framed_answers_keep_their_order_with_group_messages() {
+        let (tx, _rx) = driver::inbox(8);
+        let mut core = Core {
+            node: SeqNode::new(SeqNodeConfig::default()),
+            groups: 4,
+            conns: HashMap::new(),
+            outs: Vec::new(),
+            stopped: false,
+            metrics: crate::metrics::SeqMetrics::new(),
+            inbox: tx.downgrade(),
+        };
+        let mut rxs = Vec::new();
+        for (id, groups) in [(1, vec![0]), (2, vec![1])] {
+            let (out, rx) = outbox(1 << 20, Overflow::Drop, format!("p{id}"));
+            core.conns.insert(
+                id,
+                Conn {
+                    out,
+                    groups,
+                    proxy: true,
+                },
+            );
+            rxs.push(rx);
+        }
+        core.outs = vec![
+            SeqOut::Reply(1, hb(10)),
+            SeqOut::Reply(2, hb(20)),
+            SeqOut::Reply(1, hb(11)),
+            SeqOut::Group(0, hb(12)),
+            SeqOut::Reply(1, hb(13)),
+            SeqOut::Reply(2, hb(21)),
+        ];
+        let mut actions = Vec::new();
+        core.route(&mut actions);
+        let mut io = Io { record: None };
+        for a in actions {
+            io.execute(a, &mut Vec::new());
+        }
+        let groups_of = |bodies: Vec<Body>| -> Vec<u32> {
+            bodies
+                .into_iter()
+                .map(|b| match b {
+                    Body::Heartbeat(h) => h.group,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(groups_of(frames(&mut rxs[0])), vec![10, 11, 12, 13]);
+        assert_eq!(groups_of(frames(&mut rxs[1])), vec![20, 21]);
+    }
+}
