@@ -246,6 +246,9 @@ pub struct Replica {
     snapshot_index: u64,
     /// Batches applied out of id order (a bug: a state machine that missed entries).
     anomalies: u64,
+    /// The highest commit index this leader told its followers of by a message of its
+    /// own (see [`Replica::tell_commit_when_idle`]).
+    commit_told: u64,
     /// RSMKeeper: the group's ZooKeeper tree, and the watch feed of its triggers.
     tree: Option<mason_zk::DataTree>,
     feed: feed::KeeperFeed,
@@ -308,6 +311,9 @@ impl Replica {
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
+            // A commit rides on the next append; `tell_commit_when_idle` says when none
+            // is coming.
+            skip_bcast_commit: true,
             ..Default::default()
         };
         rcfg.validate()?;
@@ -323,6 +329,7 @@ impl Replica {
             applied_index: 0,
             snapshot_index: 0,
             anomalies: 0,
+            commit_told: 0,
             tree: cfg.keeper.then(mason_zk::DataTree::new),
             feed: Default::default(),
             last_batch_id: 0,
@@ -548,6 +555,9 @@ impl Replica {
         self.serve_local_reads(out);
         self.drive_raft(out);
         self.sync_role(out);
+        if self.tell_commit_when_idle() {
+            self.drive_raft(out);
+        }
         self.release_polls();
     }
 }

@@ -11,7 +11,7 @@
 
 mod harness;
 
-use harness::{cfg, op, shuffle, Net, N, TICK};
+use harness::{cfg, op, shuffle, FromSeq, Net, N, TICK};
 use mason_common::msg::{ClientReply, GetSeq, ReplyStatus};
 use mason_common::record::BoundBatch;
 use mason_proxy::{ConnId, ReplicaConfig};
@@ -379,5 +379,78 @@ fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
     assert_eq!(net.bound_ops(l, 1).len(), 1);
     assert_eq!(net.holes(l), vec![0]);
     assert_eq!(net.check(l).ops, 1);
+    net.agree_all();
+}
+
+/// A leader that commits while its next batch is on its way (here: out at the sequencer)
+/// lets that batch's append tell the followers, rather than sending each a message of its
+/// own (and hearing an answer to it). When nothing more is coming it tells them at once;
+/// and if what was coming never comes, a heartbeat tells them.
+#[test]
+fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
+    let (mut net, l) = Net::start(cfg(1));
+    let followers = [(l + 1) % N, (l + 2) % N];
+    let start = net.last_bound(l);
+    for f in followers {
+        assert_eq!(
+            net.last_bound(f),
+            start,
+            "every replica applied the start-up"
+        );
+    }
+
+    // Nothing else coming: the followers apply at once, before any tick.
+    net.send(l, &[op(1, 1, 1)]);
+    for r in 0..N {
+        assert_eq!(net.last_bound(r), start + 1, "replica {r} applied batch 1");
+    }
+
+    // Batch 2 commits while batch 3 is out at the sequencer.
+    net.hold_seq = true;
+    net.send(l, &[op(1, 2, 1)]);
+    net.send(l, &[op(1, 3, 1)]);
+    assert_eq!(net.held.len(), 2, "both batches are out at the sequencer");
+    let (r, answer) = net.held.remove(0);
+    net.from_seq.push_back(FromSeq::Reply(r, answer));
+    net.settle();
+    assert_eq!(net.last_bound(l), start + 2, "the leader committed batch 2");
+    assert_eq!(net.oks(1).len(), 2, "and answered its op");
+    for f in followers {
+        assert_eq!(
+            net.last_bound(f),
+            start + 1,
+            "follower {f} hears of batch 2's commit with batch 3's append"
+        );
+    }
+    net.release();
+    for r in 0..N {
+        assert_eq!(
+            net.last_bound(r),
+            start + 3,
+            "replica {r} applied batches 2 and 3"
+        );
+    }
+
+    // Batch 4 commits while batch 5's answer never comes: a heartbeat carries the commit.
+    net.hold_seq = true;
+    net.send(l, &[op(1, 4, 1)]);
+    net.send(l, &[op(1, 5, 1)]);
+    let (r, answer) = net.held.remove(0);
+    net.from_seq.push_back(FromSeq::Reply(r, answer));
+    net.settle();
+    for f in followers {
+        assert_eq!(net.last_bound(f), start + 3);
+    }
+    net.advance(3 * TICK);
+    for f in followers {
+        assert_eq!(
+            net.last_bound(f),
+            start + 4,
+            "follower {f} heard batch 4's commit"
+        );
+    }
+    net.release();
+    net.advance(3 * TICK);
+    assert_eq!(net.oks(1).len(), 5);
     net.agree_all();
 }
