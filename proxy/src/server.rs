@@ -289,6 +289,7 @@ pub async fn run(
             wal: writer.handle(g),
             record,
             links: links.clone(),
+            metrics: gm.clone(),
         };
         let tree_file = cfg
             .record_dir

@@ -197,6 +197,7 @@ pub(super) struct GroupIo {
     pub(super) wal: WalHandle,
     pub(super) record: Option<RecordWriter>,
     pub(super) links: Arc<Links>,
+    pub(super) metrics: metrics::GroupMetrics,
 }
 
 impl Executor<Group> for GroupIo {
@@ -261,6 +262,7 @@ impl GroupIo {
                 })
             }
             Action::SendRaft { to, data } => {
+                self.metrics.raft_sent();
                 if let Some(Some(link)) = self.links.peers.get(to as usize) {
                     let m = RaftMsg {
                         group: self.group,

@@ -1,6 +1,6 @@
 //! A proxy process's metrics (`mason proxy --metrics-listen`), per hosted group: ops and
-//! batches bound and the batch size, the replica's Raft term, commit and applied index
-//! and leader, proposals in flight, snapshots, and the group's inbox depth; and for the
+//! batches bound and the batch size, Raft messages sent, the replica's Raft term, commit
+//! and applied index and leader, proposals in flight, snapshots, and the group's inbox depth; and for the
 //! process's shared WAL, group-commit latency, bytes, and records and groups per sync.
 //! The group's runtime counts bound batches, and the WAL writer disk writes, as they are
 //! carried out; the replica's own state is copied on a timer.
@@ -67,6 +67,7 @@ pub(super) struct GroupMetrics {
     ops_bound: IntCounter,
     batches_bound: IntCounter,
     batch_ops: Histogram,
+    raft_sent: IntCounter,
     term: IntGauge,
     commit: IntGauge,
     applied: IntGauge,
@@ -111,6 +112,10 @@ impl GroupMetrics {
                 "mason_proxy_batch_ops",
                 "Client ops per applied batch.",
                 metrics::SIZE_BUCKETS,
+            ),
+            raft_sent: counter(
+                "mason_proxy_raft_messages_sent_total",
+                "Raft messages this replica sent to its peers (a leader's appends and heartbeats, a follower's answers, votes).",
             ),
             term: gauge("mason_proxy_raft_term", "The replica's Raft term."),
             commit: gauge(
@@ -160,6 +165,10 @@ impl GroupMetrics {
         self.ops_bound.inc_by(ops);
         self.batches_bound.inc();
         self.batch_ops.observe(ops as f64);
+    }
+
+    pub(super) fn raft_sent(&self) {
+        self.raft_sent.inc();
     }
 
     pub(super) fn snapshot(&self, took: Duration) {
