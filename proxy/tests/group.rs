@@ -412,8 +412,17 @@ fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
     assert_eq!(net.held.len(), 2, "both batches are out at the sequencer");
     let (r, answer) = net.held.remove(0);
     net.from_seq.push_back(FromSeq::Reply(r, answer));
+    let sent = net.raft_sent;
     net.settle();
     assert_eq!(net.last_bound(l), start + 2, "the leader committed batch 2");
+    assert_eq!(
+        net.raft_sent[l] - sent[l],
+        2,
+        "the leader sent batch 2's appends, and nothing when it committed"
+    );
+    for f in followers {
+        assert_eq!(net.raft_sent[f] - sent[f], 1, "follower {f} answered once");
+    }
     assert_eq!(net.oks(1).len(), 2, "and answered its op");
     for f in followers {
         assert_eq!(

@@ -18,8 +18,11 @@ impl Replica {
     /// its way (open, out at the sequencer, or answered and not yet proposed), does it
     /// send those messages, so that followers apply at once when the load pauses or ends.
     /// If a batch on its way never comes, a heartbeat carries the commit within
-    /// `heartbeat_ticks`. Followers answer no client and no read, so applying later
-    /// delays nothing but their own state.
+    /// `heartbeat_ticks` (as it does to a follower this broadcast skips, one being sent a
+    /// snapshot, say). Answers to clients and reads come from the leader, so a follower
+    /// that applies later delays only its own state, and its ZooKeeper watch feed, which
+    /// the front ends merge with the leader's. Called once a flush has proposed what it
+    /// will, so that what is coming is known.
     pub(super) fn tell_commit_when_idle(&mut self) -> bool {
         let raft = &self.node.raft;
         let committed = raft.raft_log.committed;
@@ -44,7 +47,6 @@ impl Replica {
     }
 
     pub(super) fn drive_raft(&mut self, out: &mut Vec<Action>) {
-        self.tell_commit_when_idle();
         if !self.node.has_ready() {
             return;
         }

@@ -49,6 +49,8 @@ pub struct Net {
     pub seq_up: Vec<bool>,
     pub now: u64,
     pub raft: VecDeque<(usize, usize, Bytes)>,
+    /// Raft messages each replica sent (those the network carried).
+    pub raft_sent: [u64; N],
     pub from_seq: VecDeque<FromSeq>,
     /// Sequencer answers held back (the sequencer has already handled the request).
     pub held: Vec<(usize, SeqReply)>,
@@ -131,6 +133,7 @@ impl Net {
             seq_up: vec![true; 2],
             now: 0,
             raft: VecDeque::new(),
+            raft_sent: [0; N],
             from_seq: VecDeque::new(),
             held: Vec::new(),
             hold_seq: false,
@@ -266,6 +269,7 @@ impl Net {
                 }
                 Action::SendRaft { to, data } => {
                     if !self.cut[r] && !self.mute[r] {
+                        self.raft_sent[r] += 1;
                         self.raft.push_back((r, to as usize, data));
                     }
                 }
