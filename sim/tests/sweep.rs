@@ -324,6 +324,34 @@ fn every_zkmason_mutant_is_caught_by_the_invariant_it_breaks() {
     ];
     for (name, scenario, expected) in cases {
         let m: SimMutant = name.parse().expect("a mutant");
+        if name == "zk-close-on-arrival" {
+            // This one can also stall its shard server before any write is acknowledged
+            // (a session's close refused at its turn leaves the views its ops need
+            // missing); the checker then stops at Live, before it compares trees. Which
+            // seeds stall moves with any change of timing, so: every seed is caught, and
+            // Agreement is named within the 20.
+            let sc = find(scenario).expect("scenario");
+            let mut named = Vec::new();
+            for seed in 0..20 {
+                let Err(v) = run_seed(sc, seed, &opts(Some(m))).result else {
+                    panic!("{name} was not caught on {scenario} seed {seed}");
+                };
+                named.push(v.invariant);
+                if v.invariant == expected {
+                    break;
+                }
+            }
+            assert_eq!(
+                named.last(),
+                Some(&expected),
+                "{name} on {scenario}: seeds 0.. broke {named:?}, never {expected}"
+            );
+            assert!(
+                named.iter().all(|i| *i == expected || *i == "Live"),
+                "{name} on {scenario}: seeds 0.. broke {named:?}"
+            );
+            continue;
+        }
         let Some((seed, invariant)) = first_catch(m, scenario, 20) else {
             panic!("{name} was not caught in 20 seeds of {scenario}");
         };
