@@ -466,6 +466,12 @@ pub struct LocalArgs {
     /// Tokio worker threads in each process of the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub process_threads: u32,
+    /// The sequencers' core on a thread of its own (`mason sequencer --core-thread`).
+    /// Default: on where clients talk to the sequencer directly (direct, corfu), which then
+    /// carries the load; off behind proxy groups, where every process of the cluster
+    /// shares this machine's cores and a thread hop per request costs more than it gives.
+    #[arg(long, value_enum)]
+    pub seq_core_thread: Option<OnOff>,
     /// Garbage collection off: the sequencer computes no watermarks, so recorded sets grow
     /// for the whole run (Mason's --no_gc).
     #[arg(long)]

@@ -143,6 +143,7 @@ fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
                 .record_dir
                 .as_ref()
                 .map(|d| d.join(format!("grants-{}.bin", a.id))),
+            core_thread: a.core_thread.on(),
         };
         mason_sequencer::server::serve(listener, node, a.groups, cfg, terminated()).await
     })

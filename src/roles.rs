@@ -39,6 +39,8 @@ pub struct Shape {
     pub client_threads_rt: u32,
     /// Sequencer watermark period in ms (0: GC off).
     pub gc_ms: u64,
+    /// The sequencers' core on a thread of its own (`mason sequencer --core-thread`).
+    pub seq_core_thread: bool,
     /// The cluster key every process of the run is given (a file only its owner reads).
     pub key_file: std::path::PathBuf,
 }
@@ -86,6 +88,8 @@ pub fn sequencer(
         s(sh.gc_ms),
         s("--threads"),
         s(sh.threads),
+        s("--core-thread"),
+        s(if sh.seq_core_thread { "on" } else { "off" }),
         s("--record-dir"),
         s(record_dir),
     ];

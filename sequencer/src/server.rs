@@ -35,6 +35,12 @@ pub struct ServerConfig {
     pub client_max_frame: usize,
     /// Where to append the grants to direct sessions (`grants-<id>.bin`).
     pub record: Option<PathBuf>,
+    /// Run the core on the thread that calls [`serve`], apart from the runtime's workers
+    /// that serve the connections (the most throughput where the sequencer has cores of
+    /// its own, or serves clients directly); or, false, as one more task of those workers,
+    /// so that with one worker a request and its answer cross no thread (less CPU and
+    /// latency per request where cores are shared and proxies carry the load).
+    pub core_thread: bool,
 }
 
 enum Event {
@@ -356,14 +362,27 @@ pub async fn serve(
     let stop = async move {
         shutdown.await;
         let _ = tx.send(Event::Stop).await;
-        std::future::pending::<()>().await
+        std::future::pending::<std::convert::Infallible>().await
     };
-    tokio::select! {
-        _ = driver::drive(&mut core, &mut io, &mut rx, Instant::now()) => {}
-        _ = stop => {}
-    }
+    let driving = async move {
+        if cfg.core_thread {
+            driver::drive(&mut core, &mut io, &mut rx, Instant::now()).await;
+            return Ok(io);
+        }
+        tokio::spawn(async move {
+            driver::drive(&mut core, &mut io, &mut rx, Instant::now()).await;
+            io
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the sequencer's core stopped: {e}"))
+    };
+    // `stop` only asks the core to stop: the core ends `driving`.
+    let io = tokio::select! {
+        io = driving => io,
+        never = stop => match never {},
+    };
     accept.abort();
-    if let Some(r) = io.record.take() {
+    if let Some(r) = io?.record.take() {
         r.finish()?;
     }
     Ok(())

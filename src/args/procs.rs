@@ -37,8 +37,16 @@ pub struct SequencerArgs {
     /// off, recorded sets grow for the whole run).
     #[arg(long, default_value_t = 10)]
     pub gc_ms: u64,
+    /// Tokio worker threads serving the connections.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Run the core (the state machine every request goes through) on a thread of its
+    /// own, apart from the --threads workers: the most throughput where the sequencer has
+    /// cores to itself or serves clients directly. Off: it is one more task of those
+    /// workers, so that with --threads 1 a request and its answer cross no thread, which
+    /// costs less CPU and latency where cores are shared and proxies carry the load.
+    #[arg(long, value_enum, default_value = "on")]
+    pub core_thread: crate::args::OnOff,
     /// The largest frame a proxy may send.
     #[arg(long, default_value_t = mason_common::codec::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,

@@ -407,6 +407,8 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         // Each client machine runs its clients on up to 16 runtime threads.
         client_threads_rt: a.client_threads.clamp(1, 16),
         gc_ms: if a.no_gc { 0 } else { 10 },
+        // A sequencer machine's cores are its own: its core keeps a thread of its own.
+        seq_core_thread: true,
         // Where the launcher keeps the run's key (set by the launcher); each machine gets
         // a copy in its own directory (see `on`).
         key_file: PathBuf::from("cluster.key"),
