@@ -15,6 +15,10 @@ new=${2:?usage: scripts/ab.sh OLD_BINARY NEW_BINARY}
 trials=${TRIALS:-3}
 dur=${DUR:-5}
 out=${OUT:-results/ab-$(date +%s)}
+if [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
+  echo "OUT=$out already holds runs: choose another (mason local refuses to reuse a run's directory)" >&2
+  exit 2
+fi
 mkdir -p "$out"
 for b in "$old" "$new"; do
   [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }
