@@ -311,8 +311,8 @@ impl Replica {
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
-            // A commit rides on the next append; `tell_commit_when_idle` says when none
-            // is coming.
+            // A commit rides on the next append; `tell_commit_when_idle` tells it at a
+            // tick when none is coming.
             skip_bcast_commit: true,
             ..Default::default()
         };
@@ -463,6 +463,8 @@ impl Replica {
         self.expire_sessions(now);
         self.retry_log_writes(now, out);
         self.retry_local_reads(now, out);
+        // Before the flush, which sends what it adds.
+        self.tell_commit_when_idle();
         self.flush(now, out);
     }
 
@@ -555,9 +557,6 @@ impl Replica {
         self.serve_local_reads(out);
         self.drive_raft(out);
         self.sync_role(out);
-        if self.tell_commit_when_idle() {
-            self.drive_raft(out);
-        }
         self.release_polls();
     }
 }

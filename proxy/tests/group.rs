@@ -382,13 +382,18 @@ fn uncovered_answer_restarts_leadership_without_binding_anything_twice() {
     net.agree_all();
 }
 
-/// A leader that commits while its next batch is on its way (here: out at the sequencer)
-/// lets that batch's append tell the followers, rather than sending each a message of its
-/// own (and hearing an answer to it). When nothing more is coming it tells them at once;
-/// and if what was coming never comes, a heartbeat tells them.
+/// A leader that commits lets its next append tell the followers, rather than sending
+/// each a message of its own (and hearing an answer to it). When nothing more is coming,
+/// it tells them at its next tick; and if what was coming never comes, a heartbeat tells
+/// them. (Heartbeats every 100 ticks here, so that none tells a follower anything before
+/// the test means one to.)
 #[test]
-fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
-    let (mut net, l) = Net::start(cfg(1));
+fn a_commit_rides_on_the_next_append_or_goes_out_at_the_next_tick() {
+    let (mut net, l) = Net::start(ReplicaConfig {
+        heartbeat_ticks: 100,
+        election_ticks: 1_000,
+        ..cfg(1)
+    });
     let followers = [(l + 1) % N, (l + 2) % N];
     let start = net.last_bound(l);
     for f in followers {
@@ -399,8 +404,17 @@ fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
         );
     }
 
-    // Nothing else coming: the followers apply at once, before any tick.
+    // Nothing else coming: the leader answers at once, and the followers hear of the
+    // commit at the leader's next tick.
+    let sent = net.raft_sent;
     net.send(l, &[op(1, 1, 1)]);
+    assert_eq!(net.last_bound(l), start + 1, "the leader applied batch 1");
+    assert_eq!(net.oks(1).len(), 1, "and answered its op");
+    assert_eq!(net.raft_sent[l] - sent[l], 2, "batch 1's appends, no more");
+    for f in followers {
+        assert_eq!(net.last_bound(f), start, "follower {f} waits for the tick");
+    }
+    net.advance(TICK);
     for r in 0..N {
         assert_eq!(net.last_bound(r), start + 1, "replica {r} applied batch 1");
     }
@@ -424,6 +438,7 @@ fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
         assert_eq!(net.raft_sent[f] - sent[f], 1, "follower {f} answered once");
     }
     assert_eq!(net.oks(1).len(), 2, "and answered its op");
+    net.advance(TICK);
     for f in followers {
         assert_eq!(
             net.last_bound(f),
@@ -432,6 +447,15 @@ fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
         );
     }
     net.release();
+    assert_eq!(net.last_bound(l), start + 3);
+    for f in followers {
+        assert_eq!(
+            net.last_bound(f),
+            start + 2,
+            "follower {f} heard of batch 2's commit with batch 3's append"
+        );
+    }
+    net.advance(TICK);
     for r in 0..N {
         assert_eq!(
             net.last_bound(r),
@@ -447,10 +471,15 @@ fn a_commit_rides_on_the_next_append_only_when_one_is_coming() {
     let (r, answer) = net.held.remove(0);
     net.from_seq.push_back(FromSeq::Reply(r, answer));
     net.settle();
+    net.advance(TICK);
     for f in followers {
-        assert_eq!(net.last_bound(f), start + 3);
+        assert_eq!(
+            net.last_bound(f),
+            start + 3,
+            "no tick's message while batch 5 is out"
+        );
     }
-    net.advance(3 * TICK);
+    net.advance(100 * TICK);
     for f in followers {
         assert_eq!(
             net.last_bound(f),

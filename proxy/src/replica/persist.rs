@@ -13,24 +13,23 @@ use raft::StateRole;
 impl Replica {
     /// A leader tells its followers of a commit with its next append (raft-rs's
     /// `skip_bcast_commit`), not with a message to each of its own and an answer from each,
-    /// which raft-rs sends by default. At saturation that saves four messages per batch.
-    /// Only when the leader is idle, with everything it proposed committed and no batch on
-    /// its way (open, out at the sequencer, or answered and not yet proposed), does it
-    /// send those messages, so that followers apply at once when the load pauses or ends.
-    /// If a batch on its way never comes, a heartbeat carries the commit within
-    /// `heartbeat_ticks` (as it does to a follower this broadcast skips, one being sent a
-    /// snapshot, say). Answers to clients and reads come from the leader, so a follower
-    /// that applies later delays only its own state, and its ZooKeeper watch feed, which
-    /// the front ends merge with the leader's. Called once a flush has proposed what it
-    /// will, so that what is coming is known.
-    pub(super) fn tell_commit_when_idle(&mut self) -> bool {
+    /// which raft-rs sends by default: four messages per batch at saturation, and per op at
+    /// one op in flight. Called at each tick: if the leader is idle then, with everything
+    /// it proposed committed and no batch on its way (open, out at the sequencer, or
+    /// answered and not yet proposed), it sends those messages, so that followers apply
+    /// within a tick when the load pauses or ends. If a batch on its way never comes, a
+    /// heartbeat carries the commit within `heartbeat_ticks` (as it does to a follower
+    /// this broadcast skips, one being sent a snapshot, say). Answers to clients and reads
+    /// come from the leader, so a follower that applies later delays only its own state,
+    /// and its ZooKeeper watch feed, which the front ends merge with the leader's.
+    pub(super) fn tell_commit_when_idle(&mut self) {
         let raft = &self.node.raft;
         let committed = raft.raft_log.committed;
         if raft.state != StateRole::Leader
             || committed <= self.commit_told
             || committed < raft.raft_log.last_index()
         {
-            return false;
+            return;
         }
         let coming = self.leader.as_ref().is_some_and(|l| {
             !l.open.is_empty()
@@ -38,12 +37,10 @@ impl Replica {
                     .iter()
                     .any(|b| !matches!(b.stage, super::Stage::Proposed))
         });
-        if coming {
-            return false;
+        if !coming {
+            self.commit_told = committed;
+            self.node.raft.bcast_append();
         }
-        self.commit_told = committed;
-        self.node.raft.bcast_append();
-        true
     }
 
     pub(super) fn drive_raft(&mut self, out: &mut Vec<Action>) {
