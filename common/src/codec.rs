@@ -144,7 +144,8 @@ impl<K> Default for FramesPerConn<K> {
 impl<K: PartialEq> FramesPerConn<K> {
     /// Adds `frame` for connection `to`, after those added for it before.
     pub fn add(&mut self, to: K, frame: &Frame) {
-        let i = match self.0.iter().position(|(c, _)| *c == to) {
+        // Looked up from the latest: answers to one connection mostly come together.
+        let i = match self.0.iter().rposition(|(c, _)| *c == to) {
             Some(i) => i,
             None => {
                 self.0.push((to, BytesMut::new()));

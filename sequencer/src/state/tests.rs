@@ -15,6 +15,11 @@ fn req(group: u32, batch_id: u64, mask: u64, counts: Vec<u32>) -> GetSeq {
     }
 }
 
+/// `r`, saying that its group has applied its ids up to `committed`.
+fn applied_to(committed: u64, r: GetSeq) -> GetSeq {
+    GetSeq { committed, ..r }
+}
+
 fn seq(spaces: u32) -> Sequencer {
     Sequencer::new(SequencerConfig {
         spaces,
@@ -198,24 +203,14 @@ fn the_watermark_stops_below_every_unapplied_batch_and_is_sent_once() {
     s.collect();
     assert_eq!(s.watermarks(), &[0], "nothing is applied yet");
     // Group 0 applied id 1 (said with its next request); group 1 nothing.
-    let r = s
-        .answer(&GetSeq {
-            committed: 1,
-            ..req(0, 3, 1, vec![1])
-        })
-        .unwrap();
+    let r = s.answer(&applied_to(1, req(0, 3, 1, vec![1]))).unwrap();
     s.collect();
     assert_eq!(s.watermarks(), &[5], "group 1's id 1 holds it at 5");
     assert!(
         r.watermarks.is_empty(),
         "answered before the watermark moved"
     );
-    let r = s
-        .answer(&GetSeq {
-            committed: 1,
-            ..req(1, 2, 1, vec![1])
-        })
-        .unwrap();
+    let r = s.answer(&applied_to(1, req(1, 2, 1, vec![1]))).unwrap();
     s.collect();
     // Group 1 applied id 1; group 0's ids 2 and 3 are still open: [10, 15) and [15, 16).
     assert_eq!(s.watermarks(), &[10]);
@@ -224,27 +219,13 @@ fn the_watermark_stops_below_every_unapplied_batch_and_is_sent_once() {
         vec![5],
         "the first answer after a move carries it"
     );
-    let r = s
-        .answer(&GetSeq {
-            committed: 1,
-            ..req(1, 3, 1, vec![1])
-        })
-        .unwrap();
+    let r = s.answer(&applied_to(1, req(1, 3, 1, vec![1]))).unwrap();
     assert_eq!(r.watermarks, vec![10]);
-    let r = s
-        .answer(&GetSeq {
-            committed: 1,
-            ..req(1, 4, 1, vec![1])
-        })
-        .unwrap();
+    let r = s.answer(&applied_to(1, req(1, 4, 1, vec![1]))).unwrap();
     assert!(r.watermarks.is_empty(), "a group gets each version once");
     // A claim beyond the ids a group was given counts only up to them: group 0's ids 2
     // and 3 are applied now, and group 1's open ids 2..=4 (from 16) hold the mark.
-    s.answer(&GetSeq {
-        committed: 99,
-        ..req(0, 4, 1, vec![0])
-    })
-    .unwrap();
+    s.answer(&applied_to(99, req(0, 4, 1, vec![0]))).unwrap();
     s.collect();
     assert_eq!(s.watermarks(), &[16]);
 }
