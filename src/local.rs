@@ -10,14 +10,17 @@ use crate::report;
 use crate::roles::{self, s, ProxyPlace, Shape};
 use anyhow::Context;
 use mason_client::load::OpSpaces;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod faults;
 mod metrics;
+mod ports;
 mod serve;
+
+use ports::free_addrs;
 
 const REPLICAS: u32 = 3;
 /// Servers per ZK-Mason shard.
@@ -35,38 +38,6 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-/// `n` distinct loopback ports free now. They are drawn at random from the 10,000 ports
-/// below the kernel's ephemeral range. A port the kernel handed out (port 0) could be
-/// taken, between its release here and the process's bind, as the source port of an
-/// outgoing connection, by this run or one beside it. Falls back to the kernel's choice
-/// where that range is too low.
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    use rand::Rng;
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let mut rng = rand::thread_rng();
-    let mut ls: Vec<TcpListener> = Vec::with_capacity(n);
-    let mut tries = 0;
-    while ls.len() < n {
-        let port = if low > 11_024 && tries < 64 * n {
-            tries += 1;
-            rng.gen_range(low - 10_000..low)
-        } else {
-            0
-        };
-        match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(l) => ls.push(l),
-            Err(_) if port != 0 => {}
-            Err(e) => return Err(e).context("finding free loopback ports"),
-        }
-    }
-    ls.iter()
-        .map(|l| l.local_addr().map_err(Into::into))
-        .collect()
 }
 
 fn spawn(exe: &Path, args: &[String], log: &Path, stdout: bool) -> anyhow::Result<Child> {
