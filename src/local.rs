@@ -9,16 +9,17 @@ use crate::logrun::{self, LogLayout};
 use crate::report;
 use crate::roles::{self, s, ProxyPlace, Shape};
 use anyhow::Context;
-use mason_client::load::OpSpaces;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod check;
 mod faults;
 mod metrics;
 mod ports;
 mod serve;
+mod start;
 
 use ports::free_addrs;
 
@@ -51,20 +52,6 @@ fn spawn(exe: &Path, args: &[String], log: &Path, stdout: bool) -> anyhow::Resul
     });
     cmd.spawn()
         .with_context(|| format!("starting {} {}", exe.display(), args.join(" ")))
-}
-
-fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return Ok(());
-        }
-        if let Some(st) = child.try_wait()? {
-            anyhow::bail!("{what} exited ({st}) before listening on {addr}; see its log");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    anyhow::bail!("{what} is not listening on {addr} after 20 s")
 }
 
 /// The run's shape, as every process is told it.
@@ -151,45 +138,8 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     } else {
         Workload::Appends
     });
-    if a.system == System::Zkmason {
-        let refused = [
-            ("--record-contiguity", a.record_contiguity),
-            ("--spaces (the shards make the spaces)", a.spaces != 1),
-            ("--op-spaces", a.op_spaces != OpSpaces::All),
-        ];
-        if let Some((flag, _)) = refused.iter().find(|x| x.1) {
-            eprintln!("error: {flag} does not apply to the zkmason system");
-            return Ok(2);
-        }
-    } else if a.zk.zk_shards.is_some() || a.kill_zk_server.is_some() {
-        eprintln!("error: --zk-shards and --kill-zk-server apply to the zkmason system only");
-        return Ok(2);
-    }
-    if a.system == System::Rsmkeeper {
-        let refused = [
-            ("--groups other than 1", a.groups.is_some_and(|g| g != 1)),
-            ("--kill-sequencer", a.kill_sequencer.is_some()),
-            ("--record-contiguity", a.record_contiguity),
-            ("--spaces", a.spaces != 1),
-        ];
-        if let Some((flag, _)) = refused.iter().find(|x| x.1) {
-            eprintln!(
-                "error: {flag} does not apply to the {} system (one group, no sequencer)",
-                a.system.name()
-            );
-            return Ok(2);
-        }
-    }
-    if a.serve && !a.system.zk() {
-        eprintln!("error: --serve serves ZooKeeper: it applies to rsmkeeper and zkmason only");
-        return Ok(2);
-    }
-    if workload.zk() != a.system.zk() {
-        eprintln!(
-            "error: --workload {} does not apply to the {} system",
-            format!("{workload:?}").to_lowercase(),
-            a.system.name()
-        );
+    if let Some(why) = check::refused(&a, workload) {
+        eprintln!("error: {why}");
         return Ok(2);
     }
     // Mason's ZooKeeper values are 8 bytes.
@@ -201,17 +151,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     let shape = shape(&a, workload, payload, &key_file);
     let data_dir = out.join("data").display().to_string();
     let fsync = a.proxy.fsync.on();
-    if a.system.log() && !a.log_servers.is_multiple_of(a.replication) {
-        eprintln!(
-            "error: --log-servers {} is not a multiple of --replication {}",
-            a.log_servers, a.replication
-        );
-        return Ok(2);
-    }
-    if a.system == System::Corfumason && a.spaces != 1 {
-        eprintln!("error: corfumason runs one sequence space (the log's positions); drop --spaces");
-        return Ok(2);
-    }
     let addrs = free_addrs(nseq + REPLICAS as usize)?;
     let seq_addrs: Vec<SocketAddr> = addrs[..nseq].to_vec();
     let seq_addr = seq_addrs.first().copied();
@@ -226,49 +165,11 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let mut log_idx = Vec::new();
-    if let Some(l) = &layout {
-        // Tails first, so that each head finds its successor listening.
-        for i in (0..l.addrs.len()).rev() {
-            let args = l.server_args(
-                i,
-                &data_dir,
-                fsync,
-                a.process_threads,
-                &key_file.display().to_string(),
-            );
-            let mut child = spawn(
-                &exe,
-                &endpoints.with(&format!("log-{i}"), args)?,
-                &logs.join(format!("log-{i}.log")),
-                false,
-            )?;
-            wait_listening(l.addrs[i], &mut child, &format!("log server {i}"))?;
-            cluster.procs.push((format!("log-{i}"), child));
-            log_idx.push(cluster.procs.len() - 1);
-        }
-        log_idx.reverse();
-    }
-
-    let mut seq_idx = Vec::new();
-    for (i, addr) in seq_addrs.iter().enumerate() {
-        let name = if i == 0 {
-            s("sequencer")
-        } else {
-            format!("sequencer-{i}")
-        };
-        let args = roles::sequencer(&shape, *addr, i, nseq, &out.display().to_string());
-        let mut child = spawn(
-            &exe,
-            &endpoints.with(&name, args)?,
-            &logs.join(format!("{name}.log")),
-            false,
-        )?;
-        wait_listening(*addr, &mut child, &name)?;
-        cluster.procs.push((name, child));
-        seq_idx.push(cluster.procs.len() - 1);
-    }
-
+    let key_arg = key_file.display().to_string();
+    let log_args = |v: usize| match &layout {
+        Some(l) => l.server_args(v, &data_dir, fsync, a.process_threads, &key_arg),
+        None => Vec::new(),
+    };
     // ZK-Mason's shard servers: 3 per shard, each linked to every other.
     let zk_shards = shape.zk_shards as usize;
     let zk_addrs = free_addrs(zk_shards * ZK_SERVERS)?;
@@ -288,18 +189,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             &out.display().to_string(),
         )
     };
-    let mut zk_idx = Vec::new();
-    for k in 0..zk_addrs.len() {
-        let name = format!("zk-s{}-r{}", k / ZK_SERVERS, k % ZK_SERVERS);
-        let args = endpoints.with(&name, zk_args(k))?;
-        let child = spawn(&exe, &args, &logs.join(format!("{name}.log")), false)?;
-        cluster.procs.push((name, child));
-        zk_idx.push(cluster.procs.len() - 1);
-    }
-    for (k, &i) in zk_idx.iter().enumerate() {
-        let name = cluster.procs[i].0.clone();
-        wait_listening(zk_addrs[k], &mut cluster.procs[i].1, &name)?;
-    }
     let chains = match &layout {
         Some(l) => Some(l.chains_arg()),
         None => (zk_shards > 0).then(|| zk_list.clone()),
@@ -320,21 +209,52 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             chains.as_deref(),
         )
     };
+
+    let mut starter = start::Starter {
+        exe: &exe,
+        logs: &logs,
+        cluster: &mut cluster,
+        endpoints: &mut endpoints,
+    };
+    let log_addrs = layout.as_ref().map(|l| l.addrs.clone()).unwrap_or_default();
+    // Tails first, so that each head finds its successor listening.
+    let mut log_idx = starter.one_by_one(
+        (0..log_addrs.len())
+            .rev()
+            .map(|i| (format!("log-{i}"), log_args(i), log_addrs[i]))
+            .collect(),
+    )?;
+    log_idx.reverse();
+    let seq_idx = starter.one_by_one(
+        seq_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let name = if i == 0 {
+                    s("sequencer")
+                } else {
+                    format!("sequencer-{i}")
+                };
+                let args = roles::sequencer(&shape, *addr, i, nseq, &out.display().to_string());
+                (name, args, *addr)
+            })
+            .collect(),
+    )?;
+    let zk_idx = starter.together(
+        (0..zk_addrs.len())
+            .map(|k| {
+                let name = format!("zk-s{}-r{}", k / ZK_SERVERS, k % ZK_SERVERS);
+                (name, zk_args(k), zk_addrs[k])
+            })
+            .collect(),
+    )?;
     let mut proxy_idx = Vec::new();
     if mason {
-        for r in 0..REPLICAS {
-            let child = spawn(
-                &exe,
-                &endpoints.with(&format!("proxy-{r}"), proxy_args(r))?,
-                &logs.join(format!("proxy-{r}.log")),
-                false,
-            )?;
-            cluster.procs.push((format!("proxy-{r}"), child));
-            proxy_idx.push(cluster.procs.len() - 1);
-        }
-        for (r, &i) in proxy_idx.iter().enumerate() {
-            wait_listening(proxies[r], &mut cluster.procs[i].1, &format!("proxy {r}"))?;
-        }
+        proxy_idx = starter.together(
+            (0..REPLICAS)
+                .map(|r| (format!("proxy-{r}"), proxy_args(r), proxies[r as usize]))
+                .collect(),
+        )?;
         // Start the load once every group has a leader ready to take ops, so that the
         // clients' first ops are not redirected (and counted as re-sent) while the groups
         // elect.
@@ -423,18 +343,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     );
 
     // The fault schedule (`local/faults.rs`): kills and restarts as the flags ask.
-    let victim = a.log_victim as usize;
-    if layout.is_some() && a.kill_log_server.is_some() && victim >= log_idx.len() {
-        anyhow::bail!(
-            "--log-victim {victim} is not one of the {} log servers",
-            log_idx.len()
-        );
-    }
-    let key_arg = key_file.display().to_string();
-    let log_args = |v: usize| match &layout {
-        Some(l) => l.server_args(v, &data_dir, fsync, a.process_threads, &key_arg),
-        None => Vec::new(),
-    };
     let client_args = || {
         roles::client(
             &shape,
@@ -445,7 +353,6 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             &out.display().to_string(),
         )
     };
-    let log_addrs = layout.as_ref().map(|l| l.addrs.clone()).unwrap_or_default();
     let mut faults = faults::Faults::new();
     let limit = a.warmup + a.duration + Duration::from_secs(60);
     let bar = crate::live::Bar::start(live_addrs, a.warmup, a.duration);

@@ -2,7 +2,8 @@
 //! (`mason zk-gateway`) in place of a load, until SIGINT or SIGTERM.
 
 use super::metrics::Endpoints;
-use super::{free_addrs, spawn, stop, wait_listening, Cluster};
+use super::start::wait_listening;
+use super::{free_addrs, spawn, stop, Cluster};
 use crate::args::LocalArgs;
 use crate::roles::{self, Shape};
 use std::net::SocketAddr;
