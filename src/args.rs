@@ -463,7 +463,9 @@ pub struct LocalArgs {
     /// <out>/recovery/contig.csv (on whenever a kill is scheduled).
     #[arg(long)]
     pub record_contiguity: bool,
-    /// Tokio worker threads in each process of the cluster.
+    /// Tokio worker threads in each process of the cluster. With 1, the proxies, the
+    /// clients and a sequencer whose core shares its thread each run on one thread (a
+    /// current-thread runtime).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub process_threads: u32,
     /// The sequencers' core on a thread of its own (`mason sequencer --core-thread`).

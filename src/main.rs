@@ -56,7 +56,19 @@ fn main() {
     std::process::exit(code);
 }
 
-fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+/// The tokio runtime a role runs on, with `threads` workers. Given one thread, a role runs
+/// on a current-thread runtime: its tasks then run on the thread that calls `block_on`,
+/// with none of a multi-thread scheduler's hand-offs (1.17x a proxy group's ops/s at
+/// saturation on 2 vCPUs, docs/benchmarks.md), unless it needs a worker apart from that
+/// thread (`apart`): it blocks one on disk work (`block_in_place`), or runs its core on the
+/// `block_on` thread beside the tasks that serve its connections.
+fn runtime(threads: usize, apart: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    if threads <= 1 && !apart {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -100,7 +112,7 @@ async fn terminated() {
 
 fn sequencer(a: SequencerArgs) -> anyhow::Result<()> {
     let key = a.key.load()?;
-    let rt = runtime(a.threads)?;
+    let rt = runtime(a.threads, a.core_thread.on())?;
     rt.block_on(async move {
         anyhow::ensure!(
             a.id < a.sequencers,
@@ -171,7 +183,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
         a.groups
     );
     let key = a.key.load()?;
-    let rt = runtime(a.threads)?;
+    let rt = runtime(a.threads, false)?;
     rt.block_on(async move {
         let listener = Tcp.bind(listen).await.with_context(|| format!("binding {listen}"))?;
         serve_metrics(a.metrics_listen).await?;
@@ -237,7 +249,7 @@ fn corfu_server(a: CorfuServerArgs) -> anyhow::Result<()> {
         a.chain_len
     );
     let key = a.key.load()?;
-    let rt = runtime(a.threads)?;
+    let rt = runtime(a.threads, true)?;
     rt.block_on(async move {
         let listener = Tcp
             .bind(a.listen)
@@ -288,7 +300,7 @@ fn zk_server(a: ZkServerArgs) -> anyhow::Result<()> {
         here.len()
     );
     let key = a.key.load()?;
-    let rt = runtime(a.threads)?;
+    let rt = runtime(a.threads, true)?;
     rt.block_on(async move {
         let listener = Tcp
             .bind(a.listen)
@@ -347,7 +359,7 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .map_or(Duration::ZERO, Duration::from_millis);
     let key = a.key.load()?;
-    let rt = runtime(a.threads)?;
+    let rt = runtime(a.threads, true)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
@@ -388,7 +400,7 @@ fn client(a: ClientArgs) -> anyhow::Result<()> {
         a.system.name()
     );
     let key = a.key.load()?;
-    let rt = runtime(a.runtime_threads)?;
+    let rt = runtime(a.runtime_threads, false)?;
     let out = a.out.clone();
     let index = a.index;
     std::fs::create_dir_all(&out)?;
@@ -499,7 +511,7 @@ fn bench_sequencer(a: BenchSeqArgs) -> anyhow::Result<()> {
         None => mason_sequencer::bench::in_process(&cfg),
         Some(addr) => {
             let key = a.key.load()?;
-            let rt = runtime(a.threads)?;
+            let rt = runtime(a.threads, true)?;
             rt.block_on(mason_sequencer::bench::over_network(
                 Arc::new(Tcp),
                 addr,

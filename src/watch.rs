@@ -58,7 +58,7 @@ const CHANNEL: usize = 1024;
 /// Runs the watch; returns the exit code.
 pub fn run(a: WatchArgs) -> anyhow::Result<i32> {
     let key = a.key.load()?;
-    let rt = crate::runtime(1)?;
+    let rt = crate::runtime(1, true)?;
     rt.block_on(follow(a, key))
 }
 

@@ -348,8 +348,12 @@ pub async fn run(
         let _ = tx.send(Event::Shutdown).await;
     }
     watch.await;
-    // Whatever the writer still holds goes to disk.
-    tokio::task::block_in_place(|| writer.finish());
+    // Whatever the writer still holds goes to disk. On a current-thread runtime this
+    // thread simply waits: the writer needs only the disk (it reports with `try_send`).
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => writer.finish(),
+        _ => tokio::task::block_in_place(|| writer.finish()),
+    }
     Ok(())
 }
 

@@ -37,7 +37,8 @@ pub struct SequencerArgs {
     /// off, recorded sets grow for the whole run).
     #[arg(long, default_value_t = 10)]
     pub gc_ms: u64,
-    /// Tokio worker threads serving the connections.
+    /// Tokio worker threads serving the connections. With 1 and `--core-thread off`,
+    /// everything runs on one thread (a current-thread runtime).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Run the core (the state machine every request goes through) on a thread of its
@@ -104,6 +105,8 @@ pub struct ProxyArgs {
     /// Write bound-g<G>-r<R>.bin records of every applied batch here.
     #[arg(long)]
     pub record_dir: Option<PathBuf>,
+    /// Tokio worker threads; with 1, every group and connection runs on one thread (a
+    /// current-thread runtime, no hand-offs between threads).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// The largest frame a peer replica or a sequencer may send.
@@ -175,6 +178,8 @@ pub struct ClientArgs {
     pub drain: Duration,
     #[arg(long)]
     pub out: PathBuf,
+    /// Tokio worker threads; with 1, every client of the process runs on one thread (a
+    /// current-thread runtime).
     #[arg(long, default_value_t = 2)]
     pub runtime_threads: usize,
     /// Also watch every replica of every group and write the highest contiguous number

@@ -27,7 +27,7 @@ fn parse_reads_what_a_client_endpoint_serves() {
     for v in [0.0003, 0.0003, 0.0003, 0.02] {
         lat.observe(v);
     }
-    let rt = crate::runtime(1).unwrap();
+    let rt = crate::runtime(1, true).unwrap();
     let addr = rt
         .block_on(metrics::start("127.0.0.1:0".parse().unwrap()))
         .unwrap();
