@@ -58,10 +58,12 @@ fn main() {
 
 /// The tokio runtime a role runs on, with `threads` workers. Given one thread, a role runs
 /// on a current-thread runtime: its tasks then run on the thread that calls `block_on`,
-/// with none of a multi-thread scheduler's hand-offs (1.17x a proxy group's ops/s at
-/// saturation on 2 vCPUs, docs/benchmarks.md), unless it needs a worker apart from that
-/// thread (`apart`): it blocks one on disk work (`block_in_place`), or runs its core on the
-/// `block_on` thread beside the tasks that serve its connections.
+/// with none of a multi-thread scheduler's hand-offs (1.18x a proxy group's ops/s at
+/// saturation on 2 vCPUs, docs/benchmarks.md), unless `apart`: it needs a worker apart
+/// from that thread (it blocks one on disk work with `block_in_place`, or runs its core on
+/// the `block_on` thread beside the tasks that serve its connections), or it keeps the
+/// multi-thread runtime it always had, not having been measured on the other (the
+/// ZooKeeper front end, `mason watch`, the sequencer benchmark).
 fn runtime(threads: usize, apart: bool) -> anyhow::Result<tokio::runtime::Runtime> {
     if threads <= 1 && !apart {
         return tokio::runtime::Builder::new_current_thread()

@@ -109,8 +109,9 @@ impl WalWriter {
         }
     }
 
-    /// Waits until everything queued is written (blocking: call off the async workers,
-    /// once every group has stopped).
+    /// Waits until everything queued is written, once every group has stopped. It blocks
+    /// the calling thread: on a multi-thread runtime call it inside `block_in_place`; on a
+    /// current-thread runtime the wait holds nothing up (the writer needs only the disk).
     pub(super) fn finish(&mut self) {
         self.jobs = None;
         if let Some(t) = self.thread.take() {
