@@ -393,7 +393,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
     std::thread::sleep(Duration::from_millis(500));
     endpoints.save_all(&out);
     let stopping: Vec<usize> = proxy_idx.iter().chain(&seq_idx).copied().collect();
-    stop(&mut cluster, &stopping)?;
+    let mut unclean = stop(&mut cluster, &stopping)?;
     // Shard servers last, once nothing more is delivered: a lagging one catches up from
     // its peers (they fetch from each other every second when idle), then each writes the
     // tree it ends with.
@@ -404,7 +404,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             300
         }));
     }
-    stop(&mut cluster, &zk_idx)?;
+    unclean.extend(stop(&mut cluster, &zk_idx)?);
 
     // The log is checked while its servers still run.
     let log_verdict = match &layout {
@@ -451,15 +451,36 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             reads: a.zk.reads_promise(a.system),
         }),
     };
-    let code = report::summary(&out, checks)?.1;
+    let mut code = report::summary(&out, checks)?.1;
+    if !unclean.is_empty() {
+        let lines: String = unclean
+            .iter()
+            .map(|u| format!("stop: FAILED {u}; see its log in {}\n", logs.display()))
+            .collect();
+        eprint!("{lines}");
+        append_to(&out.join("summary.txt"), &lines)?;
+        code = code.max(1);
+    }
     endpoints.list_in_summary(&out)?;
     crate::status::head_summary(&out, &status_cmd)?;
     Ok(code)
 }
 
+fn append_to(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
 /// SIGTERMs the processes `which` (those still running) and waits up to 10 s for them to
-/// end their records.
-fn stop(cluster: &mut Cluster, which: &[usize]) -> anyhow::Result<()> {
+/// end their records. Returns how each that did not end cleanly ended: a role at a clean
+/// stop exits 0, so a panic on the way out (or a stop that hangs) fails the run though
+/// its records are whole.
+fn stop(cluster: &mut Cluster, which: &[usize]) -> anyhow::Result<Vec<String>> {
+    let mut stopping = Vec::new();
     for &i in which {
         if cluster.procs[i].1.try_wait()?.is_some() {
             continue; // killed, and not restarted
@@ -470,14 +491,24 @@ fn stop(cluster: &mut Cluster, which: &[usize]) -> anyhow::Result<()> {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
+        stopping.push(i);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    for &i in which {
-        while cluster.procs[i].1.try_wait()?.is_none() && Instant::now() < deadline {
+    let mut unclean = Vec::new();
+    for i in stopping {
+        let (name, child) = &mut cluster.procs[i];
+        let mut status = child.try_wait()?;
+        while status.is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
+            status = child.try_wait()?;
+        }
+        match status {
+            Some(st) if st.success() => {}
+            Some(st) => unclean.push(format!("{name} ended with {st} when stopped")),
+            None => unclean.push(format!("{name} had not stopped 10 s after SIGTERM")),
         }
     }
-    Ok(())
+    Ok(unclean)
 }
 
 /// The proxy process whose replica of `group` most recently took the lead (the highest

@@ -77,11 +77,14 @@ pub(super) fn serve(
         }
     });
     eprintln!("mason local: stopping");
-    stop(&mut cluster, &gw_idx)?;
+    let mut unclean = stop(&mut cluster, &gw_idx)?;
     let rest: Vec<usize> = (0..cluster.procs.len())
         .filter(|i| !gw_idx.contains(i))
         .rev()
         .collect();
-    stop(&mut cluster, &rest)?;
-    Ok(0)
+    unclean.extend(stop(&mut cluster, &rest)?);
+    for u in &unclean {
+        eprintln!("mason local: {u}; see its log in {}", logs.display());
+    }
+    Ok(if unclean.is_empty() { 0 } else { 1 })
 }
