@@ -350,6 +350,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             |p| remote::signal(&ssh, p, "TERM", true),
         )?;
     }
+    let unclean = unclean_stops(&ssh, &plan, &killed, width)?;
     let machines_dir = out.join("machines");
     each(
         &used,
@@ -401,7 +402,14 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
             reads: a.zk.reads_promise(plan.shape.system),
         }),
     };
-    let (mut text, code) = report::summary(&out, checks)?;
+    let (mut text, mut code) = report::summary(&out, checks)?;
+    for u in &unclean {
+        let line = format!("stop: FAILED {u}; see its log under machines/");
+        eprintln!("{line}");
+        text.push_str(&line);
+        text.push('\n');
+        code = code.max(1);
+    }
     if let Some(l) = plan.front_ends_line() {
         println!("{l}");
         text.push_str(&l);
@@ -469,6 +477,36 @@ fn wait_for_leaders(ssh: &Ssh, plan: &Plan, proxies: &[&Proc]) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("experiment: not every group has a leader after 10 s; starting the clients anyway");
+}
+
+/// How each proxy, sequencer and shard server that was stopped (not killed) ended, where
+/// it did not exit 0: a role at a clean stop exits 0, so a panic on the way out (or a stop
+/// that hangs) fails the run though its records are whole, as in `mason local`.
+fn unclean_stops(
+    ssh: &Ssh,
+    plan: &Plan,
+    killed: &window::Killed,
+    width: usize,
+) -> anyhow::Result<Vec<String>> {
+    let stopped: Vec<&Proc> = plan
+        .of(|k| match k {
+            Kind::Proxy { triple, replica } => !killed.proxies.contains(&(triple, replica)),
+            Kind::Sequencer(i) => !(i == 0 && killed.sequencer),
+            Kind::ZkServer { .. } => true,
+            _ => false,
+        })
+        .collect();
+    let ends = on_all(&stopped, width, |p| remote::exit_status(ssh, p));
+    let mut unclean = Vec::new();
+    for (p, end) in stopped.iter().zip(ends) {
+        let (what, on) = (p.describe(), &p.machine.name);
+        match end? {
+            Some(0) => {}
+            Some(c) => unclean.push(format!("{what} on {on} ended with status {c} when stopped")),
+            None => unclean.push(format!("{what} on {on} had not stopped 10 s after SIGTERM")),
+        }
+    }
+    Ok(unclean)
 }
 
 /// Moves the collected `<machine>/out/*` files (client results, acks, records) up into the
