@@ -3,11 +3,15 @@
 //! afresh each time the core moves on), each starting with the handshake as a client; tells
 //! the core when a connection cannot be made or breaks, feeds it the frames that arrive,
 //! ticks it, and completes each op's `oneshot`.
+//!
+//! A load generator can instead run its closed loop inside the driver ([`Client::run_loop`]):
+//! each answer is handed to the loop and the loop's next op submitted in the same turn, with
+//! no channel, task or `oneshot` per op.
 
 use crate::core::{ClientAction, ClientCore, CoreConfig, CoreTarget};
 pub use crate::core::{ClientError, MultiSeq};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mason_common::auth::{ClusterKey, Role, RoleKind};
 use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
 use mason_common::msg::Frame;
@@ -19,6 +23,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// A closed loop of ops run inside the driver (see [`Client::run_loop`]).
+pub trait OpLoop: Send + 'static {
+    /// The next op to send at `now` (its spaces and payload), or `None` once the loop stops
+    /// sending.
+    fn next_op(&mut self, now: Instant) -> Option<(SpaceMask, Bytes)>;
+    /// The answer to an op that `next_op` gave, sent at `sent` and answered at `now`.
+    fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>);
+}
+
+/// Frames read from the current replica.
+type Reader = tokio_util::codec::FramedRead<
+    mason_common::transport::BoxRead,
+    mason_common::codec::FrameCodec,
+>;
+
+/// Frames handled in one turn at most before the driver acts on them.
+const FRAMES_PER_TURN: usize = 256;
 
 /// Where a client's ops go.
 #[derive(Clone, Debug)]
@@ -71,8 +93,29 @@ enum Ev {
         min_pos: u64,
         reply: Reply,
     },
-    Frame(u64, Frame),
-    Dead(u64),
+    Loop {
+        lp: Box<dyn OpLoop>,
+        slots: u32,
+        /// Told, once the loop stopped sending and every op it sent was answered.
+        done: oneshot::Sender<()>,
+    },
+    /// Stops the loop, telling how many of its ops are still unanswered.
+    StopLoop(oneshot::Sender<u64>),
+}
+
+/// Who waits for an op's answer.
+enum Waiter {
+    Reply(Reply),
+    /// An op of the loop, sent at this instant.
+    Loop(Instant),
+}
+
+/// The loop run inside the driver, and how many of its ops are unanswered.
+struct Looping {
+    lp: Box<dyn OpLoop>,
+    pending: u64,
+    stopped: bool,
+    done: Option<oneshot::Sender<()>>,
 }
 
 /// A handle to one client; cheap to clone, all clones share one session.
@@ -119,10 +162,10 @@ impl Client {
             key: cfg.key,
             me: Role::client(cfg.window),
             peer,
-            events: tx.clone(),
             conn: None,
-            gen: 0,
             waiting: HashMap::new(),
+            looping: None,
+            stale: None,
             re_tx: re_tx.clone(),
             start: Instant::now(),
             first,
@@ -222,6 +265,23 @@ impl Client {
     pub fn retransmissions(&self) -> u64 {
         self.re_tx.load(Ordering::Relaxed)
     }
+
+    /// Runs `lp` inside the driver with `slots` ops in flight: each answer goes to the loop
+    /// and its next op is sent at once. The returned receiver fires once the loop stopped
+    /// sending and all its ops are answered; [`Client::stop_loop`] ends it sooner.
+    pub fn run_loop(&self, lp: Box<dyn OpLoop>, slots: u32) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Ev::Loop { lp, slots, done });
+        rx
+    }
+
+    /// Stops the loop: no op of it is sent any more, and answers to it are dropped. Returns
+    /// how many of its ops were unanswered (`None` if the driver is gone).
+    pub async fn stop_loop(&self) -> Option<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Ev::StopLoop(tx)).ok()?;
+        rx.await.ok()
+    }
 }
 
 /// The connection to replica `to`, made after the core's `moves`-th move; `gen` tells its
@@ -229,8 +289,8 @@ impl Client {
 struct Conn {
     to: usize,
     moves: u64,
-    gen: u64,
     tx: Outbox,
+    rd: Reader,
 }
 
 struct Driver {
@@ -241,10 +301,11 @@ struct Driver {
     me: Role,
     /// What the other end must be.
     peer: RoleKind,
-    events: mpsc::UnboundedSender<Ev>,
     conn: Option<Conn>,
-    gen: u64,
-    waiting: HashMap<u64, Reply>,
+    waiting: HashMap<u64, Waiter>,
+    looping: Option<Looping>,
+    /// The connection's reader before the last move, until it closes.
+    stale: Option<Reader>,
     re_tx: Arc<AtomicU64>,
     start: Instant,
     /// What the core asked for before the driver ran (opening a session).
@@ -263,16 +324,61 @@ impl Driver {
         self.apply(&mut out).await;
         loop {
             tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some(ev) => self.handle(ev, &mut out),
-                    None => return,
-                },
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { return };
+                    self.handle(ev, &mut out);
+                    // Whatever else is queued joins this turn.
+                    while let Ok(ev) = rx.try_recv() {
+                        self.handle(ev, &mut out);
+                    }
+                }
+                f = next_frame(self.conn.as_mut().map(|c| &mut c.rd)) => {
+                    self.on_read(f, true, &mut out);
+                }
+                f = next_frame(self.stale.as_mut()) => {
+                    self.on_read(f, false, &mut out);
+                }
                 _ = tick.tick() => {
                     let now = self.now_us();
                     self.core.tick(now, &mut out);
                 }
             }
             self.apply(&mut out).await;
+        }
+    }
+
+    /// Feeds the core a frame read from the current connection (or from the one before it,
+    /// whose answers still finish ops), and the frames already read behind it.
+    fn on_read(&mut self, first: Option<Frame>, current: bool, out: &mut Vec<ClientAction>) {
+        let now = self.now_us();
+        let mut next = first;
+        for _ in 0..FRAMES_PER_TURN {
+            let Some(f) = next else {
+                // The connection broke or closed.
+                if current {
+                    if let Some(c) = self.conn.take() {
+                        self.core.on_unreachable(c.to, now, out);
+                    }
+                } else {
+                    self.stale = None;
+                }
+                return;
+            };
+            let from = match &self.conn {
+                Some(c) if current => c.to,
+                _ => STALE,
+            };
+            self.core.on_frame(from, f, now, out);
+            let rd = if current {
+                self.conn.as_mut().map(|c| &mut c.rd)
+            } else {
+                self.stale.as_mut()
+            };
+            let Some(rd) = rd else { return };
+            next = match rd.next().now_or_never() {
+                Some(f) => f.and_then(Result::ok),
+                None => return,
+            };
         }
     }
 
@@ -286,7 +392,7 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.submit(mask, payload, stamp, now, out);
-                self.waiting.insert(id, reply);
+                self.waiting.insert(id, Waiter::Reply(reply));
             }
             Ev::Read {
                 payload,
@@ -294,24 +400,85 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.submit_read(payload, min_pos, now, out);
-                self.waiting.insert(id, reply);
+                self.waiting.insert(id, Waiter::Reply(reply));
             }
-            Ev::Frame(gen, f) => {
-                let from = match &self.conn {
-                    Some(c) if c.gen == gen => c.to,
-                    _ => STALE,
-                };
-                self.core.on_frame(from, f, now, out);
-            }
-            Ev::Dead(gen) => {
-                if let Some(c) = self.conn.take_if(|c| c.gen == gen) {
-                    self.core.on_unreachable(c.to, now, out);
+            Ev::Loop { lp, slots, done } => {
+                self.looping = Some(Looping {
+                    lp,
+                    pending: 0,
+                    stopped: false,
+                    done: Some(done),
+                });
+                let at = Instant::now();
+                for _ in 0..slots {
+                    self.loop_next(now, at, out);
                 }
+                self.loop_maybe_done();
+            }
+            Ev::StopLoop(reply) => {
+                let pending = self.looping.take().map_or(0, |l| l.pending);
+                let _ = reply.send(pending);
             }
         }
     }
 
-    /// Carries out what the core asked for, and what that in turn makes it ask.
+    /// Sends the loop's next op, if it has one.
+    fn loop_next(&mut self, now_us: u64, now: Instant, out: &mut Vec<ClientAction>) {
+        let Some(l) = self.looping.as_mut() else {
+            return;
+        };
+        if l.stopped {
+            return;
+        }
+        match l.lp.next_op(now) {
+            Some((mask, payload)) => {
+                l.pending += 1;
+                let id = self.core.submit(mask, payload, false, now_us, out);
+                self.waiting.insert(id, Waiter::Loop(now));
+            }
+            None => l.stopped = true,
+        }
+    }
+
+    /// Tells the loop's owner once it stopped sending and has nothing unanswered.
+    fn loop_maybe_done(&mut self) {
+        if let Some(l) = self
+            .looping
+            .as_mut()
+            .filter(|l| l.stopped && l.pending == 0)
+        {
+            if let Some(done) = l.done.take() {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Hands an answer to whoever waits for it; the loop sends its next op at once.
+    fn finish(
+        &mut self,
+        id: u64,
+        result: Result<MultiSeq, ClientError>,
+        out: &mut Vec<ClientAction>,
+    ) {
+        match self.waiting.remove(&id) {
+            Some(Waiter::Reply(reply)) => {
+                let _ = reply.send(result);
+            }
+            Some(Waiter::Loop(sent)) => {
+                let now = Instant::now();
+                if let Some(l) = self.looping.as_mut() {
+                    l.pending = l.pending.saturating_sub(1);
+                    l.lp.answered(sent, now, result);
+                    let now_us = self.now_us();
+                    self.loop_next(now_us, now, out);
+                    self.loop_maybe_done();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Carries out the core's actions (and those they lead to) until none are left.
     async fn apply(&mut self, out: &mut Vec<ClientAction>) {
         let mut acts = Vec::new();
         while !out.is_empty() {
@@ -319,16 +486,18 @@ impl Driver {
             let moves = self.core.moves();
             for a in acts.drain(..) {
                 match a {
-                    ClientAction::Done { id, result } => {
-                        if let Some(reply) = self.waiting.remove(&id) {
-                            let _ = reply.send(result);
-                        }
-                    }
-                    // A send from before a move: the core re-sends it where it went.
+                    ClientAction::Done { id, result } => self.finish(id, result, out),
+                    // Sent for a replica the core has since left: skip it.
                     ClientAction::Send { to, .. }
                         if to != self.core.current() || moves != self.core.moves() => {}
                     ClientAction::Send { to, frame } => {
-                        if self.connect(to).await {
+                        // Dialling is boxed: its large future would otherwise be part of
+                        // (and copied with) every turn's.
+                        let ready = self
+                            .conn
+                            .as_ref()
+                            .is_some_and(|c| c.to == to && c.moves == moves);
+                        if ready || Box::pin(self.connect(to)).await {
                             if let Some(c) = &self.conn {
                                 let _ = c.tx.send(frame);
                             }
@@ -343,9 +512,12 @@ impl Driver {
         if out.capacity() < acts.capacity() {
             std::mem::swap(out, &mut acts);
         }
-        // Once the core has moved on, drop the old connection at once, as a move should.
+        // Once the core has moved on, drop the old connection at once, as a move should;
+        // answers already on their way from it still count.
         let (current, moves) = (self.core.current(), self.core.moves());
-        self.conn.take_if(|c| c.to != current || c.moves != moves);
+        if let Some(c) = self.conn.take_if(|c| c.to != current || c.moves != moves) {
+            self.stale = Some(c.rd);
+        }
         self.re_tx
             .store(self.core.retransmissions(), Ordering::Relaxed);
     }
@@ -360,7 +532,9 @@ impl Driver {
         {
             return true;
         }
-        self.conn = None;
+        if let Some(c) = self.conn.take() {
+            self.stale = Some(c.rd);
+        }
         let Some(&addr) = self.addrs.get(to) else {
             return false;
         };
@@ -382,20 +556,21 @@ impl Driver {
                 return false;
             }
         };
-        self.gen += 1;
-        let gen = self.gen;
         let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, addr.to_string());
-        let events = self.events.clone();
-        let mut reader = c.rd;
-        tokio::spawn(async move {
-            while let Some(Ok(f)) = reader.next().await {
-                if events.send(Ev::Frame(gen, f)).is_err() {
-                    return;
-                }
-            }
-            let _ = events.send(Ev::Dead(gen));
+        self.conn = Some(Conn {
+            to,
+            moves,
+            tx,
+            rd: c.rd,
         });
-        self.conn = Some(Conn { to, moves, gen, tx });
         true
+    }
+}
+
+/// The next frame from `rd`; `None` when it broke or closed. Pends for ever without one.
+async fn next_frame(rd: Option<&mut Reader>) -> Option<Frame> {
+    match rd {
+        Some(rd) => rd.next().await.and_then(Result::ok),
+        None => std::future::pending().await,
     }
 }

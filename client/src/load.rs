@@ -18,7 +18,7 @@ pub use self::results::{dat_line, new_histogram, write_results, LoadResult};
 
 pub use self::zk::{node_path, parent_path, ZkLoad, ZkWorkload};
 
-use crate::driver::{Client, ClientConfig, MultiSeq, Target};
+use crate::driver::{Client, ClientConfig, ClientError, MultiSeq, OpLoop, Target};
 use crate::log::{AppendVia, LogClient, LogClientConfig};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -385,6 +385,67 @@ fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
     }
 }
 
+/// One client thread's closed loop of sequencing ops, run inside its driver: `concurrency`
+/// ops in flight, each answer measured and kept, and the next op sent in the same turn.
+struct SeqLoop {
+    op_spaces: OpSpaces,
+    spaces: u32,
+    rng: StdRng,
+    payload: Bytes,
+    win: Window,
+    shared: Arc<Mutex<Shared>>,
+    sink: Option<AckSink>,
+}
+
+impl OpLoop for SeqLoop {
+    fn next_op(&mut self, now: Instant) -> Option<(SpaceMask, Bytes)> {
+        (now < self.win.stop).then(|| {
+            let mask = self.op_spaces.pick(self.spaces, &mut self.rng);
+            (mask, self.payload.clone())
+        })
+    }
+
+    fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>) {
+        match result {
+            Ok(m) => {
+                let Ok(mut s) = self.shared.lock() else {
+                    return;
+                };
+                keep_ack(&mut s, &self.sink, &m);
+                let s = &mut *s;
+                self.win.measure(sent, now, &mut s.ops, &mut s.hist);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "op failed");
+                metrics::get().failed();
+            }
+        }
+    }
+}
+
+/// Waits for the loops until `drain` after the window's stop; a loop still waiting then is
+/// stopped, and its unanswered ops counted.
+async fn drain_loops(
+    win: &Window,
+    loops: Vec<(Client, tokio::sync::oneshot::Receiver<()>)>,
+    drain: Duration,
+    slots: u32,
+) -> u64 {
+    let drain_end = tokio::time::Instant::from_std(win.stop + drain);
+    let mut unanswered = 0;
+    for (client, done) in loops {
+        if let Ok(Ok(())) = tokio::time::timeout_at(drain_end, done).await {
+            continue;
+        }
+        // A driver stuck dialling answers within its connect timeout.
+        unanswered += match tokio::time::timeout(Duration::from_secs(3), client.stop_loop()).await {
+            Ok(Some(n)) => n,
+            _ => u64::from(slots),
+        };
+    }
+    unanswered
+}
+
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     if let Some(z) = cfg.zk.clone() {
         return zk::run(transport, cfg, z).await;
@@ -424,7 +485,21 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     let ws: Vec<Worker> = workers.iter().map(|(_, w, _)| w.clone()).collect();
     let resends = metrics::sample_resends(move || ws.iter().map(Worker::retransmissions).sum());
     let mut tasks = Vec::new();
+    let mut loops = Vec::new();
     for (client_id, w, shared) in &workers {
+        if let Worker::Seq(c) = w {
+            let lp = SeqLoop {
+                op_spaces: cfg.op_spaces,
+                spaces: cfg.spaces,
+                rng: StdRng::seed_from_u64(client_id * 1000),
+                payload: Bytes::from(vec![0xa5u8; cfg.payload]),
+                win,
+                shared: shared.clone(),
+                sink: sink.clone(),
+            };
+            loops.push((c.clone(), c.run_loop(Box::new(lp), cfg.concurrency)));
+            continue;
+        }
         for c in 0..cfg.concurrency {
             let (w, shared, cfg, sink) = (w.clone(), shared.clone(), cfg.clone(), sink.clone());
             let mut rng = StdRng::seed_from_u64(client_id * 1000 + u64::from(c));
@@ -456,7 +531,8 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
             }));
         }
     }
-    let unanswered = win.drain(tasks, cfg.drain).await;
+    let mut unanswered = win.drain(tasks, cfg.drain).await;
+    unanswered += drain_loops(&win, loops, cfg.drain, cfg.concurrency).await;
     resends.abort();
     let mut result = LoadResult {
         ops: 0,

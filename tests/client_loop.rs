@@ -1,0 +1,187 @@
+//! A load's closed loop run inside the client's driver (`Client::run_loop`), against a real
+//! sequencer on loopback: it keeps exactly its slots in flight, every op is answered once
+//! with a number of its own and the numbers tile from 0; a loop whose server never answers
+//! is stopped with all its ops counted unanswered, and asks for none after that.
+
+use bytes::Bytes;
+use mason_client::{Client, ClientConfig, ClientError, MultiSeq, OpLoop, Target};
+use mason_common::auth::{ClusterKey, Role};
+use mason_common::conn::ServeConfig;
+use mason_common::transport::{Tcp, Transport};
+use mason_common::SpaceMask;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a test loop saw, shared with the test.
+#[derive(Default)]
+struct Seen {
+    asked: u64,
+    in_flight: u64,
+    most_in_flight: u64,
+    numbers: Vec<u64>,
+    seqs: Vec<u64>,
+    errors: u64,
+}
+
+/// Sends `ops` ops, then stops.
+struct CountingLoop {
+    ops: u64,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl OpLoop for CountingLoop {
+    fn next_op(&mut self, _now: Instant) -> Option<(SpaceMask, Bytes)> {
+        let mut s = self.seen.lock().expect("lock");
+        if s.asked == self.ops {
+            return None;
+        }
+        s.asked += 1;
+        s.in_flight += 1;
+        s.most_in_flight = s.most_in_flight.max(s.in_flight);
+        Some((SpaceMask::single(0), Bytes::from_static(b"op")))
+    }
+
+    fn answered(&mut self, sent: Instant, now: Instant, r: Result<MultiSeq, ClientError>) {
+        assert!(now >= sent, "answered before it was sent");
+        let mut s = self.seen.lock().expect("lock");
+        s.in_flight -= 1;
+        match r {
+            Ok(m) => {
+                s.numbers.extend(m.numbers);
+                s.seqs.push(m.seq);
+            }
+            Err(_) => s.errors += 1,
+        }
+    }
+}
+
+fn client(addr: SocketAddr, key: &ClusterKey, slots: u32) -> Client {
+    Client::start(
+        Arc::new(Tcp),
+        ClientConfig {
+            client_id: 1,
+            target: Target::Direct { sequencer: addr },
+            retry_timeout: Duration::from_millis(200),
+            window: slots,
+            key: Arc::new(key.clone()),
+        },
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_loop_keeps_its_slots_full_and_every_op_gets_its_own_number() {
+    runtime().block_on(async {
+        let key = ClusterKey::generate();
+        let listener = Tcp
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cfg = mason_sequencer::server::ServerConfig {
+            serve: ServeConfig::new(Arc::new(key.clone()), Role::sequencer(0)),
+            max_frame: 1 << 20,
+            client_max_frame: 4 << 10,
+            record: None,
+            core_thread: false,
+        };
+        let node = mason_sequencer::SeqNode::new(mason_sequencer::SeqNodeConfig::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(mason_sequencer::server::serve(
+            listener,
+            node,
+            1,
+            cfg,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        const OPS: u64 = 3000;
+        const SLOTS: u32 = 8;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let c = client(addr, &key, SLOTS);
+        let lp = CountingLoop {
+            ops: OPS,
+            seen: seen.clone(),
+        };
+        let done = c.run_loop(Box::new(lp), SLOTS);
+        tokio::time::timeout(Duration::from_secs(30), done)
+            .await
+            .expect("the loop finished within 30 s")
+            .expect("the driver told it");
+        assert_eq!(c.stop_loop().await, Some(0), "nothing left unanswered");
+
+        let s = std::mem::take(&mut *seen.lock().expect("lock"));
+        assert_eq!(s.asked, OPS);
+        assert_eq!(s.errors, 0);
+        assert_eq!(s.in_flight, 0);
+        assert_eq!(
+            s.most_in_flight,
+            u64::from(SLOTS),
+            "the loop's slots were kept full, never overfilled"
+        );
+        let mut numbers = s.numbers.clone();
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (0..OPS).collect::<Vec<_>>(),
+            "unique and contiguous"
+        );
+        let mut seqs = s.seqs.clone();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len() as u64, OPS, "each op answered once");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    });
+}
+
+#[test]
+fn a_loop_stopped_without_answers_counts_every_slot_and_sends_no_more() {
+    runtime().block_on(async {
+        // Accepts and never speaks: no handshake, no answer.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                conns.push(s);
+            }
+        });
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let c = client(addr, &ClusterKey::generate(), 4);
+        let lp = CountingLoop {
+            ops: u64::MAX,
+            seen: seen.clone(),
+        };
+        let mut done = c.run_loop(Box::new(lp), 4);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), &mut done)
+                .await
+                .is_err(),
+            "a loop with nothing answered cannot be done"
+        );
+        let pending = tokio::time::timeout(Duration::from_secs(10), c.stop_loop())
+            .await
+            .expect("the driver answers within its connect timeout");
+        assert_eq!(pending, Some(4));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = seen.lock().expect("lock");
+        assert_eq!(
+            s.asked, 4,
+            "no op asked for past the slots, nor after the stop"
+        );
+        assert!(s.numbers.is_empty());
+        held.abort();
+    });
+}
