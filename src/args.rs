@@ -368,6 +368,12 @@ pub struct LocalArgs {
     /// Ops in flight per client.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// The clients of a client process that load one group share one connection to each
+    /// of its replicas: what they send in one turn goes out in one write and is batched
+    /// together, and their answers come back together. off: a connection per client.
+    /// (Bare sequencing only: mason and direct.)
+    #[arg(long, value_enum, default_value = "on")]
+    pub shared_conns: OnOff,
     /// Payload bytes per op (default: 64 for the shared-log systems, as in Mason; 0
     /// otherwise). Log payloads start with 16 bytes naming the op, so they are at least 16.
     #[arg(long)]

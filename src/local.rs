@@ -67,6 +67,7 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
+        shared_conns: a.shared_conns.on(),
         payload,
         workload,
         write_percent: a.zk.write_percent,

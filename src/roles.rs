@@ -16,6 +16,8 @@ pub struct Shape {
     pub op_spaces: OpSpaces,
     pub client_threads: u32,
     pub concurrency: u32,
+    /// A client process's clients of one group share their connections.
+    pub shared_conns: bool,
     /// Payload bytes per op, resolved (64 for the shared-log systems unless set).
     pub payload: usize,
     pub workload: Workload,
@@ -251,6 +253,8 @@ pub fn client(
         s(sh.client_threads),
         s("--concurrency"),
         s(sh.concurrency),
+        s("--shared-conns"),
+        s(if sh.shared_conns { "on" } else { "off" }),
         s("--payload"),
         s(sh.payload),
         s("--warmup"),

@@ -444,6 +444,7 @@ fn proxy_survives_bad_frames() {
         bases: vec![0],
         counts: vec![1],
         watermarks: Vec::new(),
+        session: 0,
     }));
     // A client's frame limit is its payload limit and headers (1024 + 4 KiB here).
     let bad = send_every_bad_frame(addr, &key, &Role::client(4), 1024 + 4096, &wrong_kind);

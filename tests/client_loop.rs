@@ -1,7 +1,9 @@
 //! A load's closed loop run inside the client's driver (`Client::run_loop`), against a real
 //! sequencer on loopback: it keeps exactly its slots in flight, every op is answered once
-//! with a number of its own and the numbers tile from 0; a loop whose server never answers
-//! is stopped with all its ops counted unanswered, and asks for none after that.
+//! with a number of its own and the numbers tile from 0; clients that share a driver and
+//! its connection (`Client::start_shared`) each get their own answers; a loop whose server
+//! never answers is stopped with all its ops counted unanswered, and asks for none after
+//! that.
 
 use bytes::Bytes;
 use mason_client::{Client, ClientConfig, ClientError, MultiSeq, OpLoop, Target};
@@ -76,33 +78,105 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// A sequencer served in this process on a free loopback port: its address, a way to stop
+/// it, and its task.
+async fn sequencer(
+    key: &ClusterKey,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = Tcp
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cfg = mason_sequencer::server::ServerConfig {
+        serve: ServeConfig::new(Arc::new(key.clone()), Role::sequencer(0)),
+        max_frame: 1 << 20,
+        client_max_frame: 4 << 10,
+        record: None,
+        core_thread: false,
+    };
+    let node = mason_sequencer::SeqNode::new(mason_sequencer::SeqNodeConfig::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mason_sequencer::server::serve(
+        listener,
+        node,
+        1,
+        cfg,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, server)
+}
+
+#[test]
+fn clients_sharing_a_connection_each_get_their_own_answers() {
+    runtime().block_on(async {
+        let key = ClusterKey::generate();
+        let (addr, stop, server) = sequencer(&key).await;
+        const CLIENTS: u64 = 3;
+        const OPS: u64 = 1000;
+        const SLOTS: u32 = 8;
+        let cfg = ClientConfig {
+            client_id: 0,
+            target: Target::Direct { sequencer: addr },
+            retry_timeout: Duration::from_millis(200),
+            window: SLOTS,
+            key: Arc::new(key.clone()),
+        };
+        let ids: Vec<u64> = (1..=CLIENTS).collect();
+        let clients = Client::start_shared(Arc::new(Tcp), cfg, &ids);
+        assert_eq!(clients.len() as u64, CLIENTS);
+        let mut seen = Vec::new();
+        let mut dones = Vec::new();
+        for c in &clients {
+            let s = Arc::new(Mutex::new(Seen::default()));
+            let lp = CountingLoop {
+                ops: OPS,
+                seen: s.clone(),
+            };
+            dones.push(c.run_loop(Box::new(lp), SLOTS));
+            seen.push(s);
+        }
+        for d in dones {
+            tokio::time::timeout(Duration::from_secs(30), d)
+                .await
+                .expect("every loop finished within 30 s")
+                .expect("the driver told it");
+        }
+        let mut all = Vec::new();
+        for s in &seen {
+            let s = std::mem::take(&mut *s.lock().expect("lock"));
+            assert_eq!((s.asked, s.errors, s.in_flight), (OPS, 0, 0));
+            let mut seqs = s.seqs.clone();
+            seqs.sort_unstable();
+            assert_eq!(
+                seqs,
+                (1..=OPS).collect::<Vec<_>>(),
+                "each client was answered its own ops, once each"
+            );
+            all.extend(s.numbers);
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..CLIENTS * OPS).collect::<Vec<_>>(),
+            "unique and contiguous across the clients"
+        );
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    });
+}
+
 #[test]
 fn a_loop_keeps_its_slots_full_and_every_op_gets_its_own_number() {
     runtime().block_on(async {
         let key = ClusterKey::generate();
-        let listener = Tcp
-            .bind("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let cfg = mason_sequencer::server::ServerConfig {
-            serve: ServeConfig::new(Arc::new(key.clone()), Role::sequencer(0)),
-            max_frame: 1 << 20,
-            client_max_frame: 4 << 10,
-            record: None,
-            core_thread: false,
-        };
-        let node = mason_sequencer::SeqNode::new(mason_sequencer::SeqNodeConfig::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(mason_sequencer::server::serve(
-            listener,
-            node,
-            1,
-            cfg,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, stop, server) = sequencer(&key).await;
 
         const OPS: u64 = 3000;
         const SLOTS: u32 = 8;

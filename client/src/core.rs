@@ -137,6 +137,9 @@ impl ClientCore {
             CoreTarget::Direct { session } => (1, Some(session.max(1)), DIRECT_SESSION_WINDOW),
         };
         cfg.window = cfg.window.clamp(1, most);
+        // Distinct per client id: clients sharing a connection tell their registrations'
+        // answers apart by nonce.
+        let first_nonce = (cfg.client_id << 24) | 1;
         ClientCore {
             cfg,
             n,
@@ -145,7 +148,7 @@ impl ClientCore {
             backoff_until: None,
             session,
             registering: None,
-            next_nonce: 1,
+            next_nonce: first_nonce,
             next_id: 1,
             next_seq: 1,
             unnumbered: VecDeque::new(),
@@ -163,6 +166,11 @@ impl ClientCore {
     /// The open session, if any.
     pub fn session(&self) -> Option<u64> {
         self.session
+    }
+
+    /// The nonce of the registration in flight, if one is.
+    pub fn registering_nonce(&self) -> Option<u64> {
+        self.registering.as_ref().map(|r| r.nonce)
     }
 
     /// The replica index it talks to now.

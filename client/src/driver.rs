@@ -1,20 +1,22 @@
-//! The async shell around [`ClientCore`]: real sockets, a real clock, tokio. It keeps one
-//! connection, to the core's current replica, made when the core first sends there (and made
-//! afresh each time the core moves on), each starting with the handshake as a client; tells
-//! the core when a connection cannot be made or breaks, feeds it the frames that arrive,
-//! ticks it, and completes each op's `oneshot`.
+//! The async shell around [`ClientCore`]: real sockets, a real clock, tokio. One driver
+//! task runs one client, or several clients of one target that share its connections
+//! ([`Client::start_shared`]): what they send in one turn goes out in one write, and the
+//! group sees their ops together. It keeps a connection to each replica a client talks to
+//! (see `driver/conns.rs`), tells a core when its replica cannot be reached, feeds each core
+//! the frames that answer it, ticks them, and completes each op's `oneshot`.
 //!
 //! A load generator can instead run its closed loop inside the driver ([`Client::run_loop`]):
 //! each answer is handed to the loop and the loop's next op submitted in the same turn, with
 //! no channel, task or `oneshot` per op.
 
+mod conns;
+
 use crate::core::{ClientAction, ClientCore, CoreConfig, CoreTarget};
 pub use crate::core::{ClientError, MultiSeq};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use mason_common::auth::{ClusterKey, Role, RoleKind};
-use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
-use mason_common::msg::Frame;
+use mason_common::msg::{Body, Frame};
 use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
 use std::collections::HashMap;
@@ -32,15 +34,6 @@ pub trait OpLoop: Send + 'static {
     /// The answer to an op that `next_op` gave, sent at `sent` and answered at `now`.
     fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>);
 }
-
-/// Frames read from the current replica.
-type Reader = tokio_util::codec::FramedRead<
-    mason_common::transport::BoxRead,
-    mason_common::codec::FrameCodec,
->;
-
-/// Frames handled in one turn at most before the driver acts on them.
-const FRAMES_PER_TURN: usize = 256;
 
 /// Where a client's ops go.
 #[derive(Clone, Debug)]
@@ -66,17 +59,8 @@ pub struct ClientConfig {
     pub key: Arc<ClusterKey>,
 }
 
-/// The largest frame a client accepts (an answer is small; a log read's is not).
-const MAX_FRAME: usize = 64 << 20;
-
-/// How long one connection attempt may take before the replica counts as unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest gap between ticks: back-offs (10 and 20 ms) end on a tick.
 const MAX_TICK: Duration = Duration::from_millis(10);
-/// The replica index given for frames from a connection that is no longer the current one:
-/// never the core's current replica, so its "not leader" answers count for nothing, while
-/// its answers still finish ops.
-const STALE: usize = usize::MAX;
 
 type Reply = oneshot::Sender<Result<MultiSeq, ClientError>>;
 
@@ -121,58 +105,79 @@ struct Looping {
 /// A handle to one client; cheap to clone, all clones share one session.
 #[derive(Clone)]
 pub struct Client {
-    tx: mpsc::UnboundedSender<Ev>,
+    tx: mpsc::UnboundedSender<(usize, Ev)>,
+    /// Which of its driver's clients this is.
+    slot: usize,
     re_tx: Arc<AtomicU64>,
 }
 
 impl Client {
     pub fn start(transport: Arc<dyn Transport>, cfg: ClientConfig) -> Client {
+        let id = cfg.client_id;
+        match Client::start_shared(transport, cfg, &[id]).pop() {
+            Some(c) => c,
+            None => unreachable!("one client per id"),
+        }
+    }
+
+    /// Starts one client per id in `ids` (each its own session, with `cfg`'s target, window
+    /// and timeouts; `cfg.client_id` is not used), run by one driver over shared
+    /// connections.
+    pub fn start_shared(
+        transport: Arc<dyn Transport>,
+        cfg: ClientConfig,
+        ids: &[u64],
+    ) -> Vec<Client> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let re_tx = Arc::new(AtomicU64::new(0));
-        let (target, addrs, peer) = match cfg.target {
-            Target::Group { group, replicas } => (
-                CoreTarget::Group {
-                    group,
+        let (addrs, peer) = match &cfg.target {
+            Target::Group { replicas, .. } => (replicas.clone(), RoleKind::Proxy),
+            Target::Direct { sequencer } => (vec![*sequencer], RoleKind::Sequencer),
+        };
+        let me = Role::client(cfg.window);
+        let mut d = Driver {
+            slots: Vec::new(),
+            conns: conns::Conns::new(addrs, transport, cfg.key.clone(), me, peer),
+            queue: Vec::new(),
+            buf: Vec::new(),
+            start: Instant::now(),
+        };
+        let mut clients = Vec::new();
+        for (slot, &client_id) in ids.iter().enumerate() {
+            let target = match &cfg.target {
+                Target::Group { group, replicas } => CoreTarget::Group {
+                    group: *group,
                     replicas: replicas.len(),
                 },
-                replicas,
-                RoleKind::Proxy,
-            ),
-            Target::Direct { sequencer } => (
                 // A random session: a restarted client never meets its predecessor's.
-                CoreTarget::Direct {
+                Target::Direct { .. } => CoreTarget::Direct {
                     session: rand::random::<u64>() | 1 << 63,
                 },
-                vec![sequencer],
-                RoleKind::Sequencer,
-            ),
-        };
-        let mut core = ClientCore::new(CoreConfig {
-            client_id: cfg.client_id,
-            target,
-            retry_timeout_us: u64::try_from(cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
-            window: cfg.window,
-        });
-        let mut first = Vec::new();
-        core.open(0, &mut first);
-        let d = Driver {
-            core,
-            addrs,
-            transport,
-            key: cfg.key,
-            me: Role::client(cfg.window),
-            peer,
-            conn: None,
-            waiting: HashMap::new(),
-            looping: None,
-            stale: None,
-            re_tx: re_tx.clone(),
-            start: Instant::now(),
-            first,
-        };
+            };
+            let core = ClientCore::new(CoreConfig {
+                client_id,
+                target,
+                retry_timeout_us: u64::try_from(cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
+                window: cfg.window,
+            });
+            let re_tx = Arc::new(AtomicU64::new(0));
+            d.slots.push(Slot {
+                core,
+                waiting: HashMap::new(),
+                looping: None,
+                re_tx: re_tx.clone(),
+                moves: 0,
+                fresh_from: 0,
+            });
+            d.with_core(slot, |core, out| core.open(0, out));
+            clients.push(Client {
+                tx: tx.clone(),
+                slot,
+                re_tx,
+            });
+        }
         let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
         tokio::spawn(d.run(rx, period));
-        Client { tx, re_tx }
+        clients
     }
 
     /// Gets one number in each space of `spaces` for an op carrying `payload`.
@@ -252,7 +257,7 @@ impl Client {
         make: impl FnOnce(Reply) -> Ev,
     ) -> impl std::future::Future<Output = Result<MultiSeq, ClientError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let taken = self.tx.send(make(reply)).is_ok();
+        let taken = self.tx.send((self.slot, make(reply))).is_ok();
         async move {
             if !taken {
                 return Err(ClientError::Closed);
@@ -271,7 +276,7 @@ impl Client {
     /// sending and all its ops are answered; [`Client::stop_loop`] ends it sooner.
     pub fn run_loop(&self, lp: Box<dyn OpLoop>, slots: u32) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
-        let _ = self.tx.send(Ev::Loop { lp, slots, done });
+        let _ = self.tx.send((self.slot, Ev::Loop { lp, slots, done }));
         rx
     }
 
@@ -279,37 +284,33 @@ impl Client {
     /// how many of its ops were unanswered (`None` if the driver is gone).
     pub async fn stop_loop(&self) -> Option<u64> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Ev::StopLoop(tx)).ok()?;
+        self.tx.send((self.slot, Ev::StopLoop(tx))).ok()?;
         rx.await.ok()
     }
 }
 
-/// The connection to replica `to`, made after the core's `moves`-th move; `gen` tells its
-/// frames from those of earlier connections.
-struct Conn {
-    to: usize,
+/// One client of a driver: its core, who waits for its ops, and its loop.
+struct Slot {
+    core: ClientCore,
+    waiting: HashMap<u64, Waiter>,
+    looping: Option<Looping>,
+    re_tx: Arc<AtomicU64>,
+    /// The core's move count when last looked at.
     moves: u64,
-    tx: Outbox,
-    rd: Reader,
+    /// After a move, only connections made from this one on carry its frames (see
+    /// [`ClientCore::moves`]).
+    fresh_from: u64,
 }
 
 struct Driver {
-    core: ClientCore,
-    addrs: Vec<SocketAddr>,
-    transport: Arc<dyn Transport>,
-    key: Arc<ClusterKey>,
-    me: Role,
-    /// What the other end must be.
-    peer: RoleKind,
-    conn: Option<Conn>,
-    waiting: HashMap<u64, Waiter>,
-    looping: Option<Looping>,
-    /// The connection's reader before the last move, until it closes.
-    stale: Option<Reader>,
-    re_tx: Arc<AtomicU64>,
+    slots: Vec<Slot>,
+    conns: conns::Conns,
+    /// The cores' actions still to carry out: by slot, with the core's move count when it
+    /// asked (a send asked for before a later move is dropped).
+    queue: Vec<(usize, u64, ClientAction)>,
+    /// A buffer the cores write their actions into.
+    buf: Vec<ClientAction>,
     start: Instant,
-    /// What the core asked for before the driver ran (opening a session).
-    first: Vec<ClientAction>,
 }
 
 impl Driver {
@@ -317,72 +318,93 @@ impl Driver {
         u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>, period: Duration) {
+    /// Runs `f` on slot `s`'s core, queueing the actions it asks for.
+    fn with_core(&mut self, s: usize, f: impl FnOnce(&mut ClientCore, &mut Vec<ClientAction>)) {
+        let Some(slot) = self.slots.get_mut(s) else {
+            return;
+        };
+        f(&mut slot.core, &mut self.buf);
+        let moves = slot.core.moves();
+        self.queue.extend(self.buf.drain(..).map(|a| (s, moves, a)));
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(usize, Ev)>, period: Duration) {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut out = std::mem::take(&mut self.first);
-        self.apply(&mut out).await;
+        self.apply().await;
         loop {
             tokio::select! {
                 ev = rx.recv() => {
-                    let Some(ev) = ev else { return };
-                    self.handle(ev, &mut out);
+                    let Some((s, ev)) = ev else { return };
+                    self.handle(s, ev);
                     // Whatever else is queued joins this turn.
-                    while let Ok(ev) = rx.try_recv() {
-                        self.handle(ev, &mut out);
+                    while let Ok((s, ev)) = rx.try_recv() {
+                        self.handle(s, ev);
                     }
                 }
-                f = next_frame(self.conn.as_mut().map(|c| &mut c.rd)) => {
-                    self.on_read(f, true, &mut out);
-                }
-                f = next_frame(self.stale.as_mut()) => {
-                    self.on_read(f, false, &mut out);
+                read = self.conns.next_read(), if self.conns.reading() => {
+                    self.on_read(read);
+                    // Frames already read join this turn.
+                    for _ in 0..conns::FRAMES_PER_TURN {
+                        match self.conns.next_read().now_or_never() {
+                            Some(read) => self.on_read(read),
+                            None => break,
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     let now = self.now_us();
-                    self.core.tick(now, &mut out);
+                    for s in 0..self.slots.len() {
+                        self.with_core(s, |core, out| core.tick(now, out));
+                    }
                 }
             }
-            self.apply(&mut out).await;
+            self.apply().await;
         }
     }
 
-    /// Feeds the core a frame read from the current connection (or from the one before it,
-    /// whose answers still finish ops), and the frames already read behind it.
-    fn on_read(&mut self, first: Option<Frame>, current: bool, out: &mut Vec<ClientAction>) {
+    /// A frame from one of the connections (to the core it answers), or the end of one.
+    fn on_read(&mut self, read: conns::Read) {
         let now = self.now_us();
-        let mut next = first;
-        for _ in 0..FRAMES_PER_TURN {
-            let Some(f) = next else {
-                // The connection broke or closed.
-                if current {
-                    if let Some(c) = self.conn.take() {
-                        self.core.on_unreachable(c.to, now, out);
-                    }
-                } else {
-                    self.stale = None;
+        match read {
+            conns::Read::Frame { from, frame } => {
+                let Some(s) = self.slot_of(&frame) else {
+                    tracing::debug!(?frame, "a frame for no client of this driver");
+                    return;
+                };
+                self.with_core(s, |core, out| core.on_frame(from, frame, now, out));
+            }
+            conns::Read::Closed { replica } => {
+                for s in 0..self.slots.len() {
+                    self.with_core(s, |core, out| core.on_unreachable(replica, now, out));
                 }
-                return;
-            };
-            let from = match &self.conn {
-                Some(c) if current => c.to,
-                _ => STALE,
-            };
-            self.core.on_frame(from, f, now, out);
-            let rd = if current {
-                self.conn.as_mut().map(|c| &mut c.rd)
-            } else {
-                self.stale.as_mut()
-            };
-            let Some(rd) = rd else { return };
-            next = match rd.next().now_or_never() {
-                Some(f) => f.and_then(Result::ok),
-                None => return,
-            };
+            }
         }
     }
 
-    fn handle(&mut self, ev: Ev, out: &mut Vec<ClientAction>) {
+    /// The client that `frame` answers: by its session, or a registration's nonce.
+    fn slot_of(&self, frame: &Frame) -> Option<usize> {
+        if self.slots.len() == 1 {
+            return Some(0);
+        }
+        let session = match &frame.body {
+            Some(Body::ClientReply(r)) => r.session,
+            Some(Body::LocalReadReply(r)) => r.session,
+            Some(Body::SeqReply(r)) => r.session,
+            Some(Body::Registered(r)) => {
+                return self
+                    .slots
+                    .iter()
+                    .position(|s| s.core.registering_nonce() == Some(r.nonce))
+            }
+            _ => return None,
+        };
+        self.slots
+            .iter()
+            .position(|s| s.core.session() == Some(session))
+    }
+
+    fn handle(&mut self, s: usize, ev: Ev) {
         let now = self.now_us();
         match ev {
             Ev::Op {
@@ -390,20 +412,25 @@ impl Driver {
                 payload,
                 stamp,
                 reply,
-            } => {
-                let id = self.core.submit(mask, payload, stamp, now, out);
-                self.waiting.insert(id, Waiter::Reply(reply));
-            }
+            } => self.submit(s, mask, payload, stamp, Waiter::Reply(reply), now),
             Ev::Read {
                 payload,
                 min_pos,
                 reply,
             } => {
-                let id = self.core.submit_read(payload, min_pos, now, out);
-                self.waiting.insert(id, Waiter::Reply(reply));
+                let mut id = None;
+                self.with_core(s, |core, out| {
+                    id = Some(core.submit_read(payload, min_pos, now, out));
+                });
+                if let (Some(id), Some(slot)) = (id, self.slots.get_mut(s)) {
+                    slot.waiting.insert(id, Waiter::Reply(reply));
+                }
             }
             Ev::Loop { lp, slots, done } => {
-                self.looping = Some(Looping {
+                let Some(slot) = self.slots.get_mut(s) else {
+                    return;
+                };
+                slot.looping = Some(Looping {
                     lp,
                     pending: 0,
                     stopped: false,
@@ -411,20 +438,43 @@ impl Driver {
                 });
                 let at = Instant::now();
                 for _ in 0..slots {
-                    self.loop_next(now, at, out);
+                    self.loop_next(s, now, at);
                 }
-                self.loop_maybe_done();
+                self.loop_maybe_done(s);
             }
             Ev::StopLoop(reply) => {
-                let pending = self.looping.take().map_or(0, |l| l.pending);
+                let pending = self
+                    .slots
+                    .get_mut(s)
+                    .and_then(|slot| slot.looping.take())
+                    .map_or(0, |l| l.pending);
                 let _ = reply.send(pending);
             }
         }
     }
 
-    /// Sends the loop's next op, if it has one.
-    fn loop_next(&mut self, now_us: u64, now: Instant, out: &mut Vec<ClientAction>) {
-        let Some(l) = self.looping.as_mut() else {
+    /// Hands slot `s`'s core an op; `waiter` hears its answer.
+    fn submit(
+        &mut self,
+        s: usize,
+        mask: SpaceMask,
+        payload: Bytes,
+        stamp: bool,
+        waiter: Waiter,
+        now_us: u64,
+    ) {
+        let mut id = None;
+        self.with_core(s, |core, out| {
+            id = Some(core.submit(mask, payload, stamp, now_us, out));
+        });
+        if let (Some(id), Some(slot)) = (id, self.slots.get_mut(s)) {
+            slot.waiting.insert(id, waiter);
+        }
+    }
+
+    /// Sends slot `s`'s loop's next op, if it has one.
+    fn loop_next(&mut self, s: usize, now_us: u64, now: Instant) {
+        let Some(l) = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut()) else {
             return;
         };
         if l.stopped {
@@ -433,144 +483,86 @@ impl Driver {
         match l.lp.next_op(now) {
             Some((mask, payload)) => {
                 l.pending += 1;
-                let id = self.core.submit(mask, payload, false, now_us, out);
-                self.waiting.insert(id, Waiter::Loop(now));
+                self.submit(s, mask, payload, false, Waiter::Loop(now), now_us);
             }
             None => l.stopped = true,
         }
     }
 
-    /// Tells the loop's owner once it stopped sending and has nothing unanswered.
-    fn loop_maybe_done(&mut self) {
-        if let Some(l) = self
-            .looping
-            .as_mut()
-            .filter(|l| l.stopped && l.pending == 0)
-        {
+    /// Tells slot `s`'s loop's owner once it stopped sending and has nothing unanswered.
+    fn loop_maybe_done(&mut self, s: usize) {
+        let l = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut());
+        if let Some(l) = l.filter(|l| l.stopped && l.pending == 0) {
             if let Some(done) = l.done.take() {
                 let _ = done.send(());
             }
         }
     }
 
-    /// Hands an answer to whoever waits for it; the loop sends its next op at once.
-    fn finish(
-        &mut self,
-        id: u64,
-        result: Result<MultiSeq, ClientError>,
-        out: &mut Vec<ClientAction>,
-    ) {
-        match self.waiting.remove(&id) {
+    /// Hands an answer to whoever waits for it; a loop sends its next op at once.
+    fn finish(&mut self, s: usize, id: u64, result: Result<MultiSeq, ClientError>) {
+        let Some(slot) = self.slots.get_mut(s) else {
+            return;
+        };
+        match slot.waiting.remove(&id) {
             Some(Waiter::Reply(reply)) => {
                 let _ = reply.send(result);
             }
             Some(Waiter::Loop(sent)) => {
                 let now = Instant::now();
-                if let Some(l) = self.looping.as_mut() {
+                if let Some(l) = slot.looping.as_mut() {
                     l.pending = l.pending.saturating_sub(1);
                     l.lp.answered(sent, now, result);
                     let now_us = self.now_us();
-                    self.loop_next(now_us, now, out);
-                    self.loop_maybe_done();
+                    self.loop_next(s, now_us, now);
+                    self.loop_maybe_done(s);
                 }
             }
             None => {}
         }
     }
 
-    /// Carries out the core's actions (and those they lead to) until none are left.
-    async fn apply(&mut self, out: &mut Vec<ClientAction>) {
+    /// Carries out the cores' actions (and those they lead to) until none are left.
+    async fn apply(&mut self) {
         let mut acts = Vec::new();
-        while !out.is_empty() {
-            std::mem::swap(out, &mut acts);
-            let moves = self.core.moves();
-            for a in acts.drain(..) {
+        while !self.queue.is_empty() {
+            std::mem::swap(&mut self.queue, &mut acts);
+            for (s, asked_at, a) in acts.drain(..) {
+                let Some(slot) = self.slots.get_mut(s) else {
+                    continue;
+                };
+                let moves = slot.core.moves();
+                if moves != slot.moves {
+                    slot.moves = moves;
+                    slot.fresh_from = self.conns.next_gen();
+                }
                 match a {
-                    ClientAction::Done { id, result } => self.finish(id, result, out),
+                    ClientAction::Done { id, result } => self.finish(s, id, result),
                     // Sent for a replica the core has since left: skip it.
                     ClientAction::Send { to, .. }
-                        if to != self.core.current() || moves != self.core.moves() => {}
+                        if to != slot.core.current() || asked_at != moves => {}
                     ClientAction::Send { to, frame } => {
-                        // Dialling is boxed: its large future would otherwise be part of
-                        // (and copied with) every turn's.
-                        let ready = self
-                            .conn
-                            .as_ref()
-                            .is_some_and(|c| c.to == to && c.moves == moves);
-                        if ready || Box::pin(self.connect(to)).await {
-                            if let Some(c) = &self.conn {
-                                let _ = c.tx.send(frame);
-                            }
-                        } else {
+                        let fresh_from = slot.fresh_from;
+                        if !self.conns.send(to, fresh_from, frame).await {
                             let now = self.now_us();
-                            self.core.on_unreachable(to, now, out);
+                            self.with_core(s, |core, out| core.on_unreachable(to, now, out));
                         }
                     }
                 }
             }
         }
-        if out.capacity() < acts.capacity() {
-            std::mem::swap(out, &mut acts);
+        if self.queue.capacity() < acts.capacity() {
+            std::mem::swap(&mut self.queue, &mut acts);
         }
-        // Once the core has moved on, drop the old connection at once, as a move should;
-        // answers already on their way from it still count.
-        let (current, moves) = (self.core.current(), self.core.moves());
-        if let Some(c) = self.conn.take_if(|c| c.to != current || c.moves != moves) {
-            self.stale = Some(c.rd);
+        // A connection no client needs any more is closed at once, as a move should.
+        let wanted: Vec<(usize, u64)> = self
+            .slots
+            .iter()
+            .map(|s| (s.core.current(), s.fresh_from))
+            .collect();
+        self.conns.keep_only(&wanted);
+        for s in &self.slots {
+            s.re_tx.store(s.core.retransmissions(), Ordering::Relaxed);
         }
-        self.re_tx
-            .store(self.core.retransmissions(), Ordering::Relaxed);
-    }
-
-    /// Makes sure the connection is to replica `to` and no older than the core's last move.
-    async fn connect(&mut self, to: usize) -> bool {
-        let moves = self.core.moves();
-        if self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.to == to && c.moves == moves)
-        {
-            return true;
-        }
-        if let Some(c) = self.conn.take() {
-            self.stale = Some(c.rd);
-        }
-        let Some(&addr) = self.addrs.get(to) else {
-            return false;
-        };
-        let want = self.peer;
-        let c = match dial(
-            &*self.transport,
-            addr,
-            &self.key,
-            &self.me,
-            |r| r.role_kind() == want,
-            MAX_FRAME,
-            CONNECT_TIMEOUT,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(client = self.core.client_id(), %addr, error = %e, "cannot connect");
-                return false;
-            }
-        };
-        let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, addr.to_string());
-        self.conn = Some(Conn {
-            to,
-            moves,
-            tx,
-            rd: c.rd,
-        });
-        true
-    }
-}
-
-/// The next frame from `rd`; `None` when it broke or closed. Pends for ever without one.
-async fn next_frame(rd: Option<&mut Reader>) -> Option<Frame> {
-    match rd {
-        Some(rd) => rd.next().await.and_then(Result::ok),
-        None => std::future::pending().await,
     }
 }

@@ -27,6 +27,7 @@ use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +85,9 @@ pub struct LoadConfig {
     pub index: u32,
     pub threads: u32,
     pub concurrency: u32,
+    /// This process's clients of one group share one driver and its connections (bare
+    /// sequencing only; see `shared_clients`).
+    pub shared_conns: bool,
     /// Proxy processes' addresses, in triples (see [`crate::group_replicas`]), or empty for
     /// the direct baseline.
     pub proxies: Vec<SocketAddr>,
@@ -263,7 +267,49 @@ fn target(cfg: &LoadConfig, group: u32) -> Target {
     }
 }
 
-fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u64) -> Worker {
+/// The id of this process's client thread `t`.
+fn client_id_of(cfg: &LoadConfig, t: u32) -> u64 {
+    u64::from(cfg.index) * 65536 + u64::from(t) + 1
+}
+
+/// The bare-sequencing clients of this process, by group: those of one group share one
+/// driver and its connections, so that the ops they send in one turn go out in one write
+/// and reach the group together (as one batch), and the group's answers to them come back
+/// in one.
+fn shared_clients(
+    transport: &Arc<dyn Transport>,
+    cfg: &LoadConfig,
+) -> HashMap<u32, VecDeque<Client>> {
+    let mut ids: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for t in 0..cfg.threads {
+        ids.entry(group_of(cfg, t))
+            .or_default()
+            .push(client_id_of(cfg, t));
+    }
+    ids.into_iter()
+        .map(|(group, ids)| {
+            let c = ClientConfig {
+                client_id: 0,
+                target: target(cfg, group),
+                retry_timeout: cfg.retry_timeout,
+                window: cfg.concurrency,
+                key: cfg.key.clone(),
+            };
+            (
+                group,
+                Client::start_shared(transport.clone(), c, &ids).into(),
+            )
+        })
+        .collect()
+}
+
+fn worker(
+    transport: &Arc<dyn Transport>,
+    cfg: &LoadConfig,
+    t: u32,
+    client_id: u64,
+    shared: &mut HashMap<u32, VecDeque<Client>>,
+) -> Worker {
     let group = group_of(cfg, t);
     if let Some(l) = &cfg.log {
         let append = if l.corfu {
@@ -284,6 +330,9 @@ fn worker(transport: &Arc<dyn Transport>, cfg: &LoadConfig, t: u32, client_id: u
             // The chains were checked when the flags were parsed.
             Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
         }
+    }
+    if let Some(c) = shared.get_mut(&group).and_then(VecDeque::pop_front) {
+        return Worker::Seq(c);
     }
     Worker::Seq(Client::start(
         transport.clone(),
@@ -463,9 +512,14 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         None => None,
     };
     let mut workers = Vec::new();
+    let mut shared = if cfg.log.is_none() && cfg.shared_conns {
+        shared_clients(&transport, &cfg)
+    } else {
+        HashMap::new()
+    };
     for t in 0..cfg.threads {
-        let client_id = u64::from(cfg.index) * 65536 + u64::from(t) + 1;
-        let w = worker(&transport, &cfg, t, client_id);
+        let client_id = client_id_of(&cfg, t);
+        let w = worker(&transport, &cfg, t, client_id, &mut shared);
         let shared = Arc::new(Mutex::new(Shared {
             hist: new_histogram(),
             ops: 0,

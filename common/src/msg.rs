@@ -246,6 +246,10 @@ pub struct SeqReply {
     /// may forget their records of it (DESIGN.md section 6).
     #[prost(uint64, repeated, packed = "true", tag = "9")]
     pub watermarks: Vec<u64>,
+    /// A direct client's session, from its request (0 for a group): clients that share a
+    /// connection tell their answers apart by it.
+    #[prost(uint64, tag = "10")]
+    pub session: u64,
 }
 
 /// A raft-rs message for one group, in raft-rs's own encoding.

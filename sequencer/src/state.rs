@@ -137,6 +137,7 @@ fn answered(epoch: u64, req: &GetSeq, a: &Assigned, repeat: bool) -> SeqReply {
         bases: a.bases.to_vec(),
         counts: a.counts.to_vec(),
         watermarks: Vec::new(),
+        session: req.session,
     }
 }
 
@@ -280,6 +281,7 @@ impl Sequencer {
             bases: Vec::new(),
             counts: Vec::new(),
             watermarks: Vec::new(),
+            session: req.session,
         }
     }
 

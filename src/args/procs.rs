@@ -150,6 +150,12 @@ pub struct ClientArgs {
     pub threads: u32,
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// The clients of this process that load one group share one connection to each
+    /// of its replicas: what they send in one turn goes out in one write and is batched
+    /// together, and their answers come back together. off: a connection per client.
+    /// (Bare sequencing only: mason and direct.)
+    #[arg(long, value_enum, default_value = "on")]
+    pub shared_conns: OnOff,
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
     /// Shared-log systems: shards separated by ';', each a chain of log servers, head
@@ -212,6 +218,7 @@ impl ClientArgs {
             index: self.index,
             threads: self.threads,
             concurrency: self.concurrency,
+            shared_conns: self.shared_conns.on(),
             proxies: if self.system.proxies() {
                 self.proxies.clone()
             } else {

@@ -134,6 +134,12 @@ pub struct RunArgs {
     /// Ops in flight per client (Mason's --client_concurrency).
     #[arg(long, default_value_t = 32, alias = "client-concurrency", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// The clients of a client process that load one group share one connection to each
+    /// of its replicas: what they send in one turn goes out in one write and is batched
+    /// together, and their answers come back together. off: a connection per client.
+    /// (Bare sequencing only: mason and direct.)
+    #[arg(long, value_enum, default_value = "on")]
+    pub shared_conns: crate::args::OnOff,
     /// Sequence spaces (Mason's --nsequence_spaces).
     #[arg(long, default_value_t = 1, alias = "nsequence-spaces", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub spaces: u32,

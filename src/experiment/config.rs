@@ -77,6 +77,7 @@ pub fn json(a: &RunArgs, plan: &Plan, name: &str) -> anyhow::Result<String> {
     });
     // Beside the rest (one json! of them all would pass the macro's recursion limit).
     v["metrics_base_port"] = json!(plan.metrics_base_port);
+    v["shared_conns"] = json!(sh.shared_conns);
     v["zk_gateway_port"] = json!(sh.system.zk().then_some(a.zk_gateway_port));
     v["zookeeper_front_ends"] = json!(plan
         .front_ends()

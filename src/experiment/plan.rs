@@ -327,6 +327,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         op_spaces: a.op_spaces,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
+        shared_conns: a.shared_conns.on(),
         payload,
         workload,
         write_percent: a.zk.write_percent,

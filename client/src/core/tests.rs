@@ -6,6 +6,8 @@ use mason_common::msg::LocalReadReply;
 const RT: u64 = 100_000;
 
 const SESSION: u64 = 77;
+/// The first registration nonce of client 7 (each client's nonces start apart).
+const N1: u64 = (7 << 24) | 1;
 
 fn core(target: CoreTarget) -> ClientCore {
     let cfg = CoreConfig {
@@ -37,10 +39,10 @@ fn group() -> ClientCore {
     assert!(matches!(
         &out[..],
         [ClientAction::Send { to: 0, frame: Frame { body: Some(Body::Register(r)) } }]
-            if r.group == 3 && r.window == 16 && r.nonce == 1
+            if r.group == 3 && r.window == 16 && r.nonce == N1
     ));
     out.clear();
-    c.on_frame(0, registered(1, SESSION), 0, &mut out);
+    c.on_frame(0, registered(N1, SESSION), 0, &mut out);
     assert!(out.is_empty());
     c
 }
@@ -260,6 +262,7 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
             bases,
             counts: vec![1, 1],
             watermarks: Vec::new(),
+            session: 0,
         };
         Frame::new(Body::SeqReply(r))
     };
@@ -303,13 +306,13 @@ fn ops_wait_for_the_session_and_a_lost_registration_is_retried_elsewhere() {
     c.tick(RT, &mut out);
     assert!(matches!(
         &out[..],
-        [ClientAction::Send { to: 1, frame: Frame { body: Some(Body::Register(r)) } }] if r.nonce == 1
+        [ClientAction::Send { to: 1, frame: Frame { body: Some(Body::Register(r)) } }] if r.nonce == N1
     ));
     out.clear();
     // An answer to another attempt is not this one's.
     c.on_frame(1, registered(9, 5), RT, &mut out);
     assert!(out.is_empty() && c.session().is_none());
-    c.on_frame(1, registered(1, SESSION), RT, &mut out);
+    c.on_frame(1, registered(N1, SESSION), RT, &mut out);
     assert_eq!(sent(&mut out), [(1, 1, 1), (1, 2, 1)]);
 }
 
@@ -334,12 +337,12 @@ fn an_expired_session_fails_what_is_in_flight_and_opens_another() {
     assert_eq!(failed, vec![(1, true), (2, true)]);
     assert!(out.iter().any(|a| matches!(
         a,
-        ClientAction::Send { frame: Frame { body: Some(Body::Register(r)) }, .. } if r.nonce == 2
+        ClientAction::Send { frame: Frame { body: Some(Body::Register(r)) }, .. } if r.nonce == N1 + 1
     )));
     out.clear();
     assert_eq!(submit(&mut c, 6, &mut out), 3);
     assert!(out.is_empty(), "waits for the new session");
-    c.on_frame(0, registered(2, SESSION), 7, &mut out);
+    c.on_frame(0, registered(N1 + 1, SESSION), 7, &mut out);
     assert_eq!(sent(&mut out), [(0, 1, 1)]);
     assert_eq!(c.sessions_lost(), 1);
 }
@@ -398,9 +401,9 @@ fn an_unknown_session_sends_surely_unbound_ops_again() {
         }
     }
     assert_eq!(failed, vec![(1, Err(ClientError::SessionExpired))]);
-    assert_eq!(registers, 2, "a new registration");
+    assert_eq!(registers, N1 + 1, "a new registration");
     assert_eq!(c.outstanding(), 1, "op 2 waits for the new session");
-    c.on_frame(1, registered(2, SESSION), RT + 2, &mut out);
+    c.on_frame(1, registered(N1 + 1, SESSION), RT + 2, &mut out);
     assert_eq!(
         sent(&mut out),
         [(1, 1, 1)],

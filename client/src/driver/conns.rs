@@ -1,0 +1,203 @@
+//! A driver's connections: at most one open to each replica, shared by every client of
+//! the driver, each made when a client first sends there and starting with the
+//! handshake as a client. A connection is replaced when a client that moved on needs one
+//! made since (see `ClientCore::moves`), and closed when no client talks to its replica;
+//! either way its reader goes on until the far end closes, so that answers already on
+//! their way still finish ops (read as from no replica, so that a "not leader" there
+//! counts for nothing). All readers are polled together.
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
+use mason_common::msg::Frame;
+use mason_common::transport::Transport;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The largest frame a client accepts (an answer is small; a log read's is not).
+const MAX_FRAME: usize = 64 << 20;
+/// How long one connection attempt may take before the replica counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A replica that could not be dialled is not dialled again this soon: every client that
+/// sends there meanwhile hears at once that it cannot be reached.
+const REDIAL_AFTER: Duration = Duration::from_millis(5);
+/// The replica given for frames from a connection that is no longer the current one: never
+/// a core's current replica.
+const STALE: usize = usize::MAX;
+/// Frames handled in one turn at most before the driver acts on them.
+pub(super) const FRAMES_PER_TURN: usize = 256;
+
+/// What the connections gave.
+pub(super) enum Read {
+    /// A frame, from replica `from` ([`STALE`] for a connection since replaced or closed).
+    Frame { from: usize, frame: Frame },
+    /// The open connection to `replica` broke or closed.
+    Closed { replica: usize },
+}
+
+struct Open {
+    /// Which connection this is, counted from 0 by the driver.
+    gen: u64,
+    tx: Outbox,
+}
+
+pub(super) struct Conns {
+    addrs: Vec<SocketAddr>,
+    transport: Arc<dyn Transport>,
+    key: Arc<ClusterKey>,
+    me: Role,
+    /// The kind of role that must answer (a proxy, or the sequencer for Direct).
+    peer: RoleKind,
+    /// Per replica, the open connection.
+    open: Vec<Option<Open>>,
+    /// Per replica, when dialling it last failed.
+    failed: Vec<Option<Instant>>,
+    /// Every connection's frames, tagged with its `gen`, then `None` when it ends.
+    readers: SelectAll<BoxStream<'static, (u64, Option<Frame>)>>,
+    next_gen: u64,
+}
+
+impl Conns {
+    pub(super) fn new(
+        addrs: Vec<SocketAddr>,
+        transport: Arc<dyn Transport>,
+        key: Arc<ClusterKey>,
+        me: Role,
+        peer: RoleKind,
+    ) -> Conns {
+        let n = addrs.len();
+        Conns {
+            addrs,
+            transport,
+            key,
+            me,
+            peer,
+            open: (0..n).map(|_| None).collect(),
+            failed: vec![None; n],
+            readers: SelectAll::new(),
+            next_gen: 0,
+        }
+    }
+
+    /// The number the next connection made will have.
+    pub(super) fn next_gen(&self) -> u64 {
+        self.next_gen
+    }
+
+    /// Whether any connection is still being read.
+    pub(super) fn reading(&self) -> bool {
+        !self.readers.is_empty()
+    }
+
+    /// The next frame from any connection, or the end of the open one to a replica. Pends
+    /// for ever when nothing is being read.
+    pub(super) async fn next_read(&mut self) -> Read {
+        loop {
+            match self.readers.next().await {
+                Some((gen, Some(frame))) => {
+                    let from = self.replica_of(gen).unwrap_or(STALE);
+                    return Read::Frame { from, frame };
+                }
+                Some((gen, None)) => {
+                    if let Some(replica) = self.replica_of(gen) {
+                        self.open[replica] = None;
+                        return Read::Closed { replica };
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn replica_of(&self, gen: u64) -> Option<usize> {
+        self.open
+            .iter()
+            .position(|o| o.as_ref().is_some_and(|o| o.gen == gen))
+    }
+
+    /// Sends `frame` to replica `to` on a connection numbered `fresh_from` or later,
+    /// dialling one if there is none; false if `to` cannot be reached.
+    pub(super) async fn send(&mut self, to: usize, fresh_from: u64, frame: Frame) -> bool {
+        if let Some(o) = self.open.get(to).and_then(Option::as_ref) {
+            if o.gen >= fresh_from {
+                let _ = o.tx.send(frame);
+                return true;
+            }
+        }
+        if self
+            .failed
+            .get(to)
+            .copied()
+            .flatten()
+            .is_some_and(|t| t.elapsed() < REDIAL_AFTER)
+        {
+            return false;
+        }
+        // Boxed: dialling's large future would otherwise be part of (and copied with)
+        // every turn's.
+        match Box::pin(self.dial(to)).await {
+            Some(o) => {
+                let _ = o.tx.send(frame);
+                if let Some(slot) = self.open.get_mut(to) {
+                    // The connection it replaces closes; its reader goes on.
+                    *slot = Some(o);
+                }
+                true
+            }
+            None => {
+                if let Some(f) = self.failed.get_mut(to) {
+                    *f = Some(Instant::now());
+                }
+                false
+            }
+        }
+    }
+
+    async fn dial(&mut self, to: usize) -> Option<Open> {
+        let addr = *self.addrs.get(to)?;
+        let want = self.peer;
+        let c = match dial(
+            &*self.transport,
+            addr,
+            &self.key,
+            &self.me,
+            |r| r.role_kind() == want,
+            MAX_FRAME,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "cannot connect");
+                return None;
+            }
+        };
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, addr.to_string());
+        let frames =
+            c.rd.scan((), |_, r| futures::future::ready(r.ok()))
+                .map(move |f| (gen, Some(f)))
+                .chain(futures::stream::once(async move { (gen, None) }));
+        self.readers.push(frames.boxed());
+        Some(Open { gen, tx })
+    }
+
+    /// Closes every open connection that no client needs: a client needs the one to its
+    /// current replica, numbered from its `fresh_from` on (`wanted`: pairs of those).
+    pub(super) fn keep_only(&mut self, wanted: &[(usize, u64)]) {
+        for (replica, slot) in self.open.iter_mut().enumerate() {
+            let needed = slot.as_ref().is_some_and(|o| {
+                wanted
+                    .iter()
+                    .any(|&(current, fresh_from)| current == replica && o.gen >= fresh_from)
+            });
+            if !needed {
+                *slot = None;
+            }
+        }
+    }
+}
