@@ -136,7 +136,14 @@ impl Client {
         let me = Role::client(cfg.window);
         let mut d = Driver {
             slots: Vec::new(),
-            conns: conns::Conns::new(addrs, transport, cfg.key.clone(), me, peer),
+            conns: conns::Conns::new(
+                addrs,
+                transport,
+                cfg.key.clone(),
+                me,
+                peer,
+                cfg.retry_timeout,
+            ),
             queue: Vec::new(),
             buf: Vec::new(),
             start: Instant::now(),
@@ -357,6 +364,7 @@ impl Driver {
                     for s in 0..self.slots.len() {
                         self.with_core(s, |core, out| core.tick(now, out));
                     }
+                    self.conns.close_retired();
                 }
             }
             self.apply().await;
@@ -554,7 +562,7 @@ impl Driver {
         if self.queue.capacity() < acts.capacity() {
             std::mem::swap(&mut self.queue, &mut acts);
         }
-        // A connection no client needs any more is closed at once, as a move should.
+        // A connection no client needs any more is retired at once, as a move should.
         let wanted: Vec<(usize, u64)> = self
             .slots
             .iter()

@@ -1,10 +1,12 @@
 //! A driver's connections: at most one open to each replica, shared by every client of
 //! the driver, each made when a client first sends there and starting with the
 //! handshake as a client. A connection is replaced when a client that moved on needs one
-//! made since (see `ClientCore::moves`), and closed when no client talks to its replica;
-//! either way its reader goes on until the far end closes, so that answers already on
-//! their way still finish ops (read as from no replica, so that a "not leader" there
-//! counts for nothing). All readers are polled together.
+//! made since (see `ClientCore::moves`), and retired when no client talks to its replica.
+//! A retired connection sends nothing more but stays open a while (twice the retry
+//! timeout), so that the answers other clients still wait for on it arrive: they finish
+//! ops, read as from no replica (so that a "not leader" there counts for nothing). Closing
+//! it at once would have its server drop them, and every client that shares it would time
+//! out and move in turn. All readers are polled together.
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
@@ -54,6 +56,9 @@ pub(super) struct Conns {
     open: Vec<Option<Open>>,
     /// Per replica, when dialling it last failed.
     failed: Vec<Option<Instant>>,
+    /// Connections replaced or no longer needed, and when: closed once `retire` passed.
+    retired: Vec<(Instant, Open)>,
+    retire: Duration,
     /// Every connection's frames, tagged with its `gen`, then `None` when it ends.
     readers: SelectAll<BoxStream<'static, (u64, Option<Frame>)>>,
     next_gen: u64,
@@ -66,6 +71,7 @@ impl Conns {
         key: Arc<ClusterKey>,
         me: Role,
         peer: RoleKind,
+        retry_timeout: Duration,
     ) -> Conns {
         let n = addrs.len();
         Conns {
@@ -76,6 +82,8 @@ impl Conns {
             peer,
             open: (0..n).map(|_| None).collect(),
             failed: vec![None; n],
+            retired: Vec::new(),
+            retire: (2 * retry_timeout).max(Duration::from_millis(100)),
             readers: SelectAll::new(),
             next_gen: 0,
         }
@@ -101,6 +109,7 @@ impl Conns {
                     return Read::Frame { from, frame };
                 }
                 Some((gen, None)) => {
+                    self.retired.retain(|(_, o)| o.gen != gen);
                     if let Some(replica) = self.replica_of(gen) {
                         self.open[replica] = None;
                         return Read::Closed { replica };
@@ -141,8 +150,9 @@ impl Conns {
             Some(o) => {
                 let _ = o.tx.send(frame);
                 if let Some(slot) = self.open.get_mut(to) {
-                    // The connection it replaces closes; its reader goes on.
-                    *slot = Some(o);
+                    if let Some(old) = slot.replace(o) {
+                        self.retired.push((Instant::now(), old));
+                    }
                 }
                 true
             }
@@ -186,7 +196,7 @@ impl Conns {
         Some(Open { gen, tx })
     }
 
-    /// Closes every open connection that no client needs: a client needs the one to its
+    /// Retires every open connection that no client needs: a client needs the one to its
     /// current replica, numbered from its `fresh_from` on (`wanted`: pairs of those).
     pub(super) fn keep_only(&mut self, wanted: &[(usize, u64)]) {
         for (replica, slot) in self.open.iter_mut().enumerate() {
@@ -196,8 +206,17 @@ impl Conns {
                     .any(|&(current, fresh_from)| current == replica && o.gen >= fresh_from)
             });
             if !needed {
-                *slot = None;
+                if let Some(old) = slot.take() {
+                    self.retired.push((Instant::now(), old));
+                }
             }
         }
+    }
+
+    /// Closes the retired connections whose time is up (their readers go on until the
+    /// far end closes).
+    pub(super) fn close_retired(&mut self) {
+        let retire = self.retire;
+        self.retired.retain(|(at, _)| at.elapsed() < retire);
     }
 }
