@@ -86,7 +86,7 @@ pub struct LoadConfig {
     pub threads: u32,
     pub concurrency: u32,
     /// This process's clients of one group share one driver and its connections (bare
-    /// sequencing only; see `shared_clients`).
+    /// sequencing and ZooKeeper; see `shared_clients`).
     pub shared_conns: bool,
     /// Proxy processes' addresses, in triples (see [`crate::group_replicas`]), or empty for
     /// the direct baseline.

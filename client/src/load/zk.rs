@@ -5,7 +5,10 @@
 //! thread's history (`ZkHistoryChunk`s, streamed to the history file as they fill) for the
 //! per-znode linearizability check.
 
-use super::{group_of, new_histogram, target, LoadConfig, LoadResult, ReadStats, Window};
+use super::{
+    client_id_of, group_of, new_histogram, shared_clients, target, LoadConfig, LoadResult,
+    ReadStats, Window,
+};
 use crate::driver::{Client, ClientConfig};
 use crate::zk::{ZkClient, ZkError};
 use bytes::Bytes;
@@ -191,18 +194,27 @@ pub(super) async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig, z: ZkLoa
     let payload = Bytes::from(vec![0xa5u8; cfg.payload]);
     let mut threads = Vec::new();
     let mut setups = Vec::new();
+    let mut shared = if cfg.shared_conns {
+        shared_clients(&transport, &cfg)
+    } else {
+        std::collections::HashMap::new()
+    };
     for t in 0..cfg.threads {
-        let client_id = u64::from(cfg.index) * 65536 + u64::from(t) + 1;
-        let client = Client::start(
-            transport.clone(),
-            ClientConfig {
-                client_id,
-                target: target(&cfg, group_of(&cfg, t)),
-                retry_timeout: cfg.retry_timeout,
-                window: cfg.concurrency,
-                key: cfg.key.clone(),
-            },
-        );
+        let client_id = client_id_of(&cfg, t);
+        let group = group_of(&cfg, t);
+        let shared = shared.get_mut(&group).and_then(|q| q.pop_front());
+        let client = shared.unwrap_or_else(|| {
+            Client::start(
+                transport.clone(),
+                ClientConfig {
+                    client_id,
+                    target: target(&cfg, group),
+                    retry_timeout: cfg.retry_timeout,
+                    window: cfg.concurrency,
+                    key: cfg.key.clone(),
+                },
+            )
+        });
         let stats = Arc::new(Mutex::new(Stats {
             hist: new_histogram(),
             ops: 0,
