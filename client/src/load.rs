@@ -85,8 +85,8 @@ pub struct LoadConfig {
     pub index: u32,
     pub threads: u32,
     pub concurrency: u32,
-    /// This process's clients of one group share one driver and its connections (bare
-    /// sequencing and ZooKeeper; see `shared_clients`).
+    /// This process's clients of one group share one driver and its connections (see
+    /// `shared_clients`; for a shared log, the driver that sequences the appends).
     pub shared_conns: bool,
     /// Proxy processes' addresses, in triples (see [`crate::group_replicas`]), or empty for
     /// the direct baseline.
@@ -272,10 +272,10 @@ fn client_id_of(cfg: &LoadConfig, t: u32) -> u64 {
     u64::from(cfg.index) * 65536 + u64::from(t) + 1
 }
 
-/// The bare-sequencing clients of this process, by group: those of one group share one
-/// driver and its connections, so that the ops they send in one turn go out in one write
-/// and reach the group together (as one batch), and the group's answers to them come back
-/// in one.
+/// This process's clients, by group (for a shared log, those that sequence its appends).
+/// Those of one group share one driver and its connections: the ops they send in one turn
+/// go out in one write and reach the group together (as one batch), and the group's
+/// answers to them come back in one.
 fn shared_clients(
     transport: &Arc<dyn Transport>,
     cfg: &LoadConfig,
@@ -325,7 +325,8 @@ fn worker(
         let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append, cfg.key.clone());
         lc.request_timeout = cfg.retry_timeout;
         lc.window = cfg.concurrency;
-        match LogClient::new(transport.clone(), lc) {
+        let seq = shared.get_mut(&group).and_then(VecDeque::pop_front);
+        match LogClient::with_sequencing(transport.clone(), lc, seq) {
             Ok(c) => return Worker::Log(Arc::new(c)),
             // The chains were checked when the flags were parsed.
             Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
@@ -512,7 +513,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
         None => None,
     };
     let mut workers = Vec::new();
-    let mut shared = if cfg.log.is_none() && cfg.shared_conns {
+    let mut shared = if cfg.shared_conns {
         shared_clients(&transport, &cfg)
     } else {
         HashMap::new()

@@ -153,6 +153,16 @@ pub fn unstamp(payload: &[u8]) -> Option<(u64, u64)> {
 
 impl LogClient {
     pub fn new(transport: Arc<dyn Transport>, cfg: LogClientConfig) -> Result<Self, LogError> {
+        LogClient::with_sequencing(transport, cfg, None)
+    }
+
+    /// As [`LogClient::new`], taking its appends' numbers from `seq` (a client of the
+    /// target `cfg.append` names, which may share a driver with others) when given.
+    pub fn with_sequencing(
+        transport: Arc<dyn Transport>,
+        cfg: LogClientConfig,
+        seq: Option<Client>,
+    ) -> Result<Self, LogError> {
         if cfg.chains.is_empty() || cfg.chains.iter().any(Vec::is_empty) {
             return Err(LogError::NoServers);
         }
@@ -167,6 +177,9 @@ impl LogClient {
             AppendVia::None => None,
         };
         let seq = target.map(|target| {
+            if let Some(c) = seq {
+                return c;
+            }
             Client::start(
                 transport.clone(),
                 ClientConfig {
