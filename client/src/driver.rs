@@ -61,6 +61,10 @@ pub struct ClientConfig {
 
 /// The longest gap between ticks: back-offs (10 and 20 ms) end on a tick.
 const MAX_TICK: Duration = Duration::from_millis(10);
+/// The replica given for a frame that does not come from a client's current replica over
+/// a connection made since its last move: never a core's current replica, so a "not
+/// leader" there counts for nothing, while its answers still finish ops.
+const STALE: usize = usize::MAX;
 
 type Reply = oneshot::Sender<Result<MultiSeq, ClientError>>;
 
@@ -304,8 +308,8 @@ struct Slot {
     re_tx: Arc<AtomicU64>,
     /// The core's move count when last looked at.
     moves: u64,
-    /// After a move, only connections made from this one on carry its frames (see
-    /// [`ClientCore::moves`]).
+    /// Only connections numbered from this one on, made since its last move, carry its
+    /// frames from its current replica (see [`ClientCore::moves`]).
     fresh_from: u64,
 }
 
@@ -332,6 +336,12 @@ impl Driver {
         };
         f(&mut slot.core, &mut self.buf);
         let moves = slot.core.moves();
+        if moves != slot.moves {
+            // Connections are only made in `apply`, after this: the next one is the first
+            // made since the move.
+            slot.moves = moves;
+            slot.fresh_from = self.conns.next_gen();
+        }
         self.queue.extend(self.buf.drain(..).map(|a| (s, moves, a)));
     }
 
@@ -375,19 +385,39 @@ impl Driver {
     fn on_read(&mut self, read: conns::Read) {
         let now = self.now_us();
         match read {
-            conns::Read::Frame { from, frame } => {
+            conns::Read::Frame {
+                gen,
+                replica,
+                frame,
+            } => {
                 let Some(s) = self.slot_of(&frame) else {
                     tracing::debug!(?frame, "a frame for no client of this driver");
                     return;
                 };
+                let from = match (replica, self.slots.get(s)) {
+                    (Some(r), Some(slot)) if self.counts_for(slot, gen, r) => r,
+                    _ => STALE,
+                };
                 self.with_core(s, |core, out| core.on_frame(from, frame, now, out));
             }
-            conns::Read::Closed { replica } => {
+            conns::Read::Closed { gen, replica } => {
                 for s in 0..self.slots.len() {
-                    self.with_core(s, |core, out| core.on_unreachable(replica, now, out));
+                    if self
+                        .slots
+                        .get(s)
+                        .is_some_and(|slot| self.counts_for(slot, gen, replica))
+                    {
+                        self.with_core(s, |core, out| core.on_unreachable(replica, now, out));
+                    }
                 }
             }
         }
+    }
+
+    /// Whether connection `gen` to `replica` is, for `slot`, its current replica's, made
+    /// since its last move.
+    fn counts_for(&self, slot: &Slot, gen: u64, replica: usize) -> bool {
+        replica == slot.core.current() && gen >= slot.fresh_from
     }
 
     /// The client that `frame` answers: by its session, or a registration's nonce.
@@ -451,11 +481,13 @@ impl Driver {
                 self.loop_maybe_done(s);
             }
             Ev::StopLoop(reply) => {
-                let pending = self
-                    .slots
-                    .get_mut(s)
-                    .and_then(|slot| slot.looping.take())
-                    .map_or(0, |l| l.pending);
+                let Some(slot) = self.slots.get_mut(s) else {
+                    let _ = reply.send(0);
+                    return;
+                };
+                let pending = slot.looping.take().map_or(0, |l| l.pending);
+                // Their answers are for no loop now (a later loop must not count them).
+                slot.waiting.retain(|_, w| matches!(w, Waiter::Reply(_)));
                 let _ = reply.send(pending);
             }
         }
@@ -540,10 +572,6 @@ impl Driver {
                     continue;
                 };
                 let moves = slot.core.moves();
-                if moves != slot.moves {
-                    slot.moves = moves;
-                    slot.fresh_from = self.conns.next_gen();
-                }
                 match a {
                     ClientAction::Done { id, result } => self.finish(s, id, result),
                     // Sent for a replica the core has since left: skip it.

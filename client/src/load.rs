@@ -311,6 +311,8 @@ fn worker(
     shared: &mut HashMap<u32, VecDeque<Client>>,
 ) -> Worker {
     let group = group_of(cfg, t);
+    // This thread's own client (made for its id), if it shares a driver.
+    let seq = shared.get_mut(&group).and_then(VecDeque::pop_front);
     if let Some(l) = &cfg.log {
         let append = if l.corfu {
             AppendVia::Corfu {
@@ -325,26 +327,24 @@ fn worker(
         let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append, cfg.key.clone());
         lc.request_timeout = cfg.retry_timeout;
         lc.window = cfg.concurrency;
-        let seq = shared.get_mut(&group).and_then(VecDeque::pop_front);
-        match LogClient::with_sequencing(transport.clone(), lc, seq) {
+        match LogClient::with_sequencing(transport.clone(), lc, seq.clone()) {
             Ok(c) => return Worker::Log(Arc::new(c)),
             // The chains were checked when the flags were parsed.
             Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
         }
     }
-    if let Some(c) = shared.get_mut(&group).and_then(VecDeque::pop_front) {
-        return Worker::Seq(c);
-    }
-    Worker::Seq(Client::start(
-        transport.clone(),
-        ClientConfig {
-            client_id,
-            target: target(cfg, group),
-            retry_timeout: cfg.retry_timeout,
-            window: cfg.concurrency,
-            key: cfg.key.clone(),
-        },
-    ))
+    seq.map(Worker::Seq).unwrap_or_else(|| {
+        Worker::Seq(Client::start(
+            transport.clone(),
+            ClientConfig {
+                client_id,
+                target: target(cfg, group),
+                retry_timeout: cfg.retry_timeout,
+                window: cfg.concurrency,
+                key: cfg.key.clone(),
+            },
+        ))
+    })
 }
 
 /// One op: an append (or bare sequencing), or with `read_below` > 0 a read of a random

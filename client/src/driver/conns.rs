@@ -6,7 +6,8 @@
 //! timeout), so that the answers other clients still wait for on it arrive: they finish
 //! ops, read as from no replica (so that a "not leader" there counts for nothing). Closing
 //! it at once would have its server drop them, and every client that shares it would time
-//! out and move in turn. All readers are polled together.
+//! out and move in turn. All readers are polled together. Which frames count as from a
+//! client's current replica is the driver's to say, per client (see `Read`).
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
@@ -23,25 +24,28 @@ const MAX_FRAME: usize = 64 << 20;
 /// How long one connection attempt may take before the replica counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A replica that could not be dialled is not dialled again this soon: every client that
-/// sends there meanwhile hears at once that it cannot be reached.
-const REDIAL_AFTER: Duration = Duration::from_millis(5);
-/// The replica given for frames from a connection that is no longer the current one: never
-/// a core's current replica.
-const STALE: usize = usize::MAX;
+/// sends there meanwhile hears at once that it cannot be reached. (A dial holds up every
+/// client of the driver, for up to `CONNECT_TIMEOUT` where nothing answers.)
+const REDIAL_AFTER: Duration = Duration::from_millis(50);
 /// Frames handled in one turn at most before the driver acts on them.
 pub(super) const FRAMES_PER_TURN: usize = 256;
 
 /// What the connections gave.
 pub(super) enum Read {
-    /// A frame, from replica `from` ([`STALE`] for a connection since replaced or closed).
-    Frame { from: usize, frame: Frame },
-    /// The open connection to `replica` broke or closed.
-    Closed { replica: usize },
+    /// A frame from connection `gen`, to `replica` (`None` once the driver closed it).
+    Frame {
+        gen: u64,
+        replica: Option<usize>,
+        frame: Frame,
+    },
+    /// The open connection `gen` to `replica` broke or closed.
+    Closed { gen: u64, replica: usize },
 }
 
 struct Open {
     /// Which connection this is, counted from 0 by the driver.
     gen: u64,
+    replica: usize,
     tx: Outbox,
 }
 
@@ -105,14 +109,22 @@ impl Conns {
         loop {
             match self.readers.next().await {
                 Some((gen, Some(frame))) => {
-                    let from = self.replica_of(gen).unwrap_or(STALE);
-                    return Read::Frame { from, frame };
+                    let replica = self.replica_of(gen);
+                    return Read::Frame {
+                        gen,
+                        replica,
+                        frame,
+                    };
                 }
                 Some((gen, None)) => {
                     self.retired.retain(|(_, o)| o.gen != gen);
-                    if let Some(replica) = self.replica_of(gen) {
+                    let open = self
+                        .open
+                        .iter()
+                        .position(|o| o.as_ref().is_some_and(|o| o.gen == gen));
+                    if let Some(replica) = open {
                         self.open[replica] = None;
-                        return Read::Closed { replica };
+                        return Read::Closed { gen, replica };
                     }
                 }
                 None => std::future::pending::<()>().await,
@@ -120,10 +132,14 @@ impl Conns {
         }
     }
 
+    /// The replica of connection `gen`, open or retired.
     fn replica_of(&self, gen: u64) -> Option<usize> {
         self.open
             .iter()
-            .position(|o| o.as_ref().is_some_and(|o| o.gen == gen))
+            .flatten()
+            .chain(self.retired.iter().map(|(_, o)| o))
+            .find(|o| o.gen == gen)
+            .map(|o| o.replica)
     }
 
     /// Sends `frame` to replica `to` on a connection numbered `fresh_from` or later,
@@ -193,7 +209,11 @@ impl Conns {
                 .map(move |f| (gen, Some(f)))
                 .chain(futures::stream::once(async move { (gen, None) }));
         self.readers.push(frames.boxed());
-        Some(Open { gen, tx })
+        Some(Open {
+            gen,
+            replica: to,
+            tx,
+        })
     }
 
     /// Retires every open connection that no client needs: a client needs the one to its
