@@ -10,6 +10,9 @@
 //! no channel, task or `oneshot` per op.
 
 mod conns;
+mod looping;
+
+use looping::Looping;
 
 use crate::core::{ClientAction, ClientCore, CoreConfig, CoreTarget};
 pub use crate::core::{ClientError, MultiSeq};
@@ -96,14 +99,6 @@ enum Waiter {
     Reply(Reply),
     /// An op of the loop, sent at this instant.
     Loop(Instant),
-}
-
-/// The loop run inside the driver, and how many of its ops are unanswered.
-struct Looping {
-    lp: Box<dyn OpLoop>,
-    pending: u64,
-    stopped: bool,
-    done: Option<oneshot::Sender<()>>,
 }
 
 /// A handle to one client; cheap to clone, all clones share one session.
@@ -509,33 +504,6 @@ impl Driver {
         });
         if let (Some(id), Some(slot)) = (id, self.slots.get_mut(s)) {
             slot.waiting.insert(id, waiter);
-        }
-    }
-
-    /// Sends slot `s`'s loop's next op, if it has one.
-    fn loop_next(&mut self, s: usize, now_us: u64, now: Instant) {
-        let Some(l) = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut()) else {
-            return;
-        };
-        if l.stopped {
-            return;
-        }
-        match l.lp.next_op(now) {
-            Some((mask, payload)) => {
-                l.pending += 1;
-                self.submit(s, mask, payload, false, Waiter::Loop(now), now_us);
-            }
-            None => l.stopped = true,
-        }
-    }
-
-    /// Tells slot `s`'s loop's owner once it stopped sending and has nothing unanswered.
-    fn loop_maybe_done(&mut self, s: usize) {
-        let l = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut());
-        if let Some(l) = l.filter(|l| l.stopped && l.pending == 0) {
-            if let Some(done) = l.done.take() {
-                let _ = done.send(());
-            }
         }
     }
 

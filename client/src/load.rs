@@ -12,13 +12,15 @@
 
 mod metrics;
 mod results;
+mod seq;
 mod zk;
 
 pub use self::results::{dat_line, new_histogram, write_results, LoadResult};
 
 pub use self::zk::{node_path, parent_path, ZkLoad, ZkWorkload};
 
-use crate::driver::{Client, ClientConfig, ClientError, MultiSeq, OpLoop, Target};
+use self::seq::{drain_loops, shared_clients, SeqLoop};
+use crate::driver::{Client, ClientConfig, MultiSeq, Target};
 use crate::log::{AppendVia, LogClient, LogClientConfig};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -27,7 +29,7 @@ use mason_common::transport::Transport;
 use mason_common::types::SpaceMask;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -272,37 +274,6 @@ fn client_id_of(cfg: &LoadConfig, t: u32) -> u64 {
     u64::from(cfg.index) * 65536 + u64::from(t) + 1
 }
 
-/// This process's clients, by group (for a shared log, those that sequence its appends).
-/// Those of one group share one driver and its connections: the ops they send in one turn
-/// go out in one write and reach the group together (as one batch), and the group's
-/// answers to them come back in one.
-fn shared_clients(
-    transport: &Arc<dyn Transport>,
-    cfg: &LoadConfig,
-) -> HashMap<u32, VecDeque<Client>> {
-    let mut ids: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for t in 0..cfg.threads {
-        ids.entry(group_of(cfg, t))
-            .or_default()
-            .push(client_id_of(cfg, t));
-    }
-    ids.into_iter()
-        .map(|(group, ids)| {
-            let c = ClientConfig {
-                client_id: 0,
-                target: target(cfg, group),
-                retry_timeout: cfg.retry_timeout,
-                window: cfg.concurrency,
-                key: cfg.key.clone(),
-            };
-            (
-                group,
-                Client::start_shared(transport.clone(), c, &ids).into(),
-            )
-        })
-        .collect()
-}
-
 fn worker(
     transport: &Arc<dyn Transport>,
     cfg: &LoadConfig,
@@ -433,67 +404,6 @@ fn keep_ack(s: &mut Shared, sink: &Option<AckSink>, m: &MultiSeq) {
             s.spill_error.get_or_insert(e.to_string());
         }
     }
-}
-
-/// One client thread's closed loop of sequencing ops, run inside its driver: `concurrency`
-/// ops in flight, each answer measured and kept, and the next op sent in the same turn.
-struct SeqLoop {
-    op_spaces: OpSpaces,
-    spaces: u32,
-    rng: StdRng,
-    payload: Bytes,
-    win: Window,
-    shared: Arc<Mutex<Shared>>,
-    sink: Option<AckSink>,
-}
-
-impl OpLoop for SeqLoop {
-    fn next_op(&mut self, now: Instant) -> Option<(SpaceMask, Bytes)> {
-        (now < self.win.stop).then(|| {
-            let mask = self.op_spaces.pick(self.spaces, &mut self.rng);
-            (mask, self.payload.clone())
-        })
-    }
-
-    fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>) {
-        match result {
-            Ok(m) => {
-                let Ok(mut s) = self.shared.lock() else {
-                    return;
-                };
-                keep_ack(&mut s, &self.sink, &m);
-                let s = &mut *s;
-                self.win.measure(sent, now, &mut s.ops, &mut s.hist);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "op failed");
-                metrics::get().failed();
-            }
-        }
-    }
-}
-
-/// Waits for the loops until `drain` after the window's stop; a loop still waiting then is
-/// stopped, and its unanswered ops counted.
-async fn drain_loops(
-    win: &Window,
-    loops: Vec<(Client, tokio::sync::oneshot::Receiver<()>)>,
-    drain: Duration,
-    slots: u32,
-) -> u64 {
-    let drain_end = tokio::time::Instant::from_std(win.stop + drain);
-    let mut unanswered = 0;
-    for (client, done) in loops {
-        if let Ok(Ok(())) = tokio::time::timeout_at(drain_end, done).await {
-            continue;
-        }
-        // A driver stuck dialling answers within its connect timeout.
-        unanswered += match tokio::time::timeout(Duration::from_secs(3), client.stop_loop()).await {
-            Ok(Some(n)) => n,
-            _ => u64::from(slots),
-        };
-    }
-    unanswered
 }
 
 pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {

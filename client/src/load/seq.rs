@@ -1,0 +1,108 @@
+//! The bare-sequencing load's clients (and a shared log's sequencing clients): those of
+//! one group share one driver and its connections ([`shared_clients`]), and each runs its
+//! closed loop inside that driver ([`SeqLoop`]), drained at the end by [`drain_loops`].
+
+use super::{
+    client_id_of, group_of, keep_ack, metrics, target, AckSink, LoadConfig, OpSpaces, Shared,
+    Window,
+};
+use crate::driver::{Client, ClientConfig, ClientError, MultiSeq, OpLoop};
+use bytes::Bytes;
+use mason_common::transport::Transport;
+use mason_common::types::SpaceMask;
+use rand::rngs::StdRng;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// This process's clients, by group (for a shared log, those that sequence its appends).
+/// Those of one group share one driver and its connections: the ops they send in one turn
+/// go out in one write and reach the group together (as one batch), and the group's
+/// answers to them come back in one.
+pub(super) fn shared_clients(
+    transport: &Arc<dyn Transport>,
+    cfg: &LoadConfig,
+) -> HashMap<u32, VecDeque<Client>> {
+    let mut ids: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for t in 0..cfg.threads {
+        ids.entry(group_of(cfg, t))
+            .or_default()
+            .push(client_id_of(cfg, t));
+    }
+    ids.into_iter()
+        .map(|(group, ids)| {
+            let c = ClientConfig {
+                client_id: 0,
+                target: target(cfg, group),
+                retry_timeout: cfg.retry_timeout,
+                window: cfg.concurrency,
+                key: cfg.key.clone(),
+            };
+            (
+                group,
+                Client::start_shared(transport.clone(), c, &ids).into(),
+            )
+        })
+        .collect()
+}
+
+/// One client thread's closed loop of sequencing ops, run inside its driver: `concurrency`
+/// ops in flight, each answer measured and kept, and the next op sent in the same turn.
+pub(super) struct SeqLoop {
+    pub(super) op_spaces: OpSpaces,
+    pub(super) spaces: u32,
+    pub(super) rng: StdRng,
+    pub(super) payload: Bytes,
+    pub(super) win: Window,
+    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) sink: Option<AckSink>,
+}
+
+impl OpLoop for SeqLoop {
+    fn next_op(&mut self, now: Instant) -> Option<(SpaceMask, Bytes)> {
+        (now < self.win.stop).then(|| {
+            let mask = self.op_spaces.pick(self.spaces, &mut self.rng);
+            (mask, self.payload.clone())
+        })
+    }
+
+    fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>) {
+        match result {
+            Ok(m) => {
+                let Ok(mut s) = self.shared.lock() else {
+                    return;
+                };
+                keep_ack(&mut s, &self.sink, &m);
+                let s = &mut *s;
+                self.win.measure(sent, now, &mut s.ops, &mut s.hist);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "op failed");
+                metrics::get().failed();
+            }
+        }
+    }
+}
+
+/// Waits for the loops until `drain` after the window's stop; a loop still waiting then is
+/// stopped, and its unanswered ops counted.
+pub(super) async fn drain_loops(
+    win: &Window,
+    loops: Vec<(Client, tokio::sync::oneshot::Receiver<()>)>,
+    drain: Duration,
+    slots: u32,
+) -> u64 {
+    let drain_end = tokio::time::Instant::from_std(win.stop + drain);
+    let mut unanswered = 0;
+    for (client, done) in loops {
+        if let Ok(Ok(())) = tokio::time::timeout_at(drain_end, done).await {
+            continue;
+        }
+        // A driver stuck dialling answers within its connect timeout.
+        unanswered += match tokio::time::timeout(Duration::from_secs(3), client.stop_loop()).await {
+            Ok(Some(n)) => n,
+            _ => u64::from(slots),
+        };
+    }
+    unanswered
+}
