@@ -559,12 +559,12 @@ impl Driver {
             std::mem::swap(&mut self.queue, &mut acts);
         }
         // A connection no client needs any more is retired at once, as a move should.
-        let wanted: Vec<(usize, u64)> = self
-            .slots
-            .iter()
-            .map(|s| (s.core.current(), s.fresh_from))
-            .collect();
-        self.conns.keep_only(&wanted);
+        let slots = &self.slots;
+        self.conns.keep_only(|replica, gen| {
+            slots
+                .iter()
+                .any(|s| s.core.current() == replica && gen >= s.fresh_from)
+        });
         for s in &self.slots {
             s.re_tx.store(s.core.retransmissions(), Ordering::Relaxed);
         }

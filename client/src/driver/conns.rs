@@ -217,15 +217,11 @@ impl Conns {
     }
 
     /// Retires every open connection that no client needs: a client needs the one to its
-    /// current replica, numbered from its `fresh_from` on (`wanted`: pairs of those).
-    pub(super) fn keep_only(&mut self, wanted: &[(usize, u64)]) {
+    /// current replica, numbered from its `fresh_from` on (`needed(replica, gen)` says
+    /// whether any client does).
+    pub(super) fn keep_only(&mut self, needed: impl Fn(usize, u64) -> bool) {
         for (replica, slot) in self.open.iter_mut().enumerate() {
-            let needed = slot.as_ref().is_some_and(|o| {
-                wanted
-                    .iter()
-                    .any(|&(current, fresh_from)| current == replica && o.gen >= fresh_from)
-            });
-            if !needed {
+            if !slot.as_ref().is_some_and(|o| needed(replica, o.gen)) {
                 if let Some(old) = slot.take() {
                     self.retired.push((Instant::now(), old));
                 }
