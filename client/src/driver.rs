@@ -332,8 +332,8 @@ impl Driver {
         f(&mut slot.core, &mut self.buf);
         let moves = slot.core.moves();
         if moves != slot.moves {
-            // Connections are only made in `apply`, after this: the next one is the first
-            // made since the move.
+            // Connections are only dialled in `apply`, after this (numbered as their dial
+            // starts): the next one is the first made since the move.
             slot.moves = moves;
             slot.fresh_from = self.conns.next_gen();
         }
@@ -343,7 +343,7 @@ impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(usize, Ev)>, period: Duration) {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.apply().await;
+        self.apply();
         loop {
             tokio::select! {
                 ev = rx.recv() => {
@@ -354,7 +354,7 @@ impl Driver {
                         self.handle(s, ev);
                     }
                 }
-                read = self.conns.next_read(), if self.conns.reading() => {
+                read = self.conns.next_read(), if self.conns.busy() => {
                     self.on_read(read);
                     // Frames already read join this turn.
                     for _ in 0..conns::FRAMES_PER_TURN {
@@ -372,7 +372,7 @@ impl Driver {
                     self.conns.close_retired();
                 }
             }
-            self.apply().await;
+            self.apply();
         }
     }
 
@@ -531,7 +531,7 @@ impl Driver {
     }
 
     /// Carries out the cores' actions (and those they lead to) until none are left.
-    async fn apply(&mut self) {
+    fn apply(&mut self) {
         let mut acts = Vec::new();
         while !self.queue.is_empty() {
             std::mem::swap(&mut self.queue, &mut acts);
@@ -547,7 +547,7 @@ impl Driver {
                         if to != slot.core.current() || asked_at != moves => {}
                     ClientAction::Send { to, frame } => {
                         let fresh_from = slot.fresh_from;
-                        if !self.conns.send(to, fresh_from, frame).await {
+                        if !self.conns.send(to, fresh_from, frame) {
                             let now = self.now_us();
                             self.with_core(s, |core, out| core.on_unreachable(to, now, out));
                         }

@@ -9,14 +9,16 @@
 //! out and move in turn. All readers are polled together. Which frames count as from a
 //! client's current replica is the driver's to say, per client (see `Read`).
 
-use futures::stream::{BoxStream, SelectAll};
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
+use futures::{FutureExt, StreamExt};
 use mason_common::auth::{ClusterKey, Role, RoleKind};
-use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
+use mason_common::conn::{dial, spawn_writer, Dialed, Outbox, Overflow};
 use mason_common::msg::Frame;
 use mason_common::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The largest frame a client accepts (an answer is small; a log read's is not).
@@ -24,8 +26,7 @@ const MAX_FRAME: usize = 64 << 20;
 /// How long one connection attempt may take before the replica counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A replica that could not be dialled is not dialled again this soon: every client that
-/// sends there meanwhile hears at once that it cannot be reached. (A dial holds up every
-/// client of the driver, for up to `CONNECT_TIMEOUT` where nothing answers.)
+/// sends there meanwhile hears at once that it cannot be reached.
 const REDIAL_AFTER: Duration = Duration::from_millis(50);
 /// Frames handled in one turn at most before the driver acts on them.
 pub(super) const FRAMES_PER_TURN: usize = 256;
@@ -38,9 +39,18 @@ pub(super) enum Read {
         replica: Option<usize>,
         frame: Frame,
     },
-    /// The open connection `gen` to `replica` broke or closed.
+    /// The open connection `gen` to `replica` broke or closed, or dialling it failed.
     Closed { gen: u64, replica: usize },
 }
+
+/// A connection being dialled, and the frames that wait for it.
+struct Dialing {
+    gen: u64,
+    frames: Vec<Frame>,
+}
+
+/// A dial's end: the replica, the connection's number, and the connection or why not.
+type DialEnd = (usize, u64, Result<Dialed, String>);
 
 struct Open {
     /// Which connection this is, counted from 0 by the driver.
@@ -58,6 +68,9 @@ pub(super) struct Conns {
     peer: RoleKind,
     /// Per replica, the open connection.
     open: Vec<Option<Open>>,
+    /// Per replica, the connection being dialled (numbered past the open one).
+    dialing: Vec<Option<Dialing>>,
+    dials: FuturesUnordered<BoxFuture<'static, DialEnd>>,
     /// Per replica, when dialling it last failed.
     failed: Vec<Option<Instant>>,
     /// Connections replaced or no longer needed, and when: closed once `retire` passed.
@@ -85,6 +98,8 @@ impl Conns {
             me,
             peer,
             open: (0..n).map(|_| None).collect(),
+            dialing: (0..n).map(|_| None).collect(),
+            dials: FuturesUnordered::new(),
             failed: vec![None; n],
             retired: Vec::new(),
             retire: (2 * retry_timeout).max(Duration::from_millis(100)),
@@ -98,25 +113,36 @@ impl Conns {
         self.next_gen
     }
 
-    /// Whether any connection is still being read.
-    pub(super) fn reading(&self) -> bool {
-        !self.readers.is_empty()
+    /// Whether any connection is still being read or dialled.
+    pub(super) fn busy(&self) -> bool {
+        !self.readers.is_empty() || !self.dials.is_empty()
     }
 
-    /// The next frame from any connection, or the end of the open one to a replica. Pends
-    /// for ever when nothing is being read.
+    /// The next frame from any connection, or the end of the open one to a replica, or a
+    /// failed dial. A dial that succeeds sends the frames that waited for it. Pends for
+    /// ever when nothing is being read or dialled.
     pub(super) async fn next_read(&mut self) -> Read {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         loop {
-            match self.readers.next().await {
-                Some((gen, Some(frame))) => {
+            if let Poll::Ready(Some((to, gen, dialed))) = self.dials.poll_next_unpin(cx) {
+                if let Some(read) = self.dialed(to, gen, dialed) {
+                    return Poll::Ready(read);
+                }
+                continue;
+            }
+            match self.readers.poll_next_unpin(cx) {
+                Poll::Ready(Some((gen, Some(frame)))) => {
                     let replica = self.replica_of(gen);
-                    return Read::Frame {
+                    return Poll::Ready(Read::Frame {
                         gen,
                         replica,
                         frame,
-                    };
+                    });
                 }
-                Some((gen, None)) => {
+                Poll::Ready(Some((gen, None))) => {
                     self.retired.retain(|(_, o)| o.gen != gen);
                     let open = self
                         .open
@@ -124,10 +150,12 @@ impl Conns {
                         .position(|o| o.as_ref().is_some_and(|o| o.gen == gen));
                     if let Some(replica) = open {
                         self.open[replica] = None;
-                        return Read::Closed { gen, replica };
+                        return Poll::Ready(Read::Closed { gen, replica });
                     }
                 }
-                None => std::future::pending::<()>().await,
+                // Nothing is read now (an empty set is woken by no one: the caller polls
+                // afresh once it added a connection).
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -142,14 +170,22 @@ impl Conns {
             .map(|o| o.replica)
     }
 
-    /// Sends `frame` to replica `to` on a connection numbered `fresh_from` or later,
-    /// dialling one if there is none; false if `to` cannot be reached.
-    pub(super) async fn send(&mut self, to: usize, fresh_from: u64, frame: Frame) -> bool {
+    /// Sends `frame` to replica `to` on a connection numbered `fresh_from` or later: now
+    /// on an open one, or once the one being dialled is made (dialling one if there is
+    /// none); false if `to` cannot be reached.
+    pub(super) fn send(&mut self, to: usize, fresh_from: u64, frame: Frame) -> bool {
         if let Some(o) = self.open.get(to).and_then(Option::as_ref) {
             if o.gen >= fresh_from {
                 let _ = o.tx.send(frame);
                 return true;
             }
+        }
+        let Some(dialing) = self.dialing.get_mut(to) else {
+            return false;
+        };
+        if let Some(d) = dialing.as_mut().filter(|d| d.gen >= fresh_from) {
+            d.frames.push(frame);
+            return true;
         }
         if self
             .failed
@@ -160,60 +196,81 @@ impl Conns {
         {
             return false;
         }
-        // Boxed: dialling's large future would otherwise be part of (and copied with)
-        // every turn's.
-        match Box::pin(self.dial(to)).await {
-            Some(o) => {
-                let _ = o.tx.send(frame);
-                if let Some(slot) = self.open.get_mut(to) {
-                    if let Some(old) = slot.replace(o) {
-                        self.retired.push((Instant::now(), old));
-                    }
-                }
-                true
-            }
-            None => {
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        // The frames of an older dial to `to` were sent before this connection was
+        // needed: they go first, on this one (numbered past theirs).
+        let mut frames = dialing.take().map(|d| d.frames).unwrap_or_default();
+        frames.push(frame);
+        *dialing = Some(Dialing { gen, frames });
+        let dial = self.dial(to, gen);
+        self.dials.push(dial);
+        true
+    }
+
+    /// Connects to replica `to` and runs the handshake, in the background.
+    fn dial(&self, to: usize, gen: u64) -> BoxFuture<'static, DialEnd> {
+        let addr = self.addrs.get(to).copied();
+        let transport = self.transport.clone();
+        let key = self.key.clone();
+        let me = self.me.clone();
+        let want = self.peer;
+        async move {
+            let Some(addr) = addr else {
+                return (to, gen, Err(format!("no replica {to}")));
+            };
+            let c = dial(
+                &*transport,
+                addr,
+                &key,
+                &me,
+                |r| r.role_kind() == want,
+                MAX_FRAME,
+                CONNECT_TIMEOUT,
+            )
+            .await;
+            (to, gen, c)
+        }
+        .boxed()
+    }
+
+    /// A dial ended: the connection opens and takes the frames that waited for it, or the
+    /// replica counts as unreachable (told as the connection's end). A dial that a later
+    /// one replaced is dropped.
+    fn dialed(&mut self, to: usize, gen: u64, dialed: Result<Dialed, String>) -> Option<Read> {
+        let slot = self.dialing.get_mut(to)?;
+        if slot.as_ref().is_none_or(|d| d.gen != gen) {
+            return None;
+        }
+        let d = slot.take()?;
+        let c = match dialed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(replica = to, error = %e, "cannot connect");
                 if let Some(f) = self.failed.get_mut(to) {
                     *f = Some(Instant::now());
                 }
-                false
-            }
-        }
-    }
-
-    async fn dial(&mut self, to: usize) -> Option<Open> {
-        let addr = *self.addrs.get(to)?;
-        let want = self.peer;
-        let c = match dial(
-            &*self.transport,
-            addr,
-            &self.key,
-            &self.me,
-            |r| r.role_kind() == want,
-            MAX_FRAME,
-            CONNECT_TIMEOUT,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(%addr, error = %e, "cannot connect");
-                return None;
+                return Some(Read::Closed { gen, replica: to });
             }
         };
-        let gen = self.next_gen;
-        self.next_gen += 1;
-        let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, addr.to_string());
+        let tx = spawn_writer(c.wr, 64 << 20, Overflow::Drop, c.addr.to_string());
+        for f in d.frames {
+            let _ = tx.send(f);
+        }
         let frames =
             c.rd.scan((), |_, r| futures::future::ready(r.ok()))
                 .map(move |f| (gen, Some(f)))
                 .chain(futures::stream::once(async move { (gen, None) }));
         self.readers.push(frames.boxed());
-        Some(Open {
+        let o = Open {
             gen,
             replica: to,
             tx,
-        })
+        };
+        if let Some(old) = self.open.get_mut(to).and_then(|s| s.replace(o)) {
+            self.retired.push((Instant::now(), old));
+        }
+        None
     }
 
     /// Retires every open connection that no client needs: a client needs the one to its
@@ -234,5 +291,134 @@ impl Conns {
     pub(super) fn close_retired(&mut self) {
         let retire = self.retire;
         self.retired.retain(|(at, _)| at.elapsed() < retire);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A dial that hangs holds up only the frames for its replica: the others' go out and
+    //! are answered meanwhile; frames sent while a dial runs go out once it is made, in
+    //! order; a dial that fails ends as a connection closes.
+
+    use super::*;
+    use mason_common::conn::{serve, ConnInfo, Handler, ServeConfig};
+    use mason_common::msg::{Body, Registered};
+    use mason_common::transport::Tcp;
+
+    /// Answers every frame with itself, as a proxy.
+    struct Echo;
+
+    impl Handler for Echo {
+        fn admit(&self, _: &Role) -> Result<usize, String> {
+            Ok(1024)
+        }
+        async fn open(&self, _: &ConnInfo, _: Outbox) {}
+        async fn frame(&self, _: &ConnInfo, out: &Outbox, body: Body) -> Result<(), String> {
+            out.send(Frame { body: Some(body) })
+                .map_err(|e| format!("{e:?}"))
+        }
+        async fn close(&self, _: &ConnInfo) {}
+    }
+
+    fn frame(nonce: u64) -> Frame {
+        Frame {
+            body: Some(Body::Registered(Registered {
+                nonce,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn nonce(f: &Frame) -> Option<u64> {
+        match &f.body {
+            Some(Body::Registered(r)) => Some(r.nonce),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_dial_holds_up_only_its_own_replica() {
+        let key = Arc::new(ClusterKey::generate());
+        let echo = Tcp
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let echo_addr = echo.local_addr().expect("addr");
+        tokio::spawn(serve(
+            echo,
+            ServeConfig::new(key.clone(), Role::proxy(0, 0)),
+            Arc::new(Echo),
+        ));
+        // Accepts and never speaks: its dial waits out the handshake's whole timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let silent_addr = silent.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let mut conns = Conns::new(
+            vec![silent_addr, echo_addr],
+            Arc::new(Tcp),
+            key,
+            Role::client(8),
+            RoleKind::Proxy,
+            Duration::from_millis(100),
+        );
+        let start = Instant::now();
+        assert!(conns.send(0, 0, frame(100)));
+        assert!(conns.send(1, 0, frame(1)));
+        assert!(conns.send(1, 0, frame(2)));
+        assert!(conns.send(0, 0, frame(101)));
+        assert!(
+            start.elapsed() < CONNECT_TIMEOUT / 4,
+            "sending waited for a dial"
+        );
+        // Replica 1's answers come, in order, on its first connection, long before replica
+        // 0's dial gives up.
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            match tokio::time::timeout(CONNECT_TIMEOUT / 2, conns.next_read()).await {
+                Ok(Read::Frame {
+                    gen,
+                    replica: Some(1),
+                    frame,
+                }) => {
+                    assert_eq!(gen, 1, "replica 1's connection is the second dialled");
+                    answered.extend(nonce(&frame));
+                }
+                Ok(Read::Frame { replica, .. }) => panic!("a frame from replica {replica:?}"),
+                Ok(Read::Closed { replica, .. }) => panic!("replica {replica} closed early"),
+                Err(_) => panic!("replica 1 unanswered while replica 0's dial hangs"),
+            }
+        }
+        assert_eq!(answered, vec![1, 2]);
+        assert!(
+            start.elapsed() < CONNECT_TIMEOUT,
+            "replica 1 was answered only after replica 0's dial gave up"
+        );
+        // Replica 0's dial fails as its connection closing, and a send there is refused
+        // for a while after.
+        match tokio::time::timeout(CONNECT_TIMEOUT * 4, conns.next_read()).await {
+            Ok(Read::Closed { gen, replica }) => assert_eq!((gen, replica), (0, 0)),
+            Ok(Read::Frame { replica, .. }) => panic!("a frame from replica {replica:?}"),
+            Err(_) => panic!("replica 0's dial never ended"),
+        }
+        assert!(start.elapsed() >= CONNECT_TIMEOUT);
+        assert!(!conns.send(0, 0, frame(102)), "redialled at once");
+        // Replica 1 is still served on the same connection.
+        assert!(conns.send(1, 0, frame(3)));
+        match tokio::time::timeout(CONNECT_TIMEOUT, conns.next_read()).await {
+            Ok(Read::Frame {
+                gen: 1,
+                replica: Some(1),
+                frame,
+            }) => assert_eq!(nonce(&frame), Some(3)),
+            _ => panic!("replica 1 no longer answers"),
+        }
+        held.abort();
     }
 }
