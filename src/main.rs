@@ -380,6 +380,7 @@ fn zk_gateway(a: ZkGatewayArgs) -> anyhow::Result<()> {
                 max_timeout_ms: a.max_session_timeout_ms,
             },
             retry_timeout: Duration::from_millis(a.retry_timeout_ms.max(1)),
+            shared_conns: a.shared_conns.on(),
             gateway_id: a.id,
             max_connections: a.max_connections as usize,
             feed_delay,

@@ -215,6 +215,8 @@ pub fn zk_gateway(
             .min(i32::MAX as u64)),
         s("--threads"),
         s(sh.threads),
+        s("--shared-conns"),
+        s(if sh.shared_conns { "on" } else { "off" }),
     ];
     if sh.zk_shards > 0 {
         v.extend([s("--zk-shards"), s(sh.zk_shards)]);

@@ -3,10 +3,11 @@
 //! with a number of its own and the numbers tile from 0; clients that share a driver and
 //! its connection (`Client::start_shared`) each get their own answers; a loop whose server
 //! never answers is stopped with all its ops counted unanswered, and asks for none after
-//! that.
+//! that; a pool's clients (`ClientPool`) join and leave while it runs, and a client that
+//! joins in a left one's place is a new session of its own.
 
 use bytes::Bytes;
-use mason_client::{Client, ClientConfig, ClientError, MultiSeq, OpLoop, Target};
+use mason_client::{Client, ClientConfig, ClientError, ClientPool, MultiSeq, OpLoop, Target};
 use mason_common::auth::{ClusterKey, Role};
 use mason_common::conn::ServeConfig;
 use mason_common::transport::{Tcp, Transport};
@@ -257,5 +258,109 @@ fn a_loop_stopped_without_answers_counts_every_slot_and_sends_no_more() {
         );
         assert!(s.numbers.is_empty());
         held.abort();
+    });
+}
+
+/// Sends `ops` ops one after another on `c`, in `lanes` concurrent lanes; the answers.
+async fn ops_on(c: &Client, ops: u64, lanes: u64) -> Vec<MultiSeq> {
+    let mut lanes_done = Vec::new();
+    for _ in 0..lanes {
+        let c = c.clone();
+        lanes_done.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..ops / lanes {
+                let m = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    c.sequence(SpaceMask::single(0), Bytes::from_static(b"op")),
+                )
+                .await
+                .expect("answered within 10 s")
+                .expect("no error");
+                got.push(m);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for l in lanes_done {
+        all.extend(l.await.expect("lane"));
+    }
+    all
+}
+
+/// One client's answers: one session, its seqs exactly 1..=n.
+fn one_session(answers: &[MultiSeq], n: u64, who: &str) -> u64 {
+    let session = answers[0].session;
+    assert!(
+        answers.iter().all(|m| m.session == session),
+        "{who}: one session"
+    );
+    let mut seqs: Vec<u64> = answers.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "{who}: its own ops, once each"
+    );
+    session
+}
+
+#[test]
+fn a_pools_clients_join_and_leave_and_each_is_a_session_of_its_own() {
+    runtime().block_on(async {
+        let key = ClusterKey::generate();
+        let (addr, stop, server) = sequencer(&key).await;
+        let pool = ClientPool::start(
+            Arc::new(Tcp),
+            ClientConfig {
+                client_id: 0,
+                target: Target::Direct { sequencer: addr },
+                retry_timeout: Duration::from_millis(200),
+                window: 8,
+                key: Arc::new(key.clone()),
+            },
+        );
+        const OPS: u64 = 400;
+        let (a, b) = (pool.join(1), pool.join(2));
+        let (ga, gb) = tokio::join!(ops_on(&a, OPS, 4), ops_on(&b, OPS, 4));
+        let sa = one_session(&ga, OPS, "a");
+        let sb = one_session(&gb, OPS, "b");
+        assert_ne!(sa, sb);
+        // a leaves (its every handle dropped); c joins in its place, b goes on.
+        drop(a);
+        let c = pool.join(3);
+        let (gc, gb2) = tokio::join!(ops_on(&c, OPS, 4), ops_on(&b, OPS, 4));
+        let sc = one_session(&gc, OPS, "c, a new session from 1");
+        assert!(sc != sa && sc != sb, "c has a session of its own");
+        assert!(gb2.iter().all(|m| m.session == sb), "b kept its session");
+        let mut bseqs: Vec<u64> = gb2.iter().map(|m| m.seq).collect();
+        bseqs.sort_unstable();
+        assert_eq!(bseqs, (OPS + 1..=2 * OPS).collect::<Vec<_>>(), "b went on");
+        let mut all: Vec<u64> = [ga, gb, gc, gb2]
+            .iter()
+            .flatten()
+            .flat_map(|m| m.numbers.clone())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..4 * OPS).collect::<Vec<_>>(),
+            "unique and contiguous across the clients"
+        );
+        // Many clients at once, each its own session.
+        let many: Vec<Client> = (10..40).map(|id| pool.join(id)).collect();
+        let mut runs = Vec::new();
+        for c in &many {
+            let c = c.clone();
+            runs.push(tokio::spawn(async move { ops_on(&c, 20, 2).await }));
+        }
+        let mut sessions = std::collections::HashSet::new();
+        for r in runs {
+            let g = r.await.expect("client");
+            sessions.insert(one_session(&g, 20, "one of many"));
+        }
+        assert_eq!(sessions.len(), many.len(), "a session each");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     });
 }

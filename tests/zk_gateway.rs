@@ -583,3 +583,119 @@ fn a_killed_front_end_hands_its_clients_sessions_and_watches_to_another() {
     });
     assert_eq!(zkm.stop(libc::SIGINT), Some(0));
 }
+
+/// The sockets of process `pid` connected to one of `ports` on loopback.
+fn connections_to(pid: i32, ports: &[u16]) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the front end's fds")
+        .flatten()
+    {
+        if let Ok(l) = std::fs::read_link(fd.path()) {
+            let l = l.to_string_lossy().into_owned();
+            if let Some(i) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(i.to_string());
+            }
+        }
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // remote address, state (01: established), inode
+            let (Some(rem), Some(st), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
+                return false;
+            };
+            let port = rem
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            *st == "01" && inodes.contains(*inode) && port.is_some_and(|p| ports.contains(&p))
+        })
+        .count()
+}
+
+/// The proxies' ports, from a `mason local` run's `addrs.txt`.
+fn proxy_ports(out: &std::path::Path) -> Vec<u16> {
+    let addrs = std::fs::read_to_string(out.join("addrs.txt")).expect("addrs.txt");
+    addrs
+        .lines()
+        .filter(|l| l.starts_with("proxy"))
+        .filter_map(|l| l.rsplit('\t').next()?.parse::<SocketAddr>().ok())
+        .map(|a| a.port())
+        .collect()
+}
+
+/// Many ZooKeeper sessions through one front end: with `--shared-conns on` (the default)
+/// its backend sessions share one driver and its connections to the proxies, so it holds
+/// a few connections to them, not one per session; with `off`, at least one per session.
+/// Either way each session's writes are its own and every session reads them all.
+#[test]
+fn a_front_ends_sessions_share_its_connections_to_the_proxies() {
+    use zookeeper_client as zk;
+    let _one = one_at_a_time();
+    const SESSIONS: usize = 16;
+    for shared in ["on", "off"] {
+        let out = OutDir::new(&format!("zk-gateway-shared-{shared}"));
+        let mut zkm = Serving::start("rsmkeeper", &["--shared-conns", shared], out.path());
+        let pid = zkm.gateway_pid(zkm.addrs[0]).expect("the front end's pid");
+        let ports = proxy_ports(out.path());
+        assert_eq!(ports.len(), 3, "one triple of proxies");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let hosts = zkm.addrs[0].to_string();
+        let held = rt.block_on(async move {
+            let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            let mut clients = Vec::new();
+            for _ in 0..SESSIONS {
+                let c = zk::Client::connector()
+                    .with_session_timeout(Duration::from_secs(10))
+                    .connect(&hosts)
+                    .await
+                    .expect("a session");
+                clients.push(c);
+            }
+            let mut writes = Vec::new();
+            for (i, c) in clients.iter().enumerate() {
+                let (c, open) = (c.clone(), open.clone());
+                writes.push(async move {
+                    for k in 0..5 {
+                        c.create(&format!("/s{i}-{k}"), format!("{i}:{k}").as_bytes(), &open)
+                            .await
+                            .expect("create");
+                    }
+                });
+            }
+            futures::future::join_all(writes).await;
+            let ids: std::collections::HashSet<i64> =
+                clients.iter().map(|c| c.session().id().0).collect();
+            assert_eq!(ids.len(), SESSIONS, "a session each");
+            for c in &clients {
+                for i in 0..SESSIONS {
+                    let (data, _) = c.get_data(&format!("/s{i}-4")).await.expect("get");
+                    assert_eq!(data, format!("{i}:4").as_bytes());
+                }
+            }
+            clients
+        });
+        let n = connections_to(pid, &ports);
+        eprintln!("--shared-conns {shared}: the front end holds {n} connections to the proxies");
+        if shared == "on" {
+            // The backend sessions' connection to the leader (at most one per replica),
+            // and the watch feed's.
+            assert!(n <= 6, "{n} connections for {SESSIONS} sessions");
+        } else {
+            assert!(
+                n >= SESSIONS,
+                "only {n} connections for {SESSIONS} sessions"
+            );
+        }
+        drop(held);
+        drop(rt);
+        assert_eq!(zkm.stop(libc::SIGINT), Some(0));
+    }
+}

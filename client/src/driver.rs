@@ -5,6 +5,10 @@
 //! (see `driver/conns.rs`), tells a core when its replica cannot be reached, feeds each core
 //! the frames that answer it, ticks them, and completes each op's `oneshot`.
 //!
+//! A [`ClientPool`] is such a driver whose clients join and leave while it runs (a ZooKeeper
+//! front end's sessions): each joins with a client id, and leaves once every handle to it
+//! is dropped.
+//!
 //! A load generator can instead run its closed loop inside the driver ([`Client::run_loop`]):
 //! each answer is handed to the loop and the loop's next op submitted in the same turn, with
 //! no channel, task or `oneshot` per op.
@@ -25,7 +29,7 @@ use mason_common::types::SpaceMask;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,6 +96,13 @@ enum Ev {
     },
     /// Stops the loop, telling how many of its ops are still unanswered.
     StopLoop(oneshot::Sender<u64>),
+    /// A pool's new client, with this id, at this (free) slot.
+    Join {
+        client_id: u64,
+        re_tx: Arc<AtomicU64>,
+    },
+    /// A pool's client whose every handle was dropped: its slot is free.
+    Leave,
 }
 
 /// Who waits for an op's answer.
@@ -108,6 +119,92 @@ pub struct Client {
     /// Which of its driver's clients this is.
     slot: usize,
     re_tx: Arc<AtomicU64>,
+    /// A pool's client: frees its slot once the last handle is dropped.
+    _member: Option<Arc<Member>>,
+}
+
+/// Drivers whose clients come and go: the slots free for the next client to join.
+type FreeSlots = Arc<Mutex<FreeList>>;
+
+#[derive(Default)]
+struct FreeList {
+    free: Vec<usize>,
+    next: usize,
+}
+
+/// A pool's client's place in its driver, given back when the last handle drops.
+struct Member {
+    tx: mpsc::UnboundedSender<(usize, Ev)>,
+    slot: usize,
+    free: FreeSlots,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // The driver hears of the leave before the slot can be handed out again (one
+        // channel, in order).
+        let _ = self.tx.send((self.slot, Ev::Leave));
+        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        f.free.push(self.slot);
+    }
+}
+
+/// One driver, and connections to one target, shared by clients that join and leave while
+/// it runs (each its own session). Cheap to clone. The driver stops once the pool and every
+/// client of it are dropped.
+#[derive(Clone)]
+pub struct ClientPool {
+    tx: mpsc::UnboundedSender<(usize, Ev)>,
+    free: FreeSlots,
+}
+
+impl ClientPool {
+    /// A driver for clients of `cfg`'s target, window and timeouts (`cfg.client_id` is not
+    /// used), with no client yet.
+    pub fn start(transport: Arc<dyn Transport>, cfg: ClientConfig) -> ClientPool {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
+        let d = Driver::new(transport, cfg);
+        tokio::spawn(d.run(rx, period));
+        ClientPool {
+            tx,
+            free: Arc::default(),
+        }
+    }
+
+    /// A new client of the pool, with its own session, labelled `client_id` (its
+    /// registrations' nonces are drawn from it, so ids must differ within a pool). Its
+    /// slot is freed once every handle to it is dropped.
+    pub fn join(&self, client_id: u64) -> Client {
+        let slot = {
+            let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            match f.free.pop() {
+                Some(s) => s,
+                None => {
+                    f.next += 1;
+                    f.next - 1
+                }
+            }
+        };
+        let re_tx = Arc::new(AtomicU64::new(0));
+        let _ = self.tx.send((
+            slot,
+            Ev::Join {
+                client_id,
+                re_tx: re_tx.clone(),
+            },
+        ));
+        Client {
+            tx: self.tx.clone(),
+            slot,
+            re_tx,
+            _member: Some(Arc::new(Member {
+                tx: self.tx.clone(),
+                slot,
+                free: self.free.clone(),
+            })),
+        }
+    }
 }
 
 impl Client {
@@ -128,60 +225,19 @@ impl Client {
         ids: &[u64],
     ) -> Vec<Client> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (addrs, peer) = match &cfg.target {
-            Target::Group { replicas, .. } => (replicas.clone(), RoleKind::Proxy),
-            Target::Direct { sequencer } => (vec![*sequencer], RoleKind::Sequencer),
-        };
-        let me = Role::client(cfg.window);
-        let mut d = Driver {
-            slots: Vec::new(),
-            conns: conns::Conns::new(
-                addrs,
-                transport,
-                cfg.key.clone(),
-                me,
-                peer,
-                cfg.retry_timeout,
-            ),
-            queue: Vec::new(),
-            buf: Vec::new(),
-            start: Instant::now(),
-        };
+        let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
+        let mut d = Driver::new(transport, cfg);
         let mut clients = Vec::new();
         for (slot, &client_id) in ids.iter().enumerate() {
-            let target = match &cfg.target {
-                Target::Group { group, replicas } => CoreTarget::Group {
-                    group: *group,
-                    replicas: replicas.len(),
-                },
-                // A random session: a restarted client never meets its predecessor's.
-                Target::Direct { .. } => CoreTarget::Direct {
-                    session: rand::random::<u64>() | 1 << 63,
-                },
-            };
-            let core = ClientCore::new(CoreConfig {
-                client_id,
-                target,
-                retry_timeout_us: u64::try_from(cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
-                window: cfg.window,
-            });
             let re_tx = Arc::new(AtomicU64::new(0));
-            d.slots.push(Slot {
-                core,
-                waiting: HashMap::new(),
-                looping: None,
-                re_tx: re_tx.clone(),
-                moves: 0,
-                fresh_from: 0,
-            });
-            d.with_core(slot, |core, out| core.open(0, out));
+            d.join(slot, client_id, re_tx.clone());
             clients.push(Client {
                 tx: tx.clone(),
                 slot,
                 re_tx,
+                _member: None,
             });
         }
-        let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
         tokio::spawn(d.run(rx, period));
         clients
     }
@@ -309,7 +365,11 @@ struct Slot {
 }
 
 struct Driver {
-    slots: Vec<Slot>,
+    cfg: ClientConfig,
+    /// By slot; a pool's slot is empty once its client left.
+    slots: Vec<Option<Slot>>,
+    /// Which slot a session is (a cache: checked against the slot's core).
+    by_session: HashMap<u64, usize>,
     conns: conns::Conns,
     /// The cores' actions still to carry out: by slot, with the core's move count when it
     /// asked (a send asked for before a later move is dropped).
@@ -319,14 +379,103 @@ struct Driver {
     start: Instant,
 }
 
+/// A driver with at most this many clients finds a frame's client by looking at each.
+const SCAN_SLOTS: usize = 8;
+
+/// Whether slot `s` holds the client whose session is `session`.
+fn is_session(slots: &[Option<Slot>], s: usize, session: u64) -> bool {
+    slots
+        .get(s)
+        .and_then(Option::as_ref)
+        .is_some_and(|slot| slot.core.session() == Some(session))
+}
+
 impl Driver {
+    fn new(transport: Arc<dyn Transport>, cfg: ClientConfig) -> Driver {
+        let (addrs, peer) = match &cfg.target {
+            Target::Group { replicas, .. } => (replicas.clone(), RoleKind::Proxy),
+            Target::Direct { sequencer } => (vec![*sequencer], RoleKind::Sequencer),
+        };
+        let me = Role::client(cfg.window);
+        let conns = conns::Conns::new(
+            addrs,
+            transport,
+            cfg.key.clone(),
+            me,
+            peer,
+            cfg.retry_timeout,
+        );
+        Driver {
+            cfg,
+            slots: Vec::new(),
+            by_session: HashMap::new(),
+            conns,
+            queue: Vec::new(),
+            buf: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Starts client `client_id` at slot `s` (empty, or past the last), opening its session.
+    fn join(&mut self, s: usize, client_id: u64, re_tx: Arc<AtomicU64>) {
+        let target = match &self.cfg.target {
+            Target::Group { group, replicas } => CoreTarget::Group {
+                group: *group,
+                replicas: replicas.len(),
+            },
+            // A random session: a restarted client never meets its predecessor's.
+            Target::Direct { .. } => CoreTarget::Direct {
+                session: rand::random::<u64>() | 1 << 63,
+            },
+        };
+        let core = ClientCore::new(CoreConfig {
+            client_id,
+            target,
+            retry_timeout_us: u64::try_from(self.cfg.retry_timeout.as_micros()).unwrap_or(u64::MAX),
+            window: self.cfg.window,
+        });
+        if self.slots.len() <= s {
+            self.slots.resize_with(s + 1, || None);
+        }
+        self.slots[s] = Some(Slot {
+            core,
+            waiting: HashMap::new(),
+            looping: None,
+            re_tx,
+            moves: 0,
+            fresh_from: 0,
+        });
+        let now = self.now_us();
+        self.with_core(s, |core, out| core.open(now, out));
+    }
+
+    /// Slot `s`'s client left: its ops are dropped, unanswered (no one waits for them).
+    fn leave(&mut self, s: usize) {
+        if let Some(slot) = self.slots.get_mut(s) {
+            *slot = None;
+        }
+        self.queue.retain(|(q, _, _)| *q != s);
+        self.by_session.retain(|_, v| *v != s);
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+    }
+
+    fn slot(&self, s: usize) -> Option<&Slot> {
+        self.slots.get(s).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, s: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(s).and_then(Option::as_mut)
+    }
+
     fn now_us(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Runs `f` on slot `s`'s core, queueing the actions it asks for.
     fn with_core(&mut self, s: usize, f: impl FnOnce(&mut ClientCore, &mut Vec<ClientAction>)) {
-        let Some(slot) = self.slots.get_mut(s) else {
+        let Some(slot) = self.slots.get_mut(s).and_then(Option::as_mut) else {
             return;
         };
         f(&mut slot.core, &mut self.buf);
@@ -389,7 +538,7 @@ impl Driver {
                     tracing::debug!(?frame, "a frame for no client of this driver");
                     return;
                 };
-                let from = match (replica, self.slots.get(s)) {
+                let from = match (replica, self.slot(s)) {
                     (Some(r), Some(slot)) if self.counts_for(slot, gen, r) => r,
                     _ => STALE,
                 };
@@ -398,8 +547,7 @@ impl Driver {
             conns::Read::Closed { gen, replica } => {
                 for s in 0..self.slots.len() {
                     if self
-                        .slots
-                        .get(s)
+                        .slot(s)
                         .is_some_and(|slot| self.counts_for(slot, gen, replica))
                     {
                         self.with_core(s, |core, out| core.on_unreachable(replica, now, out));
@@ -416,7 +564,8 @@ impl Driver {
     }
 
     /// The client that `frame` answers: by its session, or a registration's nonce.
-    fn slot_of(&self, frame: &Frame) -> Option<usize> {
+    /// (A core checks that an answer is for its session.)
+    fn slot_of(&mut self, frame: &Frame) -> Option<usize> {
         if self.slots.len() == 1 {
             return Some(0);
         }
@@ -425,21 +574,38 @@ impl Driver {
             Some(Body::LocalReadReply(r)) => r.session,
             Some(Body::SeqReply(r)) => r.session,
             Some(Body::Registered(r)) => {
-                return self
-                    .slots
-                    .iter()
-                    .position(|s| s.core.registering_nonce() == Some(r.nonce))
+                return self.slots.iter().position(|s| {
+                    s.as_ref()
+                        .is_some_and(|s| s.core.registering_nonce() == Some(r.nonce))
+                })
             }
             _ => return None,
         };
-        self.slots
-            .iter()
-            .position(|s| s.core.session() == Some(session))
+        if self.slots.len() > SCAN_SLOTS {
+            if let Some(&s) = self.by_session.get(&session) {
+                if is_session(&self.slots, s, session) {
+                    return Some(s);
+                }
+            }
+        }
+        let s = (0..self.slots.len()).find(|&s| is_session(&self.slots, s, session))?;
+        if self.slots.len() > SCAN_SLOTS {
+            // Sessions that ended (their slot left or registered anew) are forgotten
+            // now and then.
+            if self.by_session.len() >= 2 * self.slots.len() {
+                let slots = &self.slots;
+                self.by_session.retain(|&k, &mut v| is_session(slots, v, k));
+            }
+            self.by_session.insert(session, s);
+        }
+        Some(s)
     }
 
     fn handle(&mut self, s: usize, ev: Ev) {
         let now = self.now_us();
         match ev {
+            Ev::Join { client_id, re_tx } => self.join(s, client_id, re_tx),
+            Ev::Leave => self.leave(s),
             Ev::Op {
                 mask,
                 payload,
@@ -455,12 +621,12 @@ impl Driver {
                 self.with_core(s, |core, out| {
                     id = Some(core.submit_read(payload, min_pos, now, out));
                 });
-                if let (Some(id), Some(slot)) = (id, self.slots.get_mut(s)) {
+                if let (Some(id), Some(slot)) = (id, self.slot_mut(s)) {
                     slot.waiting.insert(id, Waiter::Reply(reply));
                 }
             }
             Ev::Loop { lp, slots, done } => {
-                let Some(slot) = self.slots.get_mut(s) else {
+                let Some(slot) = self.slot_mut(s) else {
                     return;
                 };
                 slot.looping = Some(Looping {
@@ -476,7 +642,7 @@ impl Driver {
                 self.loop_maybe_done(s);
             }
             Ev::StopLoop(reply) => {
-                let Some(slot) = self.slots.get_mut(s) else {
+                let Some(slot) = self.slot_mut(s) else {
                     let _ = reply.send(0);
                     return;
                 };
@@ -502,14 +668,14 @@ impl Driver {
         self.with_core(s, |core, out| {
             id = Some(core.submit(mask, payload, stamp, now_us, out));
         });
-        if let (Some(id), Some(slot)) = (id, self.slots.get_mut(s)) {
+        if let (Some(id), Some(slot)) = (id, self.slot_mut(s)) {
             slot.waiting.insert(id, waiter);
         }
     }
 
     /// Hands an answer to whoever waits for it; a loop sends its next op at once.
     fn finish(&mut self, s: usize, id: u64, result: Result<MultiSeq, ClientError>) {
-        let Some(slot) = self.slots.get_mut(s) else {
+        let Some(slot) = self.slot_mut(s) else {
             return;
         };
         match slot.waiting.remove(&id) {
@@ -536,7 +702,7 @@ impl Driver {
         while !self.queue.is_empty() {
             std::mem::swap(&mut self.queue, &mut acts);
             for (s, asked_at, a) in acts.drain(..) {
-                let Some(slot) = self.slots.get_mut(s) else {
+                let Some(slot) = self.slot_mut(s) else {
                     continue;
                 };
                 let moves = slot.core.moves();
@@ -563,9 +729,10 @@ impl Driver {
         self.conns.keep_only(|replica, gen| {
             slots
                 .iter()
+                .flatten()
                 .any(|s| s.core.current() == replica && gen >= s.fresh_from)
         });
-        for s in &self.slots {
+        for s in self.slots.iter().flatten() {
             s.re_tx.store(s.core.retransmissions(), Ordering::Relaxed);
         }
     }

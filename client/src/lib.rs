@@ -14,7 +14,7 @@ pub mod watch;
 pub mod zk;
 
 pub use self::core::{ClientAction, ClientCore, ClientError, CoreConfig, CoreTarget, MultiSeq};
-pub use driver::{Client, ClientConfig, OpLoop, Target};
+pub use driver::{Client, ClientConfig, ClientPool, OpLoop, Target};
 pub use zk::{ZkClient, ZkError};
 
 /// The replicas of `group` among every proxy process's address: processes come in triples

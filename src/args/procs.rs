@@ -387,6 +387,11 @@ pub struct ZkGatewayArgs {
     /// The backend client's retry timeout, in ms.
     #[arg(long, default_value_t = 1000)]
     pub retry_timeout_ms: u64,
+    /// The backend sessions of one group share one connection to each of its replicas
+    /// (what they send in one turn goes out in one write and is batched together). off: a
+    /// connection per session.
+    #[arg(long, value_enum, default_value = "on")]
+    pub shared_conns: OnOff,
     /// Tells this gateway's backend clients apart in the proxies' logs.
     #[arg(long, default_value_t = 0)]
     pub id: u32,

@@ -30,6 +30,7 @@ use crate::watches::{Fired, WatchHub};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use mason_client::zk::{RawAnswer, ZkClient, ZkError};
+use mason_client::ClientPool;
 use mason_common::auth::ClusterKey;
 use mason_zk::jute::SetWatches;
 use mason_zk::{jute, Code, Request, WatchKind, WatchedEvent};
@@ -66,6 +67,9 @@ pub struct GatewayConfig {
     pub conn: GwConfig,
     /// The backend client's retry timeout.
     pub retry_timeout: Duration,
+    /// The backend sessions of one group share one client driver and its connections
+    /// (`ClientPool`); off: each has its own.
+    pub shared_conns: bool,
     /// Tells this gateway's backend clients apart in logs.
     pub gateway_id: u32,
     /// Client connections at once; more are closed as they come.
@@ -132,6 +136,8 @@ struct Shared {
     counters: Counters,
     next_conn: AtomicU64,
     next_client: AtomicU64,
+    /// Per group, the driver its backend sessions share (started with the first).
+    pools: Mutex<HashMap<u32, ClientPool>>,
     hub: Arc<Mutex<WatchHub>>,
     progress: tokio::sync::watch::Receiver<u64>,
 }
@@ -188,6 +194,7 @@ pub async fn serve(
         },
         next_conn: AtomicU64::new(1),
         next_client: AtomicU64::new(1),
+        pools: Mutex::new(HashMap::new()),
     });
     feeds::spawn(
         feed_servers,

@@ -16,7 +16,7 @@ pub(super) struct Looping {
 impl Driver {
     /// Sends slot `s`'s loop's next op, if it has one.
     pub(super) fn loop_next(&mut self, s: usize, now_us: u64, now: Instant) {
-        let Some(l) = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut()) else {
+        let Some(l) = self.slot_mut(s).and_then(|slot| slot.looping.as_mut()) else {
             return;
         };
         if l.stopped {
@@ -33,7 +33,7 @@ impl Driver {
 
     /// Tells slot `s`'s loop's owner once it stopped sending and has nothing unanswered.
     pub(super) fn loop_maybe_done(&mut self, s: usize) {
-        let l = self.slots.get_mut(s).and_then(|slot| slot.looping.as_mut());
+        let l = self.slot_mut(s).and_then(|slot| slot.looping.as_mut());
         if let Some(l) = l.filter(|l| l.stopped && l.pending == 0) {
             if let Some(done) = l.done.take() {
                 let _ = done.send(());

@@ -6,7 +6,7 @@
 
 use super::{ConnTask, Done, Session};
 use mason_client::zk::ZkClient;
-use mason_client::{Client, ClientConfig, Target};
+use mason_client::{Client, ClientConfig, ClientPool, Target};
 use mason_common::transport::Tcp;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -22,19 +22,26 @@ impl ConnTask {
         let cfg = &self.shared.cfg;
         let n = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
         let group = (n % u64::from(cfg.groups.max(1))) as u32;
-        let client = Client::start(
-            Arc::new(Tcp),
-            ClientConfig {
-                client_id: (u64::from(cfg.gateway_id) << 32) | n,
-                target: Target::Group {
-                    group,
-                    replicas: mason_client::group_replicas(&cfg.proxies, group),
-                },
-                retry_timeout: cfg.retry_timeout,
-                window: 1024,
-                key: cfg.key.clone(),
+        let client_id = (u64::from(cfg.gateway_id) << 32) | n;
+        let ccfg = ClientConfig {
+            client_id,
+            target: Target::Group {
+                group,
+                replicas: mason_client::group_replicas(&cfg.proxies, group),
             },
-        );
+            retry_timeout: cfg.retry_timeout,
+            window: 1024,
+            key: cfg.key.clone(),
+        };
+        let client = if cfg.shared_conns {
+            let mut pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools
+                .entry(group)
+                .or_insert_with(|| ClientPool::start(Arc::new(Tcp), ccfg))
+                .join(client_id)
+        } else {
+            Client::start(Arc::new(Tcp), ccfg)
+        };
         let (shards, local) = (cfg.shards, cfg.local_reads);
         let shared = self.shared.clone();
         let conn_id = self.id;
