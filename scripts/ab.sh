@@ -7,6 +7,9 @@
 # connections (both binaries; each against a fresh sequencer).
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
 # etcd, which must be installed) at one op in flight and at the saturating load.
+# With ZK=1 it also runs, alternating, each binary's `mason experiment peers` of RSMKeeper
+# and ZK-Mason through their ZooKeeper front ends (the zookeeper-client crate, fsync on):
+# setData and getData from 64 sessions, 2 ops in flight each.
 # Usage: scripts/ab.sh OLD_BINARY NEW_BINARY   (e.g. a copy of target/release/mason
 # built before a change, and the one built after it)
 set -euo pipefail
@@ -83,6 +86,18 @@ for b in "$old" "$new"; do
     --pipeline 256 --duration 3 --threads 1 --insecure 2>/dev/null | tail -1)"
   kill "$spid"; wait "$spid" 2>/dev/null || true
 done
+
+if [ "${ZK:-0}" = 1 ]; then
+  for t in $(seq 1 "$trials"); do
+    for b in "$old" "$new"; do
+      echo
+      echo "$b, trial $t:"
+      "$b" experiment peers --systems rsmkeeper,zkmason-1 --zk-workloads setdata,getdata \
+        --warmup 5 --duration "$dur" --fsync on --clients 2 --client-threads 32 \
+        --concurrency 2 --out "$out/zk-$(basename "$b")-$t-$RANDOM" 2>/dev/null | grep -v '^wrote'
+    done
+  done
+fi
 
 if [ "${PEERS:-0}" = 1 ]; then
   echo
