@@ -545,11 +545,13 @@ impl Driver {
                 self.with_core(s, |core, out| core.on_frame(from, frame, now, out));
             }
             conns::Read::Closed { gen, replica } => {
+                // (A failed dial leaves alone the clients that an older connection, still
+                // open, serves.)
                 for s in 0..self.slots.len() {
-                    if self
-                        .slot(s)
-                        .is_some_and(|slot| self.counts_for(slot, gen, replica))
-                    {
+                    if self.slot(s).is_some_and(|slot| {
+                        self.counts_for(slot, gen, replica)
+                            && !self.conns.serves(replica, slot.fresh_from)
+                    }) {
                         self.with_core(s, |core, out| core.on_unreachable(replica, now, out));
                     }
                 }

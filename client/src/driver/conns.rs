@@ -160,6 +160,14 @@ impl Conns {
         }
     }
 
+    /// Whether replica `to` has an open connection numbered `fresh_from` or later.
+    pub(super) fn serves(&self, to: usize, fresh_from: u64) -> bool {
+        self.open
+            .get(to)
+            .and_then(Option::as_ref)
+            .is_some_and(|o| o.gen >= fresh_from)
+    }
+
     /// The replica of connection `gen`, open or retired.
     fn replica_of(&self, gen: u64) -> Option<usize> {
         self.open
