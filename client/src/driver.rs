@@ -164,7 +164,8 @@ impl ClientPool {
     pub fn start(transport: Arc<dyn Transport>, cfg: ClientConfig) -> ClientPool {
         let (tx, rx) = mpsc::unbounded_channel();
         let period = (cfg.retry_timeout / 4).clamp(Duration::from_millis(1), MAX_TICK);
-        let d = Driver::new(transport, cfg);
+        let mut d = Driver::new(transport, cfg);
+        d.pool = true;
         tokio::spawn(d.run(rx, period));
         ClientPool {
             tx,
@@ -366,6 +367,8 @@ struct Slot {
 
 struct Driver {
     cfg: ClientConfig,
+    /// Clients join and leave while it runs ([`ClientPool`]).
+    pool: bool,
     /// By slot; a pool's slot is empty once its client left.
     slots: Vec<Option<Slot>>,
     /// Which slot a session is (a cache: checked against the slot's core).
@@ -407,6 +410,7 @@ impl Driver {
         );
         Driver {
             cfg,
+            pool: false,
             slots: Vec::new(),
             by_session: HashMap::new(),
             conns,
@@ -566,9 +570,9 @@ impl Driver {
     }
 
     /// The client that `frame` answers: by its session, or a registration's nonce.
-    /// (A core checks that an answer is for its session.)
+    /// (A pool's one client may have joined in the place of one that the frame answers.)
     fn slot_of(&mut self, frame: &Frame) -> Option<usize> {
-        if self.slots.len() == 1 {
+        if self.slots.len() == 1 && !self.pool {
             return Some(0);
         }
         let session = match &frame.body {

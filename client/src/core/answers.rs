@@ -174,6 +174,10 @@ impl ClientCore {
         let Some(session) = self.session else {
             return;
         };
+        // About another session (0: a sequencer that echoes none).
+        if r.session != 0 && r.session != session {
+            return;
+        }
         let result = match SeqStatus::try_from(r.status) {
             Ok(SeqStatus::Ok) => Ok(MultiSeq {
                 session,

@@ -250,7 +250,7 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
     c.tick(RT, &mut out);
     expect_get_seq(&mut out);
     assert_eq!((c.current(), c.retransmissions()), (0, 1));
-    let seq_reply = |batch_id, status: SeqStatus| {
+    let seq_reply = |batch_id, status: SeqStatus, session: u64| {
         let bases = vec![40, 41];
         let r = SeqReply {
             epoch: 0,
@@ -262,12 +262,17 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
             bases,
             counts: vec![1, 1],
             watermarks: Vec::new(),
-            session: 0,
+            session,
         };
         Frame::new(Body::SeqReply(r))
     };
-    c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
-    c.on_frame(0, seq_reply(1, SeqStatus::Ok), RT + 1, &mut out);
+    // An answer that names another session (a client that shared this connection before)
+    // is not this one's.
+    c.on_frame(0, seq_reply(1, SeqStatus::Ok, 7), RT + 1, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // Its own (the session echoed), then a duplicate from a sequencer that echoes none.
+    c.on_frame(0, seq_reply(1, SeqStatus::Ok, 99), RT + 1, &mut out);
+    c.on_frame(0, seq_reply(1, SeqStatus::Ok, 0), RT + 1, &mut out);
     let m = MultiSeq {
         session: 99,
         seq: 1,
@@ -288,7 +293,7 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
         }
         other => panic!("{other:?}"),
     }
-    c.on_frame(0, seq_reply(2, SeqStatus::Invalid), RT + 3, &mut out);
+    c.on_frame(0, seq_reply(2, SeqStatus::Invalid, 99), RT + 3, &mut out);
     assert_eq!(done(&mut out), [(2, Err(ClientError::Invalid))]);
 }
 

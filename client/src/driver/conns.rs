@@ -43,14 +43,14 @@ pub(super) enum Read {
     Closed { gen: u64, replica: usize },
 }
 
-/// A connection being dialled, and the frames that wait for it.
+/// A connection being dialled (at most one per replica), and the frames that wait for it.
 struct Dialing {
     gen: u64,
     frames: Vec<Frame>,
 }
 
-/// A dial's end: the replica, the connection's number, and the connection or why not.
-type DialEnd = (usize, u64, Result<Dialed, String>);
+/// A dial's end: the replica, and the connection or why not.
+type DialEnd = (usize, Result<Dialed, String>);
 
 struct Open {
     /// Which connection this is, counted from 0 by the driver.
@@ -127,8 +127,8 @@ impl Conns {
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         loop {
-            if let Poll::Ready(Some((to, gen, dialed))) = self.dials.poll_next_unpin(cx) {
-                if let Some(read) = self.dialed(to, gen, dialed) {
+            if let Poll::Ready(Some((to, dialed))) = self.dials.poll_next_unpin(cx) {
+                if let Some(read) = self.dialed(to, dialed) {
                     return Poll::Ready(read);
                 }
                 continue;
@@ -191,7 +191,13 @@ impl Conns {
         let Some(dialing) = self.dialing.get_mut(to) else {
             return false;
         };
-        if let Some(d) = dialing.as_mut().filter(|d| d.gen >= fresh_from) {
+        if let Some(d) = dialing.as_mut() {
+            if d.gen < fresh_from {
+                // Nothing was read on it yet, so it counts as made since: it is numbered
+                // anew (and not dialled again, which would start its timeout over).
+                d.gen = self.next_gen;
+                self.next_gen += 1;
+            }
             d.frames.push(frame);
             return true;
         }
@@ -206,18 +212,17 @@ impl Conns {
         }
         let gen = self.next_gen;
         self.next_gen += 1;
-        // The frames of an older dial to `to` were sent before this connection was
-        // needed: they go first, on this one (numbered past theirs).
-        let mut frames = dialing.take().map(|d| d.frames).unwrap_or_default();
-        frames.push(frame);
-        *dialing = Some(Dialing { gen, frames });
-        let dial = self.dial(to, gen);
+        *dialing = Some(Dialing {
+            gen,
+            frames: vec![frame],
+        });
+        let dial = self.dial(to);
         self.dials.push(dial);
         true
     }
 
     /// Connects to replica `to` and runs the handshake, in the background.
-    fn dial(&self, to: usize, gen: u64) -> BoxFuture<'static, DialEnd> {
+    fn dial(&self, to: usize) -> BoxFuture<'static, DialEnd> {
         let addr = self.addrs.get(to).copied();
         let transport = self.transport.clone();
         let key = self.key.clone();
@@ -225,7 +230,7 @@ impl Conns {
         let want = self.peer;
         async move {
             let Some(addr) = addr else {
-                return (to, gen, Err(format!("no replica {to}")));
+                return (to, Err(format!("no replica {to}")));
             };
             let c = dial(
                 &*transport,
@@ -237,20 +242,16 @@ impl Conns {
                 CONNECT_TIMEOUT,
             )
             .await;
-            (to, gen, c)
+            (to, c)
         }
         .boxed()
     }
 
     /// A dial ended: the connection opens and takes the frames that waited for it, or the
-    /// replica counts as unreachable (told as the connection's end). A dial that a later
-    /// one replaced is dropped.
-    fn dialed(&mut self, to: usize, gen: u64, dialed: Result<Dialed, String>) -> Option<Read> {
-        let slot = self.dialing.get_mut(to)?;
-        if slot.as_ref().is_none_or(|d| d.gen != gen) {
-            return None;
-        }
-        let d = slot.take()?;
+    /// replica counts as unreachable (told as the connection's end).
+    fn dialed(&mut self, to: usize, dialed: Result<Dialed, String>) -> Option<Read> {
+        let d = self.dialing.get_mut(to)?.take()?;
+        let gen = d.gen;
         let c = match dialed {
             Ok(c) => c,
             Err(e) => {
@@ -306,7 +307,8 @@ impl Conns {
 mod tests {
     //! A dial that hangs holds up only the frames for its replica: the others' go out and
     //! are answered meanwhile; frames sent while a dial runs go out once it is made, in
-    //! order; a dial that fails ends as a connection closes.
+    //! order; a client that needs a newer connection takes over the dial under way; a dial
+    //! that fails ends as a connection closes.
 
     use super::*;
     use mason_common::conn::{serve, ConnInfo, Handler, ServeConfig};
@@ -408,10 +410,16 @@ mod tests {
             start.elapsed() < CONNECT_TIMEOUT,
             "replica 1 was answered only after replica 0's dial gave up"
         );
+        // A client that moved (it needs a connection made since) takes over the dial
+        // under way, numbered anew, instead of starting its timeout over.
+        let fresh = conns.next_gen();
+        assert_eq!(fresh, 2);
+        assert!(conns.send(0, fresh, frame(103)));
+        assert_eq!(conns.dials.len(), 1, "dialled again");
         // Replica 0's dial fails as its connection closing, and a send there is refused
         // for a while after.
         match tokio::time::timeout(CONNECT_TIMEOUT * 4, conns.next_read()).await {
-            Ok(Read::Closed { gen, replica }) => assert_eq!((gen, replica), (0, 0)),
+            Ok(Read::Closed { gen, replica }) => assert_eq!((gen, replica), (fresh, 0)),
             Ok(Read::Frame { replica, .. }) => panic!("a frame from replica {replica:?}"),
             Err(_) => panic!("replica 0's dial never ended"),
         }
