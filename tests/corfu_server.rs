@@ -1,14 +1,17 @@
 //! Log servers (`mason corfu-server`) on loopback, driven directly: bad writes are refused
 //! with their reason and never stored; a malformed frame closes only its connection;
 //! segment files damaged on disk (a flipped byte, a cut tail) are reported and never
-//! returned as data; racing writers never leave two values at one position; and a Corfu
-//! reader fills a hole a writer left.
+//! returned as data; racing writers never leave two values at one position; a Corfu
+//! reader fills a hole a writer left; and log clients that share their links (`LogLinks`)
+//! hold one connection per server between them.
 
+#[path = "support/procnet.rs"]
+mod procnet;
 #[path = "support/wire.rs"]
 mod wire;
 
 use bytes::Bytes;
-use mason_client::log::{AppendVia, LogClient, LogClientConfig, Noops};
+use mason_client::log::{AppendVia, LogClient, LogClientConfig, LogLinks, Noops};
 use mason_common::auth::{ClusterKey, Role};
 use mason_common::logmsg::{LogItem, LogStatus, LogWrite, LogWriteReply};
 use mason_common::msg::{Body, Frame};
@@ -500,4 +503,76 @@ fn a_reader_that_is_not_a_corfu_writer_never_fills() {
         let e = sub.recv().await.expect("open").expect("entry");
         assert_eq!((e.pos, e.payload[0]), (0, 9));
     });
+}
+
+/// Readers of one process that share their links hold one connection to each server
+/// between them, and each still gets its own answers; readers that do not share hold one
+/// each.
+#[test]
+fn log_clients_that_share_links_hold_one_connection_per_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), 0, 1, 1, &["--fsync", "off"]);
+    let k = key(dir.path());
+    const POSITIONS: u64 = 40;
+    for pos in 0..POSITIONS {
+        let r = write(c[0].addr, &k, 0, vec![data(pos, 8, pos as u8)]);
+        assert_eq!(r.results[0].status(), LogStatus::Ok);
+    }
+    let port = c[0].addr.port();
+    const READERS: usize = 4;
+    let rt = rt();
+    for share in [true, false] {
+        let links = share.then(|| LogLinks::new(Arc::new(Tcp), Arc::new(k.clone())));
+        let readers: Vec<Arc<LogClient>> = (0..READERS)
+            .map(|i| {
+                let mut cfg = LogClientConfig::new(
+                    100 + i as u64,
+                    vec![vec![c[0].addr]],
+                    AppendVia::None,
+                    Arc::new(k.clone()),
+                );
+                cfg.request_timeout = Duration::from_secs(5);
+                Arc::new(
+                    LogClient::sharing(Arc::new(Tcp), cfg, None, links.clone()).expect("client"),
+                )
+            })
+            .collect();
+        rt.block_on(async {
+            let mut reads = Vec::new();
+            for (i, r) in readers.iter().enumerate() {
+                let r = r.clone();
+                reads.push(tokio::spawn(async move {
+                    for pos in (0..POSITIONS).filter(|p| (*p as usize) % READERS == i) {
+                        let e = r.read(pos).await.expect("read").expect("written");
+                        assert_eq!((e.pos, e.payload[0]), (pos, pos as u8));
+                    }
+                }));
+            }
+            for r in reads {
+                r.await.expect("reader");
+            }
+        });
+        // Readers that raced to connect first each dialled; all but one link close at once.
+        let want = if share { 1 } else { READERS };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = procnet::connections_to(std::process::id() as i32, &[port]);
+            if n == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && n > want,
+                "{n} connections for {READERS} readers (sharing: {share}), not {want}"
+            );
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+        }
+        drop(readers);
+        drop(links);
+        // Dropped links close (the server need not close its end) before the next count.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while procnet::connections_to(std::process::id() as i32, &[port]) > 0 {
+            assert!(Instant::now() < deadline, "links left open");
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+        }
+    }
 }

@@ -19,6 +19,8 @@
 mod cluster;
 #[path = "support/forward.rs"]
 mod forward;
+#[path = "support/procnet.rs"]
+mod procnet;
 #[path = "support/zookeeper.rs"]
 mod zookeeper;
 
@@ -584,39 +586,6 @@ fn a_killed_front_end_hands_its_clients_sessions_and_watches_to_another() {
     assert_eq!(zkm.stop(libc::SIGINT), Some(0));
 }
 
-/// The sockets of process `pid` connected to one of `ports` on loopback.
-fn connections_to(pid: i32, ports: &[u16]) -> usize {
-    let mut inodes = std::collections::HashSet::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the front end's fds")
-        .flatten()
-    {
-        if let Ok(l) = std::fs::read_link(fd.path()) {
-            let l = l.to_string_lossy().into_owned();
-            if let Some(i) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                inodes.insert(i.to_string());
-            }
-        }
-    }
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // remote address, state (01: established), inode
-            let (Some(rem), Some(st), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
-                return false;
-            };
-            let port = rem
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            *st == "01" && inodes.contains(*inode) && port.is_some_and(|p| ports.contains(&p))
-        })
-        .count()
-}
-
 /// The proxies' ports, from a `mason local` run's `addrs.txt`.
 fn proxy_ports(out: &std::path::Path) -> Vec<u16> {
     let addrs = std::fs::read_to_string(out.join("addrs.txt")).expect("addrs.txt");
@@ -682,7 +651,7 @@ fn a_front_ends_sessions_share_its_connections_to_the_proxies() {
             }
             clients
         });
-        let n = connections_to(pid, &ports);
+        let n = procnet::connections_to(pid, &ports);
         eprintln!("--shared-conns {shared}: the front end holds {n} connections to the proxies");
         if shared == "on" {
             // The backend sessions' connection to the leader (at most one per replica),

@@ -21,7 +21,7 @@ pub use self::zk::{node_path, parent_path, ZkLoad, ZkWorkload};
 
 use self::seq::{drain_loops, shared_clients, SeqLoop};
 use crate::driver::{Client, ClientConfig, MultiSeq, Target};
-use crate::log::{AppendVia, LogClient, LogClientConfig};
+use crate::log::{AppendVia, LogClient, LogClientConfig, LogLinks};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use mason_common::record::{AckChunk, RecordWriter};
@@ -280,6 +280,7 @@ fn worker(
     t: u32,
     client_id: u64,
     shared: &mut HashMap<u32, VecDeque<Client>>,
+    links: Option<&LogLinks>,
 ) -> Worker {
     let group = group_of(cfg, t);
     // This thread's own client (made for its id), if it shares a driver.
@@ -298,7 +299,7 @@ fn worker(
         let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append, cfg.key.clone());
         lc.request_timeout = cfg.retry_timeout;
         lc.window = cfg.concurrency;
-        match LogClient::with_sequencing(transport.clone(), lc, seq.clone()) {
+        match LogClient::sharing(transport.clone(), lc, seq.clone(), links.cloned()) {
             Ok(c) => return Worker::Log(Arc::new(c)),
             // The chains were checked when the flags were parsed.
             Err(e) => tracing::error!(error = %e, "no log client; sequencing only"),
@@ -428,9 +429,12 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
     } else {
         HashMap::new()
     };
+    // The process's log clients share their connections to the log servers too.
+    let links = (cfg.shared_conns && cfg.log.is_some())
+        .then(|| LogLinks::new(transport.clone(), cfg.key.clone()));
     for t in 0..cfg.threads {
         let client_id = client_id_of(&cfg, t);
-        let w = worker(&transport, &cfg, t, client_id, &mut shared);
+        let w = worker(&transport, &cfg, t, client_id, &mut shared, links.as_ref());
         let shared = Arc::new(Mutex::new(Shared {
             hist: new_histogram(),
             ops: 0,

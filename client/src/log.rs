@@ -125,8 +125,19 @@ pub enum LogError {
 /// A handle on the log; cheap to share behind an `Arc`.
 pub struct LogClient {
     cfg: LogClientConfig,
-    links: Links,
+    links: Arc<Links>,
     seq: Option<Client>,
+}
+
+/// Connections to the log servers (one per server), which several [`LogClient`]s of a
+/// process may share: what they send in one turn goes out in one write. Cheap to clone.
+#[derive(Clone)]
+pub struct LogLinks(Arc<Links>);
+
+impl LogLinks {
+    pub fn new(transport: Arc<dyn Transport>, key: Arc<ClusterKey>) -> LogLinks {
+        LogLinks(Arc::new(Links::new(transport, key)))
+    }
 }
 
 /// Payload bytes a stamped payload starts with: the session and its op number.
@@ -153,15 +164,17 @@ pub fn unstamp(payload: &[u8]) -> Option<(u64, u64)> {
 
 impl LogClient {
     pub fn new(transport: Arc<dyn Transport>, cfg: LogClientConfig) -> Result<Self, LogError> {
-        LogClient::with_sequencing(transport, cfg, None)
+        LogClient::sharing(transport, cfg, None, None)
     }
 
     /// As [`LogClient::new`], taking its appends' numbers from `seq` (a client of the
-    /// target `cfg.append` names, which may share a driver with others) when given.
-    pub fn with_sequencing(
+    /// target `cfg.append` names, which may share a driver with others) and talking to
+    /// the log servers over `links` (which other clients may share), when given.
+    pub fn sharing(
         transport: Arc<dyn Transport>,
         cfg: LogClientConfig,
         seq: Option<Client>,
+        links: Option<LogLinks>,
     ) -> Result<Self, LogError> {
         if cfg.chains.is_empty() || cfg.chains.iter().any(Vec::is_empty) {
             return Err(LogError::NoServers);
@@ -191,11 +204,11 @@ impl LogClient {
                 },
             )
         });
-        Ok(LogClient {
-            links: Links::new(transport, cfg.key.clone()),
-            seq,
-            cfg,
-        })
+        let links = match links {
+            Some(l) => l.0,
+            None => Arc::new(Links::new(transport, cfg.key.clone())),
+        };
+        Ok(LogClient { links, seq, cfg })
     }
 
     fn shards(&self) -> u32 {

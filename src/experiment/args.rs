@@ -137,7 +137,7 @@ pub struct RunArgs {
     /// The clients of a client process that load one group share one connection to each
     /// of its replicas: what they send in one turn goes out in one write and is batched
     /// together, and their answers come back together. off: a connection per client.
-    /// (Shared-log clients share their appends' sequencing; each keeps its own links to the log servers.)
+    /// (Shared-log clients share their appends' sequencing and their links to the log servers.)
     #[arg(long, value_enum, default_value = "on")]
     pub shared_conns: crate::args::OnOff,
     /// Sequence spaces (Mason's --nsequence_spaces).

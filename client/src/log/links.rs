@@ -21,6 +21,16 @@ struct Link {
     tx: Outbox,
     waiters: Waiters,
     dead: Arc<AtomicBool>,
+    /// Its reader's task: the connection closes once the link is dropped, whether or not
+    /// the server closes its end.
+    reading: tokio::task::AbortHandle,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reading.abort();
+        self.tx.close();
+    }
 }
 
 pub(crate) struct Links {
@@ -69,13 +79,9 @@ impl Links {
         })?;
         let waiters: Waiters = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
-        let link = Arc::new(Link {
-            tx: spawn_writer(conn.wr, 64 << 20, Overflow::Drop, addr.to_string()),
-            waiters: waiters.clone(),
-            dead: dead.clone(),
-        });
         let mut reader = conn.rd;
-        tokio::spawn(async move {
+        let (w, d) = (waiters.clone(), dead.clone());
+        let reading = tokio::spawn(async move {
             while let Some(Ok(Frame { body: Some(b) })) = reader.next().await {
                 let id = match &b {
                     Body::LogWriteReply(r) => r.id,
@@ -86,15 +92,21 @@ impl Links {
                         break;
                     }
                 };
-                let w = waiters.lock().ok().and_then(|mut w| w.remove(&id));
+                let w = w.lock().ok().and_then(|mut w| w.remove(&id));
                 if let Some(w) = w {
                     let _ = w.send(b);
                 }
             }
-            dead.store(true, Ordering::Release);
-            if let Ok(mut w) = waiters.lock() {
+            d.store(true, Ordering::Release);
+            if let Ok(mut w) = w.lock() {
                 w.clear(); // fails every waiter at once
             }
+        });
+        let link = Arc::new(Link {
+            tx: spawn_writer(conn.wr, 64 << 20, Overflow::Drop, addr.to_string()),
+            waiters,
+            dead,
+            reading: reading.abort_handle(),
         });
         let mut links = self.links.lock().await;
         match links.get(&addr) {
