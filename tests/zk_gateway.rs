@@ -27,7 +27,7 @@ mod zookeeper;
 use cluster::{one_at_a_time, OutDir};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zookeeper::{four_letter, kazoo, RealZooKeeper, Serving};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -600,7 +600,8 @@ fn proxy_ports(out: &std::path::Path) -> Vec<u16> {
 /// Many ZooKeeper sessions through one front end: with `--shared-conns on` (the default)
 /// its backend sessions share one driver and its connections to the proxies, so it holds
 /// a few connections to them, not one per session; with `off`, at least one per session.
-/// Either way each session's writes are its own and every session reads them all.
+/// Either way each session's writes are its own and every session reads them all, and
+/// the sessions, once closed, are let go at once.
 #[test]
 fn a_front_ends_sessions_share_its_connections_to_the_proxies() {
     use zookeeper_client as zk;
@@ -617,7 +618,7 @@ fn a_front_ends_sessions_share_its_connections_to_the_proxies() {
             .build()
             .expect("a runtime");
         let hosts = zkm.addrs[0].to_string();
-        let held = rt.block_on(async move {
+        let clients = rt.block_on(async move {
             let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
             let mut clients = Vec::new();
             for _ in 0..SESSIONS {
@@ -663,7 +664,24 @@ fn a_front_ends_sessions_share_its_connections_to_the_proxies() {
                 "only {n} connections for {SESSIONS} sessions"
             );
         }
-        drop(held);
+        // Closed sessions are let go at once (their backend clients' slots with them), not
+        // after their timeout (10 s).
+        let gateway = zkm.addrs[0];
+        rt.block_on(async move {
+            drop(clients); // each sends its closeSession
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let m = four_letter(gateway, "mntr").unwrap_or_default();
+                if m.lines().any(|l| l == "zk_global_sessions\t0") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "closed sessions still held:\n{m}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
         drop(rt);
         assert_eq!(zkm.stop(libc::SIGINT), Some(0));
     }

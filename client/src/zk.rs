@@ -284,6 +284,11 @@ impl ZkClient {
         self.expired.load(Ordering::Relaxed)
     }
 
+    /// Whether the session was closed by this client (a closeSession was sent).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// Retransmissions of the underlying client.
     pub fn retransmissions(&self) -> u64 {
         self.client.retransmissions()

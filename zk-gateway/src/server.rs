@@ -235,8 +235,9 @@ pub async fn serve(
     }
 }
 
-/// Drops sessions whose client has been away longer than their timeout, and those the
-/// backend ended.
+/// Drops sessions whose client has been away longer than their timeout, those the
+/// backend ended, and those their client closed (a connection still answering one keeps
+/// it until then; its backend client's slot is freed once no one holds it).
 async fn janitor(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -249,7 +250,7 @@ async fn janitor(shared: Arc<Shared>) {
             let (conn, since) = s.conn.lock().map(|g| *g).unwrap_or((None, Instant::now()));
             let away = conn.is_none()
                 && since.elapsed() > Duration::from_millis(s.timeout_ms.max(0) as u64);
-            let keep = !away && !s.zk.is_expired();
+            let keep = !away && !s.zk.is_expired() && !s.zk.is_closed();
             if !keep {
                 tracing::info!(session = id, "session dropped by the gateway");
                 gone.push(*id);
