@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod check;
 mod faults;
 mod metrics;
+pub(crate) use metrics::scrape;
 mod ports;
 mod serve;
 mod start;
@@ -332,6 +333,7 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
         client_idx.push(cluster.procs.len() - 1);
     }
     let started = Instant::now();
+    let cpu = crate::cpu::Window::start(endpoints.roles(), started, a.warmup, a.duration);
     eprintln!(
         "mason local: {} system, {} group(s), {} space(s), {} client process(es) x {} x {}; results in {}",
         a.system.name(),
@@ -452,7 +454,12 @@ pub fn run(a: LocalArgs) -> anyhow::Result<i32> {
             reads: a.zk.reads_promise(a.system),
         }),
     };
-    let mut code = report::summary(&out, checks)?.1;
+    let (text, mut code) = report::summary(&out, checks)?;
+    let machine = std::thread::available_parallelism().ok().map(|n| n.get());
+    if let Some(lines) = cpu.lines(report::ops_per_sec(&text).unwrap_or(0.0), machine) {
+        print!("{lines}");
+        append_to(&out.join("summary.txt"), &lines)?;
+    }
     if !unclean.is_empty() {
         let lines: String = unclean
             .iter()

@@ -2,6 +2,7 @@
 //! and per tool (local cluster, experiments over SSH, setup, simulator, plots, benchmarks).
 
 mod args;
+mod cpu;
 mod experiment;
 mod live;
 mod local;

@@ -195,6 +195,15 @@ fn z_reads(c: &Checks) -> mason_zk::history::Reads {
         .map_or(mason_zk::history::Reads::Linearizable, |z| z.reads)
 }
 
+/// The aggregate throughput in a summary's text, in ops/s (the line after
+/// `aggregate-throughput` starts with it in millions).
+pub fn ops_per_sec(summary: &str) -> Option<f64> {
+    let mut lines = summary.lines();
+    lines.find(|l| l.starts_with("aggregate-throughput"))?;
+    let mops: f64 = lines.next()?.split_whitespace().next()?.parse().ok()?;
+    Some(mops * 1e6)
+}
+
 /// The run's summary (per-client lines, the aggregate, the verdict, and the recovery
 /// times and plot), printed and written to `<out>/summary.txt`, and its exit code (1 when
 /// verification fails).

@@ -580,7 +580,26 @@ fn check_metrics(res: &Path, proxy: ProxyScrape) {
             config.contains(&format!("\"metrics\": \"{url}\"")),
             "{config}"
         );
+        // Its CPU over the measured window, read from that endpoint at both ends (the
+        // leader this run kills reads as restarted: `-`).
+        let cpu = summary
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cpu {name} ")))
+            .unwrap_or_else(|| panic!("no cpu line for {name} in {summary}"));
+        if name.starts_with("proxy") && cpu.starts_with("- ") {
+            continue;
+        }
+        let cores: f64 = cpu
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("cpu {name} {cpu}"));
+        assert!(cores > 0.0 && cores < 64.0, "cpu {name} {cpu}");
     }
+    assert!(
+        summary.lines().any(|l| l.starts_with("cpu all ")),
+        "{summary}"
+    );
     let (addr, body) = proxy.unwrap_or_else(|e| panic!("scraping the proxy: {e}"));
     assert_eq!(addr, format!("{SUBNET}.13:7101").parse().unwrap());
     let lines = body.lines().map(|l| Ok(l.to_string()));

@@ -14,7 +14,11 @@
 //! - the primary's `mason_sequencer_numbers_total{space=s}` == the end of space s's
 //!   range in the verdict (`sS=0..N`): every number handed out was bound (no no-ops
 //!   without faults);
-//! - the raft gauges agree: applied <= commit at every replica, one leader per group.
+//! - the raft gauges agree: applied <= commit at every replica, one leader per group;
+//! - every role exports its process's CPU time, memory and start time, and the run's
+//!   `cpu` lines (each process's cores and CPU per op over the measured window) name
+//!   every role, add up, and show the working roles busy and the idle backup sequencer
+//!   not.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -113,6 +117,55 @@ fn key_metric(role: &str) -> &'static str {
     }
 }
 
+/// Checks the summary's `cpu ROLE CORES cores US us/op` lines and their `cpu all` sum,
+/// for a run of `ops_per_sec`.
+fn cpu_lines_add_up(summary: &str, ops_per_sec: f64) {
+    let machine = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut sum = (0.0, 0.0);
+    let mut all = None;
+    for l in summary.lines().filter_map(|l| l.strip_prefix("cpu ")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            f.len() >= 5 && f[2] == "cores" && f[4] == "us/op",
+            "cpu {l}"
+        );
+        let cores: f64 = f[1].parse().unwrap_or_else(|_| panic!("cpu {l}"));
+        let per_op: f64 = f[3].parse().unwrap_or_else(|_| panic!("cpu {l}"));
+        assert!((0.0..=machine + 0.25).contains(&cores), "cpu {l}");
+        // us/op is cores over the run's rate (both rounded to two places).
+        let expect = cores * 1e6 / ops_per_sec;
+        assert!(
+            (per_op - expect).abs() <= 0.01 + 0.005 * 1e6 / ops_per_sec,
+            "cpu {l}: {expect:.2} us/op expected at {ops_per_sec:.0} ops/s"
+        );
+        match f[0] {
+            "all" => all = Some((cores, per_op)),
+            "sequencer-1" => assert!(cores < 0.05, "an idle backup: cpu {l}"),
+            role => {
+                assert!(ROLES.contains(&role), "cpu {l}");
+                assert!(cores > 0.01, "a working role: cpu {l}");
+                sum = (sum.0 + cores, sum.1 + per_op);
+            }
+        }
+    }
+    let named = summary
+        .lines()
+        .filter(|l| l.starts_with("cpu ") && !l.starts_with("cpu all"))
+        .count();
+    assert_eq!(named, ROLES.len(), "one cpu line per role:\n{summary}");
+    let (cores, per_op) = all.expect("a `cpu all` line");
+    assert!(
+        (cores - sum.0).abs() <= 0.06,
+        "{cores} cores, the roles' add to {}",
+        sum.0
+    );
+    assert!(
+        (per_op - sum.1).abs() <= 0.06 + sum.1 * 0.01,
+        "{per_op} us/op vs {}",
+        sum.1
+    );
+}
+
 /// Scrapes every role while the run goes (see the module's doc); then the bad input.
 fn during_run(dir: &Path) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -189,6 +242,28 @@ fn every_role_exports_metrics_that_agree_with_the_verdict() {
         let p = dir.join(format!("metrics-{role}.prom"));
         parse(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
     };
+    for role in ROLES {
+        let m = fin(role);
+        assert!(
+            get(&m, "process_cpu_seconds_total", &[]) > Some(0.0),
+            "{role}"
+        );
+        assert!(
+            get(&m, "process_resident_memory_bytes", &[]) > Some(1e6),
+            "{role}"
+        );
+        assert!(
+            get(&m, "process_start_time_seconds", &[]) > Some(1.6e9),
+            "{role}"
+        );
+    }
+    let mut lines = summary.lines();
+    lines.find(|l| l.starts_with("aggregate-throughput"));
+    let mops: f64 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("the aggregate throughput");
+    cpu_lines_add_up(&summary, mops * 1e6);
     let proxies: Vec<Samples> = (0..3).map(|i| fin(&format!("proxy-{i}"))).collect();
     let mut bound = 0.0;
     for g in ["0", "1"] {

@@ -6,7 +6,8 @@
 //! recorder or macros, it has an explicit [`Registry`] (one per process here, so tests
 //! that run several roles in one process do not clash), and its `TextEncoder` writes
 //! the exposition format, so none is hand-written here. Built without default features:
-//! no protobuf, no process collector.
+//! no protobuf, and no process collector (it needs the `procfs` crate): the process's
+//! own CPU time and memory, under Prometheus's standard names, come from [`Process`].
 //!
 //! Roles update metrics from their runtimes (never inside a state machine): counters at
 //! the points where a runtime already handles an event, gauges copied from the state
@@ -57,7 +58,109 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// The process's registry: every metric made here is registered in it.
 pub fn registry() -> &'static Registry {
     static REG: OnceLock<Registry> = OnceLock::new();
-    REG.get_or_init(Registry::new)
+    REG.get_or_init(|| {
+        let r = Registry::new();
+        if let Err(e) = r.register(Box::new(Process::new())) {
+            tracing::warn!(error = %e, "process metrics not registered; not exported");
+        }
+        r
+    })
+}
+
+/// The process's own figures, read at each scrape, under the names Prometheus's client
+/// libraries give them: `process_cpu_seconds_total` (user and system time of every
+/// thread, from `getrusage`), `process_resident_memory_bytes` (from `/proc/self/statm`,
+/// where there is one) and `process_start_time_seconds` (Unix time; here, when the
+/// registry was made, early in `main`). `mason local` reads the first and the last at the
+/// ends of its measured window to say where the run's CPU went.
+pub struct Process {
+    cpu: prometheus::Counter,
+    rss: IntGauge,
+    start: prometheus::Gauge,
+    /// Serializes scrapes' updates, so that two at once do not both add the same time.
+    update: Mutex<()>,
+}
+
+impl Process {
+    fn new() -> Process {
+        let cpu = prometheus::Counter::new(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent by the process, in seconds.",
+        );
+        let rss = IntGauge::new(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        );
+        let start = prometheus::Gauge::new(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+        )
+        .unwrap_or_else(|_| {
+            prometheus::Gauge::new("unexported", "-").expect("constant metric options are valid")
+        });
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        start.set(now.map_or(0.0, |d| d.as_secs_f64()));
+        Process {
+            cpu: cpu.unwrap_or_else(|_| unexported_counter()),
+            rss: rss.unwrap_or_else(|_| unexported_gauge()),
+            start,
+            update: Mutex::new(()),
+        }
+    }
+}
+
+fn unexported_counter() -> prometheus::Counter {
+    prometheus::Counter::new("unexported", "-").expect("constant metric options are valid")
+}
+
+fn unexported_gauge() -> IntGauge {
+    IntGauge::new("unexported", "-").expect("constant metric options are valid")
+}
+
+/// This process's CPU time so far (every thread's user and system time), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// This process's resident memory in bytes, where `/proc/self/statm` says.
+fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages.saturating_mul(if page > 0 { page as i64 } else { 4096 }))
+}
+
+impl Collector for Process {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.cpu.desc();
+        d.extend(self.rss.desc());
+        d.extend(self.start.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        {
+            let _one = self.update.lock().unwrap_or_else(|e| e.into_inner());
+            let ahead = cpu_seconds() - self.cpu.get();
+            if ahead > 0.0 {
+                self.cpu.inc_by(ahead);
+            }
+            if let Some(b) = resident_bytes() {
+                self.rss.set(b);
+            }
+        }
+        let mut m = self.cpu.collect();
+        m.extend(self.rss.collect());
+        m.extend(self.start.collect());
+        m
+    }
 }
 
 /// Metrics made so far, by name: asking twice for one name (two servers in one test
@@ -289,6 +392,57 @@ async fn answer(mut s: TcpStream, registry: &Registry) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This process's user and system time from the kernel's own account
+    /// (`/proc/self/stat`, in clock ticks): a source apart from `getrusage`.
+    fn stat_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<f64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14 and 15 of the line (utime, stime); `after` starts at field 3.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (f[11] + f[12]) / tick
+    }
+
+    fn exported_cpu() -> f64 {
+        let text = encode(registry());
+        text.lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("process_cpu_seconds_total exported")
+    }
+
+    #[test]
+    fn the_process_cpu_time_exported_is_the_kernels_and_moves_with_work() {
+        let before = exported_cpu();
+        // Burn 300 ms of this thread's CPU.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let low = stat_seconds();
+        let after = exported_cpu();
+        let high = stat_seconds();
+        assert!(
+            after - before >= 0.25,
+            "{before} -> {after} over 300 ms of work"
+        );
+        // The kernel counts in ticks (10 ms): allow two either side.
+        assert!(
+            after >= low - 0.02 && after <= high + 0.02,
+            "exported {after}, /proc/self/stat {low}..{high}"
+        );
+        let rss = encode(registry())
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("process_resident_memory_bytes exported");
+        assert!(rss > 1e6, "{rss} bytes resident");
+    }
 
     #[test]
     fn heads() {

@@ -315,6 +315,15 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
     };
     let clients: Vec<&Proc> = plan.of(|k| matches!(k, Kind::Client(_))).collect();
     start_all(clients.clone(), &watch)?;
+    let cpu = crate::cpu::Window::start(
+        plan.procs
+            .iter()
+            .filter_map(|p| Some((p.name(), p.metrics?)))
+            .collect(),
+        Instant::now(),
+        a.warmup,
+        a.duration,
+    );
     let (kill_log, killed) = window::drive(a, &ssh, &plan, &clients, &proxies, t0)?;
 
     // 5. Stop the front ends (their sessions' backends are the proxies), then the proxies
@@ -403,6 +412,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         }),
     };
     let (mut text, mut code) = report::summary(&out, checks)?;
+    // Each process on a machine of its own (or a few): the launcher's cores say nothing.
+    if let Some(lines) = cpu.lines(report::ops_per_sec(&text).unwrap_or(0.0), None) {
+        print!("{lines}");
+        text.push_str(&lines);
+    }
     for u in &unclean {
         let line = format!("stop: FAILED {u}; see its log under machines/");
         eprintln!("{line}");

@@ -33,6 +33,11 @@ impl Endpoints {
             .collect()
     }
 
+    /// Every role's endpoint so far, in the order they started.
+    pub(super) fn roles(&self) -> Vec<(String, SocketAddr)> {
+        self.by_role.clone()
+    }
+
     /// `args` with `--metrics-listen` for `role`: its port, chosen on first use.
     pub(super) fn with(
         &mut self,
