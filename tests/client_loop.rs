@@ -4,7 +4,8 @@
 //! its connection (`Client::start_shared`) each get their own answers; a loop whose server
 //! never answers is stopped with all its ops counted unanswered, and asks for none after
 //! that; a pool's clients (`ClientPool`) join and leave while it runs, and a client that
-//! joins in a left one's place is a new session of its own.
+//! joins in a left one's place is a new session of its own; and one that joins goes
+//! straight to the replica where its pool found the leader (a fake group of two).
 
 use bytes::Bytes;
 use mason_client::{Client, ClientConfig, ClientError, ClientPool, MultiSeq, OpLoop, Target};
@@ -362,5 +363,135 @@ fn a_pools_clients_join_and_leave_and_each_is_a_session_of_its_own() {
         assert_eq!(sessions.len(), many.len(), "a session each");
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    });
+}
+
+/// A replica of a fake group of two. The follower (replica 0, where clients are told the
+/// first leader is) answers every registration "not leader, try replica 1"; the leader
+/// opens a session per registration and answers each op with its seq as its number. Each
+/// counts the registrations it got.
+struct FakeReplica {
+    leader: bool,
+    registrations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl mason_common::conn::Handler for FakeReplica {
+    fn admit(&self, _: &Role) -> Result<usize, String> {
+        Ok(1024)
+    }
+    async fn open(&self, _: &mason_common::conn::ConnInfo, _: mason_common::conn::Outbox) {}
+    async fn frame(
+        &self,
+        _: &mason_common::conn::ConnInfo,
+        out: &mason_common::conn::Outbox,
+        body: mason_common::msg::Body,
+    ) -> Result<(), String> {
+        use mason_common::msg::{Body, ClientReply, Frame, Registered, ReplyStatus};
+        use std::sync::atomic::Ordering;
+        let reply = match body {
+            Body::Register(r) => {
+                let n = self.registrations.fetch_add(1, Ordering::SeqCst) + 1;
+                Body::Registered(if self.leader {
+                    Registered {
+                        nonce: r.nonce,
+                        status: ReplyStatus::Ok as i32,
+                        leader_hint: 0,
+                        session: n,
+                    }
+                } else {
+                    Registered {
+                        nonce: r.nonce,
+                        status: ReplyStatus::NotLeader as i32,
+                        leader_hint: 2,
+                        session: 0,
+                    }
+                })
+            }
+            Body::ClientOp(op) if self.leader => Body::ClientReply(ClientReply {
+                session: op.session,
+                client_seq: op.client_seq,
+                status: ReplyStatus::Ok as i32,
+                space_mask: op.space_mask,
+                numbers: vec![op.client_seq],
+                ..Default::default()
+            }),
+            _ => return Ok(()),
+        };
+        out.send(Frame { body: Some(reply) })
+            .map_err(|e| format!("{e:?}"))
+    }
+    async fn close(&self, _: &mason_common::conn::ConnInfo) {}
+}
+
+/// A client that joins a pool tries first the replica its pool's other clients found the
+/// leader at, not the one its target names: after a failover, or where the first guess
+/// was wrong, new sessions (a ZooKeeper front end's, say) are not each redirected (or,
+/// where the guess is a dead machine, held up by a dial that fails).
+#[test]
+fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    runtime().block_on(async {
+        let key = ClusterKey::generate();
+        let mut addrs = Vec::new();
+        let mut counts = Vec::new();
+        for leader in [false, true] {
+            let l = Tcp
+                .bind("127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("bind");
+            addrs.push(l.local_addr().expect("addr"));
+            let registrations = Arc::new(AtomicU64::new(0));
+            counts.push(registrations.clone());
+            tokio::spawn(mason_common::conn::serve(
+                l,
+                ServeConfig::new(Arc::new(key.clone()), Role::proxy(0, 0)),
+                Arc::new(FakeReplica {
+                    leader,
+                    registrations,
+                }),
+            ));
+        }
+        let pool = ClientPool::start(
+            Arc::new(Tcp),
+            ClientConfig {
+                client_id: 0,
+                target: Target::Group {
+                    group: 0,
+                    replicas: addrs,
+                    first: 0,
+                },
+                retry_timeout: Duration::from_secs(5),
+                window: 8,
+                key: Arc::new(key.clone()),
+            },
+        );
+        let op = |c: Client| async move {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                c.sequence(SpaceMask::single(0), Bytes::from_static(b"op")),
+            )
+            .await
+            .expect("answered within 5 s")
+            .expect("an answer")
+        };
+        let a = pool.join(1);
+        let m = op(a.clone()).await;
+        assert_eq!((m.session, m.seq), (1, 1));
+        let reg = |i: usize| counts[i].load(Ordering::SeqCst);
+        assert_eq!(
+            (reg(0), reg(1)),
+            (1, 1),
+            "a: redirected once, then registered"
+        );
+        assert_eq!(a.retransmissions(), 1, "a's registration, sent again");
+        let b = pool.join(2);
+        let m = op(b.clone()).await;
+        assert_eq!((m.session, m.seq), (2, 1));
+        assert_eq!(
+            (reg(0), reg(1)),
+            (1, 2),
+            "b went to the leader its pool knows, not to the target's first"
+        );
+        assert_eq!(b.retransmissions(), 0, "b sent nothing twice");
     });
 }

@@ -47,8 +47,13 @@ pub struct CoreConfig {
 /// Where a client's ops go, by replica index.
 #[derive(Clone, Debug)]
 pub enum CoreTarget {
-    /// The `replicas` replicas of proxy group `group`.
-    Group { group: u32, replicas: usize },
+    /// The `replicas` replicas of proxy group `group`; the client tries `first` first
+    /// (where it expects the leader).
+    Group {
+        group: u32,
+        replicas: usize,
+        first: usize,
+    },
     /// The sequencer itself, one request per op (the direct baseline): one "replica", 0,
     /// and a session the client brings (random, never 0).
     Direct { session: u64 },
@@ -132,9 +137,11 @@ pub struct ClientCore {
 
 impl ClientCore {
     pub fn new(mut cfg: CoreConfig) -> ClientCore {
-        let (n, session, most) = match cfg.target {
-            CoreTarget::Group { replicas, .. } => (replicas.max(1), None, MAX_CLIENT_WINDOW),
-            CoreTarget::Direct { session } => (1, Some(session.max(1)), DIRECT_SESSION_WINDOW),
+        let (n, session, most, first) = match cfg.target {
+            CoreTarget::Group {
+                replicas, first, ..
+            } => (replicas.max(1), None, MAX_CLIENT_WINDOW, first),
+            CoreTarget::Direct { session } => (1, Some(session.max(1)), DIRECT_SESSION_WINDOW, 0),
         };
         cfg.window = cfg.window.clamp(1, most);
         // Distinct per client id: clients sharing a connection tell their registrations'
@@ -143,7 +150,7 @@ impl ClientCore {
         ClientCore {
             cfg,
             n,
-            current: 0,
+            current: first % n,
             moves: 0,
             backoff_until: None,
             session,

@@ -47,10 +47,12 @@ pub trait OpLoop: Send + 'static {
 /// Where a client's ops go.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// The replicas of proxy group `group`, by replica index.
+    /// The replicas of proxy group `group`, by replica index; a client tries `first`
+    /// first (where the group's first leader is: [`crate::first_leader`]).
     Group {
         group: u32,
         replicas: Vec<SocketAddr>,
+        first: usize,
     },
     /// The sequencer itself, one request per op (the direct baseline).
     Direct { sequencer: SocketAddr },

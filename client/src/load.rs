@@ -265,6 +265,7 @@ fn target(cfg: &LoadConfig, group: u32) -> Target {
         Target::Group {
             group,
             replicas: crate::group_replicas(&cfg.proxies, group),
+            first: crate::first_leader(&cfg.proxies, group),
         }
     }
 }
@@ -294,6 +295,7 @@ fn worker(
             AppendVia::Mason {
                 group,
                 replicas: crate::group_replicas(&cfg.proxies, group),
+                first: crate::first_leader(&cfg.proxies, group),
             }
         };
         let mut lc = LogClientConfig::new(client_id, l.chains.clone(), append, cfg.key.clone());

@@ -32,10 +32,12 @@ use std::time::{Duration, Instant};
 pub enum AppendVia {
     /// Tokens straight from the sequencer; the client writes the chain itself.
     Corfu { sequencer: SocketAddr },
-    /// Through the replicas of proxy group `group`.
+    /// Through the replicas of proxy group `group` (`first` tried first, as in
+    /// [`crate::Target::Group`]).
     Mason {
         group: u32,
         replicas: Vec<SocketAddr>,
+        first: usize,
     },
     /// A reader only.
     None,
@@ -183,9 +185,14 @@ impl LogClient {
             AppendVia::Corfu { sequencer } => Some(Target::Direct {
                 sequencer: *sequencer,
             }),
-            AppendVia::Mason { group, replicas } => Some(Target::Group {
+            AppendVia::Mason {
+                group,
+                replicas,
+                first,
+            } => Some(Target::Group {
                 group: *group,
                 replicas: replicas.clone(),
+                first: *first,
             }),
             AppendVia::None => None,
         };

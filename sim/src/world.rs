@@ -278,7 +278,11 @@ impl World {
                 SimClient {
                     core: ClientCore::new(CoreConfig {
                         client_id: u64::from(c) + 1,
-                        target: CoreTarget::Group { group, replicas: 3 },
+                        target: CoreTarget::Group {
+                            group,
+                            replicas: 3,
+                            first: 0,
+                        },
                         retry_timeout_us: cfg.retry_timeout_us,
                         window: cfg.concurrency,
                     }),

@@ -33,6 +33,7 @@ fn group() -> ClientCore {
     let mut c = core(CoreTarget::Group {
         group: 3,
         replicas: 3,
+        first: 0,
     });
     let mut out = Vec::new();
     c.open(0, &mut out);
@@ -303,6 +304,7 @@ fn ops_wait_for_the_session_and_a_lost_registration_is_retried_elsewhere() {
     let mut c = core(CoreTarget::Group {
         group: 3,
         replicas: 3,
+        first: 0,
     });
     let mut out = Vec::new();
     assert_eq!([1, 2].map(|_| submit(&mut c, 0, &mut out)), [1, 2]);

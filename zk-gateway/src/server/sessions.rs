@@ -28,6 +28,7 @@ impl ConnTask {
             target: Target::Group {
                 group,
                 replicas: mason_client::group_replicas(&cfg.proxies, group),
+                first: mason_client::first_leader(&cfg.proxies, group),
             },
             retry_timeout: cfg.retry_timeout,
             window: 1024,
