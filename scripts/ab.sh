@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two mason binaries, as issue 15 measures them: the rows below run alternately
 # (old, new, old, new, ...) $TRIALS times each (default 3), `mason local --duration $DUR
-# --warmup 1` (default 5 s), and each row prints both medians and new/old. Then, from the
+# --warmup 1` (default 5 s), and each row prints both medians (ops/s, p50, and the CPU per
+# op summed over every process, from `mason local`'s `cpu all` line) and new/old. Then, from the
 # new binary's medians: fsync on / fsync off, and fsync off / the direct baseline at the
 # same load; and the sequencer over TCP at batch 100, 256 requests in flight on each of 8
 # connections (both binaries; each against a fresh sequencer).
@@ -27,13 +28,15 @@ for b in "$old" "$new"; do
   [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }
 done
 
-# One run: prints "ops/s p50_us verdict".
+# One run: prints "ops/s p50_us verdict cpu_us_per_op" (the last from the `cpu all` line,
+# "-" for a binary that prints none).
 one() {
   local bin=$1 dir=$2; shift 2
-  local res agg
+  local res agg cpu
   res=$("$bin" local --duration "$dur" --warmup 1 --out "$dir" "$@" 2>/dev/null) || true
   agg=$(echo "$res" | grep -A1 '^aggregate-throughput' | tail -1)
-  echo "$(echo "$agg" | awk '{printf "%.0f %s", $1*1000000, $2}') $(echo "$res" | grep '^verify:' | cut -d' ' -f2)"
+  cpu=$(echo "$res" | awk '/^cpu all /{print $5}')
+  echo "$(echo "$agg" | awk '{printf "%.0f %s", $1*1000000, $2}') $(echo "$res" | grep '^verify:' | cut -d' ' -f2) ${cpu:--}"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -42,19 +45,21 @@ declare -A med
 # row NAME FLAGS...: alternating trials; keeps the medians in med[NAME-old], med[NAME-new].
 row() {
   local name=$1; shift
-  local t o n os="" ns="" op="" np="" verdicts=""
+  local t o n os="" ns="" op="" np="" oc="" nc="" verdicts=""
   for t in $(seq 1 "$trials"); do
     o=$(one "$old" "$out/$name-old-$t" "$@")
     n=$(one "$new" "$out/$name-new-$t" "$@")
     os+="${o%% *}"$'\n'; ns+="${n%% *}"$'\n'
     op+="$(echo "$o" | cut -d' ' -f2)"$'\n'; np+="$(echo "$n" | cut -d' ' -f2)"$'\n'
+    oc+="$(echo "$o" | cut -d' ' -f4)"$'\n'; nc+="$(echo "$n" | cut -d' ' -f4)"$'\n'
     verdicts+="$(echo "$o" | cut -d' ' -f3)/$(echo "$n" | cut -d' ' -f3) "
   done
   med[$name-old]=$(printf '%s' "$os" | median)
   med[$name-new]=$(printf '%s' "$ns" | median)
-  printf '| %s | `%s` | %s | %s | %s | %s | %s | %s |\n' "$name" "$*" \
+  printf '| %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$*" \
     "${med[$name-old]}" "${med[$name-new]}" \
     "$(printf '%s' "$op" | median)" "$(printf '%s' "$np" | median)" \
+    "$(printf '%s' "$oc" | median)" "$(printf '%s' "$nc" | median)" \
     "$(awk -v a="${med[$name-old]}" -v b="${med[$name-new]}" 'BEGIN{if (a>0) printf "%.2f", b/a; else print "-"}')" \
     "$verdicts"
 }
@@ -64,8 +69,8 @@ echo "old: $old"
 echo "new: $new"
 echo "$(nproc) cpus, $(date -u +%FT%TZ), $trials trials of ${dur}s each, alternating"
 echo
-echo "| row | flags | old ops/s | new ops/s | old p50 us | new p50 us | new/old | verdicts old/new |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| row | flags | old ops/s | new ops/s | old p50 us | new p50 us | old CPU us/op | new CPU us/op | new/old | verdicts old/new |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 row c1-fsync-on --groups 1 --clients 1 --client-threads 1 --concurrency 1 --fsync on
 row sat-fsync-on --groups 2 --fsync on "${sat[@]}"
 row sat-fsync-off --groups 2 --fsync off "${sat[@]}"

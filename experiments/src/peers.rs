@@ -150,6 +150,9 @@ pub struct Row {
     pub ops_per_s: Option<f64>,
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
+    /// The servers' CPU per op over the measured window, in microseconds (every server
+    /// process's user and system time; for Mason, its sequencers' and proxies').
+    pub server_cpu_us: Option<f64>,
     pub note: String,
 }
 
@@ -161,6 +164,7 @@ impl Row {
             ops_per_s: Some(t.ops_per_s()),
             p50_us: some.then(|| t.us(0.5)),
             p99_us: some.then(|| t.us(0.99)),
+            server_cpu_us: t.server_cpu_us(),
             note,
         }
     }
@@ -171,6 +175,7 @@ impl Row {
             ops_per_s: None,
             p50_us: None,
             p99_us: None,
+            server_cpu_us: None,
             note,
         }
     }
@@ -196,17 +201,18 @@ fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
 /// The table printed to stdout.
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<18} {:>10} {:>9} {:>9}  note\n",
-        "system", "ops/s", "p50_us", "p99_us"
+        "{:<18} {:>10} {:>9} {:>9} {:>10}  note\n",
+        "system", "ops/s", "p50_us", "p99_us", "srv_cpu_us"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<18} {:>10} {:>9} {:>9}  {}",
+            "{:<18} {:>10} {:>9} {:>9} {:>10}  {}",
             r.system,
             fmt_opt(r.ops_per_s, 0),
             fmt_opt(r.p50_us, 1),
             fmt_opt(r.p99_us, 1),
+            fmt_opt(r.server_cpu_us, 2),
             r.note
         );
     }
@@ -215,16 +221,18 @@ pub fn table(rows: &[Row]) -> String {
 
 /// The same rows as CSV (the note quoted, inner quotes doubled).
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = String::from("system,ops_per_s,p50_us,p99_us,note\n");
+    let mut s = String::from("system,ops_per_s,p50_us,p99_us,server_cpu_us,note\n");
     for r in rows {
         let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.1}"));
         let _ = writeln!(
             s,
-            "{},{},{},{},\"{}\"",
+            "{},{},{},{},{},\"{}\"",
             r.system,
             opt(r.ops_per_s),
             opt(r.p50_us),
             opt(r.p99_us),
+            r.server_cpu_us
+                .map_or_else(String::new, |v| format!("{v:.2}")),
             r.note.replace('"', "\"\"")
         );
     }
@@ -338,6 +346,7 @@ mod tests {
             ops_per_s: ops,
             p50_us: ops.map(|_| 12.34),
             p99_us: ops.map(|_| 56.78),
+            server_cpu_us: ops.map(|_| 9.876),
             note: note.into(),
         }
     }
@@ -350,9 +359,9 @@ mod tests {
         ];
         assert_eq!(
             csv(&rows),
-            "system,ops_per_s,p50_us,p99_us,note\n\
-             etcd,1234.5,12.3,56.8,\"said \"\"hi\"\", twice\"\n\
-             zookeeper,,,,\"skipped\"\n"
+            "system,ops_per_s,p50_us,p99_us,server_cpu_us,note\n\
+             etcd,1234.5,12.3,56.8,9.88,\"said \"\"hi\"\", twice\"\n\
+             zookeeper,,,,,\"skipped\"\n"
         );
         let t = table(&rows);
         assert!(t

@@ -199,8 +199,8 @@ impl Cluster {
         let mut t = drive(
             &sessions,
             load.concurrency,
-            load.warmup,
-            load.duration,
+            (load.warmup, load.duration),
+            self.servers.pids(),
             |kv: Kv, _end| async move {
                 let r = kv
                     .put(PutRequest {
@@ -236,8 +236,8 @@ impl Cluster {
         let mut t = drive(
             &sessions,
             load.concurrency,
-            load.warmup,
-            load.duration,
+            (load.warmup, load.duration),
+            self.servers.pids(),
             |(kv, hint): (Kv, Arc<AtomicI64>), end| async move {
                 let mut v = hint.load(Ordering::Relaxed);
                 let mut retries = 0;

@@ -30,6 +30,8 @@ pub struct Tally {
     /// Operations that failed (errors, not conflicts).
     pub errors: u64,
     pub first_error: Option<String>,
+    /// The cores the servers kept busy over the measured window (`None`: not read).
+    pub server_cores: Option<f64>,
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -47,6 +49,7 @@ impl Tally {
             retries: 0,
             errors: 0,
             first_error: None,
+            server_cores: None,
         }
     }
 
@@ -76,6 +79,14 @@ impl Tally {
     }
 
     /// Latency at quantile `q`, in microseconds.
+    /// The servers' CPU per measured op, in microseconds.
+    pub fn server_cpu_us(&self) -> Option<f64> {
+        let ops = self.ops_per_s();
+        self.server_cores
+            .filter(|_| ops > 0.0)
+            .map(|c| c * 1e6 / ops)
+    }
+
     pub fn us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
@@ -102,12 +113,12 @@ pub fn uniqueness(numbers: &mut [i64]) -> (u64, u64, u64) {
 /// Runs `op` from `k` tasks per session until warmup + duration has passed. `op` gets the
 /// end of the run; it may give up on an operation past it by returning `Ok(None)` (not
 /// counted). An error is counted and followed by a short pause (so a dead server is not
-/// hammered).
+/// hammered). The CPU of the processes `servers` over the measured window is read too.
 pub async fn drive<S, F, Fut>(
     sessions: &[S],
     k: u32,
-    warmup: Duration,
-    duration: Duration,
+    (warmup, duration): (Duration, Duration),
+    servers: Vec<u32>,
     op: F,
 ) -> Tally
 where
@@ -118,6 +129,7 @@ where
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let probe = super::procs::CpuProbe::start(servers, start, warmup, duration);
     let mut tasks = tokio::task::JoinSet::new();
     for s in sessions {
         for _ in 0..k {
@@ -165,6 +177,11 @@ where
             }
         }
     }
+    // The probe's last reading was taken before the end of the window.
+    all.server_cores = tokio::task::spawn_blocking(move || probe.finish())
+        .await
+        .ok()
+        .flatten();
     all
 }
 

@@ -58,6 +58,25 @@ pub fn parse_aggregate(stdout: &str) -> anyhow::Result<Aggregate> {
 
 /// How long `mason local` may take beyond warmup + duration (start-up, leader election,
 /// writing results) before it is killed.
+/// The servers' CPU per op from `mason local`'s `cpu ROLE C cores U us/op` lines: the sum
+/// of U over every role but the clients (`None` if a server was not read at both ends of
+/// the window, or there are no such lines).
+pub fn server_cpu_us(stdout: &str) -> Option<f64> {
+    let mut sum = None;
+    for l in stdout.lines().filter_map(|l| l.strip_prefix("cpu ")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f[..] {
+            ["all", ..] => {}
+            [role, ..] if role.starts_with("client-") => {}
+            [_, _, "cores", us, "us/op", ..] => {
+                *sum.get_or_insert(0.0) += us.parse::<f64>().ok()?
+            }
+            _ => return None,
+        }
+    }
+    sum
+}
+
 const MARGIN: Duration = Duration::from_secs(300);
 
 fn secs(d: Duration) -> String {
@@ -148,6 +167,7 @@ pub fn run(system: &str, load: &Load, out: &Path) -> anyhow::Result<Row> {
         ops_per_s: Some(agg.mops * 1e6),
         p50_us: Some(agg.p50_us),
         p99_us: Some(agg.p99_us),
+        server_cpu_us: server_cpu_us(&stdout),
         note: format!(
             "mason local: {what}; {} client procs x {} threads; p99.9 {:.0} us; {} re-sent",
             load.clients, load.client_threads, agg.p999_us, agg.resent
@@ -158,6 +178,22 @@ pub fn run(system: &str, load: &Load, out: &Path) -> anyhow::Result<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_cpu_is_the_sum_over_every_role_but_the_clients() {
+        let out = "verify: ok\n\
+                   cpu sequencer 0.13 cores 0.67 us/op\n\
+                   cpu sequencer-1 0.00 cores 0.00 us/op\n\
+                   cpu proxy-0 0.49 cores 2.53 us/op\n\
+                   cpu client-0 0.19 cores 0.97 us/op\n\
+                   cpu all 0.81 cores 4.17 us/op (2 on this machine; busiest: proxy-0 at 0.49)\n";
+        let got = server_cpu_us(out).expect("a sum");
+        assert!((got - 3.20).abs() < 1e-9, "{got}");
+        assert_eq!(server_cpu_us("verify: ok\n"), None);
+        let restarted =
+            "cpu proxy-0 - (not read at both ends)\ncpu sequencer 0.1 cores 1.0 us/op\n";
+        assert_eq!(server_cpu_us(restarted), None);
+    }
 
     #[test]
     fn parses_the_aggregate_line() {

@@ -178,7 +178,8 @@ pub async fn run(load: &Load, out: &Path, workloads: &[ZkWorkload]) -> anyhow::R
     } else {
         "3 JVMs; forceSync=no"
     };
-    let rows = workload_rows("zookeeper", &cluster, load, workloads, extra).await?;
+    let pids = servers.pids();
+    let rows = workload_rows("zookeeper", (&cluster, &pids), load, workloads, extra).await?;
     servers.check_alive()?;
     drop(servers);
     Ok(rows)
@@ -204,10 +205,10 @@ async fn prepare(c: &zk::Client) -> anyhow::Result<()> {
 /// Loads the ZooKeeper-protocol server at `cluster` (a connect string) with each of
 /// `workloads` in turn, through the same client (the `zookeeper-client` crate): the first
 /// after `load.warmup`, the next ones after a second each. One row per workload, named
-/// `<system> <workload>`.
+/// `<system> <workload>`, with the CPU of the processes `servers` per op.
 pub async fn workload_rows(
     system: &str,
-    cluster: &str,
+    (cluster, servers): (&str, &[u32]),
     load: &Load,
     workloads: &[ZkWorkload],
     extra: &str,
@@ -236,8 +237,8 @@ pub async fn workload_rows(
         let mut tally = drive(
             &sessions,
             load.concurrency,
-            warmup,
-            load.duration,
+            (warmup, load.duration),
+            servers.to_vec(),
             move |c: zk::Client, _end| {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ZNODES;
                 async move {

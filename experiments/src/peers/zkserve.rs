@@ -108,7 +108,10 @@ pub async fn run(
     } else {
         ""
     };
-    let rows = workload_rows(&label, &served.hosts, load, workloads, &extra).await;
+    // Its servers: every process `mason local --serve` started (and not itself, which
+    // only waits).
+    let pids = super::procs::descendants(served.child.id());
+    let rows = workload_rows(&label, (&served.hosts, &pids), load, workloads, &extra).await;
     if let Ok(pid) = i32::try_from(served.child.id()) {
         // SAFETY: kill(2) on the pid of a child this process started.
         unsafe {
