@@ -1,7 +1,7 @@
-//! Where a run's CPU went (`mason local` and `mason experiment run`): every process's `process_cpu_seconds_total` (and
-//! `process_start_time_seconds`, which tells a restarted process) is read from its
-//! metrics endpoint just after the warm-up and just before the measured
-//! window ends, and the run's output says, per process, how many cores it kept busy and
+//! Where a run's CPU went (`mason local` and `mason experiment run`): every process's
+//! `process_cpu_seconds_total` (and `process_start_time_seconds`, which tells a restarted
+//! process) is read from its metrics endpoint just after the warm-up and just before the
+//! measured window ends (all processes at once, each timed on its own), and the run's output says, per process, how many cores it kept busy and
 //! how many microseconds of CPU that is per op (`cpu ROLE CORES cores US us/op`), then
 //! the sum (`cpu all ...`).
 //!
@@ -10,6 +10,7 @@
 //! each process, the busiest process would bound it instead. The figures say which
 //! process that is.
 
+use mason_common::procstat;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,23 +21,19 @@ pub(crate) struct Window {
     readings: JoinHandle<Option<Readings>>,
 }
 
-/// One process's reading: its CPU seconds so far, and when it started.
-type Reading = Option<(f64, f64)>;
+/// One process's reading: its CPU seconds so far, when it started, and when this was read.
+type Reading = Option<(f64, f64, Instant)>;
 
-/// Each role's reading at the window's start and end, and the wall time between.
+/// Each role's reading at the window's start and end.
 struct Readings {
     start: Vec<(String, Reading)>,
     end: Vec<(String, Reading)>,
-    wall: Duration,
 }
 
-/// How far inside the measured window each reading is taken: the clients' windows start
-/// a little after `mason local` starts them, and they may exit as soon as theirs ends.
-const MARGIN: Duration = Duration::from_millis(100);
-
 impl Window {
-    /// Reads `roles`' endpoints at `started + warmup + MARGIN` and at `started + warmup +
-    /// duration - MARGIN` (nothing for a window shorter than three margins).
+    /// Reads `roles`' endpoints just inside both ends of the measured window
+    /// (`started + warmup` to `started + warmup + duration`; see
+    /// [`procstat::at_window_ends`]).
     pub(crate) fn start(
         roles: Vec<(String, SocketAddr)>,
         started: Instant,
@@ -44,16 +41,9 @@ impl Window {
         duration: Duration,
     ) -> Window {
         let readings = std::thread::spawn(move || {
-            if duration < 3 * MARGIN {
-                return None;
-            }
-            sleep_until(started + warmup + MARGIN);
-            let t0 = Instant::now();
-            let start = read_all(&roles);
-            sleep_until(started + warmup + duration - MARGIN);
-            let wall = t0.elapsed();
-            let end = read_all(&roles);
-            Some(Readings { start, end, wall })
+            let (start, end) =
+                procstat::at_window_ends(started, warmup, duration, || read_all(&roles))?;
+            Some(Readings { start, end })
         });
         Window { readings }
     }
@@ -68,7 +58,6 @@ impl Window {
 
 impl Readings {
     fn lines(&self, ops_per_sec: f64, machine_cores: Option<usize>) -> String {
-        let secs = self.wall.as_secs_f64().max(1e-3);
         let per_op = |cores: f64| {
             if ops_per_sec > 0.0 {
                 format!("{:.2}", cores * 1e6 / ops_per_sec)
@@ -81,7 +70,10 @@ impl Readings {
         let mut busiest: Option<(&str, f64)> = None;
         for ((role, a), (_, b)) in self.start.iter().zip(&self.end) {
             match (a, b) {
-                (Some((a, born_a)), Some((b, born_b))) if born_a == born_b && b >= a => {
+                (Some((a, born_a, at_a)), Some((b, born_b, at_b)))
+                    if born_a == born_b && b >= a =>
+                {
+                    let secs = at_b.duration_since(*at_a).as_secs_f64().max(1e-3);
                     let cores = (b - a) / secs;
                     all += cores;
                     if busiest.is_none_or(|(_, c)| cores > c) {
@@ -106,26 +98,31 @@ impl Readings {
     }
 }
 
-fn sleep_until(t: Instant) {
-    let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
-    }
-}
-
-/// Each role's reading, or `None` where it did not answer.
+/// Each role's reading, or `None` where it did not answer; all at once, so that one slow
+/// endpoint does not put off the others' readings.
 fn read_all(roles: &[(String, SocketAddr)]) -> Vec<(String, Reading)> {
-    roles
-        .iter()
-        .map(|(role, addr)| {
-            let v = crate::local::scrape(*addr).ok().and_then(|t| reading(&t));
-            (role.clone(), v)
-        })
-        .collect()
+    std::thread::scope(|s| {
+        let reads: Vec<_> = roles
+            .iter()
+            .map(|(_, addr)| {
+                s.spawn(move || {
+                    let text = crate::local::scrape(*addr).ok()?;
+                    let at = Instant::now();
+                    let (cpu, born) = reading(&text)?;
+                    Some((cpu, born, at))
+                })
+            })
+            .collect();
+        roles
+            .iter()
+            .zip(reads)
+            .map(|((role, _), r)| (role.clone(), r.join().ok().flatten()))
+            .collect()
+    })
 }
 
 /// `process_cpu_seconds_total` and `process_start_time_seconds` in an exposition.
-fn reading(text: &str) -> Reading {
+fn reading(text: &str) -> Option<(f64, f64)> {
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
@@ -143,22 +140,23 @@ mod tests {
 
     #[test]
     fn lines_give_each_processs_cores_and_cpu_per_op_and_their_sum() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
         let r = Readings {
             start: vec![
-                ("sequencer".into(), Some((1.0, 7.0))),
-                ("proxy-0".into(), Some((2.0, 7.0))),
-                ("client-0".into(), Some((0.5, 7.0))),
-                ("proxy-1".into(), Some((0.5, 7.0))),
+                ("sequencer".into(), Some((1.0, 7.0, t0))),
+                ("proxy-0".into(), Some((2.0, 7.0, t0))),
+                ("client-0".into(), Some((0.5, 7.0, t0))),
+                ("proxy-1".into(), Some((0.5, 7.0, t0))),
             ],
             // proxy-1 was restarted in the window: its count began again (and passed the
             // first reading's).
             end: vec![
-                ("sequencer".into(), Some((1.5, 7.0))),
-                ("proxy-0".into(), Some((4.0, 7.0))),
+                ("sequencer".into(), Some((1.5, 7.0, t1))),
+                ("proxy-0".into(), Some((4.0, 7.0, t1))),
                 ("client-0".into(), None),
-                ("proxy-1".into(), Some((0.7, 8.5))),
+                ("proxy-1".into(), Some((0.7, 8.5, t1))),
             ],
-            wall: Duration::from_secs(2),
         };
         let text = r.lines(100_000.0, Some(2));
         let lines: Vec<&str> = text.lines().collect();

@@ -195,12 +195,21 @@ fn z_reads(c: &Checks) -> mason_zk::history::Reads {
         .map_or(mason_zk::history::Reads::Linearizable, |z| z.reads)
 }
 
-/// The aggregate throughput in a summary's text, in ops/s (the line after
-/// `aggregate-throughput` starts with it in millions).
-pub fn ops_per_sec(summary: &str) -> Option<f64> {
+/// The line of figures after a summary's `aggregate-throughput` header.
+pub fn aggregate_line(summary: &str) -> Option<&str> {
     let mut lines = summary.lines();
     lines.find(|l| l.starts_with("aggregate-throughput"))?;
-    let mops: f64 = lines.next()?.split_whitespace().next()?.parse().ok()?;
+    lines.next()
+}
+
+/// The aggregate throughput in a summary's text, in ops/s (its aggregate line starts with
+/// it in millions).
+pub fn ops_per_sec(summary: &str) -> Option<f64> {
+    let mops: f64 = aggregate_line(summary)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(mops * 1e6)
 }
 

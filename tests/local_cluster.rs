@@ -104,8 +104,18 @@ fn two_groups_three_spaces_random_subsets() {
     );
     // The load starts once each group has its first leader, and each client tries that
     // replica first (group 1's is proxy 1): without a fault, nothing is re-sent, not even
-    // a registration redirected.
-    assert_eq!(resent, 0, "a fault-free run re-sent ops: {:?}", r.clients);
+    // a registration redirected. A machine slow enough to cost a group its first leader
+    // (an election timeout is 200-400 ms) is a fault of its own: then re-sends are fine.
+    let leaderships = ["proxy-0", "proxy-1", "proxy-2"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(dir.join("logs").join(format!("{p}.log"))).ok())
+        .map(|log| log.lines().filter(|l| l.contains("leading;")).count())
+        .sum::<usize>();
+    if leaderships == 2 {
+        assert_eq!(resent, 0, "a fault-free run re-sent ops: {:?}", r.clients);
+    } else {
+        eprintln!("{leaderships} leaderships for 2 groups: re-sends not checked");
+    }
 }
 
 #[test]

@@ -33,13 +33,14 @@ pub fn group_replicas(proxies: &[std::net::SocketAddr], group: u32) -> Vec<std::
 /// Which of `group_replicas(proxies, group)` leads `group` first: a fresh proxy process
 /// campaigns at once for the i-th group it hosts when its replica is i mod 3 (see
 /// `mason_proxy::server`), and triple t hosts the groups t, t + triples, t + 2 triples, ...
-/// A client tries that replica first, so that a fresh cluster's clients are not each
-/// redirected once. Only a guess: after a failover the group tells clients where its
-/// leader is.
+/// Where every address hosts every group (see [`group_replicas`]), group g is the g-th
+/// each hosts. A client tries that replica first, so that a fresh cluster's clients are
+/// not each redirected once. Only a guess: after a failover the group tells clients where
+/// its leader is.
 pub fn first_leader(proxies: &[std::net::SocketAddr], group: u32) -> usize {
     let triples = proxies.len() / 3;
     if triples == 0 || !proxies.len().is_multiple_of(3) {
-        return 0;
+        return group as usize % proxies.len().max(1);
     }
     (group as usize / triples) % 3
 }
@@ -67,6 +68,8 @@ mod tests {
         assert_eq!(firsts, [0, 0, 1, 1, 2, 2, 0, 0]);
         let one: Vec<usize> = (0..4).map(|g| super::first_leader(&p[..3], g)).collect();
         assert_eq!(one, [0, 1, 2, 0]);
-        assert_eq!(super::first_leader(&p[..2], 1), 0);
+        assert_eq!(super::first_leader(&p[..2], 1), 1);
+        assert_eq!(super::first_leader(&p[..2], 2), 0);
+        assert_eq!(super::first_leader(&[], 2), 0);
     }
 }

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod logmsg;
 pub mod metrics;
 pub mod msg;
+pub mod procstat;
 pub mod record;
 pub mod statusmsg;
 pub mod transport;

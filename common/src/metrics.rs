@@ -70,9 +70,10 @@ pub fn registry() -> &'static Registry {
 /// The process's own figures, read at each scrape, under the names Prometheus's client
 /// libraries give them: `process_cpu_seconds_total` (user and system time of every
 /// thread, from `getrusage`), `process_resident_memory_bytes` (from `/proc/self/statm`,
-/// where there is one) and `process_start_time_seconds` (Unix time; here, when the
-/// registry was made, early in `main`). `mason local` reads the first and the last at the
-/// ends of its measured window to say where the run's CPU went.
+/// where there is one) and `process_start_time_seconds` (Unix time, from
+/// `/proc/self/stat`; where that cannot be read, when the registry was made, early in
+/// `main`). `mason local` reads the first and the last at the ends of its measured window
+/// to say where the run's CPU went.
 pub struct Process {
     cpu: prometheus::Counter,
     rss: IntGauge,
@@ -99,7 +100,10 @@ impl Process {
             prometheus::Gauge::new("unexported", "-").expect("constant metric options are valid")
         });
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        start.set(now.map_or(0.0, |d| d.as_secs_f64()));
+        start.set(
+            crate::procstat::start_time("self")
+                .unwrap_or_else(|| now.map_or(0.0, |d| d.as_secs_f64())),
+        );
         Process {
             cpu: cpu.unwrap_or_else(|_| unexported_counter()),
             rss: rss.unwrap_or_else(|_| unexported_gauge()),
@@ -393,20 +397,6 @@ async fn answer(mut s: TcpStream, registry: &Registry) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// This process's user and system time from the kernel's own account
-    /// (`/proc/self/stat`, in clock ticks): a source apart from `getrusage`.
-    fn stat_seconds() -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<f64> = after
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0.0))
-            .collect();
-        // Fields 14 and 15 of the line (utime, stime); `after` starts at field 3.
-        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        (f[11] + f[12]) / tick
-    }
-
     fn exported_cpu() -> f64 {
         let text = encode(registry());
         text.lines()
@@ -418,24 +408,31 @@ mod tests {
     #[test]
     fn the_process_cpu_time_exported_is_the_kernels_and_moves_with_work() {
         let before = exported_cpu();
-        // Burn 300 ms of this thread's CPU.
-        let t = std::time::Instant::now();
+        // Burn 300 ms of CPU (however long the machine takes to give it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(300) {
+        while cpu_seconds() < before + 0.3 && std::time::Instant::now() < deadline {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
-        let low = stat_seconds();
+        // The kernel's own account (in ticks of 10 ms), apart from `getrusage`.
+        let stat = || crate::procstat::cpu_seconds("self").expect("/proc/self/stat");
+        let low = stat();
         let after = exported_cpu();
-        let high = stat_seconds();
+        let high = stat();
         assert!(
-            after - before >= 0.25,
+            after - before >= 0.29,
             "{before} -> {after} over 300 ms of work"
         );
-        // The kernel counts in ticks (10 ms): allow two either side.
         assert!(
             after >= low - 0.02 && after <= high + 0.02,
             "exported {after}, /proc/self/stat {low}..{high}"
         );
+        let started = encode(registry())
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("process_start_time_seconds exported");
+        assert_eq!(Some(started), crate::procstat::start_time("self"));
         let rss = encode(registry())
             .lines()
             .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))

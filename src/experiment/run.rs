@@ -438,11 +438,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<Outcome> {
         out.join("config.json"),
         super::config::json(a, &plan, &name)?,
     )?;
-    let aggregate = text
-        .lines()
-        .skip_while(|l| !l.starts_with("aggregate-throughput"))
-        .nth(1)
-        .map(str::to_string);
+    let aggregate = report::aggregate_line(&text).map(str::to_string);
     Ok(Outcome {
         code,
         dir: out,

@@ -78,7 +78,6 @@ impl Tally {
         self.ops as f64 / self.window.as_secs_f64()
     }
 
-    /// Latency at quantile `q`, in microseconds.
     /// The servers' CPU per measured op, in microseconds.
     pub fn server_cpu_us(&self) -> Option<f64> {
         let ops = self.ops_per_s();
@@ -87,6 +86,7 @@ impl Tally {
             .map(|c| c * 1e6 / ops)
     }
 
+    /// Latency at quantile `q`, in microseconds.
     pub fn us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }

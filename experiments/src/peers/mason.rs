@@ -56,8 +56,6 @@ pub fn parse_aggregate(stdout: &str) -> anyhow::Result<Aggregate> {
     }
 }
 
-/// How long `mason local` may take beyond warmup + duration (start-up, leader election,
-/// writing results) before it is killed.
 /// The servers' CPU per op from `mason local`'s `cpu ROLE C cores U us/op` lines: the sum
 /// of U over every role but the clients (`None` if a server was not read at both ends of
 /// the window, or there are no such lines).
@@ -77,6 +75,8 @@ pub fn server_cpu_us(stdout: &str) -> Option<f64> {
     sum
 }
 
+/// How long `mason local` may take beyond warmup + duration (start-up, leader election,
+/// writing results) before it is killed.
 const MARGIN: Duration = Duration::from_secs(300);
 
 fn secs(d: Duration) -> String {

@@ -3,6 +3,7 @@
 //! panic alike), and how much CPU they spent over the measured window (from /proc).
 
 use anyhow::Context;
+use mason_common::procstat;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,107 +75,52 @@ impl Servers {
             .iter()
             .flat_map(|(_, c)| {
                 let mut v = vec![c.id()];
-                v.extend(descendants(c.id()));
+                v.extend(procstat::descendants(c.id()));
                 v
             })
             .collect()
     }
 }
 
-/// A process's user and system time so far (every thread's), from `/proc/<pid>/stat`.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's name (in parentheses, which may hold spaces): fields 3 on.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15: 11 and 12 here.
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
-}
-
-/// Every process descended from `pid` (children, theirs, ...), found by each process's
-/// parent in `/proc`.
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let ppid = stat
-                .rfind(')')
-                .and_then(|i| stat.get(i + 2..))
-                .and_then(|r| r.split_whitespace().nth(1))
-                .and_then(|x| x.parse::<u32>().ok());
-            if let Some(pp) = ppid {
-                parent_of.push((p, pp));
-            }
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let of = found[i];
-        found.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == of)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// The CPU that a set of processes spends over a load's measured window: read at
-/// `start + warmup + MARGIN` and at `start + warmup + duration - MARGIN`, on a thread of
-/// its own.
+/// The CPU that a set of processes spends over a load's measured window (read just inside
+/// both its ends, on a thread of its own).
 pub struct CpuProbe {
     thread: JoinHandle<Option<f64>>,
 }
 
-/// How far inside the window each reading is taken.
-const MARGIN: Duration = Duration::from_millis(100);
+/// A process's CPU seconds so far, and when that was read.
+fn read(pid: u32) -> Option<(f64, Instant)> {
+    Some((procstat::cpu_seconds(&pid.to_string())?, Instant::now()))
+}
 
 impl CpuProbe {
     pub fn start(pids: Vec<u32>, start: Instant, warmup: Duration, duration: Duration) -> CpuProbe {
         let thread = std::thread::spawn(move || {
-            if pids.is_empty() || duration < 3 * MARGIN {
-                return None;
+            let read_all = || pids.iter().map(|p| (*p, read(*p))).collect::<Vec<_>>();
+            let (a, b) = procstat::at_window_ends(start, warmup, duration, read_all)?;
+            let mut cores = None;
+            for ((_, a), (_, b)) in a.iter().zip(&b) {
+                match (a, b) {
+                    // Gone before the window (a start script's short-lived helper, say):
+                    // not a server.
+                    (None, _) => {}
+                    (Some((ca, ta)), Some((cb, tb))) => {
+                        let secs = tb.duration_since(*ta).as_secs_f64().max(1e-3);
+                        *cores.get_or_insert(0.0) += (cb - ca).max(0.0) / secs;
+                    }
+                    // Ended within the window: its share is not known.
+                    (Some(_), None) => return None,
+                }
             }
-            let read = || {
-                pids.iter()
-                    .map(|p| cpu_seconds(*p))
-                    .collect::<Option<Vec<f64>>>()
-            };
-            sleep_until(start + warmup + MARGIN);
-            let t0 = Instant::now();
-            let a = read()?;
-            sleep_until(start + warmup + duration - MARGIN);
-            let b = read()?;
-            let secs = t0.elapsed().as_secs_f64().max(1e-3);
-            Some(b.iter().zip(&a).map(|(b, a)| (b - a).max(0.0)).sum::<f64>() / secs)
+            cores
         });
         CpuProbe { thread }
     }
 
-    /// The cores the processes kept busy over the window (`None` where one of them could
-    /// not be read at both ends: it exited, say).
+    /// The cores the processes kept busy over the window (`None` where none was running at
+    /// its start, or one that was had ended by its end).
     pub fn finish(self) -> Option<f64> {
         self.thread.join().ok().flatten()
-    }
-}
-
-fn sleep_until(t: Instant) {
-    let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
     }
 }
 
@@ -197,8 +143,8 @@ impl Drop for Servers {
 mod tests {
     use super::*;
 
-    /// A child that burns CPU reads about one core busy; one that sleeps, about none; and
-    /// each is found among this process's descendants.
+    /// A child that burns CPU reads about one core busy; one that sleeps, about none; each
+    /// is found among this process's descendants; one that is gone is left out.
     #[test]
     fn a_probe_reads_a_busy_process_busy_and_an_idle_one_idle() {
         let mut busy = Command::new("sh")
@@ -206,7 +152,7 @@ mod tests {
             .spawn()
             .unwrap();
         let mut idle = Command::new("sleep").arg("30").spawn().unwrap();
-        let mine = descendants(std::process::id());
+        let mine = procstat::descendants(std::process::id());
         assert!(
             mine.contains(&busy.id()) && mine.contains(&idle.id()),
             "{mine:?}"
@@ -215,13 +161,17 @@ mod tests {
         let (w, d) = (Duration::from_millis(100), Duration::from_millis(1500));
         let b = CpuProbe::start(vec![busy.id()], start, w, d);
         let i = CpuProbe::start(vec![idle.id()], start, w, d);
+        // A process gone before the window is not counted; none at all reads as nothing.
+        let gone = CpuProbe::start(vec![u32::MAX, std::process::id()], start, w, d);
+        let none = CpuProbe::start(vec![u32::MAX], start, w, d);
         let (b, i) = (b.finish(), i.finish());
+        assert!(gone.finish().is_some());
+        assert_eq!(none.finish(), None);
         let _ = (busy.kill(), idle.kill(), busy.wait(), idle.wait());
         // The busy loop shares the machine's cores with the rest of the tests.
         let b = b.expect("read at both ends");
         assert!(b > 0.2 && b < 1.1, "busy: {b} cores");
         assert!(i.expect("read at both ends") < 0.05, "idle: {i:?} cores");
-        assert_eq!(cpu_seconds(u32::MAX), None);
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub async fn run(
     };
     // Its servers: every process `mason local --serve` started (and not itself, which
     // only waits).
-    let pids = super::procs::descendants(served.child.id());
+    let pids = mason_common::procstat::descendants(served.child.id());
     let rows = workload_rows(&label, (&served.hosts, &pids), load, workloads, &extra).await;
     if let Ok(pid) = i32::try_from(served.child.id()) {
         // SAFETY: kill(2) on the pid of a child this process started.
