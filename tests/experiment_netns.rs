@@ -594,7 +594,14 @@ fn check_metrics(res: &Path, proxy: ProxyScrape) {
             .next()
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("cpu {name} {cpu}"));
-        assert!(cores > 0.0 && cores < 64.0, "cpu {name} {cpu}");
+        // The client and its front end carry the whole load; a follower proxy of a small
+        // load may round to 0.00.
+        let least = if name.starts_with("proxy") {
+            0.0
+        } else {
+            0.005
+        };
+        assert!(cores >= least && cores < 64.0, "cpu {name} {cpu}");
     }
     assert!(
         summary.lines().any(|l| l.starts_with("cpu all ")),
