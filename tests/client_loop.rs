@@ -366,12 +366,15 @@ fn a_pools_clients_join_and_leave_and_each_is_a_session_of_its_own() {
     });
 }
 
-/// A replica of a fake group of two. The follower (replica 0, where clients are told the
-/// first leader is) answers every registration "not leader, try replica 1"; the leader
-/// opens a session per registration and answers each op with its seq as its number. Each
-/// counts the registrations it got.
+/// A replica of a fake group of two, `index`, while `leader` says which leads. A follower
+/// answers every registration and op "not leader, try the leader"; the leader opens a
+/// session per registration (numbered across the group, as a real group's replicated
+/// sessions are) and answers each op with its seq as its number. Each counts the
+/// registrations it got.
 struct FakeReplica {
-    leader: bool,
+    index: usize,
+    leader: Arc<std::sync::atomic::AtomicUsize>,
+    sessions: Arc<std::sync::atomic::AtomicU64>,
     registrations: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -388,31 +391,38 @@ impl mason_common::conn::Handler for FakeReplica {
     ) -> Result<(), String> {
         use mason_common::msg::{Body, ClientReply, Frame, Registered, ReplyStatus};
         use std::sync::atomic::Ordering;
+        let leader = self.leader.load(Ordering::SeqCst);
+        let (status, hint) = if leader == self.index {
+            (ReplyStatus::Ok as i32, 0)
+        } else {
+            (ReplyStatus::NotLeader as i32, leader as u32 + 1)
+        };
         let reply = match body {
             Body::Register(r) => {
-                let n = self.registrations.fetch_add(1, Ordering::SeqCst) + 1;
-                Body::Registered(if self.leader {
-                    Registered {
-                        nonce: r.nonce,
-                        status: ReplyStatus::Ok as i32,
-                        leader_hint: 0,
-                        session: n,
-                    }
+                self.registrations.fetch_add(1, Ordering::SeqCst);
+                let session = if leader == self.index {
+                    self.sessions.fetch_add(1, Ordering::SeqCst) + 1
                 } else {
-                    Registered {
-                        nonce: r.nonce,
-                        status: ReplyStatus::NotLeader as i32,
-                        leader_hint: 2,
-                        session: 0,
-                    }
+                    0
+                };
+                Body::Registered(Registered {
+                    nonce: r.nonce,
+                    status,
+                    leader_hint: hint,
+                    session,
                 })
             }
-            Body::ClientOp(op) if self.leader => Body::ClientReply(ClientReply {
+            Body::ClientOp(op) => Body::ClientReply(ClientReply {
                 session: op.session,
                 client_seq: op.client_seq,
-                status: ReplyStatus::Ok as i32,
+                status,
+                leader_hint: hint,
                 space_mask: op.space_mask,
-                numbers: vec![op.client_seq],
+                numbers: if leader == self.index {
+                    vec![op.client_seq]
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             }),
             _ => return Ok(()),
@@ -423,18 +433,20 @@ impl mason_common::conn::Handler for FakeReplica {
     async fn close(&self, _: &mason_common::conn::ConnInfo) {}
 }
 
-/// A client that joins a pool tries first the replica its pool's other clients found the
-/// leader at, not the one its target names: after a failover, or where the first guess
-/// was wrong, new sessions (a ZooKeeper front end's, say) are not each redirected (or,
-/// where the guess is a dead machine, held up by a dial that fails).
+/// A client that joins a pool tries first the replica that last answered one of its
+/// pool's clients with success, not the one its target names: after a failover, or where
+/// the first guess was wrong, new sessions (a ZooKeeper front end's, say) are not each
+/// redirected (or, where the guess is a dead machine, held up by a dial that fails).
 #[test]
 fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     runtime().block_on(async {
         let key = ClusterKey::generate();
+        let leader = Arc::new(AtomicUsize::new(1));
+        let sessions = Arc::new(AtomicU64::new(0));
         let mut addrs = Vec::new();
         let mut counts = Vec::new();
-        for leader in [false, true] {
+        for index in 0..2 {
             let l = Tcp
                 .bind("127.0.0.1:0".parse().expect("addr"))
                 .await
@@ -446,7 +458,9 @@ fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
                 l,
                 ServeConfig::new(Arc::new(key.clone()), Role::proxy(0, 0)),
                 Arc::new(FakeReplica {
-                    leader,
+                    index,
+                    leader: leader.clone(),
+                    sessions: sessions.clone(),
                     registrations,
                 }),
             ));
@@ -465,19 +479,19 @@ fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
                 key: Arc::new(key.clone()),
             },
         );
-        let op = |c: Client| async move {
+        let op = |c: Client, who: &'static str| async move {
             tokio::time::timeout(
                 Duration::from_secs(5),
                 c.sequence(SpaceMask::single(0), Bytes::from_static(b"op")),
             )
             .await
-            .expect("answered within 5 s")
-            .expect("an answer")
+            .unwrap_or_else(|_| panic!("{who}: unanswered after 5 s"))
+            .unwrap_or_else(|e| panic!("{who}: {e:?}"))
         };
-        let a = pool.join(1);
-        let m = op(a.clone()).await;
-        assert_eq!((m.session, m.seq), (1, 1));
         let reg = |i: usize| counts[i].load(Ordering::SeqCst);
+        let a = pool.join(1);
+        let m = op(a.clone(), "a").await;
+        assert_eq!((m.session, m.seq), (1, 1));
         assert_eq!(
             (reg(0), reg(1)),
             (1, 1),
@@ -485,7 +499,7 @@ fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
         );
         assert_eq!(a.retransmissions(), 1, "a's registration, sent again");
         let b = pool.join(2);
-        let m = op(b.clone()).await;
+        let m = op(b.clone(), "b").await;
         assert_eq!((m.session, m.seq), (2, 1));
         assert_eq!(
             (reg(0), reg(1)),
@@ -493,5 +507,19 @@ fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
             "b went to the leader its pool knows, not to the target's first"
         );
         assert_eq!(b.retransmissions(), 0, "b sent nothing twice");
+        // The lead moves to replica 0: a's next op is sent back there, and answered; then
+        // a new client goes straight to replica 0.
+        leader.store(0, Ordering::SeqCst);
+        let m = op(a.clone(), "a, after the lead moved").await;
+        assert_eq!(m.seq, 2);
+        let c = pool.join(3);
+        let m = op(c.clone(), "c").await;
+        assert_eq!((m.session, m.seq), (3, 1));
+        assert_eq!(
+            (reg(0), reg(1)),
+            (2, 2),
+            "c went to where a found the new leader"
+        );
+        assert_eq!(c.retransmissions(), 0, "c sent nothing twice");
     });
 }

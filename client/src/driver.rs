@@ -299,6 +299,10 @@ struct Driver {
     /// A buffer the cores write their actions into.
     buf: Vec<ClientAction>,
     start: Instant,
+    /// The replica that last answered one of its clients' ops or registrations with
+    /// success, over a connection that counts for that client (cleared when it says "not
+    /// leader"): where a client that joins a pool tries first.
+    leader: Option<usize>,
 }
 
 impl Driver {
@@ -321,6 +325,7 @@ impl Driver {
             pool: false,
             slots: Vec::new(),
             by_session: HashMap::new(),
+            leader: None,
             conns,
             queue: Vec::new(),
             buf: Vec::new(),
@@ -384,6 +389,21 @@ impl Driver {
         }
     }
 
+    /// What `frame`, from replica `from`, says of where the leader is.
+    fn note_leader(&mut self, from: usize, frame: &mason_common::msg::Frame) {
+        use mason_common::msg::{Body, ReplyStatus};
+        let status = match &frame.body {
+            Some(Body::ClientReply(r)) => r.status,
+            Some(Body::Registered(r)) => r.status,
+            _ => return,
+        };
+        match ReplyStatus::try_from(status) {
+            Ok(ReplyStatus::Ok) => self.leader = Some(from),
+            Ok(ReplyStatus::NotLeader) if self.leader == Some(from) => self.leader = None,
+            _ => {}
+        }
+    }
+
     /// A frame from one of the connections (to the core it answers), or the end of one.
     fn on_read(&mut self, read: conns::Read) {
         let now = self.now_us();
@@ -401,6 +421,9 @@ impl Driver {
                     (Some(r), Some(slot)) if self.counts_for(slot, gen, r) => r,
                     _ => STALE,
                 };
+                if from != STALE {
+                    self.note_leader(from, &frame);
+                }
                 self.with_core(s, |core, out| core.on_frame(from, frame, now, out));
             }
             conns::Read::Closed { gen, replica } => {

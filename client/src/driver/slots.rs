@@ -111,8 +111,8 @@ fn is_session(slots: &[Option<Slot>], s: usize, session: u64) -> bool {
 
 impl Driver {
     /// Starts client `client_id` at slot `s` (empty, or past the last), opening its session.
-    /// It tries first the replica its driver's other clients with a session use (they
-    /// found the leader), else the one its target names.
+    /// It tries first the replica that last answered one of the driver's clients with
+    /// success (`Driver::leader`), else the one its target names.
     pub(super) fn join(&mut self, s: usize, client_id: u64, re_tx: Arc<AtomicU64>) {
         let target = match &self.cfg.target {
             Target::Group {
@@ -122,12 +122,7 @@ impl Driver {
             } => CoreTarget::Group {
                 group: *group,
                 replicas: replicas.len(),
-                first: self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .find(|o| o.core.session().is_some())
-                    .map_or(*first, |o| o.core.current()),
+                first: self.leader.unwrap_or(*first),
             },
             // A random session: a restarted client never meets its predecessor's.
             Target::Direct { .. } => CoreTarget::Direct {
