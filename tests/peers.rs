@@ -5,13 +5,11 @@
 //! over the measured window, from /proc for ZooKeeper's JVMs, from `mason local`'s `cpu`
 //! lines for Mason's sequencers and proxies).
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{kill_group, spawn_reader, OutDir};
+use cluster::{run_mason_with, OutDir};
 
 /// One row of peers.csv: system, ops/s, p50, p99, server CPU per op, note.
 struct Row {
@@ -44,45 +42,15 @@ fn rows(csv: &str) -> Vec<Row> {
 #[test]
 fn mason_and_zookeeper_each_give_their_rate_and_their_servers_cpu_per_op() {
     let out = OutDir::new("peers");
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mason"))
-        .args(["experiment", "peers", "--systems", "mason,zookeeper"])
-        .args(["--warmup", "2", "--duration", "2", "--fsync", "off"])
-        .args([
-            "--clients",
-            "1",
-            "--client-threads",
-            "2",
-            "--concurrency",
-            "4",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("starting mason experiment peers");
-    let out_r = spawn_reader(child.stdout.take().expect("stdout"));
-    let err_r = spawn_reader(child.stderr.take().expect("stderr"));
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("waiting") {
-            break st;
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            kill_group(&child);
-            let _ = child.wait();
-            panic!("mason experiment peers still running after 180 s; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (
-        out_r.join().unwrap_or_default(),
-        err_r.join().unwrap_or_default(),
+    let dir = out.path().display().to_string();
+    let args = format!(
+        "experiment peers --systems mason,zookeeper --warmup 2 --duration 2 --fsync off \
+         --clients 1 --client-threads 2 --concurrency 4 --out {dir}"
     );
-    eprintln!("{stdout}");
-    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let (run, ()) = run_mason_with(&args, Duration::from_secs(180), || ());
+    let stdout = &run.stdout;
+    assert_eq!(run.code, Some(0), "{stdout}\n{}", run.stderr);
     assert!(
         stdout
             .lines()

@@ -138,19 +138,31 @@ pub fn run_local_with<T>(
     timeout: Duration,
     during: impl FnOnce() -> T,
 ) -> (RunResult, T) {
+    let out = out.display().to_string();
+    let mut all = vec!["local"];
+    all.extend_from_slice(args);
+    all.extend(["--out", out.as_str()]);
+    run_mason_with(&all, timeout, during)
+}
+
+/// Runs `mason <args>` in a process group of its own (`RUST_LOG=info`), runs `during` on
+/// this thread while it runs, then waits for it (at most `timeout` in all; past it the
+/// whole group is SIGKILLed and the test fails).
+pub fn run_mason_with<T>(
+    args: &[&str],
+    timeout: Duration,
+    during: impl FnOnce() -> T,
+) -> (RunResult, T) {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_mason"))
-        .arg("local")
         .args(args)
-        .arg("--out")
-        .arg(out)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .expect("starting mason local");
+        .expect("starting mason");
     let mut p = LocalProc {
         child,
         reaped: false,
@@ -159,7 +171,7 @@ pub fn run_local_with<T>(
     let err_r = spawn_reader(p.child.stderr.take().expect("stderr"));
     let got = during();
     let status = loop {
-        if let Some(st) = p.child.try_wait().expect("waiting for mason local") {
+        if let Some(st) = p.child.try_wait().expect("waiting for mason") {
             p.reaped = true;
             break st;
         }
@@ -170,7 +182,7 @@ pub fn run_local_with<T>(
             let stdout = out_r.join().unwrap_or_default();
             let stderr = err_r.join().unwrap_or_default();
             panic!(
-                "mason local {args:?} still running after {timeout:?}; killed it\n\
+                "mason {args:?} still running after {timeout:?}; killed it\n\
                  stdout:\n{stdout}\nstderr:\n{stderr}"
             );
         }
@@ -180,7 +192,7 @@ pub fn run_local_with<T>(
     let stderr = err_r.join().unwrap_or_default();
     let wall = started.elapsed();
     eprintln!(
-        "mason local {} took {:.2}s ({status})\nstdout:\n{stdout}",
+        "mason {} took {:.2}s ({status})\nstdout:\n{stdout}",
         args.join(" "),
         wall.as_secs_f64()
     );
