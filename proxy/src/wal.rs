@@ -1,9 +1,11 @@
 //! A proxy process's write-ahead log, shared by every group it hosts: one append-only log
 //! of records in segments (`<dir>/proxy.wal.<seq>`), each record holding one group's
 //! entries and hard state from one Raft ready, and per group its latest snapshot
-//! (`<dir>/g<G>.snap`, replaced atomically). One write and one fdatasync make durable
-//! every record staged meanwhile, whichever group staged it: group commit across the
-//! groups of a process, which syncs once where it synced once per group.
+//! (`<dir>/g<G>.snap`, replaced atomically). One write makes durable every record staged
+//! meanwhile, whichever group staged it: group commit across the groups of a process,
+//! which syncs once where it synced once per group. With fsync on that write is direct
+//! and synchronous (`O_DIRECT | O_DSYNC`, `wal/direct.rs`), or, where the file system
+//! refuses, a write to the page cache and an fdatasync.
 //!
 //! A snapshot is paired with a *reset* record that names it (its index and term) and holds
 //! the group's hard state and the entries after it. A group's replay starts at the last
@@ -37,11 +39,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+mod direct;
 mod frame;
 mod replay;
 #[cfg(test)]
 mod tests;
 
+use direct::Direct;
 use replay::{read_snapshot, Replay};
 
 /// The size past which the log starts a new segment and drops the older ones.
@@ -264,6 +268,9 @@ pub struct Wal {
     /// Preallocating (fsync on, and the file system can).
     prealloc: bool,
     fsync: bool,
+    /// With fsync on, the open segment's handle for direct, synchronous writes (none
+    /// where the file system refuses them: then a write is followed by an fdatasync).
+    direct: Option<Direct>,
     buf: Vec<u8>,
     tails: BTreeMap<u32, Tail>,
     segment_bytes: u64,
@@ -289,6 +296,8 @@ impl Wal {
         }
         let mut good = 0;
         let mut zeros_after = true;
+        // The last segment's bytes from the start of the block its last record ends in.
+        let mut tail = Vec::new();
         let mut chain = frame::Chain::default();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment(dir, seq);
@@ -302,6 +311,8 @@ impl Wal {
             let scanned = frame::records(&data, &path, i + 1 == seqs.len(), &mut chain)?;
             good = scanned.end as u64;
             zeros_after = data[scanned.end..].iter().all(|b| *b == 0);
+            let from = scanned.end - scanned.end % direct::BLOCK as usize;
+            tail = data[from..scanned.end].to_vec();
             for (offset, range) in scanned.records {
                 let rec = WalRecord::decode(&data[range]).map_err(|e| {
                     WalError::damaged(
@@ -365,6 +376,11 @@ impl Wal {
             }
         };
         let allocated = file.metadata()?.len();
+        let direct = if fsync {
+            Direct::open(&segment(dir, seq), &tail)
+        } else {
+            None
+        };
         let mut wal = Wal {
             dir: dir.to_path_buf(),
             seq,
@@ -374,6 +390,7 @@ impl Wal {
             allocated,
             prealloc: fsync,
             fsync,
+            direct,
             buf: Vec::new(),
             tails,
             segment_bytes: SEGMENT_BYTES,
@@ -480,20 +497,41 @@ impl Wal {
         if n > 0 {
             self.make_room(n as u64);
             frame::seal(&mut self.buf, self.next_write);
-            self.file.write_all_at(&self.buf, self.len)?;
+            if !self.write_direct()? {
+                self.file.write_all_at(&self.buf, self.len)?;
+                if self.fsync {
+                    self.file.sync_data()?;
+                }
+            }
             self.next_write += 1;
             self.buf.clear();
             self.len += n as u64;
-            if self.fsync {
-                self.file.sync_data()?;
-            }
         }
         Ok(n)
     }
 
-    /// With fsync on, preallocates the open segment ahead of the next `n` bytes.
+    /// Writes the sealed buffer through the direct handle, if there is one; whether it
+    /// did. A direct write refused as invalid (an alignment this device does not take)
+    /// drops the handle: this write and the later ones go through the page cache.
+    fn write_direct(&mut self) -> Result<bool, WalError> {
+        let Some(d) = self.direct.as_mut() else {
+            return Ok(false);
+        };
+        match d.write(self.len, &self.buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(error = %e, "wal: direct write refused; writing through the page cache and fdatasync");
+                self.direct = None;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// With fsync on, preallocates the open segment ahead of the next `n` bytes (to the
+    /// end of their block, which a direct write covers).
     fn make_room(&mut self, n: u64) {
-        let need = self.len + n;
+        let need = direct::whole_blocks(self.len + n);
         if self.prealloc && need > self.allocated {
             let grow = (need - self.allocated).max(PREALLOCATE);
             self.prealloc = preallocate(&self.file, self.allocated, grow);
@@ -535,6 +573,10 @@ impl Wal {
         self.seq = next;
         self.len = buf.len() as u64;
         self.reset_bytes = self.len;
+        if self.direct.is_some() {
+            let from = buf.len() - buf.len() % direct::BLOCK as usize;
+            self.direct = Direct::open(&segment(&self.dir, next), &buf[from..]);
+        }
         tracing::info!(
             segment = next,
             bytes = buf.len(),

@@ -25,17 +25,17 @@ impl WalMetrics {
         WalMetrics {
             sync: metrics::histogram(
                 "mason_proxy_wal_sync_seconds",
-                "Time to write one group commit's WAL records and fdatasync them once (the write alone with fsync off).",
+                "Time to make one group commit's WAL records durable: one direct synchronous write, or a write and an fdatasync where the file system takes no direct writes (the write alone with fsync off).",
                 metrics::LATENCY_BUCKETS,
             ),
             records: metrics::histogram(
                 "mason_proxy_wal_records_per_sync",
-                "WAL records (Raft readies, of any hosted group) that shared one write and fdatasync (group commit).",
+                "WAL records (Raft readies, of any hosted group) that shared one durable write (group commit).",
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
             ),
             groups: metrics::histogram(
                 "mason_proxy_wal_groups_per_sync",
-                "Hosted groups whose records shared one write and fdatasync.",
+                "Hosted groups whose records shared one durable write.",
                 &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0],
             ),
             bytes: metrics::counter(

@@ -2,10 +2,10 @@
 //! thread of its own), with group commit across groups: each replica's `Persist` and
 //! `Snapshot` actions queue here, in order, while the groups' tasks go on (a leader's
 //! entries are already on their way to its followers); every record that arrives, from
-//! any group, while a write and fdatasync are under way shares the next one. When a batch
-//! is durable, each group in it hears `Persisted(number)` for its last Raft ready there,
-//! and only then does it send what had to wait (acknowledgements, votes) and count its
-//! own write towards a commit. A group whose inbox is full hears it later (the latest
+//! any group, while a durable write is under way shares the next one (`wal.rs`). When a
+//! batch is durable, each group in it hears `Persisted(number)` for its last Raft ready
+//! there, and only then does it send what had to wait (acknowledgements, votes) and count
+//! its own write towards a commit. A group whose inbox is full hears it later (the latest
 //! number only), without holding up the writer or the other groups.
 //!
 //! A failed write or sync ends the process: acknowledging what is not durable would break

@@ -189,10 +189,31 @@ fn a_reset_without_its_snapshot_file_is_ignored() {
 /// drops the old ones; replay after many such rolls gives every group what it wrote.
 #[test]
 fn new_segments_carry_every_group_and_old_ones_go() {
+    rolls(false);
+}
+
+/// The same with fsync on, where the records go out as direct writes of whole blocks
+/// (`wal/direct.rs`), each segment's through a handle of its own.
+#[test]
+fn new_segments_carry_every_group_with_direct_writes() {
+    rolls(true);
+}
+
+/// Whether the file system under `dir` takes direct writes.
+fn takes_direct_writes(dir: &Path) -> bool {
+    let path = dir.join("probe");
+    std::fs::write(&path, []).unwrap();
+    let ok = direct::Direct::open(&path, &[]).is_some();
+    std::fs::remove_file(&path).unwrap();
+    ok
+}
+
+fn rolls(fsync: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let direct = fsync && takes_direct_writes(dir.path());
     let snap = snapshot(20, 1, b"g1 at 20");
     {
-        let (mut w, s) = open(dir.path(), &[0, 1, 2]);
+        let (mut w, s) = Wal::open(dir.path(), fsync, &[0, 1, 2], VOTERS.to_vec()).unwrap();
         w.set_segment_bytes(300);
         // Group 2 writes once and then stays idle: its tail must survive every roll.
         w.append(2, Some(&hs(5, 1)), &[entry(1, 5)]).unwrap();
@@ -210,6 +231,8 @@ fn new_segments_carry_every_group_and_old_ones_go() {
         }
         // A follower's log overwritten by a new leader, after a roll.
         w.append(0, Some(&hs(2, 38)), &[entry(39, 2)]).unwrap();
+        // No write fell back to the page cache (one refused would have).
+        assert_eq!(w.direct.is_some(), direct);
     }
     // Old segments go in the background.
     let mut segs = segments(dir.path()).unwrap();
@@ -222,7 +245,7 @@ fn new_segments_carry_every_group_and_old_ones_go() {
     }
     assert_eq!(segs.len(), 1, "old segments are removed: {segs:?}");
     assert!(segs[0] > 2, "{segs:?}");
-    let (_, s) = open(dir.path(), &[0, 1, 2]);
+    let (_, s) = Wal::open(dir.path(), fsync, &[0, 1, 2], VOTERS.to_vec()).unwrap();
     assert_eq!(s[&0].first_index().unwrap(), 1);
     assert_eq!(s[&0].last_index().unwrap(), 39);
     assert_eq!(s[&0].term(39).unwrap(), 2);
