@@ -1,15 +1,21 @@
 //! One connection's bounded outgoing queue ([`Outbox`]) and the task that writes it to the
-//! socket: frames queued while a write is in progress go out together, and a queue closed
-//! (or past its bound, for a peer that does not read) abandons even a blocked write.
+//! socket. A frame is encoded as it is sent, straight into the queue's buffer (a large
+//! encoded body is queued where it is, without a copy); the writer takes everything queued
+//! at once, so frames queued while a write is in progress go out together, in one
+//! (vectored) write. A queue closed (or past its bound, for a peer that does not read)
+//! abandons even a blocked write.
 
-use crate::codec::{CodecError, FrameCodec, Outgoing};
+use crate::codec::{CodecError, FrameCodec, Outgoing, PREFIX};
 use crate::msg::Frame;
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::SinkExt;
+use prost::Message as _;
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +36,41 @@ pub enum SendError {
     Full,
 }
 
+/// What is queued: whole chunks (large bodies, and what the sender framed), then the
+/// open buffer, into which frames are encoded as they are sent.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    open: BytesMut,
+    bytes: usize,
+}
+
+impl Queue {
+    /// Closes the open buffer into a chunk (before a chunk that must follow it).
+    fn close_open(&mut self) {
+        if !self.open.is_empty() {
+            let b = self.open.split().freeze();
+            self.chunks.push_back(b);
+        }
+    }
+
+    /// Everything queued, in order.
+    fn take(&mut self) -> Chunks {
+        self.close_open();
+        self.bytes = 0;
+        Chunks(std::mem::take(&mut self.chunks))
+    }
+}
+
+/// A body or framed bytes at least this large is queued as a chunk of its own (written
+/// from where it is) instead of copied into the open buffer.
+const CHUNK: usize = 4 << 10;
+
 struct OutboxInner {
-    tx: mpsc::UnboundedSender<(usize, Outgoing)>,
+    queue: Mutex<Queue>,
+    /// Wakes the writer when the queue goes from empty to not.
+    wake: Notify,
+    /// The queue's bytes, readable without the lock.
     queued: AtomicUsize,
     limit: usize,
     policy: Overflow,
@@ -46,6 +85,10 @@ impl OutboxInner {
         self.shut.store(true, Ordering::Relaxed);
         self.closed.cancel();
     }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The sending side of one connection's bounded outgoing queue; cheap to clone.
@@ -56,15 +99,14 @@ pub struct Outbox {
 
 /// The receiving side, held by the task that writes to the socket.
 pub struct OutboxRx {
-    rx: mpsc::UnboundedReceiver<(usize, Outgoing)>,
     inner: Arc<OutboxInner>,
 }
 
 /// A queue of at most `limit` bytes of frames to `peer`.
 pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let inner = Arc::new(OutboxInner {
-        tx,
+        queue: Mutex::new(Queue::default()),
+        wake: Notify::new(),
         queued: AtomicUsize::new(0),
         limit,
         policy,
@@ -76,20 +118,33 @@ pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx
         Outbox {
             inner: inner.clone(),
         },
-        OutboxRx { rx, inner },
+        OutboxRx { inner },
     )
 }
 
 impl Outbox {
-    /// Queues one frame (encoded by the writer, straight into its buffer).
+    /// Queues one frame, encoded at once into the queue's open buffer (no copy of the
+    /// frame is kept, and frames sent together go out in one write).
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
         let len = prost::Message::encoded_len(&frame);
-        self.queue(Outgoing::Frame(frame, len))
+        self.queue(PREFIX + len, |q| {
+            q.open.reserve(PREFIX + len);
+            q.open.put_u32(len as u32);
+            frame.encode_raw(&mut q.open);
+        })
     }
 
     /// Queues one frame given as its encoded body (encode once, send to many).
     pub fn send_body(&self, body: Bytes) -> Result<(), SendError> {
-        self.queue(Outgoing::Body(body))
+        self.queue(PREFIX + body.len(), |q| {
+            q.open.put_u32(body.len() as u32);
+            if body.len() >= CHUNK {
+                q.close_open();
+                q.chunks.push_back(body);
+            } else {
+                q.open.extend_from_slice(&body);
+            }
+        })
     }
 
     /// Queues whole frames framed by the sender (see [`crate::codec::encode_into`]): many
@@ -98,19 +153,27 @@ impl Outbox {
         if frames.is_empty() {
             return Ok(());
         }
-        self.queue(Outgoing::Framed(frames))
+        self.queue(frames.len(), |q| {
+            if frames.len() >= CHUNK {
+                q.close_open();
+                q.chunks.push_back(frames);
+            } else {
+                q.open.extend_from_slice(&frames);
+            }
+        })
     }
 
-    fn queue(&self, o: Outgoing) -> Result<(), SendError> {
+    /// Queues `n` bytes, put in by `put`, unless they would take the queue past its
+    /// bound (one frame larger than the bound still goes out alone: a snapshot, say).
+    fn queue(&self, n: usize, put: impl FnOnce(&mut Queue)) -> Result<(), SendError> {
         let i = &self.inner;
         if i.shut.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
-        let n = o.wire_len();
-        let queued = i.queued.fetch_add(n, Ordering::Relaxed) + n;
-        // One frame larger than the bound still goes out alone (a snapshot, say).
-        if queued > i.limit && queued > n {
-            i.queued.fetch_sub(n, Ordering::Relaxed);
+        let mut q = i.lock();
+        let queued = q.bytes + n;
+        if queued > i.limit && q.bytes > 0 {
+            drop(q);
             return match i.policy {
                 Overflow::Drop => Err(SendError::Full),
                 Overflow::Disconnect => {
@@ -125,10 +188,15 @@ impl Outbox {
                 }
             };
         }
-        i.tx.send((n, o)).map_err(|_| {
-            i.queued.fetch_sub(n, Ordering::Relaxed);
-            SendError::Closed
-        })
+        let was_empty = q.bytes == 0;
+        put(&mut q);
+        q.bytes = queued;
+        i.queued.store(queued, Ordering::Relaxed);
+        drop(q);
+        if was_empty {
+            i.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Closes the connection (its tasks end, the socket is shut down).
@@ -137,7 +205,7 @@ impl Outbox {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.inner.shut.load(Ordering::Relaxed) || self.inner.tx.is_closed()
+        self.inner.shut.load(Ordering::Relaxed)
     }
 
     /// Bytes queued and not yet written.
@@ -150,33 +218,31 @@ impl Outbox {
     }
 }
 
+/// With its writer gone, nothing more is queued.
+impl Drop for OutboxRx {
+    fn drop(&mut self) {
+        self.inner.shut();
+    }
+}
+
 impl OutboxRx {
-    /// The next frame to write (taken off the count of queued bytes). Closing is seen by
-    /// [`write_loop`], which stops waiting here.
-    async fn recv(&mut self) -> Option<Outgoing> {
-        let (n, o) = self.rx.recv().await?;
-        self.written(n);
-        Some(o)
+    /// Everything queued, taken off the queue (empty if nothing is).
+    fn take(&mut self) -> Chunks {
+        let mut q = self.inner.lock();
+        self.inner.queued.store(0, Ordering::Relaxed);
+        q.take()
     }
 
-    fn try_recv(&mut self) -> Option<Outgoing> {
-        let (n, o) = self.rx.try_recv().ok()?;
-        self.written(n);
-        Some(o)
-    }
-
-    /// The next queued frame, if any (for tests that stand in for a socket).
+    /// Everything queued, as whole frames, if anything is (for tests that stand in for a
+    /// socket).
     pub fn try_next(&mut self) -> Option<Outgoing> {
-        self.try_recv()
-    }
-
-    fn written(&self, n: usize) {
-        self.inner.queued.fetch_sub(n, Ordering::Relaxed);
+        let mut c = self.take();
+        (c.remaining() > 0).then(|| Outgoing::Framed(c.copy_to_bytes(c.remaining())))
     }
 
     /// Drops everything queued (a link that is down).
     pub(super) fn discard(&mut self) {
-        while self.try_recv().is_some() {}
+        self.take();
     }
 
     pub(super) fn closed(&self) -> CancellationToken {
@@ -207,19 +273,56 @@ async fn write_all_queued<W: AsyncWrite + Unpin>(
     wr: &mut FramedWrite<W, FrameCodec>,
     rx: &mut OutboxRx,
 ) -> Result<(), CodecError> {
-    while let Some(o) = rx.recv().await {
-        wr.feed(o).await?;
-        while wr.write_buffer().len() < COALESCE {
-            let Some(o) = rx.try_recv() else { break };
-            wr.feed(o).await?;
+    // Anything written through the codec before (a handshake) goes first.
+    SinkExt::<Outgoing>::flush(wr).await?;
+    let w = wr.get_mut();
+    loop {
+        let mut chunks = rx.take();
+        if chunks.remaining() == 0 {
+            // A send after the take above left a permit: no wake-up is lost.
+            rx.inner.wake.notified().await;
+            continue;
         }
-        SinkExt::<Outgoing>::flush(wr).await?;
+        w.write_all_buf(&mut chunks).await?;
+        w.flush().await?;
     }
-    Ok(())
 }
 
-/// Frames queued while a write is in progress go out together, up to this many bytes.
-const COALESCE: usize = 256 << 10;
+/// Queued chunks, written in order (several in one vectored write).
+struct Chunks(VecDeque<Bytes>);
+
+impl Buf for Chunks {
+    fn remaining(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.0.front().map_or(&[], |b| &b[..])
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.0.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.0.pop_front();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (b, d) in self.0.iter().zip(dst.iter_mut()) {
+            *d = IoSlice::new(b);
+            n += 1;
+        }
+        n
+    }
+}
 
 /// Spawns a task that writes what is queued on the returned [`Outbox`] to `wr` (at most
 /// `limit` bytes queued; past it, `policy` applies), until it closes or a write fails.
@@ -259,5 +362,79 @@ mod tests {
         assert!(rx.try_next().is_some());
         assert_eq!(o.queued(), 0);
         assert!(o.send_body(Bytes::from(vec![0u8; 10])).is_ok());
+    }
+
+    /// Frames sent every way (encoded at send, small and large encoded bodies, small and
+    /// large framed runs) come out of the socket whole and in the order sent, many per
+    /// write; after the writer is gone, sends are refused.
+    #[tokio::test]
+    async fn every_kind_of_send_comes_out_in_order() {
+        use crate::msg::{Body, Heartbeat};
+        use futures::StreamExt;
+        use tokio_util::codec::FramedRead;
+        let hb = |group| {
+            Frame::new(Body::Heartbeat(Heartbeat {
+                epoch: u64::from(group) << 40,
+                group,
+            }))
+        };
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (o, mut rx) = outbox(64 << 20, Overflow::Disconnect, "p".into());
+        let mut wr = FramedWrite::new(a, FrameCodec::new(usize::MAX));
+        let writer = tokio::spawn(async move {
+            let r = write_loop(&mut wr, &mut rx).await;
+            drop(rx);
+            r
+        });
+        let mut want = Vec::new();
+        let mut group = 0u32;
+        let mut next = |want: &mut Vec<u32>| {
+            group += 1;
+            want.push(group);
+            hb(group)
+        };
+        for round in 0..50 {
+            o.send(next(&mut want)).unwrap();
+            o.send_body(crate::codec::encode_body(&next(&mut want)))
+                .unwrap();
+            // A framed run: small, or past the size that is queued as a chunk of its own.
+            let n = if round % 2 == 0 { 3 } else { 400 };
+            let mut framed = BytesMut::new();
+            for _ in 0..n {
+                crate::codec::encode_into(&next(&mut want), &mut framed);
+            }
+            o.send_framed(framed.freeze()).unwrap();
+            if round % 3 == 0 {
+                // A body large enough to be a chunk of its own, between small frames.
+                let mut big = next(&mut want);
+                if let Some(Body::Heartbeat(h)) = &mut big.body {
+                    h.epoch = u64::MAX;
+                }
+                let body = crate::codec::encode_body(&big);
+                let mut padded = body.to_vec();
+                // Unknown fields make it large; the decoder skips them.
+                prost::encoding::bytes::encode(999, &vec![7u8; 5000], &mut padded);
+                o.send_body(Bytes::from(padded)).unwrap();
+            }
+            if round % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut rd = FramedRead::new(b, FrameCodec::new(1 << 20));
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), rd.next()).await {
+                Ok(Some(Ok(Frame {
+                    body: Some(Body::Heartbeat(h)),
+                }))) => got.push(h.group),
+                other => panic!("after {} frames: {other:?}", got.len()),
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(o.queued(), 0);
+        o.close();
+        let _ = writer.await;
+        assert!(o.is_closed());
+        assert_eq!(o.send(hb(1)), Err(SendError::Closed));
     }
 }
