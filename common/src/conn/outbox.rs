@@ -52,6 +52,11 @@ impl Queue {
             let b = self.open.split().freeze();
             self.chunks.push_back(b);
         }
+        // What is left of a buffer that grew large (a burst, a slow peer) would keep all
+        // of it alive once written: start a small one.
+        if self.open.capacity() > KEEP {
+            self.open = BytesMut::new();
+        }
     }
 
     /// Everything queued, in order.
@@ -61,6 +66,9 @@ impl Queue {
         Chunks(std::mem::take(&mut self.chunks))
     }
 }
+
+/// The open buffer's spare room kept across writes, at most.
+const KEEP: usize = 256 << 10;
 
 /// A body or framed bytes at least this large is queued as a chunk of its own (written
 /// from where it is) instead of copied into the open buffer.
