@@ -19,6 +19,8 @@ use std::path::Path;
 /// The alignment of a direct write's offset, length and buffer (a multiple of every
 /// common logical block size).
 pub(super) const BLOCK: u64 = 4096;
+/// The scratch buffer kept between writes, at most.
+const KEEP: usize = 1 << 20;
 
 pub(super) struct Direct {
     file: File,
@@ -70,6 +72,10 @@ impl Direct {
         let keep = ((len + records.len() as u64) % BLOCK) as usize;
         self.tail.clear();
         self.tail.extend_from_slice(&out[n - keep..n]);
+        if self.scratch.capacity() > KEEP {
+            // A large write (a reset carrying long tails) does not stay allocated.
+            self.scratch = Vec::new();
+        }
         Ok(())
     }
 }
