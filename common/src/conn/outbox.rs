@@ -110,7 +110,8 @@ pub struct OutboxRx {
     inner: Arc<OutboxInner>,
 }
 
-/// A queue of at most `limit` bytes of frames to `peer`.
+/// A queue of at most `limit` bytes of frames to `peer`. What the writer has taken and is
+/// still writing counts no more, so a connection holds at most twice `limit`.
 pub fn outbox(limit: usize, policy: Overflow, peer: String) -> (Outbox, OutboxRx) {
     let inner = Arc::new(OutboxInner {
         queue: Mutex::new(Queue::default()),
