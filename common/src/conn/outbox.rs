@@ -48,13 +48,14 @@ struct Queue {
 impl Queue {
     /// Closes the open buffer into a chunk (before a chunk that must follow it).
     fn close_open(&mut self) {
+        // A buffer that grew large (a burst, a slow peer) is not kept: what is left of it
+        // would keep all of it alive once written.
+        let grown = self.open.capacity() > KEEP;
         if !self.open.is_empty() {
             let b = self.open.split().freeze();
             self.chunks.push_back(b);
         }
-        // What is left of a buffer that grew large (a burst, a slow peer) would keep all
-        // of it alive once written: start a small one.
-        if self.open.capacity() > KEEP {
+        if grown {
             self.open = BytesMut::new();
         }
     }
@@ -62,12 +63,14 @@ impl Queue {
     /// Everything queued, in order.
     fn take(&mut self) -> Chunks {
         self.close_open();
-        self.bytes = 0;
-        Chunks(std::mem::take(&mut self.chunks))
+        Chunks {
+            bufs: std::mem::take(&mut self.chunks),
+            left: std::mem::take(&mut self.bytes),
+        }
     }
 }
 
-/// The open buffer's spare room kept across writes, at most.
+/// The open buffer's size kept across writes, at most.
 const KEEP: usize = 256 << 10;
 
 /// A body or framed bytes at least this large is queued as a chunk of its own (written
@@ -136,6 +139,18 @@ impl Outbox {
     /// frame is kept, and frames sent together go out in one write).
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
         let len = prost::Message::encoded_len(&frame);
+        if PREFIX + len >= CHUNK {
+            // A large frame (a Raft snapshot, say) is encoded outside the lock, into a
+            // chunk of its own.
+            let mut b = BytesMut::with_capacity(PREFIX + len);
+            b.put_u32(len as u32);
+            frame.encode_raw(&mut b);
+            let b = b.freeze();
+            return self.queue(PREFIX + len, |q| {
+                q.close_open();
+                q.chunks.push_back(b);
+            });
+        }
         self.queue(PREFIX + len, |q| {
             q.open.reserve(PREFIX + len);
             q.open.put_u32(len as u32);
@@ -180,6 +195,11 @@ impl Outbox {
             return Err(SendError::Closed);
         }
         let mut q = i.lock();
+        // Checked again under the lock: the writer empties the queue when it ends, and
+        // what is queued after that would stay until the last sender is gone.
+        if i.shut.load(Ordering::Relaxed) {
+            return Err(SendError::Closed);
+        }
         let queued = q.bytes + n;
         if queued > i.limit && q.bytes > 0 {
             drop(q);
@@ -227,10 +247,10 @@ impl Outbox {
     }
 }
 
-/// With its writer gone, nothing more is queued.
+/// With its writer gone, nothing more is queued, and what was is dropped.
 impl Drop for OutboxRx {
     fn drop(&mut self) {
-        self.inner.shut();
+        self.shut();
     }
 }
 
@@ -258,9 +278,12 @@ impl OutboxRx {
         self.inner.closed.clone()
     }
 
-    /// Closes the queue (its writer is done).
-    pub(super) fn shut(&self) {
+    /// Closes the queue (its writer is done) and drops what it holds: senders may keep
+    /// their handles for long.
+    pub(super) fn shut(&mut self) {
         self.inner.shut();
+        self.take();
+        self.inner.lock().open = BytesMut::new();
     }
 }
 
@@ -297,21 +320,26 @@ async fn write_all_queued<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Queued chunks, written in order (several in one vectored write).
-struct Chunks(VecDeque<Bytes>);
+/// Queued chunks, written in order (several in one vectored write), and their bytes.
+struct Chunks {
+    bufs: VecDeque<Bytes>,
+    left: usize,
+}
 
 impl Buf for Chunks {
     fn remaining(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
+        self.left
     }
 
     fn chunk(&self) -> &[u8] {
-        self.0.front().map_or(&[], |b| &b[..])
+        self.bufs.front().map_or(&[], |b| &b[..])
     }
 
-    fn advance(&mut self, mut n: usize) {
+    fn advance(&mut self, n: usize) {
+        let mut n = n.min(self.left);
+        self.left -= n;
         while n > 0 {
-            let Some(front) = self.0.front_mut() else {
+            let Some(front) = self.bufs.front_mut() else {
                 return;
             };
             if n < front.len() {
@@ -319,13 +347,13 @@ impl Buf for Chunks {
                 return;
             }
             n -= front.len();
-            self.0.pop_front();
+            self.bufs.pop_front();
         }
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (b, d) in self.0.iter().zip(dst.iter_mut()) {
+        for (b, d) in self.bufs.iter().zip(dst.iter_mut()) {
             *d = IoSlice::new(b);
             n += 1;
         }
@@ -445,5 +473,37 @@ mod tests {
         let _ = writer.await;
         assert!(o.is_closed());
         assert_eq!(o.send(hb(1)), Err(SendError::Closed));
+    }
+
+    /// A queue whose writer is gone holds nothing, though senders keep their handles; and
+    /// a buffer that grew large for a burst is not kept once written.
+    #[test]
+    fn nothing_is_held_past_its_write_or_its_writer() {
+        use crate::msg::{Body, Heartbeat};
+        let hb = || Frame::new(Body::Heartbeat(Heartbeat { epoch: 1, group: 2 }));
+        let (o, mut rx) = outbox(64 << 20, Overflow::Disconnect, "p".into());
+        for _ in 0..50_000 {
+            o.send(hb()).unwrap();
+        }
+        assert!(o.inner.lock().open.capacity() > KEEP);
+        let taken = rx.take();
+        assert_eq!(taken.remaining(), o_len(&hb()) * 50_000);
+        drop(taken);
+        assert_eq!(
+            o.inner.lock().open.capacity(),
+            0,
+            "the burst's buffer is kept"
+        );
+        for _ in 0..1000 {
+            o.send(hb()).unwrap();
+        }
+        drop(rx);
+        assert_eq!(o.send(hb()), Err(SendError::Closed));
+        let q = o.inner.lock();
+        assert!(q.chunks.is_empty() && q.bytes == 0 && q.open.capacity() == 0);
+    }
+
+    fn o_len(f: &Frame) -> usize {
+        PREFIX + prost::Message::encoded_len(f)
     }
 }

@@ -203,7 +203,7 @@ fn new_segments_carry_every_group_with_direct_writes() {
 fn takes_direct_writes(dir: &Path) -> bool {
     let path = dir.join("probe");
     std::fs::write(&path, []).unwrap();
-    let ok = direct::Direct::open(&path, &[]).is_some();
+    let ok = direct::Direct::open(&path, &[]).is_some_and(|mut d| d.write(0, b"probe").is_ok());
     std::fs::remove_file(&path).unwrap();
     ok
 }
