@@ -97,7 +97,12 @@ mod tests {
         let mut log = Vec::new();
         for (i, n) in [10usize, 4000, 100, 5000].into_iter().enumerate() {
             let rec = vec![i as u8 + 1; n];
-            d.write(log.len() as u64, &rec).unwrap();
+            match d.write(log.len() as u64, &rec) {
+                Ok(()) => {}
+                // Opened, but its writes refused (the log falls back the same way).
+                Err(e) if i == 0 && e.raw_os_error() == Some(libc::EINVAL) => return,
+                Err(e) => panic!("write {i}: {e}"),
+            }
             log.extend_from_slice(&rec);
         }
         let back = std::fs::read(&path).unwrap();
