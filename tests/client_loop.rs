@@ -489,37 +489,31 @@ fn a_client_joining_a_pool_goes_where_its_pool_found_the_leader() {
             .unwrap_or_else(|e| panic!("{who}: {e:?}"))
         };
         let reg = |i: usize| counts[i].load(Ordering::SeqCst);
-        let a = pool.join(1);
-        let m = op(a.clone(), "a").await;
-        assert_eq!((m.session, m.seq), (1, 1));
-        assert_eq!(
-            (reg(0), reg(1)),
-            (1, 1),
-            "a: redirected once, then registered"
-        );
-        assert_eq!(a.retransmissions(), 1, "a's registration, sent again");
-        let b = pool.join(2);
-        let m = op(b.clone(), "b").await;
-        assert_eq!((m.session, m.seq), (2, 1));
-        assert_eq!(
-            (reg(0), reg(1)),
+        // Client `id` joins the pool and its first op is answered; then the registrations
+        // each replica has seen in all, and this client's re-sends, are as `why` says.
+        let joined = |id: u64, regs: (u64, u64), resent: u64, why: &'static str| {
+            let c = pool.join(id);
+            async move {
+                let m = op(c.clone(), why).await;
+                assert_eq!((m.session, m.seq), (id, 1), "{why}");
+                assert_eq!((reg(0), reg(1)), regs, "{why}");
+                assert_eq!(c.retransmissions(), resent, "{why}: re-sent");
+                c
+            }
+        };
+        let a = joined(1, (1, 1), 1, "a: redirected once, then registered").await;
+        joined(
+            2,
             (1, 2),
-            "b went to the leader its pool knows, not to the target's first"
-        );
-        assert_eq!(b.retransmissions(), 0, "b sent nothing twice");
+            0,
+            "b went to the leader its pool knows, not to the target's first",
+        )
+        .await;
         // The lead moves to replica 0: a's next op is sent back there, and answered; then
         // a new client goes straight to replica 0.
         leader.store(0, Ordering::SeqCst);
         let m = op(a.clone(), "a, after the lead moved").await;
         assert_eq!(m.seq, 2);
-        let c = pool.join(3);
-        let m = op(c.clone(), "c").await;
-        assert_eq!((m.session, m.seq), (3, 1));
-        assert_eq!(
-            (reg(0), reg(1)),
-            (2, 2),
-            "c went to where a found the new leader"
-        );
-        assert_eq!(c.retransmissions(), 0, "c sent nothing twice");
+        joined(3, (2, 2), 0, "c went to where a found the new leader").await;
     });
 }
