@@ -14,6 +14,7 @@
 //! Clients open sessions through the log first (`clients`), and ops are deduplicated per
 //! session.
 
+mod answers;
 mod apply;
 mod batching;
 mod clients;
@@ -134,7 +135,7 @@ pub(crate) struct Applied {
     /// session, as negotiated from its createSession request (0: the group's timeout).
     timeout_us: u64,
     max_seq: u64,
-    answers: BTreeMap<u64, OpAnswer>,
+    answers: answers::Answers,
     /// Bytes of the ZooKeeper replies in `answers`.
     answer_bytes: usize,
 }
@@ -253,8 +254,10 @@ pub struct Replica {
     tree: Option<mason_zk::DataTree>,
     feed: feed::KeeperFeed,
     last_batch_id: u64,
-    /// Open client sessions by id (applied state).
-    sessions: HashMap<u64, Applied>,
+    /// Open client sessions by id (applied state). Looked up twice per op, so hashed with
+    /// FxHash: the ids are the group's own counter, not a client's choice, so no client
+    /// can pick keys that collide.
+    sessions: HashMap<u64, Applied, fxhash::FxBuildHasher>,
     /// The next session id's counter (applied state).
     next_session: u64,
     leader: Option<Leader>,
@@ -333,7 +336,7 @@ impl Replica {
             tree: cfg.keeper.then(mason_zk::DataTree::new),
             feed: Default::default(),
             last_batch_id: 0,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             next_session: 1,
             leader: None,
             promised: 1,

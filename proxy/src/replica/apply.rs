@@ -96,7 +96,7 @@ impl Replica {
             let dup = match self.cfg.mutant {
                 Some(Mutant::NoDedup) => false,
                 // Ops come in any order: a dup is one already answered.
-                Some(Mutant::NoHoldBack) => a.answers.contains_key(&o.client_seq),
+                Some(Mutant::NoHoldBack) => a.answers.contains(o.client_seq),
                 _ => o.client_seq <= a.max_seq,
             };
             if dup {
@@ -189,7 +189,7 @@ impl Replica {
             let cached = self
                 .sessions
                 .get(&o.session)
-                .and_then(|a| a.answers.get(&o.client_seq));
+                .and_then(|a| a.answers.get(o.client_seq));
             if let (Some(lc), Some(a)) = (l.clients.get(&o.session), cached) {
                 out.push(Action::Reply {
                     conn: lc.conn,
@@ -221,8 +221,8 @@ impl Applied {
     /// replies (a retry of one forgotten is told its session expired).
     fn forget_answers(&mut self, acked_below: u64) {
         let keep = (2 * self.window as usize).max(super::clients::MIN_ANSWERS);
-        while self.answers.first_key_value().is_some_and(|(seq, _)| {
-            *seq < acked_below || self.answers.len() > keep || self.answer_bytes > MAX_ANSWER_BYTES
+        while self.answers.first().is_some_and(|seq| {
+            seq < acked_below || self.answers.len() > keep || self.answer_bytes > MAX_ANSWER_BYTES
         }) {
             if let Some((_, a)) = self.answers.pop_first() {
                 self.answer_bytes = self.answer_bytes.saturating_sub(a.result.len());

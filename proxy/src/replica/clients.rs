@@ -238,7 +238,7 @@ impl Replica {
         let no_hold_back = self.cfg.mutant == Some(Mutant::NoHoldBack);
         if no_hold_back {
             // The mutant batches ops as they come, in any order (each once).
-            if let Some(a) = applied.answers.get(&op.client_seq) {
+            if let Some(a) = applied.answers.get(op.client_seq) {
                 let reply = Self::answered(op.session, op.client_seq, a);
                 self.answer_after_log(conn, reply, out);
                 return;
@@ -256,7 +256,7 @@ impl Replica {
             return;
         }
         if op.client_seq <= applied.max_seq && !no_dedup {
-            let reply = match applied.answers.get(&op.client_seq) {
+            let reply = match applied.answers.get(op.client_seq) {
                 Some(a) => Self::answered(op.session, op.client_seq, a),
                 // Bound, and its answer forgotten (the client said it held it, or kept too
                 // many): the session cannot be trusted to be in step; it must start anew.

@@ -109,7 +109,7 @@ impl Replica {
                     .answers
                     .iter()
                     .map(|(seq, a)| Answer {
-                        seq: *seq,
+                        seq,
                         mask: a.mask,
                         numbers: a.numbers.clone(),
                         result: a.result.clone(),

@@ -333,7 +333,7 @@ impl Replica {
             let cached = self
                 .sessions
                 .get(&o.session)
-                .and_then(|a| a.answers.get(&o.client_seq));
+                .and_then(|a| a.answers.get(o.client_seq));
             if let (Some(lc), Some(a)) = (l.clients.get(&o.session), cached) {
                 again.push((lc.conn, Replica::answered(o.session, o.client_seq, a)));
             }
