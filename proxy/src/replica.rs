@@ -39,6 +39,9 @@ use crate::recorded::Recorded;
 use crate::store::Store;
 use bytes::Bytes;
 pub use clients::Incoming;
+
+/// A table keyed by session ids that the group assigned (see `Replica::sessions`).
+type SessionMap<V> = HashMap<u64, V, fxhash::FxBuildHasher>;
 use mason_common::logmsg::LogWrite;
 use mason_common::msg::{epoch_owner, Body, ClientReply, GetSeq, Registered, SeqReply};
 use mason_common::record::BoundBatch;
@@ -202,7 +205,8 @@ struct Leader {
     inflight: VecDeque<Inflight>,
     open: VecDeque<OpEntry>,
     open_since: u64,
-    clients: BTreeMap<u64, LeaderClient>,
+    /// By session id (FxHash, as `Replica::sessions`: ids of sessions that applied).
+    clients: SessionMap<LeaderClient>,
     /// Ops and registrations that came before this leader started.
     waiting: Vec<(ConnId, clients::Incoming)>,
     /// Bytes of client payloads in `waiting`, `open` and held ops.
@@ -213,8 +217,9 @@ struct Leader {
     to_open: Vec<Opening>,
     opening: BTreeMap<(u64, u64), ConnId>,
     /// When each session last sent an op (this leader's clock); sessions idle longer than
-    /// the timeout are closed through the log.
-    last_seen: HashMap<u64, u64>,
+    /// the timeout are closed through the log. (FxHash also makes which idle sessions
+    /// close first the same in every run of a seed.)
+    last_seen: SessionMap<u64>,
     next_expiry_check: u64,
     /// The switch this leader proposed last (proposed once per epoch and ballot).
     proposed_switch: Option<(u64, u64)>,
@@ -257,7 +262,7 @@ pub struct Replica {
     /// Open client sessions by id (applied state). Looked up twice per op, so hashed with
     /// FxHash: the ids are the group's own counter, not a client's choice, so no client
     /// can pick keys that collide.
-    sessions: HashMap<u64, Applied, fxhash::FxBuildHasher>,
+    sessions: SessionMap<Applied>,
     /// The next session id's counter (applied state).
     next_session: u64,
     leader: Option<Leader>,

@@ -2,13 +2,12 @@
 //! flight), and proposing answered batches through Raft in batch-id order. An answer that
 //! does not cover its batch makes the leader restart its leadership instead of binding.
 
-use super::{Action, Inflight, LeaderClient, OpAnswer, Replica, Stage};
+use super::{Action, Inflight, LeaderClient, OpAnswer, Replica, SessionMap, Stage};
 use crate::config::Mutant;
 use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
 use mason_common::types::SpaceMask;
 use prost::Message as _;
-use std::collections::BTreeMap;
 
 impl Replica {
     pub(super) fn close_batches(&mut self, out: &mut Vec<Action>) {
@@ -163,7 +162,7 @@ fn answer_early(
     ops: &[OpEntry],
     id: u64,
     reply: &SeqReply,
-    clients: &BTreeMap<u64, LeaderClient>,
+    clients: &SessionMap<LeaderClient>,
     out: &mut Vec<Action>,
 ) {
     let entry = BatchEntry {

@@ -9,7 +9,7 @@ use crate::config::Mutant;
 use bytes::Bytes;
 use mason_common::msg::{ClientReply, GetSeq, ReplyStatus};
 use mason_common::types::SpaceMask;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 impl Replica {
     pub(super) fn sync_role(&mut self, out: &mut Vec<Action>) {
@@ -31,13 +31,13 @@ impl Replica {
                 inflight: VecDeque::new(),
                 open: VecDeque::new(),
                 open_since: self.now,
-                clients: BTreeMap::new(),
+                clients: Default::default(),
                 waiting: Vec::new(),
                 queued_bytes: 0,
                 seq_watermarks: Vec::new(),
                 to_open: Vec::new(),
                 opening: BTreeMap::new(),
-                last_seen: HashMap::new(),
+                last_seen: Default::default(),
                 next_expiry_check: self.now
                     + clients::MIN_ZK_SESSION_US.min(self.cfg.session_timeout_us),
                 proposed_switch: None,
