@@ -134,6 +134,16 @@ pub struct Numbered {
 }
 
 impl BatchEntry {
+    /// This batch as a log entry's bytes (`LogEntry { kind: Batch(self) }`), encoded
+    /// without giving the batch up.
+    pub fn log_entry_bytes(&self) -> Vec<u8> {
+        const BATCH_TAG: u32 = 1;
+        let len = prost::encoding::message::encoded_len(BATCH_TAG, self);
+        let mut buf = Vec::with_capacity(len);
+        prost::encoding::message::encode(BATCH_TAG, self, &mut buf);
+        buf
+    }
+
     /// The record of what this batch bound, for `group`, listing only `ops` (the ops that
     /// were applied; duplicates are left out and their numbers become noops).
     pub fn bound(&self, group: u32, ops: &[&OpEntry]) -> BoundBatch {
@@ -179,5 +189,49 @@ impl BatchEntry {
             });
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use prost::Message as _;
+
+    /// A batch's own encoding is the log entry's, and decodes back to it.
+    #[test]
+    fn a_batch_encodes_as_its_log_entry() {
+        let b = BatchEntry {
+            epoch: 3,
+            batch_id: 9,
+            space_mask: 0b101,
+            bases: vec![10, 20],
+            counts: vec![2, 1],
+            ops: vec![
+                OpEntry {
+                    session: 7,
+                    client_seq: 1,
+                    space_mask: 0b1,
+                    payload: Bytes::from_static(b"abc"),
+                    ..Default::default()
+                },
+                OpEntry {
+                    session: 8,
+                    client_seq: 4,
+                    space_mask: 0b101,
+                    ..Default::default()
+                },
+            ],
+            watermarks: vec![5],
+            log_done_below: 2,
+            time_ms: 1234,
+        };
+        let whole = LogEntry {
+            kind: Some(Kind::Batch(b.clone())),
+        }
+        .encode_to_vec();
+        assert_eq!(b.log_entry_bytes(), whole);
+        let back = LogEntry::decode(&whole[..]).map(|e| e.kind);
+        assert_eq!(back.ok().flatten(), Some(Kind::Batch(b)));
     }
 }

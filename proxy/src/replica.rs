@@ -34,7 +34,7 @@ mod zkexpire;
 pub use gauges::Gauges;
 
 pub use crate::config::{Mutant, ReplicaConfig};
-use crate::entry::OpEntry;
+use crate::entry::{BatchEntry, OpEntry};
 use crate::recorded::Recorded;
 use crate::store::Store;
 use bytes::Bytes;
@@ -163,9 +163,18 @@ impl OpAnswer {
 }
 
 enum Stage {
-    Requested { sent_at: u64 },
+    Requested {
+        sent_at: u64,
+    },
     Answered(SeqReply),
-    Proposed,
+    /// Appended to this leader's log at `index` in `term`: the entry is kept as proposed,
+    /// so that applying it here takes it instead of decoding it again (an entry of that
+    /// index and term can only be this one: Raft's log matching).
+    Proposed {
+        index: u64,
+        term: u64,
+        entry: Option<BatchEntry>,
+    },
 }
 
 struct Inflight {

@@ -20,6 +20,11 @@ impl Replica {
                 continue;
             }
             let from = out.len();
+            if let Some(b) = self.take_proposed(e.index, e.term) {
+                self.apply_batch(b, out);
+                self.after_entry(e.index, from, out);
+                continue;
+            }
             match LogEntry::decode(&e.data[..]) {
                 Ok(LogEntry {
                     kind: Some(Kind::Batch(b)),
@@ -40,14 +45,34 @@ impl Replica {
                     tracing::error!(group = self.cfg.group, index = e.index, error = %err, "undecodable entry")
                 }
             }
-            for a in &mut out[from..] {
-                if let Action::Bound(b) = a {
-                    b.index = e.index;
-                }
-            }
-            self.deliver_to_log(e.index, from, out);
-            self.deliver_to_zk(e.index, from, out);
+            self.after_entry(e.index, from, out);
         }
+    }
+
+    /// The batch this leader proposed at `index` in `term`, as it proposed it, if it kept
+    /// it there (see [`super::Stage::Proposed`]).
+    fn take_proposed(&mut self, index: u64, term: u64) -> Option<BatchEntry> {
+        let l = self.leader.as_mut()?;
+        l.inflight.iter_mut().find_map(|b| match &mut b.stage {
+            super::Stage::Proposed {
+                index: i,
+                term: t,
+                entry,
+            } if *i == index && *t == term => entry.take(),
+            _ => None,
+        })
+    }
+
+    /// What follows the entry at `index` whose actions start at `out[from]`: its bound
+    /// batch gets its index, and its ops go to the log or ZooKeeper.
+    fn after_entry(&mut self, index: u64, from: usize, out: &mut Vec<Action>) {
+        for a in &mut out[from..] {
+            if let Action::Bound(b) = a {
+                b.index = index;
+            }
+        }
+        self.deliver_to_log(index, from, out);
+        self.deliver_to_zk(index, from, out);
     }
 
     fn apply_batch(&mut self, b: BatchEntry, out: &mut Vec<Action>) {

@@ -4,10 +4,9 @@
 
 use super::{Action, Inflight, LeaderClient, OpAnswer, Replica, SessionMap, Stage};
 use crate::config::Mutant;
-use crate::entry::{BatchEntry, Kind, LogEntry, OpEntry};
+use crate::entry::{BatchEntry, OpEntry};
 use mason_common::msg::{GetSeq, SeqReply, SeqStatus};
 use mason_common::types::SpaceMask;
-use prost::Message as _;
 
 impl Replica {
     pub(super) fn close_batches(&mut self, out: &mut Vec<Action>) {
@@ -103,7 +102,7 @@ impl Replica {
         if let Some(l) = self.leader.as_mut() {
             for b in l.inflight.iter_mut() {
                 let reply = match &b.stage {
-                    Stage::Proposed => continue,
+                    Stage::Proposed { .. } => continue,
                     Stage::Requested { .. } => break,
                     Stage::Answered(r) => r.clone(),
                 };
@@ -128,23 +127,28 @@ impl Replica {
                     space_mask: reply.space_mask,
                     bases: reply.bases.clone(),
                     counts: reply.counts.clone(),
-                    ops: b.ops.clone(),
+                    ops: std::mem::take(&mut b.ops),
                     watermarks,
                     log_done_below,
                     time_ms,
                 };
-                let data = LogEntry {
-                    kind: Some(Kind::Batch(entry)),
-                }
-                .encode_to_vec();
+                let data = entry.log_entry_bytes();
+                let last = self.node.raft.raft_log.last_index();
                 if let Err(e) = self.node.propose(Vec::new(), data) {
                     tracing::debug!(group = self.cfg.group, error = %e, "proposal dropped");
+                    b.ops = entry.ops;
                     break;
                 }
-                b.stage = Stage::Proposed;
                 if self.cfg.mutant == Some(Mutant::AnswerBeforeCommit) {
-                    answer_early(&b.ops, b.id, &reply, &l.clients, out);
+                    answer_early(&entry.ops, b.id, &reply, &l.clients, out);
                 }
+                let index = self.node.raft.raft_log.last_index();
+                b.stage = Stage::Proposed {
+                    index,
+                    term: self.node.raft.term,
+                    // Kept only if the proposal is the one entry the log gained.
+                    entry: (index == last + 1).then_some(entry),
+                };
             }
         }
         if restart {

@@ -35,7 +35,7 @@ impl Replica {
             !l.open.is_empty()
                 || l.inflight
                     .iter()
-                    .any(|b| !matches!(b.stage, super::Stage::Proposed))
+                    .any(|b| !matches!(b.stage, super::Stage::Proposed { .. }))
         });
         if !coming {
             self.commit_told = committed;
