@@ -293,12 +293,17 @@ struct Driver {
     /// Which slot a session is (a cache: checked against the slot's core).
     by_session: HashMap<u64, usize>,
     conns: conns::Conns,
-    /// The cores' actions still to carry out: by slot, with the core's move count when it
-    /// asked (a send asked for before a later move is dropped).
-    queue: Vec<(usize, u64, ClientAction)>,
+    /// The cores' answers still to hand over, by slot. (Their sends go out as they are
+    /// asked for, in [`Driver::with_core`].)
+    queue: Vec<(usize, ClientAction)>,
+    /// Sends that found their replica unreachable, by slot: the core hears so in `apply`.
+    unreachable: Vec<(usize, usize)>,
     /// A buffer the cores write their actions into.
     buf: Vec<ClientAction>,
     start: Instant,
+    /// The clock read once per turn (what arrived together was answered together), and
+    /// as microseconds since `start`; cleared when the turn ends.
+    clock: std::cell::Cell<Option<(Instant, u64)>>,
     /// The replica that last answered one of its clients' ops or registrations with
     /// success, over a connection that counts for that client (cleared when it says "not
     /// leader"): where a client that joins a pool tries first.
@@ -328,16 +333,30 @@ impl Driver {
             leader: None,
             conns,
             queue: Vec::new(),
+            unreachable: Vec::new(),
             buf: Vec::new(),
             start: Instant::now(),
+            clock: std::cell::Cell::new(None),
         }
     }
 
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    /// This turn's time: the clock is read at its first use in a turn.
+    fn now(&self) -> (Instant, u64) {
+        if let Some(c) = self.clock.get() {
+            return c;
+        }
+        let at = Instant::now();
+        let us = u64::try_from(at.duration_since(self.start).as_micros()).unwrap_or(u64::MAX);
+        self.clock.set(Some((at, us)));
+        (at, us)
     }
 
-    /// Runs `f` on slot `s`'s core, queueing the actions it asks for.
+    fn now_us(&self) -> u64 {
+        self.now().1
+    }
+
+    /// Runs `f` on slot `s`'s core: the frames it sends go out now, its answers are
+    /// queued for `apply`.
     fn with_core(&mut self, s: usize, f: impl FnOnce(&mut ClientCore, &mut Vec<ClientAction>)) {
         let Some(slot) = self.slots.get_mut(s).and_then(Option::as_mut) else {
             return;
@@ -345,12 +364,24 @@ impl Driver {
         f(&mut slot.core, &mut self.buf);
         let moves = slot.core.moves();
         if moves != slot.moves {
-            // Connections are only dialled in `apply`, after this (numbered as their dial
-            // starts): the next one is the first made since the move.
+            // Connections are only dialled by the sends below, after this (numbered as
+            // their dial starts): the next one is the first made since the move.
             slot.moves = moves;
             slot.fresh_from = self.conns.next_gen();
         }
-        self.queue.extend(self.buf.drain(..).map(|a| (s, moves, a)));
+        let (current, fresh_from) = (slot.core.current(), slot.fresh_from);
+        for a in self.buf.drain(..) {
+            match a {
+                ClientAction::Send { to, frame } if to == current => {
+                    if !self.conns.send(to, fresh_from, frame) {
+                        self.unreachable.push((s, to));
+                    }
+                }
+                // For a replica the core left while it ran: dropped.
+                ClientAction::Send { .. } => {}
+                done => self.queue.push((s, done)),
+            }
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(usize, Ev)>, period: Duration) {
@@ -386,6 +417,7 @@ impl Driver {
                 }
             }
             self.apply();
+            self.clock.set(None);
         }
     }
 
@@ -481,7 +513,7 @@ impl Driver {
                     stopped: false,
                     done: Some(done),
                 });
-                let at = Instant::now();
+                let at = self.now().0;
                 for _ in 0..slots {
                     self.loop_next(s, now, at);
                 }
@@ -529,11 +561,13 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Some(Waiter::Loop(sent)) => {
-                let now = Instant::now();
+                let (now, now_us) = self.now();
+                let Some(slot) = self.slot_mut(s) else {
+                    return;
+                };
                 if let Some(l) = slot.looping.as_mut() {
                     l.pending = l.pending.saturating_sub(1);
                     l.lp.answered(sent, now, result);
-                    let now_us = self.now_us();
                     self.loop_next(s, now_us, now);
                     self.loop_maybe_done(s);
                 }
@@ -542,28 +576,22 @@ impl Driver {
         }
     }
 
-    /// Carries out the cores' actions (and those they lead to) until none are left.
+    /// Hands over the cores' answers, and tells them of unreachable replicas (and so on,
+    /// for what those lead to) until nothing is left.
     fn apply(&mut self) {
         let mut acts = Vec::new();
-        while !self.queue.is_empty() {
+        loop {
+            for (s, to) in std::mem::take(&mut self.unreachable) {
+                let now = self.now_us();
+                self.with_core(s, |core, out| core.on_unreachable(to, now, out));
+            }
+            if self.queue.is_empty() {
+                break;
+            }
             std::mem::swap(&mut self.queue, &mut acts);
-            for (s, asked_at, a) in acts.drain(..) {
-                let Some(slot) = self.slot_mut(s) else {
-                    continue;
-                };
-                let moves = slot.core.moves();
-                match a {
-                    ClientAction::Done { id, result } => self.finish(s, id, result),
-                    // Sent for a replica the core has since left: skip it.
-                    ClientAction::Send { to, .. }
-                        if to != slot.core.current() || asked_at != moves => {}
-                    ClientAction::Send { to, frame } => {
-                        let fresh_from = slot.fresh_from;
-                        if !self.conns.send(to, fresh_from, frame) {
-                            let now = self.now_us();
-                            self.with_core(s, |core, out| core.on_unreachable(to, now, out));
-                        }
-                    }
+            for (s, a) in acts.drain(..) {
+                if let ClientAction::Done { id, result } = a {
+                    self.finish(s, id, result);
                 }
             }
         }

@@ -155,7 +155,8 @@ impl Driver {
         if let Some(slot) = self.slots.get_mut(s) {
             *slot = None;
         }
-        self.queue.retain(|(q, _, _)| *q != s);
+        self.queue.retain(|(q, _)| *q != s);
+        self.unreachable.retain(|(q, _)| *q != s);
         self.by_session.retain(|_, v| *v != s);
         while self.slots.last().is_some_and(Option::is_none) {
             self.slots.pop();
