@@ -40,7 +40,10 @@ use tokio::sync::mpsc;
 mod group;
 mod links;
 mod metrics;
+#[cfg(test)]
+mod tests;
 mod wal_writer;
+
 use group::{Group, GroupIo};
 use links::{Links, LogLink, SeqLink, ZkLink};
 use wal_writer::WalWriter;
@@ -103,6 +106,9 @@ enum Event {
         poll: mason_common::zkmsg::ZkWatchPoll,
     },
     Closed(ConnId),
+    /// Frames that arrived together on one connection, for this group, in order (see
+    /// [`Conns::frames`]); the permit counts them against the group's bound until handled.
+    Many(Vec<Event>, tokio::sync::OwnedSemaphorePermit),
     /// A Raft message from replica `from`.
     Raft(u32, Bytes),
     Seq(SeqReply),
@@ -121,7 +127,8 @@ enum Event {
 
 type Inboxes = Arc<HashMap<u32, mpsc::Sender<Event>>>;
 
-/// Events a group's inbox holds before its senders wait.
+/// Events a group's inbox holds before its senders wait; and, apart, the frames it holds
+/// in [`Event::Many`] at most.
 const INBOX: usize = 8192;
 /// How often a group's record is flushed to its file.
 const RECORD_FLUSH_US: u64 = 100_000;
@@ -315,6 +322,11 @@ pub async fn run(
 
     let handler = Arc::new(Conns {
         inboxes: inboxes.clone(),
+        frame_permits: cfg
+            .groups
+            .iter()
+            .map(|&g| (g, Arc::new(tokio::sync::Semaphore::new(INBOX))))
+            .collect(),
         replica: cfg.replica,
         triple: cfg.triple,
         replicas: cfg.peers.len() as u32,
@@ -360,6 +372,8 @@ pub async fn run(
 /// Accepted connections: clients, watchers, and this triple's other replicas.
 struct Conns {
     inboxes: Inboxes,
+    /// Per group, the frames its inbox may hold in [`Event::Many`].
+    frame_permits: HashMap<u32, Arc<tokio::sync::Semaphore>>,
     replica: u32,
     triple: u32,
     replicas: u32,
@@ -375,6 +389,79 @@ impl Conns {
         tx.send(ev)
             .await
             .map_err(|_| "the proxy is stopping".to_string())
+    }
+
+    async fn hand_over(&self, per_group: Vec<(u32, Vec<Event>)>) -> Result<(), String> {
+        for (group, evs) in per_group {
+            self.to_group_many(group, evs).await?;
+        }
+        Ok(())
+    }
+
+    /// Frames for `group` that arrived together, handed over as one event.
+    async fn to_group_many(&self, group: u32, mut evs: Vec<Event>) -> Result<(), String> {
+        if evs.len() == 1 {
+            if let Some(ev) = evs.pop() {
+                return self.to_group(group, ev).await;
+            }
+        }
+        let Some(permits) = self.frame_permits.get(&group) else {
+            return Err(format!("group {group} is not hosted here"));
+        };
+        // At most `MAX_FRAMES_AT_ONCE` frames, far fewer than the permits: this is granted.
+        let n = u32::try_from(evs.len()).unwrap_or(u32::MAX);
+        let permit = permits
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| "the proxy is stopping".to_string())?;
+        self.to_group(group, Event::Many(evs, permit)).await
+    }
+
+    /// The event a frame from connection `c` makes, and the group it goes to (`None`: a
+    /// status request, answered here).
+    fn event(
+        &self,
+        c: &ConnInfo,
+        out: &Outbox,
+        body: Body,
+    ) -> Result<Option<(u32, Event)>, String> {
+        let conn = c.id;
+        Ok(Some(match (c.role.role_kind(), body) {
+            (RoleKind::Client, Body::ClientOp(op)) => {
+                let group = op.group;
+                let out = out.clone();
+                let inc = Incoming::Op(op);
+                (group, Event::Client { conn, out, inc })
+            }
+            (RoleKind::Client, Body::Register(r)) => {
+                let group = r.group;
+                let out = out.clone();
+                let inc = Incoming::Register(r);
+                (group, Event::Client { conn, out, inc })
+            }
+            (RoleKind::Client, Body::LocalRead(read)) => {
+                let group = read.group;
+                let out = out.clone();
+                (group, Event::Read { conn, out, read })
+            }
+            (RoleKind::Watcher, Body::Watch(w)) => {
+                let ev = Event::Watch {
+                    conn,
+                    out: out.clone(),
+                    ranges_only: w.ranges_only,
+                };
+                (w.group, ev)
+            }
+            // The RSMKeeper group is group 0.
+            (RoleKind::Watcher, Body::ZkWatchPoll(poll)) => {
+                let out = out.clone();
+                (0, Event::Poll { conn, out, poll })
+            }
+            (RoleKind::Watcher, Body::StatusRequest(_)) => return Ok(None),
+            (RoleKind::Proxy, Body::Raft(m)) => (m.group, Event::Raft(c.role.replica, m.data)),
+            (_, body) => return Err(format!("{} may not send a {} here", c.role, body.name())),
+        }))
     }
 
     /// Answers a `StatusRequest` with every hosted group's view (a group that does not
@@ -422,45 +509,37 @@ impl Handler for Conns {
     async fn open(&self, _: &ConnInfo, _: Outbox) {}
 
     async fn frame(&self, c: &ConnInfo, out: &Outbox, body: Body) -> Result<(), String> {
-        let conn = c.id;
-        match (c.role.role_kind(), body) {
-            (RoleKind::Client, Body::ClientOp(op)) => {
-                let group = op.group;
-                let out = out.clone();
-                let inc = Incoming::Op(op);
-                self.to_group(group, Event::Client { conn, out, inc }).await
-            }
-            (RoleKind::Client, Body::Register(r)) => {
-                let group = r.group;
-                let out = out.clone();
-                let inc = Incoming::Register(r);
-                self.to_group(group, Event::Client { conn, out, inc }).await
-            }
-            (RoleKind::Client, Body::LocalRead(read)) => {
-                let group = read.group;
-                let out = out.clone();
-                self.to_group(group, Event::Read { conn, out, read }).await
-            }
-            (RoleKind::Watcher, Body::Watch(w)) => {
-                let ev = Event::Watch {
-                    conn,
-                    out: out.clone(),
-                    ranges_only: w.ranges_only,
-                };
-                self.to_group(w.group, ev).await
-            }
-            // The RSMKeeper group is group 0.
-            (RoleKind::Watcher, Body::ZkWatchPoll(poll)) => {
-                let out = out.clone();
-                self.to_group(0, Event::Poll { conn, out, poll }).await
-            }
-            (RoleKind::Watcher, Body::StatusRequest(_)) => self.status(out).await,
-            (RoleKind::Proxy, Body::Raft(m)) => {
-                self.to_group(m.group, Event::Raft(c.role.replica, m.data))
-                    .await
-            }
-            (_, body) => Err(format!("{} may not send a {} here", c.role, body.name())),
+        match self.event(c, out, body)? {
+            Some((group, ev)) => self.to_group(group, ev).await,
+            None => self.status(out).await,
         }
+    }
+
+    /// Frames that arrived together: one hand-off per group they are for, in their order
+    /// (a status request waits for the frames before it). Those before a refused frame
+    /// are handed over before the connection closes.
+    async fn frames(&self, c: &ConnInfo, out: &Outbox, bodies: Vec<Body>) -> Result<(), String> {
+        let mut per_group: Vec<(u32, Vec<Event>)> = Vec::new();
+        for body in bodies {
+            let routed = match self.event(c, out, body) {
+                Ok(r) => r,
+                Err(why) => {
+                    self.hand_over(per_group).await?;
+                    return Err(why);
+                }
+            };
+            match routed {
+                Some((group, ev)) => match per_group.iter_mut().find(|(g, _)| *g == group) {
+                    Some((_, evs)) => evs.push(ev),
+                    None => per_group.push((group, vec![ev])),
+                },
+                None => {
+                    self.hand_over(std::mem::take(&mut per_group)).await?;
+                    self.status(out).await?;
+                }
+            }
+        }
+        self.hand_over(per_group).await
     }
 
     async fn close(&self, c: &ConnInfo) {

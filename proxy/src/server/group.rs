@@ -134,6 +134,11 @@ impl Machine for Group {
                 self.conns.entry(conn).or_insert(o);
                 r.on_watch_poll(conn, poll);
             }
+            Event::Many(evs, _permit) => {
+                for ev in evs {
+                    self.on_event(ev, now, out);
+                }
+            }
             Event::Closed(conn) => {
                 self.conns.remove(&conn);
                 r.on_watch_closed(conn);
