@@ -1,6 +1,10 @@
 //! How a replica is configured, and the deliberate protocol breakages (mutants) the
 //! simulator uses to prove that its checker catches each broken step.
 
+/// A group snapshots at least once per this many bytes of applied entries (see
+/// [`ReplicaConfig::snapshot_bytes`]): a thirty-second of a WAL segment.
+pub const SNAPSHOT_BYTES: u64 = crate::wal::SEGMENT_BYTES / 32;
+
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
     pub group: u32,
@@ -40,6 +44,12 @@ pub struct ReplicaConfig {
     /// Snapshot the applied state and compact the Raft log every this many applied
     /// entries (0: never).
     pub snapshot_entries: u64,
+    /// Also snapshot once the entries applied since the last snapshot pass this many
+    /// bytes, and twice that snapshot's size (0: by entries only). A WAL segment starts
+    /// with each group's entries since its snapshot, so this bounds what starting one
+    /// copies; the second bound keeps a large state (an RSMKeeper tree) from being
+    /// written more often than the log it replaces.
+    pub snapshot_bytes: u64,
     /// CorfuMason: the shared log's shard count (0: no log). Space 0's numbers are log
     /// positions, written to the log servers before clients are answered.
     pub log_shards: u32,
@@ -151,6 +161,7 @@ impl Default for ReplicaConfig {
             campaign_on_start: false,
             election_jitter: None,
             snapshot_entries: 10_000,
+            snapshot_bytes: SNAPSHOT_BYTES,
             log_shards: 0,
             log_retry_us: 200_000,
             max_batch_bytes: 4 << 20,

@@ -259,6 +259,10 @@ pub struct Replica {
     applied_index: u64,
     /// The index of the latest snapshot (taken here or installed).
     snapshot_index: u64,
+    /// Bytes of the entries applied since that snapshot, and the size of the last one
+    /// taken here (see [`ReplicaConfig::snapshot_bytes`]).
+    applied_bytes: u64,
+    snapshot_bytes: u64,
     /// Batches applied out of id order (a bug: a state machine that missed entries).
     anomalies: u64,
     /// The highest commit index this leader told its followers of by a message of its
@@ -345,6 +349,8 @@ impl Replica {
             now: 0,
             applied_index: 0,
             snapshot_index: 0,
+            applied_bytes: 0,
+            snapshot_bytes: 0,
             anomalies: 0,
             commit_told: 0,
             tree: cfg.keeper.then(mason_zk::DataTree::new),

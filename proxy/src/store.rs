@@ -81,11 +81,17 @@ impl Store {
 
     /// The hard state and every entry held, for rewriting the log after a snapshot.
     pub fn contents(&self) -> (HardState, Vec<Entry>) {
+        self.contents_after(0)
+    }
+
+    /// The hard state and the entries held past `index` (those a log rewritten at a
+    /// snapshot of `index` keeps; not the ones kept in memory behind it).
+    pub fn contents_after(&self, index: u64) -> (HardState, Vec<Entry>) {
         let core = self.mem.rl();
         let hs = core.hard_state().clone();
         drop(core);
         let (first, last) = (
-            self.first_index().unwrap_or(1),
+            self.first_index().unwrap_or(1).max(index + 1),
             self.last_index().unwrap_or(0),
         );
         let entries = if last >= first {

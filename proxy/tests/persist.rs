@@ -87,3 +87,37 @@ fn a_follower_writing_the_leaders_snapshot_waits_for_it_before_it_campaigns() {
         }
     }
 }
+
+/// With snapshots by entries off, a replica still snapshots once the entries it applied
+/// since its last snapshot pass `snapshot_bytes`: a group whose entries are large keeps
+/// its log (and what a new WAL segment starts with) bounded in bytes.
+#[test]
+fn large_entries_are_snapshotted_by_their_bytes() {
+    let mut tpl = cfg(1);
+    tpl.snapshot_entries = 0;
+    tpl.snapshot_bytes = 64 << 10;
+    let (mut net, l) = Net::start(tpl);
+    // 200 ops of 4 KiB, one per batch: about 800 KiB of entries.
+    for seq in 1..=200 {
+        let o = ClientOp {
+            payload: vec![7u8; 4 << 10].into(),
+            ..acked_op(1, seq)
+        };
+        net.send(l, &[o]);
+    }
+    net.advance(3 * TICK);
+    assert!(
+        net.oks(1).iter().any(|r| r.client_seq == 200),
+        "every op was answered"
+    );
+    for r in 0..N {
+        let snaps = &net.snapshots[r];
+        // About one per 64 KiB applied (16 ops): at least 8 in 800 KiB, at most 50.
+        assert!(
+            (8..=50).contains(&snaps.len()),
+            "replica {r} took {} snapshots: {snaps:?}",
+            snaps.len()
+        );
+        assert!(snaps.windows(2).all(|w| w[0] < w[1]));
+    }
+}

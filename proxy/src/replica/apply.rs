@@ -16,6 +16,7 @@ impl Replica {
     pub(super) fn apply(&mut self, entries: Vec<Entry>, out: &mut Vec<Action>) {
         for e in entries {
             self.applied_index = e.index;
+            self.applied_bytes += e.data.len() as u64;
             if e.data.is_empty() {
                 continue;
             }

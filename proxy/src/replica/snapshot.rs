@@ -1,5 +1,5 @@
 //! Snapshots of a replica's state machine (DESIGN.md section 6): every `snapshot_entries`
-//! applied entries a replica snapshots what it applied (batch ids, promise, recorded set,
+//! applied entries (or `snapshot_bytes` of them) a replica snapshots what it applied (batch ids, promise, recorded set,
 //! open sessions with their dedup state) and compacts its Raft log behind it; a follower that fell
 //! behind the compacted log gets the snapshot from its leader and restores from it, and a
 //! restarted replica restores from the one on its disk.
@@ -212,6 +212,7 @@ impl Replica {
         );
         self.applied_index = snap.get_metadata().index;
         self.snapshot_index = self.applied_index;
+        self.applied_bytes = 0;
         true
     }
 
@@ -257,10 +258,16 @@ impl Replica {
         });
     }
 
-    /// Every `snapshot_entries` applied entries: snapshot the applied state and compact.
+    /// Every `snapshot_entries` applied entries, or `snapshot_bytes` of them: snapshot the
+    /// applied state and compact.
     pub(super) fn maybe_snapshot(&mut self, out: &mut Vec<Action>) {
         let every = self.cfg.snapshot_entries;
-        if every == 0 || self.applied_index < self.snapshot_index + every {
+        let by_entries = every != 0 && self.applied_index >= self.snapshot_index + every;
+        let bytes = self.cfg.snapshot_bytes;
+        let by_bytes = bytes != 0
+            && self.applied_index > self.snapshot_index
+            && self.applied_bytes >= bytes.max(2 * self.snapshot_bytes);
+        if !by_entries && !by_bytes {
             return;
         }
         let index = self.applied_index;
@@ -285,8 +292,9 @@ impl Replica {
             return;
         }
         self.snapshot_index = index;
-        let (hard_state, mut entries) = store.contents();
-        entries.retain(|e| e.index > index);
+        self.applied_bytes = 0;
+        self.snapshot_bytes = snap.get_data().len() as u64;
+        let (hard_state, entries) = store.contents_after(index);
         out.push(Action::Snapshot {
             snapshot: snap,
             hard_state,

@@ -69,6 +69,8 @@ pub struct Net {
     pub from_snapshot: [bool; N],
     /// Per replica, what it applied (its `Bound` actions), in order.
     pub bound: Vec<Vec<BoundBatch>>,
+    /// Per replica, the index of each snapshot it took, in order.
+    pub snapshots: Vec<Vec<u64>>,
     /// Every client reply: (replica, conn, reply).
     pub replies: Vec<(usize, ConnId, ClientReply)>,
     /// Answers to local reads: (replica, connection, answer).
@@ -144,6 +146,7 @@ impl Net {
             held_persist: [None; N],
             from_snapshot: [false; N],
             bound: vec![Vec::new(); N],
+            snapshots: vec![Vec::new(); N],
             replies: Vec::new(),
             read_replies: Vec::new(),
             asks: Vec::new(),
@@ -250,7 +253,10 @@ impl Net {
         for a in out {
             match a {
                 Action::Persist { number, .. } => persisted = Some(number),
-                Action::Snapshot { .. } | Action::LogWrite(_) => {}
+                Action::Snapshot { snapshot, .. } => {
+                    self.snapshots[r].push(snapshot.get_metadata().index)
+                }
+                Action::LogWrite(_) => {}
                 Action::ToZk {
                     shard,
                     server,
