@@ -10,16 +10,18 @@
 //! client's current replica is the driver's to say, per client (see `Read`).
 
 use futures::future::BoxFuture;
-use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use mason_common::auth::{ClusterKey, Role, RoleKind};
+use mason_common::codec::FrameCodec;
 use mason_common::conn::{dial, spawn_writer, Dialed, Outbox, Overflow};
 use mason_common::msg::Frame;
-use mason_common::transport::Transport;
+use mason_common::transport::{BoxRead, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio_util::codec::FramedRead;
 
 /// The largest frame a client accepts (an answer is small; a log read's is not).
 const MAX_FRAME: usize = 64 << 20;
@@ -77,7 +79,10 @@ pub(super) struct Conns {
     retired: Vec<(Instant, Open)>,
     retire: Duration,
     /// Every connection's frames, tagged with its `gen`, then `None` when it ends.
-    readers: SelectAll<BoxStream<'static, (u64, Option<Frame>)>>,
+    /// Every connection being read, by number (a handful: polled in turn, from
+    /// `next_reader` on, so that none is starved).
+    readers: Vec<(u64, FramedRead<BoxRead, FrameCodec>)>,
+    next_reader: usize,
     next_gen: u64,
 }
 
@@ -103,7 +108,8 @@ impl Conns {
             failed: vec![None; n],
             retired: Vec::new(),
             retire: (2 * retry_timeout).max(Duration::from_millis(100)),
-            readers: SelectAll::new(),
+            readers: Vec::new(),
+            next_reader: 0,
             next_gen: 0,
         }
     }
@@ -133,8 +139,14 @@ impl Conns {
                 }
                 continue;
             }
-            match self.readers.poll_next_unpin(cx) {
-                Poll::Ready(Some((gen, Some(frame)))) => {
+            let Some((i, next)) = self.poll_readers(cx) else {
+                // Nothing is read now.
+                return Poll::Pending;
+            };
+            let gen = self.readers[i].0;
+            match next {
+                Some(frame) => {
+                    self.next_reader = i + 1;
                     let replica = self.replica_of(gen);
                     return Poll::Ready(Read::Frame {
                         gen,
@@ -142,7 +154,9 @@ impl Conns {
                         frame,
                     });
                 }
-                Poll::Ready(Some((gen, None))) => {
+                // Its end, or a frame it could not read (which ends it too).
+                None => {
+                    self.readers.swap_remove(i);
                     self.retired.retain(|(_, o)| o.gen != gen);
                     let open = self
                         .open
@@ -153,11 +167,23 @@ impl Conns {
                         return Poll::Ready(Read::Closed { gen, replica });
                     }
                 }
-                // Nothing is read now (an empty set is woken by no one: the caller polls
-                // afresh once it added a connection).
-                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// The first reader, from `next_reader` on, with a frame or its end to give: its
+    /// place, and the frame (`None`: the end).
+    fn poll_readers(&mut self, cx: &mut Context<'_>) -> Option<(usize, Option<Frame>)> {
+        let n = self.readers.len();
+        for k in 0..n {
+            let i = (self.next_reader + k) % n;
+            match self.readers[i].1.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(frame))) => return Some((i, Some(frame))),
+                Poll::Ready(Some(Err(_)) | None) => return Some((i, None)),
+                Poll::Pending => {}
+            }
+        }
+        None
     }
 
     /// Whether replica `to` has an open connection numbered `fresh_from` or later.
@@ -266,11 +292,7 @@ impl Conns {
         for f in d.frames {
             let _ = tx.send(f);
         }
-        let frames =
-            c.rd.scan((), |_, r| futures::future::ready(r.ok()))
-                .map(move |f| (gen, Some(f)))
-                .chain(futures::stream::once(async move { (gen, None) }));
-        self.readers.push(frames.boxed());
+        self.readers.push((gen, c.rd));
         let o = Open {
             gen,
             replica: to,
