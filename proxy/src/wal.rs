@@ -128,6 +128,16 @@ struct Tail {
 }
 
 impl Tail {
+    /// About the bytes a reset of this tail takes (its entries' and hard state's).
+    fn bytes(&self) -> usize {
+        let hs = self.hard_state.as_ref().map_or(0, Bytes::len);
+        hs + self
+            .entries
+            .iter()
+            .map(|(_, e)| e.len() + 16)
+            .sum::<usize>()
+    }
+
     fn append(&mut self, hs: Option<Bytes>, entries: Vec<(u64, Bytes)>) {
         if hs.is_some() {
             self.hard_state = hs;
@@ -549,8 +559,12 @@ impl Wal {
         if self.len < self.segment_bytes.max(2 * self.reset_bytes) {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let next = self.seq + 1;
-        let mut buf = Vec::new();
+        // Room for every tail at once (a reset of a few MB grown by doubling was copied
+        // and faulted in again at every step).
+        let room: usize = self.tails.values().map(Tail::bytes).sum();
+        let mut buf = Vec::with_capacity(room + room / 8 + 4096);
         for (g, t) in &self.tails {
             push_record(&mut buf, &t.record(*g))?;
         }
@@ -581,6 +595,7 @@ impl Wal {
             segment = next,
             bytes = buf.len(),
             groups = self.tails.len(),
+            us = started.elapsed().as_micros() as u64,
             "wal: a new segment"
         );
         // Closing and unlinking a large file can take long; nothing waits for it.
