@@ -159,7 +159,10 @@ impl Replica {
         self.forget_written(b.log_done_below);
         self.zk_forget(b.log_done_below);
         self.zk_stash(&b, &kept, &numbered);
-        for (o, n) in kept.iter().zip(&numbered) {
+        // Only a started leader answers, with the numbers once more; elsewhere the kept
+        // answer takes them.
+        let replying = self.leader.as_ref().is_some_and(|l| l.started);
+        for (o, n) in kept.iter().zip(numbered.iter_mut()) {
             if SpaceMask(n.mask).index_of(0) == Some(0) {
                 if let Some(pos) = n.numbers.first() {
                     self.stash_payload(*pos, &o.payload);
@@ -168,11 +171,12 @@ impl Replica {
             let Some(a) = self.sessions.get_mut(&n.session) else {
                 continue;
             };
-            a.keep_answer(
-                n.seq,
-                OpAnswer::numbered(n.mask, n.numbers.clone()),
-                o.acked_below,
-            );
+            let numbers = if replying {
+                n.numbers.clone()
+            } else {
+                std::mem::take(&mut n.numbers)
+            };
+            a.keep_answer(n.seq, OpAnswer::numbered(n.mask, numbers), o.acked_below);
         }
         if self.cfg.mutant == Some(Mutant::WrongNumbers) && numbered.len() >= 2 {
             let (x, y) = numbered.split_at_mut(1);
@@ -192,10 +196,9 @@ impl Replica {
         }
         for n in numbered {
             if let Some(lc) = l.clients.get(&n.session) {
-                let a = OpAnswer::numbered(n.mask, n.numbers);
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::answered(n.session, n.seq, &a),
+                    reply: Replica::numbered_reply(n.session, n.seq, n.mask, n.numbers),
                 });
             }
         }

@@ -104,13 +104,26 @@ impl Replica {
     /// The answer to op `seq` of `session`.
     pub(super) fn answered(session: u64, seq: u64, a: &OpAnswer) -> ClientReply {
         ClientReply {
+            result: a.result.clone(),
+            ..Self::numbered_reply(session, seq, a.mask, a.numbers.clone())
+        }
+    }
+
+    /// The answer to op `seq` of `session`: its numbers, one per space of `mask`.
+    pub(super) fn numbered_reply(
+        session: u64,
+        seq: u64,
+        mask: u64,
+        numbers: Vec<u64>,
+    ) -> ClientReply {
+        ClientReply {
             session,
             client_seq: seq,
             status: ReplyStatus::Ok as i32,
             leader_hint: 0,
-            space_mask: a.mask,
-            numbers: a.numbers.clone(),
-            result: a.result.clone(),
+            space_mask: mask,
+            numbers,
+            result: Bytes::new(),
         }
     }
 
