@@ -427,7 +427,7 @@ impl Conns {
         body: Body,
     ) -> Result<Option<(u32, Event)>, String> {
         let conn = c.id;
-        Ok(Some(match (c.role.role_kind(), body) {
+        let routed = match (c.role.role_kind(), body) {
             (RoleKind::Client, Body::ClientOp(op)) => {
                 let group = op.group;
                 let out = out.clone();
@@ -461,7 +461,12 @@ impl Conns {
             (RoleKind::Watcher, Body::StatusRequest(_)) => return Ok(None),
             (RoleKind::Proxy, Body::Raft(m)) => (m.group, Event::Raft(c.role.replica, m.data)),
             (_, body) => return Err(format!("{} may not send a {} here", c.role, body.name())),
-        }))
+        };
+        // Refused here, in the frames' order (not when a batch of them is handed over).
+        if !self.inboxes.contains_key(&routed.0) {
+            return Err(format!("group {} is not hosted here", routed.0));
+        }
+        Ok(Some(routed))
     }
 
     /// Answers a `StatusRequest` with every hosted group's view (a group that does not

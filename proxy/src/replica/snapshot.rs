@@ -213,6 +213,7 @@ impl Replica {
         self.applied_index = snap.get_metadata().index;
         self.snapshot_index = self.applied_index;
         self.applied_bytes = 0;
+        self.snapshot_bytes = snap.get_data().len() as u64;
         true
     }
 

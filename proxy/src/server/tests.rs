@@ -91,3 +91,32 @@ async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one
     assert_eq!(ops(&ev), vec![1]);
     assert!(rx1.try_recv().is_err());
 }
+
+/// A frame for a group this process does not host is refused where it stands: the frames
+/// after it are not taken, even those for a hosted group that came before it.
+#[tokio::test]
+async fn a_frame_for_a_group_not_hosted_here_stops_the_frames_after_it() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let conns = Conns {
+        inboxes: Arc::new(HashMap::from([(0, tx)])),
+        frame_permits: HashMap::from([(0, Arc::new(Semaphore::new(INBOX)))]),
+        replica: 0,
+        triple: 0,
+        replicas: 3,
+        max_frame: 1 << 20,
+        client_max_frame: 1 << 20,
+    };
+    let (out, _rx) = outbox(1 << 20, Overflow::Disconnect, "client".into());
+    let info = ConnInfo {
+        id: 7,
+        role: Role::client(8),
+        peer: "client".into(),
+    };
+    let bodies = vec![op(0, 1), op(0, 2), op(9, 1), op(0, 3)];
+    assert!(conns.frames(&info, &out, bodies).await.is_err());
+    let ev = rx
+        .try_recv()
+        .expect("group 0 got the frames before the refused one");
+    assert_eq!(ops(&ev), vec![1, 2]);
+    assert!(rx.try_recv().is_err(), "nothing after the refused frame");
+}
