@@ -4,7 +4,7 @@
 use super::{Conns, Event, INBOX};
 use crate::replica::Incoming;
 use mason_common::auth::Role;
-use mason_common::conn::{outbox, ConnInfo, Handler, Overflow};
+use mason_common::conn::{outbox, ConnInfo, Handler, Outbox, OutboxRx, Overflow};
 use mason_common::msg::{Body, ClientOp, GetSeq};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,12 +31,16 @@ fn ops(ev: &Event) -> Vec<u64> {
     }
 }
 
-#[tokio::test]
-async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one() {
+/// Each hosted group's inbox, as the group's task reads it.
+type Inboxes = HashMap<u32, mpsc::Receiver<Event>>;
+
+/// A proxy's accepted-connection handler hosting `groups`: with each group's inbox and
+/// frame permits.
+fn hosting(groups: &[u32]) -> (Conns, Inboxes, HashMap<u32, Arc<Semaphore>>) {
     let mut inboxes = HashMap::new();
     let mut rxs = HashMap::new();
     let mut permits = HashMap::new();
-    for g in [0u32, 1] {
+    for &g in groups {
         let (tx, rx) = mpsc::channel(16);
         inboxes.insert(g, tx);
         rxs.insert(g, rx);
@@ -51,12 +55,24 @@ async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one
         max_frame: 1 << 20,
         client_max_frame: 1 << 20,
     };
-    let (out, _rx) = outbox(1 << 20, Overflow::Disconnect, "client".into());
+    (conns, rxs, permits)
+}
+
+/// A client's accepted connection, and its outbox (kept open by the receiver returned).
+fn client_conn() -> (ConnInfo, Outbox, OutboxRx) {
+    let (out, rx) = outbox(1 << 20, Overflow::Disconnect, "client".into());
     let info = ConnInfo {
         id: 7,
         role: Role::client(8),
         peer: "client".into(),
     };
+    (info, out, rx)
+}
+
+#[tokio::test]
+async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one() {
+    let (conns, mut rxs, permits) = hosting(&[0, 1]);
+    let (info, out, _rx) = client_conn();
     // A client may not send a sequencer request: that frame closes the connection, and
     // the one after it is not taken.
     let bodies = vec![
@@ -96,24 +112,11 @@ async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one
 /// after it are not taken, even those for a hosted group that came before it.
 #[tokio::test]
 async fn a_frame_for_a_group_not_hosted_here_stops_the_frames_after_it() {
-    let (tx, mut rx) = mpsc::channel(16);
-    let conns = Conns {
-        inboxes: Arc::new(HashMap::from([(0, tx)])),
-        frame_permits: HashMap::from([(0, Arc::new(Semaphore::new(INBOX)))]),
-        replica: 0,
-        triple: 0,
-        replicas: 3,
-        max_frame: 1 << 20,
-        client_max_frame: 1 << 20,
-    };
-    let (out, _rx) = outbox(1 << 20, Overflow::Disconnect, "client".into());
-    let info = ConnInfo {
-        id: 7,
-        role: Role::client(8),
-        peer: "client".into(),
-    };
+    let (conns, mut rxs, _) = hosting(&[0]);
+    let (info, out, _rx) = client_conn();
     let bodies = vec![op(0, 1), op(0, 2), op(9, 1), op(0, 3)];
     assert!(conns.frames(&info, &out, bodies).await.is_err());
+    let rx = rxs.get_mut(&0).unwrap();
     let ev = rx
         .try_recv()
         .expect("group 0 got the frames before the refused one");
