@@ -128,7 +128,7 @@ pub struct ClientCore {
     next_seq: u64,
     /// Ops waiting for a seq: submitted before the session was open, or beyond the window.
     unnumbered: VecDeque<Pending>,
-    outstanding: BTreeMap<u64, Pending>,
+    outstanding: inflight::Inflight<Pending>,
     /// Local reads by op id: sent only while a session is open, and failed with it.
     reads: BTreeMap<u64, reads::PendingRead>,
     re_tx: u64,
@@ -159,7 +159,7 @@ impl ClientCore {
             next_id: 1,
             next_seq: 1,
             unnumbered: VecDeque::new(),
-            outstanding: BTreeMap::new(),
+            outstanding: inflight::Inflight::default(),
             reads: BTreeMap::new(),
             re_tx: 0,
             sessions_lost: 0,
@@ -267,7 +267,7 @@ impl ClientCore {
 
     fn send_op(&mut self, seq: u64, now_us: u64, out: &mut Vec<ClientAction>) {
         let acked = self.acked_below();
-        let (Some(session), Some(p)) = (self.session, self.outstanding.get_mut(&seq)) else {
+        let (Some(session), Some(p)) = (self.session, self.outstanding.get_mut(seq)) else {
             return;
         };
         if p.sends > 0 {
@@ -355,11 +355,7 @@ impl ClientCore {
         }
         let timeout = self.cfg.retry_timeout_us;
         let late = |t: u64| now_us.saturating_sub(t) >= timeout;
-        let late_op = self
-            .outstanding
-            .values()
-            .next()
-            .is_some_and(|p| late(p.sent_at));
+        let late_op = self.outstanding.first().is_some_and(|p| late(p.sent_at));
         let late_reg = self.registering.as_ref().is_some_and(|r| late(r.sent_at));
         let late_read = self.session.is_some() && self.reads.values().any(|r| late(r.sent_at));
         if late_op || late_reg || late_read {
@@ -381,7 +377,7 @@ impl ClientCore {
             self.current,
             self.moves,
             self.outstanding.len(),
-            self.outstanding.keys().next(),
+            self.outstanding.first_seq(),
             self.unnumbered.len(),
             self.reads.len(),
             if self.registering.is_some() { ", registering" } else { "" },
@@ -413,11 +409,7 @@ impl ClientCore {
 
     /// The lowest unanswered seq, or the next seq if none is.
     fn acked_below(&self) -> u64 {
-        self.outstanding
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.next_seq)
+        self.outstanding.first_seq().unwrap_or(self.next_seq)
     }
 
     /// Sends the registration in flight, or every unanswered op, to `current`; those sent
@@ -426,7 +418,7 @@ impl ClientCore {
         if self.registering.is_some() {
             self.send_register(now_us, out);
         }
-        let seqs: Vec<u64> = self.outstanding.keys().copied().collect();
+        let seqs = self.outstanding.seqs();
         for seq in seqs {
             self.send_op(seq, now_us, out);
         }
@@ -460,6 +452,7 @@ impl ClientCore {
 }
 
 mod answers;
+mod inflight;
 mod reads;
 #[cfg(test)]
 mod tests;

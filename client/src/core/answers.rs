@@ -35,11 +35,11 @@ impl ClientCore {
             }
             Ok(ReplyStatus::NotLeader) => {}
             // About an op in flight (a late copy of an answered op's retry says nothing).
-            Ok(ReplyStatus::SessionExpired) if self.outstanding.contains_key(&r.client_seq) => {
+            Ok(ReplyStatus::SessionExpired) if self.outstanding.contains(r.client_seq) => {
                 self.session_expired(now_us, out)
             }
             Ok(ReplyStatus::SessionExpired) => {}
-            Ok(ReplyStatus::UnknownSession) if self.outstanding.contains_key(&r.client_seq) => {
+            Ok(ReplyStatus::UnknownSession) if self.outstanding.contains(r.client_seq) => {
                 self.session_unknown(from, now_us, out)
             }
             Ok(ReplyStatus::UnknownSession) => {}
@@ -141,7 +141,7 @@ impl ClientCore {
         self.sessions_lost += 1;
         self.session = None;
         let mut again = Vec::new();
-        for (_, p) in std::mem::take(&mut self.outstanding) {
+        for p in self.outstanding.take_all() {
             // Sent nowhere yet (a back-off held it), or only once, to the replica that
             // did not know the session: surely unbound. (A lost answer makes the client
             // send again within the retry timeout, far below the session timeout, so an
@@ -198,7 +198,7 @@ impl ClientCore {
         result: Result<MultiSeq, ClientError>,
         out: &mut Vec<ClientAction>,
     ) {
-        if let Some(p) = self.outstanding.remove(&seq) {
+        if let Some(p) = self.outstanding.remove(seq) {
             out.push(ClientAction::Done { id: p.id, result });
         }
     }
