@@ -158,7 +158,8 @@ impl Window {
         }
     }
 
-    /// Counts an op sent at `t0` and answered at `t1` if it lies inside the window.
+    /// Counts an op sent at `t0` and answered at `t1` if it lies inside the window, and in
+    /// the process's metrics.
     pub(crate) fn measure(
         &self,
         t0: Instant,
@@ -166,13 +167,26 @@ impl Window {
         ops: &mut u64,
         hist: &mut Histogram<u64>,
     ) {
-        let measured = t0 >= self.measure_from && t1 <= self.end;
+        let measured = self.count(t0, t1, ops, hist);
         metrics::get().answered(t0, t1, measured);
+    }
+
+    /// Counts an op sent at `t0` and answered at `t1` if it lies inside the window;
+    /// returns whether it does.
+    pub(crate) fn count(
+        &self,
+        t0: Instant,
+        t1: Instant,
+        ops: &mut u64,
+        hist: &mut Histogram<u64>,
+    ) -> bool {
+        let measured = t0 >= self.measure_from && t1 <= self.end;
         if measured {
             *ops += 1;
             let ns = t1.duration_since(t0).as_nanos() as u64;
             let _ = hist.record(ns.max(1));
         }
+        measured
     }
 
     /// Waits for the load's tasks until `drain` after `stop`; those still running then are
@@ -467,6 +481,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                 win,
                 shared: shared.clone(),
                 sink: sink.clone(),
+                metrics: metrics::get().local(Instant::now()),
             };
             loops.push((c.clone(), c.run_loop(Box::new(lp), cfg.concurrency)));
             continue;

@@ -20,6 +20,7 @@
 //! one response and is closed. Nothing here shares a lock or a task with the role.
 
 use prometheus::core::Collector;
+pub use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Encoder, HistogramOpts, Opts, TextEncoder};
 pub use prometheus::{
     Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,

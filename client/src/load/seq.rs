@@ -56,6 +56,8 @@ pub(super) struct SeqLoop {
     pub(super) win: Window,
     pub(super) shared: Arc<Mutex<Shared>>,
     pub(super) sink: Option<AckSink>,
+    /// Its answered ops, added to the process's metrics now and then.
+    pub(super) metrics: metrics::LocalLoadMetrics,
 }
 
 impl OpLoop for SeqLoop {
@@ -74,7 +76,9 @@ impl OpLoop for SeqLoop {
                 };
                 keep_ack(&mut s, &self.sink, &m);
                 let s = &mut *s;
-                self.win.measure(sent, now, &mut s.ops, &mut s.hist);
+                let measured = self.win.count(sent, now, &mut s.ops, &mut s.hist);
+                let ended = now >= self.win.end;
+                self.metrics.answered(sent, now, measured, ended);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "op failed");
