@@ -9,7 +9,10 @@ use anyhow::Context;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The bytes a scrape reads at most.
+const MAX_SCRAPE: usize = 64 << 20;
 
 pub(super) struct Endpoints {
     /// By role name (`sequencer`, `proxy-0`, `log-1`, `zk-s0-r2`, `client-0`, ...).
@@ -96,13 +99,35 @@ impl Endpoints {
 
 /// One `GET /metrics` at `addr`: the exposition text.
 pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
-    let t = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&addr, t)?;
-    s.set_read_timeout(Some(t))?;
-    s.set_write_timeout(Some(t))?;
+    scrape_within(addr, SCRAPE_DEADLINE)
+}
+
+/// How long one scrape may take in all: connecting, asking and reading the whole answer
+/// (an endpoint that answers a byte at a time cannot hold a run's end longer).
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
+
+fn scrape_within(addr: SocketAddr, within: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + within;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .context("the scrape's deadline passed")
+    };
+    let mut s = TcpStream::connect_timeout(&addr, left()?)?;
+    s.set_write_timeout(Some(left()?))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mason\r\nConnection: close\r\n\r\n")?;
-    let mut reply = String::new();
-    s.take(64 << 20).read_to_string(&mut reply)?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        s.set_read_timeout(Some(left()?))?;
+        match s.read(&mut buf)? {
+            0 => break,
+            n => raw.extend_from_slice(&buf[..n]),
+        }
+        anyhow::ensure!(raw.len() <= MAX_SCRAPE, "an answer over {MAX_SCRAPE} bytes");
+    }
+    let reply = String::from_utf8(raw).context("an answer that is not UTF-8")?;
     let (head, body) = reply
         .split_once("\r\n\r\n")
         .context("an answer without a header")?;
@@ -112,4 +137,56 @@ pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
         head.lines().next().unwrap_or("")
     );
     Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// An endpoint that answers one byte at a time, each well within a read timeout, is
+    /// given up on at the scrape's deadline, not read for as long as it keeps dripping.
+    #[test]
+    fn a_dripping_endpoint_is_given_up_at_the_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 256];
+            let _ = c.read(&mut req);
+            let head = b"HTTP/1.1 200 OK\r\n\r\n";
+            let _ = c.write_all(head);
+            // 3 s of a byte every 20 ms, unless the client goes away.
+            for _ in 0..150 {
+                if c.write_all(b"#").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let t = Instant::now();
+        let r = scrape_within(addr, Duration::from_millis(300));
+        let took = t.elapsed();
+        assert!(r.is_err(), "a scrape past its deadline fails");
+        assert!(took < Duration::from_millis(1500), "gave up after {took:?}");
+        drop(r);
+        let _ = server.join();
+    }
+
+    #[test]
+    fn a_prompt_endpoint_is_read_whole() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 256];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\nmason_up 1\n");
+        });
+        assert_eq!(
+            scrape_within(addr, Duration::from_secs(5)).unwrap(),
+            "mason_up 1\n"
+        );
+        let _ = server.join();
+    }
 }
