@@ -482,6 +482,7 @@ pub async fn run(transport: Arc<dyn Transport>, cfg: LoadConfig) -> LoadResult {
                 shared: shared.clone(),
                 sink: sink.clone(),
                 metrics: metrics::get().local(Instant::now()),
+                answers: Vec::new(),
             };
             loops.push((c.clone(), c.run_loop(Box::new(lp), cfg.concurrency)));
             continue;

@@ -58,6 +58,8 @@ pub(super) struct SeqLoop {
     pub(super) sink: Option<AckSink>,
     /// Its answered ops, added to the process's metrics now and then.
     pub(super) metrics: metrics::LocalLoadMetrics,
+    /// Answers not yet kept (see `KEEP_TOGETHER`).
+    pub(super) answers: Vec<(Instant, Instant, MultiSeq)>,
 }
 
 impl OpLoop for SeqLoop {
@@ -71,20 +73,42 @@ impl OpLoop for SeqLoop {
     fn answered(&mut self, sent: Instant, now: Instant, result: Result<MultiSeq, ClientError>) {
         match result {
             Ok(m) => {
-                let Ok(mut s) = self.shared.lock() else {
-                    return;
-                };
-                keep_ack(&mut s, &self.sink, &m);
-                let s = &mut *s;
-                let measured = self.win.count(sent, now, &mut s.ops, &mut s.hist);
+                self.answers.push((sent, now, m));
                 let ended = now >= self.win.end;
-                self.metrics.answered(sent, now, measured, ended);
+                if ended || self.answers.len() >= KEEP_TOGETHER {
+                    self.keep(ended);
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "op failed");
                 metrics::get().failed();
             }
         }
+    }
+}
+
+/// Answers a loop holds before it takes its worker's lock to keep them (at once after the
+/// window's end, so that what the load reads at the end is whole).
+const KEEP_TOGETHER: usize = 64;
+
+impl SeqLoop {
+    /// Keeps the answers held: their numbers, and those inside the window measured.
+    fn keep(&mut self, ended: bool) {
+        let Ok(mut s) = self.shared.lock() else {
+            return;
+        };
+        let s = &mut *s;
+        for (sent, now, m) in self.answers.drain(..) {
+            keep_ack(s, &self.sink, &m);
+            let measured = self.win.count(sent, now, &mut s.ops, &mut s.hist);
+            self.metrics.answered(sent, now, measured, ended);
+        }
+    }
+}
+
+impl Drop for SeqLoop {
+    fn drop(&mut self) {
+        self.keep(true);
     }
 }
 
