@@ -164,7 +164,10 @@ pub fn ask(addr: SocketAddr, key: &ClusterKey, timeout: Duration) -> Answer {
     match mason_common::codec::decode_body(Bytes::from(body)) {
         Ok(Frame {
             body: Some(Body::StatusReply(reply)),
-        }) => Answer::Up { role, reply },
+        }) => Answer::Up {
+            role,
+            reply: *reply,
+        },
         Ok(f) => down(
             "bad-reply",
             format!(

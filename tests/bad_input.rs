@@ -195,7 +195,7 @@ fn get_seq(group: u32, batch_id: u64, space_mask: u64, counts: Vec<u32>) -> Fram
 
 fn seq_reply(c: &mut TcpStream) -> SeqReply {
     match recv(c).body {
-        Some(Body::SeqReply(r)) => r,
+        Some(Body::SeqReply(r)) => *r,
         other => panic!("expected a SeqReply, got {other:?}"),
     }
 }
@@ -434,7 +434,7 @@ fn proxy_survives_bad_frames() {
         assert_eq!((r.session, r.client_seq), (session, 1), "{why}: {r:?}");
     }
 
-    let wrong_kind = Frame::new(Body::SeqReply(SeqReply {
+    let wrong_kind = Frame::new(Body::SeqReply(Box::new(SeqReply {
         epoch: 1,
         group: 0,
         batch_id: 1,
@@ -445,7 +445,7 @@ fn proxy_survives_bad_frames() {
         counts: vec![1],
         watermarks: Vec::new(),
         session: 0,
-    }));
+    })));
     // A client's frame limit is its payload limit and headers (1024 + 4 KiB here).
     let bad = send_every_bad_frame(addr, &key, &Role::client(4), 1024 + 4096, &wrong_kind);
     // An op for a group not hosted here closes the connection.

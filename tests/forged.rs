@@ -114,7 +114,7 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
             let backup_frames = [
                 hello.clone(),
                 Frame::new(Body::Takeover(Takeover { epoch: 1, group: 0 })),
-                Frame::new(Body::Promise(Promise {
+                Frame::new(Body::Promise(Box::new(Promise {
                     epoch: 2,
                     group: 0,
                     ok: true,
@@ -123,7 +123,7 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
                     watermarks: vec![0],
                     recorded: Some(holes.clone()),
                     ballot: 1,
-                })),
+                }))),
                 Frame::new(Body::FillAck(FillAck {
                     epoch: 2,
                     group: 1,

@@ -332,7 +332,7 @@ impl ClientCore {
         match frame.body {
             Some(Body::ClientReply(r)) => self.on_reply(from, r, now_us, out),
             Some(Body::Registered(r)) => self.on_registered(from, r, now_us, out),
-            Some(Body::SeqReply(r)) => self.on_seq_reply(r, now_us, out),
+            Some(Body::SeqReply(r)) => self.on_seq_reply(*r, now_us, out),
             Some(Body::LocalReadReply(r)) => self.on_read_reply(from, r, now_us, out),
             other => tracing::warn!(?other, "unexpected frame for a client"),
         }

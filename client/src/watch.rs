@@ -117,8 +117,8 @@ async fn follow(
         let mut reader = conn.rd;
         while let Some(Ok(f)) = reader.next().await {
             let n = match f.body {
-                Some(Body::Promise(p)) => Notice::Snapshot(p),
-                Some(Body::Bound(b)) => Notice::Bound(b),
+                Some(Body::Promise(p)) => Notice::Snapshot(*p),
+                Some(Body::Bound(b)) => Notice::Bound(*b),
                 _ => continue,
             };
             if !tx.send(n).await {

@@ -20,8 +20,8 @@ pub struct Frame {
 pub enum Body {
     #[prost(message, tag = "1")]
     GetSeq(GetSeq),
-    #[prost(message, tag = "2")]
-    SeqReply(SeqReply),
+    #[prost(message, boxed, tag = "2")]
+    SeqReply(Box<SeqReply>),
     #[prost(message, tag = "3")]
     Raft(RaftMsg),
     #[prost(message, tag = "4")]
@@ -36,8 +36,8 @@ pub enum Body {
     Takeover(Takeover),
     #[prost(message, tag = "10")]
     Switch(Switch),
-    #[prost(message, tag = "11")]
-    Promise(Promise),
+    #[prost(message, boxed, tag = "11")]
+    Promise(Box<Promise>),
     #[prost(message, tag = "12")]
     Fill(Fill),
     #[prost(message, tag = "13")]
@@ -46,8 +46,8 @@ pub enum Body {
     Activate(Activate),
     #[prost(message, tag = "15")]
     Watch(Watch),
-    #[prost(message, tag = "16")]
-    Bound(crate::record::BoundBatch),
+    #[prost(message, boxed, tag = "16")]
+    Bound(Box<crate::record::BoundBatch>),
     #[prost(message, tag = "17")]
     LogWrite(crate::logmsg::LogWrite),
     #[prost(message, tag = "18")]
@@ -98,8 +98,8 @@ pub enum Body {
     ZkWatchFeed(crate::zkmsg::ZkWatchFeed),
     #[prost(message, tag = "42")]
     StatusRequest(crate::statusmsg::StatusRequest),
-    #[prost(message, tag = "43")]
-    StatusReply(crate::statusmsg::StatusReply),
+    #[prost(message, boxed, tag = "43")]
+    StatusReply(Box<crate::statusmsg::StatusReply>),
 }
 
 impl Body {

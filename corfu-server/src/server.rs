@@ -151,7 +151,7 @@ impl Machine for Core {
                         };
                         self.outs.push(NodeAction::Send {
                             conn: id,
-                            body: Body::StatusReply(reply),
+                            body: Body::StatusReply(Box::new(reply)),
                         });
                     }
                     other => {

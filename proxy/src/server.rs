@@ -489,7 +489,7 @@ impl Conns {
                 _ => {}
             }
         }
-        out.send(Frame::new(Body::StatusReply(reply)))
+        out.send(Frame::new(Body::StatusReply(Box::new(reply))))
             .map_err(|e| format!("answering a status request: {e}"))
     }
 }

@@ -173,7 +173,7 @@ impl SeqNode {
                     out.extend(
                         replies
                             .into_iter()
-                            .map(|(o, r)| SeqOut::Reply(o, Body::SeqReply(r))),
+                            .map(|(o, r)| SeqOut::Reply(o, Body::SeqReply(Box::new(r)))),
                     );
                     let grants = s.take_grants();
                     if !grants.is_empty() {
@@ -187,7 +187,7 @@ impl SeqNode {
                 }
             }
             Body::Takeover(t) => self.on_takeover(origin, t.epoch, t.group, now, out),
-            Body::Promise(p) => self.on_promise(p, now, out),
+            Body::Promise(p) => self.on_promise(*p, now, out),
             Body::FillAck(a) => {
                 if let Role::Taking(t) = &mut self.role {
                     if t.epoch == a.epoch && a.ballot == self.cfg.ballot && t.collected {

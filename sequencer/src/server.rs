@@ -90,7 +90,8 @@ impl Core {
                 sequencer: Some(self.node.status()),
                 ..Default::default()
             };
-            self.outs.push(SeqOut::Reply(id, Body::StatusReply(reply)));
+            self.outs
+                .push(SeqOut::Reply(id, Body::StatusReply(Box::new(reply))));
             return;
         }
         let group = crate::node::group_of(&body);

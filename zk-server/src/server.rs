@@ -114,7 +114,7 @@ impl Core {
                 };
                 o.push(NodeAction::Send {
                     conn: id,
-                    body: Body::StatusReply(reply),
+                    body: Body::StatusReply(Box::new(reply)),
                 });
             }
             (_, other) => {

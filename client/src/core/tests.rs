@@ -265,7 +265,7 @@ fn direct_asks_the_sequencer_for_one_number_per_space() {
             watermarks: Vec::new(),
             session,
         };
-        Frame::new(Body::SeqReply(r))
+        Frame::new(Body::SeqReply(Box::new(r)))
     };
     // An answer that names another session (a client that shared this connection before)
     // is not this one's.

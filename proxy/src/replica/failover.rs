@@ -108,13 +108,13 @@ impl Replica {
             // An older epoch, or this one promised to another ballot.
             out.push(Action::ToSeq {
                 seq: to,
-                body: Body::Promise(self.promise(false, sw.epoch)),
+                body: Body::Promise(Box::new(self.promise(false, sw.epoch))),
             });
         } else if same {
             // A re-sent Switch: the promise is committed already.
             out.push(Action::ToSeq {
                 seq: to,
-                body: Body::Promise(self.promise(true, sw.epoch)),
+                body: Body::Promise(Box::new(self.promise(true, sw.epoch))),
             });
         } else if let Some(l) = self.leader.as_mut() {
             // Proposed once per (epoch, ballot) by this leader; a lost proposal is
@@ -192,7 +192,7 @@ impl Replica {
         if self.leader.is_some() {
             out.push(Action::ToSeq {
                 seq: self.owner(sw.epoch),
-                body: Body::Promise(self.promise(true, sw.epoch)),
+                body: Body::Promise(Box::new(self.promise(true, sw.epoch))),
             });
             self.step_down(out);
             self.seq_heard = self.now;

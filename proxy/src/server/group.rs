@@ -85,13 +85,13 @@ impl Group {
     }
 
     fn notify_watchers(&mut self, b: &BoundBatch, out: &mut Vec<Todo>) {
-        let full = encode_body(&Frame::new(Body::Bound(b.clone())));
-        let ranges = encode_body(&Frame::new(Body::Bound(BoundBatch {
+        let full = encode_body(&Frame::new(Body::Bound(Box::new(b.clone()))));
+        let ranges = encode_body(&Frame::new(Body::Bound(Box::new(BoundBatch {
             op_sessions: Vec::new(),
             op_seqs: Vec::new(),
             op_masks: Vec::new(),
             ..b.clone()
-        })));
+        }))));
         self.watchers.retain(|(o, _)| !o.is_closed());
         for (o, ranges_only) in &self.watchers {
             let body = if *ranges_only { &ranges } else { &full };
@@ -122,7 +122,7 @@ impl Machine for Group {
             } => {
                 let snap = r.promise(true, r.promised());
                 tracing::info!(group = r.group(), conn, "a client watches this group");
-                if o.send(Frame::new(Body::Promise(snap))).is_ok() {
+                if o.send(Frame::new(Body::Promise(Box::new(snap)))).is_ok() {
                     self.watchers.push((o, ranges_only));
                 }
             }

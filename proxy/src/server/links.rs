@@ -45,7 +45,7 @@ impl LinkHandler for SeqLink {
             ));
         };
         let ev = match body {
-            Body::SeqReply(r) => Event::Seq(r),
+            Body::SeqReply(r) => Event::Seq(*r),
             b => Event::SeqOther(b),
         };
         let _ = tx.send(ev).await;

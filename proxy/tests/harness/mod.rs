@@ -217,16 +217,16 @@ impl Net {
                     let to = origin as usize;
                     if let Some((r, q)) = &asked {
                         if rep.batch_id == q.batch_id && to == *r {
-                            self.asks.push((*r, q.clone(), rep.clone()));
+                            self.asks.push((*r, q.clone(), *rep.clone()));
                         }
                     }
                     if to >= N {
                         continue;
                     }
                     if self.hold_seq {
-                        self.held.push((to, rep));
+                        self.held.push((to, *rep));
                     } else {
-                        self.from_seq.push_back(FromSeq::Reply(to, rep));
+                        self.from_seq.push_back(FromSeq::Reply(to, *rep));
                     }
                 }
                 SeqOut::Reply(origin, body) => {
@@ -466,7 +466,7 @@ impl Net {
             .on_frame(HARNESS, Body::GetSeq(req), now, &mut out)
             .ok()?;
         out.into_iter().find_map(|o| match o {
-            SeqOut::Reply(HARNESS, Body::SeqReply(r)) => Some(r),
+            SeqOut::Reply(HARNESS, Body::SeqReply(r)) => Some(*r),
             _ => None,
         })
     }

@@ -72,7 +72,7 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
     out.clear();
     n.on_frame(
         1,
-        Body::Promise(promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)])),
+        Body::Promise(Box::new(promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)]))),
         0,
         &mut out,
     )
@@ -83,7 +83,7 @@ fn a_takeover_collects_fills_and_serves_above_the_highest_recorded_number() {
     );
     n.on_frame(
         1,
-        Body::Promise(promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)])),
+        Body::Promise(Box::new(promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)]))),
         0,
         &mut out,
     )
@@ -164,12 +164,13 @@ fn a_backup_that_meets_a_higher_promise_gives_up() {
         promised: 3,
         ..promise(2, 0, 0, vec![], &[])
     };
-    a.on_frame(1, Body::Promise(refusal), 0, &mut out).unwrap();
+    a.on_frame(1, Body::Promise(Box::new(refusal)), 0, &mut out)
+        .unwrap();
     out.clear();
     // A late promise of its epoch changes nothing now.
     a.on_frame(
         1,
-        Body::Promise(promise(2, 0, 0, vec![0, 0], &[])),
+        Body::Promise(Box::new(promise(2, 0, 0, vec![0, 0], &[]))),
         0,
         &mut out,
     )
@@ -237,7 +238,7 @@ fn repeated_and_late_takeover_messages_change_nothing() {
     let p0 = promise(2, 0, 3, vec![0, 0], &[(0, 0, 5)]);
     let p1 = promise(2, 1, 8, vec![0, 0], &[(0, 9, 1)]);
     for p in [&p0, &p0, &p1, &p0, &p1] {
-        n.on_frame(1, Body::Promise(p.clone()), 0, &mut out)
+        n.on_frame(1, Body::Promise(Box::new(p.clone())), 0, &mut out)
             .unwrap();
     }
     let fills = out
@@ -267,7 +268,7 @@ fn repeated_and_late_takeover_messages_change_nothing() {
     // Late copies of everything once active: no new takeover, no change of epoch.
     out.clear();
     n.on_frame(9, ask(1), 0, &mut out).unwrap();
-    n.on_frame(1, Body::Promise(p0.clone()), 0, &mut out)
+    n.on_frame(1, Body::Promise(Box::new(p0.clone())), 0, &mut out)
         .unwrap();
     n.on_frame(1, ack(BALLOT), 0, &mut out).unwrap();
     assert!(out.is_empty(), "{out:?}");
@@ -299,7 +300,7 @@ fn a_restarted_sequencer_cannot_take_over_an_epoch_again() {
     out.clear();
     n.on_frame(
         1,
-        Body::Promise(promise(2, 0, 3, vec![0, 0], &[])),
+        Body::Promise(Box::new(promise(2, 0, 3, vec![0, 0], &[]))),
         0,
         &mut out,
     )

@@ -66,7 +66,7 @@ impl World {
                         rep.on_raft(p % 3, &r.data)
                     }
                 }
-                Body::SeqReply(r) => rep.on_seq_reply(r),
+                Body::SeqReply(r) => rep.on_seq_reply(*r),
                 Body::Heartbeat(h) => rep.on_heartbeat(h),
                 Body::Switch(s) => rep.on_switch(s, &mut out),
                 Body::Fill(f) => rep.on_fill(f, &mut out),
