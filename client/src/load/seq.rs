@@ -95,6 +95,8 @@ impl SeqLoop {
     /// Keeps the answers held: their numbers, and those inside the window measured.
     fn keep(&mut self, ended: bool) {
         let Ok(mut s) = self.shared.lock() else {
+            // A worker that panicked holding it: nothing is kept any more, nor held.
+            self.answers.clear();
             return;
         };
         let s = &mut *s;
