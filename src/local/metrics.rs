@@ -144,26 +144,31 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// An endpoint that answers one byte at a time, each well within a read timeout, is
-    /// given up on at the scrape's deadline, not read for as long as it keeps dripping.
-    #[test]
-    fn a_dripping_endpoint_is_given_up_at_the_deadline() {
+    /// An endpoint on loopback that reads one request and answers `head`, then `drip`s
+    /// (a byte every 20 ms, 3 s in all, unless the client goes away).
+    fn endpoint(head: &'static [u8], drip: bool) -> (SocketAddr, std::thread::JoinHandle<()>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
             let mut req = [0u8; 256];
             let _ = c.read(&mut req);
-            let head = b"HTTP/1.1 200 OK\r\n\r\n";
             let _ = c.write_all(head);
-            // 3 s of a byte every 20 ms, unless the client goes away.
-            for _ in 0..150 {
+            for _ in 0..if drip { 150 } else { 0 } {
                 if c.write_all(b"#").is_err() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
+        (addr, server)
+    }
+
+    /// An endpoint that answers one byte at a time, each well within a read timeout, is
+    /// given up on at the scrape's deadline, not read for as long as it keeps dripping.
+    #[test]
+    fn a_dripping_endpoint_is_given_up_at_the_deadline() {
+        let (addr, server) = endpoint(b"HTTP/1.1 200 OK\r\n\r\n", true);
         let t = Instant::now();
         let r = scrape_within(addr, Duration::from_millis(300));
         let took = t.elapsed();
@@ -175,14 +180,7 @@ mod tests {
 
     #[test]
     fn a_prompt_endpoint_is_read_whole() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut req = [0u8; 256];
-            let _ = c.read(&mut req);
-            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\nmason_up 1\n");
-        });
+        let (addr, server) = endpoint(b"HTTP/1.1 200 OK\r\n\r\nmason_up 1\n", false);
         assert_eq!(
             scrape_within(addr, Duration::from_secs(5)).unwrap(),
             "mason_up 1\n"

@@ -109,7 +109,8 @@ async fn frames_together_reach_each_group_as_one_event_and_stop_at_a_refused_one
 }
 
 /// A frame for a group this process does not host is refused where it stands: the frames
-/// after it are not taken, even those for a hosted group that came before it.
+/// before it reach their group, and none after it is taken, not even one for a hosted
+/// group.
 #[tokio::test]
 async fn a_frame_for_a_group_not_hosted_here_stops_the_frames_after_it() {
     let (conns, mut rxs, _) = hosting(&[0]);
