@@ -8,6 +8,7 @@ use bytes::Bytes;
 use mason_common::msg::Ranges;
 use mason_common::record::BoundBatch;
 use mason_common::types::SpaceMask;
+use smallvec::SmallVec;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LogEntry {
@@ -124,13 +125,17 @@ impl From<mason_common::msg::ClientOp> for OpEntry {
     }
 }
 
+/// An op's numbers, one per space it touches, held inline for up to two spaces: every
+/// replica numbers every op of every batch it applies, and most ops touch one space.
+pub type Numbers = SmallVec<[u64; 2]>;
+
 /// One op's numbers: one per space of `mask`, ascending by space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Numbered {
     pub session: u64,
     pub seq: u64,
     pub mask: u64,
-    pub numbers: Vec<u64>,
+    pub numbers: Numbers,
 }
 
 impl BatchEntry {
@@ -172,7 +177,7 @@ impl BatchEntry {
         let mut out = Vec::with_capacity(ops.len());
         for o in ops {
             let om = SpaceMask(o.space_mask);
-            let mut numbers = Vec::with_capacity(om.len());
+            let mut numbers = Numbers::with_capacity(om.len());
             for s in om.iter() {
                 let k = mask.index_of(s)?;
                 if used[k] >= self.counts[k] {

@@ -34,7 +34,7 @@ mod zkexpire;
 pub use gauges::Gauges;
 
 pub use crate::config::{Mutant, ReplicaConfig};
-use crate::entry::{BatchEntry, OpEntry};
+use crate::entry::{BatchEntry, Numbers, OpEntry};
 use crate::recorded::Recorded;
 use crate::store::Store;
 use bytes::Bytes;
@@ -148,12 +148,12 @@ pub(crate) struct Applied {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct OpAnswer {
     mask: u64,
-    numbers: Vec<u64>,
+    numbers: Numbers,
     result: Bytes,
 }
 
 impl OpAnswer {
-    fn numbered(mask: u64, numbers: Vec<u64>) -> OpAnswer {
+    fn numbered(mask: u64, numbers: Numbers) -> OpAnswer {
         OpAnswer {
             mask,
             numbers,

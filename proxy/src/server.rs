@@ -290,6 +290,7 @@ pub async fn run(
             next_tick: 0,
             next_flush: 0,
             stopped: false,
+            acts: Vec::new(),
         };
         let mut io = GroupIo {
             group: g,

@@ -69,7 +69,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn answer(n: u64) -> OpAnswer {
-        OpAnswer::numbered(1, vec![n])
+        OpAnswer::numbered(1, smallvec::smallvec![n])
     }
 
     /// Any order of inserts, replacements, lookups and pops agrees with a sorted map.

@@ -198,7 +198,7 @@ impl Replica {
             if let Some(lc) = l.clients.get(&n.session) {
                 out.push(Action::Reply {
                     conn: lc.conn,
-                    reply: Replica::numbered_reply(n.session, n.seq, n.mask, n.numbers),
+                    reply: Replica::numbered_reply(n.session, n.seq, n.mask, n.numbers.into_vec()),
                 });
             }
         }

@@ -105,7 +105,7 @@ impl Replica {
     pub(super) fn answered(session: u64, seq: u64, a: &OpAnswer) -> ClientReply {
         ClientReply {
             result: a.result.clone(),
-            ..Self::numbered_reply(session, seq, a.mask, a.numbers.clone())
+            ..Self::numbered_reply(session, seq, a.mask, a.numbers.to_vec())
         }
     }
 

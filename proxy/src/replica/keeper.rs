@@ -18,7 +18,7 @@
 //! idleness expires it. Each write takes the next zxid.
 
 use super::{Action, OpAnswer, Replica};
-use crate::entry::{BatchEntry, OpEntry};
+use crate::entry::{BatchEntry, Numbers, OpEntry};
 use bytes::Bytes;
 use mason_zk::jute::{self, Decoded, JuteError};
 use mason_zk::{opcode, Code, Ctx, DataTree, Request, Trigger};
@@ -52,7 +52,7 @@ impl Replica {
             };
             let answer = OpAnswer {
                 mask: o.space_mask,
-                numbers: Vec::new(),
+                numbers: Numbers::new(),
                 result,
             };
             a.keep_answer(o.client_seq, answer.clone(), o.acked_below);

@@ -5,6 +5,7 @@
 //! restarted replica restores from the one on its disk.
 
 use super::{Action, Applied, OpAnswer, Replica};
+use crate::entry::Numbers;
 use crate::recorded::Recorded;
 use mason_common::msg::Ranges;
 use prost::Message as _;
@@ -111,7 +112,7 @@ impl Replica {
                     .map(|(seq, a)| Answer {
                         seq,
                         mask: a.mask,
-                        numbers: a.numbers.clone(),
+                        numbers: a.numbers.to_vec(),
                         result: a.result.clone(),
                     })
                     .collect(),
@@ -189,7 +190,7 @@ impl Replica {
             for ans in c.answers {
                 let answer = OpAnswer {
                     mask: ans.mask,
-                    numbers: ans.numbers,
+                    numbers: Numbers::from_vec(ans.numbers),
                     result: ans.result,
                 };
                 a.keep_answer(ans.seq, answer, 0);

@@ -13,7 +13,7 @@
 //! retry after a failover) is answered with the reply a shard server keeps for it.
 
 use super::{Action, ConnId, OpAnswer, Replica};
-use crate::entry::{BatchEntry, Numbered, OpEntry};
+use crate::entry::{BatchEntry, Numbered, Numbers, OpEntry};
 use bytes::Bytes;
 use mason_common::msg::Body;
 use mason_common::types::SpaceMask;
@@ -87,7 +87,7 @@ impl Replica {
                     payload: o.payload.clone(),
                     time_ms: b.time_ms,
                     mask: n.mask,
-                    numbers: n.numbers.clone(),
+                    numbers: n.numbers.to_vec(),
                 };
                 self.zk.stash.insert((space - 1, *pos), item);
             }
@@ -113,7 +113,7 @@ impl Replica {
                     key: reply_key(reply.space_mask, &reply.numbers),
                     answer: OpAnswer {
                         mask: reply.space_mask,
-                        numbers: reply.numbers,
+                        numbers: Numbers::from_vec(reply.numbers),
                         result: reply.result,
                     },
                 }),
@@ -363,7 +363,7 @@ impl Replica {
             key: Some(key),
             answer: OpAnswer {
                 mask: reply.space_mask,
-                numbers: reply.numbers,
+                numbers: Numbers::from_vec(reply.numbers),
                 result: reply.result,
             },
         };

@@ -32,6 +32,9 @@ pub(super) struct Group {
     pub(super) next_tick: u64,
     pub(super) next_flush: u64,
     pub(super) stopped: bool,
+    /// The replica's actions of one turn: kept between turns, so that a turn that answers
+    /// a whole batch does not grow a new vector op by op.
+    pub(super) acts: Vec<Action>,
 }
 
 /// A group's actions, routed: what the executor does.
@@ -47,7 +50,19 @@ pub(super) enum Todo {
     FlushRecord,
 }
 
+/// The most actions' room a group keeps between turns (a batch's answers fit).
+const KEPT_ACTS: usize = 4096;
+
 impl Group {
+    /// Keeps a turn's emptied action vector for the next turn, unless a rare turn (a
+    /// recovery's) grew it past [`KEPT_ACTS`].
+    fn keep_acts(&mut self, acts: Vec<Action>) {
+        debug_assert!(acts.is_empty());
+        if acts.capacity() <= KEPT_ACTS {
+            self.acts = acts;
+        }
+    }
+
     fn route(&mut self, actions: &mut Vec<Action>, out: &mut Vec<Todo>) {
         for (conn, f) in self.replica.take_feeds() {
             if let Some(o) = self.conns.get(&conn) {
@@ -105,7 +120,13 @@ impl Machine for Group {
     type Action = Todo;
 
     fn on_event(&mut self, ev: Event, now: u64, out: &mut Vec<Todo>) {
-        let mut acts = Vec::new();
+        if let Event::Many(evs, _permit) = ev {
+            for ev in evs {
+                self.on_event(ev, now, out);
+            }
+            return;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
         let r = &mut self.replica;
         match ev {
             Event::Client { conn, out: o, inc } => {
@@ -134,11 +155,7 @@ impl Machine for Group {
                 self.conns.entry(conn).or_insert(o);
                 r.on_watch_poll(conn, poll);
             }
-            Event::Many(evs, _permit) => {
-                for ev in evs {
-                    self.on_event(ev, now, out);
-                }
-            }
+            Event::Many(..) => {}
             Event::Closed(conn) => {
                 self.conns.remove(&conn);
                 r.on_watch_closed(conn);
@@ -162,18 +179,19 @@ impl Machine for Group {
             }
             Event::Shutdown => self.stopped = true,
         }
-        let _ = now;
         self.route(&mut acts, out);
+        self.keep_acts(acts);
     }
 
     fn on_time(&mut self, now: u64, out: &mut Vec<Todo>) {
-        let mut acts = Vec::new();
+        let mut acts = std::mem::take(&mut self.acts);
         if now >= self.next_tick {
             self.replica.tick(now, &mut acts);
             self.next_tick = self.next_tick.max(now.saturating_sub(self.tick)) + self.tick;
         }
         self.replica.flush(now, &mut acts);
         self.route(&mut acts, out);
+        self.keep_acts(acts);
         if let Some(inbox) = &self.inbox {
             self.metrics.sample(&self.replica, now, inbox);
         }
