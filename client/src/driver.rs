@@ -274,7 +274,8 @@ impl Client {
 /// One client of a driver: its core, who waits for its ops, and its loop.
 struct Slot {
     core: ClientCore,
-    waiting: HashMap<u64, Waiter>,
+    /// Who waits for each op, by the op's id (ids this client hands out: a fast hash).
+    waiting: fxhash::FxHashMap<u64, Waiter>,
     looping: Option<Looping>,
     re_tx: Arc<AtomicU64>,
     /// The core's move count when last looked at.

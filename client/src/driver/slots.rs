@@ -7,7 +7,6 @@ use crate::core::{ClientCore, CoreConfig, CoreTarget};
 use crate::Client;
 use mason_common::msg::{Body, Frame};
 use mason_common::transport::Transport;
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,7 +139,7 @@ impl Driver {
         }
         self.slots[s] = Some(Slot {
             core,
-            waiting: HashMap::new(),
+            waiting: fxhash::FxHashMap::default(),
             looping: None,
             re_tx,
             moves: 0,
