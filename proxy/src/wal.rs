@@ -52,6 +52,8 @@ use replay::{read_snapshot, Replay};
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// With fsync on, a segment grows by this much at a time, ahead of its records.
 pub const PREALLOCATE: u64 = 4 << 20;
+/// The largest reset buffer a log keeps between rolls.
+const KEPT_RESET_BYTES: usize = 16 << 20;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct WalRecord {
@@ -286,6 +288,10 @@ pub struct Wal {
     segment_bytes: u64,
     /// The bytes of the resets that start the open segment (0 for one found at open).
     reset_bytes: u64,
+    /// The last roll's reset buffer, kept for the next roll (at most [`KEPT_RESET_BYTES`]):
+    /// a fresh buffer of a few MB was faulted in page by page, in the group's path, at
+    /// every roll.
+    reset_buf: Vec<u8>,
 }
 
 impl Wal {
@@ -405,6 +411,7 @@ impl Wal {
             tails,
             segment_bytes: SEGMENT_BYTES,
             reset_bytes: 0,
+            reset_buf: Vec::new(),
         };
         // A group whose last reset is an orphan starts again from its old snapshot: a
         // fresh reset of it goes first, so that the records it writes now follow a reset
@@ -564,7 +571,14 @@ impl Wal {
         // Room for every tail at once (a reset of a few MB grown by doubling was copied
         // and faulted in again at every step).
         let room: usize = self.tails.values().map(Tail::bytes).sum();
-        let mut buf = Vec::with_capacity(room + room / 8 + 4096);
+        let need = room + room / 8 + 4096;
+        let mut buf = std::mem::take(&mut self.reset_buf);
+        buf.clear();
+        if buf.capacity() < need {
+            // A quarter more than this roll needs, so that the next, about as large,
+            // fits in it.
+            buf = Vec::with_capacity(need + need / 4);
+        }
         for (g, t) in &self.tails {
             push_record(&mut buf, &t.record(*g))?;
         }
@@ -598,6 +612,9 @@ impl Wal {
             us = started.elapsed().as_micros() as u64,
             "wal: a new segment"
         );
+        if buf.capacity() <= KEPT_RESET_BYTES {
+            self.reset_buf = buf;
+        }
         // Closing and unlinking a large file can take long; nothing waits for it.
         std::thread::spawn(move || {
             drop(closing);

@@ -208,6 +208,15 @@ fn takes_direct_writes(dir: &Path) -> bool {
     ok
 }
 
+/// The bytes a roll's resets would take now: every group's tail, encoded afresh.
+fn fresh_resets(w: &Wal) -> usize {
+    let mut buf = Vec::new();
+    for (g, t) in &w.tails {
+        push_record(&mut buf, &t.record(*g)).unwrap();
+    }
+    buf.len()
+}
+
 fn rolls(fsync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let direct = fsync && takes_direct_writes(dir.path());
@@ -217,10 +226,21 @@ fn rolls(fsync: bool) {
         w.set_segment_bytes(300);
         // Group 2 writes once and then stays idle: its tail must survive every roll.
         w.append(2, Some(&hs(5, 1)), &[entry(1, 5)]).unwrap();
+        let mut checked = 0;
         for i in 1..=40 {
             w.stage(0, Some(&hs(1, i - 1)), &[entry(i, 1)]).unwrap();
             w.stage(1, None, &[entry(i, 1)]).unwrap();
+            let seq = w.seq;
             w.commit().unwrap();
+            if w.seq != seq {
+                // The roll came after this commit's records: its resets are the tails now.
+                assert_eq!(
+                    w.reset_bytes as usize,
+                    fresh_resets(&w),
+                    "a new segment starts with its resets and nothing else (roll {i})"
+                );
+                checked += 1;
+            }
             if i == 25 {
                 let ents: Vec<Entry> = (1..=25).map(|i| entry(i, 1)).collect();
                 s[&1].replay(None, &ents).unwrap();
@@ -229,6 +249,8 @@ fn rolls(fsync: bool) {
                     .unwrap();
             }
         }
+        // Rolls after the first reuse the first one's buffer.
+        assert!(checked >= 3, "{checked} rolls");
         // A follower's log overwritten by a new leader, after a roll.
         w.append(0, Some(&hs(2, 38)), &[entry(39, 2)]).unwrap();
         // No write fell back to the page cache (one refused would have).
