@@ -558,6 +558,15 @@ impl Wal {
         }
     }
 
+    /// Every group's reset (its tail as one record), onto `buf`: what a new segment starts
+    /// with.
+    fn push_resets(&self, buf: &mut Vec<u8>) -> Result<(), WalError> {
+        for (g, t) in &self.tails {
+            push_record(buf, &t.record(*g))?;
+        }
+        Ok(())
+    }
+
     /// Past the segment size: a new segment starting with every group's reset; the older
     /// ones are removed (in the background) once it is durable.
     fn maybe_roll(&mut self) -> Result<(), WalError> {
@@ -579,9 +588,7 @@ impl Wal {
             // fits in it.
             buf = Vec::with_capacity(need + need / 4);
         }
-        for (g, t) in &self.tails {
-            push_record(&mut buf, &t.record(*g))?;
-        }
+        self.push_resets(&mut buf)?;
         let f = create_segment(&self.dir, next)?;
         let closing = std::mem::replace(&mut self.file, f);
         (self.len, self.allocated) = (0, 0);

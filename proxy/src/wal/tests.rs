@@ -208,12 +208,10 @@ fn takes_direct_writes(dir: &Path) -> bool {
     ok
 }
 
-/// The bytes a roll's resets would take now: every group's tail, encoded afresh.
+/// The bytes a roll's resets would take now, encoded into a fresh buffer.
 fn fresh_resets(w: &Wal) -> usize {
     let mut buf = Vec::new();
-    for (g, t) in &w.tails {
-        push_record(&mut buf, &t.record(*g)).unwrap();
-    }
+    w.push_resets(&mut buf).unwrap();
     buf.len()
 }
 
