@@ -89,7 +89,7 @@ echo
 
 for b in "$old" "$new"; do
   port=$((20000 + RANDOM % 10000))
-  "$b" sequencer --listen "127.0.0.1:$port" --spaces 1 --threads 1 --insecure 2>/dev/null &
+  "$b" sequencer --listen "127.0.0.1:$port" --spaces 1 --groups 8 --threads 1 --insecure 2>/dev/null &
   spid=$!
   sleep 0.5
   echo "$b: $("$b" bench-sequencer --addr "127.0.0.1:$port" --batch 100 --spaces 1 --groups 8 \

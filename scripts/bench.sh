@@ -44,7 +44,7 @@ for b in 1 100 1000; do "$bin" bench-sequencer --batch "$b" --spaces 1 --duratio
 for run in "1 8" "100 8" "100 256" "1000 8"; do
   set -- $run
   port=$((20000 + RANDOM % 10000))
-  "$bin" sequencer --listen "127.0.0.1:$port" --spaces 1 --threads 1 --insecure 2>/dev/null &
+  "$bin" sequencer --listen "127.0.0.1:$port" --spaces 1 --groups 8 --threads 1 --insecure 2>/dev/null &
   spid=$!
   sleep 0.5
   echo "pipeline $2: $("$bin" bench-sequencer --addr "127.0.0.1:$port" --batch "$1" --spaces 1 \

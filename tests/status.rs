@@ -194,3 +194,78 @@ fn status_shows_a_killed_leader_down_and_its_successor() {
         "group 0's leader r{new} (term {new_term}) took over from r{old} (term {old_term}) without a new term"
     );
 }
+
+/// The sequencer benchmark over TCP counts exactly what the sequencer granted: after it,
+/// the sequencer's next number (as `mason status` shows it) is the count of numbers the
+/// bench reported, so no answer was lost or counted twice by the batched load loop.
+#[test]
+fn the_sequencer_bench_counts_exactly_the_numbers_granted() {
+    use mason_common::auth::ClusterKey;
+    use mason_sequencer::bench::{over_network, BenchConfig};
+    use std::process::Stdio;
+
+    let _one = one_at_a_time();
+    let out = OutDir::new("bench-seq");
+    let key_path = out.path().join("cluster.key");
+    let key = ClusterKey::write_new(&key_path).expect("writing a key file");
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+        l.local_addr().expect("local_addr")
+    };
+    let log = out.path().join("sequencer.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mason"))
+        .args(["sequencer", "--listen", &addr.to_string(), "--spaces", "1"])
+        .args(["--groups", "8", "--cluster-key-file"])
+        .arg(&key_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("creating the stderr file"))
+        .spawn()
+        .expect("starting mason sequencer");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no sequencer on {addr} after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let cfg = BenchConfig {
+        spaces: 1,
+        batch: 100,
+        groups: 8,
+        duration: Duration::from_secs(1),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let r = rt
+        .block_on(over_network(
+            std::sync::Arc::new(mason_common::transport::Tcp),
+            addr,
+            &key,
+            &cfg,
+            // More in flight than the bench takes in one turn, so that its full turns run.
+            4096,
+        ))
+        .expect("the bench ran");
+    let s = status(out.path(), &[("sequencer".to_string(), addr)]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(
+        r.requests > 8 * 4096,
+        "too few requests for a 1 s run: {r:?}"
+    );
+    assert_eq!(r.numbers, r.requests * 100);
+    let p = &procs(&s)[0];
+    assert_eq!(p["sequencer"]["primary"], Value::Bool(true), "{s:#}");
+    assert_eq!(
+        u(&p["sequencer"]["spaces"][0]["next"]),
+        r.numbers,
+        "the bench counted other numbers than the sequencer granted:\n{s:#}"
+    );
+}

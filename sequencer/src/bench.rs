@@ -6,16 +6,19 @@
 //! with at least that many `--groups`), never one that real proxies use.
 
 use crate::{Sequencer, SequencerConfig};
-use futures::StreamExt;
+use bytes::BytesMut;
+use futures::{FutureExt, StreamExt};
 use mason_common::auth::{ClusterKey, Role, RoleKind};
-use mason_common::conn::{dial, spawn_writer, Overflow};
+use mason_common::codec::{encode_into, FrameCodec};
+use mason_common::conn::{dial, spawn_writer, Outbox, Overflow};
 use mason_common::msg::{Body, Frame, GetSeq, SeqHello, SeqStatus};
-use mason_common::transport::Transport;
+use mason_common::transport::{BoxRead, Transport};
 use mason_common::types::SpaceMask;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::codec::FramedRead;
 
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -40,6 +43,79 @@ impl BenchResult {
     pub fn numbers_per_sec(&self) -> f64 {
         self.numbers as f64 / self.elapsed.as_secs_f64()
     }
+}
+
+/// The most answers taken from one connection before its next requests are sent.
+const MOST_PER_TURN: usize = 1024;
+/// How long a connection waits for its next answer before the bench gives up on it.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// Keeps `pipeline` requests in flight on one connection until `stop_at`, then waits for
+/// every answer. Answers are taken as they come, all that have arrived at once, and as
+/// many new requests go out in one write: the load generator spends little of the CPU it
+/// shares with the sequencer.
+async fn run_connection(
+    mut rd: FramedRead<BoxRead, FrameCodec>,
+    tx: Outbox,
+    cfg: &BenchConfig,
+    group: u32,
+    pipeline: usize,
+    stop_at: Instant,
+    done: &AtomicU64,
+) -> anyhow::Result<()> {
+    let mut frame = Frame::new(Body::GetSeq(request(cfg, group, 0)));
+    let mut next_id = 0u64;
+    let mut buf = BytesMut::new();
+    let mut send = |n: usize, buf: &mut BytesMut| {
+        for _ in 0..n {
+            next_id += 1;
+            if let Some(Body::GetSeq(r)) = &mut frame.body {
+                r.batch_id = next_id;
+            }
+            encode_into(&frame, buf);
+        }
+        let _ = tx.send_framed(buf.split().freeze());
+    };
+    send(pipeline, &mut buf);
+    let mut outstanding = pipeline;
+    while outstanding > 0 {
+        let Ok(mut next) = tokio::time::timeout(ANSWER_WAIT, rd.next()).await else {
+            anyhow::bail!("group {group}: {outstanding} requests unanswered after {ANSWER_WAIT:?}");
+        };
+        let mut answered = 0;
+        loop {
+            match next {
+                Some(Ok(Frame {
+                    body: Some(Body::SeqReply(r)),
+                })) if r.status == SeqStatus::Ok as i32 && !r.repeat => answered += 1,
+                Some(Ok(Frame {
+                    body: Some(Body::SeqReply(r)),
+                })) => anyhow::bail!(
+                    "group {group}: the sequencer did not grant a fresh batch (status {}, \
+                     repeat {}): is it fresh, and serving this many groups?",
+                    r.status,
+                    r.repeat
+                ),
+                Some(Ok(f)) => anyhow::bail!("group {group}: not an answer: {f:?}"),
+                Some(Err(e)) => anyhow::bail!("group {group}: {e}"),
+                None => anyhow::bail!("group {group}: the sequencer closed the connection"),
+            }
+            if answered == MOST_PER_TURN {
+                break;
+            }
+            match rd.next().now_or_never() {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        outstanding -= answered;
+        done.fetch_add(answered as u64, Ordering::Relaxed);
+        if Instant::now() < stop_at {
+            outstanding += answered;
+            send(answered, &mut buf);
+        }
+    }
+    Ok(())
 }
 
 fn request(cfg: &BenchConfig, group: u32, batch_id: u64) -> GetSeq {
@@ -101,7 +177,7 @@ pub async fn over_network(
     let mut tasks = Vec::new();
     let start = Instant::now();
     for g in 0..cfg.groups.max(1) {
-        let mut d = dial(
+        let d = dial(
             &*transport,
             addr,
             key,
@@ -121,38 +197,11 @@ pub async fn over_network(
         let cfg = cfg.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            let mut next_id = 0u64;
-            for _ in 0..pipeline {
-                next_id += 1;
-                let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
-            }
-            let mut outstanding = pipeline;
-            while outstanding > 0 {
-                match d.rd.next().await {
-                    Some(Ok(Frame {
-                        body: Some(Body::SeqReply(r)),
-                    })) if r.status == SeqStatus::Ok as i32 && !r.repeat => {
-                        outstanding -= 1;
-                        done.fetch_add(1, Ordering::Relaxed);
-                        if Instant::now() < stop_at {
-                            next_id += 1;
-                            outstanding += 1;
-                            let _ = tx.send(Frame::new(Body::GetSeq(request(&cfg, g, next_id))));
-                        }
-                    }
-                    Some(Ok(Frame {
-                        body: Some(Body::SeqReply(r)),
-                    })) => {
-                        tracing::error!(group = g, status = r.status, repeat = r.repeat, "the sequencer did not grant a fresh batch: is it fresh, and serving this many groups?");
-                        break;
-                    }
-                    _ => break,
-                }
-            }
+            run_connection(d.rd, tx, &cfg, g, pipeline, stop_at, &done).await
         }));
     }
     for t in tasks {
-        let _ = t.await;
+        t.await??;
     }
     let elapsed = start.elapsed();
     let requests = done.load(Ordering::Relaxed);

@@ -411,8 +411,8 @@ pub struct ZkGatewayArgs {
 #[derive(Args, Debug)]
 pub struct BenchSeqArgs {
     /// A running sequencer to load over TCP, started fresh for this run (the bench's groups
-    /// start their batch ids at 1); without it the state machine is driven in process, on
-    /// one core.
+    /// start their batch ids at 1) and serving at least --groups groups (its own
+    /// `--groups`); without it the state machine is driven in process, on one core.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
     #[arg(long, default_value_t = 1, value_parser = spaces())]
