@@ -3,13 +3,14 @@
 # (old, new, old, new, ...) $TRIALS times each (default 3), `mason local --duration $DUR
 # --warmup 1` (default 5 s), and each row prints both medians (ops/s, p50, and the CPU per
 # op summed over every process, from `mason local`'s `cpu all` line) and new/old. The last
-# two rows are the load issue 15 was measured at (2 x 4 x 64, fsync off) and the direct
-# baseline at it: with OLD the binary the issue was measured on, the first one's new/old is
-# the issue's "2x today's Mason". Then, from the new binary's medians: fsync on / fsync
-# off, and fsync off / the direct baseline at each load; and the sequencer over TCP at batch 100, 256 requests in flight on each of 8
-# connections (both binaries; each against a fresh sequencer).
+# three rows are the load issue 15 was measured at (2 x 4 x 64; fsync off, then on) and the
+# direct baseline at it: with OLD the binary the issue was measured on, the first one's
+# new/old is the issue's "2x today's Mason". Then, from the new binary's medians: fsync on
+# / fsync off, and fsync off / the direct baseline at each load; and the sequencer over TCP
+# at batch 100, 256 requests in flight on each of 8 connections (both binaries; each
+# against a fresh sequencer serving 8 groups).
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
-# etcd, which must be installed) at one op in flight and at the saturating load.
+# etcd, which must be installed) at one op in flight, at 2 x 4 x 16 and at 2 x 4 x 64.
 # With ZK=1 it also runs, alternating, each binary's `mason experiment peers` of RSMKeeper
 # and ZK-Mason through their ZooKeeper front ends (the zookeeper-client crate, fsync on):
 # setData and getData from 64 sessions, 2 ops in flight each.
@@ -77,12 +78,15 @@ row c1-fsync-on --groups 1 --clients 1 --client-threads 1 --concurrency 1 --fsyn
 row sat-fsync-on --groups 2 --fsync on "${sat[@]}"
 row sat-fsync-off --groups 2 --fsync off "${sat[@]}"
 row direct --system direct "${sat[@]}"
-row issue-load --groups 2 --fsync off --clients 2 --client-threads 4 --concurrency 64
-row direct-issue-load --system direct --clients 2 --client-threads 4 --concurrency 64
+issue=(--clients 2 --client-threads 4 --concurrency 64)
+row issue-load --groups 2 --fsync off "${issue[@]}"
+row issue-load-fsync-on --groups 2 --fsync on "${issue[@]}"
+row direct-issue-load --system direct "${issue[@]}"
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b>0) printf "%.2f", a/b; else print "-"}'; }
 echo "new: fsync on / fsync off at 2 x 4 x 16: $(ratio "${med[sat-fsync-on-new]}" "${med[sat-fsync-off-new]}")"
 echo "new: fsync off / direct at 2 x 4 x 16: $(ratio "${med[sat-fsync-off-new]}" "${med[direct-new]}")"
+echo "new: fsync on / fsync off at 2 x 4 x 64: $(ratio "${med[issue-load-fsync-on-new]}" "${med[issue-load-new]}")"
 echo "new: fsync off / direct at 2 x 4 x 64: $(ratio "${med[issue-load-new]}" "${med[direct-issue-load-new]}")"
 echo "old: fsync on / fsync off: $(ratio "${med[sat-fsync-on-old]}" "${med[sat-fsync-off-old]}"), fsync off / direct: $(ratio "${med[sat-fsync-off-old]}" "${med[direct-old]}")"
 echo
@@ -113,6 +117,9 @@ if [ "${PEERS:-0}" = 1 ]; then
   echo
   "$new" experiment peers --systems mason,zookeeper,etcd --clients 1 --client-threads 1 \
     --concurrency 1 --warmup 30 --duration "$dur" --fsync on
-  "$new" experiment peers --systems mason,zookeeper,etcd "${sat[@]}" --warmup 30 \
-    --duration "$dur" --fsync on
+  for load in sat issue; do
+    declare -n flags=$load
+    "$new" experiment peers --systems mason,zookeeper,etcd "${flags[@]}" --warmup 30 \
+      --duration "$dur" --fsync on
+  done
 fi

@@ -2,7 +2,8 @@
 //! process is up, each group has one leader all its replicas agree on, commit is never
 //! behind applied, and one sequencer is primary; asked again after `mason local` SIGKILLed
 //! group 0's leader, that process is shown down (not an error) and group 0 has a new
-//! leader, another replica, in a higher term.
+//! leader, another replica, in a higher term. And after `mason bench-sequencer`, the
+//! sequencer's next number is what the bench counted.
 
 use serde_json::Value;
 use std::net::SocketAddr;
