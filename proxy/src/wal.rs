@@ -15,10 +15,15 @@
 //! follows, and on which nothing was acknowledged) is ignored: opening the log then writes
 //! a fresh reset of the old snapshot, so that what the group writes next follows one.
 //!
-//! When the open segment passes [`SEGMENT_BYTES`] (and twice the resets it started with),
-//! the next one starts with a reset of every group (from the log's copy of each group's
-//! live tail: its hard state and the entries since its snapshot), and once that is
-//! durable the older segments are deleted. With fsync on, a segment is preallocated
+//! When the open segment passes [`SEGMENT_BYTES`] the log goes on in a new one, and a
+//! segment is deleted once every group has a reset in a later one: a group's records
+//! before its last reset are never replayed. A busy group's snapshots write its resets;
+//! for a group that pins more than [`RETAIN_SEGMENTS`] segments (an idle one, say) a new
+//! segment starts with a reset of it (from the log's copy of its live tail: its hard
+//! state and the entries since its snapshot), unless that would write more than half of
+//! what it frees. So starting a new segment is cheap, and rarely writes more than the
+//! records it was given, and the log keeps about [`RETAIN_SEGMENTS`] segments at most
+//! (more only for tails that large). With fsync on, a segment is preallocated
 //! [`PREALLOCATE`] bytes at a time ahead of its records, by writing zeros, and records are
 //! written over them: an fdatasync that changes no metadata is cheaper (on this project's
 //! VM, 156-167 us instead of 250 for a small record). A segment ends at its last record,
@@ -52,8 +57,9 @@ use replay::{read_snapshot, Replay};
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// With fsync on, a segment grows by this much at a time, ahead of its records.
 pub const PREALLOCATE: u64 = 4 << 20;
-/// The largest reset buffer a log keeps between rolls.
-const KEPT_RESET_BYTES: usize = 16 << 20;
+/// Past this many segments kept for one group's records before its last reset, a new
+/// segment starts with a reset of that group.
+pub const RETAIN_SEGMENTS: u64 = 4;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct WalRecord {
@@ -285,13 +291,14 @@ pub struct Wal {
     direct: Option<Direct>,
     buf: Vec<u8>,
     tails: BTreeMap<u32, Tail>,
+    /// Per group, the segment its replay starts in: the one holding its last reset (the
+    /// oldest segment kept, for a group that has none).
+    reset_in: BTreeMap<u32, u64>,
+    /// The bytes of every segment kept before the open one.
+    closed: BTreeMap<u64, u64>,
     segment_bytes: u64,
-    /// The bytes of the resets that start the open segment (0 for one found at open).
-    reset_bytes: u64,
-    /// The last roll's reset buffer, kept for the next roll (at most [`KEPT_RESET_BYTES`]):
-    /// a fresh buffer of a few MB was faulted in page by page, in the group's path, at
-    /// every roll.
-    reset_buf: Vec<u8>,
+    /// Resets the log wrote by itself, for groups that pinned old segments (tests).
+    forced_resets: u64,
 }
 
 impl Wal {
@@ -315,6 +322,7 @@ impl Wal {
         // The last segment's bytes from the start of the block its last record ends in.
         let mut tail = Vec::new();
         let mut chain = frame::Chain::default();
+        let mut closed = BTreeMap::new();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment(dir, seq);
             let data = std::fs::read(&path)?;
@@ -326,6 +334,9 @@ impl Wal {
             }
             let scanned = frame::records(&data, &path, i + 1 == seqs.len(), &mut chain)?;
             good = scanned.end as u64;
+            if i + 1 < seqs.len() {
+                closed.insert(seq, good);
+            }
             zeros_after = data[scanned.end..].iter().all(|b| *b == 0);
             let from = scanned.end - scanned.end % direct::BLOCK as usize;
             tail = data[from..scanned.end].to_vec();
@@ -344,13 +355,16 @@ impl Wal {
                     );
                     return Err(WalError::damaged(&path, offset as u64, &why));
                 };
-                r.apply(rec, &path, offset)?;
+                r.apply(rec, seq, &path, offset)?;
             }
         }
         let mut stores = BTreeMap::new();
         let mut tails = BTreeMap::new();
+        let mut reset_in = BTreeMap::new();
         let mut orphaned = Vec::new();
+        let oldest = seqs.first().copied().unwrap_or(1);
         for (g, r) in replays {
+            reset_in.insert(g, r.reset_in.unwrap_or(oldest));
             if r.orphaned {
                 orphaned.push(g);
             }
@@ -409,19 +423,26 @@ impl Wal {
             direct,
             buf: Vec::new(),
             tails,
+            reset_in,
+            closed,
             segment_bytes: SEGMENT_BYTES,
-            reset_bytes: 0,
-            reset_buf: Vec::new(),
+            forced_resets: 0,
         };
         // A group whose last reset is an orphan starts again from its old snapshot: a
         // fresh reset of it goes first, so that the records it writes now follow a reset
         // that names its snapshot (replay would refuse them after the orphan).
-        for g in orphaned {
+        for &g in &orphaned {
             if let Some(t) = wal.tails.get(&g) {
                 push_record(&mut wal.buf, &t.record(g))?;
             }
         }
-        wal.commit()?;
+        wal.write()?;
+        for g in orphaned {
+            wal.reset_in.insert(g, wal.seq);
+        }
+        // Segments left by a process that ended before it deleted them.
+        wal.collect(None);
+        wal.maybe_roll()?;
         Ok((wal, stores))
     }
 
@@ -486,6 +507,8 @@ impl Wal {
         bytes.extend_from_slice(&body);
         replace_file(&snap_path(&self.dir, group), &bytes, self.fsync)?;
         self.tails.insert(group, tail);
+        self.reset_in.insert(group, self.seq);
+        self.collect(None);
         self.maybe_roll()
     }
 
@@ -558,77 +581,102 @@ impl Wal {
         }
     }
 
-    /// Every group's reset (its tail as one record), onto `buf`: what a new segment starts
-    /// with.
-    fn push_resets(&self, buf: &mut Vec<u8>) -> Result<(), WalError> {
-        for (g, t) in &self.tails {
-            push_record(buf, &t.record(*g))?;
-        }
-        Ok(())
-    }
-
-    /// Past the segment size: a new segment starting with every group's reset; the older
-    /// ones are removed (in the background) once it is durable.
+    /// Past the segment size: a new segment, which starts with a reset of each group that
+    /// pins too many old ones ([`Wal::force_resets`]); the segments no group needs any
+    /// more are removed (in the background).
     fn maybe_roll(&mut self) -> Result<(), WalError> {
-        // Past the segment size, and past twice the live tails a new segment would start
-        // with (tails as large as a segment would otherwise roll at every commit).
-        if self.len < self.segment_bytes.max(2 * self.reset_bytes) {
+        if self.len < self.segment_bytes {
             return Ok(());
         }
         let started = std::time::Instant::now();
         let next = self.seq + 1;
-        // Room for every tail at once (a reset of a few MB grown by doubling was copied
-        // and faulted in again at every step).
-        let room: usize = self.tails.values().map(Tail::bytes).sum();
-        let need = room + room / 8 + 4096;
-        let mut buf = std::mem::take(&mut self.reset_buf);
-        buf.clear();
-        if buf.capacity() < need {
-            // A quarter more than this roll needs, so that the next, about as large,
-            // fits in it.
-            buf = Vec::with_capacity(need + need / 4);
-        }
-        self.push_resets(&mut buf)?;
         let f = create_segment(&self.dir, next)?;
-        let closing = std::mem::replace(&mut self.file, f);
-        (self.len, self.allocated) = (0, 0);
-        self.make_room(buf.len() as u64);
-        frame::seal(&mut buf, self.next_write);
-        self.file.write_all_at(&buf, 0)?;
-        self.next_write += 1;
         if self.fsync {
-            self.file.sync_data()?;
             sync_dir(&self.dir)?;
         }
-        let old: Vec<PathBuf> = segments(&self.dir)?
-            .into_iter()
-            .filter(|s| *s < next)
-            .map(|s| segment(&self.dir, s))
-            .collect();
+        let closing = std::mem::replace(&mut self.file, f);
+        self.closed.insert(self.seq, self.len);
         self.seq = next;
-        self.len = buf.len() as u64;
-        self.reset_bytes = self.len;
+        (self.len, self.allocated) = (0, 0);
         if self.direct.is_some() {
-            let from = buf.len() - buf.len() % direct::BLOCK as usize;
-            self.direct = Direct::open(&segment(&self.dir, next), &buf[from..]);
+            self.direct = Direct::open(&segment(&self.dir, next), &[]);
         }
+        let forced = self.force_resets()?;
         tracing::info!(
             segment = next,
-            bytes = buf.len(),
-            groups = self.tails.len(),
+            forced,
+            kept = self.closed.len(),
             us = started.elapsed().as_micros() as u64,
             "wal: a new segment"
         );
-        if buf.capacity() <= KEPT_RESET_BYTES {
-            self.reset_buf = buf;
+        self.collect(Some(closing));
+        Ok(())
+    }
+
+    /// When a group's last reset is more than [`RETAIN_SEGMENTS`] segments back: a reset of
+    /// every group whose last one is before the previous segment, written now, unless
+    /// those resets would take more than half of the bytes they free. Returns how many.
+    fn force_resets(&mut self) -> Result<usize, WalError> {
+        let Some(&oldest) = self.reset_in.values().min() else {
+            return Ok(0);
+        };
+        if self.seq - oldest <= RETAIN_SEGMENTS {
+            return Ok(0);
         }
-        // Closing and unlinking a large file can take long; nothing waits for it.
+        let before = self.seq - 1;
+        let pinning: Vec<u32> = self
+            .reset_in
+            .iter()
+            .filter(|(_, s)| **s < before)
+            .map(|(g, _)| *g)
+            .collect();
+        let resets: usize = pinning
+            .iter()
+            .filter_map(|g| self.tails.get(g))
+            .map(Tail::bytes)
+            .sum();
+        let freed: u64 = self.closed.range(..before).map(|(_, b)| b).sum();
+        if resets as u64 > freed / 2 {
+            return Ok(0);
+        }
+        for g in &pinning {
+            if let Some(t) = self.tails.get(g) {
+                push_record(&mut self.buf, &t.record(*g))?;
+            }
+        }
+        self.write()?;
+        for g in &pinning {
+            self.reset_in.insert(*g, self.seq);
+        }
+        self.forced_resets += pinning.len() as u64;
+        Ok(pinning.len())
+    }
+
+    /// Removes, in the background, the segments before every group's last reset (once
+    /// that reset is durable: the callers wrote it), and closes `closing`: closing and
+    /// unlinking a large file can take long, and nothing waits for it.
+    fn collect(&mut self, closing: Option<File>) {
+        let from = self
+            .reset_in
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(self.seq)
+            .min(self.seq);
+        let old: Vec<PathBuf> = self
+            .closed
+            .range(..from)
+            .map(|(s, _)| segment(&self.dir, *s))
+            .collect();
+        self.closed.retain(|s, _| *s >= from);
+        if old.is_empty() && closing.is_none() {
+            return;
+        }
         std::thread::spawn(move || {
             drop(closing);
             for p in old {
                 let _ = std::fs::remove_file(p);
             }
         });
-        Ok(())
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct Replay {
     /// before the fresh reset that opening the log then writes.
     pub(super) orphaned: bool,
     pub(super) tail: Tail,
+    /// The segment of the last reset that names its snapshot, if any.
+    pub(super) reset_in: Option<u64>,
 }
 
 impl Replay {
@@ -58,6 +60,7 @@ impl Replay {
                 base,
                 ..Tail::default()
             },
+            reset_in: None,
         })
     }
 
@@ -72,6 +75,7 @@ impl Replay {
     pub(super) fn apply(
         &mut self,
         rec: WalRecord,
+        segment: u64,
         path: &Path,
         offset: usize,
     ) -> Result<(), WalError> {
@@ -89,6 +93,7 @@ impl Replay {
                 self.store = Replay::fresh(&self.voters, &self.snap)?;
                 self.started = true;
                 self.orphaned = false;
+                self.reset_in = Some(segment);
                 self.tail = Tail {
                     base: b,
                     ..Tail::default()

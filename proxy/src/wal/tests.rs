@@ -185,17 +185,19 @@ fn a_reset_without_its_snapshot_file_is_ignored() {
     assert!(e.contains("g0.snap") && e.contains("index 3"), "{e}");
 }
 
-/// Past the segment size the log starts a new segment with every group's live tail, and
-/// drops the old ones; replay after many such rolls gives every group what it wrote.
+/// Past the segment size the log goes on in a new segment, and deletes the old ones no
+/// group's replay needs: a busy group's snapshots free them, and an idle group that pins
+/// too many gets a reset of its own in a new one. Replay after many new segments gives
+/// every group what it wrote.
 #[test]
-fn new_segments_carry_every_group_and_old_ones_go() {
+fn new_segments_keep_what_every_group_needs_and_old_ones_go() {
     rolls(false);
 }
 
 /// The same with fsync on, where the records go out as direct writes of whole blocks
 /// (`wal/direct.rs`), each segment's through a handle of its own.
 #[test]
-fn new_segments_carry_every_group_with_direct_writes() {
+fn new_segments_keep_what_every_group_needs_with_direct_writes() {
     rolls(true);
 }
 
@@ -208,71 +210,67 @@ fn takes_direct_writes(dir: &Path) -> bool {
     ok
 }
 
-/// The bytes a roll's resets would take now, encoded into a fresh buffer.
-fn fresh_resets(w: &Wal) -> usize {
-    let mut buf = Vec::new();
-    w.push_resets(&mut buf).unwrap();
-    buf.len()
-}
-
 fn rolls(fsync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let direct = fsync && takes_direct_writes(dir.path());
-    let snap = snapshot(20, 1, b"g1 at 20");
     {
-        let (mut w, s) = Wal::open(dir.path(), fsync, &[0, 1, 2], VOTERS.to_vec()).unwrap();
+        let (mut w, _) = Wal::open(dir.path(), fsync, &[0, 1, 2], VOTERS.to_vec()).unwrap();
         w.set_segment_bytes(300);
-        // Group 2 writes once and then stays idle: its tail must survive every roll.
+        // Group 2 writes once and then stays idle: its record must be kept until the log
+        // writes a reset of it.
         w.append(2, Some(&hs(5, 1)), &[entry(1, 5)]).unwrap();
-        let mut checked = 0;
-        for i in 1..=40 {
+        let mut rolls = 0;
+        for i in 1..=60 {
             w.stage(0, Some(&hs(1, i - 1)), &[entry(i, 1)]).unwrap();
             w.stage(1, None, &[entry(i, 1)]).unwrap();
-            let seq = w.seq;
+            let (seq, forced) = (w.seq, w.forced_resets);
             w.commit().unwrap();
             if w.seq != seq {
-                // The roll came after this commit's records: its resets are the tails now.
-                assert_eq!(
-                    w.reset_bytes as usize,
-                    fresh_resets(&w),
-                    "a new segment starts with its resets and nothing else (roll {i})"
-                );
-                checked += 1;
+                rolls += 1;
+                // A new segment starts empty, or with the resets the log had to write.
+                assert_eq!(w.len == 0, w.forced_resets == forced, "roll {i}");
             }
-            if i == 25 {
-                let ents: Vec<Entry> = (1..=25).map(|i| entry(i, 1)).collect();
-                s[&1].replay(None, &ents).unwrap();
-                s[&1].take(snap.clone(), 20).unwrap();
-                w.install_snapshot(1, &snap, &hs(1, 20), &ents[20..])
+            if i % 9 == 0 {
+                w.install_snapshot(0, &snapshot(i, 1, b"g0"), &hs(1, i), &[])
                     .unwrap();
             }
+            if i % 7 == 0 {
+                w.install_snapshot(1, &snapshot(i, 1, b"g1"), &hs(1, i), &[])
+                    .unwrap();
+            }
+            assert!(
+                w.closed.len() as u64 <= RETAIN_SEGMENTS,
+                "{} segments kept before the open one at {i}",
+                w.closed.len()
+            );
         }
-        // Rolls after the first reuse the first one's buffer.
-        assert!(checked >= 3, "{checked} rolls");
-        // A follower's log overwritten by a new leader, after a roll.
-        w.append(0, Some(&hs(2, 38)), &[entry(39, 2)]).unwrap();
+        assert!(rolls >= 10, "{rolls} new segments");
+        assert!(w.forced_resets >= 1, "the idle group was never reset");
+        // A follower's log overwritten by a new leader, after the new segments.
+        w.append(0, Some(&hs(2, 58)), &[entry(59, 2)]).unwrap();
         // No write fell back to the page cache (one refused would have).
         assert_eq!(w.direct.is_some(), direct);
     }
     // Old segments go in the background.
     let mut segs = segments(dir.path()).unwrap();
     for _ in 0..100 {
-        if segs.len() == 1 {
+        if segs.len() as u64 <= RETAIN_SEGMENTS + 1 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         segs = segments(dir.path()).unwrap();
     }
-    assert_eq!(segs.len(), 1, "old segments are removed: {segs:?}");
-    assert!(segs[0] > 2, "{segs:?}");
+    assert!(segs.len() as u64 <= RETAIN_SEGMENTS + 1, "{segs:?}");
+    assert!(segs[0] > 2, "old segments are removed: {segs:?}");
     let (_, s) = Wal::open(dir.path(), fsync, &[0, 1, 2], VOTERS.to_vec()).unwrap();
-    assert_eq!(s[&0].first_index().unwrap(), 1);
-    assert_eq!(s[&0].last_index().unwrap(), 39);
-    assert_eq!(s[&0].term(39).unwrap(), 2);
-    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 38);
-    assert_eq!(s[&1].snapshot_now().data.as_ref(), b"g1 at 20");
-    assert_eq!(s[&1].first_index().unwrap(), 21);
-    assert_eq!(s[&1].last_index().unwrap(), 40);
+    assert_eq!(s[&0].snapshot_now().data.as_ref(), b"g0");
+    assert_eq!(s[&0].first_index().unwrap(), 55);
+    assert_eq!(s[&0].last_index().unwrap(), 59);
+    assert_eq!(s[&0].term(59).unwrap(), 2);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 58);
+    assert_eq!(s[&1].snapshot_now().data.as_ref(), b"g1");
+    assert_eq!(s[&1].first_index().unwrap(), 57);
+    assert_eq!(s[&1].last_index().unwrap(), 60);
     assert_eq!(s[&2].last_index().unwrap(), 1);
     assert_eq!(s[&2].initial_state().unwrap().hard_state.term, 5);
 }
@@ -514,10 +512,37 @@ fn a_torn_payload_in_a_preallocated_segment_is_a_torn_tail() {
     assert!(e.contains(&format!("offset {start}")), "{e}");
 }
 
-/// Live tails larger than the segment size do not make every commit start a new segment:
-/// a new one starts past twice the tails it begins with.
+/// A segment is kept while a group's replay needs it, however much the other groups
+/// write and snapshot after it.
 #[test]
-fn large_tails_do_not_roll_at_every_commit() {
+fn a_segment_is_kept_while_a_group_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = open(dir.path(), &[0, 1]);
+        w.set_segment_bytes(300);
+        w.append(0, Some(&hs(3, 1)), &[entry(1, 3)]).unwrap();
+        let mut i = 0;
+        while w.seq < RETAIN_SEGMENTS {
+            i += 1;
+            w.append(1, Some(&hs(1, i)), &[entry(i, 1)]).unwrap();
+            w.install_snapshot(1, &snapshot(i, 1, b"g1"), &hs(1, i), &[])
+                .unwrap();
+        }
+        assert_eq!(w.forced_resets, 0);
+        assert!(w.reset_in[&1] + 1 >= w.seq, "group 1 reset lately");
+        let kept: Vec<u64> = w.closed.keys().copied().collect();
+        assert_eq!(kept, (1..w.seq).collect::<Vec<_>>(), "group 0 needs them");
+    }
+    let (_, s) = open(dir.path(), &[0, 1]);
+    assert_eq!(s[&0].last_index().unwrap(), 1);
+    assert_eq!(s[&0].initial_state().unwrap().hard_state.term, 3);
+}
+
+/// A group's tail larger than the segments it pins is not written again at every new
+/// segment: the log keeps the old segments until a reset of it would free at least twice
+/// its size, and then writes one, and the old segments go.
+#[test]
+fn large_tails_are_not_rewritten_at_every_new_segment() {
     let dir = tempfile::tempdir().unwrap();
     let (mut w, _) = open(dir.path(), &[0]);
     w.set_segment_bytes(300);
@@ -528,17 +553,37 @@ fn large_tails_do_not_roll_at_every_commit() {
         })
         .collect();
     w.append(0, None, &ents).unwrap();
-    let first = w.seq;
-    for i in 0..50 {
-        w.append(0, Some(&hs(1, i)), &[]).unwrap();
+    let tail = w.tails[&0].bytes() as u64;
+    let (mut commits, mut kept) = (0, 0);
+    while w.forced_resets == 0 {
+        w.append(0, Some(&hs(1, commits)), &[]).unwrap();
+        commits += 1;
+        assert!(commits < 10_000, "no reset after {commits} commits");
+        if w.forced_resets == 0 {
+            // Until then every segment is kept (the first holds the tail).
+            kept = w.closed.values().sum();
+            assert!(
+                kept < 2 * tail + 300,
+                "{kept} bytes kept, the tail is {tail}"
+            );
+        }
     }
-    assert!(
-        w.seq - first <= 2,
-        "{} new segments for 50 small commits",
-        w.seq - first
-    );
+    assert_eq!(w.forced_resets, 1);
+    assert!(kept >= 2 * tail, "a reset of {tail} bytes freed {kept}");
+    assert!(w.closed.len() <= 1, "{:?}", w.closed);
     drop(w);
+    // The old segments go in the background.
+    for _ in 0..100 {
+        if segments(dir.path()).unwrap().len() <= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(segments(dir.path()).unwrap().len() <= 2);
     let (_, s) = open(dir.path(), &[0]);
     assert_eq!(s[&0].last_index().unwrap(), 20);
-    assert_eq!(s[&0].initial_state().unwrap().hard_state.commit, 49);
+    assert_eq!(
+        s[&0].initial_state().unwrap().hard_state.commit,
+        commits - 1
+    );
 }
