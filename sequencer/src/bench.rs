@@ -98,7 +98,10 @@ async fn run_connection(
                 ),
                 Some(Ok(f)) => anyhow::bail!("group {group}: not an answer: {f:?}"),
                 Some(Err(e)) => anyhow::bail!("group {group}: {e}"),
-                None => anyhow::bail!("group {group}: the sequencer closed the connection"),
+                None => anyhow::bail!(
+                    "group {group}: the sequencer closed the connection (its log says why: is \
+                     it fresh, and serving at least this many groups?)"
+                ),
             }
             if answered == MOST_PER_TURN {
                 break;
