@@ -214,7 +214,15 @@ fn the_sequencer_bench_counts_exactly_the_numbers_granted() {
         l.local_addr().expect("local_addr")
     };
     let log = out.path().join("sequencer.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mason"))
+    /// The sequencer this test started, SIGKILLed (by its own pid) however the test ends.
+    struct Started(std::process::Child);
+    impl Drop for Started {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_mason"))
         .args(["sequencer", "--listen", &addr.to_string(), "--spaces", "1"])
         .args(["--groups", "8", "--cluster-key-file"])
         .arg(&key_path)
@@ -223,6 +231,7 @@ fn the_sequencer_bench_counts_exactly_the_numbers_granted() {
         .stderr(std::fs::File::create(&log).expect("creating the stderr file"))
         .spawn()
         .expect("starting mason sequencer");
+    let child = Started(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
@@ -254,8 +263,7 @@ fn the_sequencer_bench_counts_exactly_the_numbers_granted() {
         ))
         .expect("the bench ran");
     let s = status(out.path(), &[("sequencer".to_string(), addr)]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     assert!(
         r.requests > 8 * 4096,
