@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 
 mod direct;
 mod frame;
+mod remove;
 mod replay;
 #[cfg(test)]
 mod tests;
@@ -257,6 +258,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a crash leaves
 /// either the old file or the new one.
+/// The file replaced is freed on a thread of its own (`wal/remove.rs`).
 fn replace_file(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
@@ -264,7 +266,10 @@ fn replace_file(path: &Path, bytes: &[u8], fsync: bool) -> io::Result<()> {
     if fsync {
         f.sync_data()?;
     }
+    // Held across the rename, so that the old file's blocks are not freed in this thread.
+    let old = File::open(path).ok();
     std::fs::rename(&tmp, path)?;
+    remove::drop_in_background(old);
     if fsync {
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
@@ -457,6 +462,7 @@ impl Wal {
             wal.reset_in.insert(g, wal.seq);
         }
         // Segments left by a process that ended before it deleted them.
+        remove::leftovers_in_background(dir);
         wal.collect(None);
         wal.maybe_roll()?;
         Ok((wal, stores))
@@ -727,7 +733,8 @@ impl Wal {
 
     /// Removes, in the background, the segments before every group's last reset (once
     /// that reset is durable: the callers wrote it), and closes `closing`: closing and
-    /// unlinking a large file can take long, and nothing waits for it.
+    /// unlinking a large file can take long, and nothing waits for it. A segment is
+    /// renamed out of the log and cut a step at a time (`wal/remove.rs`).
     fn collect(&mut self, closing: Option<File>) {
         let from = self
             .reset_in
@@ -745,11 +752,6 @@ impl Wal {
         if old.is_empty() && closing.is_none() {
             return;
         }
-        std::thread::spawn(move || {
-            drop(closing);
-            for p in old {
-                let _ = std::fs::remove_file(p);
-            }
-        });
+        remove::segments_in_background(self.dir.clone(), old, closing, self.fsync);
     }
 }

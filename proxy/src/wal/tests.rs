@@ -625,3 +625,29 @@ fn a_segment_grows_ahead_of_its_writer() {
         assert_eq!(e.data, payload(e.index), "entry {}", e.index);
     }
 }
+
+/// A segment a process left half removed (renamed `.gone`, part cut) is not read as part
+/// of the log, and opening the log removes it.
+#[test]
+fn a_half_removed_segment_is_not_replayed_and_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = open(dir.path(), &[0]);
+        w.append(0, None, &[entry(1, 1), entry(2, 1)]).unwrap();
+    }
+    // What is left of an old segment cut short: valid-looking bytes, then nothing.
+    let seg = std::fs::read(segment(dir.path(), 1)).unwrap();
+    let gone = dir.path().join(format!("{PREFIX}0{}", remove::GONE));
+    std::fs::write(&gone, &seg[..seg.len() / 2]).unwrap();
+    let (_, s) = open(dir.path(), &[0]);
+    assert_eq!(s[&0].last_index().unwrap(), 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gone.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is still there",
+            gone.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
