@@ -6,9 +6,9 @@
 //! writer's own path, ten times a second per proxy.
 //!
 //! So a segment is renamed out of the log first (`<segment>.gone`, which replay does not
-//! read; the directory is synced before anything is cut), then cut from its end a step at
-//! a time, with a pause between steps, and only then unlinked; and the handle that keeps a
-//! replaced file's blocks is dropped on a thread of its own.
+//! read; with fsync on the directory is synced before anything is cut), then cut from its
+//! end a step at a time, with a pause between steps, and only then unlinked; and the
+//! handle that keeps a replaced file's blocks is dropped on a thread of its own.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ pub(super) fn segments_in_background(
     closing: Option<File>,
     fsync: bool,
 ) {
-    std::thread::spawn(move || {
+    background(move || {
         drop(closing);
         let mut gone = Vec::new();
         for p in segments {
@@ -83,7 +83,7 @@ pub(super) fn leftovers_in_background(dir: &Path) {
         .filter(|p| p.to_string_lossy().ends_with(GONE))
         .collect();
     if !left.is_empty() {
-        std::thread::spawn(move || left.iter().for_each(|p| remove_gradually(p)));
+        background(move || left.iter().for_each(|p| remove_gradually(p)));
     }
 }
 
@@ -91,7 +91,19 @@ pub(super) fn leftovers_in_background(dir: &Path) {
 /// blocks are freed.
 pub(super) fn drop_in_background(old: Option<File>) {
     if let Some(f) = old {
-        std::thread::spawn(move || drop(f));
+        background(move || drop(f));
+    }
+}
+
+/// Runs `work` on a thread of its own. Where no thread can be started, what it holds is
+/// dropped here instead (a replaced file is then freed in the caller's thread, and old
+/// segments stay until the process next starts, which removes them).
+fn background(work: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("wal-free".into())
+        .spawn(work)
+    {
+        tracing::warn!(error = %e, "wal: no thread to free old files on");
     }
 }
 
