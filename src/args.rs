@@ -22,6 +22,12 @@ pub use procs::{
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Before a role's runtime thread sleeps, it polls its sockets for up to this many
+    /// microseconds, yielding the CPU between polls; the window adapts to the load and
+    /// closes when the process is idle. 0: sleep at once. Processes that `mason local`
+    /// and `mason experiment run` start are given the same.
+    #[arg(long, global = true, value_name = "US", default_value_t = 200)]
+    pub spin_us: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -86,6 +86,7 @@ fn shape(a: &LocalArgs, workload: Workload, payload: usize, key_file: &Path) -> 
         gc_ms: if a.no_gc { 0 } else { 10 },
         seq_core_thread: a.seq_core_thread.map_or(!a.system.proxies(), |c| c.on()),
         key_file: key_file.to_path_buf(),
+        spin_us: crate::spin_us(),
     }
 }
 

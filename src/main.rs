@@ -10,6 +10,7 @@ mod logrun;
 mod report;
 mod roles;
 mod sim;
+mod spin;
 mod status;
 mod watch;
 mod zkrun;
@@ -47,6 +48,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    SPIN_US.store(cli.spin_us, std::sync::atomic::Ordering::Relaxed);
     let code = match run(cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -64,19 +66,28 @@ fn main() {
 /// from that thread (it blocks one on disk work with `block_in_place`, or runs its core on
 /// the `block_on` thread beside the tasks that serve its connections), or it keeps the
 /// multi-thread runtime it always had, not having been measured on the other (the
-/// ZooKeeper front end, `mason watch`, the sequencer benchmark).
+/// ZooKeeper front end, `mason watch`, the sequencer benchmark). A current-thread runtime polls its sockets for up to `--spin-us` before it sleeps
+/// (`spin.rs`).
 fn runtime(threads: usize, apart: bool) -> anyhow::Result<tokio::runtime::Runtime> {
     if threads <= 1 && !apart {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the tokio runtime");
+        return spin::Spin::build(
+            tokio::runtime::Builder::new_current_thread().enable_all(),
+            Duration::from_micros(spin_us()),
+        )
+        .context("starting the tokio runtime");
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
         .build()
         .context("starting the tokio runtime")
+}
+
+/// `--spin-us`: for the runtimes this process builds, and the processes it starts.
+static SPIN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn spin_us() -> u64 {
+    SPIN_US.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn run(cmd: Cmd) -> anyhow::Result<i32> {

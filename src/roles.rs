@@ -45,11 +45,19 @@ pub struct Shape {
     pub seq_core_thread: bool,
     /// The cluster key every process of the run is given (a file only its owner reads).
     pub key_file: std::path::PathBuf,
+    /// `--spin-us` of every process of the run.
+    pub spin_us: u64,
 }
 
 impl Shape {
-    fn key_args(&self) -> [String; 2] {
-        [s("--cluster-key-file"), self.key_file.display().to_string()]
+    /// The flags every role process of the run is given.
+    fn shared_args(&self) -> [String; 4] {
+        [
+            s("--cluster-key-file"),
+            self.key_file.display().to_string(),
+            s("--spin-us"),
+            s(self.spin_us),
+        ]
     }
 }
 
@@ -95,7 +103,7 @@ pub fn sequencer(
         s("--record-dir"),
         s(record_dir),
     ];
-    v.extend(sh.key_args());
+    v.extend(sh.shared_args());
     v
 }
 
@@ -139,7 +147,7 @@ pub fn proxy(
         s(sh.threads),
     ];
     v.extend(sh.proxy.to_args());
-    v.extend(sh.key_args());
+    v.extend(sh.shared_args());
     if sh.system.sequencers() {
         v.extend([s("--sequencers"), join(sequencers)]);
     } else {
@@ -183,7 +191,7 @@ pub fn zk_server(
         s("--threads"),
         s(sh.threads),
     ];
-    v.extend(sh.key_args());
+    v.extend(sh.shared_args());
     v
 }
 
@@ -225,7 +233,7 @@ pub fn zk_gateway(
     if sh.zk_local_reads {
         v.extend([s("--zk-reads"), s("local")]);
     }
-    v.extend(sh.key_args());
+    v.extend(sh.shared_args());
     v
 }
 
@@ -272,7 +280,7 @@ pub fn client(
         s("--runtime-threads"),
         s(sh.client_threads_rt),
     ];
-    v.extend(sh.key_args());
+    v.extend(sh.shared_args());
     if let Some(seq) = sequencer {
         v.extend([s("--sequencer"), s(seq)]);
     }

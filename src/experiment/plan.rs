@@ -349,6 +349,7 @@ pub fn build(machines: &[Machine], a: &RunArgs) -> Result<Plan, String> {
         // Where the launcher keeps the run's key (set by the launcher); each machine gets
         // a copy in its own directory (see `on`).
         key_file: PathBuf::from("cluster.key"),
+        spin_us: crate::spin_us(),
     };
     let dir = |m: &Machine| format!("{}/{}", a.remote_dir.trim_end_matches('/'), m.name);
     // The shape as a process on machine `m` is told it: with its copy of the key.
