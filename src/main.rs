@@ -10,7 +10,6 @@ mod logrun;
 mod report;
 mod roles;
 mod sim;
-mod spin;
 mod status;
 mod watch;
 mod zkrun;
@@ -66,11 +65,11 @@ fn main() {
 /// from that thread (it blocks one on disk work with `block_in_place`, or runs its core on
 /// the `block_on` thread beside the tasks that serve its connections), or it keeps the
 /// multi-thread runtime it always had, not having been measured on the other (the
-/// ZooKeeper front end, `mason watch`, the sequencer benchmark). A current-thread runtime polls its sockets for up to `--spin-us` before it sleeps
-/// (`spin.rs`).
+/// ZooKeeper front end, `mason watch`, the sequencer benchmark). A current-thread runtime
+/// polls its sockets for up to `--spin-us` before it sleeps (`mason_common::spin`).
 fn runtime(threads: usize, apart: bool) -> anyhow::Result<tokio::runtime::Runtime> {
     if threads <= 1 && !apart {
-        return spin::Spin::build(
+        return mason_common::spin::Spin::build(
             tokio::runtime::Builder::new_current_thread().enable_all(),
             Duration::from_micros(spin_us()),
         )
@@ -210,6 +209,7 @@ fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             data_dir: a.data_dir.clone(),
             record_dir: a.record_dir.clone(),
             fsync: a.knobs.fsync.on(),
+            spin: Duration::from_micros(spin_us()),
             tick: std::time::Duration::from_millis(a.knobs.tick_ms),
             replica_cfg: mason_proxy::ReplicaConfig {
                 spaces: a.spaces,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod msg;
 pub mod procstat;
 pub mod record;
+pub mod spin;
 pub mod statusmsg;
 pub mod transport;
 pub mod types;

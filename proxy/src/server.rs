@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// Where to write `bound-g<G>-r<R>.bin`, the record of every applied batch.
     pub record_dir: Option<PathBuf>,
     pub fsync: bool,
+    /// How long the WAL writer thread (fsync on) polls for work before it sleeps
+    /// (`--spin-us`; zero: it sleeps at once).
+    pub spin: Duration,
     /// One Raft tick.
     pub tick: Duration,
     /// Template for every hosted replica (group and replica are filled in).
@@ -243,7 +246,7 @@ pub async fn run(
         };
         told.insert(g, (inbox, metrics::GroupMetrics::new(g)));
     }
-    let mut writer = WalWriter::spawn(wal, cfg.fsync, metrics::WalMetrics::new(), told)
+    let mut writer = WalWriter::spawn(wal, cfg.fsync, cfg.spin, metrics::WalMetrics::new(), told)
         .context("starting the wal writer")?;
     let mut tasks = Vec::new();
     for (g, mut rx) in receivers {

@@ -14,6 +14,7 @@
 use super::metrics::{GroupMetrics, WalMetrics};
 use super::Event;
 use crate::wal::Wal;
+use mason_common::spin::Window;
 use raft::prelude::{Entry, HardState, Snapshot};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
@@ -68,9 +69,11 @@ pub(super) enum WalHandle {
 
 impl WalWriter {
     /// Starts the writer of the process's `wal`; it reports to the groups' inboxes.
+    /// With fsync on, the writer thread polls for work for up to `spin` before it sleeps.
     pub(super) fn spawn(
         wal: Wal,
         fsync: bool,
+        spin: Duration,
         metrics: WalMetrics,
         groups: Groups,
     ) -> std::io::Result<WalWriter> {
@@ -91,7 +94,7 @@ impl WalWriter {
             .name("wal".into())
             .spawn(move || {
                 let _stop = FailStop;
-                run(log, rx)
+                run(log, rx, spin)
             })?;
         Ok(WalWriter {
             inline: None,
@@ -241,14 +244,19 @@ fn stage(log: &mut Log, group: u32, job: Job) -> Staged {
 /// How soon the writer tries again to tell a group whose inbox was full.
 const RETRY: Duration = Duration::from_millis(1);
 
-fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>) {
+fn run(mut log: Log, jobs: std_mpsc::Receiver<(u32, Job)>, spin: Duration) {
+    // Waking this thread for each job cost the proxy more than the polling does.
+    let mut window = Window::new(spin);
     let mut last = BTreeMap::new();
     // What groups whose inboxes were full are still to hear: the latest number each (it
     // covers every ready before it).
     let mut owed = BTreeMap::new();
     loop {
         let first = if owed.is_empty() {
-            jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            window.wait(
+                || jobs.try_recv().ok().map(Ok),
+                || jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            )
         } else {
             jobs.recv_timeout(RETRY)
         };

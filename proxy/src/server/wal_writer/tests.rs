@@ -44,7 +44,14 @@ fn a_full_inbox_holds_up_no_other_group() {
     ]
     .into_iter()
     .collect();
-    let mut writer = WalWriter::spawn(wal, true, WalMetrics::new(), groups).unwrap();
+    let mut writer = WalWriter::spawn(
+        wal,
+        true,
+        Duration::from_micros(200),
+        WalMetrics::new(),
+        groups,
+    )
+    .unwrap();
     let (g0, g1) = (writer.handle(0), writer.handle(1));
     for n in 1..=3 {
         g0.send(append(n, n));

@@ -71,3 +71,48 @@ fn an_idle_runtime_stops_polling() {
     });
     assert_eq!(spin.window(), Duration::ZERO, "caught {}", spin.caught());
 }
+
+#[test]
+fn a_channel_polled_within_the_window_is_not_blocked_on() {
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        let _ = tx.send(7);
+        tx
+    });
+    let mut w = Window::new(Duration::from_secs(2));
+    let mut blocked = false;
+    let got = w.wait(
+        || rx.try_recv().ok().map(Some),
+        || {
+            blocked = true;
+            rx.recv().ok()
+        },
+    );
+    assert_eq!(got, Some(7));
+    assert!(!blocked, "polling gave up before the message");
+    assert_eq!(
+        w.now,
+        Duration::from_secs(2),
+        "a caught message keeps the window"
+    );
+    // Nothing within a short window: it blocks, and the long wait halves the window.
+    let mut w = Window::new(Duration::from_micros(100));
+    let tx = sender.join().unwrap();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = tx.send(8);
+    });
+    let mut blocked = false;
+    let got = w.wait(
+        || rx.try_recv().ok().map(Some),
+        || {
+            blocked = true;
+            rx.recv().ok()
+        },
+    );
+    let _ = late.join();
+    assert_eq!(got, Some(8));
+    assert!(blocked);
+    assert_eq!(w.now, Duration::from_micros(50));
+}

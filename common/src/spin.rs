@@ -1,8 +1,9 @@
-//! Polling before a role's runtime thread sleeps. A current-thread runtime with nothing to
-//! run parks in `epoll_wait`, and every message then costs its reader a sleep and a wake-up:
-//! on a VM, most of a loaded proxy's kernel time (docs/benchmarks.md, "Issue 15, fifteenth
+//! Polling before a thread sleeps. A current-thread runtime with nothing to run parks in
+//! `epoll_wait`, and every message then costs its reader a sleep and a wake-up: on a VM,
+//! the largest single cost of a loaded proxy (docs/benchmarks.md, "Issue 15, fifteenth
 //! step"). Before parking, the thread polls its runtime's epoll instance for up to a window,
-//! yielding the CPU between polls, and goes on the moment one of its sockets is ready.
+//! yielding the CPU between polls, and goes on the moment one of its sockets is ready
+//! ([`Spin`]). A thread that blocks on a channel polls it the same way ([`Window::wait`]).
 //!
 //! The window adapts as Linux's guest halt polling does (its 200 us default is ours): an
 //! idle spell that ended within the longest window widens it (a message came soon after the
@@ -44,6 +45,29 @@ pub struct Window {
 impl Window {
     pub fn new(max: Duration) -> Window {
         Window { now: max, max }
+    }
+
+    /// Tries `try_get` until it gives something or the window has passed, yielding the CPU
+    /// between tries; then blocks on `block`. The window adapts to how long it waited.
+    pub fn wait<T>(
+        &mut self,
+        mut try_get: impl FnMut() -> Option<T>,
+        block: impl FnOnce() -> T,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = try_get() {
+                self.after(true, start.elapsed());
+                return t;
+            }
+            if start.elapsed() >= self.now {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let t = block();
+        self.after(false, start.elapsed());
+        t
     }
 
     /// After an idle spell of `idle` that polling did (`caught`) or did not end.
