@@ -72,6 +72,19 @@ fn an_idle_runtime_stops_polling() {
     assert_eq!(spin.window(), Duration::ZERO, "caught {}", spin.caught());
 }
 
+/// What `w.wait` took from `rx`, and whether it blocked for it.
+fn wait_on(w: &mut Window, rx: &std::sync::mpsc::Receiver<u32>) -> (Option<u32>, bool) {
+    let mut blocked = false;
+    let got = w.wait(
+        || rx.try_recv().ok().map(Some),
+        || {
+            blocked = true;
+            rx.recv().ok()
+        },
+    );
+    (got, blocked)
+}
+
 #[test]
 fn a_channel_polled_within_the_window_is_not_blocked_on() {
     let (tx, rx) = std::sync::mpsc::channel::<u32>();
@@ -81,14 +94,7 @@ fn a_channel_polled_within_the_window_is_not_blocked_on() {
         tx
     });
     let mut w = Window::new(Duration::from_secs(2));
-    let mut blocked = false;
-    let got = w.wait(
-        || rx.try_recv().ok().map(Some),
-        || {
-            blocked = true;
-            rx.recv().ok()
-        },
-    );
+    let (got, blocked) = wait_on(&mut w, &rx);
     assert_eq!(got, Some(7));
     assert!(!blocked, "polling gave up before the message");
     assert_eq!(
@@ -103,14 +109,7 @@ fn a_channel_polled_within_the_window_is_not_blocked_on() {
         std::thread::sleep(Duration::from_millis(20));
         let _ = tx.send(8);
     });
-    let mut blocked = false;
-    let got = w.wait(
-        || rx.try_recv().ok().map(Some),
-        || {
-            blocked = true;
-            rx.recv().ok()
-        },
-    );
+    let (got, blocked) = wait_on(&mut w, &rx);
     let _ = late.join();
     assert_eq!(got, Some(8));
     assert!(blocked);
