@@ -26,7 +26,7 @@ pub struct Cli {
     /// microseconds, yielding the CPU between polls; the window adapts to the load and
     /// closes when the process is idle. 0: sleep at once. Processes that `mason local`
     /// and `mason experiment run` start are given the same. At most 1,000,000 (1 s).
-    #[arg(long, global = true, value_name = "US", default_value_t = 200,
+    #[arg(long, global = true, value_name = "US", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub spin_us: u64,
 }

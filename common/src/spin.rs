@@ -5,8 +5,8 @@
 //! yielding the CPU between polls, and goes on the moment one of its sockets is ready
 //! ([`Spin`]). A thread that blocks on a channel polls it the same way ([`Window::wait`]).
 //!
-//! The window adapts as Linux's guest halt polling does (its 200 us default is ours): an
-//! idle spell that ended within the longest window widens it (a message came soon after the
+//! The window adapts as Linux's guest halt polling does (with a longer default, 1 ms, that
+//! also covers a wait on a durable write): an idle spell that ended within the longest window widens it (a message came soon after the
 //! thread gave up); a longer one halves it, so an idle process stops polling. A message
 //! caught while polling keeps it. Windows of 0 turn it off (`--spin-us 0`).
 //!
