@@ -6,9 +6,10 @@
 //! ([`Spin`]). A thread that blocks on a channel polls it the same way ([`Window::wait`]).
 //!
 //! The window adapts as Linux's guest halt polling does (with a longer default, 1 ms, that
-//! also covers a wait on a durable write): an idle spell that ended within the longest window widens it (a message came soon after the
-//! thread gave up); a longer one halves it, so an idle process stops polling. A message
-//! caught while polling keeps it. Windows of 0 turn it off (`--spin-us 0`).
+//! also covers a wait on a durable write): an idle spell that ended within the longest
+//! window widens it (a message came soon after the thread gave up); a longer one halves
+//! it, so an idle process stops polling. A message caught while polling keeps it. Windows
+//! of 0 turn it off (`--spin-us 0`).
 //!
 //! The epoll instance is the one the runtime's build created: its file descriptors are the
 //! `anon_inode:[eventpoll]` entries of `/proc/self/fd` that appear across the build. Polling
