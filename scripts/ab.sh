@@ -9,6 +9,8 @@
 # / fsync off, and fsync off / the direct baseline at each load; and the sequencer over TCP
 # at batch 100, 256 requests in flight on each of 8 connections (both binaries; each
 # against a fresh sequencer serving 8 groups).
+# PROXY_GROUPS (default 2) is Mason's proxy groups in the loaded rows (and in PEERS' runs); the
+# row of one op in flight always runs one group.
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
 # etcd, which must be installed) at one op in flight, at 2 x 4 x 16 and at 2 x 4 x 64.
 # With ZK=1 it also runs, alternating, each binary's `mason experiment peers` of RSMKeeper
@@ -21,6 +23,7 @@ old=${1:?usage: scripts/ab.sh OLD_BINARY NEW_BINARY}
 new=${2:?usage: scripts/ab.sh OLD_BINARY NEW_BINARY}
 trials=${TRIALS:-3}
 dur=${DUR:-5}
+groups=${PROXY_GROUPS:-2}
 out=${OUT:-results/ab-$(date +%s)}
 if [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
   echo "OUT=$out already holds runs: choose another (mason local refuses to reuse a run's directory)" >&2
@@ -75,12 +78,12 @@ echo
 echo "| row | flags | old ops/s | new ops/s | old p50 us | new p50 us | old CPU us/op | new CPU us/op | new/old | verdicts old/new |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 row c1-fsync-on --groups 1 --clients 1 --client-threads 1 --concurrency 1 --fsync on
-row sat-fsync-on --groups 2 --fsync on "${sat[@]}"
-row sat-fsync-off --groups 2 --fsync off "${sat[@]}"
+row sat-fsync-on --groups "$groups" --fsync on "${sat[@]}"
+row sat-fsync-off --groups "$groups" --fsync off "${sat[@]}"
 row direct --system direct "${sat[@]}"
 issue=(--clients 2 --client-threads 4 --concurrency 64)
-row issue-load --groups 2 --fsync off "${issue[@]}"
-row issue-load-fsync-on --groups 2 --fsync on "${issue[@]}"
+row issue-load --groups "$groups" --fsync off "${issue[@]}"
+row issue-load-fsync-on --groups "$groups" --fsync on "${issue[@]}"
 row direct-issue-load --system direct "${issue[@]}"
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b>0) printf "%.2f", a/b; else print "-"}'; }
@@ -116,10 +119,10 @@ fi
 if [ "${PEERS:-0}" = 1 ]; then
   echo
   "$new" experiment peers --systems mason,zookeeper,etcd --clients 1 --client-threads 1 \
-    --concurrency 1 --warmup 30 --duration "$dur" --fsync on
+    --concurrency 1 --groups "$groups" --warmup 30 --duration "$dur" --fsync on
   for load in sat issue; do
     declare -n flags=$load
-    "$new" experiment peers --systems mason,zookeeper,etcd "${flags[@]}" --warmup 30 \
-      --duration "$dur" --fsync on
+    "$new" experiment peers --systems mason,zookeeper,etcd "${flags[@]}" --groups "$groups" \
+      --warmup 30 --duration "$dur" --fsync on
   done
 fi

@@ -357,7 +357,8 @@ pub struct LocalArgs {
     #[arg(long, value_enum, default_value = "mason")]
     pub system: System,
     /// Proxy groups (each 3 replicas; 3 proxy processes host one replica of every group).
-    /// Default 2; RSMKeeper is one group.
+    /// Default 2; RSMKeeper is one group. Each group batches on its own: where the
+    /// cluster's processes outnumber the cores, fewer groups make bigger batches and do more.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub groups: Option<u32>,
     /// Sequence spaces, 1..=64.

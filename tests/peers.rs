@@ -3,7 +3,8 @@
 //! a row with its rate and latencies, ZooKeeper's sequential creates are unique, and each
 //! row says how much CPU its servers spent per op (their processes' user and system time
 //! over the measured window, from /proc for ZooKeeper's JVMs, from `mason local`'s `cpu`
-//! lines for Mason's sequencers and proxies).
+//! lines for Mason's sequencers and proxies). Mason runs one proxy group here
+//! (`--groups 1`, passed on to `mason local`).
 
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ fn mason_and_zookeeper_each_give_their_rate_and_their_servers_cpu_per_op() {
     let dir = out.path().display().to_string();
     let args = format!(
         "experiment peers --systems mason,zookeeper --warmup 2 --duration 2 --fsync off \
-         --clients 1 --client-threads 2 --concurrency 4 --out {dir}"
+         --clients 1 --client-threads 2 --concurrency 4 --groups 1 --out {dir}"
     );
     let args: Vec<&str> = args.split_whitespace().collect();
     let (run, ()) = run_mason_with(&args, Duration::from_secs(180), || ());
@@ -76,5 +77,12 @@ fn mason_and_zookeeper_each_give_their_rate_and_their_servers_cpu_per_op() {
             r.server_cpu_us
         );
     }
+    assert!(
+        rows[0].note.contains(" 1 proxy group x 3 replicas"),
+        "{csv}"
+    );
+    // `mason local` itself ran one group (its stderr is kept beside peers.csv).
+    let log = std::fs::read_to_string(out.path().join("mason-mason.log")).expect("mason's log");
+    assert!(log.contains("mason system, 1 group(s),"), "{log}");
     assert!(rows[1].note.contains("unique ("), "{csv}");
 }

@@ -32,6 +32,12 @@ pub struct PeersArgs {
     /// Requests in flight per thread or session (K).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// Mason's proxy groups (`mason local --groups`). Each group batches on its own, so at
+    /// a given load more groups make smaller batches: on a machine with fewer cores than
+    /// the cluster has processes, fewer groups do more (docs/benchmarks.md, "Issue 15,
+    /// eighteenth step").
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub groups: u32,
     /// Measured seconds per system (fractions allowed).
     #[arg(long, default_value = "5", value_parser = positive_secs)]
     pub duration: Duration,
@@ -129,6 +135,8 @@ pub struct Load {
     pub clients: u32,
     pub client_threads: u32,
     pub concurrency: u32,
+    /// Mason's proxy groups.
+    pub groups: u32,
     pub duration: Duration,
     pub warmup: Duration,
     pub fsync: bool,
@@ -303,6 +311,7 @@ pub fn run(a: PeersArgs) -> anyhow::Result<i32> {
         clients: a.clients,
         client_threads: a.client_threads,
         concurrency: a.concurrency,
+        groups: a.groups,
         duration: a.duration,
         warmup: a.warmup,
         fsync: a.fsync == OnOff::On,

@@ -95,14 +95,11 @@ pub fn run(system: &str, load: &Load, out: &Path) -> anyhow::Result<Row> {
     let stderr =
         std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(&exe);
-    cmd.arg("local")
-        .args(["--system", system])
-        .args(if system == "mason" {
-            &["--groups", "2"][..]
-        } else {
-            &[]
-        })
-        .args(["--clients", &load.clients.to_string()])
+    cmd.arg("local").args(["--system", system]);
+    if system == "mason" {
+        cmd.args(["--groups", &load.groups.to_string()]);
+    }
+    cmd.args(["--clients", &load.clients.to_string()])
         .args(["--client-threads", &load.client_threads.to_string()])
         .args(["--concurrency", &load.concurrency.to_string()])
         .args(["--duration", &secs(load.duration)])
@@ -158,9 +155,13 @@ pub fn run(system: &str, load: &Load, out: &Path) -> anyhow::Result<Row> {
     }
     let agg = parse_aggregate(&stdout)?;
     let what = if system == "direct" {
-        "clients ask the sequencer directly, one request per op"
+        "clients ask the sequencer directly, one request per op".to_string()
     } else {
-        "2 proxy groups x 3 replicas, primary + backup sequencer"
+        format!(
+            "{} proxy group{} x 3 replicas, primary + backup sequencer",
+            load.groups,
+            if load.groups == 1 { "" } else { "s" }
+        )
     };
     Ok(Row {
         system: system.to_string(),
