@@ -9,8 +9,8 @@
 # / fsync off, and fsync off / the direct baseline at each load; and the sequencer over TCP
 # at batch 100, 256 requests in flight on each of 8 connections (both binaries; each
 # against a fresh sequencer serving 8 groups).
-# PROXY_GROUPS (default 2) is Mason's proxy groups in the loaded rows (and in PEERS' runs); the
-# row of one op in flight always runs one group.
+# PROXY_GROUPS (default 2) is Mason's proxy groups in the loaded rows and in PEERS' runs;
+# the row of one op in flight always runs one group. (Not GROUPS: bash sets that name.)
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
 # etcd, which must be installed) at one op in flight, at 2 x 4 x 16 and at 2 x 4 x 64.
 # With ZK=1 it also runs, alternating, each binary's `mason experiment peers` of RSMKeeper
