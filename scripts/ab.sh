@@ -3,16 +3,19 @@
 # (old, new, old, new, ...) $TRIALS times each (default 3), `mason local --duration $DUR
 # --warmup 1` (default 5 s), and each row prints both medians (ops/s, p50, and the CPU per
 # op summed over every process, from `mason local`'s `cpu all` line) and new/old. The last
-# three rows are the load issue 15 was measured at (2 x 4 x 64; fsync off, then on) and the
-# direct baseline at it: with OLD the binary the issue was measured on, the first one's
-# new/old is the issue's "2x today's Mason". Then, from the new binary's medians: fsync on
-# / fsync off, and fsync off / the direct baseline at each load; and the sequencer over TCP
+# five rows are the load issue 15 was measured at (2 x 4 x 64; fsync off, then on) and the
+# direct baseline at it (with OLD the binary the issue was measured on, the first one's
+# new/old is the issue's "2x today's Mason"), then fsync off and on at 2 x 4 x 256, a load
+# that saturates today's Mason on 2 cores (fsync off stops growing there; see
+# scripts/by-load.sh). Then, from the new binary's medians: fsync on / fsync off, and
+# fsync off / the direct baseline at each load; and the sequencer over TCP
 # at batch 100, 256 requests in flight on each of 8 connections (both binaries; each
 # against a fresh sequencer serving 8 groups).
 # PROXY_GROUPS (default 2) is Mason's proxy groups in the loaded rows and in PEERS' runs;
 # the row of one op in flight always runs one group. (Not GROUPS: bash sets that name.)
 # With PEERS=1 it ends with `mason experiment peers` (the new binary beside ZooKeeper and
-# etcd, which must be installed) at one op in flight, at 2 x 4 x 16 and at 2 x 4 x 64.
+# etcd, which must be installed) at one op in flight, at 2 x 4 x 16, 2 x 4 x 64 and
+# 2 x 4 x 256.
 # With ZK=1 it also runs, alternating, each binary's `mason experiment peers` of RSMKeeper
 # and ZK-Mason through their ZooKeeper front ends (the zookeeper-client crate, fsync on):
 # setData and getData from 64 sessions, 2 ops in flight each.
@@ -85,12 +88,16 @@ issue=(--clients 2 --client-threads 4 --concurrency 64)
 row issue-load --groups "$groups" --fsync off "${issue[@]}"
 row issue-load-fsync-on --groups "$groups" --fsync on "${issue[@]}"
 row direct-issue-load --system direct "${issue[@]}"
+top=(--clients 2 --client-threads 4 --concurrency 256)
+row saturated --groups "$groups" --fsync off "${top[@]}"
+row saturated-fsync-on --groups "$groups" --fsync on "${top[@]}"
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b>0) printf "%.2f", a/b; else print "-"}'; }
 echo "new: fsync on / fsync off at 2 x 4 x 16: $(ratio "${med[sat-fsync-on-new]}" "${med[sat-fsync-off-new]}")"
 echo "new: fsync off / direct at 2 x 4 x 16: $(ratio "${med[sat-fsync-off-new]}" "${med[direct-new]}")"
 echo "new: fsync on / fsync off at 2 x 4 x 64: $(ratio "${med[issue-load-fsync-on-new]}" "${med[issue-load-new]}")"
 echo "new: fsync off / direct at 2 x 4 x 64: $(ratio "${med[issue-load-new]}" "${med[direct-issue-load-new]}")"
+echo "new: fsync on / fsync off at 2 x 4 x 256: $(ratio "${med[saturated-fsync-on-new]}" "${med[saturated-new]}")"
 echo "old: fsync on / fsync off: $(ratio "${med[sat-fsync-on-old]}" "${med[sat-fsync-off-old]}"), fsync off / direct: $(ratio "${med[sat-fsync-off-old]}" "${med[direct-old]}")"
 echo
 
@@ -120,7 +127,7 @@ if [ "${PEERS:-0}" = 1 ]; then
   echo
   "$new" experiment peers --systems mason,zookeeper,etcd --clients 1 --client-threads 1 \
     --concurrency 1 --groups "$groups" --warmup 30 --duration "$dur" --fsync on
-  for load in sat issue; do
+  for load in sat issue top; do
     declare -n flags=$load
     "$new" experiment peers --systems mason,zookeeper,etcd "${flags[@]}" --groups "$groups" \
       --warmup 30 --duration "$dur" --fsync on
